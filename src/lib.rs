@@ -1,0 +1,6 @@
+//! rser: the SIP Express Router re-implemented in Rust.
+//!
+//! See ARCHITECTURE.md for the map of modules and how a message flows
+//! through them.
+
+pub mod sip;

@@ -1,0 +1,377 @@
+//! Writing messages without reparsing: replies built from a request's
+//! index (RFC 3261 §8.2.6), and the edits a proxy makes to a request or a
+//! reply (RFC 3261 §16.6, §16.7, §18.2.1; RFC 3581), applied in one copy.
+//!
+//! Output goes to a caller-owned `Vec<u8>`, cleared and reused per
+//! message, so the packet path allocates only until its capacity settles.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use arrayvec::ArrayVec;
+
+use super::Span;
+use super::header::{Header, HeaderKind};
+use super::limits::{EDIT_SCRATCH, MAX_EDITS};
+use super::message::Message;
+use super::uri::Host;
+use super::via::{BRANCH_COOKIE, Rport};
+
+/// Why a set of edits could not be recorded or applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildError {
+    /// More than [`MAX_EDITS`] edits.
+    TooManyEdits,
+    /// Formatted text exceeded [`EDIT_SCRATCH`] bytes.
+    ScratchFull,
+    /// Two edits replace overlapping ranges.
+    Overlap,
+    /// The message lacks what the edit needs (e.g. a Via to remove).
+    Missing(&'static str),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::TooManyEdits => f.write_str("too many edits"),
+            BuildError::ScratchFull => f.write_str("edit scratch space full"),
+            BuildError::Overlap => f.write_str("overlapping edits"),
+            BuildError::Missing(what) => write!(f, "message has no {what}"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// Formats `n` in decimal into `digits`, returning the used tail.
+fn decimal(n: u32, digits: &mut [u8; 10]) -> &[u8] {
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &digits[i..];
+        }
+    }
+}
+
+/// Appends a decimal number.
+pub fn push_u32(out: &mut Vec<u8>, n: u32) {
+    out.extend_from_slice(decimal(n, &mut [0; 10]));
+}
+
+/// Writes a reply to `req` into `out` (cleared first): the status line, every
+/// Via, From, To (with `to_tag` added when the request's To has none),
+/// Call-ID, CSeq, then `extra_headers` (complete lines, each ending in CRLF),
+/// Content-Length and `body` (RFC 3261 §8.2.6.2).
+pub fn write_reply(
+    req: &Message<'_>,
+    code: u16,
+    reason: &[u8],
+    to_tag: Option<&[u8]>,
+    extra_headers: &[u8],
+    body: &[u8],
+    out: &mut Vec<u8>,
+) {
+    out.clear();
+    out.extend_from_slice(b"SIP/2.0 ");
+    push_u32(out, u32::from(code));
+    out.push(b' ');
+    out.extend_from_slice(reason);
+    out.extend_from_slice(b"\r\n");
+    let buf = req.buf();
+    let mut last_line = None;
+    for h in req.headers() {
+        let copy = matches!(
+            h.kind,
+            HeaderKind::Via | HeaderKind::From | HeaderKind::CallId | HeaderKind::CSeq
+        );
+        // Values sharing a line share its span: copy the line once.
+        if copy && last_line != Some(h.line) {
+            out.extend_from_slice(&buf[h.line.range()]);
+            last_line = Some(h.line);
+        } else if h.kind == HeaderKind::To && last_line != Some(h.line) {
+            last_line = Some(h.line);
+            let has_tag = NameAddrTag::of(req, h);
+            match to_tag {
+                Some(tag) if !has_tag => {
+                    out.extend_from_slice(&buf[h.line.start as usize..h.value.end as usize]);
+                    out.extend_from_slice(b";tag=");
+                    out.extend_from_slice(tag);
+                    out.extend_from_slice(&buf[h.value.end as usize..h.line.end as usize]);
+                }
+                _ => out.extend_from_slice(&buf[h.line.range()]),
+            }
+        }
+    }
+    out.extend_from_slice(extra_headers);
+    out.extend_from_slice(b"Content-Length: ");
+    push_u32(out, body.len() as u32);
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(body);
+}
+
+/// Whether a To value already carries a tag (parsing the cached To when it
+/// is the first one).
+struct NameAddrTag;
+
+impl NameAddrTag {
+    fn of(req: &Message<'_>, h: &Header) -> bool {
+        match req.first(HeaderKind::To) {
+            Some(first) if first == h => req.to().is_ok_and(|t| t.tag.is_some()),
+            _ => super::name_addr::NameAddr::parse(req.value(h)).is_ok_and(|t| t.tag.is_some()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Piece<'e> {
+    Borrowed(&'e [u8]),
+    Scratch(u16, u16),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Edit<'e> {
+    /// Replaced range; empty for an insertion at `span.start`.
+    span: Span,
+    piece: Piece<'e>,
+}
+
+/// The edits a proxy makes to one received message, applied in one copy by
+/// [`Edits::write`]. Insertions at one position keep their order.
+pub struct Edits<'m, 'a, 'e> {
+    msg: &'m Message<'a>,
+    edits: ArrayVec<Edit<'e>, MAX_EDITS>,
+    scratch: ArrayVec<u8, EDIT_SCRATCH>,
+}
+
+impl<'m, 'a, 'e> Edits<'m, 'a, 'e> {
+    pub fn new(msg: &'m Message<'a>) -> Self {
+        Edits {
+            msg,
+            edits: ArrayVec::new(),
+            scratch: ArrayVec::new(),
+        }
+    }
+
+    fn push(&mut self, span: Span, piece: Piece<'e>) -> Result<(), BuildError> {
+        self.edits
+            .try_push(Edit { span, piece })
+            .map_err(|_| BuildError::TooManyEdits)
+    }
+
+    /// Replaces a range of the message with `bytes`.
+    pub fn replace(&mut self, span: Span, bytes: &'e [u8]) -> Result<(), BuildError> {
+        self.push(span, Piece::Borrowed(bytes))
+    }
+
+    /// Inserts `bytes` at an offset.
+    pub fn insert(&mut self, at: usize, bytes: &'e [u8]) -> Result<(), BuildError> {
+        self.push(Span::new(at, at), Piece::Borrowed(bytes))
+    }
+
+    /// Inserts text formatted into the scratch area by `f`.
+    fn insert_formatted(
+        &mut self,
+        span: Span,
+        f: impl FnOnce(&mut ArrayVec<u8, EDIT_SCRATCH>) -> Option<()>,
+    ) -> Result<(), BuildError> {
+        let start = self.scratch.len();
+        if f(&mut self.scratch).is_none() {
+            self.scratch.truncate(start);
+            return Err(BuildError::ScratchFull);
+        }
+        let end = self.scratch.len();
+        self.push(span, Piece::Scratch(start as u16, end as u16))
+    }
+
+    /// Removes a whole header line.
+    pub fn remove_line(&mut self, h: &Header) -> Result<(), BuildError> {
+        self.push(h.line, Piece::Borrowed(b""))
+    }
+
+    /// Replaces the Request-URI (RFC 3261 §16.6 step 2).
+    pub fn set_request_uri(&mut self, uri: &'e [u8]) -> Result<(), BuildError> {
+        let span = self
+            .msg
+            .request_uri_span()
+            .ok_or(BuildError::Missing("Request-URI"))?;
+        self.replace(span, uri)
+    }
+
+    /// Adds a Via on top, `SIP/2.0/{transport} {host}[:{port}];branch=z9hG4bK{branch}`
+    /// (RFC 3261 §16.6 step 8), as a line of its own before the first Via.
+    pub fn push_via(
+        &mut self,
+        transport: &[u8],
+        host: &[u8],
+        port: Option<u16>,
+        branch: &[u8],
+    ) -> Result<(), BuildError> {
+        let at = self
+            .msg
+            .first(HeaderKind::Via)
+            .map_or(self.msg.headers_end(), |h| h.line.start as usize);
+        self.insert_formatted(Span::new(at, at), |s| {
+            put(s, b"Via: SIP/2.0/")?;
+            put(s, transport)?;
+            put(s, b" ")?;
+            put(s, host)?;
+            if let Some(p) = port {
+                put(s, b":")?;
+                put_u32(s, u32::from(p))?;
+            }
+            put(s, b";branch=")?;
+            put(s, BRANCH_COOKIE)?;
+            put(s, branch)?;
+            put(s, b"\r\n")
+        })
+    }
+
+    /// Records where a request came from in its top Via: `received` when
+    /// the sent-by host is not the source address (RFC 3261 §18.2.1), and
+    /// with `rport` asked for, the source port and `received` always
+    /// (RFC 3581 §4).
+    pub fn via_received(&mut self, src_ip: IpAddr, src_port: u16) -> Result<(), BuildError> {
+        let h = *self.msg.first(HeaderKind::Via).ok_or(BuildError::Missing("Via"))?;
+        let via = self.msg.top_via().map_err(|_| BuildError::Missing("valid Via"))?;
+        let same_host = match via.host {
+            Host::V4(a) => IpAddr::V4(a) == src_ip,
+            Host::V6(a) => IpAddr::V6(a) == src_ip,
+            _ => false,
+        };
+        let rport_at = match via.rport {
+            Rport::Requested => via
+                .param_iter()
+                .filter_map(|p| p.ok())
+                .find(|p| p.name.eq_ignore_ascii_case(b"rport"))
+                .map(|p| Span::of(self.msg.buf(), p.name)),
+            _ => None,
+        };
+        if same_host && rport_at.is_none() {
+            return Ok(());
+        }
+        if let Some(span) = rport_at {
+            let end = span.end as usize;
+            self.insert_formatted(Span::new(end, end), |s| {
+                put(s, b"=")?;
+                put_u32(s, u32::from(src_port))
+            })?;
+        }
+        let end = h.value.end as usize;
+        self.insert_formatted(Span::new(end, end), |s| {
+            put(s, b";received=")?;
+            put_ip(s, src_ip)
+        })
+    }
+
+    /// Decrements Max-Forwards, or inserts it with `initial` when absent
+    /// (RFC 3261 §16.6 step 3). The caller has checked it is above zero.
+    pub fn max_forwards(&mut self, initial: u8) -> Result<(), BuildError> {
+        match self.msg.first(HeaderKind::MaxForwards) {
+            Some(h) => {
+                let v = self
+                    .msg
+                    .max_forwards()
+                    .ok()
+                    .flatten()
+                    .ok_or(BuildError::Missing("valid Max-Forwards"))?;
+                let value = h.value;
+                self.insert_formatted(value, |s| put_u32(s, u32::from(v.saturating_sub(1))))
+            }
+            None => {
+                let at = self.first_header_start();
+                self.insert_formatted(Span::new(at, at), |s| {
+                    put(s, b"Max-Forwards: ")?;
+                    put_u32(s, u32::from(initial))?;
+                    put(s, b"\r\n")
+                })
+            }
+        }
+    }
+
+    /// Adds `Record-Route: <{uri}>` before any existing Record-Route value
+    /// (RFC 3261 §16.6 step 4). `uri` should carry `;lr`.
+    pub fn add_record_route(&mut self, uri: &[u8]) -> Result<(), BuildError> {
+        let at = self
+            .msg
+            .first(HeaderKind::RecordRoute)
+            .map_or(self.first_header_start(), |h| h.line.start as usize);
+        self.insert_formatted(Span::new(at, at), |s| {
+            put(s, b"Record-Route: <")?;
+            put(s, uri)?;
+            put(s, b">\r\n")
+        })
+    }
+
+    /// Removes the first Route value (RFC 3261 §16.4, §16.12): its line when
+    /// it stands alone, otherwise the value and its comma.
+    pub fn remove_first_route(&mut self) -> Result<(), BuildError> {
+        self.remove_first_value(HeaderKind::Route, "Route")
+    }
+
+    /// Removes the top Via of a reply before forwarding it (RFC 3261 §16.7 step 3).
+    pub fn remove_top_via(&mut self) -> Result<(), BuildError> {
+        self.remove_first_value(HeaderKind::Via, "Via")
+    }
+
+    fn remove_first_value(&mut self, kind: HeaderKind, what: &'static str) -> Result<(), BuildError> {
+        let mut entries = self.msg.all(kind);
+        let first = *entries.next().ok_or(BuildError::Missing(what))?;
+        match entries.next() {
+            Some(next) if next.line == first.line => {
+                self.push(Span::new(first.value.start as usize, next.value.start as usize), Piece::Borrowed(b""))
+            }
+            _ => self.remove_line(&first),
+        }
+    }
+
+    fn first_header_start(&self) -> usize {
+        self.msg.start_line_span().end as usize
+    }
+
+    /// Writes the edited message into `out` (cleared first).
+    pub fn write(&mut self, out: &mut Vec<u8>) -> Result<(), BuildError> {
+        // Stable: insertions at one offset keep the order they were made in.
+        self.edits.sort_by_key(|e| (e.span.start, e.span.end));
+        let buf = self.msg.buf();
+        out.clear();
+        let mut pos = 0usize;
+        for e in &self.edits {
+            let (start, end) = (e.span.start as usize, e.span.end as usize);
+            if start < pos {
+                return Err(BuildError::Overlap);
+            }
+            out.extend_from_slice(&buf[pos..start]);
+            match e.piece {
+                Piece::Borrowed(b) => out.extend_from_slice(b),
+                Piece::Scratch(s, t) => out.extend_from_slice(&self.scratch[s as usize..t as usize]),
+            }
+            pos = end;
+        }
+        // The datagram may hold bytes past the body (discarded, §18.3).
+        let end = self.msg.body_span().end as usize;
+        out.extend_from_slice(&buf[pos.min(end)..end]);
+        Ok(())
+    }
+}
+
+fn put(s: &mut ArrayVec<u8, EDIT_SCRATCH>, bytes: &[u8]) -> Option<()> {
+    s.try_extend_from_slice(bytes).ok()
+}
+
+fn put_u32(s: &mut ArrayVec<u8, EDIT_SCRATCH>, n: u32) -> Option<()> {
+    put(s, decimal(n, &mut [0; 10]))
+}
+
+fn put_ip(s: &mut ArrayVec<u8, EDIT_SCRATCH>, ip: IpAddr) -> Option<()> {
+    use std::io::Write;
+    // An IPv6 address is at most 45 characters; format on the stack.
+    let mut tmp = [0u8; 48];
+    let mut cursor = std::io::Cursor::new(&mut tmp[..]);
+    write!(cursor, "{ip}").ok()?;
+    let n = cursor.position() as usize;
+    put(s, &tmp[..n])
+}

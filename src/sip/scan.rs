@@ -1,0 +1,303 @@
+//! Byte-level helpers shared by every parser of the message layer
+//! (RFC 3261 §25.1 basic rules). None allocates and none panics.
+
+use super::error::{ParseError, Result};
+
+/// SP or HTAB.
+#[inline]
+pub fn is_ws(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// Linear white space inside a header value: SP, HTAB and the CR LF of a
+/// folded line (the framing pass guarantees a CR LF inside a value is
+/// followed by white space, RFC 3261 §7.3.1).
+#[inline]
+pub fn is_lws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// `token` characters (RFC 3261 §25.1).
+#[inline]
+pub fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+        )
+}
+
+/// `word` characters, as Call-ID uses them (RFC 3261 §25.1).
+#[inline]
+pub fn is_word_char(b: u8) -> bool {
+    is_token_char(b)
+        || matches!(
+            b,
+            b'(' | b')' | b'<' | b'>' | b':' | b'\\' | b'"' | b'/' | b'[' | b']' | b'?' | b'{' | b'}'
+        )
+}
+
+pub fn is_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| is_token_char(b))
+}
+
+/// Strips linear white space from both ends.
+pub fn trim(s: &[u8]) -> &[u8] {
+    let start = s.iter().position(|&b| !is_lws(b)).unwrap_or(s.len());
+    let end = s.iter().rposition(|&b| !is_lws(b)).map_or(start, |i| i + 1);
+    &s[start..end]
+}
+
+pub fn trim_start(s: &[u8]) -> &[u8] {
+    let start = s.iter().position(|&b| !is_lws(b)).unwrap_or(s.len());
+    &s[start..]
+}
+
+/// Parses a decimal number of at most `u32::MAX`; anything else (sign,
+/// empty, overflow, stray characters) is `BadNumber`.
+pub fn parse_u32(s: &[u8]) -> Result<u32> {
+    if s.is_empty() || s.len() > 10 {
+        return Err(ParseError::BadNumber);
+    }
+    let mut n: u64 = 0;
+    for &b in s {
+        if !b.is_ascii_digit() {
+            return Err(ParseError::BadNumber);
+        }
+        n = n * 10 + u64::from(b - b'0');
+    }
+    u32::try_from(n).map_err(|_| ParseError::BadNumber)
+}
+
+pub fn parse_u16(s: &[u8]) -> Result<u16> {
+    u16::try_from(parse_u32(s)?).map_err(|_| ParseError::BadNumber)
+}
+
+/// Index of the first `needle` in `s` that is outside a quoted string and
+/// outside `<...>`. Quoted strings honour `\` escapes (RFC 3261 §25.1
+/// quoted-pair). An unterminated quote is an error.
+pub fn find_top_level(s: &[u8], needle: u8) -> Result<Option<usize>> {
+    let mut i = 0;
+    let mut angle = false;
+    while i < s.len() {
+        let b = s[i];
+        match b {
+            b'"' if !angle => {
+                i = skip_quoted(s, i)?;
+                continue;
+            }
+            _ if b == needle && !angle => return Ok(Some(i)),
+            b'<' => angle = true,
+            b'>' => angle = false,
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(None)
+}
+
+/// Given `s[start] == '"'`, returns the index just past the closing quote.
+pub fn skip_quoted(s: &[u8], start: usize) -> Result<usize> {
+    let mut i = start + 1;
+    while i < s.len() {
+        match s[i] {
+            b'\\' => i += 2,
+            b'"' => return Ok(i + 1),
+            _ => i += 1,
+        }
+    }
+    Err(ParseError::UnterminatedQuote)
+}
+
+/// Splits a header value on commas outside quotes and angle brackets: the
+/// values of a Via, Contact, Route or Record-Route line (RFC 3261 §7.3.1).
+pub struct CommaSplit<'a> {
+    rest: Option<&'a [u8]>,
+}
+
+impl<'a> CommaSplit<'a> {
+    pub fn new(s: &'a [u8]) -> Self {
+        CommaSplit { rest: Some(s) }
+    }
+}
+
+impl<'a> Iterator for CommaSplit<'a> {
+    type Item = Result<&'a [u8]>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let s = self.rest?;
+        match find_top_level(s, b',') {
+            Ok(Some(i)) => {
+                self.rest = Some(&s[i + 1..]);
+                Some(Ok(&s[..i]))
+            }
+            Ok(None) => {
+                self.rest = None;
+                Some(Ok(s))
+            }
+            Err(e) => {
+                self.rest = None;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// One `;name[=value]` parameter. `value` keeps its quotes, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Param<'a> {
+    pub name: &'a [u8],
+    pub value: Option<&'a [u8]>,
+}
+
+/// Iterates `;name[=value]` parameters of a Via, name-addr or URI, given the
+/// text after the first `;`. Quoted values may contain `;`.
+#[derive(Clone)]
+pub struct Params<'a> {
+    rest: &'a [u8],
+    failed: bool,
+}
+
+impl<'a> Params<'a> {
+    /// `s` is the text following a value, starting with `;` or empty.
+    pub fn new(s: &'a [u8]) -> Self {
+        Params {
+            rest: s,
+            failed: false,
+        }
+    }
+}
+
+impl<'a> Iterator for Params<'a> {
+    type Item = Result<Param<'a>>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let s = trim_start(self.rest);
+        if s.is_empty() {
+            return None;
+        }
+        if s[0] != b';' {
+            self.failed = true;
+            return Some(Err(ParseError::BadParam));
+        }
+        let s = &s[1..];
+        let end = match find_top_level(s, b';') {
+            Ok(e) => e.unwrap_or(s.len()),
+            Err(e) => {
+                self.failed = true;
+                return Some(Err(e));
+            }
+        };
+        let item = &s[..end];
+        self.rest = &s[end..];
+        let (name, value) = match memchr::memchr(b'=', item) {
+            Some(eq) => (trim(&item[..eq]), Some(trim(&item[eq + 1..]))),
+            None => (trim(item), None),
+        };
+        if name.is_empty() {
+            self.failed = true;
+            return Some(Err(ParseError::BadParam));
+        }
+        Some(Ok(Param { name, value }))
+    }
+}
+
+/// Removes surrounding quotes from a quoted-string value; other values are
+/// returned unchanged. Escapes inside are left as they are.
+pub fn unquote(s: &[u8]) -> &[u8] {
+    if s.len() >= 2 && s[0] == b'"' && s[s.len() - 1] == b'"' {
+        &s[1..s.len() - 1]
+    } else {
+        s
+    }
+}
+
+/// Decodes `%HH` escapes lazily (RFC 3261 §19.1.2), for comparisons that
+/// must treat escaped and unescaped forms alike without allocating.
+pub fn unescaped(s: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let b = *s.get(i)?;
+        if b == b'%' {
+            let hi = s.get(i + 1).copied().and_then(hex);
+            let lo = s.get(i + 2).copied().and_then(hex);
+            if let (Some(h), Some(l)) = (hi, lo) {
+                i += 3;
+                return Some((h << 4) | l);
+            }
+        }
+        i += 1;
+        Some(b)
+    })
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// True when every `%` starts a valid `%HH` escape.
+pub fn escapes_valid(s: &[u8]) -> bool {
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' {
+            match (s.get(i + 1).copied().and_then(hex), s.get(i + 2).copied().and_then(hex)) {
+                (Some(_), Some(_)) => i += 3,
+                _ => return false,
+            }
+        } else {
+            i += 1;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trims_folded_white_space() {
+        assert_eq!(trim(b" \r\n\tabc \r\n "), b"abc");
+        assert_eq!(trim(b"   "), b"");
+    }
+
+    #[test]
+    fn numbers_are_strict() {
+        assert_eq!(parse_u32(b"4294967295"), Ok(u32::MAX));
+        assert!(parse_u32(b"4294967296").is_err());
+        assert!(parse_u32(b"-1").is_err());
+        assert!(parse_u32(b"").is_err());
+        assert!(parse_u32(b"99999999999999999999").is_err());
+    }
+
+    #[test]
+    fn commas_inside_quotes_and_brackets_do_not_split() {
+        let v: Vec<_> = CommaSplit::new(b"\"a,b\" <sip:x;p=1,2>;q=1, <sip:y>")
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(v, vec![&b"\"a,b\" <sip:x;p=1,2>;q=1"[..], &b" <sip:y>"[..]]);
+        assert!(CommaSplit::new(b"\"open").next().unwrap().is_err());
+    }
+
+    #[test]
+    fn params_with_quoted_semicolons() {
+        let p: Vec<_> = Params::new(b";a=1;b;c=\"x;y\" ").map(|r| r.unwrap()).collect();
+        assert_eq!(p.len(), 3);
+        assert_eq!(p[1], Param { name: b"b", value: None });
+        assert_eq!(p[2].value, Some(&b"\"x;y\""[..]));
+    }
+
+    #[test]
+    fn unescapes_lazily() {
+        let v: Vec<u8> = unescaped(b"%61lice%2").collect();
+        assert_eq!(v, b"alice%2");
+        assert!(!escapes_valid(b"a%2"));
+        assert!(escapes_valid(b"a%20b"));
+    }
+}
