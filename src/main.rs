@@ -9,7 +9,12 @@ use clap::Parser;
 #[command(version, about)]
 struct Cli {
     /// Configuration file (SER's ser.cfg language).
-    #[arg(short = 'f', long = "config", value_name = "FILE", default_value = "ser.cfg")]
+    #[arg(
+        short = 'f',
+        long = "config",
+        value_name = "FILE",
+        default_value = "ser.cfg"
+    )]
     config: String,
     /// Check the configuration and exit.
     #[arg(short = 'c', long = "check")]

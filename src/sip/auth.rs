@@ -37,7 +37,11 @@ impl<'a> DigestCredentials<'a> {
                 .map_err(|_| ParseError::BadCredentials)?
                 .unwrap_or(rest.len());
             let item = trim(&rest[..end]);
-            rest = if end < rest.len() { trim(&rest[end + 1..]) } else { &[] };
+            rest = if end < rest.len() {
+                trim(&rest[end + 1..])
+            } else {
+                &[]
+            };
             let eq = memchr::memchr(b'=', item).ok_or(ParseError::BadCredentials)?;
             let name = trim(&item[..eq]);
             let value = unquote(trim(&item[eq + 1..]));

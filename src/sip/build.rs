@@ -235,8 +235,14 @@ impl<'m, 'a, 'e> Edits<'m, 'a, 'e> {
     /// with `rport` asked for, the source port and `received` always
     /// (RFC 3581 §4).
     pub fn via_received(&mut self, src_ip: IpAddr, src_port: u16) -> Result<(), BuildError> {
-        let h = *self.msg.first(HeaderKind::Via).ok_or(BuildError::Missing("Via"))?;
-        let via = self.msg.top_via().map_err(|_| BuildError::Missing("valid Via"))?;
+        let h = *self
+            .msg
+            .first(HeaderKind::Via)
+            .ok_or(BuildError::Missing("Via"))?;
+        let via = self
+            .msg
+            .top_via()
+            .map_err(|_| BuildError::Missing("valid Via"))?;
         let same_host = match via.host {
             Host::V4(a) => IpAddr::V4(a) == src_ip,
             Host::V6(a) => IpAddr::V6(a) == src_ip,
@@ -317,13 +323,18 @@ impl<'m, 'a, 'e> Edits<'m, 'a, 'e> {
         self.remove_first_value(HeaderKind::Via, "Via")
     }
 
-    fn remove_first_value(&mut self, kind: HeaderKind, what: &'static str) -> Result<(), BuildError> {
+    fn remove_first_value(
+        &mut self,
+        kind: HeaderKind,
+        what: &'static str,
+    ) -> Result<(), BuildError> {
         let mut entries = self.msg.all(kind);
         let first = *entries.next().ok_or(BuildError::Missing(what))?;
         match entries.next() {
-            Some(next) if next.line == first.line => {
-                self.push(Span::new(first.value.start as usize, next.value.start as usize), Piece::Borrowed(b""))
-            }
+            Some(next) if next.line == first.line => self.push(
+                Span::new(first.value.start as usize, next.value.start as usize),
+                Piece::Borrowed(b""),
+            ),
             _ => self.remove_line(&first),
         }
     }
@@ -347,7 +358,9 @@ impl<'m, 'a, 'e> Edits<'m, 'a, 'e> {
             out.extend_from_slice(&buf[pos..start]);
             match e.piece {
                 Piece::Borrowed(b) => out.extend_from_slice(b),
-                Piece::Scratch(s, t) => out.extend_from_slice(&self.scratch[s as usize..t as usize]),
+                Piece::Scratch(s, t) => {
+                    out.extend_from_slice(&self.scratch[s as usize..t as usize])
+                }
             }
             pos = end;
         }
@@ -374,4 +387,150 @@ fn put_ip(s: &mut ArrayVec<u8, EDIT_SCRATCH>, ip: IpAddr) -> Option<()> {
     write!(cursor, "{ip}").ok()?;
     let n = cursor.position() as usize;
     put(s, &tmp[..n])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::Rport;
+
+    const INVITE: &[u8] = b"INVITE sip:bob@biloxi.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKnashds8;rport, SIP/2.0/UDP 10.0.0.9;branch=z9hG4bK1\r\n\
+Via: SIP/2.0/UDP pc.example.com;branch=z9hG4bK2\r\n\
+Max-Forwards: 70\r\n\
+Route: <sip:p1.example.com;lr>, <sip:p2.example.com;lr>\r\n\
+Route: <sip:p3.example.com;lr>\r\n\
+To: Bob <sip:bob@biloxi.com>\r\n\
+From: Alice <sip:alice@atlanta.com>;tag=1928301774\r\n\
+Call-ID: a84b4c76e66710\r\n\
+CSeq: 314159 INVITE\r\n\
+Content-Length: 4\r\n\
+\r\n\
+v=0\r\nTRAILING";
+
+    #[test]
+    fn reply_copies_vias_and_adds_a_to_tag() {
+        let req = Message::parse(INVITE).unwrap();
+        let mut out = Vec::new();
+        write_reply(
+            &req,
+            486,
+            b"Busy Here",
+            Some(b"abc"),
+            b"Server: rser\r\n",
+            b"",
+            &mut out,
+        );
+        let rep = Message::parse(&out).unwrap();
+        assert_eq!(rep.status(), Some(486));
+        assert_eq!(rep.reason(), b"Busy Here");
+        assert_eq!(rep.via_count(), 3);
+        assert_eq!(rep.to().unwrap().tag, Some(&b"abc"[..]));
+        assert_eq!(rep.from().unwrap().tag, Some(&b"1928301774"[..]));
+        assert_eq!(rep.call_id(), Ok(&b"a84b4c76e66710"[..]));
+        assert_eq!(rep.cseq().unwrap().number, 314159);
+        assert_eq!(rep.content_length(), Some(0));
+        assert_eq!(rep.named(b"server").count(), 1);
+        assert!(rep.first(HeaderKind::Route).is_none());
+        rep.validate().unwrap();
+    }
+
+    #[test]
+    fn reply_keeps_an_existing_to_tag() {
+        let req = Message::parse(
+            b"BYE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\nTo: <sip:a@b>;tag=keep\r\nFrom: <sip:c@d>;tag=f\r\nCall-ID: c\r\nCSeq: 2 BYE\r\n\r\n",
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        write_reply(&req, 200, b"OK", Some(b"new"), b"", b"body", &mut out);
+        let rep = Message::parse(&out).unwrap();
+        assert_eq!(rep.to().unwrap().tag, Some(&b"keep"[..]));
+        assert_eq!(rep.body(), b"body");
+    }
+
+    #[test]
+    fn proxy_edits_a_request_in_one_copy() {
+        let req = Message::parse(INVITE).unwrap();
+        let mut e = Edits::new(&req);
+        e.set_request_uri(b"sip:bob@192.0.2.99:5070").unwrap();
+        e.via_received("198.51.100.7".parse().unwrap(), 40000)
+            .unwrap();
+        e.push_via(b"UDP", b"proxy.example.net", Some(5060), b"deadbeef")
+            .unwrap();
+        e.max_forwards(70).unwrap();
+        e.add_record_route(b"sip:proxy.example.net;lr").unwrap();
+        e.remove_first_route().unwrap();
+        let mut out = Vec::new();
+        e.write(&mut out).unwrap();
+        let m = Message::parse(&out).unwrap();
+        m.validate().unwrap();
+        assert_eq!(m.request_uri_raw(), b"sip:bob@192.0.2.99:5070");
+        let vias: Vec<_> = m.vias().map(|v| v.unwrap()).collect();
+        assert_eq!(vias.len(), 4);
+        assert_eq!(vias[0].branch, Some(&b"z9hG4bKdeadbeef"[..]));
+        assert_eq!(vias[0].port, Some(5060));
+        assert_eq!(vias[1].received, Some(&b"198.51.100.7"[..]));
+        assert_eq!(vias[1].rport, Rport::Value(40000));
+        assert_eq!(vias[2].received, None);
+        assert_eq!(m.max_forwards(), Ok(Some(69)));
+        let rr: Vec<_> = m.record_routes().map(|r| r.unwrap().uri.raw).collect();
+        assert_eq!(rr, vec![&b"sip:proxy.example.net;lr"[..]]);
+        let routes: Vec<_> = m.routes().map(|r| r.unwrap().uri.raw).collect();
+        assert_eq!(
+            routes,
+            vec![&b"sip:p2.example.com;lr"[..], b"sip:p3.example.com;lr"]
+        );
+        assert_eq!(m.body(), b"v=0\r");
+        assert!(!out.ends_with(b"TRAILING"));
+    }
+
+    #[test]
+    fn received_is_added_only_when_the_host_differs() {
+        let req = Message::parse(
+            b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKa\r\nl: 0\r\n\r\n",
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        let mut e = Edits::new(&req);
+        e.via_received("10.0.0.1".parse().unwrap(), 5060).unwrap();
+        e.max_forwards(70).unwrap();
+        e.write(&mut out).unwrap();
+        let m = Message::parse(&out).unwrap();
+        assert_eq!(m.top_via().unwrap().received, None);
+        assert_eq!(m.max_forwards(), Ok(Some(70)));
+        let mut e = Edits::new(&req);
+        e.via_received("2001:db8::1".parse().unwrap(), 5060)
+            .unwrap();
+        e.write(&mut out).unwrap();
+        let m = Message::parse(&out).unwrap();
+        assert_eq!(m.top_via().unwrap().received, Some(&b"2001:db8::1"[..]));
+    }
+
+    #[test]
+    fn reply_loses_its_top_via() {
+        for text in [
+            &b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP me;branch=z9hG4bKa, SIP/2.0/UDP you;branch=z9hG4bKb\r\nl: 0\r\n\r\n"[..],
+            b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP me;branch=z9hG4bKa\r\nv: SIP/2.0/UDP you;branch=z9hG4bKb\r\nl: 0\r\n\r\n",
+        ] {
+            let rep = Message::parse(text).unwrap();
+            let mut e = Edits::new(&rep);
+            e.remove_top_via().unwrap();
+            let mut out = Vec::new();
+            e.write(&mut out).unwrap();
+            let m = Message::parse(&out).unwrap();
+            assert_eq!(m.via_count(), 1);
+            assert_eq!(m.top_via().unwrap().host_raw, b"you");
+        }
+    }
+
+    #[test]
+    fn overlapping_edits_are_refused() {
+        let req = Message::parse(INVITE).unwrap();
+        let mut e = Edits::new(&req);
+        let span = req.request_uri_span().unwrap();
+        e.replace(span, b"sip:a").unwrap();
+        e.replace(Span::new(span.start as usize + 1, span.end as usize), b"x")
+            .unwrap();
+        assert_eq!(e.write(&mut Vec::new()), Err(BuildError::Overlap));
+    }
 }

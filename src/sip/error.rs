@@ -68,6 +68,8 @@ pub enum ParseError {
     TooManyParams,
     /// A `;name[=value]` parameter list is malformed.
     BadParam,
+    /// The Request-URI carries `?headers`, which RFC 3261 §19.1.1 forbids there.
+    HeadersInRequestUri,
 }
 
 impl ParseError {
@@ -104,6 +106,7 @@ impl ParseError {
             ParseError::BadDate => "Bad Date",
             ParseError::TooManyParams => "Too Many Parameters",
             ParseError::BadParam => "Bad Parameter",
+            ParseError::HeadersInRequestUri => "Headers In Request-URI",
         }
     }
 }

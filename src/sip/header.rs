@@ -121,7 +121,11 @@ impl HeaderKind {
             8 => &[HeaderKind::ReferTo],
             9 => &[HeaderKind::Supported],
             10 => &[HeaderKind::UserAgent],
-            11 => &[HeaderKind::Unsupported, HeaderKind::ReferredBy, HeaderKind::MinExpires],
+            11 => &[
+                HeaderKind::Unsupported,
+                HeaderKind::ReferredBy,
+                HeaderKind::MinExpires,
+            ],
             12 => &[
                 HeaderKind::MaxForwards,
                 HeaderKind::RecordRoute,
@@ -192,7 +196,10 @@ mod tests {
         assert_eq!(HeaderKind::from_name(b"CALL-id"), HeaderKind::CallId);
         assert_eq!(HeaderKind::from_name(b"i"), HeaderKind::CallId);
         assert_eq!(HeaderKind::from_name(b"l"), HeaderKind::ContentLength);
-        assert_eq!(HeaderKind::from_name(b"max-forwards"), HeaderKind::MaxForwards);
+        assert_eq!(
+            HeaderKind::from_name(b"max-forwards"),
+            HeaderKind::MaxForwards
+        );
         assert_eq!(
             HeaderKind::from_name(b"Proxy-Authorization"),
             HeaderKind::ProxyAuthorization
@@ -204,7 +211,11 @@ mod tests {
     #[test]
     fn every_kind_round_trips_through_its_name() {
         for kind in ALL {
-            assert_eq!(HeaderKind::from_name(kind.name().as_bytes()), kind, "{kind:?}");
+            assert_eq!(
+                HeaderKind::from_name(kind.name().as_bytes()),
+                kind,
+                "{kind:?}"
+            );
         }
     }
 

@@ -13,7 +13,7 @@ pub const MAX_DATAGRAM: usize = 65_535;
 pub const MAX_HEADERS: usize = 128;
 
 /// Via values in one message (each is a proxy the message crossed).
-pub const MAX_VIAS: usize = 32;
+pub const MAX_VIAS: usize = 64;
 
 /// Bytes in one URI (Request-URI or a URI inside a header value).
 pub const MAX_URI_LEN: usize = 2_048;

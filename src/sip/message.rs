@@ -421,26 +421,33 @@ impl<'a> Message<'a> {
     }
 
     pub fn contacts(&self) -> impl Iterator<Item = Result<Contact<'a>>> + '_ {
-        self.all(HeaderKind::Contact).map(|h| Contact::parse(self.value(h)))
+        self.all(HeaderKind::Contact)
+            .map(|h| Contact::parse(self.value(h)))
     }
 
     pub fn routes(&self) -> impl Iterator<Item = Result<NameAddr<'a>>> + '_ {
-        self.all(HeaderKind::Route).map(|h| NameAddr::parse(self.value(h)))
+        self.all(HeaderKind::Route)
+            .map(|h| NameAddr::parse(self.value(h)))
     }
 
     pub fn record_routes(&self) -> impl Iterator<Item = Result<NameAddr<'a>>> + '_ {
-        self.all(HeaderKind::RecordRoute).map(|h| NameAddr::parse(self.value(h)))
+        self.all(HeaderKind::RecordRoute)
+            .map(|h| NameAddr::parse(self.value(h)))
     }
 
     /// Digest credentials of an Authorization (or, with `proxy`,
     /// Proxy-Authorization) header, each parsed when reached.
-    pub fn credentials(&self, proxy: bool) -> impl Iterator<Item = Result<DigestCredentials<'a>>> + '_ {
+    pub fn credentials(
+        &self,
+        proxy: bool,
+    ) -> impl Iterator<Item = Result<DigestCredentials<'a>>> + '_ {
         let kind = if proxy {
             HeaderKind::ProxyAuthorization
         } else {
             HeaderKind::Authorization
         };
-        self.all(kind).map(|h| DigestCredentials::parse(self.value(h)))
+        self.all(kind)
+            .map(|h| DigestCredentials::parse(self.value(h)))
     }
 }
 
@@ -448,7 +455,11 @@ impl<'a> Message<'a> {
 /// next line). Accepts CRLF and, leniently, a bare LF.
 fn line_end(buf: &[u8], pos: usize) -> Option<(usize, usize)> {
     let lf = pos + memchr::memchr(b'\n', &buf[pos..])?;
-    let end = if lf > pos && buf[lf - 1] == b'\r' { lf - 1 } else { lf };
+    let end = if lf > pos && buf[lf - 1] == b'\r' {
+        lf - 1
+    } else {
+        lf
+    };
     Some((end, lf + 1))
 }
 
@@ -550,7 +561,12 @@ v=0\r\n";
         assert_eq!(m.routes().count(), 2);
         let folded = m.named(b"x-folded").next().unwrap();
         assert_eq!(m.value(folded), b"first\r\n second");
-        assert!(m.content_type().unwrap().unwrap().is(b"application", b"sdp"));
+        assert!(
+            m.content_type()
+                .unwrap()
+                .unwrap()
+                .is(b"application", b"sdp")
+        );
         assert_eq!(m.body(), b"v=0\r");
     }
 
@@ -569,17 +585,37 @@ v=0\r\n";
         let cases: [(&[u8], ParseError); 10] = [
             (b"", ParseError::Empty),
             (b"\r\n\r\n", ParseError::Empty),
-            (b"INVITE sip:a@b SIP/2.0\r\nTo: x\r\n", ParseError::Truncated),
-            (b"INVITE sip:a@b SIP/2.0\r\nl: 10\r\n\r\nshort", ParseError::ContentLengthTooLarge),
-            (b"INVITE sip:a@b SIP/2.0\r\nl: -1\r\n\r\n", ParseError::BadContentLength),
+            (
+                b"INVITE sip:a@b SIP/2.0\r\nTo: x\r\n",
+                ParseError::Truncated,
+            ),
+            (
+                b"INVITE sip:a@b SIP/2.0\r\nl: 10\r\n\r\nshort",
+                ParseError::ContentLengthTooLarge,
+            ),
+            (
+                b"INVITE sip:a@b SIP/2.0\r\nl: -1\r\n\r\n",
+                ParseError::BadContentLength,
+            ),
             (b"INVITE  sip:a@b SIP/2.0\r\n\r\n", ParseError::BadStartLine),
             (b"INVITE sip:a@b SIP/7.0\r\n\r\n", ParseError::BadVersion),
             (b"SIP/2.0 4294967301 x\r\n\r\n", ParseError::BadStatusCode),
-            (b"INVITE sip:a@b SIP/2.0\r\nNoColon\r\n\r\n", ParseError::BadHeaderLine),
-            (b"INVITE sip:a@b SIP/2.0\r\n folded\r\n\r\n", ParseError::BadHeaderLine),
+            (
+                b"INVITE sip:a@b SIP/2.0\r\nNoColon\r\n\r\n",
+                ParseError::BadHeaderLine,
+            ),
+            (
+                b"INVITE sip:a@b SIP/2.0\r\n folded\r\n\r\n",
+                ParseError::BadHeaderLine,
+            ),
         ];
         for (input, want) in cases {
-            assert_eq!(Message::parse(input).err(), Some(want), "{}", String::from_utf8_lossy(input));
+            assert_eq!(
+                Message::parse(input).err(),
+                Some(want),
+                "{}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 

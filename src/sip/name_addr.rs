@@ -163,7 +163,8 @@ mod tests {
 
     #[test]
     fn quoted_display_name_and_tag() {
-        let n = NameAddr::parse(b"\"Bob \\\"B\\\" Biloxi\" <sip:bob@biloxi.com>;tag=a6c85cf").unwrap();
+        let n =
+            NameAddr::parse(b"\"Bob \\\"B\\\" Biloxi\" <sip:bob@biloxi.com>;tag=a6c85cf").unwrap();
         assert_eq!(n.display, Some(&b"\"Bob \\\"B\\\" Biloxi\""[..]));
         assert_eq!(n.uri.host, Host::Name(b"biloxi.com"));
         assert_eq!(n.tag, Some(&b"a6c85cf"[..]));

@@ -33,7 +33,18 @@ pub fn is_word_char(b: u8) -> bool {
     is_token_char(b)
         || matches!(
             b,
-            b'(' | b')' | b'<' | b'>' | b':' | b'\\' | b'"' | b'/' | b'[' | b']' | b'?' | b'{' | b'}'
+            b'(' | b')'
+                | b'<'
+                | b'>'
+                | b':'
+                | b'\\'
+                | b'"'
+                | b'/'
+                | b'['
+                | b']'
+                | b'?'
+                | b'{'
+                | b'}'
         )
 }
 
@@ -246,7 +257,10 @@ pub fn escapes_valid(s: &[u8]) -> bool {
     let mut i = 0;
     while i < s.len() {
         if s[i] == b'%' {
-            match (s.get(i + 1).copied().and_then(hex), s.get(i + 2).copied().and_then(hex)) {
+            match (
+                s.get(i + 1).copied().and_then(hex),
+                s.get(i + 2).copied().and_then(hex),
+            ) {
                 (Some(_), Some(_)) => i += 3,
                 _ => return false,
             }
@@ -287,9 +301,17 @@ mod tests {
 
     #[test]
     fn params_with_quoted_semicolons() {
-        let p: Vec<_> = Params::new(b";a=1;b;c=\"x;y\" ").map(|r| r.unwrap()).collect();
+        let p: Vec<_> = Params::new(b";a=1;b;c=\"x;y\" ")
+            .map(|r| r.unwrap())
+            .collect();
         assert_eq!(p.len(), 3);
-        assert_eq!(p[1], Param { name: b"b", value: None });
+        assert_eq!(
+            p[1],
+            Param {
+                name: b"b",
+                value: None
+            }
+        );
         assert_eq!(p[2].value, Some(&b"\"x;y\""[..]));
     }
 

@@ -324,9 +324,9 @@ fn opt_escaped_eq(a: Option<&[u8]>, b: Option<&[u8]>, ignore_case: bool) -> bool
 fn params_equal_unordered(a: &[u8], b: &[u8]) -> bool {
     let contains_all = |x: &[u8], y: &[u8]| {
         Params::new(x).filter_map(|p| p.ok()).all(|p| {
-            Params::new(y)
-                .filter_map(|q| q.ok())
-                .any(|q| q.name.eq_ignore_ascii_case(p.name) && opt_escaped_eq(p.value, q.value, true))
+            Params::new(y).filter_map(|q| q.ok()).any(|q| {
+                q.name.eq_ignore_ascii_case(p.name) && opt_escaped_eq(p.value, q.value, true)
+            })
         })
     };
     contains_all(a, b) && contains_all(b, a)
@@ -345,9 +345,8 @@ fn header_pairs(h: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
 fn headers_equal(a: Option<&[u8]>, b: Option<&[u8]>) -> bool {
     let pairs = header_pairs;
     let contains_all = |x: &[u8], y: &[u8]| {
-        pairs(x).all(|(n, v)| {
-            pairs(y).any(|(m, w)| escaped_eq(n, m, true) && escaped_eq(v, w, false))
-        })
+        pairs(x)
+            .all(|(n, v)| pairs(y).any(|(m, w)| escaped_eq(n, m, true) && escaped_eq(v, w, false)))
     };
     let a = a.unwrap_or(b"");
     let b = b.unwrap_or(b"");
@@ -364,7 +363,9 @@ mod tests {
 
     #[test]
     fn parses_every_part() {
-        let u = uri("sips:alice:secret@[2001:db8::1]:5061;transport=tcp;lr;ttl=15;maddr=239.255.255.1;method=INVITE;user=phone?subject=hi&priority=urgent");
+        let u = uri(
+            "sips:alice:secret@[2001:db8::1]:5061;transport=tcp;lr;ttl=15;maddr=239.255.255.1;method=INVITE;user=phone?subject=hi&priority=urgent",
+        );
         assert_eq!(u.scheme, Scheme::Sips);
         assert_eq!(u.user, Some(&b"alice"[..]));
         assert_eq!(u.password, Some(&b"secret"[..]));
@@ -390,7 +391,10 @@ mod tests {
 
     #[test]
     fn ipv4_and_names() {
-        assert_eq!(uri("sip:10.0.0.1").host, Host::V4(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(
+            uri("sip:10.0.0.1").host,
+            Host::V4(Ipv4Addr::new(10, 0, 0, 1))
+        );
         assert_eq!(uri("sip:a.b.c:5070").port, Some(5070));
         assert!(Uri::parse(b"sip:10.0.0.256").is_err());
         assert!(Uri::parse(b"sip:a b").is_err());
@@ -415,14 +419,24 @@ mod tests {
     #[test]
     fn rfc3261_equivalent_pairs() {
         let pairs = [
-            ("sip:%61lice@atlanta.com;transport=TCP", "sip:alice@AtLanTa.CoM;Transport=tcp"),
+            (
+                "sip:%61lice@atlanta.com;transport=TCP",
+                "sip:alice@AtLanTa.CoM;Transport=tcp",
+            ),
             ("sip:carol@chicago.com", "sip:carol@chicago.com;newparam=5"),
             ("sip:carol@chicago.com", "sip:carol@chicago.com;security=on"),
-            ("sip:carol@chicago.com;newparam=5", "sip:carol@chicago.com;security=on"),
-            ("sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
-             "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com"),
-            ("sip:alice@atlanta.com?subject=project%20x&priority=urgent",
-             "sip:alice@atlanta.com?priority=urgent&subject=project%20x"),
+            (
+                "sip:carol@chicago.com;newparam=5",
+                "sip:carol@chicago.com;security=on",
+            ),
+            (
+                "sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
+                "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com",
+            ),
+            (
+                "sip:alice@atlanta.com?subject=project%20x&priority=urgent",
+                "sip:alice@atlanta.com?priority=urgent&subject=project%20x",
+            ),
         ];
         for (a, b) in pairs {
             assert!(uri(a).equivalent(&uri(b)), "{a} == {b}");
@@ -433,11 +447,20 @@ mod tests {
     #[test]
     fn rfc3261_non_equivalent_pairs() {
         let pairs = [
-            ("SIP:ALICE@AtLanTa.CoM;Transport=udp", "sip:alice@AtLanTa.CoM;Transport=UDP"),
+            (
+                "SIP:ALICE@AtLanTa.CoM;Transport=udp",
+                "sip:alice@AtLanTa.CoM;Transport=UDP",
+            ),
             ("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060"),
             ("sip:bob@biloxi.com", "sip:bob@biloxi.com;transport=udp"),
-            ("sip:bob@biloxi.com", "sip:bob@biloxi.com:6000;transport=tcp"),
-            ("sip:carol@chicago.com", "sip:carol@chicago.com?Subject=next%20meeting"),
+            (
+                "sip:bob@biloxi.com",
+                "sip:bob@biloxi.com:6000;transport=tcp",
+            ),
+            (
+                "sip:carol@chicago.com",
+                "sip:carol@chicago.com?Subject=next%20meeting",
+            ),
             ("sip:bob@phone21.boxesbybob.com", "sip:bob@192.0.2.4"),
             ("sip:bob@biloxi.com;user=phone", "sip:bob@biloxi.com"),
         ];

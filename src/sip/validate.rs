@@ -39,8 +39,8 @@ impl Message<'_> {
                 return Err(ParseError::DuplicateHeader(kind.name()));
             }
         }
-        if self.is_request() {
-            self.ruri()?;
+        if self.is_request() && self.ruri()?.headers.is_some() {
+            return Err(ParseError::HeadersInRequestUri);
         }
         for via in self.vias() {
             via?;

@@ -58,7 +58,10 @@ pub struct CSeq<'a> {
 impl<'a> CSeq<'a> {
     pub fn parse(s: &'a [u8]) -> Result<CSeq<'a>> {
         let s = trim(s);
-        let split = s.iter().position(|&b| is_lws(b)).ok_or(ParseError::BadCSeq)?;
+        let split = s
+            .iter()
+            .position(|&b| is_lws(b))
+            .ok_or(ParseError::BadCSeq)?;
         let number = parse_u32(&s[..split]).map_err(|_| ParseError::BadCSeq)?;
         if number >= 1 << 31 {
             return Err(ParseError::BadCSeq);
@@ -83,7 +86,11 @@ pub fn parse_call_id(s: &[u8]) -> Result<&[u8]> {
         && s.iter().filter(|&&b| b == b'@').count() <= 1
         && s[0] != b'@'
         && s[s.len() - 1] != b'@';
-    if ok { Ok(s) } else { Err(ParseError::BadCallId) }
+    if ok {
+        Ok(s)
+    } else {
+        Err(ParseError::BadCallId)
+    }
 }
 
 /// Max-Forwards: 0 to 255 (RFC 3261 §20.22; RFC 4475 §3.1.2.4).
@@ -182,12 +189,18 @@ mod tests {
         assert!(CSeq::parse(b"36893488147419103232 INVITE").is_err());
         assert!(CSeq::parse(b"1").is_err());
         assert!(CSeq::parse(b"-1 INVITE").is_err());
-        assert_eq!(CSeq::parse(b"8\r\n  NEWMETHOD").unwrap().method, Method::Other);
+        assert_eq!(
+            CSeq::parse(b"8\r\n  NEWMETHOD").unwrap().method,
+            Method::Other
+        );
     }
 
     #[test]
     fn call_id_and_numbers() {
-        assert_eq!(parse_call_id(b" a84b4c76e66710@pc33 "), Ok(&b"a84b4c76e66710@pc33"[..]));
+        assert_eq!(
+            parse_call_id(b" a84b4c76e66710@pc33 "),
+            Ok(&b"a84b4c76e66710@pc33"[..])
+        );
         assert!(parse_call_id(b"a@b@c").is_err());
         assert!(parse_call_id(b"").is_err());
         assert_eq!(parse_max_forwards(b"70"), Ok(70));

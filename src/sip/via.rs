@@ -165,7 +165,8 @@ mod tests {
 
     #[test]
     fn white_space_around_slashes_and_colon() {
-        let v = Via::parse(b"SIP  /   2.0\r\n  /UDP\r\n    192.0.2.2 : 5070 ;branch=390skdjuw").unwrap();
+        let v = Via::parse(b"SIP  /   2.0\r\n  /UDP\r\n    192.0.2.2 : 5070 ;branch=390skdjuw")
+            .unwrap();
         assert_eq!(v.version, b"2.0");
         assert_eq!(v.transport, b"UDP");
         assert_eq!(v.port, Some(5070));
