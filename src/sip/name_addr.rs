@@ -102,6 +102,8 @@ impl<'a> NameAddr<'a> {
 }
 
 /// A Contact value: `*` or an address (RFC 3261 §20.10).
+// Boxing the address would put an allocation on the packet path.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Contact<'a> {
     Star,
