@@ -104,47 +104,51 @@ impl HeaderKind {
         if name.len() == 1 {
             return Self::from_compact(name[0].to_ascii_lowercase());
         }
-        // Dispatch on length first: one comparison per candidate at most.
-        let candidates: &[HeaderKind] = match name.len() {
-            2 => &[HeaderKind::To],
-            3 => &[HeaderKind::Via],
-            4 => &[HeaderKind::From, HeaderKind::CSeq, HeaderKind::Date],
-            5 => &[HeaderKind::Route, HeaderKind::Allow, HeaderKind::Event],
-            6 => &[HeaderKind::Accept, HeaderKind::Server],
-            7 => &[
-                HeaderKind::CallId,
-                HeaderKind::Contact,
-                HeaderKind::Expires,
-                HeaderKind::Require,
-                HeaderKind::Subject,
-            ],
-            8 => &[HeaderKind::ReferTo],
-            9 => &[HeaderKind::Supported],
-            10 => &[HeaderKind::UserAgent],
-            11 => &[
-                HeaderKind::Unsupported,
-                HeaderKind::ReferredBy,
-                HeaderKind::MinExpires,
-            ],
-            12 => &[
-                HeaderKind::MaxForwards,
-                HeaderKind::RecordRoute,
-                HeaderKind::ContentType,
-                HeaderKind::AllowEvents,
-            ],
-            13 => &[HeaderKind::Authorization, HeaderKind::ProxyRequire],
-            14 => &[HeaderKind::ContentLength],
-            15 => &[HeaderKind::SessionExpires],
-            16 => &[HeaderKind::ContentEncoding, HeaderKind::WwwAuthenticate],
-            18 => &[HeaderKind::ProxyAuthenticate],
-            19 => &[HeaderKind::ProxyAuthorization],
-            _ => &[],
+        // (length, first, last) picks at most one candidate, which one
+        // case-insensitive comparison then confirms.
+        let first = name[0].to_ascii_lowercase();
+        let last = name[name.len() - 1].to_ascii_lowercase();
+        let candidate = match (name.len(), first, last) {
+            (2, b't', b'o') => HeaderKind::To,
+            (3, b'v', b'a') => HeaderKind::Via,
+            (4, b'f', b'm') => HeaderKind::From,
+            (4, b'c', b'q') => HeaderKind::CSeq,
+            (4, b'd', b'e') => HeaderKind::Date,
+            (5, b'r', b'e') => HeaderKind::Route,
+            (5, b'a', b'w') => HeaderKind::Allow,
+            (5, b'e', b't') => HeaderKind::Event,
+            (6, b'a', b't') => HeaderKind::Accept,
+            (6, b's', b'r') => HeaderKind::Server,
+            (7, b'c', b'd') => HeaderKind::CallId,
+            (7, b'c', b't') => HeaderKind::Contact,
+            (7, b'e', b's') => HeaderKind::Expires,
+            (7, b'r', b'e') => HeaderKind::Require,
+            (7, b's', b't') => HeaderKind::Subject,
+            (8, b'r', b'o') => HeaderKind::ReferTo,
+            (9, b's', b'd') => HeaderKind::Supported,
+            (10, b'u', b't') => HeaderKind::UserAgent,
+            (11, b'u', b'd') => HeaderKind::Unsupported,
+            (11, b'r', b'y') => HeaderKind::ReferredBy,
+            (11, b'm', b's') => HeaderKind::MinExpires,
+            (12, b'm', b's') => HeaderKind::MaxForwards,
+            (12, b'r', b'e') => HeaderKind::RecordRoute,
+            (12, b'c', b'e') => HeaderKind::ContentType,
+            (12, b'a', b's') => HeaderKind::AllowEvents,
+            (13, b'a', b'n') => HeaderKind::Authorization,
+            (13, b'p', b'e') => HeaderKind::ProxyRequire,
+            (14, b'c', b'h') => HeaderKind::ContentLength,
+            (15, b's', b's') => HeaderKind::SessionExpires,
+            (16, b'c', b'g') => HeaderKind::ContentEncoding,
+            (16, b'w', b'e') => HeaderKind::WwwAuthenticate,
+            (18, b'p', b'e') => HeaderKind::ProxyAuthenticate,
+            (19, b'p', b'n') => HeaderKind::ProxyAuthorization,
+            _ => return HeaderKind::Other,
         };
-        candidates
-            .iter()
-            .copied()
-            .find(|k| k.name().as_bytes().eq_ignore_ascii_case(name))
-            .unwrap_or(HeaderKind::Other)
+        if eq_token_ignore_case(name, candidate.name().as_bytes()) {
+            candidate
+        } else {
+            HeaderKind::Other
+        }
     }
 
     /// Compact forms (RFC 3261 §7.3.3 and the RFCs that define the others).
@@ -170,13 +174,47 @@ impl HeaderKind {
     }
 }
 
+/// Case-insensitive equality of a token `name` with a canonical header
+/// name, eight bytes at a time. Setting bit 0x20 lower-cases ASCII letters
+/// and leaves `-` and digits alone; among token characters (which `name`
+/// must consist of) only upper-case letters change, so no false match.
+fn eq_token_ignore_case(name: &[u8], canonical: &[u8]) -> bool {
+    if name.len() != canonical.len() {
+        return false;
+    }
+    let mut a = name.chunks_exact(8);
+    let mut b = canonical.chunks_exact(8);
+    for (x, y) in (&mut a).zip(&mut b) {
+        let x = u64::from_ne_bytes(x.try_into().unwrap_or_default());
+        let y = u64::from_ne_bytes(y.try_into().unwrap_or_default());
+        if x | 0x2020_2020_2020_2020 != y | 0x2020_2020_2020_2020 {
+            return false;
+        }
+    }
+    a.remainder()
+        .iter()
+        .zip(b.remainder())
+        .all(|(x, y)| x | 0x20 == y | 0x20)
+}
+
+impl Header {
+    /// The field name's span.
+    pub fn name(&self) -> Span {
+        Span {
+            start: self.line.start,
+            end: self.line.start + u16::from(self.name_len),
+        }
+    }
+}
+
 /// One entry of a message's header index: where a header (or, for list
 /// headers, one of its comma-separated values) sits in the datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
     pub kind: HeaderKind,
-    /// The field name as written (possibly compact).
-    pub name: Span,
+    /// Length of the field name as written (possibly compact); it starts
+    /// the line. Names are at most 255 bytes.
+    pub name_len: u8,
     /// The value (one value of a list header), white space trimmed; folded
     /// line breaks stay inside.
     pub value: Span,

@@ -11,7 +11,7 @@ use super::error::{ParseError, Result};
 use super::header::{Header, HeaderKind};
 use super::limits::{MAX_DATAGRAM, MAX_HEADER_LEN, MAX_HEADERS, MAX_VIAS};
 use super::name_addr::{Contact, NameAddr};
-use super::scan::{CommaSplit, is_token, is_token_char, is_ws, parse_u32, trim};
+use super::scan::{CommaSplit, is_token_char, is_ws, parse_u32, trim};
 use super::uri::Uri;
 use super::values::{self, CSeq, ContentType, Method};
 use super::via::Via;
@@ -110,10 +110,22 @@ impl<'a> Message<'a> {
                 Some(&b) if is_ws(b) => return Err(ParseError::BadHeaderLine),
                 Some(_) => {}
             }
+            // field-name, optional white space, ':' (RFC 3261 §7.3.1).
+            let name_end = pos + buf[pos..].iter().position(|&b| !is_token_char(b)).unwrap_or(0);
+            if name_end == pos {
+                return Err(ParseError::BadHeaderLine);
+            }
+            let mut colon = name_end;
+            while buf.get(colon).is_some_and(|&b| is_ws(b)) {
+                colon += 1;
+            }
+            if buf.get(colon) != Some(&b':') {
+                return Err(ParseError::BadHeaderLine);
+            }
             // The header runs until a line break not followed by SP/HTAB
             // (RFC 3261 §7.3.1 folding).
             let mut value_end;
-            let mut next = pos;
+            let mut next = colon;
             loop {
                 let (end, after) = line_end(buf, next).ok_or(ParseError::Truncated)?;
                 value_end = end;
@@ -125,21 +137,14 @@ impl<'a> Message<'a> {
             if next - pos > MAX_HEADER_LEN {
                 return Err(ParseError::HeaderTooLong);
             }
-            let line = &buf[pos..value_end];
-            let colon = memchr::memchr(b':', line).ok_or(ParseError::BadHeaderLine)?;
-            let name_end = line[..colon]
-                .iter()
-                .rposition(|&b| !is_ws(b))
-                .map_or(0, |i| i + 1);
-            let name = &line[..name_end];
-            if !is_token(name) {
-                return Err(ParseError::BadHeaderLine);
-            }
+            let name = &buf[pos..name_end];
+            let name_len = u8::try_from(name.len()).map_err(|_| ParseError::BadHeaderLine)?;
             let kind = HeaderKind::from_name(name);
-            let name = Span::new(pos, pos + name_end);
             let line_span = Span::new(pos, next);
-            let value = trim(&line[colon + 1..]);
-            if kind.is_list() {
+            let value = trim(&buf[colon + 1..value_end]);
+            // Most list lines carry one value: a vectorised search for a
+            // comma skips the quote-aware split for them.
+            if kind.is_list() && memchr::memchr(b',', value).is_some() {
                 for part in CommaSplit::new(value) {
                     let part = trim(part?);
                     if part.is_empty() {
@@ -149,29 +154,34 @@ impl<'a> Message<'a> {
                         });
                     }
                     if kind == HeaderKind::Via {
-                        vias += 1;
-                        if vias > MAX_VIAS {
-                            return Err(ParseError::TooManyVias);
-                        }
+                        self.count_via(&mut vias)?;
                     }
-                    self.push(kind, name, Span::of(buf, part), line_span)?;
+                    self.push(kind, name_len, Span::of(buf, part), line_span)?;
                 }
             } else {
-                if kind == HeaderKind::ContentLength {
-                    self.note_content_length(value)?;
+                match kind {
+                    HeaderKind::ContentLength => self.note_content_length(value)?,
+                    HeaderKind::Via if value.is_empty() => return Err(ParseError::BadVia),
+                    HeaderKind::Via => self.count_via(&mut vias)?,
+                    HeaderKind::Contact | HeaderKind::Route | HeaderKind::RecordRoute
+                        if value.is_empty() =>
+                    {
+                        return Err(ParseError::BadNameAddr);
+                    }
+                    _ => {}
                 }
-                self.push(kind, name, Span::of(buf, value), line_span)?;
+                self.push(kind, name_len, Span::of(buf, value), line_span)?;
             }
             pos = next;
         }
     }
 
-    fn push(&mut self, kind: HeaderKind, name: Span, value: Span, line: Span) -> Result<()> {
+    fn push(&mut self, kind: HeaderKind, name_len: u8, value: Span, line: Span) -> Result<()> {
         let idx = self.headers.len();
         self.headers
             .try_push(Header {
                 kind,
-                name,
+                name_len,
                 value,
                 line,
             })
@@ -179,6 +189,14 @@ impl<'a> Message<'a> {
         let first = &mut self.first[kind as usize];
         if *first == 0 && idx < u8::MAX as usize {
             *first = idx as u8 + 1;
+        }
+        Ok(())
+    }
+
+    fn count_via(&self, vias: &mut usize) -> Result<()> {
+        *vias += 1;
+        if *vias > MAX_VIAS {
+            return Err(ParseError::TooManyVias);
         }
         Ok(())
     }
@@ -286,7 +304,7 @@ impl<'a> Message<'a> {
     }
 
     pub fn name(&self, h: &Header) -> &'a [u8] {
-        self.slice(h.name)
+        self.slice(h.name())
     }
 
     /// Offset of the empty line ending the header section.
@@ -480,7 +498,9 @@ fn parse_start_line(buf: &[u8], begin: usize, end: usize) -> Result<StartLine> {
     if !method.iter().all(|&b| is_token_char(b)) || method.is_empty() {
         return Err(ParseError::BadMethod);
     }
-    if uri.is_empty() || uri.iter().any(|&b| b.is_ascii_whitespace()) {
+    // sp1 and sp2 are the first and last SP: the URI holds no SP iff the
+    // next SP after sp1 is sp2; a tab or line break is caught by Uri::parse.
+    if uri.is_empty() || memchr::memchr(b' ', uri).is_some() {
         return Err(ParseError::BadStartLine);
     }
     if !version.eq_ignore_ascii_case(b"SIP/2.0") {

@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::error::{ParseError, Result};
 use super::limits::MAX_URI_LEN;
-use super::scan::{Params, escapes_valid, parse_u16, unescaped};
+use super::scan::{Params, parse_u16, unescaped};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
@@ -39,15 +39,22 @@ impl<'a> Host<'a> {
             let inner = std::str::from_utf8(&s[1..s.len() - 1]).map_err(|_| ParseError::BadUri)?;
             return inner.parse().map(Host::V6).map_err(|_| ParseError::BadUri);
         }
-        if s.iter().all(|&b| b.is_ascii_digit() || b == b'.') {
-            // All-numeric names cannot be hostnames (toplabel starts with ALPHA).
-            let text = std::str::from_utf8(s).map_err(|_| ParseError::BadUri)?;
-            return text.parse().map(Host::V4).map_err(|_| ParseError::BadUri);
+        // One pass: valid hostname characters, and whether all are digits
+        // and dots (then it must be an IPv4 address: toplabel starts with ALPHA).
+        let mut numeric = true;
+        for &b in s {
+            if b.is_ascii_digit() || b == b'.' {
+                continue;
+            }
+            numeric = false;
+            if !(b.is_ascii_alphabetic() || b == b'-' || b == b'_') {
+                return Err(ParseError::BadUri);
+            }
         }
-        let valid = s
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
-        if !valid || s[0] == b'.' || s[0] == b'-' {
+        if numeric {
+            return parse_ipv4(s).map(Host::V4).ok_or(ParseError::BadUri);
+        }
+        if s[0] == b'.' || s[0] == b'-' {
             return Err(ParseError::BadUri);
         }
         Ok(Host::Name(s))
@@ -63,6 +70,20 @@ impl<'a> Host<'a> {
             _ => false,
         }
     }
+}
+
+/// Dotted-quad IPv4 (RFC 3261 §25.1 IPv4address), without going through `str`.
+fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = s.split(|&b| b == b'.');
+    for o in &mut octets {
+        let p = parts.next()?;
+        if p.is_empty() || p.len() > 3 {
+            return None;
+        }
+        *o = u8::try_from(parse_u16(p).ok()?).ok()?;
+    }
+    parts.next().is_none().then_some(Ipv4Addr::from(octets))
 }
 
 /// A parsed URI. Slices borrow the message buffer; escapes are not decoded.
@@ -106,9 +127,6 @@ impl<'a> Uri<'a> {
             return Err(ParseError::BadUri);
         }
         let rest = &s[colon + 1..];
-        if rest.iter().any(|&b| b <= b' ' || b >= 0x7f) {
-            return Err(ParseError::BadUri);
-        }
         let mut uri = Uri {
             scheme: Scheme::Other,
             raw: s,
@@ -133,7 +151,7 @@ impl<'a> Uri<'a> {
         } else if scheme_text.eq_ignore_ascii_case(b"tel") {
             uri.scheme = Scheme::Tel;
             let end = memchr::memchr(b';', rest).unwrap_or(rest.len());
-            if end == 0 {
+            if end == 0 || !component_ok(rest) {
                 return Err(ParseError::BadUri);
             }
             uri.user = Some(&rest[..end]);
@@ -141,7 +159,7 @@ impl<'a> Uri<'a> {
             uri.scan_params()?;
             return Ok(uri);
         } else {
-            if rest.is_empty() {
+            if rest.is_empty() || !component_ok(rest) {
                 return Err(ParseError::BadUri);
             }
             uri.user = Some(rest);
@@ -163,7 +181,7 @@ impl<'a> Uri<'a> {
                 Some(c) => (&userinfo[..c], Some(&userinfo[c + 1..])),
                 None => (userinfo, None),
             };
-            if user.is_empty() || !escapes_valid(userinfo) {
+            if user.is_empty() || !component_ok(userinfo) {
                 return Err(ParseError::BadUri);
             }
             self.user = Some(user);
@@ -182,7 +200,7 @@ impl<'a> Uri<'a> {
             Some(q) => (&tail[..q], Some(&tail[q + 1..])),
             None => (tail, None),
         };
-        if !escapes_valid(tail) {
+        if !component_ok(tail) {
             return Err(ParseError::BadUri);
         }
         self.params = params;
@@ -269,6 +287,26 @@ impl<'a> Uri<'a> {
         // Headers are never ignored: every one must be in both and match.
         headers_equal(self.headers, other.headers)
     }
+}
+
+/// A URI component: visible ASCII only, and every `%` a valid escape.
+fn component_ok(s: &[u8]) -> bool {
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'%' => {
+                if !(s.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                    && s.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+                {
+                    return false;
+                }
+                i += 3;
+            }
+            b if b <= b' ' || b >= 0x7f => return false,
+            _ => i += 1,
+        }
+    }
+    true
 }
 
 /// Splits `host[:port]`, honouring `[v6]:port`.
