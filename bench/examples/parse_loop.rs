@@ -23,7 +23,8 @@ fn main() {
         let call_id = msg.call_id().expect("Call-ID").len();
         let cseq = msg.cseq().expect("CSeq").number;
         let mf = msg.max_forwards().expect("Max-Forwards").unwrap_or(0);
-        acc += (ruri.raw.len() + branch + to_tag + call_id) as u64 + u64::from(cseq) + u64::from(mf);
+        acc +=
+            (ruri.raw.len() + branch + to_tag + call_id) as u64 + u64::from(cseq) + u64::from(mf);
     }
     println!("{acc}");
 }

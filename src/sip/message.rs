@@ -111,7 +111,11 @@ impl<'a> Message<'a> {
                 Some(_) => {}
             }
             // field-name, optional white space, ':' (RFC 3261 §7.3.1).
-            let name_end = pos + buf[pos..].iter().position(|&b| !is_token_char(b)).unwrap_or(0);
+            let name_end = pos
+                + buf[pos..]
+                    .iter()
+                    .position(|&b| !is_token_char(b))
+                    .unwrap_or(0);
             if name_end == pos {
                 return Err(ParseError::BadHeaderLine);
             }

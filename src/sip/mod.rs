@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod build;
 pub mod error;
+pub mod exercise;
 pub mod header;
 pub mod limits;
 pub mod message;
@@ -20,6 +21,8 @@ pub mod validate;
 pub mod values;
 pub mod via;
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod rfc4475;
 
