@@ -24,11 +24,15 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let what = if cli.check {
+        "checking a configuration"
+    } else {
+        "running a configuration"
+    };
     log::error!(
-        "{}: the routing-language compiler and the server are not built yet; \
-         this binary only carries the SIP message layer (see README.md)",
+        "{}: {what} needs the routing-language compiler and the server, which are \
+         not built yet; this binary only carries the SIP message layer (see README.md)",
         cli.config
     );
-    let _ = cli.check;
     ExitCode::from(2)
 }

@@ -94,7 +94,7 @@ pub fn write_reply(
             last_line = Some(h.line);
         } else if h.kind == HeaderKind::To && last_line != Some(h.line) {
             last_line = Some(h.line);
-            let has_tag = NameAddrTag::of(req, h);
+            let has_tag = to_has_tag(req, h);
             match to_tag {
                 Some(tag) if !has_tag => {
                     out.extend_from_slice(&buf[h.line.start as usize..h.value.end as usize]);
@@ -113,16 +113,11 @@ pub fn write_reply(
     out.extend_from_slice(body);
 }
 
-/// Whether a To value already carries a tag (parsing the cached To when it
-/// is the first one).
-struct NameAddrTag;
-
-impl NameAddrTag {
-    fn of(req: &Message<'_>, h: &Header) -> bool {
-        match req.first(HeaderKind::To) {
-            Some(first) if first == h => req.to().is_ok_and(|t| t.tag.is_some()),
-            _ => super::name_addr::NameAddr::parse(req.value(h)).is_ok_and(|t| t.tag.is_some()),
-        }
+/// Whether a To value already carries a tag; the first To is the cached one.
+fn to_has_tag(req: &Message<'_>, h: &Header) -> bool {
+    match req.first(HeaderKind::To) {
+        Some(first) if first == h => req.to().is_ok_and(|t| t.tag.is_some()),
+        _ => super::name_addr::NameAddr::parse(req.value(h)).is_ok_and(|t| t.tag.is_some()),
     }
 }
 
