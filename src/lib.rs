@@ -3,4 +3,5 @@
 //! See ARCHITECTURE.md for the map of modules and how a message flows
 //! through them.
 
+pub mod cfg;
 pub mod sip;
