@@ -1,0 +1,150 @@
+//! The routing script as a tree, every node with its source position.
+
+use super::lexer::Pos;
+
+/// A whole `ser.cfg`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Script {
+    pub globals: Vec<Global>,
+    pub modules: Vec<LoadModule>,
+    pub modparams: Vec<ModParam>,
+    pub routes: Vec<RouteBlock>,
+}
+
+/// `name = value` (global parameters such as `listen=`, `children=`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Global {
+    pub name: String,
+    pub value: Value,
+    pub pos: Pos,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Int(i64),
+    Str(String),
+    /// Unquoted text: `yes`, `udp:127.0.0.1:5060`, a hostname or address.
+    Word(String),
+}
+
+/// `loadmodule "path"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadModule {
+    pub path: String,
+    pub pos: Pos,
+}
+
+/// `modparam("module", "param", value)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModParam {
+    pub module: String,
+    pub param: String,
+    pub value: Value,
+    pub pos: Pos,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouteKind {
+    /// `route`, `route[N]`, `route[name]`, `request_route`.
+    Request,
+    /// `failure_route[N]`.
+    Failure,
+    /// `onreply_route[N]`.
+    Reply,
+    /// `branch_route[N]`.
+    Branch,
+}
+
+/// A route block; `name` is `None` for the main request route (`route`,
+/// `route[0]` and `request_route` all name it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteBlock {
+    pub kind: RouteKind,
+    pub name: Option<String>,
+    pub body: Vec<Stmt>,
+    pub pos: Pos,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stmt {
+    Call(Call),
+    If {
+        cond: Expr,
+        then: Vec<Stmt>,
+        otherwise: Vec<Stmt>,
+        pos: Pos,
+    },
+    Block(Vec<Stmt>),
+    /// `break`: leaves the current route block.
+    Break(Pos),
+    /// `exit`: ends the script.
+    Exit(Pos),
+    /// `drop`: ends the script and discards the message.
+    Drop(Pos),
+    /// `return` / `return(n)`.
+    Return(Option<i64>, Pos),
+}
+
+/// An action call: `forward(192.168.0.1, 5060)`, `t_relay()`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    pub name: String,
+    pub args: Vec<Arg>,
+    pub pos: Pos,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Arg {
+    Str(String, Pos),
+    Int(i64, Pos),
+    /// Unquoted: an address, a hostname, or `uri:host` / `uri:port`.
+    Word(String, Pos),
+}
+
+impl Arg {
+    pub fn pos(&self) -> Pos {
+        match self {
+            Arg::Str(_, p) | Arg::Int(_, p) | Arg::Word(_, p) => *p,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Match,
+    NotMatch,
+    Lt,
+    Gt,
+    Le,
+    Ge,
+}
+
+/// The right-hand side of a comparison.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rhs {
+    Str(String),
+    Int(i64),
+    /// An address, a hostname, or `myself`.
+    Word(String),
+    /// `IP/len` or `IP/mask`.
+    Net(String, String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    Not(Box<Expr>),
+    And(Box<Expr>, Box<Expr>),
+    Or(Box<Expr>, Box<Expr>),
+    /// `operand op rhs`, e.g. `uri =~ "^sip:1"`; `operand` as written
+    /// (`method`, `uri`, `src_ip`, `msg:len`, ...).
+    Cmp {
+        operand: String,
+        op: CmpOp,
+        rhs: Rhs,
+        pos: Pos,
+    },
+    /// An action whose return value is the condition.
+    Call(Call),
+}
