@@ -461,18 +461,19 @@ impl Parser {
 
     // ---- expressions: or < and < not < primary ----
 
-    fn is_word(&self, w: &str) -> bool {
-        matches!(self.peek(), Some(Tok::Word(x)) if x == w)
+    /// Consumes a logical operator written as a symbol (`&&`) or a word (`and`).
+    fn eat_logical(&mut self, symbol: &Tok, word: &str) -> bool {
+        if self.eat(symbol) {
+            return true;
+        }
+        let is_word = matches!(self.peek(), Some(Tok::Word(x)) if x == word);
+        self.i += usize::from(is_word);
+        is_word
     }
 
     fn expr(&mut self) -> Result<Expr> {
         let mut lhs = self.and_expr()?;
-        while self.eat(&Tok::Or)
-            || (self.is_word("or") && {
-                self.i += 1;
-                true
-            })
-        {
+        while self.eat_logical(&Tok::Or, "or") {
             let rhs = self.and_expr()?;
             lhs = Expr::Or(Box::new(lhs), Box::new(rhs));
         }
@@ -481,12 +482,7 @@ impl Parser {
 
     fn and_expr(&mut self) -> Result<Expr> {
         let mut lhs = self.not_expr()?;
-        while self.eat(&Tok::And)
-            || (self.is_word("and") && {
-                self.i += 1;
-                true
-            })
-        {
+        while self.eat_logical(&Tok::And, "and") {
             let rhs = self.not_expr()?;
             lhs = Expr::And(Box::new(lhs), Box::new(rhs));
         }
