@@ -4,4 +4,5 @@
 //! through them.
 
 pub mod cfg;
+pub mod script;
 pub mod sip;

@@ -1,0 +1,813 @@
+//! Route blocks to bytecode. Checking happens on the way: every action
+//! name, arity, argument, module and route reference is resolved here, so
+//! a program that compiles needs no checks while it runs.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, ToSocketAddrs};
+
+use regex::bytes::{Regex, RegexBuilder};
+
+use super::ConfigError;
+use super::ast::{Arg, Call, CmpOp, Expr, Rhs, RouteKind, Script, Stmt};
+use super::lexer::Pos;
+use super::program::{
+    Action, ForwardKind, Insn, Myself, Net, NumOp, Operand, Param, PortSpec, Program, Route,
+    SubstExpr, Target, Test,
+};
+use super::pv::Format;
+use super::registry::{self, Func};
+use super::settings::{Proto, Settings};
+use crate::sip::Uri;
+use crate::sip::limits::MAX_URI_LEN;
+
+/// Flags are bits of a 32-bit word, as in SER.
+pub const MAX_FLAG: i64 = 31;
+
+type Res<T> = Result<T, ConfigError>;
+
+pub fn compile(
+    script: &Script,
+    settings: &Settings,
+    loaded: &HashSet<&str>,
+    errors: &mut Vec<ConfigError>,
+) -> Program {
+    let mut c = Compiler {
+        prog: Program::default(),
+        loaded,
+        errors,
+        kind: RouteKind::Request,
+    };
+    c.prog.myself = myself(settings);
+    c.declare_routes(script);
+    for (i, block) in script.routes.iter().enumerate() {
+        if c.prog.routes[i].entry != u32::MAX {
+            continue; // a duplicate, reported by declare_routes
+        }
+        c.prog.routes[i].entry = c.here();
+        c.kind = block.kind;
+        c.stmts(&block.body);
+        let end = block.body.last().map_or(block.pos, stmt_pos);
+        c.emit(Insn::Return(1), end);
+    }
+    c.prog
+}
+
+/// Listen addresses and aliases, for `myself`.
+pub fn myself(settings: &Settings) -> Myself {
+    Myself {
+        addrs: settings
+            .listen
+            .iter()
+            .map(|l| (l.addr, settings.port_of(l)))
+            .collect(),
+        aliases: settings.aliases.clone(),
+    }
+}
+
+fn stmt_pos(s: &Stmt) -> Pos {
+    match s {
+        Stmt::Call(c) => c.pos,
+        Stmt::If { pos, .. } => *pos,
+        Stmt::Block(b) => b.last().map_or_else(Pos::default, stmt_pos),
+        Stmt::Break(p) | Stmt::Exit(p) | Stmt::Drop(p) | Stmt::Return(_, p) => *p,
+    }
+}
+
+struct Compiler<'a> {
+    prog: Program,
+    loaded: &'a HashSet<&'a str>,
+    errors: &'a mut Vec<ConfigError>,
+    /// Kind of the route block being compiled.
+    kind: RouteKind,
+}
+
+/// Placeholder target of a jump not yet placed.
+const UNPLACED: u32 = u32::MAX;
+
+impl Compiler<'_> {
+    fn here(&self) -> u32 {
+        self.prog.code.len() as u32
+    }
+
+    fn emit(&mut self, insn: Insn, pos: Pos) -> usize {
+        self.prog.code.push(insn);
+        self.prog.lines.push(pos.line);
+        self.prog.code.len() - 1
+    }
+
+    /// Points the jumps at `at` to the current end of code.
+    fn place(&mut self, at: &[usize]) {
+        let here = self.here();
+        for &i in at {
+            if let Insn::JumpIf { target, .. } | Insn::Jump(target) = &mut self.prog.code[i] {
+                *target = here;
+            }
+        }
+    }
+
+    fn error(&mut self, e: ConfigError) {
+        self.errors.push(e);
+    }
+
+    /// Registers every route block first, so calls may precede definitions.
+    fn declare_routes(&mut self, script: &Script) {
+        let mut seen = HashSet::new();
+        for r in &script.routes {
+            let entry = if seen.insert((r.kind, r.name.clone())) {
+                u32::MAX
+            } else {
+                let label = route_label(r.kind, r.name.as_deref());
+                self.error(ConfigError::new(r.pos, format!("{label} is defined twice")));
+                0
+            };
+            self.prog.routes.push(Route {
+                kind: r.kind,
+                name: r.name.as_deref().map(Into::into),
+                entry,
+            });
+        }
+    }
+
+    fn stmts(&mut self, body: &[Stmt]) {
+        for s in body {
+            self.stmt(s);
+        }
+    }
+
+    fn stmt(&mut self, s: &Stmt) {
+        match s {
+            Stmt::Call(call) => {
+                if let Some(insn) = self.call(call) {
+                    self.emit(insn, call.pos);
+                }
+            }
+            Stmt::If {
+                cond,
+                then,
+                otherwise,
+                pos,
+            } => {
+                let mut to_else = Vec::new();
+                self.cond(cond, false, &mut to_else);
+                self.stmts(then);
+                if otherwise.is_empty() {
+                    self.place(&to_else);
+                } else {
+                    let end = self.emit(Insn::Jump(UNPLACED), *pos);
+                    self.place(&to_else);
+                    self.stmts(otherwise);
+                    self.place(&[end]);
+                }
+            }
+            Stmt::Block(b) => self.stmts(b),
+            Stmt::Break(p) => {
+                self.emit(Insn::Return(1), *p);
+            }
+            Stmt::Exit(p) => {
+                self.emit(Insn::Exit, *p);
+            }
+            Stmt::Drop(p) => {
+                self.emit(Insn::Drop, *p);
+            }
+            Stmt::Return(v, p) => {
+                let v = v.unwrap_or(1).clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+                self.emit(Insn::Return(v), *p);
+            }
+        }
+    }
+
+    /// Emits code that jumps to the targets collected in `out` when the
+    /// condition's truth equals `when`, and falls through otherwise
+    /// (short-circuit evaluation, no value stack).
+    fn cond(&mut self, e: &Expr, when: bool, out: &mut Vec<usize>) {
+        match e {
+            Expr::Not(inner) => self.cond(inner, !when, out),
+            Expr::And(a, b) | Expr::Or(a, b) => {
+                let is_and = matches!(e, Expr::And(..));
+                if is_and != when {
+                    // and-false / or-true: either side decides alone.
+                    self.cond(a, when, out);
+                    self.cond(b, when, out);
+                } else {
+                    // and-true / or-false: the left side must not decide.
+                    let mut skip = Vec::new();
+                    self.cond(a, !when, &mut skip);
+                    self.cond(b, when, out);
+                    self.place(&skip);
+                }
+            }
+            Expr::Call(call) => {
+                if let Some(insn) = self.call(call) {
+                    self.emit(insn, call.pos);
+                }
+                out.push(self.emit(
+                    Insn::JumpIf {
+                        target: UNPLACED,
+                        when,
+                    },
+                    call.pos,
+                ));
+            }
+            Expr::Cmp {
+                operand,
+                op,
+                rhs,
+                pos,
+            } => {
+                match self.test(operand, *op, rhs, *pos) {
+                    Ok(t) => {
+                        self.prog.tests.push(t);
+                        let i = self.prog.tests.len() as u32 - 1;
+                        self.emit(Insn::Test(i), *pos);
+                    }
+                    Err(err) => self.error(err),
+                }
+                out.push(self.emit(
+                    Insn::JumpIf {
+                        target: UNPLACED,
+                        when,
+                    },
+                    *pos,
+                ));
+            }
+        }
+    }
+
+    // ---- conditions ----
+
+    fn test(&mut self, operand: &str, op: CmpOp, rhs: &Rhs, pos: Pos) -> Res<Test> {
+        let err = |msg: String| ConfigError::new(pos, msg);
+        let operand =
+            Operand::parse(operand).ok_or_else(|| err(format!("unknown operand '{operand}'")))?;
+        let negate = matches!(op, CmpOp::Ne | CmpOp::NotMatch);
+        let is_match = matches!(op, CmpOp::Match | CmpOp::NotMatch);
+        let is_equality = matches!(op, CmpOp::Eq | CmpOp::Ne);
+        if operand == Operand::Status && !matches!(self.kind, RouteKind::Reply | RouteKind::Failure)
+        {
+            return Err(err(
+                "'status' is only known in onreply_route and failure_route".into(),
+            ));
+        }
+        if is_match {
+            let Rhs::Str(pattern) = rhs else {
+                return Err(err(format!(
+                    "'{}' =~ needs a quoted regular expression",
+                    operand.name()
+                )));
+            };
+            let re = self.regex(pattern, false, pos)?;
+            return Ok(Test::Regex {
+                operand,
+                re,
+                negate,
+            });
+        }
+        match operand {
+            Operand::Method | Operand::Uri => {
+                if !is_equality {
+                    return Err(err(format!(
+                        "'{}' is text: compare it with ==, !=, =~ or !~",
+                        operand.name()
+                    )));
+                }
+                match rhs {
+                    Rhs::Word(w) if w == "myself" && operand == Operand::Uri => {
+                        Ok(Test::UriMyself { negate })
+                    }
+                    Rhs::Str(s) => Ok(Test::StrEq {
+                        operand,
+                        value: s.as_str().into(),
+                        negate,
+                    }),
+                    _ => Err(err(format!(
+                        "'{}' compares with a quoted string{}",
+                        operand.name(),
+                        if operand == Operand::Uri {
+                            " or myself"
+                        } else {
+                            ""
+                        }
+                    ))),
+                }
+            }
+            Operand::SrcIp | Operand::DstIp => {
+                if !is_equality {
+                    return Err(err(format!(
+                        "'{}' compares with ==, != or =~",
+                        operand.name()
+                    )));
+                }
+                let nets = match rhs {
+                    Rhs::Word(w) if w == "myself" => {
+                        return Ok(Test::IpMyself { operand, negate });
+                    }
+                    Rhs::Word(w) | Rhs::Str(w) => address(w).map_err(err)?,
+                    Rhs::Net(ip, mask) => vec![net(ip, mask).map_err(err)?],
+                    Rhs::Int(_) => {
+                        return Err(err(format!(
+                            "'{}' compares with an address, a network, a hostname or myself",
+                            operand.name()
+                        )));
+                    }
+                };
+                Ok(Test::IpIn {
+                    operand,
+                    nets: nets.into(),
+                    negate,
+                })
+            }
+            Operand::SrcPort | Operand::DstPort | Operand::MsgLen | Operand::Status => {
+                let value = match rhs {
+                    Rhs::Int(n) => *n,
+                    Rhs::Str(s) | Rhs::Word(s) => s
+                        .parse()
+                        .map_err(|_| err(format!("'{}' compares with a number", operand.name())))?,
+                    Rhs::Net(..) => {
+                        return Err(err(format!("'{}' compares with a number", operand.name())));
+                    }
+                };
+                let op = match op {
+                    CmpOp::Eq => NumOp::Eq,
+                    CmpOp::Ne => NumOp::Ne,
+                    CmpOp::Lt => NumOp::Lt,
+                    CmpOp::Gt => NumOp::Gt,
+                    CmpOp::Le => NumOp::Le,
+                    CmpOp::Ge => NumOp::Ge,
+                    CmpOp::Match | CmpOp::NotMatch => unreachable!("handled above"),
+                };
+                Ok(Test::Num { operand, op, value })
+            }
+            Operand::Proto => {
+                let proto = match rhs {
+                    Rhs::Word(w) | Rhs::Str(w) if is_equality => Proto::parse(w),
+                    _ => None,
+                }
+                .ok_or_else(|| {
+                    err("'proto' compares (== or !=) with udp, tcp, tls or sctp".into())
+                })?;
+                Ok(Test::ProtoIs { proto, negate })
+            }
+            Operand::Af => {
+                let v6 = match rhs {
+                    Rhs::Word(w) | Rhs::Str(w) if is_equality && w.eq_ignore_ascii_case("inet") => {
+                        Some(false)
+                    }
+                    Rhs::Word(w) | Rhs::Str(w)
+                        if is_equality && w.eq_ignore_ascii_case("inet6") =>
+                    {
+                        Some(true)
+                    }
+                    Rhs::Int(4) if is_equality => Some(false),
+                    Rhs::Int(6) if is_equality => Some(true),
+                    _ => None,
+                }
+                .ok_or_else(|| err("'af' compares (== or !=) with inet or inet6".into()))?;
+                Ok(Test::AfIs { v6, negate })
+            }
+        }
+    }
+
+    /// Compiles a regular expression once, case-insensitively (SER uses
+    /// REG_ICASE). `lines` makes `^`/`$` match at each line of a message
+    /// (REG_NEWLINE, textops).
+    fn regex(&mut self, pattern: &str, lines: bool, pos: Pos) -> Res<u32> {
+        let re = build_regex(pattern, lines, true).map_err(|m| ConfigError::new(pos, m))?;
+        self.prog.regexes.push(re);
+        Ok(self.prog.regexes.len() as u32 - 1)
+    }
+
+    // ---- actions ----
+
+    /// Resolves a call; `None` after reporting an error.
+    fn call(&mut self, call: &Call) -> Option<Insn> {
+        match self.resolve(call) {
+            Ok(insn) => Some(insn),
+            Err(e) => {
+                self.error(e);
+                None
+            }
+        }
+    }
+
+    fn resolve(&mut self, call: &Call) -> Res<Insn> {
+        let name = call.name.as_str();
+        let err = |msg: String| ConfigError::new(call.pos, msg);
+        let def = registry::func(name).ok_or_else(|| err(format!("unknown action '{name}'")))?;
+        if !def.modules.is_empty() && !def.modules.iter().any(|m| self.loaded.contains(m)) {
+            return Err(err(format!(
+                "'{name}' is exported by module '{}', which is not loaded (loadmodule \"{}.so\")",
+                def.modules[0], def.modules[0]
+            )));
+        }
+        let n = call.args.len();
+        if n < def.min_args as usize || n > def.max_args as usize {
+            let want = if def.min_args == def.max_args {
+                format!("{}", def.min_args)
+            } else {
+                format!("{} to {}", def.min_args, def.max_args)
+            };
+            return Err(err(format!(
+                "'{name}' takes {want} argument{}, found {n}",
+                if want == "1" { "" } else { "s" }
+            )));
+        }
+        if def.func == Func::Route {
+            let target = text(&call.args[0]);
+            let idx = self.route_ref(RouteKind::Request, &target, call.args[0].pos())?;
+            return Ok(Insn::Route(idx));
+        }
+        let action = self.action(def.func, call)?;
+        self.prog.actions.push(action);
+        Ok(Insn::Act(self.prog.actions.len() as u32 - 1))
+    }
+
+    fn route_ref(&self, kind: RouteKind, name: &str, pos: Pos) -> Res<u32> {
+        let name = if kind == RouteKind::Request && name == "0" {
+            None
+        } else {
+            Some(name)
+        };
+        self.prog.route(kind, name).ok_or_else(|| {
+            ConfigError::new(pos, format!("{} is not defined", route_label(kind, name)))
+        })
+    }
+
+    fn action(&mut self, func: Func, call: &Call) -> Res<Action> {
+        let a = &call.args;
+        Ok(match func {
+            Func::Forward | Func::ForwardUdp | Func::ForwardTcp | Func::Send => {
+                let kind = match func {
+                    Func::Forward => ForwardKind::Forward,
+                    Func::ForwardUdp => ForwardKind::Udp,
+                    Func::ForwardTcp => ForwardKind::Tcp,
+                    _ => ForwardKind::Send,
+                };
+                let target = match a.first() {
+                    None => Target::UriHost,
+                    Some(h) => host_arg(h)?,
+                };
+                let port = match (a.first(), a.get(1)) {
+                    (None, _) => PortSpec::UriPort,
+                    (Some(_), None) => PortSpec::Default,
+                    (Some(_), Some(p)) => port_arg(p)?,
+                };
+                Action::Forward { kind, target, port }
+            }
+            Func::Log => {
+                let (level, msg) = match &a[..] {
+                    [msg] => (4, msg),
+                    [level, msg] => (int_in(level, -3, 9)?, msg),
+                    _ => unreachable!("arity checked"),
+                };
+                Action::Log {
+                    level: level as i8,
+                    msg: Format::parse(&text(msg)),
+                }
+            }
+            Func::Strip => Action::Strip(int_in(&a[0], 0, MAX_URI_LEN as i64)? as usize),
+            Func::Prefix => Action::Prefix(nonempty(&a[0])?),
+            Func::RewriteUri => Action::RewriteUri(uri_arg(&a[0])?),
+            Func::RewriteHost => Action::RewriteHost(nonempty(&a[0])?),
+            Func::RewriteHostPort => Action::RewriteHostPort(nonempty(&a[0])?),
+            Func::RewriteUser => Action::RewriteUser(text(&a[0]).into()),
+            Func::RewriteUserPass => Action::RewriteUserPass(text(&a[0]).into()),
+            Func::RewritePort => {
+                let p = text(&a[0]);
+                if !p.is_empty() {
+                    int_in(&a[0], 1, 65535)?;
+                }
+                Action::RewritePort(p.into())
+            }
+            Func::AppendBranch => Action::AppendBranch(match a.first() {
+                None => None,
+                Some(u) => Some(uri_arg(u)?),
+            }),
+            Func::RevertUri => Action::RevertUri,
+            Func::SetFlag => Action::SetFlag(int_in(&a[0], 0, MAX_FLAG)? as u8),
+            Func::ResetFlag => Action::ResetFlag(int_in(&a[0], 0, MAX_FLAG)? as u8),
+            Func::IsFlagSet => Action::IsFlagSet(int_in(&a[0], 0, MAX_FLAG)? as u8),
+            Func::LenGt => Action::LenGt(int_in(&a[0], 0, i64::from(u32::MAX))? as usize),
+            Func::Search => Action::Search(self.regex(&text(&a[0]), true, a[0].pos())?),
+            Func::SearchAppend => Action::SearchAppend(
+                self.regex(&text(&a[0]), true, a[0].pos())?,
+                text(&a[1]).into(),
+            ),
+            Func::Replace => Action::Replace(
+                self.regex(&text(&a[0]), true, a[0].pos())?,
+                text(&a[1]).into(),
+            ),
+            Func::Subst => {
+                let s = subst(&text(&a[0])).map_err(|m| ConfigError::new(a[0].pos(), m))?;
+                self.prog.substs.push(s);
+                Action::Subst(self.prog.substs.len() as u32 - 1)
+            }
+            Func::ExecDset => Action::ExecDset(nonempty(&a[0])?),
+            Func::ExecMsg => Action::ExecMsg(nonempty(&a[0])?),
+            Func::Route => unreachable!("resolved as an instruction"),
+            _ => Action::Module {
+                func,
+                args: self.module_args(func, a)?.into(),
+            },
+        })
+    }
+
+    /// Arguments of actions run by modules, checked as each module's fixup
+    /// would check them.
+    fn module_args(&self, func: Func, a: &[Arg]) -> Res<Vec<Param>> {
+        Ok(match func {
+            Func::SlSendReply | Func::SendReply | Func::TReply => vec![
+                Param::Int(int_in(&a[0], 100, 699)?),
+                Param::Fmt(Format::parse(&text(&a[1]))),
+            ],
+            Func::TRelay | Func::TRelayToUdp | Func::TRelayToTcp => match a {
+                [] => vec![],
+                [host, port] => vec![
+                    Param::Str(nonempty(host)?),
+                    Param::Int(int_in(port, 1, 65535)?),
+                ],
+                [one] => {
+                    return Err(ConfigError::new(
+                        one.pos(),
+                        "t_relay takes no arguments, or a host and a port".into(),
+                    ));
+                }
+                _ => unreachable!("arity checked"),
+            },
+            Func::TOnFailure | Func::TOnReply | Func::TOnBranch => {
+                let kind = match func {
+                    Func::TOnFailure => RouteKind::Failure,
+                    Func::TOnReply => RouteKind::Reply,
+                    _ => RouteKind::Branch,
+                };
+                vec![Param::Route(self.route_ref(
+                    kind,
+                    &text(&a[0]),
+                    a[0].pos(),
+                )?)]
+            }
+            Func::Save | Func::Lookup => vec![Param::Str(nonempty(&a[0])?)],
+            Func::MfProcessMaxfwdHeader => vec![Param::Int(int_in(&a[0], 1, 255)?)],
+            Func::WwwAuthorize | Func::ProxyAuthorize => {
+                vec![Param::Str(text(&a[0]).into()), Param::Str(nonempty(&a[1])?)]
+            }
+            Func::WwwChallenge | Func::ProxyChallenge => vec![
+                Param::Str(text(&a[0]).into()),
+                Param::Int(int_in(&a[1], 0, 1)?),
+            ],
+            _ => vec![],
+        })
+    }
+}
+
+pub fn route_label(kind: RouteKind, name: Option<&str>) -> String {
+    let k = match kind {
+        RouteKind::Request => "route",
+        RouteKind::Failure => "failure_route",
+        RouteKind::Reply => "onreply_route",
+        RouteKind::Branch => "branch_route",
+    };
+    match name {
+        Some(n) => format!("{k}[{n}]"),
+        None => k.to_string(),
+    }
+}
+
+/// Builds a case-(in)sensitive POSIX-extended-style regex over bytes.
+pub fn build_regex(pattern: &str, lines: bool, icase: bool) -> Result<Regex, String> {
+    RegexBuilder::new(pattern)
+        .case_insensitive(icase)
+        .multi_line(lines)
+        .crlf(lines)
+        .build()
+        .map_err(|e| {
+            // The crate's message spans lines (pattern, caret, reason);
+            // a config error is one line.
+            let reason = e
+                .to_string()
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid")
+                .trim()
+                .trim_start_matches("error: ")
+                .to_string();
+            format!("bad regular expression \"{pattern}\": {reason}")
+        })
+}
+
+/// `/re/replacement/flags` with any delimiter; `\` escapes it.
+fn subst(s: &str) -> Result<SubstExpr, String> {
+    let bad = || format!("subst expects '/regex/replacement/flags', found '{s}'");
+    let mut chars = s.chars();
+    let delim = chars.next().ok_or_else(bad)?;
+    if delim.is_alphanumeric() || delim == '\\' || delim.is_whitespace() {
+        return Err(bad());
+    }
+    let mut fields = vec![String::new()];
+    let mut escaped = false;
+    for c in chars {
+        if escaped {
+            if c != delim {
+                fields.last_mut().unwrap().push('\\');
+            }
+            fields.last_mut().unwrap().push(c);
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == delim {
+            fields.push(String::new());
+        } else {
+            fields.last_mut().unwrap().push(c);
+        }
+    }
+    if escaped {
+        fields.last_mut().unwrap().push('\\');
+    }
+    let [re, replacement, flags] = <[String; 3]>::try_from(fields).map_err(|_| bad())?;
+    let mut global = false;
+    let mut icase = false;
+    for f in flags.chars() {
+        match f {
+            'g' => global = true,
+            'i' => icase = true,
+            _ => return Err(format!("subst: unknown flag '{f}' (g and i are known)")),
+        }
+    }
+    let re = build_regex(&re, true, icase)?;
+    let groups = re.captures_len();
+    let mut b = replacement.bytes().peekable();
+    while let Some(c) = b.next() {
+        if c == b'\\' {
+            if let Some(d) = b.next().filter(u8::is_ascii_digit) {
+                if usize::from(d - b'0') >= groups {
+                    return Err(format!("subst: \\{} names no group of '{re}'", d - b'0'));
+                }
+            }
+        }
+    }
+    Ok(SubstExpr {
+        re,
+        replacement: replacement.into(),
+        global,
+    })
+}
+
+fn text(a: &Arg) -> String {
+    match a {
+        Arg::Str(s, _) | Arg::Word(s, _) => s.clone(),
+        Arg::Int(n, _) => n.to_string(),
+    }
+}
+
+fn nonempty(a: &Arg) -> Res<Box<str>> {
+    let t = text(a);
+    if t.is_empty() {
+        return Err(ConfigError::new(a.pos(), "empty argument".into()));
+    }
+    Ok(t.into())
+}
+
+fn int_in(a: &Arg, min: i64, max: i64) -> Res<i64> {
+    let n = match a {
+        Arg::Int(n, _) => Some(*n),
+        Arg::Str(s, _) | Arg::Word(s, _) => s.trim().parse().ok(),
+    };
+    n.filter(|n| (min..=max).contains(n)).ok_or_else(|| {
+        ConfigError::new(
+            a.pos(),
+            format!("expected a number from {min} to {max}, found {}", show(a)),
+        )
+    })
+}
+
+fn show(a: &Arg) -> String {
+    match a {
+        Arg::Str(s, _) => format!("\"{s}\""),
+        Arg::Word(w, _) => format!("'{w}'"),
+        Arg::Int(n, _) => n.to_string(),
+    }
+}
+
+fn uri_arg(a: &Arg) -> Res<Box<str>> {
+    let t = text(a);
+    Uri::parse(t.as_bytes())
+        .map(|_| t.as_str().into())
+        .map_err(|_| ConfigError::new(a.pos(), format!("{} is not a valid URI", show(a))))
+}
+
+fn host_arg(a: &Arg) -> Res<Target> {
+    match a {
+        Arg::Word(w, _) if w == "uri:host" => Ok(Target::UriHost),
+        Arg::Word(h, _) | Arg::Str(h, _) if is_host(h) => Ok(Target::Host(h.as_str().into())),
+        _ => Err(ConfigError::new(
+            a.pos(),
+            format!(
+                "expected a host (address or name) or uri:host, found {}",
+                show(a)
+            ),
+        )),
+    }
+}
+
+fn port_arg(a: &Arg) -> Res<PortSpec> {
+    match a {
+        Arg::Word(w, _) if w == "uri:port" => Ok(PortSpec::UriPort),
+        _ => Ok(PortSpec::Port(int_in(a, 1, 65535).map_err(|_| {
+            ConfigError::new(
+                a.pos(),
+                format!(
+                    "expected a port (1 to 65535) or uri:port, found {}",
+                    show(a)
+                ),
+            )
+        })? as u16)),
+    }
+}
+
+/// A hostname, an IPv4 address, or an IPv6 one in brackets or bare.
+fn is_host(h: &str) -> bool {
+    let h = h
+        .strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .unwrap_or(h);
+    !h.is_empty()
+        && (h.parse::<IpAddr>().is_ok()
+            || h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')))
+}
+
+/// An address, or a hostname resolved now (SER resolves at load too).
+fn address(w: &str) -> Result<Vec<Net>, String> {
+    if let Ok(ip) = w.parse::<IpAddr>() {
+        return Ok(vec![host_net(ip)]);
+    }
+    if !is_host(w) {
+        return Err(format!("'{w}' is not an address or a hostname"));
+    }
+    let addrs: Vec<Net> = (w, 0)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve '{w}': {e}"))?
+        .map(|sa| host_net(sa.ip()))
+        .collect();
+    if addrs.is_empty() {
+        return Err(format!("cannot resolve '{w}'"));
+    }
+    Ok(addrs)
+}
+
+fn host_net(ip: IpAddr) -> Net {
+    Net {
+        addr: ip,
+        prefix: if ip.is_ipv4() { 32 } else { 128 },
+    }
+}
+
+/// `IP/len` or `IP/mask` (a dotted mask must be contiguous).
+fn net(ip: &str, mask: &str) -> Result<Net, String> {
+    let addr: IpAddr = ip
+        .parse()
+        .map_err(|_| format!("'{ip}' is not an IP address"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix = if let Ok(len) = mask.parse::<u8>() {
+        len
+    } else if let (Ok(IpAddr::V4(m)), true) = (mask.parse::<IpAddr>(), addr.is_ipv4()) {
+        let bits = u32::from(m);
+        if bits.leading_ones() + bits.trailing_zeros() != 32 {
+            return Err(format!("'{mask}' is not a contiguous network mask"));
+        }
+        bits.leading_ones() as u8
+    } else {
+        return Err(format!("'{mask}' is not a prefix length or a network mask"));
+    };
+    if prefix > max {
+        return Err(format!("prefix length {prefix} is longer than {max}"));
+    }
+    Ok(Net { addr, prefix })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_from_lengths_and_masks() {
+        assert_eq!(net("192.168.0.0", "16").unwrap().prefix, 16);
+        assert_eq!(net("192.168.0.0", "255.255.0.0").unwrap().prefix, 16);
+        assert!(net("192.168.0.0", "255.0.255.0").is_err());
+        assert!(net("192.168.0.0", "33").is_err());
+        assert_eq!(net("fe80::", "10").unwrap().prefix, 10);
+    }
+
+    #[test]
+    fn subst_expressions() {
+        let s = subst("/^(To|t): .*/\\1: x/gi").unwrap();
+        assert!(s.global);
+        assert_eq!(&*s.replacement, "\\1: x");
+        let s = subst("#a\\#b#c#").unwrap();
+        assert_eq!(s.re.as_str(), "a#b");
+        assert!(subst("/a/b").is_err());
+        assert!(subst("/a/\\1/").is_err(), "no group 1");
+        assert!(subst("/a/b/x").is_err());
+        assert!(subst("/(/b/").is_err());
+    }
+}

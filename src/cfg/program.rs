@@ -1,0 +1,515 @@
+//! The compiled script: flat bytecode for every route block, with the
+//! conditions, actions and regular expressions it refers to resolved once
+//! at load, so running it parses nothing.
+
+use std::fmt::{self, Write as _};
+use std::net::IpAddr;
+
+use regex::bytes::Regex;
+
+use super::ast::RouteKind;
+use super::pv::Format;
+use super::registry::{Func, func_name};
+use super::settings::{Alias, Proto};
+
+/// One instruction. Conditions leave their truth in the VM's return-value
+/// register (positive true, negative false), as actions do in SER, so one
+/// jump instruction serves both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Insn {
+    /// Evaluate `tests[i]`.
+    Test(u32),
+    /// Run `actions[i]`; a zero result ends the script (SER semantics).
+    Act(u32),
+    /// Call `routes[i]`; its return value becomes the result.
+    Route(u32),
+    /// Jump when (result > 0) == `when`.
+    JumpIf {
+        target: u32,
+        when: bool,
+    },
+    Jump(u32),
+    /// Leave the current route block with a value (`return(n)`, `break`,
+    /// the end of a block).
+    Return(i32),
+    /// End the script (`exit`).
+    Exit,
+    /// End the script and discard the message (`drop`).
+    Drop,
+}
+
+/// Left-hand operands of conditions (SER's core operands).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operand {
+    Method,
+    Uri,
+    SrcIp,
+    DstIp,
+    SrcPort,
+    DstPort,
+    Proto,
+    Af,
+    MsgLen,
+    Status,
+}
+
+impl Operand {
+    pub fn parse(s: &str) -> Option<Operand> {
+        Some(match s {
+            "method" => Operand::Method,
+            "uri" => Operand::Uri,
+            "src_ip" => Operand::SrcIp,
+            "dst_ip" => Operand::DstIp,
+            "src_port" => Operand::SrcPort,
+            "dst_port" => Operand::DstPort,
+            "proto" => Operand::Proto,
+            "af" => Operand::Af,
+            "msg:len" => Operand::MsgLen,
+            "status" => Operand::Status,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Operand::Method => "method",
+            Operand::Uri => "uri",
+            Operand::SrcIp => "src_ip",
+            Operand::DstIp => "dst_ip",
+            Operand::SrcPort => "src_port",
+            Operand::DstPort => "dst_port",
+            Operand::Proto => "proto",
+            Operand::Af => "af",
+            Operand::MsgLen => "msg:len",
+            Operand::Status => "status",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumOp {
+    Eq,
+    Ne,
+    Lt,
+    Gt,
+    Le,
+    Ge,
+}
+
+impl NumOp {
+    pub fn holds(self, a: i64, b: i64) -> bool {
+        match self {
+            NumOp::Eq => a == b,
+            NumOp::Ne => a != b,
+            NumOp::Lt => a < b,
+            NumOp::Gt => a > b,
+            NumOp::Le => a <= b,
+            NumOp::Ge => a >= b,
+        }
+    }
+
+    fn symbol(self) -> &'static str {
+        match self {
+            NumOp::Eq => "==",
+            NumOp::Ne => "!=",
+            NumOp::Lt => "<",
+            NumOp::Gt => ">",
+            NumOp::Le => "<=",
+            NumOp::Ge => ">=",
+        }
+    }
+}
+
+/// An address block: `IP`, `IP/len` or `IP/mask` (a mask is stored as its
+/// prefix length).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Net {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Net {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A compiled condition. `negate` folds `!=` and `!~` in.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Test {
+    /// Case-insensitive text equality (SER compares method and URI so).
+    StrEq {
+        operand: Operand,
+        value: Box<str>,
+        negate: bool,
+    },
+    Regex {
+        operand: Operand,
+        re: u32,
+        negate: bool,
+    },
+    /// `uri==myself`: the current URI's host and port are ours.
+    UriMyself {
+        negate: bool,
+    },
+    /// `src_ip == 10.0.0.0/8`, a hostname resolved at load, ...
+    IpIn {
+        operand: Operand,
+        nets: Box<[Net]>,
+        negate: bool,
+    },
+    /// `src_ip==myself`: one of the listen addresses.
+    IpMyself {
+        operand: Operand,
+        negate: bool,
+    },
+    Num {
+        operand: Operand,
+        op: NumOp,
+        value: i64,
+    },
+    ProtoIs {
+        proto: Proto,
+        negate: bool,
+    },
+    /// `af==inet6`.
+    AfIs {
+        v6: bool,
+        negate: bool,
+    },
+}
+
+/// Where a forward goes: a fixed host, or the current URI's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Host(Box<str>),
+    UriHost,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortSpec {
+    /// The URI's port, or the scheme's default.
+    UriPort,
+    /// No port given: SIP's default (5060).
+    Default,
+    Port(u16),
+}
+
+/// `forward` and its transport-specific forms; `send` sends as is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardKind {
+    Forward,
+    Udp,
+    Tcp,
+    Send,
+}
+
+/// A module action's argument, checked and converted at load.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    Int(i64),
+    Str(Box<str>),
+    /// Text with pseudo-variables (`$fU`, `$ru`, ...) filled per message.
+    Fmt(Format),
+    /// Index into [`Program::routes`].
+    Route(u32),
+}
+
+/// `subst('/re/replacement/flags')`.
+#[derive(Debug, Clone)]
+pub struct SubstExpr {
+    pub re: Regex,
+    pub replacement: Box<str>,
+    pub global: bool,
+}
+
+/// An action with its arguments resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Forward {
+        kind: ForwardKind,
+        target: Target,
+        port: PortSpec,
+    },
+    /// SER levels: -3 alert .. -1 error, 1 warning, 2 notice, 3 info, 4 debug.
+    Log {
+        level: i8,
+        msg: Format,
+    },
+    Strip(usize),
+    Prefix(Box<str>),
+    RewriteUri(Box<str>),
+    RewriteHost(Box<str>),
+    RewriteHostPort(Box<str>),
+    RewriteUser(Box<str>),
+    RewriteUserPass(Box<str>),
+    RewritePort(Box<str>),
+    AppendBranch(Option<Box<str>>),
+    RevertUri,
+    SetFlag(u8),
+    ResetFlag(u8),
+    IsFlagSet(u8),
+    LenGt(usize),
+    Search(u32),
+    SearchAppend(u32, Box<str>),
+    Replace(u32, Box<str>),
+    Subst(u32),
+    ExecDset(Box<str>),
+    ExecMsg(Box<str>),
+    /// Run by the module's runtime through the VM's host.
+    Module {
+        func: Func,
+        args: Box<[Param]>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub kind: RouteKind,
+    /// `None` for the main request route.
+    pub name: Option<Box<str>>,
+    pub entry: u32,
+}
+
+/// Which addresses and names are "myself".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Myself {
+    /// Listen addresses with their ports.
+    pub addrs: Vec<(IpAddr, u16)>,
+    pub aliases: Vec<Alias>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Program {
+    pub code: Vec<Insn>,
+    /// Source line of each instruction.
+    pub lines: Vec<u32>,
+    pub tests: Vec<Test>,
+    pub actions: Vec<Action>,
+    pub regexes: Vec<Regex>,
+    pub substs: Vec<SubstExpr>,
+    pub routes: Vec<Route>,
+    pub myself: Myself,
+}
+
+impl Program {
+    /// Index into [`Program::routes`] of a route block.
+    pub fn route(&self, kind: RouteKind, name: Option<&str>) -> Option<u32> {
+        self.routes
+            .iter()
+            .position(|r| r.kind == kind && r.name.as_deref() == name)
+            .map(|i| i as u32)
+    }
+
+    /// The main request route, if the script has one.
+    pub fn main_route(&self) -> Option<u32> {
+        self.route(RouteKind::Request, None)
+    }
+
+    /// The program as text, one instruction a line with its source line
+    /// (`rser -c --dump`).
+    pub fn dump(&self) -> String {
+        let mut out = String::new();
+        for (i, insn) in self.code.iter().enumerate() {
+            if let Some(r) = self.routes.iter().find(|r| r.entry as usize == i) {
+                let _ = writeln!(out, "{}:", route_label(r));
+            }
+            let _ = writeln!(
+                out,
+                "  {i:04}  line {:<4} {}",
+                self.lines[i],
+                self.show(insn)
+            );
+        }
+        out
+    }
+
+    fn show(&self, insn: &Insn) -> String {
+        match *insn {
+            Insn::Test(t) => format!("test {}", self.show_test(&self.tests[t as usize])),
+            Insn::Act(a) => format!("act {}", self.show_action(&self.actions[a as usize])),
+            Insn::Route(r) => format!("route {}", route_label(&self.routes[r as usize])),
+            Insn::JumpIf { target, when } => {
+                format!(
+                    "jump_if_{} {target:04}",
+                    if when { "true" } else { "false" }
+                )
+            }
+            Insn::Jump(t) => format!("jump {t:04}"),
+            Insn::Return(v) => format!("return {v}"),
+            Insn::Exit => "exit".into(),
+            Insn::Drop => "drop".into(),
+        }
+    }
+
+    fn show_test(&self, t: &Test) -> String {
+        let eq = |n: bool| if n { "!=" } else { "==" };
+        let matches = |n: bool| if n { "!~" } else { "=~" };
+        match t {
+            Test::StrEq {
+                operand,
+                value,
+                negate,
+            } => format!("{} {} {value:?}", operand.name(), eq(*negate)),
+            Test::Regex {
+                operand,
+                re,
+                negate,
+            } => format!(
+                "{} {} /{}/",
+                operand.name(),
+                matches(*negate),
+                self.regexes[*re as usize].as_str()
+            ),
+            Test::UriMyself { negate } => format!("uri {} myself", eq(*negate)),
+            Test::IpIn {
+                operand,
+                nets,
+                negate,
+            } => {
+                let nets: Vec<String> = nets
+                    .iter()
+                    .map(|n| format!("{}/{}", n.addr, n.prefix))
+                    .collect();
+                let op = if *negate { "not in" } else { "in" };
+                format!("{} {op} [{}]", operand.name(), nets.join(", "))
+            }
+            Test::IpMyself { operand, negate } => {
+                format!("{} {} myself", operand.name(), eq(*negate))
+            }
+            Test::Num { operand, op, value } => {
+                format!("{} {} {value}", operand.name(), op.symbol())
+            }
+            Test::ProtoIs { proto, negate } => format!("proto {} {}", eq(*negate), proto.name()),
+            Test::AfIs { v6, negate } => {
+                format!("af {} {}", eq(*negate), if *v6 { "inet6" } else { "inet" })
+            }
+        }
+    }
+
+    fn show_action(&self, a: &Action) -> String {
+        match a {
+            Action::Forward { kind, target, port } => {
+                let name = match kind {
+                    ForwardKind::Forward => "forward",
+                    ForwardKind::Udp => "forward_udp",
+                    ForwardKind::Tcp => "forward_tcp",
+                    ForwardKind::Send => "send",
+                };
+                let host = match target {
+                    Target::Host(h) => h.to_string(),
+                    Target::UriHost => "uri:host".into(),
+                };
+                let port = match port {
+                    PortSpec::Port(p) => p.to_string(),
+                    PortSpec::UriPort => "uri:port".into(),
+                    PortSpec::Default => "default".into(),
+                };
+                format!("{name}({host}, {port})")
+            }
+            Action::Log { level, msg } => format!("log({level}, {msg})"),
+            Action::Strip(n) => format!("strip({n})"),
+            Action::Prefix(s) => format!("prefix({s:?})"),
+            Action::RewriteUri(s) => format!("rewriteuri({s:?})"),
+            Action::RewriteHost(s) => format!("rewritehost({s:?})"),
+            Action::RewriteHostPort(s) => format!("rewritehostport({s:?})"),
+            Action::RewriteUser(s) => format!("rewriteuser({s:?})"),
+            Action::RewriteUserPass(s) => format!("rewriteuserpass({s:?})"),
+            Action::RewritePort(s) => format!("rewriteport({s:?})"),
+            Action::AppendBranch(None) => "append_branch()".into(),
+            Action::AppendBranch(Some(s)) => format!("append_branch({s:?})"),
+            Action::RevertUri => "revert_uri()".into(),
+            Action::SetFlag(f) => format!("setflag({f})"),
+            Action::ResetFlag(f) => format!("resetflag({f})"),
+            Action::IsFlagSet(f) => format!("isflagset({f})"),
+            Action::LenGt(n) => format!("len_gt({n})"),
+            Action::Search(re) => format!("search(/{}/)", self.regexes[*re as usize].as_str()),
+            Action::SearchAppend(re, s) => format!(
+                "search_append(/{}/, {s:?})",
+                self.regexes[*re as usize].as_str()
+            ),
+            Action::Replace(re, s) => {
+                format!("replace(/{}/, {s:?})", self.regexes[*re as usize].as_str())
+            }
+            Action::Subst(i) => {
+                let s = &self.substs[*i as usize];
+                let g = if s.global { "g" } else { "" };
+                format!("subst(/{}/{}/{g})", s.re.as_str(), s.replacement)
+            }
+            Action::ExecDset(c) => format!("exec_dset({c:?})"),
+            Action::ExecMsg(c) => format!("exec_msg({c:?})"),
+            Action::Module { func, args } => {
+                let args: Vec<String> = args.iter().map(|p| self.show_param(p)).collect();
+                format!("{}({})", func_name(*func), args.join(", "))
+            }
+        }
+    }
+
+    fn show_param(&self, p: &Param) -> String {
+        match p {
+            Param::Int(n) => n.to_string(),
+            Param::Str(s) => format!("{s:?}"),
+            Param::Fmt(f) => f.to_string(),
+            Param::Route(r) => route_label(&self.routes[*r as usize]),
+        }
+    }
+}
+
+fn route_label(r: &Route) -> String {
+    let kind = match r.kind {
+        RouteKind::Request => "route",
+        RouteKind::Failure => "failure_route",
+        RouteKind::Reply => "onreply_route",
+        RouteKind::Branch => "branch_route",
+    };
+    match &r.name {
+        Some(n) => format!("{kind}[{n}]"),
+        None => kind.to_string(),
+    }
+}
+
+impl fmt::Display for Program {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.dump())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nets_match_by_prefix() {
+        let n = Net {
+            addr: "192.168.0.0".parse().unwrap(),
+            prefix: 16,
+        };
+        assert!(n.contains("192.168.77.1".parse().unwrap()));
+        assert!(!n.contains("192.169.0.1".parse().unwrap()));
+        assert!(!n.contains("::1".parse().unwrap()));
+        let all = Net {
+            addr: "0.0.0.0".parse().unwrap(),
+            prefix: 0,
+        };
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+        let host = Net {
+            addr: "::1".parse().unwrap(),
+            prefix: 128,
+        };
+        assert!(host.contains("::1".parse().unwrap()));
+    }
+}

@@ -1,0 +1,231 @@
+//! Global parameters (`listen=`, `children=`, `alias=`, ...) checked and
+//! turned into the core's settings.
+
+use std::net::IpAddr;
+
+use super::ConfigError;
+use super::ast::{Global, Value};
+
+/// Transport of a listen address or a forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Proto {
+    Udp,
+    Tcp,
+    Tls,
+    Sctp,
+}
+
+impl Proto {
+    pub fn parse(s: &str) -> Option<Proto> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "udp" => Proto::Udp,
+            "tcp" => Proto::Tcp,
+            "tls" => Proto::Tls,
+            "sctp" => Proto::Sctp,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Udp => "udp",
+            Proto::Tcp => "tcp",
+            Proto::Tls => "tls",
+            Proto::Sctp => "sctp",
+        }
+    }
+}
+
+/// `listen=[proto:]addr[:port]`; `port` falls back to `port=` or 5060.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    pub proto: Proto,
+    pub addr: IpAddr,
+    pub port: Option<u16>,
+}
+
+impl Listen {
+    /// `udp:127.0.0.1:5060`, `127.0.0.1:5060`, `127.0.0.1`, `udp:[::1]:5060`.
+    pub fn parse(s: &str) -> Result<Listen, String> {
+        let (proto, rest) = match s.split_once(':') {
+            Some((p, rest)) if Proto::parse(p).is_some() => (Proto::parse(p).unwrap(), rest),
+            _ => (Proto::Udp, s),
+        };
+        let (host, port) = split_host_port(rest)?;
+        let addr = host
+            .parse::<IpAddr>()
+            .map_err(|_| format!("'{host}' is not an IP address"))?;
+        Ok(Listen { proto, addr, port })
+    }
+}
+
+/// A name `uri==myself` matches besides the listen addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alias {
+    /// Lower-cased host name or address text (IPv6 without brackets).
+    pub host: String,
+    /// `None` matches any port.
+    pub port: Option<u16>,
+}
+
+/// Splits `host[:port]` / `[v6][:port]`.
+fn split_host_port(s: &str) -> Result<(&str, Option<u16>), String> {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (h, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("'{s}': unclosed '['"))?;
+        (h, after.strip_prefix(':'))
+    } else if s.matches(':').count() > 1 {
+        (s, None) // bare IPv6
+    } else {
+        match s.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        }
+    };
+    let port = match port {
+        None => None,
+        Some(p) => Some(
+            p.parse::<u16>()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| format!("'{p}' is not a port number"))?,
+        ),
+    };
+    if host.is_empty() {
+        return Err(format!("'{s}' has no host"));
+    }
+    Ok((host, port))
+}
+
+/// The core's settings, from the global parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub listen: Vec<Listen>,
+    pub port: u16,
+    pub children: u32,
+    pub aliases: Vec<Alias>,
+    /// SER's debug level (0 errors .. 4 debug and more).
+    pub debug: i64,
+    pub fork: bool,
+    pub log_stderror: bool,
+    pub check_via: bool,
+    pub dns: bool,
+    pub rev_dns: bool,
+    pub mhomed: bool,
+}
+
+/// Upper bound on `children=`; more workers than this is a typo.
+pub const MAX_CHILDREN: i64 = 1024;
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: Vec::new(),
+            port: 5060,
+            children: 8,
+            aliases: Vec::new(),
+            debug: 0,
+            fork: true,
+            log_stderror: false,
+            check_via: false,
+            dns: false,
+            rev_dns: false,
+            mhomed: false,
+        }
+    }
+}
+
+impl Settings {
+    /// The port a listen address without one uses.
+    pub fn port_of(&self, l: &Listen) -> u16 {
+        l.port.unwrap_or(self.port)
+    }
+}
+
+pub fn settings(globals: &[Global], errors: &mut Vec<ConfigError>) -> Settings {
+    let mut s = Settings::default();
+    for g in globals {
+        if let Err(msg) = apply(&mut s, g) {
+            errors.push(ConfigError::new(g.pos, msg));
+        }
+    }
+    s
+}
+
+fn apply(s: &mut Settings, g: &Global) -> Result<(), String> {
+    let name = g.name.as_str();
+    match name {
+        "listen" => s.listen.push(Listen::parse(&text(&g.value))?),
+        "port" => s.port = int_in(name, &g.value, 1, 65535)? as u16,
+        "children" => s.children = int_in(name, &g.value, 1, MAX_CHILDREN)? as u32,
+        "alias" => {
+            let v = text(&g.value);
+            let (host, port) = split_host_port(&v)?;
+            s.aliases.push(Alias {
+                host: host.to_ascii_lowercase(),
+                port,
+            });
+        }
+        "debug" | "log_level" => s.debug = int_in(name, &g.value, -10, 10)?,
+        "fork" => s.fork = boolean(name, &g.value)?,
+        "log_stderror" => s.log_stderror = boolean(name, &g.value)?,
+        "check_via" => s.check_via = boolean(name, &g.value)?,
+        "dns" => s.dns = boolean(name, &g.value)?,
+        "rev_dns" => s.rev_dns = boolean(name, &g.value)?,
+        "mhomed" => s.mhomed = boolean(name, &g.value)?,
+        _ => return Err(format!("unknown global parameter '{name}'")),
+    }
+    Ok(())
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Int(n) => n.to_string(),
+        Value::Str(s) | Value::Word(s) => s.clone(),
+    }
+}
+
+fn int_in(name: &str, v: &Value, min: i64, max: i64) -> Result<i64, String> {
+    match v {
+        Value::Int(n) if (min..=max).contains(n) => Ok(*n),
+        _ => Err(format!("'{name}' expects a number from {min} to {max}")),
+    }
+}
+
+fn boolean(name: &str, v: &Value) -> Result<bool, String> {
+    let word = match v {
+        Value::Int(1) => return Ok(true),
+        Value::Int(0) => return Ok(false),
+        Value::Str(s) | Value::Word(s) => s.to_ascii_lowercase(),
+        Value::Int(_) => String::new(),
+    };
+    match word.as_str() {
+        "yes" | "on" | "true" => Ok(true),
+        "no" | "off" | "false" => Ok(false),
+        _ => Err(format!("'{name}' expects yes or no")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_forms() {
+        let l = Listen::parse("udp:127.0.0.1:5060").unwrap();
+        assert_eq!(
+            (l.proto, l.addr.to_string(), l.port),
+            (Proto::Udp, "127.0.0.1".into(), Some(5060))
+        );
+        let l = Listen::parse("127.0.0.1").unwrap();
+        assert_eq!(l.port, None);
+        let l = Listen::parse("tcp:[::1]:5070").unwrap();
+        assert_eq!(
+            (l.proto, l.addr.to_string(), l.port),
+            (Proto::Tcp, "::1".into(), Some(5070))
+        );
+        assert!(Listen::parse("udp:example.com:5060").is_err());
+        assert!(Listen::parse("127.0.0.1:99999").is_err());
+    }
+}

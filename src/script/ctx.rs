@@ -1,0 +1,190 @@
+//! What the script works on for one message: the parsed message, where it
+//! came from, and the state actions change (the current Request-URI, the
+//! destination set, flags, text edits). The buffers live in a
+//! [`ScriptState`] each worker keeps and reuses, so a message costs no
+//! allocation until an action needs one.
+
+use std::net::SocketAddr;
+
+use crate::cfg::settings::Proto;
+use crate::sip::Message;
+
+use super::uri_ops::{Rewrite, RewriteError, rewrite};
+
+/// SER's MAX_BRANCHES: the destination set's size, the current URI included.
+pub const MAX_BRANCHES: usize = 12;
+
+/// Text edits (textops) one message may carry; the rest of the proxy's
+/// edit budget (`sip::limits::MAX_EDITS`) stays for Via, Record-Route and
+/// the Request-URI.
+pub const MAX_TEXT_EDITS: usize = 8;
+
+/// A change to the message text by textops, applied when it is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextEdit {
+    /// Byte range of the original message replaced (empty: insertion).
+    pub start: usize,
+    pub end: usize,
+    pub text: Vec<u8>,
+}
+
+/// Per-worker buffers, reset for every message.
+#[derive(Debug, Default)]
+pub struct ScriptState {
+    uri: Vec<u8>,
+    uri_rewritten: bool,
+    scratch: Vec<u8>,
+    /// Destination set beyond the current URI (SER's branches).
+    branches: Vec<Vec<u8>>,
+    branch_count: usize,
+    pub flags: u32,
+    pub edits: Vec<TextEdit>,
+}
+
+impl ScriptState {
+    pub fn new() -> ScriptState {
+        ScriptState::default()
+    }
+
+    /// Forgets the previous message, keeping the buffers.
+    pub fn reset(&mut self) {
+        self.uri_rewritten = false;
+        self.branch_count = 0;
+        self.flags = 0;
+        self.edits.clear();
+    }
+}
+
+/// One message going through the script.
+pub struct MsgCtx<'a, 'm> {
+    pub msg: &'a Message<'m>,
+    pub src: SocketAddr,
+    /// The local address it arrived on.
+    pub dst: SocketAddr,
+    pub proto: Proto,
+    /// The reply status `status` tests: the reply's own in onreply_route,
+    /// the winning reply's in failure_route.
+    pub status: Option<u16>,
+    pub st: &'a mut ScriptState,
+}
+
+impl<'a, 'm> MsgCtx<'a, 'm> {
+    /// Starts a message; `st` is reset.
+    pub fn new(
+        msg: &'a Message<'m>,
+        src: SocketAddr,
+        dst: SocketAddr,
+        proto: Proto,
+        st: &'a mut ScriptState,
+    ) -> MsgCtx<'a, 'm> {
+        st.reset();
+        MsgCtx {
+            msg,
+            src,
+            dst,
+            proto,
+            status: msg.status(),
+            st,
+        }
+    }
+
+    /// The current Request-URI: rewritten, or the received one.
+    pub fn uri(&self) -> &[u8] {
+        if self.st.uri_rewritten {
+            &self.st.uri
+        } else {
+            self.msg.request_uri_raw()
+        }
+    }
+
+    /// Whether an action changed the Request-URI.
+    pub fn uri_rewritten(&self) -> bool {
+        self.st.uri_rewritten
+    }
+
+    /// Applies a rewriting action to the current URI.
+    pub fn rewrite_uri(&mut self, op: Rewrite<'_>) -> Result<(), RewriteError> {
+        let st = &mut *self.st;
+        let cur: &[u8] = if st.uri_rewritten {
+            &st.uri
+        } else {
+            self.msg.request_uri_raw()
+        };
+        rewrite(cur, op, &mut st.scratch)?;
+        std::mem::swap(&mut st.uri, &mut st.scratch);
+        st.uri_rewritten = true;
+        Ok(())
+    }
+
+    /// `revert_uri()`: back to the received Request-URI.
+    pub fn revert_uri(&mut self) {
+        self.st.uri_rewritten = false;
+    }
+
+    /// The destination set beyond the current URI.
+    pub fn branches(&self) -> impl Iterator<Item = &[u8]> {
+        self.st.branches[..self.st.branch_count]
+            .iter()
+            .map(Vec::as_slice)
+    }
+
+    pub fn branch_count(&self) -> usize {
+        self.st.branch_count
+    }
+
+    /// Adds a URI to the destination set; false when it is full.
+    pub fn append_branch(&mut self, uri: &[u8]) -> bool {
+        let st = &mut *self.st;
+        if st.branch_count + 1 >= MAX_BRANCHES {
+            return false;
+        }
+        if st.branches.len() == st.branch_count {
+            st.branches.push(Vec::new());
+        }
+        let b = &mut st.branches[st.branch_count];
+        b.clear();
+        b.extend_from_slice(uri);
+        st.branch_count += 1;
+        true
+    }
+
+    /// `append_branch()`: the current URI joins the destination set.
+    pub fn append_current_uri(&mut self) -> bool {
+        let st = &mut *self.st;
+        if st.branch_count + 1 >= MAX_BRANCHES {
+            return false;
+        }
+        let cur: &[u8] = if st.uri_rewritten {
+            &st.uri
+        } else {
+            self.msg.request_uri_raw()
+        };
+        if st.branches.len() == st.branch_count {
+            st.branches.push(Vec::new());
+        }
+        let b = &mut st.branches[st.branch_count];
+        b.clear();
+        b.extend_from_slice(cur);
+        st.branch_count += 1;
+        true
+    }
+
+    pub fn clear_branches(&mut self) {
+        self.st.branch_count = 0;
+    }
+
+    /// Records a text edit; false when there are too many or it overlaps one.
+    pub fn add_edit(&mut self, edit: TextEdit) -> bool {
+        let edits = &mut self.st.edits;
+        let overlaps = edits.iter().any(|e| {
+            edit.start < e.end && e.start < edit.end
+                || (edit.start == edit.end && e.start < edit.start && edit.start < e.end)
+        });
+        if overlaps || edits.len() >= MAX_TEXT_EDITS {
+            return false;
+        }
+        let at = edits.partition_point(|e| e.start <= edit.start);
+        edits.insert(at, edit);
+        true
+    }
+}

@@ -1,0 +1,91 @@
+//! Fills a [`Format`]'s pseudo-variables from the message. A value the
+//! message does not have (no From header, a reply's Request-URI) is empty,
+//! as Kamailio prints `<null>` only in its logs.
+
+use std::io::Write as _;
+
+use crate::cfg::pv::{Format, Part, Pv};
+use crate::sip::{NameAddr, Scheme, Uri};
+
+use super::ctx::MsgCtx;
+
+/// Appends the formatted text to `out`.
+pub fn format_into(f: &Format, ctx: &MsgCtx<'_, '_>, out: &mut Vec<u8>) {
+    for part in f.parts.iter() {
+        match part {
+            Part::Text(t) => out.extend_from_slice(t.as_bytes()),
+            Part::Var(v) => value(v, ctx, out),
+        }
+    }
+}
+
+fn value(v: &Pv, ctx: &MsgCtx<'_, '_>, out: &mut Vec<u8>) {
+    let msg = ctx.msg;
+    match v {
+        Pv::Ruri => out.extend_from_slice(ctx.uri()),
+        Pv::RuriUser | Pv::RuriDomain | Pv::RuriPort => {
+            if let Ok(u) = Uri::parse(ctx.uri()) {
+                uri_part(v, &u, out);
+            }
+        }
+        Pv::FromUri | Pv::FromUser | Pv::FromDomain => {
+            if let Ok(na) = msg.from() {
+                name_addr_part(v, na, out);
+            }
+        }
+        Pv::ToUri | Pv::ToUser | Pv::ToDomain => {
+            if let Ok(na) = msg.to() {
+                name_addr_part(v, na, out);
+            }
+        }
+        Pv::CallId => out.extend_from_slice(msg.call_id().unwrap_or(b"")),
+        Pv::Method => match msg.cseq() {
+            Ok(c) if !msg.is_request() => out.extend_from_slice(c.method_raw),
+            _ => out.extend_from_slice(msg.method_raw()),
+        },
+        Pv::CSeq => {
+            if let Ok(c) = msg.cseq() {
+                let _ = write!(out, "{}", c.number);
+            }
+        }
+        Pv::SrcIp => {
+            let _ = write!(out, "{}", ctx.src.ip());
+        }
+        Pv::SrcPort => {
+            let _ = write!(out, "{}", ctx.src.port());
+        }
+        Pv::UserAgent => header(ctx, "User-Agent", out),
+        Pv::Status => {
+            if let Some(s) = ctx.status {
+                let _ = write!(out, "{s}");
+            }
+        }
+        Pv::Reason => out.extend_from_slice(msg.reason()),
+        Pv::Header(name) => header(ctx, name, out),
+    }
+}
+
+fn header(ctx: &MsgCtx<'_, '_>, name: &str, out: &mut Vec<u8>) {
+    if let Some(h) = ctx.msg.named(name.as_bytes()).next() {
+        out.extend_from_slice(ctx.msg.value(h));
+    }
+}
+
+fn name_addr_part(v: &Pv, na: &NameAddr<'_>, out: &mut Vec<u8>) {
+    match v {
+        Pv::FromUri | Pv::ToUri => out.extend_from_slice(na.uri.raw),
+        _ => uri_part(v, &na.uri, out),
+    }
+}
+
+fn uri_part(v: &Pv, u: &Uri<'_>, out: &mut Vec<u8>) {
+    match v {
+        Pv::RuriUser | Pv::FromUser | Pv::ToUser => out.extend_from_slice(u.user.unwrap_or(b"")),
+        Pv::RuriDomain | Pv::FromDomain | Pv::ToDomain => out.extend_from_slice(u.host_raw),
+        Pv::RuriPort => {
+            let default = if u.scheme == Scheme::Sips { 5061 } else { 5060 };
+            let _ = write!(out, "{}", u.port.unwrap_or(default));
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,532 @@
+//! Runs a compiled [`Program`] for one message. Core actions, textops and
+//! exec run here; forwarding and module actions (sl, tm, registrar, ...)
+//! go to a [`Host`], which the server provides and tests replace.
+//!
+//! SER's return semantics: an action's positive value is true, negative is
+//! false, and zero ends the script. Execution is bounded in route depth
+//! and in instructions, so no script can loop a worker forever.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use arrayvec::{ArrayString, ArrayVec};
+
+use crate::cfg::Config;
+use crate::cfg::program::{
+    Action, ForwardKind, Insn, Operand, Param, PortSpec, Program, Target, Test,
+};
+use crate::cfg::registry::Func;
+use crate::cfg::settings::Proto;
+use crate::sip::{Host as UriHost, Scheme, Uri};
+
+use super::ctx::MsgCtx;
+use super::exec::{self, Job};
+use super::pv::format_into;
+use super::textops;
+use super::uri_ops::Rewrite;
+
+/// Deepest `route(N)` nesting (recursion is allowed, unbounded is not).
+pub const MAX_ROUTE_DEPTH: usize = 64;
+/// Most instructions one message may run.
+pub const MAX_STEPS: u32 = 100_000;
+
+const TRUE: i32 = 1;
+const FALSE: i32 = -1;
+
+/// Where a forward goes, resolved from the action and the current URI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    /// Host name or address text (IPv6 without brackets).
+    pub host: ArrayString<255>,
+    pub port: u16,
+    /// From the URI's `transport` parameter or the action (`forward_tcp`).
+    pub proto: Proto,
+    pub kind: ForwardKind,
+}
+
+/// What the VM cannot do alone: send, and run module actions.
+pub trait Host {
+    /// `forward`, `forward_udp`, `forward_tcp`, `send`.
+    fn forward(&mut self, ctx: &mut MsgCtx<'_, '_>, dest: &Destination) -> i32;
+    /// A module action with its checked arguments.
+    fn module(&mut self, ctx: &mut MsgCtx<'_, '_>, func: Func, args: &[Param]) -> i32;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunError {
+    /// `route(N)` nested deeper than [`MAX_ROUTE_DEPTH`].
+    TooDeep { line: u32 },
+    /// More than [`MAX_STEPS`] instructions.
+    TooLong { line: u32 },
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::TooDeep { line } => write!(
+                f,
+                "route() nested deeper than {MAX_ROUTE_DEPTH} at config line {line}; script ended"
+            ),
+            RunError::TooLong { line } => write!(
+                f,
+                "more than {MAX_STEPS} instructions at config line {line}; script ended"
+            ),
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// The last result (SER's return code).
+    pub ret: i32,
+    /// `drop` was executed.
+    pub dropped: bool,
+    pub error: Option<RunError>,
+}
+
+/// A loaded program plus the settings its actions need.
+pub struct Vm<'p> {
+    prog: &'p Program,
+    time_to_kill: Duration,
+}
+
+impl<'p> Vm<'p> {
+    pub fn new(config: &'p Config) -> Vm<'p> {
+        let secs = config.modparam_int("exec", "time_to_kill", 0);
+        let time_to_kill = if secs > 0 {
+            Duration::from_secs(secs as u64)
+        } else {
+            exec::DEFAULT_TIME_TO_KILL
+        };
+        Vm {
+            prog: &config.program,
+            time_to_kill,
+        }
+    }
+
+    pub fn with_program(prog: &'p Program) -> Vm<'p> {
+        Vm {
+            prog,
+            time_to_kill: exec::DEFAULT_TIME_TO_KILL,
+        }
+    }
+
+    pub fn program(&self) -> &'p Program {
+        self.prog
+    }
+
+    /// Runs route block `route` (an index into `Program::routes`).
+    pub fn run(&self, route: u32, ctx: &mut MsgCtx<'_, '_>, host: &mut dyn Host) -> Outcome {
+        let code = &self.prog.code;
+        let mut pc = self.prog.routes[route as usize].entry as usize;
+        let mut stack: ArrayVec<u32, MAX_ROUTE_DEPTH> = ArrayVec::new();
+        let mut ret = TRUE;
+        let mut steps = 0u32;
+        let end = |ret, dropped, error| Outcome {
+            ret,
+            dropped,
+            error,
+        };
+        loop {
+            steps += 1;
+            if steps > MAX_STEPS {
+                let line = self.prog.lines[pc];
+                return end(0, false, Some(RunError::TooLong { line }));
+            }
+            match code[pc] {
+                Insn::Test(t) => {
+                    ret = if self.test(&self.prog.tests[t as usize], ctx) {
+                        TRUE
+                    } else {
+                        FALSE
+                    };
+                    pc += 1;
+                }
+                Insn::Act(a) => {
+                    ret = self.act(&self.prog.actions[a as usize], ctx, host);
+                    if ret == 0 {
+                        return end(0, false, None);
+                    }
+                    pc += 1;
+                }
+                Insn::Route(r) => {
+                    if stack.try_push(pc as u32 + 1).is_err() {
+                        let line = self.prog.lines[pc];
+                        return end(0, false, Some(RunError::TooDeep { line }));
+                    }
+                    pc = self.prog.routes[r as usize].entry as usize;
+                }
+                Insn::JumpIf { target, when } => {
+                    pc = if (ret > 0) == when {
+                        target as usize
+                    } else {
+                        pc + 1
+                    };
+                }
+                Insn::Jump(target) => pc = target as usize,
+                Insn::Return(v) => {
+                    ret = v;
+                    match stack.pop() {
+                        Some(back) if ret != 0 => pc = back as usize,
+                        _ => return end(ret, false, None),
+                    }
+                }
+                Insn::Exit => return end(ret, false, None),
+                Insn::Drop => return end(ret, true, None),
+            }
+        }
+    }
+
+    // ---- conditions ----
+
+    fn test(&self, t: &Test, ctx: &MsgCtx<'_, '_>) -> bool {
+        match t {
+            Test::StrEq {
+                operand,
+                value,
+                negate,
+            } => text_operand(*operand, ctx).eq_ignore_ascii_case(value.as_bytes()) != *negate,
+            Test::Regex {
+                operand,
+                re,
+                negate,
+            } => {
+                let re = &self.prog.regexes[*re as usize];
+                let mut buf = ArrayString::<64>::new();
+                let hay: &[u8] = match operand {
+                    Operand::Method | Operand::Uri => text_operand(*operand, ctx),
+                    _ => {
+                        number_text(*operand, ctx, &mut buf);
+                        buf.as_bytes()
+                    }
+                };
+                re.is_match(hay) != *negate
+            }
+            Test::UriMyself { negate } => self.uri_is_myself(ctx.uri()) != *negate,
+            Test::IpIn {
+                operand,
+                nets,
+                negate,
+            } => {
+                let ip = ip_operand(*operand, ctx);
+                nets.iter().any(|n| n.contains(ip)) != *negate
+            }
+            Test::IpMyself { operand, negate } => {
+                let ip = ip_operand(*operand, ctx);
+                self.prog.myself.addrs.iter().any(|(a, _)| *a == ip) != *negate
+            }
+            Test::Num { operand, op, value } => match number_operand(*operand, ctx) {
+                Some(n) => op.holds(n, *value),
+                None => false,
+            },
+            Test::ProtoIs { proto, negate } => (ctx.proto == *proto) != *negate,
+            Test::AfIs { v6, negate } => (ctx.src.is_ipv6() == *v6) != *negate,
+        }
+    }
+
+    /// RFC 3261 §16.4's "is this URI mine": the host is a listen address
+    /// with the URI's port (5060/5061 when absent), or an alias (any port
+    /// unless the alias names one).
+    fn uri_is_myself(&self, uri: &[u8]) -> bool {
+        let Ok(u) = Uri::parse(uri) else {
+            return false;
+        };
+        let port = u
+            .port
+            .unwrap_or(if u.scheme == Scheme::Sips { 5061 } else { 5060 });
+        let me = &self.prog.myself;
+        let addr_match = |ip: IpAddr| me.addrs.iter().any(|(a, p)| *a == ip && *p == port);
+        let host_text = match u.host {
+            UriHost::V4(ip) if addr_match(IpAddr::V4(ip)) => return true,
+            UriHost::V6(ip) if addr_match(IpAddr::V6(ip)) => return true,
+            UriHost::None => return false,
+            _ => u
+                .host_raw
+                .strip_prefix(b"[")
+                .and_then(|h| h.strip_suffix(b"]"))
+                .unwrap_or(u.host_raw),
+        };
+        me.aliases.iter().any(|a| {
+            a.host.as_bytes().eq_ignore_ascii_case(host_text) && a.port.is_none_or(|p| p == port)
+        })
+    }
+
+    // ---- actions ----
+
+    fn act(&self, a: &Action, ctx: &mut MsgCtx<'_, '_>, host: &mut dyn Host) -> i32 {
+        match a {
+            Action::Forward { kind, target, port } => {
+                match destination(ctx, *kind, target, *port) {
+                    Some(dest) => host.forward(ctx, &dest),
+                    None => {
+                        log::warn!(
+                            "forward: no destination in the current URI '{}'",
+                            String::from_utf8_lossy(ctx.uri())
+                        );
+                        FALSE
+                    }
+                }
+            }
+            Action::Log { level, msg } => {
+                let level = log_level(*level);
+                if log::log_enabled!(level) {
+                    let mut out = Vec::new();
+                    format_into(msg, ctx, &mut out);
+                    log::log!(level, "{}", String::from_utf8_lossy(&out).trim_end());
+                }
+                TRUE
+            }
+            Action::Strip(n) => self.rewrite(ctx, Rewrite::Strip(*n)),
+            Action::Prefix(s) => self.rewrite(ctx, Rewrite::Prefix(s.as_bytes())),
+            Action::RewriteUri(s) => self.rewrite(ctx, Rewrite::Uri(s.as_bytes())),
+            Action::RewriteHost(s) => self.rewrite(ctx, Rewrite::Host(s.as_bytes())),
+            Action::RewriteHostPort(s) => self.rewrite(ctx, Rewrite::HostPort(s.as_bytes())),
+            Action::RewriteUser(s) => self.rewrite(ctx, Rewrite::User(s.as_bytes())),
+            Action::RewriteUserPass(s) => self.rewrite(ctx, Rewrite::UserPass(s.as_bytes())),
+            Action::RewritePort(s) => self.rewrite(ctx, Rewrite::Port(s.as_bytes())),
+            Action::AppendBranch(uri) => {
+                let ok = match uri {
+                    Some(u) => ctx.append_branch(u.as_bytes()),
+                    None => ctx.append_current_uri(),
+                };
+                if ok {
+                    TRUE
+                } else {
+                    log::warn!(
+                        "append_branch: the destination set is full ({} URIs)",
+                        super::ctx::MAX_BRANCHES
+                    );
+                    FALSE
+                }
+            }
+            Action::RevertUri => {
+                ctx.revert_uri();
+                TRUE
+            }
+            Action::SetFlag(f) => {
+                ctx.st.flags |= 1 << f;
+                TRUE
+            }
+            Action::ResetFlag(f) => {
+                ctx.st.flags &= !(1 << f);
+                TRUE
+            }
+            Action::IsFlagSet(f) => truth(ctx.st.flags & (1 << f) != 0),
+            Action::LenGt(n) => truth(ctx.msg.buf().len() > *n),
+            Action::Search(re) => textops::search(ctx, &self.prog.regexes[*re as usize]),
+            Action::SearchAppend(re, s) => {
+                textops::search_append(ctx, &self.prog.regexes[*re as usize], s)
+            }
+            Action::Replace(re, s) => textops::replace(ctx, &self.prog.regexes[*re as usize], s),
+            Action::Subst(i) => textops::subst(ctx, &self.prog.substs[*i as usize]),
+            Action::ExecDset(cmd) => self.exec_dset(ctx, cmd),
+            Action::ExecMsg(cmd) => self.exec_msg(ctx, cmd),
+            Action::Module { func, args } => host.module(ctx, *func, args),
+        }
+    }
+
+    fn rewrite(&self, ctx: &mut MsgCtx<'_, '_>, op: Rewrite<'_>) -> i32 {
+        match ctx.rewrite_uri(op) {
+            Ok(()) => TRUE,
+            Err(e) => {
+                log::warn!(
+                    "URI rewrite of '{}' failed: {e}",
+                    String::from_utf8_lossy(ctx.uri())
+                );
+                FALSE
+            }
+        }
+    }
+
+    /// `exec_dset`: the command gets the current URI as its last argument
+    /// (shell-quoted) and in `SIP_RURI`; its output lines become the
+    /// destination set, the first one the new Request-URI.
+    fn exec_dset(&self, ctx: &mut MsgCtx<'_, '_>, cmd: &str) -> i32 {
+        let uri = String::from_utf8_lossy(ctx.uri()).into_owned();
+        let mut line = format!("{cmd} ");
+        exec::shell_quote(&uri, &mut line);
+        let src = ctx.src.ip().to_string();
+        let job = Job {
+            command: &line,
+            env: &[("SIP_RURI", &uri), ("SRCIP", &src)],
+            input: b"",
+            capture: true,
+            time_to_kill: self.time_to_kill,
+        };
+        let out = match exec::run(&job) {
+            Ok(f) if f.status.success() => f.output,
+            Ok(f) => {
+                log::warn!("exec_dset: '{cmd}' exited with {}", f.status);
+                return FALSE;
+            }
+            Err(e) => {
+                log::warn!("exec_dset: '{cmd}': {e}");
+                return FALSE;
+            }
+        };
+        let mut uris = out
+            .split(|&b| b == b'\n')
+            .map(|l| l.trim_ascii())
+            .filter(|l| !l.is_empty());
+        let Some(first) = uris.next() else {
+            log::warn!("exec_dset: '{cmd}' printed no URI");
+            return FALSE;
+        };
+        if Uri::parse(first).is_err() || ctx.rewrite_uri(Rewrite::Uri(first)).is_err() {
+            log::warn!(
+                "exec_dset: '{cmd}' printed '{}', not a URI",
+                String::from_utf8_lossy(first)
+            );
+            return FALSE;
+        }
+        ctx.clear_branches();
+        for u in uris {
+            if Uri::parse(u).is_err() {
+                log::warn!(
+                    "exec_dset: skipping '{}', not a URI",
+                    String::from_utf8_lossy(u)
+                );
+            } else if !ctx.append_branch(u) {
+                log::warn!("exec_dset: destination set full; later URIs dropped");
+                break;
+            }
+        }
+        TRUE
+    }
+
+    /// `exec_msg`: the message on the command's standard input, the source
+    /// address in `SRCIP`; true when the command exits with 0.
+    fn exec_msg(&self, ctx: &mut MsgCtx<'_, '_>, cmd: &str) -> i32 {
+        let src = ctx.src.ip().to_string();
+        let uri = String::from_utf8_lossy(ctx.uri()).into_owned();
+        let job = Job {
+            command: cmd,
+            env: &[("SRCIP", &src), ("SIP_RURI", &uri)],
+            input: ctx.msg.buf(),
+            capture: false,
+            time_to_kill: self.time_to_kill,
+        };
+        match exec::run(&job) {
+            Ok(f) if f.status.success() => TRUE,
+            Ok(f) => {
+                log::info!("exec_msg: '{cmd}' exited with {}", f.status);
+                FALSE
+            }
+            Err(e) => {
+                log::warn!("exec_msg: '{cmd}': {e}");
+                FALSE
+            }
+        }
+    }
+}
+
+fn truth(b: bool) -> i32 {
+    if b { TRUE } else { FALSE }
+}
+
+/// SER's levels onto `log`'s: negative are errors, 1 warning, 2-3 info.
+fn log_level(ser: i8) -> log::Level {
+    match ser {
+        i8::MIN..=0 => log::Level::Error,
+        1 => log::Level::Warn,
+        2 | 3 => log::Level::Info,
+        _ => log::Level::Debug,
+    }
+}
+
+fn text_operand<'c>(op: Operand, ctx: &'c MsgCtx<'_, '_>) -> &'c [u8] {
+    match op {
+        Operand::Uri => ctx.uri(),
+        // In a reply, the method is the CSeq's (as SER has it).
+        _ if !ctx.msg.is_request() => ctx.msg.cseq().map_or(&b""[..], |c| c.method_raw),
+        _ => ctx.msg.method_raw(),
+    }
+}
+
+fn ip_operand(op: Operand, ctx: &MsgCtx<'_, '_>) -> IpAddr {
+    if op == Operand::DstIp {
+        ctx.dst.ip()
+    } else {
+        ctx.src.ip()
+    }
+}
+
+fn number_operand(op: Operand, ctx: &MsgCtx<'_, '_>) -> Option<i64> {
+    Some(match op {
+        Operand::SrcPort => i64::from(ctx.src.port()),
+        Operand::DstPort => i64::from(ctx.dst.port()),
+        Operand::MsgLen => ctx.msg.buf().len() as i64,
+        Operand::Status => i64::from(ctx.status?),
+        _ => return None,
+    })
+}
+
+/// An operand as text, for `=~` on addresses, ports and status codes.
+fn number_text(op: Operand, ctx: &MsgCtx<'_, '_>, out: &mut ArrayString<64>) {
+    let _ = match op {
+        Operand::SrcIp | Operand::DstIp => write!(out, "{}", ip_operand(op, ctx)),
+        Operand::Proto => write!(out, "{}", ctx.proto.name()),
+        Operand::Af => write!(out, "{}", if ctx.src.is_ipv6() { "inet6" } else { "inet" }),
+        _ => match number_operand(op, ctx) {
+            Some(n) => write!(out, "{n}"),
+            None => Ok(()),
+        },
+    };
+}
+
+/// Resolves a forward's target against the current URI.
+fn destination(
+    ctx: &MsgCtx<'_, '_>,
+    kind: ForwardKind,
+    target: &Target,
+    port: PortSpec,
+) -> Option<Destination> {
+    let parsed = match (target, port) {
+        (Target::Host(_), PortSpec::Port(_) | PortSpec::Default) => None,
+        _ => Some(Uri::parse(ctx.uri()).ok()?),
+    };
+    let mut host = ArrayString::new();
+    match target {
+        Target::Host(h) => host.try_push_str(h.trim_start_matches('[').trim_end_matches(']')),
+        Target::UriHost => {
+            let u = parsed.as_ref()?;
+            if u.host == UriHost::None {
+                return None;
+            }
+            let raw = u.host_raw;
+            let raw = raw
+                .strip_prefix(b"[")
+                .and_then(|h| h.strip_suffix(b"]"))
+                .unwrap_or(raw);
+            host.try_push_str(std::str::from_utf8(raw).ok()?)
+        }
+    }
+    .ok()?;
+    let secure = parsed.as_ref().is_some_and(|u| u.scheme == Scheme::Sips);
+    let default_port = if secure { 5061 } else { 5060 };
+    let port = match port {
+        PortSpec::Port(p) => p,
+        PortSpec::Default => default_port,
+        PortSpec::UriPort => parsed.as_ref()?.port.unwrap_or(default_port),
+    };
+    let uri_proto = parsed
+        .as_ref()
+        .and_then(|u| u.transport)
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .and_then(Proto::parse);
+    let proto = match kind {
+        ForwardKind::Udp => Proto::Udp,
+        ForwardKind::Tcp => Proto::Tcp,
+        ForwardKind::Forward | ForwardKind::Send => {
+            uri_proto.unwrap_or(if secure { Proto::Tls } else { Proto::Udp })
+        }
+    };
+    Some(Destination {
+        host,
+        port,
+        proto,
+        kind,
+    })
+}

@@ -1,0 +1,252 @@
+//! The VM's semantics: SER's return values, route calls, bounds, flags,
+//! textops edits.
+
+use super::testing::{Event, config, request, run, run_with};
+use super::vm::{MAX_ROUTE_DEPTH, RunError};
+use crate::cfg::registry::Func;
+
+fn replies(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Module { name, args, .. } if *name == "sl_send_reply" => Some(args[1].clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn route_calls_return_values_and_break() {
+    let c = config(
+        r#"
+        loadmodule "sl.so"
+        route {
+            if (route(positive)) { sl_send_reply("200", "positive"); }
+            if (!route(negative)) { sl_send_reply("200", "negative"); }
+            route(breaks);
+            sl_send_reply("200", "after break");
+            if (route(falls_off)) { sl_send_reply("200", "fell off true"); }
+            route(zero);
+            sl_send_reply("200", "never");
+        }
+        route[positive] { return(2); }
+        route[negative] { return(-1); }
+        route[breaks] { break; sl_send_reply("200", "never"); }
+        route[falls_off] { setflag(1); }
+        route[zero] { return(0); }
+    "#,
+    );
+    let r = run(&c, "INVITE", "sip:a@b");
+    assert_eq!(
+        replies(&r.events),
+        ["positive", "negative", "after break", "fell off true"]
+    );
+    assert_eq!(r.outcome.ret, 0);
+    assert!(r.outcome.error.is_none());
+}
+
+#[test]
+fn an_action_returning_zero_ends_the_script_from_a_sub_route() {
+    let c = config(
+        r#"
+        loadmodule "sl.so"
+        loadmodule "tm.so"
+        route { route(1); sl_send_reply("500", "not reached"); }
+        route[1] { t_newtran(); sl_send_reply("500", "not reached"); }
+    "#,
+    );
+    let r = run_with(
+        &c,
+        &request("MESSAGE", "sip:a@b"),
+        "192.0.2.1:5060",
+        &[(Func::TNewtran, 0)],
+    );
+    assert_eq!(r.events.len(), 1);
+}
+
+#[test]
+fn exit_and_drop() {
+    let c = config(
+        r#"
+        loadmodule "sl.so"
+        route {
+            if (method == "BYE") { drop; }
+            if (method == "ACK") { exit; }
+            sl_send_reply("200", "x");
+        }
+    "#,
+    );
+    let r = run(&c, "BYE", "sip:a@b");
+    assert!(r.outcome.dropped && r.events.is_empty());
+    let r = run(&c, "ACK", "sip:a@b");
+    assert!(!r.outcome.dropped && r.events.is_empty());
+    assert_eq!(run(&c, "INVITE", "sip:a@b").events.len(), 1);
+}
+
+#[test]
+fn recursion_is_bounded() {
+    let c = config("route { route(1); }\nroute[1] {\n  route(1);\n}\n");
+    let r = run(&c, "INVITE", "sip:a@b");
+    assert_eq!(r.outcome.error, Some(RunError::TooDeep { line: 3 }));
+    assert_eq!(r.outcome.ret, 0);
+    let _ = MAX_ROUTE_DEPTH;
+}
+
+#[test]
+fn instructions_are_bounded() {
+    // 2^20 calls: bounded by the step limit long before.
+    let mut src = String::from("route { route(1); }\n");
+    for i in 1..=20 {
+        src.push_str(&format!(
+            "route[{i}] {{ route({n}); route({n}); }}\n",
+            n = i + 1
+        ));
+    }
+    src.push_str("route[21] { setflag(1); }\n");
+    let c = config(&src);
+    let r = run(&c, "INVITE", "sip:a@b");
+    assert!(matches!(r.outcome.error, Some(RunError::TooLong { .. })));
+}
+
+#[test]
+fn short_circuit_and_precedence() {
+    let c = config(
+        r#"
+        loadmodule "sl.so"
+        route {
+            # && binds tighter than ||; ! applies to one operand.
+            if (method == "INVITE" || method == "BYE" && uri =~ "^sip:x") { sl_send_reply("200", "a"); }
+            if (!method == "INVITE" && !(uri =~ "^sip:x" or uri =~ "^sip:y")) { sl_send_reply("200", "b"); }
+            if (isflagset(3) || route(sets_flag) && isflagset(3)) { sl_send_reply("200", "c"); }
+        }
+        route[sets_flag] { setflag(3); return(1); }
+    "#,
+    );
+    assert_eq!(replies(&run(&c, "INVITE", "sip:a@b").events), ["a", "c"]);
+    assert_eq!(replies(&run(&c, "BYE", "sip:a@b").events), ["b", "c"]);
+    assert_eq!(replies(&run(&c, "BYE", "sip:x@b").events), ["a", "c"]);
+}
+
+#[test]
+fn flags_len_gt_and_failing_rewrites() {
+    let c = config(
+        r#"
+        loadmodule "sl.so"
+        route {
+            setflag(5);
+            if (isflagset(5)) { sl_send_reply("200", "flag"); }
+            resetflag(5);
+            if (isflagset(5)) { sl_send_reply("200", "still"); }
+            if (len_gt(100)) { sl_send_reply("200", "long"); }
+            if (!len_gt(100000)) { sl_send_reply("200", "not huge"); }
+            # strip beyond the user part fails (false) and the script goes on
+            if (!strip(50)) { sl_send_reply("200", "strip failed"); }
+            if (msg:len > 100 and src_port >= 1024) { sl_send_reply("200", "numbers"); }
+        }
+    "#,
+    );
+    assert_eq!(
+        replies(&run(&c, "INVITE", "sip:abc@b").events),
+        ["flag", "long", "not huge", "strip failed", "numbers"]
+    );
+}
+
+#[test]
+fn textops_record_edits_of_the_message() {
+    let c = config(
+        r#"
+        loadmodule "sl.so"
+        loadmodule "textops.so"
+        route {
+            if (search("^Max-Forwards: 70")) { sl_send_reply("200", "found"); }
+            if (!search("^X-Nope:")) { sl_send_reply("200", "absent"); }
+            search_append("^Call-ID: [^\r]*", ";x");
+            replace("Alice", "Carol");
+            subst("/^(CSeq): ([0-9]+)/\1: 1\2/");
+        }
+    "#,
+    );
+    let msg = request("INVITE", "sip:a@b");
+    let parsed = crate::sip::Message::parse(&msg).unwrap();
+    let mut st = super::ScriptState::new();
+    let mut ctx = super::MsgCtx::new(
+        &parsed,
+        "192.0.2.1:5060".parse().unwrap(),
+        "127.0.0.1:5060".parse().unwrap(),
+        crate::cfg::settings::Proto::Udp,
+        &mut st,
+    );
+    let mut rec = super::testing::Recorder::for_program(&c.program);
+    super::Vm::new(&c).run(c.program.main_route().unwrap(), &mut ctx, &mut rec);
+    assert_eq!(replies(&rec.events), ["found", "absent"]);
+    // Apply the edits as the sender will.
+    let mut out = Vec::new();
+    let mut at = 0;
+    for e in &ctx.st.edits {
+        out.extend_from_slice(&msg[at..e.start]);
+        out.extend_from_slice(&e.text);
+        at = e.end;
+    }
+    out.extend_from_slice(&msg[at..]);
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.contains("From: Carol <sip:alice@atlanta.example>"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Call-ID: a84b4c76e66710@pc33.atlanta.example;x\r\n"),
+        "{out}"
+    );
+    assert!(out.contains("CSeq: 1314159 INVITE\r\n"), "{out}");
+}
+
+#[test]
+fn status_in_reply_routes() {
+    let c = config(
+        r#"
+        loadmodule "tm.so"
+        route { t_on_reply("1"); t_relay(); }
+        onreply_route[1] {
+            if (status =~ "^18[03]$") { drop; }
+            if (status >= 500) { exit; }
+        }
+    "#,
+    );
+    let r = c
+        .program
+        .route(crate::cfg::ast::RouteKind::Reply, Some("1"))
+        .unwrap();
+    let vm = super::Vm::new(&c);
+    for (code, dropped) in [(180, true), (183, true), (200, false), (503, false)] {
+        let reply = format!(
+            "SIP/2.0 {code} X\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nTo: <sip:a@b>;tag=2\r\n\
+             From: <sip:c@d>;tag=1\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        );
+        let msg = crate::sip::Message::parse(reply.as_bytes()).unwrap();
+        let mut st = super::ScriptState::new();
+        let mut ctx = super::MsgCtx::new(
+            &msg,
+            "192.0.2.1:5060".parse().unwrap(),
+            "127.0.0.1:5060".parse().unwrap(),
+            crate::cfg::settings::Proto::Udp,
+            &mut st,
+        );
+        let mut rec = super::testing::Recorder::for_program(&c.program);
+        assert_eq!(vm.run(r, &mut ctx, &mut rec).dropped, dropped, "{code}");
+    }
+}
+
+#[test]
+fn destination_set_is_bounded() {
+    let mut src = String::from("loadmodule \"sl.so\"\nroute {\n");
+    for i in 0..20 {
+        src.push_str(&format!("  append_branch(\"sip:b{i}@h\");\n"));
+    }
+    src.push_str("  sl_send_reply(\"300\", \"Multiple\");\n}\n");
+    let c = config(&src);
+    let r = run(&c, "INVITE", "sip:a@b");
+    let Event::Module { dset, .. } = &r.events[0] else {
+        panic!()
+    };
+    assert_eq!(dset.len(), super::ctx::MAX_BRANCHES);
+}
