@@ -180,3 +180,43 @@ fn the_example_config_checks_clean() {
     assert_eq!(c.settings.aliases[0].host, "example.net");
     assert!(c.has_module("sl") && c.has_module("maxfwd"));
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    const SEEDS: [&str; 4] = [
+        include_str!("../../ser.cfg.example"),
+        include_str!("../../tests/configs/seed/numbering-plan.cfg"),
+        include_str!("../../tests/configs/seed/default-configuration.cfg"),
+        include_str!("../../tests/configs/seed/on-reply.cfg"),
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        /// Seed scripts with a byte range replaced by random script text
+        /// load or fail with positioned errors; they never panic.
+        #[test]
+        fn mutated_scripts_load_or_fail_cleanly(
+            which in 0..SEEDS.len(),
+            at in any::<prop::sample::Index>(),
+            len in 0usize..40,
+            insert in "[a-z_(){}\\[\\];,:/=!~<>&|\"#*0-9. \n$^\\\\]{0,40}",
+        ) {
+            let src = SEEDS[which];
+            let start = at.index(src.len());
+            let end = (start + len).min(src.len());
+            if !src.is_char_boundary(start) || !src.is_char_boundary(end) {
+                return Ok(());
+            }
+            let mutated = format!("{}{insert}{}", &src[..start], &src[end..]);
+            if let Err(errors) = super::load(&mutated) {
+                prop_assert!(!errors.is_empty());
+                let lines = mutated.lines().count() as u32 + 1;
+                for e in errors {
+                    prop_assert!(e.pos.line >= 1 && e.pos.line <= lines, "{e}");
+                }
+            }
+        }
+    }
+}
