@@ -1,7 +1,16 @@
 //! rser's shared-memory region.
 //!
-//! The master process creates one memfd-backed `MAP_SHARED` region before it
-//! forks the workers; every table (transactions, timers, the SL ACK filter,
-//! user location, counters) lives in it at a fixed offset, behind
-//! process-shared robust locks. The region and its tables arrive with the
-//! server issue; this crate is the place for them.
+//! The master creates one memfd-backed `MAP_SHARED` region before it forks
+//! the workers (`memmap2`'s anonymous maps are private after fork, so the
+//! region is a file mapping). Tables are carved out of it once, at start-up,
+//! at fixed offsets; nothing is allocated in it afterwards. Locks are
+//! process-shared robust mutexes, so a worker killed while holding one does
+//! not stop the others.
+
+pub mod counters;
+pub mod lock;
+pub mod region;
+
+pub use counters::Counters;
+pub use lock::{LockGuard, RobustMutex};
+pub use region::{Carver, Region};
