@@ -4,5 +4,6 @@
 //! through them.
 
 pub mod cfg;
+pub mod modules;
 pub mod script;
 pub mod sip;
