@@ -6,4 +6,5 @@
 pub mod cfg;
 pub mod modules;
 pub mod script;
+pub mod server;
 pub mod sip;

@@ -1,10 +1,12 @@
-//! The `rser` binary.
+//! The `rser` binary: Kamailio's command-line conventions.
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{ArgAction, Parser};
 
 use rser::cfg;
+use rser::cfg::settings::Listen;
+use rser::server::{self, Options};
 
 /// rser: a SIP router scripted in SER's routing language.
 #[derive(Parser, Debug)]
@@ -25,11 +27,39 @@ struct Cli {
     /// With -c: print the compiled program, one instruction a line.
     #[arg(long = "dump", requires = "check")]
     dump: bool,
+    /// Listen address, `udp:127.0.0.1:5060` or `127.0.0.1:5060`
+    /// (repeatable; replaces listen= and port=; port 0 lets the kernel choose).
+    #[arg(short = 'l', long = "listen", value_name = "ADDR")]
+    listen: Vec<String>,
+    /// Worker processes (replaces children=).
+    #[arg(short = 'n', long = "workers", value_name = "N")]
+    workers: Option<u32>,
+    /// Shared memory in MiB.
+    #[arg(short = 'm', long = "shm", value_name = "MB", default_value_t = 64)]
+    shm_mb: usize,
+    /// Write the master's pid to this file.
+    #[arg(short = 'P', long = "pid-file", value_name = "FILE")]
+    pid_file: Option<String>,
+    /// Detach from the terminal and run in the background.
+    #[arg(long = "daemon")]
+    daemon: bool,
+    /// More verbose logging (repeatable); RUST_LOG overrides.
+    #[arg(short = 'd', action = ArgAction::Count)]
+    debug: u8,
+}
+
+/// SER's `debug=` level plus `-d`s onto a log filter.
+fn log_filter(debug: i64, more: u8) -> &'static str {
+    match debug + i64::from(more) {
+        i64::MIN..=0 => "warn",
+        1 | 2 => "info",
+        3 => "debug",
+        _ => "trace",
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let src = match std::fs::read_to_string(&cli.config) {
         Ok(s) => s,
         Err(e) => {
@@ -52,10 +82,61 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    log::error!(
-        "{}: the configuration is valid, but the server that runs it is not built yet \
-         (issue 4); use -c to check a configuration",
-        cli.config
-    );
-    ExitCode::from(2)
+    let filter = log_filter(config.settings.debug, cli.debug);
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(filter)).init();
+    let mut listen = Vec::new();
+    for l in &cli.listen {
+        match Listen::parse(l) {
+            Ok(l) => listen.push(l),
+            Err(e) => {
+                eprintln!("-l {l}: error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let opts = Options {
+        listen,
+        workers: cli.workers,
+        shm_mb: cli.shm_mb,
+    };
+    if cli.daemon {
+        if let Err(e) = daemonize() {
+            eprintln!("--daemon: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if let Some(p) = &cli.pid_file {
+        if let Err(e) = std::fs::write(p, format!("{}\n", std::process::id())) {
+            eprintln!("-P {p}: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let result = server::run(config, &opts);
+    if let Some(p) = &cli.pid_file {
+        let _ = std::fs::remove_file(p);
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{}: {e}", cli.config);
+            eprintln!("{}: error: {e}", cli.config);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Forks into the background: the parent exits, the child leads a new
+/// session with standard input from /dev/null.
+fn daemonize() -> std::io::Result<()> {
+    use nix::unistd::{ForkResult, fork, setsid};
+    // SAFETY: single-threaded at this point.
+    match unsafe { fork() }.map_err(std::io::Error::from)? {
+        ForkResult::Parent { .. } => std::process::exit(0),
+        ForkResult::Child => {
+            setsid().map_err(std::io::Error::from)?;
+            let null = std::fs::File::open("/dev/null")?;
+            nix::unistd::dup2_stdin(&null).map_err(std::io::Error::from)?;
+            Ok(())
+        }
+    }
 }

@@ -86,10 +86,9 @@ fn split_host_port(s: &str) -> Result<(&str, Option<u16>), String> {
     let port = match port {
         None => None,
         Some(p) => Some(
+            // 0 asks the kernel for a port (listen), as for any bind.
             p.parse::<u16>()
-                .ok()
-                .filter(|&n| n > 0)
-                .ok_or_else(|| format!("'{p}' is not a port number"))?,
+                .map_err(|_| format!("'{p}' is not a port number"))?,
         ),
     };
     if host.is_empty() {
@@ -113,6 +112,9 @@ pub struct Settings {
     pub dns: bool,
     pub rev_dns: bool,
     pub mhomed: bool,
+    /// `reuse_port=yes`: one SO_REUSEPORT socket per worker instead of one
+    /// socket shared by all.
+    pub reuse_port: bool,
 }
 
 /// Upper bound on `children=`; more workers than this is a typo.
@@ -132,6 +134,7 @@ impl Default for Settings {
             dns: false,
             rev_dns: false,
             mhomed: false,
+            reuse_port: false,
         }
     }
 }
@@ -174,6 +177,7 @@ fn apply(s: &mut Settings, g: &Global) -> Result<(), String> {
         "dns" => s.dns = boolean(name, &g.value)?,
         "rev_dns" => s.rev_dns = boolean(name, &g.value)?,
         "mhomed" => s.mhomed = boolean(name, &g.value)?,
+        "reuse_port" => s.reuse_port = boolean(name, &g.value)?,
         _ => return Err(format!("unknown global parameter '{name}'")),
     }
     Ok(())

@@ -39,6 +39,14 @@ pub struct ScriptState {
     branch_count: usize,
     pub flags: u32,
     pub edits: Vec<TextEdit>,
+    /// Set by `mf_process_maxfwd_header`: the Max-Forwards to insert when
+    /// the request has none (RFC 3261 §16.6 step 3 uses 70 otherwise).
+    pub max_forwards_insert: Option<u8>,
+    /// A lower Max-Forwards to send than the decremented one (maxfwd's
+    /// `max_limit`).
+    pub max_forwards_cap: Option<u8>,
+    /// The last internal error, which `sl_reply_error` reports.
+    pub last_error: Option<(u16, &'static str)>,
 }
 
 impl ScriptState {
@@ -52,6 +60,9 @@ impl ScriptState {
         self.branch_count = 0;
         self.flags = 0;
         self.edits.clear();
+        self.max_forwards_insert = None;
+        self.max_forwards_cap = None;
+        self.last_error = None;
     }
 }
 

@@ -1,0 +1,231 @@
+//! The master process: binds the sockets, creates the shared region,
+//! pre-forks the workers, replaces any that dies, and stops them all on
+//! SIGTERM or SIGINT.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, kill, sigaction};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork};
+use socket2::{Domain, Socket, Type};
+
+use super::shared::Shared;
+use super::worker::Worker;
+use crate::cfg::Config;
+use crate::script::Vm;
+
+/// How workers share the port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketMode {
+    /// One socket bound before fork, read by every worker (Kamailio's way).
+    Shared,
+    /// One `SO_REUSEPORT` socket per worker; the kernel spreads datagrams by
+    /// a hash of the sender's address.
+    ReusePort,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// Receive buffer asked of the kernel for each socket (best effort).
+const RCVBUF_BYTES: usize = 4 << 20;
+
+fn bind_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
+    if reuse_port {
+        s.set_reuse_port(true)?;
+    }
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    let _ = s.set_recv_buffer_size(RCVBUF_BYTES);
+    let _ = s.set_send_buffer_size(RCVBUF_BYTES);
+    s.bind(&addr.into())?;
+    Ok(s.into())
+}
+
+/// The master's sockets: in shared mode the ones every worker reads; in
+/// reuse-port mode one set per worker slot, bound on the same ports.
+pub struct Sockets {
+    mode: SocketMode,
+    /// Bound addresses (ports resolved when 0 was asked for).
+    pub addrs: Vec<SocketAddr>,
+    shared: Vec<UdpSocket>,
+}
+
+impl Sockets {
+    pub fn bind(addrs: &[SocketAddr], mode: SocketMode) -> io::Result<Sockets> {
+        let mut shared = Vec::new();
+        let mut bound = Vec::new();
+        for a in addrs {
+            let s = bind_udp(*a, mode == SocketMode::ReusePort)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on udp:{a}: {e}")))?;
+            bound.push(s.local_addr()?);
+            shared.push(s);
+        }
+        Ok(Sockets {
+            mode,
+            addrs: bound,
+            shared,
+        })
+    }
+
+    /// In reuse-port mode the master's own sockets would take a share of
+    /// the traffic that nobody reads: close them once workers have theirs.
+    fn release_master_copies(&mut self) {
+        if self.mode == SocketMode::ReusePort {
+            self.shared.clear();
+        }
+    }
+
+    /// The sockets a (new) worker reads.
+    fn for_worker(&self) -> io::Result<Vec<UdpSocket>> {
+        match self.mode {
+            SocketMode::Shared => self.shared.iter().map(UdpSocket::try_clone).collect(),
+            SocketMode::ReusePort => self.addrs.iter().map(|a| bind_udp(*a, true)).collect(),
+        }
+    }
+}
+
+fn install_stop_handlers() -> io::Result<()> {
+    let act = SigAction::new(
+        SigHandler::Handler(on_stop),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGTERM, Signal::SIGINT] {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe { sigaction(sig, &act) }.map_err(io::Error::from)?;
+    }
+    Ok(())
+}
+
+fn default_signals_in_child() {
+    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for sig in [Signal::SIGTERM, Signal::SIGINT] {
+        // SAFETY: restoring the default disposition.
+        let _ = unsafe { sigaction(sig, &dfl) };
+    }
+}
+
+/// Forks one worker for `slot`; returns its pid in the master.
+fn spawn(slot: usize, config: &Config, shared: &Shared, sockets: &Sockets) -> io::Result<Pid> {
+    let master = std::process::id();
+    // In reuse-port mode the child binds its own sockets after fork, so a
+    // dead worker's socket dies with it.
+    let inherited = if sockets.mode == SocketMode::Shared {
+        Some(sockets.for_worker()?)
+    } else {
+        None
+    };
+    // SAFETY: the master is single-threaded; the child goes straight into
+    // its own loop and never returns here.
+    match unsafe { fork() }.map_err(io::Error::from)? {
+        ForkResult::Parent { child } => Ok(child),
+        ForkResult::Child => {
+            default_signals_in_child();
+            // Die with the master, however it dies.
+            // SAFETY: plain prctl call.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            if std::os::unix::process::parent_id() != master {
+                std::process::exit(0);
+            }
+            let socks = match inherited {
+                Some(s) => s,
+                None => match sockets.for_worker() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        log::error!("worker {slot}: {e}");
+                        std::process::exit(3);
+                    }
+                },
+            };
+            let vm = Vm::new(config);
+            let mut worker = Worker::new(slot, config, shared, &socks);
+            worker.run(&vm)
+        }
+    }
+}
+
+/// Runs the master until SIGTERM/SIGINT; then stops the workers.
+pub fn supervise(
+    config: &Config,
+    shared: &Shared,
+    mut sockets: Sockets,
+    workers: usize,
+) -> io::Result<()> {
+    install_stop_handlers()?;
+    let mut pids: HashMap<Pid, usize> = HashMap::new();
+    for slot in 0..workers {
+        pids.insert(spawn(slot, config, shared, &sockets)?, slot);
+    }
+    sockets.release_master_copies();
+    log::info!(
+        "serving with {workers} workers on {}",
+        sockets
+            .addrs
+            .iter()
+            .map(|a| format!("udp:{a}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    while !STOP.load(Ordering::SeqCst) {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(status) => {
+                let Some(pid) = status.pid() else { continue };
+                let Some(slot) = pids.remove(&pid) else {
+                    continue;
+                };
+                if STOP.load(Ordering::SeqCst) {
+                    break;
+                }
+                log::warn!("worker {slot} (pid {pid}) ended: {status:?}; starting a new one");
+                match spawn(slot, config, shared, &sockets) {
+                    Ok(new) => {
+                        pids.insert(new, slot);
+                    }
+                    Err(e) => log::error!("cannot restart worker {slot}: {e}"),
+                }
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    stop_all(&mut pids);
+    log::info!("stopped; counters: {}", shared.summary());
+    Ok(())
+}
+
+/// SIGTERM to every worker, then SIGKILL to any still there after 1.5 s.
+fn stop_all(pids: &mut HashMap<Pid, usize>) {
+    for pid in pids.keys() {
+        let _ = kill(*pid, Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    while !pids.is_empty() && Instant::now() < deadline {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => std::thread::sleep(Duration::from_millis(5)),
+            Ok(s) => {
+                if let Some(pid) = s.pid() {
+                    pids.remove(&pid);
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    for pid in pids.keys() {
+        let _ = kill(*pid, Signal::SIGKILL);
+        let _ = waitpid(*pid, None);
+    }
+    pids.clear();
+}

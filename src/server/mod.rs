@@ -1,0 +1,150 @@
+//! The server: a master that pre-forks workers sharing UDP sockets and one
+//! shared-memory region (see ARCHITECTURE.md for how a message flows).
+
+pub mod dns;
+pub mod master;
+pub mod proxy;
+pub mod shared;
+pub mod udp;
+pub mod worker;
+
+use std::io;
+use std::io::Read as _;
+use std::net::SocketAddr;
+
+use crate::cfg::Config;
+use crate::cfg::compile::myself;
+use crate::cfg::program::Action;
+use crate::cfg::registry::func_name;
+use crate::cfg::settings::{Listen, Proto};
+use master::{SocketMode, Sockets};
+
+/// What the command line says, over the config's globals.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `-l`: replaces every `listen=`.
+    pub listen: Vec<Listen>,
+    /// `-n`: replaces `children=`.
+    pub workers: Option<u32>,
+    /// `-m`: shared memory in MiB.
+    pub shm_mb: usize,
+}
+
+/// A config the server cannot run, said in one line.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<io::Error> for StartError {
+    fn from(e: io::Error) -> Self {
+        StartError(e.to_string())
+    }
+}
+
+/// Refuses module actions whose runtime is not built yet, by name.
+fn check_runtime(config: &Config) -> Result<(), StartError> {
+    for a in &config.program.actions {
+        if let Action::Module { func, .. } = a {
+            if !worker::SUPPORTED.contains(func) {
+                return Err(StartError(format!(
+                    "the script calls {}(), whose module runtime is not in this build yet \
+                     (tm, registrar, rr and auth come with later issues)",
+                    func_name(*func)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The addresses to bind: `-l`, else `listen=` (port from `port=`), else
+/// 127.0.0.1 on `port=`.
+fn listen_addrs(config: &Config, opts: &Options) -> Result<Vec<SocketAddr>, StartError> {
+    let s = &config.settings;
+    let listens: Vec<Listen> = if !opts.listen.is_empty() {
+        opts.listen.clone()
+    } else if !s.listen.is_empty() {
+        s.listen.clone()
+    } else {
+        vec![Listen {
+            proto: Proto::Udp,
+            addr: [127, 0, 0, 1].into(),
+            port: None,
+        }]
+    };
+    let mut out = Vec::new();
+    for l in &listens {
+        if l.proto != Proto::Udp {
+            return Err(StartError(format!(
+                "listen on {}:{}: only UDP is served yet",
+                l.proto.name(),
+                l.addr
+            )));
+        }
+        if l.addr.is_unspecified() {
+            return Err(StartError(format!(
+                "listen on {}: give a specific address (the Via and myself need one)",
+                l.addr
+            )));
+        }
+        out.push(SocketAddr::new(l.addr, s.port_of(l)));
+    }
+    if out.len() > worker::MAX_SOCKETS {
+        return Err(StartError(format!(
+            "at most {} listen addresses",
+            worker::MAX_SOCKETS
+        )));
+    }
+    Ok(out)
+}
+
+/// A secret for the sl to-tag signature, fresh at every start.
+fn secret() -> [u8; 16] {
+    let mut s = [0u8; 16];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut s);
+    }
+    let mix = std::process::id() as u64 ^ worker::now_ms();
+    s[..8]
+        .iter_mut()
+        .zip(mix.to_le_bytes())
+        .for_each(|(a, b)| *a ^= b);
+    s
+}
+
+/// Runs the server until it is told to stop.
+pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
+    check_runtime(&config)?;
+    let addrs = listen_addrs(&config, opts)?;
+    let workers = opts.workers.unwrap_or(config.settings.children).max(1) as usize;
+    let mode = if config.settings.reuse_port {
+        SocketMode::ReusePort
+    } else {
+        SocketMode::Shared
+    };
+    let sockets = Sockets::bind(&addrs, mode)?;
+    // myself is what we really listen on (ports chosen by the kernel too).
+    let mut settings = config.settings.clone();
+    settings.listen = sockets
+        .addrs
+        .iter()
+        .map(|a| Listen {
+            proto: Proto::Udp,
+            addr: a.ip(),
+            port: Some(a.port()),
+        })
+        .collect();
+    config.program.myself = myself(&settings);
+    for a in &sockets.addrs {
+        log::info!("listening on udp:{a}");
+    }
+    let shm_bytes = opts.shm_mb.max(1) << 20;
+    let shared = shared::Shared::create(shm_bytes, workers, &secret())?;
+    master::supervise(&config, &shared, sockets, workers)?;
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! Stateless proxying (RFC 3261 §16.6, §16.11, §18): a request goes on with
+//! our Via on top, `received`/`rport` on the sender's Via, Max-Forwards
+//! decremented, the script's Request-URI and text edits; a reply comes
+//! back, loses our Via, and goes to the next one.
+
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+
+use arrayvec::ArrayString;
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::script::MsgCtx;
+use crate::sip::build::{BuildError, Edits};
+use crate::sip::{HeaderKind, Host, Message, Rport, Span, Via};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardError {
+    /// Max-Forwards is 0 (RFC 3261 §16.3 step 3: 483 is the script's to send).
+    MaxForwardsExhausted,
+    Build(BuildError),
+}
+
+impl std::fmt::Display for ForwardError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ForwardError::MaxForwardsExhausted => f.write_str("Max-Forwards is 0"),
+            ForwardError::Build(e) => write!(f, "cannot build the request: {e}"),
+        }
+    }
+}
+
+impl From<BuildError> for ForwardError {
+    fn from(e: BuildError) -> Self {
+        ForwardError::Build(e)
+    }
+}
+
+/// The branch of a statelessly forwarded request: the same for every
+/// retransmission, and for the ACK and CANCEL of an INVITE, because it is
+/// a hash of what they share (RFC 3261 §16.11): the received top Via's
+/// branch when it has the magic cookie, else the transaction's other
+/// identifiers; and the Request-URI sent.
+pub fn branch(ctx: &MsgCtx<'_, '_>) -> ArrayString<18> {
+    let msg = ctx.msg;
+    let mut h = Xxh3::new();
+    match msg.top_via() {
+        Ok(v)
+            if v.branch
+                .is_some_and(|b| b.starts_with(crate::sip::via::BRANCH_COOKIE)) =>
+        {
+            h.update(v.branch.unwrap_or_default());
+            h.update(v.host_raw);
+        }
+        _ => {
+            h.update(msg.call_id().unwrap_or_default());
+            h.update(msg.from().ok().and_then(|f| f.tag).unwrap_or_default());
+            h.update(&msg.cseq().map_or(0, |c| c.number).to_le_bytes());
+        }
+    }
+    h.update(b"\0");
+    h.update(ctx.uri());
+    let mut s = ArrayString::new();
+    let _ = std::fmt::Write::write_fmt(&mut s, format_args!("sl{:016x}", h.digest()));
+    s
+}
+
+/// Writes the request to forward into `out`. `via` is the address we send
+/// from, which the new top Via names.
+pub fn build_request(
+    ctx: &MsgCtx<'_, '_>,
+    via: SocketAddr,
+    transport: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), ForwardError> {
+    let msg = ctx.msg;
+    let mut mf_digits = [0u8; 3];
+    let mut e = Edits::new(msg);
+    if ctx.uri_rewritten() {
+        e.set_request_uri(ctx.uri())?;
+    }
+    e.via_received(ctx.src.ip(), ctx.src.port())?;
+    match msg.first(HeaderKind::MaxForwards) {
+        Some(h) => {
+            let v = msg
+                .max_forwards()
+                .ok()
+                .flatten()
+                .ok_or(BuildError::Missing("valid Max-Forwards"))?;
+            if v == 0 {
+                return Err(ForwardError::MaxForwardsExhausted);
+            }
+            let next = (v - 1).min(ctx.st.max_forwards_cap.unwrap_or(u8::MAX));
+            let n = {
+                let mut w = &mut mf_digits[..];
+                let _ = write!(w, "{next}");
+                3 - w.len()
+            };
+            e.replace(h.value, &mf_digits[..n])?;
+        }
+        None => e.max_forwards(ctx.st.max_forwards_insert.unwrap_or(70))?,
+    }
+    for t in &ctx.st.edits {
+        e.replace(Span::new(t.start, t.end), &t.text)?;
+    }
+    let mut host = ArrayString::<48>::new();
+    let _ = match via.ip() {
+        IpAddr::V4(a) => std::fmt::Write::write_fmt(&mut host, format_args!("{a}")),
+        IpAddr::V6(a) => std::fmt::Write::write_fmt(&mut host, format_args!("[{a}]")),
+    };
+    let b = branch(ctx);
+    e.push_via(transport, host.as_bytes(), Some(via.port()), b.as_bytes())?;
+    e.write(out)?;
+    Ok(())
+}
+
+/// Where a reply goes next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NextHop<'a> {
+    Addr(SocketAddr),
+    /// A sent-by name to resolve.
+    Name(&'a [u8], u16),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyError {
+    /// The top Via is not one of our addresses (RFC 3261 §16.7 step 3's
+    /// "the response was not for us": drop it).
+    NotOurs,
+    /// No second Via: nowhere to send it.
+    NoNextHop,
+    BadVia,
+}
+
+/// Whether a Via's sent-by is one of our sockets.
+fn via_is_ours(v: &Via<'_>, ours: &[SocketAddr]) -> bool {
+    let port = v.port.unwrap_or(5060);
+    let ip = match v.host {
+        Host::V4(a) => IpAddr::V4(a),
+        Host::V6(a) => IpAddr::V6(a),
+        _ => return false,
+    };
+    ours.iter().any(|a| a.ip() == ip && a.port() == port)
+}
+
+/// Checks a reply is ours and finds the next hop (RFC 3261 §18.2.2 for the
+/// Via it goes to: `received` and RFC 3581's `rport` override sent-by).
+pub fn reply_next_hop<'b>(
+    reply: &Message<'b>,
+    ours: &[SocketAddr],
+) -> Result<NextHop<'b>, ReplyError> {
+    let top = reply.top_via().map_err(|_| ReplyError::BadVia)?;
+    if !via_is_ours(top, ours) {
+        return Err(ReplyError::NotOurs);
+    }
+    let next = reply
+        .vias()
+        .nth(1)
+        .ok_or(ReplyError::NoNextHop)?
+        .map_err(|_| ReplyError::BadVia)?;
+    let port = match next.rport {
+        Rport::Value(p) => p,
+        _ => next.port.unwrap_or(5060),
+    };
+    let ip = match next.received.map(std::str::from_utf8) {
+        Some(Ok(r)) => r.parse::<IpAddr>().ok(),
+        _ => None,
+    };
+    Ok(match (ip, next.host) {
+        (Some(ip), _) => NextHop::Addr(SocketAddr::new(ip, port)),
+        (None, Host::V4(a)) => NextHop::Addr(SocketAddr::new(IpAddr::V4(a), port)),
+        (None, Host::V6(a)) => NextHop::Addr(SocketAddr::new(IpAddr::V6(a), port)),
+        (None, Host::Name(n)) => NextHop::Name(n, port),
+        (None, Host::None) => return Err(ReplyError::BadVia),
+    })
+}
+
+/// Writes the reply without its top Via.
+pub fn build_reply_forward(reply: &Message<'_>, out: &mut Vec<u8>) -> Result<(), BuildError> {
+    let mut e = Edits::new(reply);
+    e.remove_top_via()?;
+    e.write(out)
+}

@@ -1,0 +1,244 @@
+//! UDP in batches: `recvmmsg` fills up to [`BATCH`] datagrams per system
+//! call and `sendmmsg` sends everything a batch produced in one, since the
+//! system call is the largest cost of a forwarded message on this machine
+//! (shared/anchors/README.md). Buffers are allocated once per worker.
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, RawFd};
+
+use crate::sip::limits::MAX_DATAGRAM;
+
+/// Datagrams per system call.
+pub const BATCH: usize = 32;
+
+/// Receive buffers: one byte more than the largest datagram, so a
+/// truncated one is recognised by its length.
+const RX_BUF: usize = MAX_DATAGRAM + 1;
+
+fn to_socket_addr(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(ss.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says it is a sockaddr_in.
+            let a = unsafe { &*(ss as *const _ as *const libc::sockaddr_in) };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                u32::from_be(a.sin_addr.s_addr).into(),
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says it is a sockaddr_in6.
+            let a = unsafe { &*(ss as *const _ as *const libc::sockaddr_in6) };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                a.sin6_addr.s6_addr.into(),
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+fn from_socket_addr(addr: &SocketAddr, ss: &mut libc::sockaddr_storage) -> libc::socklen_t {
+    let s2: socket2::SockAddr = (*addr).into();
+    // SAFETY: SockAddr's storage is a sockaddr_storage of len() valid bytes.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            s2.as_ptr() as *const u8,
+            ss as *mut _ as *mut u8,
+            s2.len() as usize,
+        );
+    }
+    s2.len()
+}
+
+/// A batch of received datagrams.
+pub struct RxBatch {
+    bufs: Vec<Box<[u8]>>,
+    names: Vec<libc::sockaddr_storage>,
+    iovs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+    count: usize,
+}
+
+impl RxBatch {
+    pub fn new() -> RxBatch {
+        let mut b = RxBatch {
+            bufs: (0..BATCH)
+                .map(|_| vec![0u8; RX_BUF].into_boxed_slice())
+                .collect(),
+            // SAFETY: all-zero is a valid sockaddr_storage / iovec / mmsghdr.
+            names: (0..BATCH).map(|_| unsafe { zeroed() }).collect(),
+            iovs: (0..BATCH).map(|_| unsafe { zeroed() }).collect(),
+            hdrs: (0..BATCH).map(|_| unsafe { zeroed() }).collect(),
+            count: 0,
+        };
+        for i in 0..BATCH {
+            b.iovs[i].iov_base = b.bufs[i].as_mut_ptr().cast();
+            b.iovs[i].iov_len = RX_BUF;
+        }
+        b
+    }
+
+    /// Receives at least one datagram (blocking unless `nonblocking`), up
+    /// to [`BATCH`]. Returns how many.
+    pub fn recv(&mut self, fd: RawFd, nonblocking: bool) -> io::Result<usize> {
+        for i in 0..BATCH {
+            let h = &mut self.hdrs[i].msg_hdr;
+            h.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_iov = &mut self.iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = std::ptr::null_mut();
+            h.msg_controllen = 0;
+            h.msg_flags = 0;
+        }
+        let flags = libc::MSG_WAITFORONE | if nonblocking { libc::MSG_DONTWAIT } else { 0 };
+        // SAFETY: every header points at live buffers of the stated sizes.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.hdrs.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                flags,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            self.count = 0;
+            return Err(io::Error::last_os_error());
+        }
+        self.count = n as usize;
+        Ok(self.count)
+    }
+
+    /// Datagram `i` and its source; `None` for the payload when it was
+    /// larger than a datagram may be (truncated).
+    pub fn get(&self, i: usize) -> (Option<&[u8]>, Option<SocketAddr>) {
+        let len = self.hdrs[i].msg_len as usize;
+        let truncated = len > MAX_DATAGRAM || self.hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+        let data = (!truncated).then(|| &self.bufs[i][..len]);
+        (data, to_socket_addr(&self.names[i]))
+    }
+}
+
+impl Default for RxBatch {
+    fn default() -> Self {
+        RxBatch::new()
+    }
+}
+
+/// Datagrams to send, collected while a batch is handled.
+pub struct Outbox {
+    bufs: Vec<Vec<u8>>,
+    dests: Vec<SocketAddr>,
+    /// Index of the socket to send each from.
+    socks: Vec<usize>,
+    len: usize,
+    /// Indices of one socket's datagrams during a flush (reused).
+    picked: Vec<usize>,
+}
+
+impl Outbox {
+    pub fn new() -> Outbox {
+        Outbox {
+            bufs: Vec::new(),
+            dests: Vec::new(),
+            socks: Vec::new(),
+            len: 0,
+            picked: Vec::new(),
+        }
+    }
+
+    /// A cleared buffer for the next datagram, to `dest` from socket `sock`.
+    pub fn push(&mut self, sock: usize, dest: SocketAddr) -> &mut Vec<u8> {
+        if self.len == self.bufs.len() {
+            self.bufs.push(Vec::with_capacity(2048));
+            self.dests.push(dest);
+            self.socks.push(sock);
+        }
+        self.dests[self.len] = dest;
+        self.socks[self.len] = sock;
+        let b = &mut self.bufs[self.len];
+        b.clear();
+        self.len += 1;
+        b
+    }
+
+    /// Takes back the last push (the message could not be built).
+    pub fn pop(&mut self) {
+        self.len = self.len.saturating_sub(1);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Sends everything with `sendmmsg`, per socket; returns how many
+    /// datagrams failed.
+    pub fn flush<S: AsRawFd>(&mut self, sockets: &[S]) -> usize {
+        let mut failed = 0;
+        let mut picked = std::mem::take(&mut self.picked);
+        for (si, sock) in sockets.iter().enumerate() {
+            picked.clear();
+            picked.extend((0..self.len).filter(|&i| self.socks[i] == si));
+            for chunk in picked.chunks(BATCH) {
+                failed += self.send_chunk(sock.as_raw_fd(), chunk);
+            }
+        }
+        self.picked = picked;
+        self.len = 0;
+        failed
+    }
+
+    fn send_chunk(&mut self, fd: RawFd, chunk: &[usize]) -> usize {
+        // SAFETY: all-zero is valid for these C structs.
+        let mut names: [libc::sockaddr_storage; BATCH] = unsafe { zeroed() };
+        let mut iovs: [libc::iovec; BATCH] = unsafe { zeroed() };
+        let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
+        for (k, &i) in chunk.iter().enumerate() {
+            let namelen = from_socket_addr(&self.dests[i], &mut names[k]);
+            iovs[k].iov_base = self.bufs[i].as_mut_ptr().cast();
+            iovs[k].iov_len = self.bufs[i].len();
+            let h = &mut hdrs[k].msg_hdr;
+            h.msg_name = (&mut names[k] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = namelen;
+            h.msg_iov = &mut iovs[k];
+            h.msg_iovlen = 1;
+        }
+        let mut sent = 0;
+        let mut failed = 0;
+        while sent < chunk.len() {
+            // SAFETY: headers point at live buffers and addresses.
+            let n = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    hdrs[sent..].as_mut_ptr(),
+                    (chunk.len() - sent) as libc::c_uint,
+                    0,
+                )
+            };
+            if n <= 0 {
+                let err = io::Error::last_os_error();
+                if err.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                // Skip the datagram that failed (e.g. unreachable) and go on.
+                log::debug!("send to {} failed: {err}", self.dests[chunk[sent]]);
+                failed += 1;
+                sent += 1;
+            } else {
+                sent += n as usize;
+            }
+        }
+        failed
+    }
+}
+
+impl Default for Outbox {
+    fn default() -> Self {
+        Outbox::new()
+    }
+}

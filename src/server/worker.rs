@@ -1,0 +1,422 @@
+//! A worker process: receive a batch of datagrams, run each through the
+//! ACK filter and the script (requests) or stateless reply routing
+//! (replies), send what they produced in one batch, and again. The worker
+//! is also the script's [`Host`]: forwarding and the sl and maxfwd actions.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+
+use arrayvec::ArrayVec;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use super::dns::Resolver;
+use super::proxy::{self, ForwardError, NextHop, ReplyError};
+use super::shared::{Counter, Shared};
+use super::udp::{Outbox, RxBatch};
+use crate::cfg::Config;
+use crate::cfg::program::{ForwardKind, Param};
+use crate::cfg::registry::Func;
+use crate::cfg::settings::Proto;
+use crate::modules::maxfwd::{self, MaxFwd};
+use crate::modules::sl::{self, AckVerdict};
+use crate::script::{Destination, Host, MsgCtx, ScriptState, Vm};
+use crate::sip::{Message, Method};
+
+/// The module actions a worker runs now; a config using others is refused
+/// at start-up (their runtimes come with tm, registrar, auth).
+pub const SUPPORTED: &[Func] = &[
+    Func::SlSendReply,
+    Func::SendReply,
+    Func::SlReplyError,
+    Func::MfProcessMaxfwdHeader,
+];
+
+/// Most listen sockets a server serves.
+pub const MAX_SOCKETS: usize = 16;
+
+/// Milliseconds on the system-wide monotonic clock (the same in every
+/// process, unlike `Instant`'s opaque value).
+pub fn now_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec pointer; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
+/// sl's parameters.
+struct SlParams {
+    default_code: u16,
+    default_reason: String,
+}
+
+pub struct Worker<'a> {
+    slot: usize,
+    shared: &'a Shared,
+    sockets: &'a [UdpSocket],
+    locals: Vec<SocketAddr>,
+    outbox: Outbox,
+    dns: Resolver,
+    sl: SlParams,
+    max_limit: u8,
+    /// Per message: the socket it came in on, and the time.
+    in_sock: usize,
+    now_ms: u64,
+    /// Reused buffers for reply headers and formatted reasons.
+    headers: Vec<u8>,
+    text: Vec<u8>,
+}
+
+impl<'a> Worker<'a> {
+    pub fn new(
+        slot: usize,
+        config: &Config,
+        shared: &'a Shared,
+        sockets: &'a [UdpSocket],
+    ) -> Worker<'a> {
+        let default_code = config
+            .modparam_int("sl", "default_code", 500)
+            .clamp(100, 699) as u16;
+        Worker {
+            slot,
+            shared,
+            sockets,
+            locals: sockets.iter().filter_map(|s| s.local_addr().ok()).collect(),
+            outbox: Outbox::new(),
+            dns: Resolver::new(),
+            sl: SlParams {
+                default_code,
+                default_reason: config
+                    .modparam_str("sl", "default_reason", "Internal Server Error")
+                    .to_string(),
+            },
+            max_limit: config
+                .modparam_int("maxfwd", "max_limit", 256)
+                .clamp(1, 255) as u8,
+            in_sock: 0,
+            now_ms: 0,
+            headers: Vec::new(),
+            text: Vec::new(),
+        }
+    }
+
+    fn count(&self, c: Counter) {
+        self.shared.count(self.slot, c);
+    }
+
+    /// Serves forever (until the process is signalled).
+    pub fn run(&mut self, vm: &Vm<'_>) -> ! {
+        let mut rx = RxBatch::new();
+        let mut st = ScriptState::new();
+        let main = vm.program().main_route();
+        loop {
+            let ready = self.wait_readable();
+            for si in ready {
+                let nonblocking = self.sockets.len() > 1;
+                let n = match rx.recv(self.sockets[si].as_raw_fd(), nonblocking) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        log::error!("receive failed: {e}");
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                        continue;
+                    }
+                };
+                self.in_sock = si;
+                self.now_ms = now_ms();
+                for i in 0..n {
+                    let (data, src) = rx.get(i);
+                    if let Some(src) = src {
+                        self.datagram(data, src, &mut st, vm, main);
+                    }
+                }
+                let failed = self.outbox.flush(self.sockets);
+                for _ in 0..failed {
+                    self.count(Counter::SendErrors);
+                }
+            }
+        }
+    }
+
+    /// Indices of sockets with data (blocks; with one socket, the receive
+    /// call itself blocks).
+    fn wait_readable(&self) -> ArrayVec<usize, MAX_SOCKETS> {
+        let mut ready = ArrayVec::new();
+        if self.sockets.len() == 1 {
+            ready.push(0);
+            return ready;
+        }
+        let mut fds: Vec<PollFd<'_>> = self
+            .sockets
+            .iter()
+            .map(|s| PollFd::new(std::os::fd::AsFd::as_fd(s), PollFlags::POLLIN))
+            .collect();
+        if poll(&mut fds, PollTimeout::NONE).is_ok() {
+            ready.extend(
+                fds.iter()
+                    .enumerate()
+                    .filter(|(_, f)| f.revents().is_some_and(|r| !r.is_empty()))
+                    .map(|(i, _)| i),
+            );
+        }
+        ready
+    }
+
+    /// One datagram, from anyone: hostile input is counted, never fatal.
+    pub fn datagram(
+        &mut self,
+        data: Option<&[u8]>,
+        src: SocketAddr,
+        st: &mut ScriptState,
+        vm: &Vm<'_>,
+        main: Option<u32>,
+    ) {
+        self.count(Counter::Received);
+        let Some(data) = data else {
+            self.count(Counter::TooBig);
+            log::debug!("datagram from {src} larger than a SIP message may be; dropped");
+            return;
+        };
+        // CRLF keep-alives (RFC 5626 §4.4.1) are not messages.
+        if data.iter().all(|b| b.is_ascii_whitespace()) {
+            return;
+        }
+        let msg = match Message::parse(data) {
+            Ok(m) => m,
+            Err(e) => {
+                self.count(Counter::ParseErrors);
+                log::debug!("unparsable datagram from {src}: {e}");
+                return;
+            }
+        };
+        if msg.is_request() {
+            self.request(&msg, src, st, vm, main);
+        } else {
+            self.reply(&msg, src);
+        }
+    }
+
+    fn request(
+        &mut self,
+        msg: &Message<'_>,
+        src: SocketAddr,
+        st: &mut ScriptState,
+        vm: &Vm<'_>,
+        main: Option<u32>,
+    ) {
+        if msg.top_via().is_err() {
+            // Without a Via there is nowhere to reply to.
+            self.count(Counter::ParseErrors);
+            return;
+        }
+        // RFC 3261 §8.1.1: the headers every request has; 400 otherwise.
+        let mandatory = msg
+            .cseq()
+            .map(|_| ())
+            .and_then(|_| msg.call_id().map(|_| ()))
+            .and_then(|_| msg.from().map(|_| ()))
+            .and_then(|_| msg.to().map(|_| ()));
+        if let Err(e) = mandatory {
+            self.count(Counter::BadRequests);
+            if msg.method() != Some(Method::Ack) {
+                let dest = sl::reply_destination(msg, src);
+                let buf = self.outbox.push(self.in_sock, dest);
+                let sig = self.shared.ack_filter.signature();
+                sl::build_reply(
+                    msg,
+                    400,
+                    e.reason().as_bytes(),
+                    sig,
+                    std::iter::empty(),
+                    &mut self.headers,
+                    buf,
+                );
+            }
+            return;
+        }
+        if self.shared.ack_filter.check(msg, self.now_ms) == AckVerdict::Absorb {
+            self.count(Counter::AcksAbsorbed);
+            return;
+        }
+        let Some(main) = main else { return };
+        let local = self.locals[self.in_sock];
+        let mut ctx = MsgCtx::new(msg, src, local, Proto::Udp, st);
+        let out = vm.run(main, &mut ctx, self);
+        if let Some(e) = out.error {
+            self.count(Counter::ScriptErrors);
+            log::warn!("script: {e}");
+        }
+        if out.dropped {
+            self.count(Counter::Dropped);
+        }
+    }
+
+    fn reply(&mut self, msg: &Message<'_>, src: SocketAddr) {
+        let hop = match proxy::reply_next_hop(msg, &self.locals) {
+            Ok(h) => h,
+            Err(ReplyError::NotOurs) => {
+                self.count(Counter::RepliesNotOurs);
+                log::debug!("reply from {src} whose top Via is not ours; dropped");
+                return;
+            }
+            Err(e) => {
+                self.count(Counter::ParseErrors);
+                log::debug!("reply from {src} cannot be routed: {e:?}");
+                return;
+            }
+        };
+        let prefer_v6 = self.locals[self.in_sock].is_ipv6();
+        let dest = match hop {
+            NextHop::Addr(a) => Some(a),
+            NextHop::Name(n, port) => std::str::from_utf8(n)
+                .ok()
+                .and_then(|n| self.dns.resolve(n, port, prefer_v6)),
+        };
+        let Some(dest) = dest else {
+            self.count(Counter::SendErrors);
+            return;
+        };
+        let sock = self.socket_for(dest);
+        let buf = self.outbox.push(sock, dest);
+        match proxy::build_reply_forward(msg, buf) {
+            Ok(()) => self.count(Counter::ForwardedReplies),
+            Err(e) => {
+                self.outbox.pop();
+                self.count(Counter::SendErrors);
+                log::warn!("cannot forward a reply: {e}");
+            }
+        }
+    }
+
+    /// The socket to send to `dest` from: the one the message came in on if
+    /// the address family fits, else the first that fits.
+    fn socket_for(&self, dest: SocketAddr) -> usize {
+        if self.locals[self.in_sock].is_ipv6() == dest.is_ipv6() {
+            return self.in_sock;
+        }
+        self.locals
+            .iter()
+            .position(|l| l.is_ipv6() == dest.is_ipv6())
+            .unwrap_or(self.in_sock)
+    }
+
+    fn send_reply(&mut self, ctx: &mut MsgCtx<'_, '_>, code: u16, reason_from_text: bool) -> i32 {
+        if ctx.msg.method() == Some(Method::Ack) {
+            // ACKs are never answered (RFC 3261 §17.2.1).
+            return -1;
+        }
+        let dest = sl::reply_destination(ctx.msg, ctx.src);
+        let buf = self.outbox.push(self.in_sock, dest);
+        let reason: &[u8] = if reason_from_text {
+            &self.text
+        } else {
+            self.sl.default_reason.as_bytes()
+        };
+        let sig = self.shared.ack_filter.signature();
+        let contacts = std::iter::once(ctx.uri()).chain(ctx.branches());
+        let signed = sl::build_reply(ctx.msg, code, reason, sig, contacts, &mut self.headers, buf);
+        let rec = self
+            .shared
+            .ack_filter
+            .on_reply(ctx.msg, signed, self.now_ms);
+        if rec.evicted {
+            self.count(Counter::SlTableEvicted);
+        }
+        if rec.recovered {
+            self.count(Counter::LocksRecovered);
+            log::warn!("sl: a worker died holding the reply table's lock; table reset");
+        }
+        self.count(Counter::SlReplies);
+        1
+    }
+}
+
+impl Host for Worker<'_> {
+    fn forward(&mut self, ctx: &mut MsgCtx<'_, '_>, dest: &Destination) -> i32 {
+        if dest.proto != Proto::Udp {
+            log::warn!(
+                "forward to {}:{} over {}: only UDP is served yet",
+                dest.host,
+                dest.port,
+                dest.proto.name()
+            );
+            ctx.st.last_error = Some((500, "Unsupported Transport"));
+            return -1;
+        }
+        let prefer_v6 = self.locals[self.in_sock].is_ipv6();
+        let Some(to) = self.dns.resolve(&dest.host, dest.port, prefer_v6) else {
+            ctx.st.last_error = Some((500, "Cannot Resolve Destination"));
+            return -1;
+        };
+        let sock = self.socket_for(to);
+        let via = self.locals[sock];
+        let buf = self.outbox.push(sock, to);
+        let built = match dest.kind {
+            // send(): the message as received (SER's "send as is").
+            ForwardKind::Send => {
+                buf.extend_from_slice(ctx.msg.buf());
+                Ok(())
+            }
+            _ => proxy::build_request(ctx, via, b"UDP", buf),
+        };
+        match built {
+            Ok(()) => {
+                self.count(Counter::ForwardedRequests);
+                1
+            }
+            Err(e) => {
+                self.outbox.pop();
+                log::warn!("forward to {to}: {e}");
+                ctx.st.last_error = Some(match e {
+                    ForwardError::MaxForwardsExhausted => (483, "Too Many Hops"),
+                    ForwardError::Build(_) => (500, "Cannot Build Request"),
+                });
+                -1
+            }
+        }
+    }
+
+    fn module(&mut self, ctx: &mut MsgCtx<'_, '_>, func: Func, args: &[Param]) -> i32 {
+        match (func, args) {
+            (Func::SlSendReply | Func::SendReply, [Param::Int(code), Param::Fmt(reason)]) => {
+                self.text.clear();
+                crate::script::pv::format_into(reason, ctx, &mut self.text);
+                self.send_reply(ctx, *code as u16, true)
+            }
+            (Func::SlReplyError, []) => match ctx.st.last_error {
+                Some((code, reason)) => {
+                    self.text.clear();
+                    self.text.extend_from_slice(reason.as_bytes());
+                    self.send_reply(ctx, code, true)
+                }
+                None => self.send_reply(ctx, self.sl.default_code, false),
+            },
+            (Func::MfProcessMaxfwdHeader, [Param::Int(limit)]) => {
+                let (verdict, cap) = maxfwd::process(ctx.msg, *limit as u8, self.max_limit);
+                ctx.st.max_forwards_cap = cap;
+                match verdict {
+                    MaxFwd::Insert(n) => {
+                        ctx.st.max_forwards_insert = Some(n);
+                        1
+                    }
+                    MaxFwd::Decrement => 1,
+                    MaxFwd::Exhausted => -1,
+                    MaxFwd::Invalid => {
+                        ctx.st.last_error = Some((400, "Bad Max-Forwards"));
+                        -1
+                    }
+                }
+            }
+            _ => {
+                log::error!(
+                    "{} has no runtime in this build",
+                    crate::cfg::registry::func_name(func)
+                );
+                -1
+            }
+        }
+    }
+}
