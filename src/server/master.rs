@@ -85,12 +85,14 @@ impl Sockets {
         }
     }
 
-    /// The sockets a (new) worker reads.
-    fn for_worker(&self) -> io::Result<Vec<UdpSocket>> {
-        match self.mode {
-            SocketMode::Shared => self.shared.iter().map(UdpSocket::try_clone).collect(),
-            SocketMode::ReusePort => self.addrs.iter().map(|a| bind_udp(*a, true)).collect(),
-        }
+    /// New descriptors for the master's sockets.
+    fn clones(&self) -> io::Result<Vec<UdpSocket>> {
+        self.shared.iter().map(UdpSocket::try_clone).collect()
+    }
+
+    /// Fresh SO_REUSEPORT sockets on the same addresses.
+    fn bind_again(&self) -> io::Result<Vec<UdpSocket>> {
+        self.addrs.iter().map(|a| bind_udp(*a, true)).collect()
     }
 }
 
@@ -118,12 +120,14 @@ fn default_signals_in_child() {
 /// Forks one worker for `slot`; returns its pid in the master.
 fn spawn(slot: usize, config: &Config, shared: &Shared, sockets: &Sockets) -> io::Result<Pid> {
     let master = std::process::id();
-    // In reuse-port mode the child binds its own sockets after fork, so a
-    // dead worker's socket dies with it.
-    let inherited = if sockets.mode == SocketMode::Shared {
-        Some(sockets.for_worker()?)
-    } else {
-        None
+    // Shared mode: every worker reads the master's sockets. Reuse-port
+    // mode: the first worker takes over the master's own sockets (so no
+    // datagram queued on them is lost), the others, and any replacement,
+    // bind their own after fork, so a dead worker's socket dies with it.
+    let inherited = match sockets.mode {
+        SocketMode::Shared => Some(sockets.clones()?),
+        SocketMode::ReusePort if !sockets.shared.is_empty() && slot == 0 => Some(sockets.clones()?),
+        SocketMode::ReusePort => None,
     };
     // SAFETY: the master is single-threaded; the child goes straight into
     // its own loop and never returns here.
@@ -137,9 +141,19 @@ fn spawn(slot: usize, config: &Config, shared: &Shared, sockets: &Sockets) -> io
             if std::os::unix::process::parent_id() != master {
                 std::process::exit(0);
             }
+            if sockets.mode == SocketMode::ReusePort {
+                // Not ours to keep open: a socket nobody reads would still
+                // take its share of the traffic.
+                for s in &sockets.shared {
+                    // SAFETY: closing inherited descriptors this process
+                    // never uses again (the UdpSocket values are never
+                    // dropped: the worker does not return).
+                    unsafe { libc::close(std::os::fd::AsRawFd::as_raw_fd(s)) };
+                }
+            }
             let socks = match inherited {
                 Some(s) => s,
-                None => match sockets.for_worker() {
+                None => match sockets.bind_again() {
                     Ok(s) => s,
                     Err(e) => {
                         log::error!("worker {slot}: {e}");

@@ -1,0 +1,219 @@
+//! Starting the real binary on an ephemeral loopback port and talking SIP
+//! to it over UDP. Every process started is killed when its handle drops;
+//! every wait is bounded.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    /// Lines the server logs, read on a thread.
+    pub log: Receiver<String>,
+    dir: PathBuf,
+}
+
+impl Server {
+    /// Writes `config` to a file and starts `rser -f` on 127.0.0.1:0 with
+    /// `workers`; waits (10 s at most) for the port it listens on.
+    pub fn start(config: &str, workers: u32, extra: &[&str]) -> Server {
+        let dir = std::env::temp_dir().join(format!(
+            "rser-test-{}-{}",
+            std::process::id(),
+            UNIQUE.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("test.cfg");
+        std::fs::write(&cfg, config).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rser"))
+            .arg("-f")
+            .arg(&cfg)
+            .args([
+                "-l",
+                "udp:127.0.0.1:0",
+                "-n",
+                &workers.to_string(),
+                "-m",
+                "8",
+            ])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("rser starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let addr = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!("rser did not say where it listens");
+            });
+            if let Some(a) = line.split("listening on udp:").nth(1) {
+                break a.trim().parse().unwrap();
+            }
+        };
+        // Workers are forked after the port is bound; wait for them.
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).expect("rser starts its workers");
+            if line.contains("serving with") {
+                break;
+            }
+        }
+        Server {
+            child,
+            addr,
+            log: rx,
+            dir,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// The worker processes (children of the master).
+    pub fn workers(&self) -> Vec<i32> {
+        let path = format!("/proc/{}/task/{}/children", self.pid(), self.pid());
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
+    /// Waits (bounded) for a log line containing `needle`.
+    pub fn wait_log(&self, needle: &str, within: Duration) -> Option<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return Some(line),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// SIGTERM, then the exit status (waiting at most `within`).
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+}
+
+static UNIQUE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        for w in self.workers() {
+            unsafe { libc::kill(w, libc::SIGKILL) };
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A SIP peer on an ephemeral loopback port.
+pub struct Peer {
+    pub sock: UdpSocket,
+    pub addr: SocketAddr,
+}
+
+impl Peer {
+    pub fn new() -> Peer {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let addr = sock.local_addr().unwrap();
+        Peer { sock, addr }
+    }
+
+    pub fn send(&self, to: SocketAddr, msg: &str) {
+        self.sock.send_to(msg.as_bytes(), to).unwrap();
+    }
+
+    /// The next datagram, or `None` after the timeout.
+    pub fn recv(&self) -> Option<(String, SocketAddr)> {
+        let mut buf = vec![0u8; 65536];
+        let (n, from) = self.sock.recv_from(&mut buf).ok()?;
+        Some((String::from_utf8_lossy(&buf[..n]).into_owned(), from))
+    }
+
+    /// Waits at most `within` for a datagram.
+    pub fn recv_within(&self, within: Duration) -> Option<(String, SocketAddr)> {
+        self.sock.set_read_timeout(Some(within)).unwrap();
+        let r = self.recv();
+        self.sock
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        r
+    }
+
+    /// A request from this peer. `extra` are full header lines.
+    pub fn request(&self, method: &str, uri: &str, call_id: &str, extra: &str) -> String {
+        format!(
+            "{method} {uri} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {me};branch=z9hG4bK-{call_id}-{method};rport\r\n\
+             Max-Forwards: 70\r\n\
+             To: <{uri}>\r\n\
+             From: <sip:alice@{me}>;tag=from-{call_id}\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: 1 {method}\r\n\
+             {extra}Content-Length: 0\r\n\r\n",
+            me = self.addr
+        )
+    }
+}
+
+/// The value of the first header `name` (case-insensitive).
+pub fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+    msg.split("\r\n").find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+pub fn headers<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
+    msg.split("\r\n")
+        .filter_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+        .collect()
+}
+
+pub fn status(msg: &str) -> Option<u16> {
+    msg.strip_prefix("SIP/2.0 ")?.get(..3)?.parse().ok()
+}
+
+/// The To tag of a message.
+pub fn to_tag(msg: &str) -> Option<String> {
+    header(msg, "To")?
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("tag=").map(str::to_string))
+}
