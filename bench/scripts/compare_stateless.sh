@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Stateless forwarding, rser against Kamailio in one run, same sipp load:
+# sipp uac -> proxy (127.0.0.1:5060, 2 workers) -> sipp uas (127.0.0.1:5070).
+# For each proxy: calls completed and failed, and the CPU its processes
+# spent (utime+stime from /proc, steady part of the run) per call.
+#
+# Usage: bench/scripts/compare_stateless.sh [RATE calls/s] [SECONDS]
+# Needs: sipp (sip-tester), kamailio, a release build of rser.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+RATE=${1:-500}
+SECS=${2:-20}
+KAM_CFG=${KAM_CFG:-../shared/anchors/kamailio/stateless.cfg}
+OUT=$(mktemp -d)
+trap 'pkill -P $$ 2>/dev/null || true; rm -rf "$OUT"' EXIT
+cargo build --release --bin rser >/dev/null 2>&1
+TICK=$(getconf CLK_TCK)
+
+# Sum of utime+stime (ticks) of a process and its children.
+cpu_ticks() {
+    local total=0 p
+    for p in "$1" $(cat /proc/"$1"/task/*/children 2>/dev/null); do
+        if [ -r /proc/"$p"/stat ]; then
+            total=$((total + $(awk '{print $14 + $15}' /proc/"$p"/stat)))
+        fi
+    done
+    echo "$total"
+}
+
+run_one() {
+    local name=$1 pid
+    sipp -sn uas -i 127.0.0.1 -p 5070 -nostdin >/dev/null 2>&1 &
+    case $name in
+    kamailio)
+        kamailio -f "$KAM_CFG" -P "$OUT/kam.pid" -E -w "$OUT" >/dev/null 2>&1
+        sleep 1
+        pid=$(cat "$OUT/kam.pid")
+        ;;
+    rser)
+        target/release/rser -f bench/configs/stateless.cfg >"$OUT/rser.log" 2>&1 &
+        pid=$!
+        sleep 1
+        ;;
+    esac
+    sipp -sn uac 127.0.0.1:5060 -i 127.0.0.1 -p 5061 -r "$RATE" -m $((RATE * SECS)) \
+        -nostdin -timeout $((SECS + 20)) -default_behaviors all,-abortunexp \
+        >"$OUT/$name.uac" 2>&1 &
+    local uac=$!
+    sleep 2
+    local t0 c0 t1 c1
+    t0=$(date +%s.%N); c0=$(cpu_ticks "$pid")
+    sleep $((SECS - 4))
+    t1=$(date +%s.%N); c1=$(cpu_ticks "$pid")
+    wait $uac || true
+    local ok failed
+    ok=$(grep "Successful call" "$OUT/$name.uac" | awk -F'|' '{gsub(/ /,"",$3); print $3}' | tail -1)
+    failed=$(grep "Failed call" "$OUT/$name.uac" | awk -F'|' '{gsub(/ /,"",$3); print $3}' | tail -1)
+    local secs calls us
+    secs=$(echo "$t1 - $t0" | bc -l)
+    calls=$(echo "$secs * $RATE" | bc -l)
+    us=$(echo "($c1 - $c0) * 1000000 / $TICK / $calls" | bc -l)
+    printf '%-9s rate=%s/s calls=%s ok=%s failed=%s cpu_per_call=%.0f us (over %.1f s)\n' \
+        "$name" "$RATE" $((RATE * SECS)) "${ok:-?}" "${failed:-?}" "$us" "$secs"
+    kill "$pid" 2>/dev/null || true
+    pkill -x sipp 2>/dev/null || true
+    sleep 1
+}
+
+run_one kamailio
+run_one rser
