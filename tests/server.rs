@@ -118,6 +118,12 @@ fn the_example_config_redirects_and_answers() {
     );
     let (r, _) = uac.recv().expect("a redirect");
     assert_eq!(status(&r), Some(302));
+    // The reply records where the request came from (RFC 3581 §4).
+    let via = header(&r, "Via").unwrap();
+    assert!(
+        via.contains(&format!("rport={}", uac.addr.port())) && via.contains("received=127.0.0.1"),
+        "{via}"
+    );
     assert_eq!(
         headers(&r, "Contact"),
         [

@@ -227,6 +227,7 @@ impl<'a> Worker<'a> {
                 let sig = self.shared.ack_filter.signature();
                 sl::build_reply(
                     msg,
+                    src,
                     400,
                     e.reason().as_bytes(),
                     sig,
@@ -317,7 +318,16 @@ impl<'a> Worker<'a> {
         };
         let sig = self.shared.ack_filter.signature();
         let contacts = std::iter::once(ctx.uri()).chain(ctx.branches());
-        let signed = sl::build_reply(ctx.msg, code, reason, sig, contacts, &mut self.headers, buf);
+        let signed = sl::build_reply(
+            ctx.msg,
+            ctx.src,
+            code,
+            reason,
+            sig,
+            contacts,
+            &mut self.headers,
+            buf,
+        );
         let rec = self
             .shared
             .ack_filter

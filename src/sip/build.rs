@@ -62,15 +62,66 @@ pub fn push_u32(out: &mut Vec<u8>, n: u32) {
     out.extend_from_slice(decimal(n, &mut [0; 10]));
 }
 
+/// What recording the source in the top Via adds, and where.
+#[derive(Debug, Clone, Copy)]
+enum ViaAddition {
+    /// `=port` after a bare `rport` (RFC 3581 §4).
+    RportValue(u16),
+    /// `;received=ip` at the end of the value (RFC 3261 §18.2.1).
+    Received(IpAddr),
+}
+
+/// Where `received`/`rport` go in `msg`'s top Via, in offset order:
+/// `received` when the sent-by host is not the source address, and with
+/// `rport` asked for, the source port and `received` always.
+fn received_additions(
+    msg: &Message<'_>,
+    src_ip: IpAddr,
+    src_port: u16,
+) -> Result<ArrayVec<(usize, ViaAddition), 2>, BuildError> {
+    let h = msg
+        .first(HeaderKind::Via)
+        .ok_or(BuildError::Missing("Via"))?;
+    let via = msg
+        .top_via()
+        .map_err(|_| BuildError::Missing("valid Via"))?;
+    let same_host = match via.host {
+        Host::V4(a) => IpAddr::V4(a) == src_ip,
+        Host::V6(a) => IpAddr::V6(a) == src_ip,
+        _ => false,
+    };
+    let rport_at = match via.rport {
+        Rport::Requested => via
+            .param_iter()
+            .filter_map(|p| p.ok())
+            .find(|p| p.name.eq_ignore_ascii_case(b"rport"))
+            .map(|p| Span::of(msg.buf(), p.name)),
+        _ => None,
+    };
+    let mut out = ArrayVec::new();
+    if same_host && rport_at.is_none() {
+        return Ok(out);
+    }
+    if let Some(span) = rport_at {
+        out.push((span.end as usize, ViaAddition::RportValue(src_port)));
+    }
+    out.push((h.value.end as usize, ViaAddition::Received(src_ip)));
+    Ok(out)
+}
+
 /// Writes a reply to `req` into `out` (cleared first): the status line, every
 /// Via, From, To (with `to_tag` added when the request's To has none),
 /// Call-ID, CSeq, then `extra_headers` (complete lines, each ending in CRLF),
-/// Content-Length and `body` (RFC 3261 §8.2.6.2).
+/// Content-Length and `body` (RFC 3261 §8.2.6.2). With `src`, the request's
+/// source is recorded in the top Via as a server must (`received`, and
+/// `rport`'s value: RFC 3261 §18.2.1, RFC 3581 §4).
+#[allow(clippy::too_many_arguments)]
 pub fn write_reply(
     req: &Message<'_>,
     code: u16,
     reason: &[u8],
     to_tag: Option<&[u8]>,
+    src: Option<std::net::SocketAddr>,
     extra_headers: &[u8],
     body: &[u8],
     out: &mut Vec<u8>,
@@ -82,7 +133,11 @@ pub fn write_reply(
     out.extend_from_slice(reason);
     out.extend_from_slice(b"\r\n");
     let buf = req.buf();
+    let additions = src
+        .and_then(|a| received_additions(req, a.ip(), a.port()).ok())
+        .unwrap_or_default();
     let mut last_line = None;
+    let mut top_via = true;
     for h in req.headers() {
         let copy = matches!(
             h.kind,
@@ -90,7 +145,11 @@ pub fn write_reply(
         );
         // Values sharing a line share its span: copy the line once.
         if copy && last_line != Some(h.line) {
-            out.extend_from_slice(&buf[h.line.range()]);
+            if h.kind == HeaderKind::Via && std::mem::take(&mut top_via) {
+                write_with_additions(buf, h.line, &additions, out);
+            } else {
+                out.extend_from_slice(&buf[h.line.range()]);
+            }
             last_line = Some(h.line);
         } else if h.kind == HeaderKind::To && last_line != Some(h.line) {
             last_line = Some(h.line);
@@ -111,6 +170,31 @@ pub fn write_reply(
     push_u32(out, body.len() as u32);
     out.extend_from_slice(b"\r\n\r\n");
     out.extend_from_slice(body);
+}
+
+/// Copies `line` with the additions inserted at their offsets.
+fn write_with_additions(
+    buf: &[u8],
+    line: Span,
+    additions: &[(usize, ViaAddition)],
+    out: &mut Vec<u8>,
+) {
+    let mut at = line.start as usize;
+    for &(pos, add) in additions {
+        out.extend_from_slice(&buf[at..pos]);
+        match add {
+            ViaAddition::RportValue(port) => {
+                out.push(b'=');
+                push_u32(out, u32::from(port));
+            }
+            ViaAddition::Received(ip) => {
+                out.extend_from_slice(b";received=");
+                let _ = std::io::Write::write_fmt(out, format_args!("{ip}"));
+            }
+        }
+        at = pos;
+    }
+    out.extend_from_slice(&buf[at..line.end as usize]);
 }
 
 /// Whether a To value already carries a tag; the first To is the cached one.
@@ -230,42 +314,19 @@ impl<'m, 'a, 'e> Edits<'m, 'a, 'e> {
     /// with `rport` asked for, the source port and `received` always
     /// (RFC 3581 §4).
     pub fn via_received(&mut self, src_ip: IpAddr, src_port: u16) -> Result<(), BuildError> {
-        let h = *self
-            .msg
-            .first(HeaderKind::Via)
-            .ok_or(BuildError::Missing("Via"))?;
-        let via = self
-            .msg
-            .top_via()
-            .map_err(|_| BuildError::Missing("valid Via"))?;
-        let same_host = match via.host {
-            Host::V4(a) => IpAddr::V4(a) == src_ip,
-            Host::V6(a) => IpAddr::V6(a) == src_ip,
-            _ => false,
-        };
-        let rport_at = match via.rport {
-            Rport::Requested => via
-                .param_iter()
-                .filter_map(|p| p.ok())
-                .find(|p| p.name.eq_ignore_ascii_case(b"rport"))
-                .map(|p| Span::of(self.msg.buf(), p.name)),
-            _ => None,
-        };
-        if same_host && rport_at.is_none() {
-            return Ok(());
-        }
-        if let Some(span) = rport_at {
-            let end = span.end as usize;
-            self.insert_formatted(Span::new(end, end), |s| {
-                put(s, b"=")?;
-                put_u32(s, u32::from(src_port))
+        for (at, add) in received_additions(self.msg, src_ip, src_port)? {
+            self.insert_formatted(Span::new(at, at), |s| match add {
+                ViaAddition::RportValue(port) => {
+                    put(s, b"=")?;
+                    put_u32(s, u32::from(port))
+                }
+                ViaAddition::Received(ip) => {
+                    put(s, b";received=")?;
+                    put_ip(s, ip)
+                }
             })?;
         }
-        let end = h.value.end as usize;
-        self.insert_formatted(Span::new(end, end), |s| {
-            put(s, b";received=")?;
-            put_ip(s, src_ip)
-        })
+        Ok(())
     }
 
     /// Decrements Max-Forwards, or inserts it with `initial` when absent
@@ -412,6 +473,7 @@ v=0\r\nTRAILING";
             486,
             b"Busy Here",
             Some(b"abc"),
+            None,
             b"Server: rser\r\n",
             b"",
             &mut out,
@@ -437,7 +499,7 @@ v=0\r\nTRAILING";
         )
         .unwrap();
         let mut out = Vec::new();
-        write_reply(&req, 200, b"OK", Some(b"new"), b"", b"body", &mut out);
+        write_reply(&req, 200, b"OK", Some(b"new"), None, b"", b"body", &mut out);
         let rep = Message::parse(&out).unwrap();
         assert_eq!(rep.to().unwrap().tag, Some(&b"keep"[..]));
         assert_eq!(rep.body(), b"body");
@@ -527,5 +589,26 @@ v=0\r\nTRAILING";
         e.replace(Span::new(span.start as usize + 1, span.end as usize), b"x")
             .unwrap();
         assert_eq!(e.write(&mut Vec::new()), Err(BuildError::Overlap));
+    }
+
+    #[test]
+    fn replies_record_the_source_in_the_top_via() {
+        let req = b"OPTIONS sip:b@h SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.0.0.1:5060;rport;branch=z9hG4bK1, SIP/2.0/UDP p2\r\n\
+Via: SIP/2.0/UDP p3\r\n\
+To: <sip:b@h>\r\nFrom: <sip:a@h>;tag=1\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n";
+        let req = Message::parse(req).unwrap();
+        let mut out = Vec::new();
+        let src = "192.0.2.7:4000".parse().ok();
+        write_reply(&req, 200, b"OK", Some(b"t"), src, b"", b"", &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(
+                "Via: SIP/2.0/UDP 10.0.0.1:5060;rport=4000;branch=z9hG4bK1;received=192.0.2.7, SIP/2.0/UDP p2\r\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("Via: SIP/2.0/UDP p3\r\n"), "{text}");
+        Message::parse(text.as_bytes()).unwrap();
     }
 }

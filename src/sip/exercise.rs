@@ -45,7 +45,27 @@ pub fn exercise(data: &[u8]) -> bool {
 
     let mut out = Vec::with_capacity(data.len() + 512);
     if msg.is_request() {
-        write_reply(&msg, 400, b"Bad Request", Some(b"rser"), b"", b"", &mut out);
+        write_reply(
+            &msg,
+            400,
+            b"Bad Request",
+            Some(b"rser"),
+            None,
+            b"",
+            b"",
+            &mut out,
+        );
+        let src = "192.0.2.1:5999".parse().ok();
+        write_reply(
+            &msg,
+            400,
+            b"Bad Request",
+            Some(b"rser"),
+            src,
+            b"",
+            b"",
+            &mut out,
+        );
         assert!(
             Message::parse(&out).is_ok(),
             "a reply we built does not parse"

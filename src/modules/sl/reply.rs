@@ -7,12 +7,14 @@ use crate::sip::{Message, Rport};
 
 use super::signature::Signature;
 
-/// Writes the reply to `req` into `out`. A request without a to-tag gets
+/// Writes the reply to `req`, received from `src`, into `out`. A request without a to-tag gets
 /// our signed one (none for 100, RFC 3261 §8.2.6.2); a 3xx lists
 /// `contacts` (the destination set: the redirect server of the seed).
 /// Returns whether the to-tag is ours (signed).
+#[allow(clippy::too_many_arguments)]
 pub fn build_reply<'c>(
     req: &Message<'_>,
+    src: SocketAddr,
     code: u16,
     reason: &[u8],
     signature: &Signature,
@@ -39,6 +41,7 @@ pub fn build_reply<'c>(
         code,
         reason,
         tag.as_ref().map(|t| t.as_bytes()),
+        Some(src),
         headers,
         b"",
         out,
