@@ -3,33 +3,11 @@
 //! worker's buffers are warm; the rewritten URI reuses its buffer. This
 //! file holds one test so no other thread allocates meanwhile.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod counting;
 
 use rser::cfg::{self, program::Param, registry::Func, settings::Proto};
 use rser::script::{Destination, Host, MsgCtx, ScriptState, Vm};
 use rser::sip::Message;
-
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 struct Forwards(usize);
 
@@ -69,7 +47,7 @@ fn the_numbering_plan_allocates_nothing_per_message() {
         let mut ctx = MsgCtx::new(&msg, src, dst, Proto::Udp, &mut st);
         vm.run(main, &mut ctx, &mut host);
     }
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let before = counting::allocations();
     for _ in 0..100 {
         let msg = Message::parse(INVITE).unwrap();
         let mut ctx = MsgCtx::new(&msg, src, dst, Proto::Udp, &mut st);
@@ -77,7 +55,7 @@ fn the_numbering_plan_allocates_nothing_per_message() {
         assert_eq!(ctx.uri(), b"sip:5551234567@gw.example.com");
         std::hint::black_box(out);
     }
-    let after = ALLOCATIONS.load(Ordering::SeqCst);
+    let after = counting::allocations();
     assert_eq!(host.0, 102);
     assert_eq!(after - before, 0, "the script path allocated");
 }

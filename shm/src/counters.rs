@@ -49,8 +49,4 @@ impl Counters {
     pub fn total(&self, counter: usize) -> u64 {
         (0..self.slots).map(|s| self.get(s, counter)).sum()
     }
-
-    pub fn names(&self) -> &'static [&'static str] {
-        self.names
-    }
 }

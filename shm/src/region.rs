@@ -111,10 +111,6 @@ impl Carver<'_> {
     pub fn used(&self) -> usize {
         self.next
     }
-
-    pub fn remaining(&self) -> usize {
-        self.region.len().saturating_sub(self.next)
-    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use super::ast::{Arg, Call, CmpOp, Expr, Rhs, RouteKind, Script, Stmt};
 use super::lexer::Pos;
 use super::program::{
     Action, ForwardKind, Insn, Myself, Net, NumOp, Operand, Param, PortSpec, Program, Route,
-    SubstExpr, Target, Test,
+    SubstExpr, Target, Test, route_label,
 };
 use super::pv::Format;
 use super::registry::{self, Func};
@@ -556,19 +556,6 @@ impl Compiler<'_> {
             ],
             _ => vec![],
         })
-    }
-}
-
-pub fn route_label(kind: RouteKind, name: Option<&str>) -> String {
-    let k = match kind {
-        RouteKind::Request => "route",
-        RouteKind::Failure => "failure_route",
-        RouteKind::Reply => "onreply_route",
-        RouteKind::Branch => "branch_route",
-    };
-    match name {
-        Some(n) => format!("{k}[{n}]"),
-        None => k.to_string(),
     }
 }
 

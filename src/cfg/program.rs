@@ -2,7 +2,7 @@
 //! conditions, actions and regular expressions it refers to resolved once
 //! at load, so running it parses nothing.
 
-use std::fmt::{self, Write as _};
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use regex::bytes::Regex;
@@ -326,7 +326,7 @@ impl Program {
         let mut out = String::new();
         for (i, insn) in self.code.iter().enumerate() {
             if let Some(r) = self.routes.iter().find(|r| r.entry as usize == i) {
-                let _ = writeln!(out, "{}:", route_label(r));
+                let _ = writeln!(out, "{}:", r.label());
             }
             let _ = writeln!(
                 out,
@@ -342,7 +342,7 @@ impl Program {
         match *insn {
             Insn::Test(t) => format!("test {}", self.show_test(&self.tests[t as usize])),
             Insn::Act(a) => format!("act {}", self.show_action(&self.actions[a as usize])),
-            Insn::Route(r) => format!("route {}", route_label(&self.routes[r as usize])),
+            Insn::Route(r) => format!("route {}", self.routes[r as usize].label()),
             Insn::JumpIf { target, when } => {
                 format!(
                     "jump_if_{} {target:04}",
@@ -464,27 +464,28 @@ impl Program {
             Param::Int(n) => n.to_string(),
             Param::Str(s) => format!("{s:?}"),
             Param::Fmt(f) => f.to_string(),
-            Param::Route(r) => route_label(&self.routes[*r as usize]),
+            Param::Route(r) => self.routes[*r as usize].label(),
         }
     }
 }
 
-fn route_label(r: &Route) -> String {
-    let kind = match r.kind {
+/// `route`, `failure_route[1]`, ... as the script writes it.
+pub fn route_label(kind: RouteKind, name: Option<&str>) -> String {
+    let k = match kind {
         RouteKind::Request => "route",
         RouteKind::Failure => "failure_route",
         RouteKind::Reply => "onreply_route",
         RouteKind::Branch => "branch_route",
     };
-    match &r.name {
-        Some(n) => format!("{kind}[{n}]"),
-        None => kind.to_string(),
+    match name {
+        Some(n) => format!("{k}[{n}]"),
+        None => k.to_string(),
     }
 }
 
-impl fmt::Display for Program {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.dump())
+impl Route {
+    fn label(&self) -> String {
+        route_label(self.kind, self.name.as_deref())
     }
 }
 

@@ -47,10 +47,10 @@ pub struct Listen {
 impl Listen {
     /// `udp:127.0.0.1:5060`, `127.0.0.1:5060`, `127.0.0.1`, `udp:[::1]:5060`.
     pub fn parse(s: &str) -> Result<Listen, String> {
-        let (proto, rest) = match s.split_once(':') {
-            Some((p, rest)) if Proto::parse(p).is_some() => (Proto::parse(p).unwrap(), rest),
-            _ => (Proto::Udp, s),
-        };
+        let (proto, rest) = s
+            .split_once(':')
+            .and_then(|(p, rest)| Some((Proto::parse(p)?, rest)))
+            .unwrap_or((Proto::Udp, s));
         let (host, port) = split_host_port(rest)?;
         let addr = host
             .parse::<IpAddr>()

@@ -35,8 +35,7 @@ pub struct ScriptState {
     uri_rewritten: bool,
     scratch: Vec<u8>,
     /// Destination set beyond the current URI (SER's branches).
-    branches: Vec<Vec<u8>>,
-    branch_count: usize,
+    branches: Branches,
     pub flags: u32,
     pub edits: Vec<TextEdit>,
     /// Set by `mf_process_maxfwd_header`: the Max-Forwards to insert when
@@ -57,12 +56,46 @@ impl ScriptState {
     /// Forgets the previous message, keeping the buffers.
     pub fn reset(&mut self) {
         self.uri_rewritten = false;
-        self.branch_count = 0;
+        self.branches.len = 0;
         self.flags = 0;
         self.edits.clear();
         self.max_forwards_insert = None;
         self.max_forwards_cap = None;
         self.last_error = None;
+    }
+}
+
+/// The destination set beyond the current URI, in buffers kept from one
+/// message to the next.
+#[derive(Debug, Default)]
+struct Branches {
+    bufs: Vec<Vec<u8>>,
+    len: usize,
+}
+
+impl Branches {
+    /// Adds a URI; false when the set (the current URI included) is full.
+    fn push(&mut self, uri: &[u8]) -> bool {
+        if self.len + 1 >= MAX_BRANCHES {
+            return false;
+        }
+        if self.bufs.len() == self.len {
+            self.bufs.push(Vec::new());
+        }
+        let b = &mut self.bufs[self.len];
+        b.clear();
+        b.extend_from_slice(uri);
+        self.len += 1;
+        true
+    }
+}
+
+/// The current URI: the rewritten one, or the received one.
+fn current<'x>(st_uri: &'x [u8], rewritten: bool, msg: &'x Message<'_>) -> &'x [u8] {
+    if rewritten {
+        st_uri
+    } else {
+        msg.request_uri_raw()
     }
 }
 
@@ -101,11 +134,7 @@ impl<'a, 'm> MsgCtx<'a, 'm> {
 
     /// The current Request-URI: rewritten, or the received one.
     pub fn uri(&self) -> &[u8] {
-        if self.st.uri_rewritten {
-            &self.st.uri
-        } else {
-            self.msg.request_uri_raw()
-        }
+        current(&self.st.uri, self.st.uri_rewritten, self.msg)
     }
 
     /// Whether an action changed the Request-URI.
@@ -116,12 +145,11 @@ impl<'a, 'm> MsgCtx<'a, 'm> {
     /// Applies a rewriting action to the current URI.
     pub fn rewrite_uri(&mut self, op: Rewrite<'_>) -> Result<(), RewriteError> {
         let st = &mut *self.st;
-        let cur: &[u8] = if st.uri_rewritten {
-            &st.uri
-        } else {
-            self.msg.request_uri_raw()
-        };
-        rewrite(cur, op, &mut st.scratch)?;
+        rewrite(
+            current(&st.uri, st.uri_rewritten, self.msg),
+            op,
+            &mut st.scratch,
+        )?;
         std::mem::swap(&mut st.uri, &mut st.scratch);
         st.uri_rewritten = true;
         Ok(())
@@ -134,54 +162,24 @@ impl<'a, 'm> MsgCtx<'a, 'm> {
 
     /// The destination set beyond the current URI.
     pub fn branches(&self) -> impl Iterator<Item = &[u8]> {
-        self.st.branches[..self.st.branch_count]
-            .iter()
-            .map(Vec::as_slice)
-    }
-
-    pub fn branch_count(&self) -> usize {
-        self.st.branch_count
+        let b = &self.st.branches;
+        b.bufs[..b.len].iter().map(Vec::as_slice)
     }
 
     /// Adds a URI to the destination set; false when it is full.
     pub fn append_branch(&mut self, uri: &[u8]) -> bool {
-        let st = &mut *self.st;
-        if st.branch_count + 1 >= MAX_BRANCHES {
-            return false;
-        }
-        if st.branches.len() == st.branch_count {
-            st.branches.push(Vec::new());
-        }
-        let b = &mut st.branches[st.branch_count];
-        b.clear();
-        b.extend_from_slice(uri);
-        st.branch_count += 1;
-        true
+        self.st.branches.push(uri)
     }
 
     /// `append_branch()`: the current URI joins the destination set.
     pub fn append_current_uri(&mut self) -> bool {
         let st = &mut *self.st;
-        if st.branch_count + 1 >= MAX_BRANCHES {
-            return false;
-        }
-        let cur: &[u8] = if st.uri_rewritten {
-            &st.uri
-        } else {
-            self.msg.request_uri_raw()
-        };
-        if st.branches.len() == st.branch_count {
-            st.branches.push(Vec::new());
-        }
-        let b = &mut st.branches[st.branch_count];
-        b.clear();
-        b.extend_from_slice(cur);
-        st.branch_count += 1;
-        true
+        st.branches
+            .push(current(&st.uri, st.uri_rewritten, self.msg))
     }
 
     pub fn clear_branches(&mut self) {
-        self.st.branch_count = 0;
+        self.st.branches.len = 0;
     }
 
     /// Records a text edit; false when there are too many or it overlaps one.

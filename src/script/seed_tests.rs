@@ -1,7 +1,7 @@
 //! Every example script of the seed (tests/configs/seed/), compiled and
 //! run on sample messages: each does what the seed says it does.
 
-use super::testing::{Event, config, request, run, run_with};
+use super::testing::{Event, config, request, run, run_route, run_with};
 use crate::cfg::registry::Func;
 
 macro_rules! seed {
@@ -251,22 +251,16 @@ fn failure_routes_are_armed_and_retry_elsewhere() {
         .program
         .route(crate::cfg::ast::RouteKind::Failure, Some("1"))
         .unwrap();
-    let msg = request("INVITE", "sip:a@b.c");
-    let msg = crate::sip::Message::parse(&msg).unwrap();
-    let mut st = super::ScriptState::new();
-    let mut ctx = super::MsgCtx::new(
-        &msg,
-        "192.0.2.1:5060".parse().unwrap(),
-        "127.0.0.1:5060".parse().unwrap(),
-        crate::cfg::settings::Proto::Udp,
-        &mut st,
+    let r = run_route(
+        &c,
+        fr1,
+        &request("INVITE", "sip:a@b.c"),
+        "192.0.2.1:5060",
+        &[],
     );
-    let vm = super::Vm::new(&c);
-    let mut rec = super::testing::Recorder::for_program(&c.program);
-    vm.run(fr1, &mut ctx, &mut rec);
     let nonsense = "sip:nonsense@iptel.org";
     assert_eq!(
-        rec.events,
+        r.events,
         [
             module("t_on_failure", &["2"], &[nonsense]),
             module("t_relay", &[], &[nonsense])

@@ -10,7 +10,7 @@ use crate::cfg::settings::Proto;
 use crate::cfg::{self, Config};
 use crate::sip::Message;
 
-use super::ctx::{MsgCtx, ScriptState};
+use super::ctx::{MsgCtx, ScriptState, TextEdit};
 use super::vm::{Destination, Host, Outcome, Vm};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,19 +25,19 @@ pub enum Event {
     },
 }
 
-#[derive(Default)]
 pub struct Recorder<'p> {
     pub events: Vec<Event>,
     /// What a module action returns (default 1).
     pub returns: HashMap<Func, i32>,
-    prog: Option<&'p Program>,
+    prog: &'p Program,
 }
 
 impl<'p> Recorder<'p> {
     pub fn for_program(prog: &'p Program) -> Recorder<'p> {
         Recorder {
-            prog: Some(prog),
-            ..Recorder::default()
+            events: Vec::new(),
+            returns: HashMap::new(),
+            prog,
         }
     }
 }
@@ -52,7 +52,7 @@ impl Host for Recorder<'_> {
     }
 
     fn module(&mut self, ctx: &mut MsgCtx<'_, '_>, func: Func, args: &[Param]) -> i32 {
-        let prog = self.prog.expect("program");
+        let prog = self.prog;
         let args = args
             .iter()
             .map(|p| match p {
@@ -108,16 +108,24 @@ pub fn request(method: &str, uri: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// The result of running the main route once.
+/// The result of running a route once.
 pub struct Run {
     pub outcome: Outcome,
     pub events: Vec<Event>,
     /// The current URI at the end.
     pub uri: String,
+    /// The textops edits the message carries at the end.
+    pub edits: Vec<TextEdit>,
 }
 
-/// Runs the main route of `config` on `msg`, from `src`.
-pub fn run_with(config: &Config, msg: &[u8], src: &str, returns: &[(Func, i32)]) -> Run {
+/// Runs route block `route` of `config` on `msg`, from `src`.
+pub fn run_route(
+    config: &Config,
+    route: u32,
+    msg: &[u8],
+    src: &str,
+    returns: &[(Func, i32)],
+) -> Run {
     let msg = Message::parse(msg).expect("test message parses");
     let src: SocketAddr = src.parse().unwrap();
     let dst: SocketAddr = "127.0.0.1:5060".parse().unwrap();
@@ -126,13 +134,19 @@ pub fn run_with(config: &Config, msg: &[u8], src: &str, returns: &[(Func, i32)])
     let vm = Vm::new(config);
     let mut rec = Recorder::for_program(&config.program);
     rec.returns = returns.iter().copied().collect();
-    let main = config.program.main_route().expect("main route");
-    let outcome = vm.run(main, &mut ctx, &mut rec);
+    let outcome = vm.run(route, &mut ctx, &mut rec);
     Run {
         outcome,
         events: rec.events,
         uri: String::from_utf8_lossy(ctx.uri()).into_owned(),
+        edits: ctx.st.edits.clone(),
     }
+}
+
+/// Runs the main route of `config` on `msg`, from `src`.
+pub fn run_with(config: &Config, msg: &[u8], src: &str, returns: &[(Func, i32)]) -> Run {
+    let main = config.program.main_route().expect("main route");
+    run_route(config, main, msg, src, returns)
 }
 
 pub fn run(config: &Config, method: &str, uri: &str) -> Run {

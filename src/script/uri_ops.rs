@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use crate::sip::build::decimal;
 use crate::sip::{Scheme, Uri};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,8 +58,8 @@ pub fn rewrite(cur: &[u8], op: Rewrite<'_>, out: &mut Vec<u8>) -> Result<(), Rew
     let mut user = uri.user;
     let mut password = uri.password;
     let mut host = uri.host_raw;
-    let mut port_text = [0u8; 5];
-    let mut port: Option<&[u8]> = uri.port.map(|p| digits(p, &mut port_text));
+    let mut port_text = [0u8; 10];
+    let mut port: Option<&[u8]> = uri.port.map(|p| decimal(u32::from(p), &mut port_text));
     match op {
         Rewrite::Uri(_) => unreachable!("handled above"),
         Rewrite::Host(h) => host = h,
@@ -146,20 +147,6 @@ pub fn rewrite(cur: &[u8], op: Rewrite<'_>, out: &mut Vec<u8>) -> Result<(), Rew
         out.extend_from_slice(h);
     }
     Ok(())
-}
-
-fn digits(n: u16, buf: &mut [u8; 5]) -> &[u8] {
-    let mut i = buf.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    &buf[i..]
 }
 
 /// `host[:port]` / `[v6][:port]`, without validation (checked at load).

@@ -106,13 +106,6 @@ impl<'p> Vm<'p> {
         }
     }
 
-    pub fn with_program(prog: &'p Program) -> Vm<'p> {
-        Vm {
-            prog,
-            time_to_kill: exec::DEFAULT_TIME_TO_KILL,
-        }
-    }
-
     pub fn program(&self) -> &'p Program {
         self.prog
     }

@@ -1,7 +1,7 @@
 //! The VM's semantics: SER's return values, route calls, bounds, flags,
 //! textops edits.
 
-use super::testing::{Event, config, request, run, run_with};
+use super::testing::{Event, config, request, run, run_route, run_with};
 use super::vm::{MAX_ROUTE_DEPTH, RunError};
 use crate::cfg::registry::Func;
 
@@ -167,22 +167,12 @@ fn textops_record_edits_of_the_message() {
     "#,
     );
     let msg = request("INVITE", "sip:a@b");
-    let parsed = crate::sip::Message::parse(&msg).unwrap();
-    let mut st = super::ScriptState::new();
-    let mut ctx = super::MsgCtx::new(
-        &parsed,
-        "192.0.2.1:5060".parse().unwrap(),
-        "127.0.0.1:5060".parse().unwrap(),
-        crate::cfg::settings::Proto::Udp,
-        &mut st,
-    );
-    let mut rec = super::testing::Recorder::for_program(&c.program);
-    super::Vm::new(&c).run(c.program.main_route().unwrap(), &mut ctx, &mut rec);
-    assert_eq!(replies(&rec.events), ["found", "absent"]);
+    let r = run_with(&c, &msg, "192.0.2.1:5060", &[]);
+    assert_eq!(replies(&r.events), ["found", "absent"]);
     // Apply the edits as the sender will.
     let mut out = Vec::new();
     let mut at = 0;
-    for e in &ctx.st.edits {
+    for e in &r.edits {
         out.extend_from_slice(&msg[at..e.start]);
         out.extend_from_slice(&e.text);
         at = e.end;
@@ -216,23 +206,13 @@ fn status_in_reply_routes() {
         .program
         .route(crate::cfg::ast::RouteKind::Reply, Some("1"))
         .unwrap();
-    let vm = super::Vm::new(&c);
     for (code, dropped) in [(180, true), (183, true), (200, false), (503, false)] {
         let reply = format!(
             "SIP/2.0 {code} X\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nTo: <sip:a@b>;tag=2\r\n\
              From: <sip:c@d>;tag=1\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
         );
-        let msg = crate::sip::Message::parse(reply.as_bytes()).unwrap();
-        let mut st = super::ScriptState::new();
-        let mut ctx = super::MsgCtx::new(
-            &msg,
-            "192.0.2.1:5060".parse().unwrap(),
-            "127.0.0.1:5060".parse().unwrap(),
-            crate::cfg::settings::Proto::Udp,
-            &mut st,
-        );
-        let mut rec = super::testing::Recorder::for_program(&c.program);
-        assert_eq!(vm.run(r, &mut ctx, &mut rec).dropped, dropped, "{code}");
+        let run = run_route(&c, r, reply.as_bytes(), "192.0.2.1:5060", &[]);
+        assert_eq!(run.outcome.dropped, dropped, "{code}");
     }
 }
 

@@ -52,8 +52,6 @@ pub struct Shared {
     _region: Region,
     pub counters: Counters,
     pub ack_filter: AckFilter,
-    /// Worker slots (rows of counters).
-    pub slots: usize,
 }
 
 impl Shared {
@@ -80,7 +78,6 @@ impl Shared {
             _region: region,
             counters,
             ack_filter,
-            slots,
         })
     }
 

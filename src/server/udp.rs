@@ -172,10 +172,6 @@ impl Outbox {
         self.len = self.len.saturating_sub(1);
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Sends everything with `sendmmsg`, per socket; returns how many
     /// datagrams failed.
     pub fn flush<S: AsRawFd>(&mut self, sockets: &[S]) -> usize {

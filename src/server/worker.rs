@@ -149,7 +149,7 @@ impl<'a> Worker<'a> {
             ready.push(0);
             return ready;
         }
-        let mut fds: Vec<PollFd<'_>> = self
+        let mut fds: ArrayVec<PollFd<'_>, MAX_SOCKETS> = self
             .sockets
             .iter()
             .map(|s| PollFd::new(std::os::fd::AsFd::as_fd(s), PollFlags::POLLIN))

@@ -44,7 +44,7 @@ impl fmt::Display for BuildError {
 impl std::error::Error for BuildError {}
 
 /// Formats `n` in decimal into `digits`, returning the used tail.
-fn decimal(n: u32, digits: &mut [u8; 10]) -> &[u8] {
+pub fn decimal(n: u32, digits: &mut [u8; 10]) -> &[u8] {
     let mut i = digits.len();
     let mut n = n;
     loop {

@@ -47,6 +47,9 @@ struct Entry {
 struct Shared {
     /// The SL timer: ACKs are checked only before this time.
     expires_ms: AtomicU64,
+    /// When the last recorded unsigned reply expires: before it, an ACK
+    /// with a foreign to-tag is looked up; after it, no lock is taken.
+    unsigned_until_ms: AtomicU64,
     lock: RobustMutex,
     /// Entries written so far; the next goes to `next % capacity`.
     next: u64,
@@ -116,7 +119,12 @@ impl AckFilter {
             return Recorded::default();
         }
         match key(req) {
-            Some(k) => self.record(k, now_ms + SL_TIMER_MS, now_ms),
+            Some(k) => {
+                self.shared()
+                    .unsigned_until_ms
+                    .fetch_max(now_ms + SL_TIMER_MS, Ordering::Relaxed);
+                self.record(k, now_ms + SL_TIMER_MS, now_ms)
+            }
             None => Recorded::default(),
         }
     }
@@ -130,6 +138,9 @@ impl AckFilter {
         }
         if self.signature.signed(msg) {
             return AckVerdict::Absorb;
+        }
+        if now_ms >= self.shared().unsigned_until_ms.load(Ordering::Relaxed) {
+            return AckVerdict::Route;
         }
         match key(msg) {
             Some(k) if self.lookup(k, now_ms) => AckVerdict::Absorb,
