@@ -14,18 +14,7 @@ KAM_CFG=${KAM_CFG:-../shared/anchors/kamailio/stateless.cfg}
 OUT=$(mktemp -d)
 trap 'pkill -P $$ 2>/dev/null || true; rm -rf "$OUT"' EXIT
 cargo build --release --bin rser >/dev/null 2>&1
-TICK=$(getconf CLK_TCK)
-
-# Sum of utime+stime (ticks) of a process and its children.
-cpu_ticks() {
-    local total=0 p
-    for p in "$1" $(cat /proc/"$1"/task/*/children 2>/dev/null); do
-        if [ -r /proc/"$p"/stat ]; then
-            total=$((total + $(awk '{print $14 + $15}' /proc/"$p"/stat)))
-        fi
-    done
-    echo "$total"
-}
+. bench/scripts/lib.sh
 
 run_one() {
     local name=$1 pid
@@ -53,12 +42,11 @@ run_one() {
     t1=$(date +%s.%N); c1=$(cpu_ticks "$pid")
     wait $uac || true
     local ok failed
-    ok=$(grep "Successful call" "$OUT/$name.uac" | awk -F'|' '{gsub(/ /,"",$3); print $3}' | tail -1)
-    failed=$(grep "Failed call" "$OUT/$name.uac" | awk -F'|' '{gsub(/ /,"",$3); print $3}' | tail -1)
-    local secs calls us
+    ok=$(sipp_count "$OUT/$name.uac" "Successful call")
+    failed=$(sipp_count "$OUT/$name.uac" "Failed call")
+    local secs us
     secs=$(echo "$t1 - $t0" | bc -l)
-    calls=$(echo "$secs * $RATE" | bc -l)
-    us=$(echo "($c1 - $c0) * 1000000 / $TICK / $calls" | bc -l)
+    us=$(us_per_call "$c1 - $c0" "$secs" "$RATE")
     printf '%-9s rate=%s/s calls=%s ok=%s failed=%s cpu_per_call=%.0f us (over %.1f s)\n' \
         "$name" "$RATE" $((RATE * SECS)) "${ok:-?}" "${failed:-?}" "$us" "$secs"
     kill "$pid" 2>/dev/null || true

@@ -217,6 +217,10 @@ pub fn supervise(
     }
     stop_all(&mut pids);
     log::info!("stopped; counters: {}", shared.summary());
+    log::info!(
+        "received per worker: {}",
+        shared.received_per_worker(workers)
+    );
     Ok(())
 }
 

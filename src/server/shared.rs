@@ -94,4 +94,13 @@ impl Shared {
             .collect::<Vec<_>>()
             .join(" ")
     }
+
+    /// Datagrams received by each worker slot, for the log: how evenly the
+    /// socket mode spreads the load.
+    pub fn received_per_worker(&self, slots: usize) -> String {
+        (0..slots)
+            .map(|s| self.counters.get(s, Counter::Received as usize).to_string())
+            .collect::<Vec<_>>()
+            .join("/")
+    }
 }
