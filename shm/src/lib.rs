@@ -8,9 +8,13 @@
 //! not stop the others.
 
 pub mod counters;
+pub mod freelist;
 pub mod lock;
+pub mod pool;
 pub mod region;
 
 pub use counters::Counters;
+pub use freelist::FreeList;
 pub use lock::{LockGuard, RobustMutex};
+pub use pool::{Chain, Pool};
 pub use region::{Carver, Region};

@@ -11,6 +11,7 @@ use super::ast::RouteKind;
 use super::pv::Format;
 use super::registry::{Func, func_name};
 use super::settings::{Alias, Proto};
+use crate::sip::{Host as UriHost, Scheme, Uri};
 
 /// One instruction. Conditions leave their truth in the VM's return-value
 /// register (positive true, negative false), as actions do in SER, so one
@@ -291,6 +292,31 @@ pub struct Myself {
     /// Listen addresses with their ports.
     pub addrs: Vec<(IpAddr, u16)>,
     pub aliases: Vec<Alias>,
+}
+
+impl Myself {
+    /// RFC 3261 §16.4's "is this URI mine": the host is a listen address
+    /// with the URI's port (5060/5061 when absent), or an alias (any port
+    /// unless the alias names one).
+    pub fn has_uri(&self, u: &Uri<'_>) -> bool {
+        let port = u
+            .port
+            .unwrap_or(if u.scheme == Scheme::Sips { 5061 } else { 5060 });
+        let addr_match = |ip: IpAddr| self.addrs.iter().any(|(a, p)| *a == ip && *p == port);
+        let host_text = match u.host {
+            UriHost::V4(ip) if addr_match(IpAddr::V4(ip)) => return true,
+            UriHost::V6(ip) if addr_match(IpAddr::V6(ip)) => return true,
+            UriHost::None => return false,
+            _ => u
+                .host_raw
+                .strip_prefix(b"[")
+                .and_then(|h| h.strip_suffix(b"]"))
+                .unwrap_or(u.host_raw),
+        };
+        self.aliases.iter().any(|a| {
+            a.host.as_bytes().eq_ignore_ascii_case(host_text) && a.port.is_none_or(|p| p == port)
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default)]

@@ -1,6 +1,8 @@
 //! Runtimes of the SER modules whose actions need more than the VM: sl
-//! (stateless replies and the ACK filter) and maxfwd now; tm, registrar,
-//! auth and dispatcher follow.
+//! (stateless replies and the ACK filter), maxfwd and rr now; tm,
+//! registrar, auth and dispatcher follow.
 
 pub mod maxfwd;
+pub mod rr;
 pub mod sl;
+pub mod tm;

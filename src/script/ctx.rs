@@ -14,13 +14,13 @@ use super::uri_ops::{Rewrite, RewriteError, rewrite};
 /// SER's MAX_BRANCHES: the destination set's size, the current URI included.
 pub const MAX_BRANCHES: usize = 12;
 
-/// Text edits (textops) one message may carry; the rest of the proxy's
+/// Text edits (textops, rr) one message may carry; the rest of the proxy's
 /// edit budget (`sip::limits::MAX_EDITS`) stays for Via, Record-Route and
 /// the Request-URI.
 pub const MAX_TEXT_EDITS: usize = 8;
 
-/// A change to the message text by textops, applied when it is sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A change to the message text by textops or rr, applied when it is sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TextEdit {
     /// Byte range of the original message replaced (empty: insertion).
     pub start: usize,
@@ -46,6 +46,13 @@ pub struct ScriptState {
     pub max_forwards_cap: Option<u8>,
     /// The last internal error, which `sl_reply_error` reports.
     pub last_error: Option<(u16, &'static str)>,
+    /// Set by `record_route()`: the request is sent with our Record-Route
+    /// on top (RFC 3261 §16.6 step 4).
+    pub record_route: bool,
+    /// The next hop when it is not the Request-URI (Kamailio's `$du`):
+    /// `loose_route()` sets it to a loose router's Route URI (RFC 3261
+    /// §16.12). Empty when unset; the buffer is reused.
+    pub dst_uri: Vec<u8>,
 }
 
 impl ScriptState {
@@ -62,6 +69,8 @@ impl ScriptState {
         self.max_forwards_insert = None;
         self.max_forwards_cap = None;
         self.last_error = None;
+        self.record_route = false;
+        self.dst_uri.clear();
     }
 }
 
@@ -184,16 +193,31 @@ impl<'a, 'm> MsgCtx<'a, 'm> {
 
     /// Records a text edit; false when there are too many or it overlaps one.
     pub fn add_edit(&mut self, edit: TextEdit) -> bool {
+        self.add_edits(&mut [edit])
+    }
+
+    /// Records several text edits, all or none: false, and nothing
+    /// recorded, when they would be too many or one overlaps another or
+    /// one already recorded. The texts are moved out of `batch`.
+    pub fn add_edits(&mut self, batch: &mut [TextEdit]) -> bool {
         let edits = &mut self.st.edits;
-        let overlaps = edits.iter().any(|e| {
-            edit.start < e.end && e.start < edit.end
-                || (edit.start == edit.end && e.start < edit.start && edit.start < e.end)
-        });
-        if overlaps || edits.len() >= MAX_TEXT_EDITS {
+        let clear = batch
+            .iter()
+            .enumerate()
+            .all(|(i, b)| !edits.iter().chain(&batch[..i]).any(|e| overlaps(e, b)));
+        if !clear || edits.len() + batch.len() > MAX_TEXT_EDITS {
             return false;
         }
-        let at = edits.partition_point(|e| e.start <= edit.start);
-        edits.insert(at, edit);
+        for edit in batch {
+            let at = edits.partition_point(|e| e.start <= edit.start);
+            edits.insert(at, std::mem::take(edit));
+        }
         true
     }
+}
+
+/// Whether two edits touch the same bytes; an insertion overlaps a
+/// replacement only strictly inside it.
+fn overlaps(a: &TextEdit, b: &TextEdit) -> bool {
+    a.start < b.end && b.start < a.end
 }

@@ -11,7 +11,7 @@ pub mod vm;
 #[cfg(test)]
 mod seed_tests;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 #[cfg(test)]
 mod vm_tests;
 

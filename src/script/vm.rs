@@ -219,31 +219,9 @@ impl<'p> Vm<'p> {
         }
     }
 
-    /// RFC 3261 §16.4's "is this URI mine": the host is a listen address
-    /// with the URI's port (5060/5061 when absent), or an alias (any port
-    /// unless the alias names one).
+    /// `uri==myself` (RFC 3261 §16.4): a URI that does not parse is not ours.
     fn uri_is_myself(&self, uri: &[u8]) -> bool {
-        let Ok(u) = Uri::parse(uri) else {
-            return false;
-        };
-        let port = u
-            .port
-            .unwrap_or(if u.scheme == Scheme::Sips { 5061 } else { 5060 });
-        let me = &self.prog.myself;
-        let addr_match = |ip: IpAddr| me.addrs.iter().any(|(a, p)| *a == ip && *p == port);
-        let host_text = match u.host {
-            UriHost::V4(ip) if addr_match(IpAddr::V4(ip)) => return true,
-            UriHost::V6(ip) if addr_match(IpAddr::V6(ip)) => return true,
-            UriHost::None => return false,
-            _ => u
-                .host_raw
-                .strip_prefix(b"[")
-                .and_then(|h| h.strip_suffix(b"]"))
-                .unwrap_or(u.host_raw),
-        };
-        me.aliases.iter().any(|a| {
-            a.host.as_bytes().eq_ignore_ascii_case(host_text) && a.port.is_none_or(|p| p == port)
-        })
+        Uri::parse(uri).is_ok_and(|u| self.prog.myself.has_uri(&u))
     }
 
     // ---- actions ----

@@ -144,7 +144,8 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
         log::info!("listening on udp:{a}");
     }
     let shm_bytes = opts.shm_mb.max(1) << 20;
-    let shared = shared::Shared::create(shm_bytes, workers, &secret())?;
+    let shared =
+        shared::Shared::create(shm_bytes, workers + 1, &secret(), config.has_module("tm"))?;
     master::supervise(&config, &shared, sockets, workers)?;
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! Stateless proxying (RFC 3261 §16.6, §16.11, §18): a request goes on with
 //! our Via on top, `received`/`rport` on the sender's Via, Max-Forwards
-//! decremented, the script's Request-URI and text edits; a reply comes
-//! back, loses our Via, and goes to the next one.
+//! decremented, the script's Request-URI and text edits, and our
+//! Record-Route when the script asked for it; a reply comes back, loses our
+//! Via, and goes to the next one.
 
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -9,6 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use arrayvec::ArrayString;
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::modules::rr;
 use crate::script::MsgCtx;
 use crate::sip::build::{BuildError, Edits};
 use crate::sip::{HeaderKind, Host, Message, Rport, Span, Via};
@@ -65,7 +67,7 @@ pub fn branch(ctx: &MsgCtx<'_, '_>) -> ArrayString<18> {
 }
 
 /// Writes the request to forward into `out`. `via` is the address we send
-/// from, which the new top Via names.
+/// from, which the new top Via and our Record-Route name.
 pub fn build_request(
     ctx: &MsgCtx<'_, '_>,
     via: SocketAddr,
@@ -101,6 +103,10 @@ pub fn build_request(
     }
     for t in &ctx.st.edits {
         e.replace(Span::new(t.start, t.end), &t.text)?;
+    }
+    if ctx.st.record_route {
+        let uri = rr::record_route_uri(via, transport).ok_or(BuildError::ScratchFull)?;
+        e.add_record_route(uri.as_bytes())?;
     }
     let mut host = ArrayString::<48>::new();
     let _ = match via.ip() {

@@ -1,11 +1,13 @@
-//! What the workers share, carved from the region at start-up: per-worker
-//! counters and the SL ACK filter. Capacities follow the region's size.
+//! What the workers share, carved from the region at start-up: per-process
+//! counters, the SL ACK filter and, with tm loaded, the transaction table
+//! and its timer wheel. Capacities follow the region's size.
 
 use std::io;
 
 use rser_shm::{Counters, Region};
 
 use crate::modules::sl::{AckFilter, Signature};
+use crate::modules::tm::Table;
 
 /// Counter names; the index of each is its [`Counter`] value.
 pub const COUNTER_NAMES: &[&str] = &[
@@ -23,6 +25,12 @@ pub const COUNTER_NAMES: &[&str] = &[
     "send_errors",
     "sl_table_evicted",
     "locks_recovered",
+    "tm_transactions",
+    "tm_retransmissions_absorbed",
+    "tm_acks_absorbed",
+    "tm_table_full",
+    "tm_replies_late",
+    "tm_local_replies",
 ];
 
 #[derive(Debug, Clone, Copy)]
@@ -42,20 +50,32 @@ pub enum Counter {
     SendErrors,
     SlTableEvicted,
     LocksRecovered,
+    TmTransactions,
+    TmRetransmissionsAbsorbed,
+    TmAcksAbsorbed,
+    TmTableFull,
+    TmRepliesLate,
+    TmLocalReplies,
 }
 
 /// Share of the region given to the table of unsigned stateless replies.
 const SL_TABLE_SHARE: usize = 16;
+/// Share of the region given to tm (transactions, branches, stored
+/// messages, the wheel): half; the registrar's table takes the rest later.
+const TM_SHARE: usize = 2;
 
 pub struct Shared {
     /// Kept so the mapping lives as long as the server.
     _region: Region,
     pub counters: Counters,
     pub ack_filter: AckFilter,
+    /// The transaction table, when the config loads tm.
+    pub tm: Option<Table>,
 }
 
 impl Shared {
-    pub fn create(size_bytes: usize, slots: usize, secret: &[u8]) -> io::Result<Shared> {
+    /// `slots`: counter rows, one per process that counts.
+    pub fn create(size_bytes: usize, slots: usize, secret: &[u8], tm: bool) -> io::Result<Shared> {
         let region = Region::create(size_bytes)?;
         let too_small = || {
             io::Error::new(
@@ -68,16 +88,23 @@ impl Shared {
         let sl_entries = (size_bytes / SL_TABLE_SHARE / AckFilter::BYTES_PER_ENTRY).max(64);
         let ack_filter = AckFilter::carve(&mut carver, Signature::new(secret), sl_entries)
             .ok_or_else(too_small)?;
+        let tm = match tm {
+            true => Some(Table::carve(&mut carver, size_bytes / TM_SHARE).ok_or_else(too_small)?),
+            false => None,
+        };
         log::info!(
-            "shared memory: {} MiB, {} bytes used; {} stateless-reply records",
+            "shared memory: {} MiB, {} bytes used; {} stateless-reply records; {} transactions of {} bytes",
             size_bytes >> 20,
             carver.used(),
-            sl_entries
+            sl_entries,
+            tm.as_ref().map_or(0, Table::capacity),
+            Table::bytes_per_txn(),
         );
         Ok(Shared {
             _region: region,
             counters,
             ack_filter,
+            tm,
         })
     }
 

@@ -14,10 +14,11 @@ use super::proxy::{self, ForwardError, NextHop, ReplyError};
 use super::shared::{Counter, Shared};
 use super::udp::{Outbox, RxBatch};
 use crate::cfg::Config;
-use crate::cfg::program::{ForwardKind, Param};
+use crate::cfg::program::{ForwardKind, Myself, Param};
 use crate::cfg::registry::Func;
 use crate::cfg::settings::Proto;
 use crate::modules::maxfwd::{self, MaxFwd};
+use crate::modules::rr;
 use crate::modules::sl::{self, AckVerdict};
 use crate::script::{Destination, Host, MsgCtx, ScriptState, Vm};
 use crate::sip::{Message, Method};
@@ -29,6 +30,8 @@ pub const SUPPORTED: &[Func] = &[
     Func::SendReply,
     Func::SlReplyError,
     Func::MfProcessMaxfwdHeader,
+    Func::RecordRoute,
+    Func::LooseRoute,
 ];
 
 /// Most listen sockets a server serves.
@@ -61,6 +64,8 @@ pub struct Worker<'a> {
     dns: Resolver,
     sl: SlParams,
     max_limit: u8,
+    /// The addresses and names `loose_route()` takes for ours.
+    myself: Myself,
     /// Per message: the socket it came in on, and the time.
     in_sock: usize,
     now_ms: u64,
@@ -95,6 +100,7 @@ impl<'a> Worker<'a> {
             max_limit: config
                 .modparam_int("maxfwd", "max_limit", 256)
                 .clamp(1, 255) as u8,
+            myself: config.program.myself.clone(),
             in_sock: 0,
             now_ms: 0,
             headers: Vec::new(),
@@ -420,6 +426,8 @@ impl Host for Worker<'_> {
                     }
                 }
             }
+            (Func::RecordRoute, []) => rr::record_route(ctx),
+            (Func::LooseRoute, []) => rr::loose_route(ctx, &self.myself),
             _ => {
                 log::error!(
                     "{} has no runtime in this build",

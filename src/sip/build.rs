@@ -354,13 +354,14 @@ impl<'m, 'a, 'e> Edits<'m, 'a, 'e> {
         }
     }
 
-    /// Adds `Record-Route: <{uri}>` before any existing Record-Route value
-    /// (RFC 3261 §16.6 step 4). `uri` should carry `;lr`.
+    /// Adds `Record-Route: <{uri}>` as a line of its own before any
+    /// existing Record-Route value (RFC 3261 §16.6 step 4: ours goes on
+    /// top), or, with none, after the Via lines. `uri` should carry `;lr`.
     pub fn add_record_route(&mut self, uri: &[u8]) -> Result<(), BuildError> {
-        let at = self
-            .msg
-            .first(HeaderKind::RecordRoute)
-            .map_or(self.first_header_start(), |h| h.line.start as usize);
+        let at = match self.msg.first(HeaderKind::RecordRoute) {
+            Some(h) => h.line.start as usize,
+            None => self.after_vias(),
+        };
         self.insert_formatted(Span::new(at, at), |s| {
             put(s, b"Record-Route: <")?;
             put(s, uri)?;
@@ -397,6 +398,14 @@ impl<'m, 'a, 'e> Edits<'m, 'a, 'e> {
 
     fn first_header_start(&self) -> usize {
         self.msg.start_line_span().end as usize
+    }
+
+    /// The end of the last Via line, or the first header's start without one.
+    fn after_vias(&self) -> usize {
+        self.msg
+            .all(HeaderKind::Via)
+            .last()
+            .map_or(self.first_header_start(), |h| h.line.end as usize)
     }
 
     /// Writes the edited message into `out` (cleared first).

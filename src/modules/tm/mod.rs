@@ -1,0 +1,42 @@
+//! tm: stateful processing (the tm module of SER; RFC 3261 §16 and §17).
+//!
+//! - `txn.rs`: a transaction as plain data and the pure state machine
+//!   (server side, client branches, §16.7 reply selection, timers),
+//!   driven by events and an injected clock.
+//! - `key.rs`: the §17.2.3 key that finds a request's transaction, and
+//!   our branch parameter that leads a reply to its slot.
+//! - `table.rs`, `wheel.rs`: the table and the timer wheel in shared
+//!   memory, with robust locks.
+//! - `peer.rs`: socket addresses as plain bytes.
+
+pub mod build;
+pub mod key;
+pub mod peer;
+pub mod table;
+pub mod txn;
+pub mod wheel;
+
+#[cfg(test)]
+mod txn_tests;
+
+pub use table::{Full, Table};
+pub use txn::{Effect, Timers};
+
+use crate::cfg::Config;
+
+/// tm's timers from its module parameters (milliseconds, as Kamailio).
+pub fn timers(config: &Config) -> Timers {
+    let d = Timers::default();
+    let ms = |name: &str, default: u64| {
+        let v = config.modparam_int("tm", name, default as i64);
+        // Bounded: at least one tick, at most a day.
+        v.clamp(10, 86_400_000) as u64
+    };
+    Timers {
+        t1: ms("retr_timer1", d.t1),
+        t2: ms("retr_timer2", d.t2),
+        fr: ms("fr_timer", d.fr),
+        fr_inv: ms("fr_inv_timer", d.fr_inv),
+        wt: ms("wt_timer", d.wt),
+    }
+}
