@@ -100,7 +100,7 @@ fn loose_route_with(raw: &[u8], prepare: impl FnOnce(&mut MsgCtx<'_, '_>)) -> Ro
     prepare(&mut ctx);
     let verdict = loose_route(&mut ctx, &c.program.myself);
     let mut sent = Vec::new();
-    build_request(&ctx, local, b"UDP", &mut sent).unwrap();
+    build_request(&ctx, local, b"UDP", true, &mut sent).unwrap();
     Routed {
         verdict,
         sent,
@@ -126,7 +126,7 @@ fn record_routed(raw: &[u8], local: &str, mark: bool) -> String {
         assert_eq!(record_route(&mut ctx), TRUE);
     }
     let mut out = Vec::new();
-    build_request(&ctx, local, b"UDP", &mut out).unwrap();
+    build_request(&ctx, local, b"UDP", true, &mut out).unwrap();
     text(&out)
 }
 

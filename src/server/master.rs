@@ -90,6 +90,22 @@ impl Sockets {
         self.shared.iter().map(UdpSocket::try_clone).collect()
     }
 
+    /// Sockets for the timer process, which sends and never reads: in
+    /// shared mode the master's own; in reuse-port mode a socket of the
+    /// group would take a share of the traffic, so it sends from an
+    /// ephemeral port on the same address (replies follow the Via, not the
+    /// source port).
+    fn for_timer(&self) -> io::Result<Vec<UdpSocket>> {
+        match self.mode {
+            SocketMode::Shared => self.clones(),
+            SocketMode::ReusePort => self
+                .addrs
+                .iter()
+                .map(|a| bind_udp(SocketAddr::new(a.ip(), 0), false))
+                .collect(),
+        }
+    }
+
     /// Fresh SO_REUSEPORT sockets on the same addresses.
     fn bind_again(&self) -> io::Result<Vec<UdpSocket>> {
         self.addrs.iter().map(|a| bind_udp(*a, true)).collect()
@@ -114,6 +130,32 @@ fn default_signals_in_child() {
     for sig in [Signal::SIGTERM, Signal::SIGINT] {
         // SAFETY: restoring the default disposition.
         let _ = unsafe { sigaction(sig, &dfl) };
+    }
+}
+
+/// Forks tm's timer process (counter row `slot`); returns its pid.
+fn spawn_timer(
+    slot: usize,
+    config: &Config,
+    shared: &Shared,
+    sockets: &Sockets,
+) -> io::Result<Pid> {
+    let socks = sockets.for_timer()?;
+    let master = std::process::id();
+    // SAFETY: as in spawn().
+    match unsafe { fork() }.map_err(io::Error::from)? {
+        ForkResult::Parent { child } => Ok(child),
+        ForkResult::Child => {
+            default_signals_in_child();
+            // SAFETY: plain prctl call.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            if std::os::unix::process::parent_id() != master {
+                std::process::exit(0);
+            }
+            let vm = Vm::new(config);
+            let mut timer = Worker::new(slot, config, shared, &socks);
+            timer.run_timer_process(&vm)
+        }
     }
 }
 
@@ -180,6 +222,11 @@ pub fn supervise(
     for slot in 0..workers {
         pids.insert(spawn(slot, config, shared, &sockets)?, slot);
     }
+    // tm's timers run in a process of their own, on counter row `workers`.
+    let timer_slot = shared.tm.is_some().then_some(workers);
+    if let Some(slot) = timer_slot {
+        pids.insert(spawn_timer(slot, config, shared, &sockets)?, slot);
+    }
     sockets.release_master_copies();
     log::info!(
         "serving with {workers} workers on {}",
@@ -203,8 +250,18 @@ pub fn supervise(
                 if STOP.load(Ordering::SeqCst) {
                     break;
                 }
-                log::warn!("worker {slot} (pid {pid}) ended: {status:?}; starting a new one");
-                match spawn(slot, config, shared, &sockets) {
+                let role = if Some(slot) == timer_slot {
+                    "timer process"
+                } else {
+                    "worker"
+                };
+                log::warn!("{role} {slot} (pid {pid}) ended: {status:?}; starting a new one");
+                let again = if Some(slot) == timer_slot {
+                    spawn_timer(slot, config, shared, &sockets)
+                } else {
+                    spawn(slot, config, shared, &sockets)
+                };
+                match again {
                     Ok(new) => {
                         pids.insert(new, slot);
                     }

@@ -5,6 +5,7 @@ pub mod dns;
 pub mod master;
 pub mod proxy;
 pub mod shared;
+mod stateful;
 pub mod udp;
 pub mod worker;
 
@@ -53,7 +54,7 @@ fn check_runtime(config: &Config) -> Result<(), StartError> {
             if !worker::SUPPORTED.contains(func) {
                 return Err(StartError(format!(
                     "the script calls {}(), whose module runtime is not in this build yet \
-                     (tm, registrar, rr and auth come with later issues)",
+                     (registrar and auth come with a later issue)",
                     func_name(*func)
                 )));
             }

@@ -67,11 +67,13 @@ pub fn branch(ctx: &MsgCtx<'_, '_>) -> ArrayString<18> {
 }
 
 /// Writes the request to forward into `out`. `via` is the address we send
-/// from, which the new top Via and our Record-Route name.
+/// from, which our Record-Route and, with `stateless_via`, a new top Via
+/// name. tm stores the request without that Via and adds one per branch.
 pub fn build_request(
     ctx: &MsgCtx<'_, '_>,
     via: SocketAddr,
     transport: &[u8],
+    stateless_via: bool,
     out: &mut Vec<u8>,
 ) -> Result<(), ForwardError> {
     let msg = ctx.msg;
@@ -113,8 +115,10 @@ pub fn build_request(
         IpAddr::V4(a) => std::fmt::Write::write_fmt(&mut host, format_args!("{a}")),
         IpAddr::V6(a) => std::fmt::Write::write_fmt(&mut host, format_args!("[{a}]")),
     };
-    let b = branch(ctx);
-    e.push_via(transport, host.as_bytes(), Some(via.port()), b.as_bytes())?;
+    if stateless_via {
+        let b = branch(ctx);
+        e.push_via(transport, host.as_bytes(), Some(via.port()), b.as_bytes())?;
+    }
     e.write(out)?;
     Ok(())
 }

@@ -12,6 +12,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use super::dns::Resolver;
 use super::proxy::{self, ForwardError, NextHop, ReplyError};
 use super::shared::{Counter, Shared};
+use super::stateful::{Armed, TxnRef};
 use super::udp::{Outbox, RxBatch};
 use crate::cfg::Config;
 use crate::cfg::program::{ForwardKind, Myself, Param};
@@ -20,6 +21,7 @@ use crate::cfg::settings::Proto;
 use crate::modules::maxfwd::{self, MaxFwd};
 use crate::modules::rr;
 use crate::modules::sl::{self, AckVerdict};
+use crate::modules::tm::{Table, Timers};
 use crate::script::{Destination, Host, MsgCtx, ScriptState, Vm};
 use crate::sip::{Message, Method};
 
@@ -32,6 +34,14 @@ pub const SUPPORTED: &[Func] = &[
     Func::MfProcessMaxfwdHeader,
     Func::RecordRoute,
     Func::LooseRoute,
+    Func::TRelay,
+    Func::TRelayToUdp,
+    Func::TRelayToTcp,
+    Func::TNewtran,
+    Func::TReply,
+    Func::TOnFailure,
+    Func::TOnReply,
+    Func::TOnBranch,
 ];
 
 /// Most listen sockets a server serves.
@@ -57,21 +67,38 @@ struct SlParams {
 
 pub struct Worker<'a> {
     slot: usize,
-    shared: &'a Shared,
-    sockets: &'a [UdpSocket],
-    locals: Vec<SocketAddr>,
-    outbox: Outbox,
-    dns: Resolver,
+    pub(super) shared: &'a Shared,
+    pub(super) sockets: &'a [UdpSocket],
+    pub(super) locals: Vec<SocketAddr>,
+    pub(super) outbox: Outbox,
+    pub(super) dns: Resolver,
     sl: SlParams,
     max_limit: u8,
     /// The addresses and names `loose_route()` takes for ours.
     myself: Myself,
     /// Per message: the socket it came in on, and the time.
-    in_sock: usize,
-    now_ms: u64,
+    pub(super) in_sock: usize,
+    pub(super) now_ms: u64,
     /// Reused buffers for reply headers and formatted reasons.
     headers: Vec<u8>,
-    text: Vec<u8>,
+    pub(super) text: Vec<u8>,
+    /// tm, when loaded: the table, its timers, and whether INVITEs get an
+    /// automatic 100 Trying (`auto_inv_100`).
+    pub(super) tm: Option<Table>,
+    pub(super) timers: Timers,
+    pub(super) auto_100: bool,
+    /// The transaction of the message being scripted, once it has one.
+    pub(super) cur_txn: Option<TxnRef>,
+    pub(super) armed: Armed,
+    pub(super) in_failure_route: bool,
+    /// Reused buffers for tm: a stored request, a built message, URIs.
+    pub(super) stored: Vec<u8>,
+    pub(super) scratch: Vec<u8>,
+    pub(super) uri_buf: Vec<u8>,
+    pub(super) uris: Vec<u8>,
+    pub(super) failure_buf: Vec<u8>,
+    /// Script state for onreply_route and failure_route.
+    pub(super) aux_st: ScriptState,
 }
 
 impl<'a> Worker<'a> {
@@ -105,10 +132,22 @@ impl<'a> Worker<'a> {
             now_ms: 0,
             headers: Vec::new(),
             text: Vec::new(),
+            tm: shared.tm,
+            timers: crate::modules::tm::timers(config),
+            auto_100: config.modparam_int("tm", "auto_inv_100", 1) != 0,
+            cur_txn: None,
+            armed: Armed::default(),
+            in_failure_route: false,
+            stored: Vec::new(),
+            scratch: Vec::new(),
+            uri_buf: Vec::new(),
+            uris: Vec::new(),
+            failure_buf: Vec::new(),
+            aux_st: ScriptState::new(),
         }
     }
 
-    fn count(&self, c: Counter) {
+    pub(super) fn count(&self, c: Counter) {
         self.shared.count(self.slot, c);
     }
 
@@ -200,7 +239,7 @@ impl<'a> Worker<'a> {
         };
         if msg.is_request() {
             self.request(&msg, src, st, vm, main);
-        } else {
+        } else if !self.tm_reply(&msg, src, vm) {
             self.reply(&msg, src);
         }
     }
@@ -248,6 +287,11 @@ impl<'a> Worker<'a> {
             self.count(Counter::AcksAbsorbed);
             return;
         }
+        if self.tm_absorb(msg) {
+            return;
+        }
+        self.cur_txn = None;
+        self.armed = Armed::default();
         let Some(main) = main else { return };
         let local = self.locals[self.in_sock];
         let mut ctx = MsgCtx::new(msg, src, local, Proto::Udp, st);
@@ -300,7 +344,7 @@ impl<'a> Worker<'a> {
 
     /// The socket to send to `dest` from: the one the message came in on if
     /// the address family fits, else the first that fits.
-    fn socket_for(&self, dest: SocketAddr) -> usize {
+    pub(super) fn socket_for(&self, dest: SocketAddr) -> usize {
         if self.locals[self.in_sock].is_ipv6() == dest.is_ipv6() {
             return self.in_sock;
         }
@@ -310,7 +354,14 @@ impl<'a> Worker<'a> {
             .unwrap_or(self.in_sock)
     }
 
-    fn send_reply(&mut self, ctx: &mut MsgCtx<'_, '_>, code: u16, reason_from_text: bool) -> i32 {
+    /// A stateless reply (sl); `reason_from_text`: the reason is in
+    /// `self.text`, else sl's default.
+    pub(super) fn sl_reply(
+        &mut self,
+        ctx: &mut MsgCtx<'_, '_>,
+        code: u16,
+        reason_from_text: bool,
+    ) -> i32 {
         if ctx.msg.method() == Some(Method::Ack) {
             // ACKs are never answered (RFC 3261 §17.2.1).
             return -1;
@@ -376,7 +427,7 @@ impl Host for Worker<'_> {
                 buf.extend_from_slice(ctx.msg.buf());
                 Ok(())
             }
-            _ => proxy::build_request(ctx, via, b"UDP", buf),
+            _ => proxy::build_request(ctx, via, b"UDP", true, buf),
         };
         match built {
             Ok(()) => {
@@ -397,18 +448,49 @@ impl Host for Worker<'_> {
 
     fn module(&mut self, ctx: &mut MsgCtx<'_, '_>, func: Func, args: &[Param]) -> i32 {
         match (func, args) {
-            (Func::SlSendReply | Func::SendReply, [Param::Int(code), Param::Fmt(reason)]) => {
+            (Func::SlSendReply, [Param::Int(code), Param::Fmt(reason)]) => {
                 self.text.clear();
                 crate::script::pv::format_into(reason, ctx, &mut self.text);
-                self.send_reply(ctx, *code as u16, true)
+                self.sl_reply(ctx, *code as u16, true)
+            }
+            // send_reply and t_reply are stateful once a transaction exists.
+            (Func::SendReply | Func::TReply, [Param::Int(code), Param::Fmt(reason)]) => {
+                self.text.clear();
+                crate::script::pv::format_into(reason, ctx, &mut self.text);
+                match (func, self.cur_txn) {
+                    (Func::SendReply, None) => self.sl_reply(ctx, *code as u16, true),
+                    _ => self.t_reply(ctx, *code as u16),
+                }
+            }
+            (Func::TRelay | Func::TRelayToUdp, []) => self.t_relay(ctx, None),
+            (Func::TRelay | Func::TRelayToUdp, [Param::Str(host), Param::Int(port)]) => {
+                self.t_relay(ctx, Some((host, *port as u16)))
+            }
+            (Func::TRelayToTcp, _) => {
+                log::warn!("t_relay_to_tcp: only UDP is served yet");
+                ctx.st.last_error = Some((500, "Unsupported Transport"));
+                -1
+            }
+            (Func::TNewtran, []) => self.t_newtran(ctx),
+            (Func::TOnFailure, [Param::Route(r)]) => {
+                self.armed.failure = (*r + 1) as u16;
+                1
+            }
+            (Func::TOnReply, [Param::Route(r)]) => {
+                self.armed.reply = (*r + 1) as u16;
+                1
+            }
+            (Func::TOnBranch, [Param::Route(r)]) => {
+                self.armed.branch = (*r + 1) as u16;
+                1
             }
             (Func::SlReplyError, []) => match ctx.st.last_error {
                 Some((code, reason)) => {
                     self.text.clear();
                     self.text.extend_from_slice(reason.as_bytes());
-                    self.send_reply(ctx, code, true)
+                    self.sl_reply(ctx, code, true)
                 }
-                None => self.send_reply(ctx, self.sl.default_code, false),
+                None => self.sl_reply(ctx, self.sl.default_code, false),
             },
             (Func::MfProcessMaxfwdHeader, [Param::Int(limit)]) => {
                 let (verdict, cap) = maxfwd::process(ctx.msg, *limit as u8, self.max_limit);

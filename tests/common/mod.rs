@@ -34,14 +34,13 @@ impl Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rser"))
             .arg("-f")
             .arg(&cfg)
-            .args([
-                "-l",
-                "udp:127.0.0.1:0",
-                "-n",
-                &workers.to_string(),
-                "-m",
-                "8",
-            ])
+            .args(["-l", "udp:127.0.0.1:0", "-n", &workers.to_string()])
+            // 8 MiB of shared memory unless the test sets its own.
+            .args(if extra.contains(&"-m") {
+                &[][..]
+            } else {
+                &["-m", "8"][..]
+            })
             .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())

@@ -17,6 +17,8 @@ pub mod txn;
 pub mod wheel;
 
 #[cfg(test)]
+mod table_tests;
+#[cfg(test)]
 mod txn_tests;
 
 pub use table::{Full, Table};

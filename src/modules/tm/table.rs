@@ -191,12 +191,7 @@ impl Table {
 
     /// A slot of the locked stripe, if `idx` is live there with `generation`.
     #[allow(clippy::mut_from_ref)] // the stripe lock makes the access exclusive
-    pub fn slot<'l>(
-        &self,
-        l: &'l mut Locked<'_>,
-        idx: u32,
-        generation: u32,
-    ) -> Option<&'l mut Slot> {
+    pub fn slot<'l>(&self, l: &'l Locked<'_>, idx: u32, generation: u32) -> Option<&'l mut Slot> {
         let s = self.raw(idx)?;
         // SAFETY: the slot's stripe is locked (checked below before any
         // use of the rest of the slot).
@@ -206,7 +201,7 @@ impl Table {
     }
 
     /// Finds the live transaction with `key` in `bucket` (locked).
-    pub fn find(&self, l: &mut Locked<'_>, bucket: u32, key: Key) -> Option<(u32, u32)> {
+    pub fn find(&self, l: &Locked<'_>, bucket: u32, key: Key) -> Option<(u32, u32)> {
         debug_assert_eq!(self.stripe_of(bucket), l.stripe);
         // SAFETY: the bucket's stripe is locked.
         let mut i = unsafe { *self.head(bucket) };
@@ -229,7 +224,7 @@ impl Table {
     /// Puts a new transaction in `bucket` (locked); returns (slot, generation).
     pub fn insert(
         &self,
-        l: &mut Locked<'_>,
+        l: &Locked<'_>,
         bucket: u32,
         key: Key,
         txn: Txn,
@@ -285,7 +280,7 @@ impl Table {
     }
 
     /// Ends a transaction: its blocks, branch records and slot go back.
-    pub fn remove(&self, l: &mut Locked<'_>, idx: u32) {
+    pub fn remove(&self, l: &Locked<'_>, idx: u32) {
         let Some(sp) = self.raw(idx) else { return };
         // SAFETY: the caller holds the slot's stripe (checked next).
         let s = unsafe { &mut *sp };

@@ -117,8 +117,9 @@ impl Wheel {
         self.locked(table, |ring, links| unlink(ring, links, idx));
     }
 
-    /// Takes out up to `N` slots due at `now` (the timer process), from
-    /// every tick since the last call; slots due in a later lap stay.
+    /// Takes out up to `N` slots due by `now` (the timer process), from
+    /// every tick since the last call; slots due in a later lap stay. A
+    /// slot is taken within one tick of its due time.
     pub fn take_due<const N: usize>(&self, table: &Table, now: u64, out: &mut ArrayVec<u32, N>) {
         let now_tick = tick_of(now);
         self.locked(table, |ring, links| {
@@ -126,7 +127,10 @@ impl Wheel {
                 // First call, or a stall longer than a lap: look at every tick once.
                 ring.done_tick = now_tick.saturating_sub(TICKS as u64);
             }
-            while ring.done_tick < now_tick {
+            // Only ticks wholly past: everything in them that is not for
+            // a later lap is due (the current tick may hold slots due
+            // later in it, which the next call takes).
+            while ring.done_tick + 1 < now_tick {
                 let t = ring.done_tick + 1;
                 let h = (t % TICKS as u64) as usize;
                 let mut i = ring.heads[h];

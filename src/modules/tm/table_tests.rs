@@ -1,0 +1,92 @@
+//! The shared table and wheel, in one process (the fork-sharing of the
+//! region is the shm crate's to show).
+
+use arrayvec::ArrayVec;
+use rser_shm::Region;
+
+use super::table::{Full, Table};
+use super::txn::{Kind, Timers, Txn};
+
+fn table(bytes: usize) -> (Region, Table) {
+    let r = Region::create(bytes + (1 << 20)).unwrap();
+    let t = Table::carve(&mut r.carver(), bytes).unwrap();
+    (r, t)
+}
+
+fn txn() -> Txn {
+    Txn::new(Kind::Invite, 0, &Timers::default())
+}
+
+#[test]
+fn insert_find_remove() {
+    let (_r, t) = table(1 << 20);
+    let key = 0x1234_5678_9abc_def0_u128 << 3;
+    let b = t.bucket_of(key);
+    let l = t.lock(b);
+    assert!(t.find(&l, b, key).is_none());
+    let (idx, generation) = t.insert(&l, b, key, txn()).unwrap();
+    assert_eq!(t.find(&l, b, key), Some((idx, generation)));
+    assert!(t.slot(&l, idx, generation).is_some());
+    assert!(
+        t.slot(&l, idx, generation + 1).is_none(),
+        "a stale generation misses"
+    );
+    let s = t.slot(&l, idx, generation).unwrap();
+    let br = t.add_branch(s).unwrap();
+    assert_eq!(br, 0);
+    s.txn.request = t.pool.store(&[7; 1000]).unwrap();
+    let free = t.pool_free_blocks();
+    assert_eq!(t.live(), 1);
+    t.remove(&l, idx);
+    assert_eq!(t.live(), 0);
+    assert!(t.find(&l, b, key).is_none());
+    assert_eq!(t.pool_free_blocks(), free + 8);
+}
+
+#[test]
+fn a_full_table_says_so_and_recovers() {
+    let (_r, t) = table(64 << 10);
+    let cap = t.capacity();
+    let mut taken = Vec::new();
+    for k in 0..cap as u128 + 5 {
+        let b = t.bucket_of(k);
+        let l = t.lock(b);
+        match t.insert(&l, b, k, txn()) {
+            Ok((idx, _)) => taken.push((b, idx)),
+            Err(Full) => break,
+        }
+    }
+    assert_eq!(taken.len(), cap);
+    let (b, idx) = taken[0];
+    t.remove(&t.lock(b), idx);
+    let k = 1u128 << 100;
+    let b = t.bucket_of(k);
+    assert!(t.insert(&t.lock(b), b, k, txn()).is_ok());
+}
+
+#[test]
+fn the_wheel_gives_back_what_is_due_within_a_tick() {
+    let (_r, t) = table(1 << 20);
+    let key = 42;
+    let b = t.bucket_of(key);
+    let l = t.lock(b);
+    let (idx, generation) = t.insert(&l, b, key, txn()).unwrap();
+    let s = t.slot(&l, idx, generation).unwrap();
+    let mut out: ArrayVec<u32, 8> = ArrayVec::new();
+    t.wheel.take_due(&t, 100_000, &mut out); // the timer's first look
+    t.arm(s, idx, 100_505);
+    for now in [100_001, 100_500, 100_509] {
+        t.wheel.take_due(&t, now, &mut out);
+        assert!(out.is_empty(), "not due at {now}");
+    }
+    t.wheel.take_due(&t, 100_515, &mut out);
+    assert_eq!(out.as_slice(), &[idx]);
+    // Re-armed for the next lap and beyond: stays until then.
+    out.clear();
+    t.arm(s, idx, 100_515 + 50_000);
+    t.wheel.take_due(&t, 100_515 + 45_000, &mut out);
+    assert!(out.is_empty());
+    t.wheel.take_due(&t, 100_515 + 50_020, &mut out);
+    assert_eq!(out.as_slice(), &[idx]);
+    drop(l);
+}
