@@ -34,38 +34,43 @@ fn sipp() -> Command {
     c
 }
 
-#[test]
-fn sipp_calls_complete_through_rser() {
+/// sipp's final counts.
+struct Calls {
+    successful: Option<u32>,
+    summary: String,
+    success: bool,
+}
+
+/// Runs `calls` sipp uac calls at `rate` through rser started on `config`
+/// (`{uas_port}` in it is replaced), with `workers`; `during` runs every
+/// 500 ms while the calls go on.
+fn run_calls(
+    config: &str,
+    workers: u32,
+    calls: u32,
+    rate: u32,
+    mut during: impl FnMut(&Server),
+) -> Calls {
     assert!(
         Command::new("sipp").arg("-v").output().is_ok(),
         "sipp is not installed: run `bash tests/setup.sh` (Debian package sip-tester)"
     );
     let uas_port = free_port();
-    let config = format!(
-        r#"
-loadmodule "sl.so"
-loadmodule "maxfwd.so"
-route {{
-    if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); break; }};
-    forward(127.0.0.1, {uas_port});
-}}
-"#
-    );
-    let server = Server::start(&config, 2, &[]);
-    let dir = std::env::temp_dir().join(format!("rser-sipp-{}", std::process::id()));
+    let config = config.replace("{uas_port}", &uas_port.to_string());
+    let server = Server::start(&config, workers, &[]);
+    let dir = std::env::temp_dir().join(format!("rser-sipp-{}-{uas_port}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let _uas = Killed(
         sipp()
             .current_dir(&dir)
             .args(["-sn", "uas", "-i", "127.0.0.1", "-p", &uas_port.to_string()])
-            .args(["-nostdin", "-timeout", "60"])
+            .args(["-nostdin", "-timeout", "90"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("sipp uas starts"),
     );
     std::thread::sleep(Duration::from_millis(300));
-    let calls = 50;
     let mut uac = Killed(
         sipp()
             .current_dir(&dir)
@@ -73,15 +78,8 @@ route {{
             .arg("uac")
             .arg(server.addr.to_string())
             .args(["-i", "127.0.0.1", "-p", &free_port().to_string()])
-            .args([
-                "-m",
-                &calls.to_string(),
-                "-r",
-                "25",
-                "-nostdin",
-                "-timeout",
-                "30",
-            ])
+            .args(["-m", &calls.to_string(), "-r", &rate.to_string()])
+            .args(["-nostdin", "-timeout", "60"])
             // Two workers may pass a 200 up before the 180 (anchors/README).
             .args(["-default_behaviors", "all,-abortunexp"])
             .stdout(Stdio::piped())
@@ -89,12 +87,17 @@ route {{
             .spawn()
             .expect("sipp uac starts"),
     );
-    let deadline = Instant::now() + Duration::from_secs(45);
+    let deadline = Instant::now() + Duration::from_secs(75);
+    let mut next = Instant::now() + Duration::from_millis(500);
     let status = loop {
         if let Some(s) = uac.0.try_wait().unwrap() {
             break s;
         }
         assert!(Instant::now() < deadline, "sipp uac did not finish");
+        if Instant::now() >= next {
+            during(&server);
+            next += Duration::from_millis(500);
+        }
         std::thread::sleep(Duration::from_millis(50));
     };
     let mut out = String::new();
@@ -107,11 +110,76 @@ route {{
         .filter(|l| l.contains("Successful call") || l.contains("Failed call"))
         .collect::<Vec<_>>()
         .join("\n");
-    assert!(status.success(), "sipp uac: {status:?}\n{summary}");
     let successful = out
         .lines()
         .filter(|l| l.contains("Successful call"))
         .filter_map(|l| l.split('|').nth(2)?.trim().parse::<u32>().ok())
         .next_back();
-    assert_eq!(successful, Some(calls), "{summary}");
+    Calls {
+        successful,
+        summary,
+        success: status.success(),
+    }
+}
+
+#[test]
+fn sipp_calls_complete_through_rser() {
+    let config = r#"
+loadmodule "sl.so"
+loadmodule "maxfwd.so"
+route {
+    if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); break; };
+    forward(127.0.0.1, {uas_port});
+}
+"#;
+    let r = run_calls(config, 2, 50, 25, |_| {});
+    assert!(r.success, "sipp uac failed\n{}", r.summary);
+    assert_eq!(r.successful, Some(50), "{}", r.summary);
+}
+
+/// A stateful proxy: t_relay with record-routing; in-dialog requests
+/// routed by loose_route.
+const STATEFUL: &str = r#"
+loadmodule "sl.so"
+loadmodule "tm.so"
+loadmodule "rr.so"
+loadmodule "maxfwd.so"
+route {
+    if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; };
+    if (loose_route()) { t_relay(); exit; };
+    if (method == "INVITE") { record_route(); };
+    rewritehostport("127.0.0.1:{uas_port}");
+    if (!t_relay()) { sl_reply_error(); };
+}
+"#;
+
+#[test]
+fn sipp_calls_complete_through_t_relay() {
+    let r = run_calls(STATEFUL, 2, 50, 25, |_| {});
+    assert!(r.success, "sipp uac failed\n{}", r.summary);
+    assert_eq!(r.successful, Some(50), "{}", r.summary);
+}
+
+/// Transactions live in shared memory: a worker (or the timer process)
+/// SIGKILLed mid-call loses nothing another process cannot carry on, so
+/// retransmissions complete the calls.
+#[test]
+fn sipp_calls_survive_killed_workers() {
+    let calls = 400;
+    let mut killed = 0;
+    let r = run_calls(STATEFUL, 4, calls, 50, |server| {
+        let procs = server.workers();
+        if killed < 12 && !procs.is_empty() {
+            let victim = procs[killed % procs.len()];
+            unsafe { libc::kill(victim, libc::SIGKILL) };
+            killed += 1;
+        }
+    });
+    assert!(killed >= 6, "only {killed} kills during the run");
+    let ok = r.successful.unwrap_or(0);
+    assert!(
+        ok * 1000 >= calls * 995,
+        "{ok} of {calls} calls completed with {killed} processes killed\n{}",
+        r.summary
+    );
 }
