@@ -90,3 +90,28 @@ fn the_wheel_gives_back_what_is_due_within_a_tick() {
     assert_eq!(out.as_slice(), &[idx]);
     drop(l);
 }
+
+/// Shared memory one INVITE transaction holds while ringing: its slot, one
+/// branch record, and pool blocks for the stored request, the stored 180
+/// and the branch URI (sizes given by the caller, e.g. sipp's).
+fn invite_bytes(request: usize, reply: usize, uri: usize) -> usize {
+    use rser_shm::Pool;
+    std::mem::size_of::<super::table::Slot>()
+        + std::mem::size_of::<super::txn::Branch>()
+        + [request, reply, uri]
+            .iter()
+            .map(|&n| Pool::blocks_for(n) * Pool::BYTES_PER_BLOCK)
+            .sum::<usize>()
+}
+
+#[test]
+fn an_invite_transaction_fits_in_2_kib() {
+    // A 900-byte INVITE with SDP, a 450-byte 180, a 40-byte URI.
+    let bytes = invite_bytes(900, 450, 40);
+    eprintln!(
+        "slot {} B, branch {} B, INVITE transaction {bytes} B",
+        std::mem::size_of::<super::table::Slot>(),
+        std::mem::size_of::<super::txn::Branch>()
+    );
+    assert!(bytes < 2048, "{bytes}");
+}

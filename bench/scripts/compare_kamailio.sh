@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Stateless forwarding, rser against Kamailio in one run, same sipp load:
+# rser against Kamailio in one run, same sipp load, for one job: stateless
+# forwarding or stateful relay (t_relay with record-routing):
 # sipp uac -> proxy (127.0.0.1:5060, 2 workers) -> sipp uas (127.0.0.1:5070).
 # For each proxy: calls completed and failed, and the CPU its processes
 # spent (utime+stime from /proc, steady part of the run) per call.
 #
-# Usage: bench/scripts/compare_stateless.sh [RATE calls/s] [SECONDS]
+# Usage: bench/scripts/compare_kamailio.sh [RATE calls/s] [SECONDS] [stateless|stateful]
 # Needs: sipp (sip-tester), kamailio, a release build of rser.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RATE=${1:-500}
 SECS=${2:-20}
-KAM_CFG=${KAM_CFG:-../shared/anchors/kamailio/stateless.cfg}
+JOB=${3:-stateless}
+KAM_CFG=${KAM_CFG:-../shared/anchors/kamailio/$JOB.cfg}
+RSER_CFG=bench/configs/$JOB.cfg
 OUT=$(mktemp -d)
 trap 'pkill -P $$ 2>/dev/null || true; rm -rf "$OUT"' EXIT
 cargo build --release --bin rser >/dev/null 2>&1
@@ -26,7 +29,7 @@ run_one() {
         pid=$(cat "$OUT/kam.pid")
         ;;
     rser)
-        target/release/rser -f bench/configs/stateless.cfg >"$OUT/rser.log" 2>&1 &
+        target/release/rser -f "$RSER_CFG" -m 256 >"$OUT/rser.log" 2>&1 &
         pid=$!
         sleep 1
         ;;
@@ -47,8 +50,8 @@ run_one() {
     local secs us
     secs=$(echo "$t1 - $t0" | bc -l)
     us=$(us_per_call "$c1 - $c0" "$secs" "$RATE")
-    printf '%-9s rate=%s/s calls=%s ok=%s failed=%s cpu_per_call=%.0f us (over %.1f s)\n' \
-        "$name" "$RATE" $((RATE * SECS)) "${ok:-?}" "${failed:-?}" "$us" "$secs"
+    printf '%-9s %s rate=%s/s calls=%s ok=%s failed=%s cpu_per_call=%.0f us (over %.1f s)\n' \
+        "$name" "$JOB" "$RATE" $((RATE * SECS)) "${ok:-?}" "${failed:-?}" "$us" "$secs"
     kill "$pid" 2>/dev/null || true
     pkill -x sipp 2>/dev/null || true
     sleep 1
