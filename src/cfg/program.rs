@@ -11,7 +11,7 @@ use super::ast::RouteKind;
 use super::pv::Format;
 use super::registry::{Func, func_name};
 use super::settings::{Alias, Proto};
-use crate::sip::{Host as UriHost, Scheme, Uri};
+use crate::sip::{Host as UriHost, Uri};
 
 /// One instruction. Conditions leave their truth in the VM's return-value
 /// register (positive true, negative false), as actions do in SER, so one
@@ -299,19 +299,13 @@ impl Myself {
     /// with the URI's port (5060/5061 when absent), or an alias (any port
     /// unless the alias names one).
     pub fn has_uri(&self, u: &Uri<'_>) -> bool {
-        let port = u
-            .port
-            .unwrap_or(if u.scheme == Scheme::Sips { 5061 } else { 5060 });
+        let port = u.port_or_default();
         let addr_match = |ip: IpAddr| self.addrs.iter().any(|(a, p)| *a == ip && *p == port);
         let host_text = match u.host {
             UriHost::V4(ip) if addr_match(IpAddr::V4(ip)) => return true,
             UriHost::V6(ip) if addr_match(IpAddr::V6(ip)) => return true,
             UriHost::None => return false,
-            _ => u
-                .host_raw
-                .strip_prefix(b"[")
-                .and_then(|h| h.strip_suffix(b"]"))
-                .unwrap_or(u.host_raw),
+            _ => u.host_text(),
         };
         self.aliases.iter().any(|a| {
             a.host.as_bytes().eq_ignore_ascii_case(host_text) && a.port.is_none_or(|p| p == port)

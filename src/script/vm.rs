@@ -466,12 +466,7 @@ fn destination(
             if u.host == UriHost::None {
                 return None;
             }
-            let raw = u.host_raw;
-            let raw = raw
-                .strip_prefix(b"[")
-                .and_then(|h| h.strip_suffix(b"]"))
-                .unwrap_or(raw);
-            host.try_push_str(std::str::from_utf8(raw).ok()?)
+            host.try_push_str(std::str::from_utf8(u.host_text()).ok()?)
         }
     }
     .ok()?;
@@ -480,7 +475,7 @@ fn destination(
     let port = match port {
         PortSpec::Port(p) => p,
         PortSpec::Default => default_port,
-        PortSpec::UriPort => parsed.as_ref()?.port.unwrap_or(default_port),
+        PortSpec::UriPort => parsed.as_ref()?.port_or_default(),
     };
     let uri_proto = parsed
         .as_ref()

@@ -133,44 +133,12 @@ fn default_signals_in_child() {
     }
 }
 
-/// Forks tm's timer process (counter row `slot`); returns its pid.
-fn spawn_timer(
-    slot: usize,
-    config: &Config,
-    shared: &Shared,
-    sockets: &Sockets,
-) -> io::Result<Pid> {
-    let socks = sockets.for_timer()?;
+/// Forks a child that runs `body` (a loop that never returns); returns its pid in the master. The
+/// child dies with the master, and in reuse-port mode closes the master's
+/// sockets: a socket of the group that nobody reads would still take its
+/// share of the traffic, and would outlive the worker that read it.
+fn fork_child(sockets: &Sockets, body: impl FnOnce()) -> io::Result<Pid> {
     let master = std::process::id();
-    // SAFETY: as in spawn().
-    match unsafe { fork() }.map_err(io::Error::from)? {
-        ForkResult::Parent { child } => Ok(child),
-        ForkResult::Child => {
-            default_signals_in_child();
-            // SAFETY: plain prctl call.
-            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-            if std::os::unix::process::parent_id() != master {
-                std::process::exit(0);
-            }
-            let vm = Vm::new(config);
-            let mut timer = Worker::new(slot, config, shared, &socks);
-            timer.run_timer_process(&vm)
-        }
-    }
-}
-
-/// Forks one worker for `slot`; returns its pid in the master.
-fn spawn(slot: usize, config: &Config, shared: &Shared, sockets: &Sockets) -> io::Result<Pid> {
-    let master = std::process::id();
-    // Shared mode: every worker reads the master's sockets. Reuse-port
-    // mode: the first worker takes over the master's own sockets (so no
-    // datagram queued on them is lost), the others, and any replacement,
-    // bind their own after fork, so a dead worker's socket dies with it.
-    let inherited = match sockets.mode {
-        SocketMode::Shared => Some(sockets.clones()?),
-        SocketMode::ReusePort if !sockets.shared.is_empty() && slot == 0 => Some(sockets.clones()?),
-        SocketMode::ReusePort => None,
-    };
     // SAFETY: the master is single-threaded; the child goes straight into
     // its own loop and never returns here.
     match unsafe { fork() }.map_err(io::Error::from)? {
@@ -184,30 +152,62 @@ fn spawn(slot: usize, config: &Config, shared: &Shared, sockets: &Sockets) -> io
                 std::process::exit(0);
             }
             if sockets.mode == SocketMode::ReusePort {
-                // Not ours to keep open: a socket nobody reads would still
-                // take its share of the traffic.
                 for s in &sockets.shared {
                     // SAFETY: closing inherited descriptors this process
                     // never uses again (the UdpSocket values are never
-                    // dropped: the worker does not return).
+                    // dropped: the child does not return).
                     unsafe { libc::close(std::os::fd::AsRawFd::as_raw_fd(s)) };
                 }
             }
-            let socks = match inherited {
-                Some(s) => s,
-                None => match sockets.bind_again() {
-                    Ok(s) => s,
-                    Err(e) => {
-                        log::error!("worker {slot}: {e}");
-                        std::process::exit(3);
-                    }
-                },
-            };
-            let vm = Vm::new(config);
-            let mut worker = Worker::new(slot, config, shared, &socks);
-            worker.run(&vm)
+            body();
+            // A child's loop never returns; if it did, it must not go on
+            // as a second master.
+            std::process::exit(0)
         }
     }
+}
+
+/// Forks tm's timer process (counter row `slot`); returns its pid.
+fn spawn_timer(
+    slot: usize,
+    config: &Config,
+    shared: &Shared,
+    sockets: &Sockets,
+) -> io::Result<Pid> {
+    let socks = sockets.for_timer()?;
+    fork_child(sockets, || {
+        let vm = Vm::new(config);
+        let mut timer = Worker::new(slot, config, shared, &socks);
+        timer.run_timer_process(&vm)
+    })
+}
+
+/// Forks one worker for `slot`; returns its pid in the master.
+fn spawn(slot: usize, config: &Config, shared: &Shared, sockets: &Sockets) -> io::Result<Pid> {
+    // Shared mode: every worker reads the master's sockets. Reuse-port
+    // mode: the first worker takes over the master's own sockets (so no
+    // datagram queued on them is lost), the others, and any replacement,
+    // bind their own after fork, so a dead worker's socket dies with it.
+    let inherited = match sockets.mode {
+        SocketMode::Shared => Some(sockets.clones()?),
+        SocketMode::ReusePort if !sockets.shared.is_empty() && slot == 0 => Some(sockets.clones()?),
+        SocketMode::ReusePort => None,
+    };
+    fork_child(sockets, || {
+        let socks = match inherited {
+            Some(s) => s,
+            None => match sockets.bind_again() {
+                Ok(s) => s,
+                Err(e) => {
+                    log::error!("worker {slot}: {e}");
+                    std::process::exit(3);
+                }
+            },
+        };
+        let vm = Vm::new(config);
+        let mut worker = Worker::new(slot, config, shared, &socks);
+        worker.run(&vm)
+    })
 }
 
 /// Runs the master until SIGTERM/SIGINT; then stops the workers.

@@ -19,7 +19,7 @@ use crate::cfg::settings::Proto;
 use crate::modules::tm::build::{self as tmbuild, OurVia};
 use crate::modules::tm::key::{BranchId, server_key};
 use crate::modules::tm::table::Locked;
-use crate::modules::tm::txn::{Effect, Kind, MAX_BRANCHES, Txn};
+use crate::modules::tm::txn::{Effect, Effects, Kind, MAX_BRANCHES, Txn};
 use crate::modules::tm::{Table, peer::Peer};
 use crate::script::{MsgCtx, Vm};
 use crate::sip::build::write_reply;
@@ -58,15 +58,11 @@ fn uri_target(uri: &[u8]) -> Option<(ArrayString<255>, u16, Proto)> {
     if u.host == UriHost::None {
         return None;
     }
-    let raw = u.maddr.unwrap_or(u.host_raw);
-    let raw = raw
-        .strip_prefix(b"[")
-        .and_then(|h| h.strip_suffix(b"]"))
-        .unwrap_or(raw);
+    let raw = u.maddr.unwrap_or(u.host_text());
     let mut host = ArrayString::new();
     host.try_push_str(std::str::from_utf8(raw).ok()?).ok()?;
     let secure = u.scheme == Scheme::Sips;
-    let port = u.port.unwrap_or(if secure { 5061 } else { 5060 });
+    let port = u.port_or_default();
     let proto = u
         .transport
         .and_then(|t| std::str::from_utf8(t).ok())
@@ -118,27 +114,27 @@ impl Worker<'_> {
     /// `t_relay()`, `t_relay(host, port)`, `t_relay_to_udp(host, port)`.
     pub(super) fn t_relay(&mut self, ctx: &mut MsgCtx<'_, '_>, to: Option<(&str, u16)>) -> i32 {
         let Some(table) = self.tm else { return -1 };
-        let hops = self.resolve_hops(ctx, to);
         match ctx.msg.method() {
             // An ACK (for a 2xx) is its own transaction and has no reply:
             // relayed statelessly (§16.10's "forwarded statelessly" case).
-            Some(Method::Ack) => return self.relay_stateless(ctx, &hops),
-            Some(Method::Cancel) => return self.relay_cancel(&table, ctx, &hops),
+            Some(Method::Ack) => return self.relay_stateless(ctx, to),
+            Some(Method::Cancel) => return self.relay_cancel(&table, ctx, to),
             _ => {}
         }
+        let hops = self.resolve_hops(ctx, to);
         if hops.is_empty() && self.cur_txn.is_none() {
             ctx.st.last_error = Some((500, "Unresolvable destination"));
             return -1;
         }
-        let t = match self.cur_txn {
-            Some(t) => t,
-            None => match self.new_txn(&table, ctx) {
-                Ok(Some(t)) => t,
+        let mut fx = Effects::new();
+        let (t, l) = match self.cur_txn {
+            Some(t) => (t, table.lock(t.bucket)),
+            None => match self.new_txn(&table, ctx, &mut fx) {
+                Ok(Some(new)) => new,
                 Ok(None) => return 0, // a retransmission raced us: absorbed
                 Err(code) => return code,
             },
         };
-        let l = table.lock(t.bucket);
         let Some(s) = table.slot(&l, t.idx, t.generation) else {
             return -1;
         };
@@ -151,40 +147,32 @@ impl Worker<'_> {
         if !self.in_failure_route {
             s.txn.on_failure = self.armed.failure;
         }
-        let mut fx = ArrayVec::<Effect, MAX_BRANCHES>::new();
+        let mut started = false;
         for hop in &hops {
+            let Some(chain) = table.pool.store(&self.uris[hop.uri.0..hop.uri.1]) else {
+                log::warn!("tm: shared memory full; branch to {} not started", hop.dest);
+                break;
+            };
             let Ok(b) = table.add_branch(s) else {
+                table.pool.free(chain);
                 log::warn!("tm: no room for another branch; {} not tried", hop.dest);
                 break;
             };
-            let uri = &self.uris[hop.uri.0..hop.uri.1];
-            let chain = table.pool.store(uri);
             let (txn, mut br) = table.view(s);
             let Some(branch) = br.get_mut(b as usize) else {
-                break;
-            };
-            let Some(chain) = chain else {
-                log::warn!("tm: shared memory full; branch to {} not started", hop.dest);
-                txn.nbranch -= 1;
                 break;
             };
             branch.uri = chain;
             branch.dest = Peer::from(hop.dest);
             branch.sock = hop.sock as u8;
-            let mut one = crate::modules::tm::txn::Effects::new();
-            txn.start_branch(branch, b, self.now_ms, &self.timers, &mut one);
-            fx.extend(one);
+            txn.start_branch(branch, b, self.now_ms, &self.timers, &mut fx);
+            started = true;
         }
-        let started = !fx.is_empty();
-        let failure = if started {
-            self.tm_exec(&table, &l, t, &fx, None)
-        } else if !self.in_failure_route {
+        if !started && !self.in_failure_route {
             let (txn, mut br) = table.view(s);
-            let more = txn.no_branch_started(&mut br, self.now_ms, &self.timers);
-            self.tm_exec(&table, &l, t, &more, None)
-        } else {
-            None
-        };
+            fx.extend(txn.no_branch_started(&mut br, self.now_ms, &self.timers));
+        }
+        let failure = self.tm_exec(&table, &l, t, &fx, None);
         drop(l);
         debug_assert!(failure.is_none(), "failure_route from t_relay");
         if started { 1 } else { -1 }
@@ -246,7 +234,8 @@ impl Worker<'_> {
 
     /// Relays statelessly to the first hop (ACK, or CANCEL without its
     /// INVITE here).
-    fn relay_stateless(&mut self, ctx: &mut MsgCtx<'_, '_>, hops: &[Hop]) -> i32 {
+    fn relay_stateless(&mut self, ctx: &mut MsgCtx<'_, '_>, to: Option<(&str, u16)>) -> i32 {
+        let hops = self.resolve_hops(ctx, to);
         let Some(hop) = hops.first() else {
             ctx.st.last_error = Some((500, "Unresolvable destination"));
             return -1;
@@ -268,7 +257,12 @@ impl Worker<'_> {
 
     /// A CANCEL (§16.10): answered 200 here and sent on every pending
     /// branch of its INVITE; without that INVITE, relayed statelessly.
-    fn relay_cancel(&mut self, table: &Table, ctx: &mut MsgCtx<'_, '_>, hops: &[Hop]) -> i32 {
+    fn relay_cancel(
+        &mut self,
+        table: &Table,
+        ctx: &mut MsgCtx<'_, '_>,
+        to: Option<(&str, u16)>,
+    ) -> i32 {
         let Some(key) = server_key(ctx.msg, true) else {
             return -1;
         };
@@ -276,7 +270,7 @@ impl Worker<'_> {
         let l = table.lock(bucket);
         let Some((idx, generation)) = table.find(&l, bucket, key) else {
             drop(l);
-            return self.relay_stateless(ctx, hops);
+            return self.relay_stateless(ctx, to);
         };
         let t = TxnRef {
             bucket,
@@ -295,10 +289,17 @@ impl Worker<'_> {
         1
     }
 
-    /// Creates the transaction of the request in hand. `Ok(None)`: it
+    /// Creates the transaction of the request in hand and returns it with
+    /// its stripe still locked; the 100 Trying an INVITE gets is pushed on
+    /// `fx` for the caller to carry out with the rest. `Ok(None)`: it
     /// exists already (a retransmission got here first); `Err(ret)`: the
     /// script's return value after a failure (replied or not).
-    fn new_txn(&mut self, table: &Table, ctx: &mut MsgCtx<'_, '_>) -> Result<Option<TxnRef>, i32> {
+    fn new_txn<'t>(
+        &mut self,
+        table: &'t Table,
+        ctx: &mut MsgCtx<'_, '_>,
+        fx: &mut Effects,
+    ) -> Result<Option<(TxnRef, Locked<'t>)>, i32> {
         let msg = ctx.msg;
         let Some(key) = server_key(msg, false) else {
             ctx.st.last_error = Some((400, "Bad Request"));
@@ -364,14 +365,11 @@ impl Worker<'_> {
             // §16.2: a stateful proxy answers an INVITE with 100 Trying.
             if let Some(s) = table.slot(&l, idx, generation) {
                 s.txn.on_local_reply(100, self.now_ms, &self.timers);
+                fx.push(Effect::ResendReply);
             }
-            self.tm_exec(table, &l, t, &[Effect::ResendReply], None);
-        } else {
-            self.tm_exec(table, &l, t, &[], None);
         }
-        drop(l);
         self.cur_txn = Some(t);
-        Ok(Some(t))
+        Ok(Some((t, l)))
     }
 
     /// `t_newtran()`: 1 when the transaction is new, 0 when the request is
@@ -384,8 +382,13 @@ impl Worker<'_> {
         if let Some(Method::Ack | Method::Cancel) = ctx.msg.method() {
             return -1;
         }
-        match self.new_txn(&table, ctx) {
-            Ok(Some(_)) => 1,
+        let mut fx = Effects::new();
+        match self.new_txn(&table, ctx, &mut fx) {
+            Ok(Some((t, l))) => {
+                // Sends the 100 if any, and arms the transaction's end.
+                self.tm_exec(&table, &l, t, &fx, None);
+                1
+            }
             Ok(None) => 0,
             Err(r) => r,
         }
@@ -458,11 +461,8 @@ impl Worker<'_> {
             idx: id.slot,
             generation: id.generation,
         };
-        let on_reply = {
-            let l = table.lock(t.bucket);
-            table.slot(&l, t.idx, t.generation).map(|s| s.txn.on_reply)
-        };
-        let Some(on_reply) = on_reply else {
+        let mut l = table.lock(t.bucket);
+        let Some(on_reply) = table.slot(&l, t.idx, t.generation).map(|s| s.txn.on_reply) else {
             self.count(Counter::TmRepliesLate);
             // A 2xx retransmission after the transaction ended still goes
             // upstream (§16.7 step 5; the UAC needs it to ACK).
@@ -470,12 +470,14 @@ impl Worker<'_> {
             return !(invite && (200..300).contains(&code));
         };
         if on_reply != 0 && !for_cancel {
+            // The script runs without the lock, which is taken again after.
+            drop(l);
             let dropped = self.run_reply_route(msg, src, on_reply, vm);
             if dropped && code < 200 {
                 return true; // onreply_route dropped a provisional reply
             }
+            l = table.lock(t.bucket);
         }
-        let l = table.lock(t.bucket);
         let Some(s) = table.slot(&l, t.idx, t.generation) else {
             return true;
         };
@@ -629,15 +631,14 @@ impl Worker<'_> {
         let s = table.slot(l, t.idx, t.generation)?;
         let mut stored = std::mem::take(&mut self.stored);
         stored.clear();
-        let needs_stored = fx.iter().any(|e| {
-            matches!(
-                e,
-                Effect::SendBranch(_)
-                    | Effect::SendCancel(_)
-                    | Effect::SendAck(_)
-                    | Effect::SendBest
-                    | Effect::ResendReply
-            )
+        // The stored request is read and parsed only when a message is
+        // built from it: not to resend a kept reply.
+        let txn = &s.txn;
+        let needs_stored = fx.iter().any(|e| match e {
+            Effect::SendBranch(_) | Effect::SendCancel(_) | Effect::SendAck(_) => true,
+            Effect::ResendReply => txn.reply.is_empty(),
+            Effect::SendBest => !txn.best_text_kept(),
+            _ => false,
         });
         if needs_stored {
             table.pool.read(s.txn.request, &mut stored);
@@ -776,7 +777,7 @@ impl Worker<'_> {
     ) {
         let txn = &mut s.txn;
         let up = SocketAddr::from(txn.upstream);
-        if txn.best_kept == txn.best_branch + 1 && !txn.best.is_empty() {
+        if txn.best_text_kept() {
             let out = self.outbox.push(txn.in_sock as usize, up);
             table.pool.read(txn.best, out);
             let old = std::mem::replace(&mut txn.reply, txn.best);

@@ -233,6 +233,24 @@ impl<'a> Uri<'a> {
         Ok(())
     }
 
+    /// The host as text, without the brackets of an IPv6 reference.
+    pub fn host_text(&self) -> &'a [u8] {
+        let raw = self.host_raw;
+        raw.strip_prefix(b"[")
+            .and_then(|h| h.strip_suffix(b"]"))
+            .unwrap_or(raw)
+    }
+
+    /// The port, or the scheme's default (RFC 3261 §19.1.2: 5060, 5061
+    /// for sips).
+    pub fn port_or_default(&self) -> u16 {
+        self.port.unwrap_or(if self.scheme == Scheme::Sips {
+            5061
+        } else {
+            5060
+        })
+    }
+
     /// Iterates every parameter, known ones included.
     pub fn param_iter(&self) -> Params<'a> {
         Params::new(self.params)

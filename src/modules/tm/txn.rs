@@ -106,6 +106,17 @@ pub struct Branch {
     pub cancel_end_at: u64,
 }
 
+impl Branch {
+    /// A final reply came, or the branch ended locally: its request
+    /// timers stop.
+    fn complete(&mut self, code: u16) {
+        self.state = BranchState::Completed;
+        self.code = code;
+        self.retr_at = 0;
+        self.fr_at = 0;
+    }
+}
+
 #[repr(u8)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Kind {
@@ -292,6 +303,12 @@ impl Txn {
         }
     }
 
+    /// Whether `best` holds the text of the best reply (else a local
+    /// reply with `best_code` stands for it).
+    pub fn best_text_kept(&self) -> bool {
+        self.best_kept == self.best_branch + 1 && !self.best.is_empty()
+    }
+
     /// Whether a final reply went upstream already.
     pub fn replied_final(&self) -> bool {
         self.reply_code >= 200
@@ -345,25 +362,17 @@ impl Txn {
             return;
         }
         for (i, b) in br.iter_mut().enumerate() {
-            match b.state {
-                BranchState::Proceeding => {
-                    b.state = BranchState::Completed;
-                    b.code = 487;
-                    b.retr_at = 0;
-                    b.fr_at = 0;
-                    start_cancel(b, now, timers);
-                    fx.push(Effect::SendCancel(i as u8));
-                    self.note_final(i as u8, 487, false, fx);
-                }
-                BranchState::Calling => {
-                    b.state = BranchState::Completed;
-                    b.code = 487;
-                    b.retr_at = 0;
-                    b.fr_at = 0;
-                    self.note_final(i as u8, 487, false, fx);
-                }
-                _ => {}
+            let rang = match b.state {
+                BranchState::Proceeding => true,
+                BranchState::Calling => false,
+                _ => continue,
+            };
+            b.complete(487);
+            if rang {
+                start_cancel(b, now, timers);
+                fx.push(Effect::SendCancel(i as u8));
             }
+            self.note_final(i as u8, 487, false, fx);
         }
     }
 
@@ -424,10 +433,7 @@ impl Txn {
             return fx;
         }
         let branch = &mut br[b as usize];
-        branch.state = BranchState::Completed;
-        branch.code = code;
-        branch.retr_at = 0;
-        branch.fr_at = 0;
+        branch.complete(code);
         if code >= 600 && self.is_invite() {
             // §16.7 step 9: a 6xx cancels the other branches.
             self.cancel_pending(br, now, timers, &mut fx);
@@ -485,10 +491,7 @@ impl Txn {
         let first_final = !self.replied_final();
         let branch = &mut br[b as usize];
         if branch.state != BranchState::Completed {
-            branch.state = BranchState::Completed;
-            branch.code = code;
-            branch.retr_at = 0;
-            branch.fr_at = 0;
+            branch.complete(code);
         }
         fx.push(Effect::RelayReply { store: false });
         if first_final {
@@ -591,10 +594,7 @@ impl Txn {
                         start_cancel(b, now, timers);
                         fx.push(Effect::SendCancel(i));
                     }
-                    b.state = BranchState::Completed;
-                    b.code = 408;
-                    b.retr_at = 0;
-                    b.fr_at = 0;
+                    b.complete(408);
                     ended.push(i);
                 }
             }
