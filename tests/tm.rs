@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Peer, Server, header, headers, status};
+use common::{Peer, Server, answer, expect, header, headers, status};
 
 /// A stateful proxy relaying to `callees` (forking when more than one),
 /// with record-routing, loose routing and a failure route that tries
@@ -43,51 +43,6 @@ fn invite(caller: &Peer, call: &str) -> String {
         call,
         &format!("Contact: <sip:alice@{}>\r\n", caller.addr),
     )
-}
-
-/// A reply from a callee to `req` (as it received it): every Via copied,
-/// a To tag added.
-fn answer(req: &str, code: u16, reason: &str, tag: &str) -> String {
-    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
-    for line in req.split("\r\n").skip(1) {
-        let name = line
-            .split(':')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        match name.as_str() {
-            "via" | "from" | "call-id" | "cseq" | "record-route" => {
-                out.push_str(line);
-                out.push_str("\r\n");
-            }
-            "to" => {
-                out.push_str(line);
-                if !line.contains("tag=") {
-                    out.push_str(&format!(";tag={tag}"));
-                }
-                out.push_str("\r\n");
-            }
-            _ => {}
-        }
-    }
-    out.push_str("Content-Length: 0\r\n\r\n");
-    out
-}
-
-/// The next message whose first line starts with `start`, within `within`.
-fn expect(p: &Peer, start: &str, within: Duration) -> Option<(String, std::net::SocketAddr)> {
-    let deadline = Instant::now() + within;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return None;
-        }
-        let (m, from) = p.recv_within(left)?;
-        if m.starts_with(start) {
-            return Some((m, from));
-        }
-    }
 }
 
 const SEC: Duration = Duration::from_secs(3);

@@ -177,8 +177,8 @@ fn spawn_timer(
     let socks = sockets.for_timer()?;
     fork_child(sockets, || {
         let vm = Vm::new(config);
-        let mut timer = Worker::new(slot, config, shared, &socks);
-        timer.run_timer_process(&vm)
+        let mut timer = Worker::new(slot, config, shared, &socks, &vm);
+        timer.run_timer_process()
     })
 }
 
@@ -205,8 +205,8 @@ fn spawn(slot: usize, config: &Config, shared: &Shared, sockets: &Sockets) -> io
             },
         };
         let vm = Vm::new(config);
-        let mut worker = Worker::new(slot, config, shared, &socks);
-        worker.run(&vm)
+        let mut worker = Worker::new(slot, config, shared, &socks, &vm);
+        worker.run()
     })
 }
 

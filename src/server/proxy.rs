@@ -103,13 +103,7 @@ pub fn build_request(
         }
         None => e.max_forwards(ctx.st.max_forwards_insert.unwrap_or(70))?,
     }
-    for t in &ctx.st.edits {
-        e.replace(Span::new(t.start, t.end), &t.text)?;
-    }
-    if ctx.st.record_route {
-        let uri = rr::record_route_uri(via, transport).ok_or(BuildError::ScratchFull)?;
-        e.add_record_route(uri.as_bytes())?;
-    }
+    script_edits(ctx, via, transport, &mut e)?;
     let mut host = ArrayString::<48>::new();
     let _ = match via.ip() {
         IpAddr::V4(a) => std::fmt::Write::write_fmt(&mut host, format_args!("{a}")),
@@ -120,6 +114,39 @@ pub fn build_request(
         e.push_via(transport, host.as_bytes(), Some(via.port()), b.as_bytes())?;
     }
     e.write(out)?;
+    Ok(())
+}
+
+/// Writes a request tm already holds with the text edits of the route
+/// now running on it (branch_route, failure_route) and its Record-Route
+/// if that route asked for one: the other §16.6 steps were done when the
+/// request was first relayed.
+pub fn build_edited(
+    ctx: &MsgCtx<'_, '_>,
+    via: SocketAddr,
+    transport: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), BuildError> {
+    let mut e = Edits::new(ctx.msg);
+    script_edits(ctx, via, transport, &mut e)?;
+    e.write(out)
+}
+
+/// The script's text edits, and our Record-Route (§16.6 step 4) if it
+/// called `record_route()`.
+fn script_edits<'c>(
+    ctx: &'c MsgCtx<'_, '_>,
+    via: SocketAddr,
+    transport: &[u8],
+    e: &mut Edits<'_, '_, 'c>,
+) -> Result<(), BuildError> {
+    for t in &ctx.st.edits {
+        e.replace(Span::new(t.start, t.end), &t.text)?;
+    }
+    if ctx.st.record_route {
+        let uri = rr::record_route_uri(via, transport).ok_or(BuildError::ScratchFull)?;
+        e.add_record_route(uri.as_bytes())?;
+    }
     Ok(())
 }
 

@@ -21,10 +21,12 @@ use crate::modules::tm::key::{BranchId, server_key};
 use crate::modules::tm::table::Locked;
 use crate::modules::tm::txn::{Effect, Effects, Kind, MAX_BRANCHES, Txn};
 use crate::modules::tm::{Table, peer::Peer};
-use crate::script::{MsgCtx, Vm};
+use crate::script::MsgCtx;
+use crate::script::uri_ops::Rewrite;
 use crate::sip::build::write_reply;
 use crate::sip::uri::{Host as UriHost, Scheme, Uri};
 use crate::sip::{Message, Method};
+use rser_shm::Chain;
 
 /// A transaction as the processes name it: bucket, slot and generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,8 +49,19 @@ pub struct Armed {
 struct Hop {
     /// Range of the branch's URI in the worker's `uris` buffer.
     uri: (usize, usize),
+    /// Range in the worker's `variants` buffer of the branch's own
+    /// request, when branch_route or failure_route changed the text.
+    request: Option<(usize, usize)>,
     dest: SocketAddr,
     sock: usize,
+}
+
+/// A branch_route's verdict on one branch.
+enum BranchVerdict {
+    /// `drop`: the branch is not started.
+    Dropped,
+    /// Sent with the shared request text, or its own (a `variants` range).
+    Send(Option<(usize, usize)>),
 }
 
 /// Host, port and transport a URI sends to (RFC 3263's simple case: the
@@ -121,15 +134,34 @@ impl Worker<'_> {
             Some(Method::Cancel) => return self.relay_cancel(&table, ctx, to),
             _ => {}
         }
-        let hops = self.resolve_hops(ctx, to);
+        if !self.in_failure_route {
+            // The request as the route leaves it, which the transaction
+            // keeps to build every branch from (§16.6 but our Via).
+            if let Err(r) = self.build_stored(ctx) {
+                return r;
+            }
+        }
+        let hops = self.resolve_hops(ctx, to, true);
         if hops.is_empty() && self.cur_txn.is_none() {
             ctx.st.last_error = Some((500, "Unresolvable destination"));
             return -1;
         }
         let mut fx = Effects::new();
         let (t, l) = match self.cur_txn {
-            Some(t) => (t, table.lock(t.bucket)),
-            None => match self.new_txn(&table, ctx, &mut fx) {
+            Some(t) => {
+                let l = table.lock(t.bucket);
+                // After t_newtran: the text as the route left it now, as
+                // long as no branch went out with the earlier one.
+                if !self.in_failure_route
+                    && let Some(s) = table.slot(&l, t.idx, t.generation)
+                    && s.txn.nbranch == 0
+                    && !table.pool.replace(&mut s.txn.request, &self.stored)
+                {
+                    log::warn!("tm: shared memory full; the request as first stored is relayed");
+                }
+                (t, l)
+            }
+            None => match self.insert_txn(&table, ctx, &mut fx) {
                 Ok(Some(new)) => new,
                 Ok(None) => return 0, // a retransmission raced us: absorbed
                 Err(code) => return code,
@@ -153,8 +185,18 @@ impl Worker<'_> {
                 log::warn!("tm: shared memory full; branch to {} not started", hop.dest);
                 break;
             };
+            let request = match hop.request {
+                None => Some(Chain::EMPTY),
+                Some((a, b)) => table.pool.store(&self.variants[a..b]),
+            };
+            let Some(request) = request else {
+                table.pool.free(chain);
+                log::warn!("tm: shared memory full; branch to {} not started", hop.dest);
+                break;
+            };
             let Ok(b) = table.add_branch(s) else {
                 table.pool.free(chain);
+                table.pool.free(request);
                 log::warn!("tm: no room for another branch; {} not tried", hop.dest);
                 break;
             };
@@ -163,6 +205,7 @@ impl Worker<'_> {
                 break;
             };
             branch.uri = chain;
+            branch.request = request;
             branch.dest = Peer::from(hop.dest);
             branch.sock = hop.sock as u8;
             txn.start_branch(branch, b, self.now_ms, &self.timers, &mut fx);
@@ -179,31 +222,93 @@ impl Worker<'_> {
     }
 
     /// Resolves the destination set (the current URI, or the next hop
-    /// `loose_route` chose, then every appended branch). Unresolvable ones
-    /// are logged and skipped.
+    /// `loose_route` chose, then every appended branch), running the
+    /// armed branch_route on each when `branches` (a transaction's, not a
+    /// stateless relay's). Unresolvable ones are logged and skipped.
     fn resolve_hops(
         &mut self,
         ctx: &MsgCtx<'_, '_>,
         to: Option<(&str, u16)>,
+        branches: bool,
+    ) -> ArrayVec<Hop, MAX_BRANCHES> {
+        self.uris.clear();
+        self.variants.clear();
+        let route = if branches { self.armed.branch } else { 0 };
+        // failure_route's own edits go on every branch it starts.
+        let mut base = std::mem::take(&mut self.base_buf);
+        base.clear();
+        let mut shared = None;
+        if branches && self.in_failure_route && (!ctx.st.edits.is_empty() || ctx.st.record_route) {
+            let local = self.locals[self.in_sock];
+            match proxy::build_edited(ctx, local, b"UDP", &mut base) {
+                Ok(()) => {
+                    self.variants.extend_from_slice(&base);
+                    shared = Some((0, base.len()));
+                }
+                Err(e) => log::warn!("failure_route: its changes are not applied: {e}"),
+            }
+        }
+        // What branch_route works on: the text the branches share.
+        let stored = std::mem::take(&mut self.stored);
+        let hops = match (route, shared, self.in_failure_route) {
+            (0, _, _) => self.hops_for(ctx, to, 0, None, shared),
+            (_, None, true) => self.hops_for(ctx, to, route, Some(ctx.msg), shared),
+            _ => {
+                let text = if shared.is_some() { &base } else { &stored };
+                match Message::parse(text) {
+                    Ok(m) => self.hops_for(ctx, to, route, Some(&m), shared),
+                    Err(e) => {
+                        log::error!("tm: the request to relay does not parse: {e}");
+                        self.hops_for(ctx, to, 0, None, shared)
+                    }
+                }
+            }
+        };
+        self.stored = stored;
+        self.base_buf = base;
+        hops
+    }
+
+    /// The hops of `resolve_hops`, with branch_route run on `on`.
+    fn hops_for(
+        &mut self,
+        ctx: &MsgCtx<'_, '_>,
+        to: Option<(&str, u16)>,
+        route: u16,
+        on: Option<&Message<'_>>,
+        shared: Option<(usize, usize)>,
     ) -> ArrayVec<Hop, MAX_BRANCHES> {
         let mut hops = ArrayVec::new();
-        self.uris.clear();
         let prefer_v6 = self.locals[self.in_sock].is_ipv6();
         let first = std::iter::once(ctx.uri());
         for (i, uri) in first.chain(ctx.branches()).enumerate() {
             let start = self.uris.len();
-            self.uris.extend_from_slice(uri);
+            let dst: &[u8] = if i == 0 { &ctx.st.dst_uri } else { b"" };
+            self.branch_dst.clear();
+            let request = match on {
+                Some(m) => match self.run_branch_route(route, m, ctx, uri, dst) {
+                    BranchVerdict::Dropped => continue,
+                    BranchVerdict::Send(own) => own.or(shared),
+                },
+                None => {
+                    self.uris.extend_from_slice(uri);
+                    self.branch_dst.extend_from_slice(dst);
+                    shared
+                }
+            };
+            let uri = &self.uris[start..];
             let target = match to {
                 Some((h, p)) => {
                     let mut host = ArrayString::new();
                     let _ = host.try_push_str(h.trim_start_matches('[').trim_end_matches(']'));
                     Some((host, p, Proto::Udp))
                 }
-                None if i == 0 && !ctx.st.dst_uri.is_empty() => uri_target(&ctx.st.dst_uri),
+                None if !self.branch_dst.is_empty() => uri_target(&self.branch_dst),
                 None => uri_target(uri),
             };
             let Some((host, port, proto)) = target else {
                 log::warn!("tm: cannot send to {}", String::from_utf8_lossy(uri));
+                self.uris.truncate(start);
                 continue;
             };
             if proto != Proto::Udp {
@@ -211,16 +316,19 @@ impl Worker<'_> {
                     "tm: {host}:{port} over {}: only UDP is served yet",
                     proto.name()
                 );
+                self.uris.truncate(start);
                 continue;
             }
             let Some(dest) = self.dns.resolve(&host, port, prefer_v6) else {
                 log::warn!("tm: cannot resolve {host}");
+                self.uris.truncate(start);
                 continue;
             };
             let sock = self.socket_for(dest);
             if hops
                 .try_push(Hop {
                     uri: (start, self.uris.len()),
+                    request,
                     dest,
                     sock,
                 })
@@ -232,10 +340,62 @@ impl Worker<'_> {
         hops
     }
 
+    /// Runs branch_route[route - 1] on one branch: `on` is the request
+    /// the branches share, `uri` the branch's Request-URI and `dst` its
+    /// next hop if set. Leaves the URI it chose in `uris`, the next hop in
+    /// `branch_dst`, and the branch's own text in `variants` if it
+    /// changed any (Kamailio's per-branch changes).
+    fn run_branch_route(
+        &mut self,
+        route: u16,
+        on: &Message<'_>,
+        main: &MsgCtx<'_, '_>,
+        uri: &[u8],
+        dst: &[u8],
+    ) -> BranchVerdict {
+        let mut st = std::mem::take(&mut self.branch_st);
+        let local = self.locals[self.in_sock];
+        let mut ctx = MsgCtx::new(on, main.src, local, Proto::Udp, &mut st);
+        ctx.st.flags = main.st.flags;
+        ctx.st.dst_uri.extend_from_slice(dst);
+        if uri != on.request_uri_raw() {
+            let _ = ctx.rewrite_uri(Rewrite::Uri(uri));
+        }
+        self.in_branch_route = true;
+        let vm = self.vm;
+        let out = vm.run(u32::from(route - 1), &mut ctx, self);
+        self.in_branch_route = false;
+        if let Some(e) = out.error {
+            self.count(Counter::ScriptErrors);
+            log::warn!("branch_route: {e}");
+        }
+        let verdict = if out.dropped {
+            BranchVerdict::Dropped
+        } else {
+            self.uris.extend_from_slice(ctx.uri());
+            self.branch_dst.extend_from_slice(&ctx.st.dst_uri);
+            let start = self.variants.len();
+            if ctx.st.edits.is_empty() && !ctx.st.record_route {
+                BranchVerdict::Send(None)
+            } else {
+                match proxy::build_edited(&ctx, local, b"UDP", &mut self.variants) {
+                    Ok(()) => BranchVerdict::Send(Some((start, self.variants.len()))),
+                    Err(e) => {
+                        self.variants.truncate(start);
+                        log::warn!("branch_route: its changes are not applied: {e}");
+                        BranchVerdict::Send(None)
+                    }
+                }
+            }
+        };
+        self.branch_st = st;
+        verdict
+    }
+
     /// Relays statelessly to the first hop (ACK, or CANCEL without its
     /// INVITE here).
     fn relay_stateless(&mut self, ctx: &mut MsgCtx<'_, '_>, to: Option<(&str, u16)>) -> i32 {
-        let hops = self.resolve_hops(ctx, to);
+        let hops = self.resolve_hops(ctx, to, false);
         let Some(hop) = hops.first() else {
             ctx.st.last_error = Some((500, "Unresolvable destination"));
             return -1;
@@ -289,12 +449,28 @@ impl Worker<'_> {
         1
     }
 
-    /// Creates the transaction of the request in hand and returns it with
-    /// its stripe still locked; the 100 Trying an INVITE gets is pushed on
-    /// `fx` for the caller to carry out with the rest. `Ok(None)`: it
-    /// exists already (a retransmission got here first); `Err(ret)`: the
-    /// script's return value after a failure (replied or not).
-    fn new_txn<'t>(
+    /// Builds the request the transaction keeps into `stored`: the
+    /// received one with the route's changes. Err: the script's return
+    /// value (the error is left for `sl_reply_error`).
+    fn build_stored(&mut self, ctx: &mut MsgCtx<'_, '_>) -> Result<(), i32> {
+        let local = self.locals[self.in_sock];
+        self.stored.clear();
+        proxy::build_request(ctx, local, b"UDP", false, &mut self.stored).map_err(|e| {
+            ctx.st.last_error = Some(match e {
+                ForwardError::MaxForwardsExhausted => (483, "Too Many Hops"),
+                ForwardError::Build(_) => (500, "Cannot Build Request"),
+            });
+            -1
+        })
+    }
+
+    /// Creates the transaction of the request in hand, keeping `stored`,
+    /// and returns it with its stripe still locked; the 100 Trying an
+    /// INVITE gets is pushed on `fx` for the caller to carry out with the
+    /// rest. `Ok(None)`: it exists already (a retransmission got here
+    /// first); `Err(ret)`: the script's return value after a failure
+    /// (replied or not).
+    fn insert_txn<'t>(
         &mut self,
         table: &'t Table,
         ctx: &mut MsgCtx<'_, '_>,
@@ -305,17 +481,7 @@ impl Worker<'_> {
             ctx.st.last_error = Some((400, "Bad Request"));
             return Err(-1);
         };
-        let local = self.locals[self.in_sock];
-        let mut stored = std::mem::take(&mut self.stored);
-        let built = proxy::build_request(ctx, local, b"UDP", false, &mut stored);
-        if let Err(e) = built {
-            self.stored = stored;
-            ctx.st.last_error = Some(match e {
-                ForwardError::MaxForwardsExhausted => (483, "Too Many Hops"),
-                ForwardError::Build(_) => (500, "Cannot Build Request"),
-            });
-            return Err(-1);
-        }
+        let stored = std::mem::take(&mut self.stored);
         let bucket = table.bucket_of(key);
         let l = table.lock(bucket);
         if table.find(&l, bucket, key).is_some() {
@@ -383,7 +549,10 @@ impl Worker<'_> {
             return -1;
         }
         let mut fx = Effects::new();
-        match self.new_txn(&table, ctx, &mut fx) {
+        if let Err(r) = self.build_stored(ctx) {
+            return r;
+        }
+        match self.insert_txn(&table, ctx, &mut fx) {
             Ok(Some((t, l))) => {
                 // Sends the 100 if any, and arms the transaction's end.
                 self.tm_exec(&table, &l, t, &fx, None);
@@ -442,7 +611,7 @@ impl Worker<'_> {
 
     /// A reply whose top Via carries one of our transaction branches.
     /// False: not a tm branch (the stateless path takes it).
-    pub(super) fn tm_reply(&mut self, msg: &Message<'_>, src: SocketAddr, vm: &Vm<'_>) -> bool {
+    pub(super) fn tm_reply(&mut self, msg: &Message<'_>, src: SocketAddr) -> bool {
         let Some(table) = self.tm else { return false };
         let Some(id) = msg
             .top_via()
@@ -472,7 +641,7 @@ impl Worker<'_> {
         if on_reply != 0 && !for_cancel {
             // The script runs without the lock, which is taken again after.
             drop(l);
-            let dropped = self.run_reply_route(msg, src, on_reply, vm);
+            let dropped = self.run_reply_route(msg, src, on_reply);
             if dropped && code < 200 {
                 return true; // onreply_route dropped a provisional reply
             }
@@ -495,22 +664,17 @@ impl Worker<'_> {
         let failure = self.tm_exec(&table, &l, t, &fx, Some(msg));
         drop(l);
         if let Some(route) = failure {
-            self.run_failure_route(t, route, vm);
+            self.run_failure_route(t, route);
         }
         true
     }
 
     /// Runs onreply_route[route - 1] on a reply; true when it dropped it.
-    fn run_reply_route(
-        &mut self,
-        msg: &Message<'_>,
-        src: SocketAddr,
-        route: u16,
-        vm: &Vm<'_>,
-    ) -> bool {
+    fn run_reply_route(&mut self, msg: &Message<'_>, src: SocketAddr, route: u16) -> bool {
         let mut st = std::mem::take(&mut self.aux_st);
         let local = self.locals[self.in_sock];
         let mut ctx = MsgCtx::new(msg, src, local, Proto::Udp, &mut st);
+        let vm = self.vm;
         let out = vm.run(u32::from(route - 1), &mut ctx, self);
         if let Some(e) = out.error {
             self.count(Counter::ScriptErrors);
@@ -523,7 +687,7 @@ impl Worker<'_> {
     /// Runs failure_route[route - 1] on the stored request, without the
     /// lock, then lets the transaction go on (§16.7 step 6's new branches,
     /// or the best reply).
-    pub(super) fn run_failure_route(&mut self, t: TxnRef, route: u16, vm: &Vm<'_>) {
+    pub(super) fn run_failure_route(&mut self, t: TxnRef, route: u16) {
         let Some(table) = self.tm else { return };
         let mut buf = std::mem::take(&mut self.failure_buf);
         buf.clear();
@@ -551,6 +715,7 @@ impl Worker<'_> {
                 let mut ctx = MsgCtx::new(&msg, upstream, local, Proto::Udp, &mut st);
                 ctx.status = Some(code);
                 ctx.st.flags = flags;
+                let vm = self.vm;
                 let out = vm.run(u32::from(route - 1), &mut ctx, self);
                 if let Some(e) = out.error {
                     self.count(Counter::ScriptErrors);
@@ -577,12 +742,12 @@ impl Worker<'_> {
         let again = self.tm_exec(&table, &l, t, &fx, None);
         drop(l);
         if let Some(route) = again {
-            self.run_failure_route(t, route, vm);
+            self.run_failure_route(t, route);
         }
     }
 
     /// The timer process's turn: every transaction due now.
-    pub(super) fn tm_timers(&mut self, vm: &Vm<'_>) {
+    pub(super) fn tm_timers(&mut self) {
         let Some(table) = self.tm else { return };
         let mut due: ArrayVec<u32, 256> = ArrayVec::new();
         table.wheel.take_due(&table, self.now_ms, &mut due);
@@ -613,7 +778,7 @@ impl Worker<'_> {
                 self.tm_exec(&table, &l, t, &fx, None)
             };
             if let Some(route) = failure {
-                self.run_failure_route(t, route, vm);
+                self.run_failure_route(t, route);
             }
         }
     }
@@ -633,13 +798,17 @@ impl Worker<'_> {
         stored.clear();
         // The stored request is read and parsed only when a message is
         // built from it: not to resend a kept reply.
-        let txn = &s.txn;
-        let needs_stored = fx.iter().any(|e| match e {
-            Effect::SendBranch(_) | Effect::SendCancel(_) | Effect::SendAck(_) => true,
-            Effect::ResendReply => txn.reply.is_empty(),
-            Effect::SendBest => !txn.best_text_kept(),
-            _ => false,
-        });
+        let needs_stored = {
+            let (txn, br) = table.view(s);
+            fx.iter().any(|e| match e {
+                Effect::SendBranch(b) | Effect::SendCancel(b) | Effect::SendAck(b) => {
+                    br.get(*b as usize).is_some_and(|b| b.request.is_empty())
+                }
+                Effect::ResendReply => txn.reply.is_empty(),
+                Effect::SendBest => !txn.best_text_kept(),
+                _ => false,
+            })
+        };
         if needs_stored {
             table.pool.read(s.txn.request, &mut stored);
         }
@@ -653,8 +822,24 @@ impl Worker<'_> {
         for &e in fx {
             match e {
                 Effect::SendBranch(b) | Effect::SendCancel(b) | Effect::SendAck(b) => {
-                    if let Some(m) = &smsg {
-                        self.send_on_branch(table, s, t, b, e, m, reply);
+                    let own = table.view(s).1.get(b as usize).map(|br| br.request);
+                    match own.filter(|c| !c.is_empty()) {
+                        // branch_route or failure_route gave it its own text.
+                        Some(c) => {
+                            let mut text = std::mem::take(&mut self.base_buf);
+                            text.clear();
+                            table.pool.read(c, &mut text);
+                            match Message::parse(&text) {
+                                Ok(m) => self.send_on_branch(table, s, t, b, e, &m, reply),
+                                Err(err) => log::error!("tm: a branch's request: {err}"),
+                            }
+                            self.base_buf = text;
+                        }
+                        None => {
+                            if let Some(m) = &smsg {
+                                self.send_on_branch(table, s, t, b, e, m, reply);
+                            }
+                        }
                     }
                 }
                 Effect::RelayReply { store } => {
@@ -815,12 +1000,12 @@ impl Worker<'_> {
     }
 
     /// The timer process: wakes every tick, never receives.
-    pub fn run_timer_process(&mut self, vm: &Vm<'_>) -> ! {
+    pub fn run_timer_process(&mut self) -> ! {
         let tick = std::time::Duration::from_millis(crate::modules::tm::wheel::TICK_MS);
         loop {
             std::thread::sleep(tick);
             self.now_ms = now_ms();
-            self.tm_timers(vm);
+            self.tm_timers();
             let failed = self.outbox.flush(self.sockets);
             for _ in 0..failed {
                 self.count(Counter::SendErrors);

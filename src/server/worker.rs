@@ -44,6 +44,18 @@ pub const SUPPORTED: &[Func] = &[
     Func::TOnBranch,
 ];
 
+/// Actions that reply or relay, which branch_route may not run.
+const REPLIES_OR_RELAYS: &[Func] = &[
+    Func::SlSendReply,
+    Func::SendReply,
+    Func::SlReplyError,
+    Func::TRelay,
+    Func::TRelayToUdp,
+    Func::TRelayToTcp,
+    Func::TNewtran,
+    Func::TReply,
+];
+
 /// Most listen sockets a server serves.
 pub const MAX_SOCKETS: usize = 16;
 
@@ -67,6 +79,9 @@ struct SlParams {
 
 pub struct Worker<'a> {
     slot: usize,
+    /// The compiled script, for the routes tm runs (failure_route,
+    /// onreply_route, branch_route) as well as the main one.
+    pub(super) vm: &'a Vm<'a>,
     pub(super) shared: &'a Shared,
     pub(super) sockets: &'a [UdpSocket],
     pub(super) locals: Vec<SocketAddr>,
@@ -99,6 +114,14 @@ pub struct Worker<'a> {
     pub(super) failure_buf: Vec<u8>,
     /// Script state for onreply_route and failure_route.
     pub(super) aux_st: ScriptState,
+    /// branch_route: whether it is running (no replies, no relaying from
+    /// it), its script state, the next hop it chose, and the branches'
+    /// own requests it (or failure_route) produced.
+    pub(super) in_branch_route: bool,
+    pub(super) branch_st: ScriptState,
+    pub(super) branch_dst: Vec<u8>,
+    pub(super) variants: Vec<u8>,
+    pub(super) base_buf: Vec<u8>,
 }
 
 impl<'a> Worker<'a> {
@@ -107,12 +130,14 @@ impl<'a> Worker<'a> {
         config: &Config,
         shared: &'a Shared,
         sockets: &'a [UdpSocket],
+        vm: &'a Vm<'a>,
     ) -> Worker<'a> {
         let default_code = config
             .modparam_int("sl", "default_code", 500)
             .clamp(100, 699) as u16;
         Worker {
             slot,
+            vm,
             shared,
             sockets,
             locals: sockets.iter().filter_map(|s| s.local_addr().ok()).collect(),
@@ -144,6 +169,11 @@ impl<'a> Worker<'a> {
             uris: Vec::new(),
             failure_buf: Vec::new(),
             aux_st: ScriptState::new(),
+            in_branch_route: false,
+            branch_st: ScriptState::new(),
+            branch_dst: Vec::new(),
+            variants: Vec::new(),
+            base_buf: Vec::new(),
         }
     }
 
@@ -152,10 +182,10 @@ impl<'a> Worker<'a> {
     }
 
     /// Serves forever (until the process is signalled).
-    pub fn run(&mut self, vm: &Vm<'_>) -> ! {
+    pub fn run(&mut self) -> ! {
         let mut rx = RxBatch::new();
         let mut st = ScriptState::new();
-        let main = vm.program().main_route();
+        let main = self.vm.program().main_route();
         loop {
             let ready = self.wait_readable();
             for si in ready {
@@ -175,7 +205,7 @@ impl<'a> Worker<'a> {
                 for i in 0..n {
                     let (data, src) = rx.get(i);
                     if let Some(src) = src {
-                        self.datagram(data, src, &mut st, vm, main);
+                        self.datagram(data, src, &mut st, main);
                     }
                 }
                 let failed = self.outbox.flush(self.sockets);
@@ -216,7 +246,6 @@ impl<'a> Worker<'a> {
         data: Option<&[u8]>,
         src: SocketAddr,
         st: &mut ScriptState,
-        vm: &Vm<'_>,
         main: Option<u32>,
     ) {
         self.count(Counter::Received);
@@ -238,8 +267,8 @@ impl<'a> Worker<'a> {
             }
         };
         if msg.is_request() {
-            self.request(&msg, src, st, vm, main);
-        } else if !self.tm_reply(&msg, src, vm) {
+            self.request(&msg, src, st, main);
+        } else if !self.tm_reply(&msg, src) {
             self.reply(&msg, src);
         }
     }
@@ -249,7 +278,6 @@ impl<'a> Worker<'a> {
         msg: &Message<'_>,
         src: SocketAddr,
         st: &mut ScriptState,
-        vm: &Vm<'_>,
         main: Option<u32>,
     ) {
         if msg.top_via().is_err() {
@@ -295,6 +323,7 @@ impl<'a> Worker<'a> {
         let Some(main) = main else { return };
         let local = self.locals[self.in_sock];
         let mut ctx = MsgCtx::new(msg, src, local, Proto::Udp, st);
+        let vm = self.vm;
         let out = vm.run(main, &mut ctx, self);
         if let Some(e) = out.error {
             self.count(Counter::ScriptErrors);
@@ -403,6 +432,10 @@ impl<'a> Worker<'a> {
 
 impl Host for Worker<'_> {
     fn forward(&mut self, ctx: &mut MsgCtx<'_, '_>, dest: &Destination) -> i32 {
+        if self.in_branch_route {
+            log::warn!("forward in branch_route: ignored (the branch is tm's to send)");
+            return -1;
+        }
         if dest.proto != Proto::Udp {
             log::warn!(
                 "forward to {}:{} over {}: only UDP is served yet",
@@ -447,6 +480,14 @@ impl Host for Worker<'_> {
     }
 
     fn module(&mut self, ctx: &mut MsgCtx<'_, '_>, func: Func, args: &[Param]) -> i32 {
+        if self.in_branch_route && REPLIES_OR_RELAYS.contains(&func) {
+            // As in Kamailio: a branch_route shapes one branch's request.
+            log::warn!(
+                "{} in branch_route: ignored",
+                crate::cfg::registry::func_name(func)
+            );
+            return -1;
+        }
         match (func, args) {
             (Func::SlSendReply, [Param::Int(code), Param::Fmt(reason)]) => {
                 self.text.clear();

@@ -216,3 +216,48 @@ pub fn to_tag(msg: &str) -> Option<String> {
         .split(';')
         .find_map(|p| p.trim().strip_prefix("tag=").map(str::to_string))
 }
+
+/// A reply from a callee to `req` (as it received it): every Via copied,
+/// a To tag added.
+pub fn answer(req: &str, code: u16, reason: &str, tag: &str) -> String {
+    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
+    for line in req.split("\r\n").skip(1) {
+        let name = line
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match name.as_str() {
+            "via" | "from" | "call-id" | "cseq" | "record-route" => {
+                out.push_str(line);
+                out.push_str("\r\n");
+            }
+            "to" => {
+                out.push_str(line);
+                if !line.contains("tag=") {
+                    out.push_str(&format!(";tag={tag}"));
+                }
+                out.push_str("\r\n");
+            }
+            _ => {}
+        }
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out
+}
+
+/// The next message whose first line starts with `start`, within `within`.
+pub fn expect(p: &Peer, start: &str, within: Duration) -> Option<(String, std::net::SocketAddr)> {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        let (m, from) = p.recv_within(left)?;
+        if m.starts_with(start) {
+            return Some((m, from));
+        }
+    }
+}

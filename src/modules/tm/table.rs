@@ -307,6 +307,7 @@ impl Table {
         let (txn, branches) = self.view(s);
         for b in branches {
             self.pool.free(std::mem::take(&mut b.uri));
+            self.pool.free(std::mem::take(&mut b.request));
         }
         for c in [&mut txn.request, &mut txn.reply, &mut txn.best] {
             self.pool.free(std::mem::replace(c, Chain::EMPTY));

@@ -95,6 +95,10 @@ pub struct Branch {
     pub dest: Peer,
     /// The branch's Request-URI.
     pub uri: Chain,
+    /// The branch's own request, when branch_route or failure_route
+    /// changed the text (empty: the transaction's `request`). Its CANCEL
+    /// and ACK are built from it too (§9.1: same Route set).
+    pub request: Chain,
     /// Next request retransmission (0: none).
     pub retr_at: u64,
     pub retr_interval: u64,
@@ -535,6 +539,12 @@ impl Txn {
         if self.best_code == 0 {
             // No branch at all (every destination failed to start).
             self.best_code = 500;
+        }
+        if self.best_code == 503 {
+            // §16.7 step 6: a 503 would tell the caller that this proxy is
+            // unavailable; it gets a local 500 instead.
+            self.best_code = 500;
+            self.best_kept = 0;
         }
         fx.push(Effect::SendBest);
         self.uas_final(self.best_code, now, timers);

@@ -409,3 +409,16 @@ fn retransmission_before_any_reply_is_absorbed_silently() {
     let s = Sim::new(Kind::NonInvite, 1);
     assert_eq!(s.t.on_retransmission(), None);
 }
+
+#[test]
+fn a_chosen_503_goes_upstream_as_500() {
+    let mut s = Sim::new(Kind::Invite, 1);
+    let fx = s.reply(10, 0, 503);
+    assert_eq!(
+        fx,
+        vec![Effect::SendAck(0), Effect::KeepBest, Effect::SendBest]
+    );
+    // §16.7 step 6: a local 500, not the kept 503's text.
+    assert_eq!(s.t.best_code, 500);
+    assert!(!s.t.best_text_kept());
+}
