@@ -4,6 +4,7 @@
 pub mod dns;
 pub mod master;
 pub mod proxy;
+mod relay;
 pub mod shared;
 mod stateful;
 pub mod udp;

@@ -1,0 +1,502 @@
+//! tm's relaying in a worker: `t_relay` (a new transaction's branches,
+//! or failure_route's), branch_route on each branch, CANCEL and ACK, and
+//! `t_newtran`. Destinations are resolved and the script's routes run
+//! before the transaction's lock is taken.
+
+use std::net::SocketAddr;
+
+use arrayvec::{ArrayString, ArrayVec};
+
+use super::proxy::{self, ForwardError};
+use super::shared::Counter;
+use super::stateful::TxnRef;
+use super::worker::Worker;
+use crate::cfg::settings::Proto;
+use crate::modules::tm::key::server_key;
+use crate::modules::tm::table::Locked;
+use crate::modules::tm::txn::{Effect, Effects, Kind, MAX_BRANCHES, Txn};
+use crate::modules::tm::{Table, peer::Peer};
+use crate::script::MsgCtx;
+use crate::script::uri_ops::Rewrite;
+use crate::sip::uri::{Host as UriHost, Scheme, Uri};
+use crate::sip::{Message, Method};
+use rser_shm::Chain;
+
+/// One destination of a relay, resolved before any lock is taken.
+struct Hop {
+    /// Range of the branch's URI in the worker's `uris` buffer.
+    uri: (usize, usize),
+    /// Range in the worker's `variants` buffer of the branch's own
+    /// request, when branch_route or failure_route changed the text.
+    request: Option<(usize, usize)>,
+    dest: SocketAddr,
+    sock: usize,
+}
+
+/// A branch_route's verdict on one branch.
+enum BranchVerdict {
+    /// `drop`: the branch is not started.
+    Dropped,
+    /// Sent with the shared request text, or its own (a `variants` range).
+    Send(Option<(usize, usize)>),
+}
+
+/// Host, port and transport a URI sends to (RFC 3263's simple case: the
+/// host and port as written, 5060 or 5061 when no port).
+fn uri_target(uri: &[u8]) -> Option<(ArrayString<255>, u16, Proto)> {
+    let u = Uri::parse(uri).ok()?;
+    if u.host == UriHost::None {
+        return None;
+    }
+    let raw = u.maddr.unwrap_or(u.host_text());
+    let mut host = ArrayString::new();
+    host.try_push_str(std::str::from_utf8(raw).ok()?).ok()?;
+    let secure = u.scheme == Scheme::Sips;
+    let port = u.port_or_default();
+    let proto = u
+        .transport
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .and_then(Proto::parse)
+        .unwrap_or(if secure { Proto::Tls } else { Proto::Udp });
+    Some((host, port, proto))
+}
+impl Worker<'_> {
+    /// `t_relay()`, `t_relay(host, port)`, `t_relay_to_udp(host, port)`.
+    pub(super) fn t_relay(&mut self, ctx: &mut MsgCtx<'_, '_>, to: Option<(&str, u16)>) -> i32 {
+        let Some(table) = self.tm else { return -1 };
+        match ctx.msg.method() {
+            // An ACK (for a 2xx) is its own transaction and has no reply:
+            // relayed statelessly (§16.10's "forwarded statelessly" case).
+            Some(Method::Ack) => return self.relay_stateless(ctx, to),
+            Some(Method::Cancel) => return self.relay_cancel(&table, ctx, to),
+            _ => {}
+        }
+        if !self.in_failure_route {
+            // The request as the route leaves it, which the transaction
+            // keeps to build every branch from (§16.6 but our Via).
+            if let Err(r) = self.build_stored(ctx) {
+                return r;
+            }
+        }
+        let hops = self.resolve_hops(ctx, to, true);
+        if hops.is_empty() && self.cur_txn.is_none() {
+            ctx.st.last_error = Some((500, "Unresolvable destination"));
+            return -1;
+        }
+        let mut fx = Effects::new();
+        let (t, l) = match self.cur_txn {
+            Some(t) => {
+                let l = table.lock(t.bucket);
+                // After t_newtran: the text as the route left it now, as
+                // long as no branch went out with the earlier one.
+                if !self.in_failure_route
+                    && let Some(s) = table.slot(&l, t.idx, t.generation)
+                    && s.txn.nbranch == 0
+                    && !table.pool.replace(&mut s.txn.request, &self.stored)
+                {
+                    log::warn!("tm: shared memory full; the request as first stored is relayed");
+                }
+                (t, l)
+            }
+            None => match self.insert_txn(&table, ctx, &mut fx) {
+                Ok(Some(new)) => new,
+                Ok(None) => return 0, // a retransmission raced us: absorbed
+                Err(code) => return code,
+            },
+        };
+        let Some(s) = table.slot(&l, t.idx, t.generation) else {
+            return -1;
+        };
+        if self.armed.reply != 0 {
+            s.txn.on_reply = self.armed.reply;
+        }
+        if self.armed.branch != 0 {
+            s.txn.on_branch = self.armed.branch;
+        }
+        if !self.in_failure_route {
+            s.txn.on_failure = self.armed.failure;
+        }
+        let mut started = false;
+        for hop in &hops {
+            let Some(chain) = table.pool.store(&self.uris[hop.uri.0..hop.uri.1]) else {
+                log::warn!("tm: shared memory full; branch to {} not started", hop.dest);
+                break;
+            };
+            let request = match hop.request {
+                None => Some(Chain::EMPTY),
+                Some((a, b)) => table.pool.store(&self.variants[a..b]),
+            };
+            let Some(request) = request else {
+                table.pool.free(chain);
+                log::warn!("tm: shared memory full; branch to {} not started", hop.dest);
+                break;
+            };
+            let Ok(b) = table.add_branch(s) else {
+                table.pool.free(chain);
+                table.pool.free(request);
+                log::warn!("tm: no room for another branch; {} not tried", hop.dest);
+                break;
+            };
+            let (txn, mut br) = table.view(s);
+            let Some(branch) = br.get_mut(b as usize) else {
+                break;
+            };
+            branch.uri = chain;
+            branch.request = request;
+            branch.dest = Peer::from(hop.dest);
+            branch.sock = hop.sock as u8;
+            txn.start_branch(branch, b, self.now_ms, &self.timers, &mut fx);
+            started = true;
+        }
+        if !started && !self.in_failure_route {
+            let (txn, mut br) = table.view(s);
+            fx.extend(txn.no_branch_started(&mut br, self.now_ms, &self.timers));
+        }
+        let failure = self.tm_exec(&table, &l, t, &fx, None);
+        drop(l);
+        debug_assert!(failure.is_none(), "failure_route from t_relay");
+        if started { 1 } else { -1 }
+    }
+
+    /// Resolves the destination set (the current URI, or the next hop
+    /// `loose_route` chose, then every appended branch), running the
+    /// armed branch_route on each when `branches` (a transaction's, not a
+    /// stateless relay's). Unresolvable ones are logged and skipped.
+    fn resolve_hops(
+        &mut self,
+        ctx: &MsgCtx<'_, '_>,
+        to: Option<(&str, u16)>,
+        branches: bool,
+    ) -> ArrayVec<Hop, MAX_BRANCHES> {
+        self.uris.clear();
+        self.variants.clear();
+        let route = if branches { self.armed.branch } else { 0 };
+        // failure_route's own edits go on every branch it starts.
+        let mut base = std::mem::take(&mut self.base_buf);
+        base.clear();
+        let mut shared = None;
+        if branches && self.in_failure_route && (!ctx.st.edits.is_empty() || ctx.st.record_route) {
+            let local = self.locals[self.in_sock];
+            match proxy::build_edited(ctx, local, b"UDP", &mut base) {
+                Ok(()) => {
+                    self.variants.extend_from_slice(&base);
+                    shared = Some((0, base.len()));
+                }
+                Err(e) => log::warn!("failure_route: its changes are not applied: {e}"),
+            }
+        }
+        // What branch_route works on: the text the branches share.
+        let stored = std::mem::take(&mut self.stored);
+        let hops = match (route, shared, self.in_failure_route) {
+            (0, _, _) => self.hops_for(ctx, to, 0, None, shared),
+            (_, None, true) => self.hops_for(ctx, to, route, Some(ctx.msg), shared),
+            _ => {
+                let text = if shared.is_some() { &base } else { &stored };
+                match Message::parse(text) {
+                    Ok(m) => self.hops_for(ctx, to, route, Some(&m), shared),
+                    Err(e) => {
+                        log::error!("tm: the request to relay does not parse: {e}");
+                        self.hops_for(ctx, to, 0, None, shared)
+                    }
+                }
+            }
+        };
+        self.stored = stored;
+        self.base_buf = base;
+        hops
+    }
+
+    /// The hops of `resolve_hops`, with branch_route run on `on`.
+    fn hops_for(
+        &mut self,
+        ctx: &MsgCtx<'_, '_>,
+        to: Option<(&str, u16)>,
+        route: u16,
+        on: Option<&Message<'_>>,
+        shared: Option<(usize, usize)>,
+    ) -> ArrayVec<Hop, MAX_BRANCHES> {
+        let mut hops = ArrayVec::new();
+        let prefer_v6 = self.locals[self.in_sock].is_ipv6();
+        let first = std::iter::once(ctx.uri());
+        for (i, uri) in first.chain(ctx.branches()).enumerate() {
+            let start = self.uris.len();
+            let dst: &[u8] = if i == 0 { &ctx.st.dst_uri } else { b"" };
+            self.branch_dst.clear();
+            let request = match on {
+                Some(m) => match self.run_branch_route(route, m, ctx, uri, dst) {
+                    BranchVerdict::Dropped => continue,
+                    BranchVerdict::Send(own) => own.or(shared),
+                },
+                None => {
+                    self.uris.extend_from_slice(uri);
+                    self.branch_dst.extend_from_slice(dst);
+                    shared
+                }
+            };
+            let uri = &self.uris[start..];
+            let target = match to {
+                Some((h, p)) => {
+                    let mut host = ArrayString::new();
+                    let _ = host.try_push_str(h.trim_start_matches('[').trim_end_matches(']'));
+                    Some((host, p, Proto::Udp))
+                }
+                None if !self.branch_dst.is_empty() => uri_target(&self.branch_dst),
+                None => uri_target(uri),
+            };
+            let Some((host, port, proto)) = target else {
+                log::warn!("tm: cannot send to {}", String::from_utf8_lossy(uri));
+                self.uris.truncate(start);
+                continue;
+            };
+            if proto != Proto::Udp {
+                log::warn!(
+                    "tm: {host}:{port} over {}: only UDP is served yet",
+                    proto.name()
+                );
+                self.uris.truncate(start);
+                continue;
+            }
+            let Some(dest) = self.dns.resolve(&host, port, prefer_v6) else {
+                log::warn!("tm: cannot resolve {host}");
+                self.uris.truncate(start);
+                continue;
+            };
+            let sock = self.socket_for(dest);
+            if hops
+                .try_push(Hop {
+                    uri: (start, self.uris.len()),
+                    request,
+                    dest,
+                    sock,
+                })
+                .is_err()
+            {
+                break;
+            }
+        }
+        hops
+    }
+
+    /// Runs branch_route[route - 1] on one branch: `on` is the request
+    /// the branches share, `uri` the branch's Request-URI and `dst` its
+    /// next hop if set. Leaves the URI it chose in `uris`, the next hop in
+    /// `branch_dst`, and the branch's own text in `variants` if it
+    /// changed any (Kamailio's per-branch changes).
+    fn run_branch_route(
+        &mut self,
+        route: u16,
+        on: &Message<'_>,
+        main: &MsgCtx<'_, '_>,
+        uri: &[u8],
+        dst: &[u8],
+    ) -> BranchVerdict {
+        let mut st = std::mem::take(&mut self.branch_st);
+        let local = self.locals[self.in_sock];
+        let mut ctx = MsgCtx::new(on, main.src, local, Proto::Udp, &mut st);
+        ctx.st.flags = main.st.flags;
+        ctx.st.dst_uri.extend_from_slice(dst);
+        if uri != on.request_uri_raw() {
+            let _ = ctx.rewrite_uri(Rewrite::Uri(uri));
+        }
+        self.in_branch_route = true;
+        let vm = self.vm;
+        let out = vm.run(u32::from(route - 1), &mut ctx, self);
+        self.in_branch_route = false;
+        if let Some(e) = out.error {
+            self.count(Counter::ScriptErrors);
+            log::warn!("branch_route: {e}");
+        }
+        let verdict = if out.dropped {
+            BranchVerdict::Dropped
+        } else {
+            self.uris.extend_from_slice(ctx.uri());
+            self.branch_dst.extend_from_slice(&ctx.st.dst_uri);
+            let start = self.variants.len();
+            if ctx.st.edits.is_empty() && !ctx.st.record_route {
+                BranchVerdict::Send(None)
+            } else {
+                match proxy::build_edited(&ctx, local, b"UDP", &mut self.variants) {
+                    Ok(()) => BranchVerdict::Send(Some((start, self.variants.len()))),
+                    Err(e) => {
+                        self.variants.truncate(start);
+                        log::warn!("branch_route: its changes are not applied: {e}");
+                        BranchVerdict::Send(None)
+                    }
+                }
+            }
+        };
+        self.branch_st = st;
+        verdict
+    }
+
+    /// Relays statelessly to the first hop (ACK, or CANCEL without its
+    /// INVITE here).
+    fn relay_stateless(&mut self, ctx: &mut MsgCtx<'_, '_>, to: Option<(&str, u16)>) -> i32 {
+        let hops = self.resolve_hops(ctx, to, false);
+        let Some(hop) = hops.first() else {
+            ctx.st.last_error = Some((500, "Unresolvable destination"));
+            return -1;
+        };
+        let via = self.locals[hop.sock];
+        let buf = self.outbox.push(hop.sock, hop.dest);
+        match proxy::build_request(ctx, via, b"UDP", true, buf) {
+            Ok(()) => {
+                self.count(Counter::ForwardedRequests);
+                1
+            }
+            Err(e) => {
+                self.outbox.pop();
+                log::warn!("relay to {}: {e}", hop.dest);
+                -1
+            }
+        }
+    }
+
+    /// A CANCEL (§16.10): answered 200 here and sent on every pending
+    /// branch of its INVITE; without that INVITE, relayed statelessly.
+    fn relay_cancel(
+        &mut self,
+        table: &Table,
+        ctx: &mut MsgCtx<'_, '_>,
+        to: Option<(&str, u16)>,
+    ) -> i32 {
+        let Some(key) = server_key(ctx.msg, true) else {
+            return -1;
+        };
+        let bucket = table.bucket_of(key);
+        let l = table.lock(bucket);
+        let Some((idx, generation)) = table.find(&l, bucket, key) else {
+            drop(l);
+            return self.relay_stateless(ctx, to);
+        };
+        let t = TxnRef {
+            bucket,
+            idx,
+            generation,
+        };
+        if let Some(s) = table.slot(&l, idx, generation) {
+            let (txn, mut br) = table.view(s);
+            let fx = txn.on_cancel(&mut br, self.now_ms, &self.timers);
+            self.tm_exec(table, &l, t, &fx, None);
+        }
+        drop(l);
+        self.text.clear();
+        self.text.extend_from_slice(b"canceling");
+        self.sl_reply(ctx, 200, true);
+        1
+    }
+
+    /// Builds the request the transaction keeps into `stored`: the
+    /// received one with the route's changes. Err: the script's return
+    /// value (the error is left for `sl_reply_error`).
+    fn build_stored(&mut self, ctx: &mut MsgCtx<'_, '_>) -> Result<(), i32> {
+        let local = self.locals[self.in_sock];
+        self.stored.clear();
+        proxy::build_request(ctx, local, b"UDP", false, &mut self.stored).map_err(|e| {
+            ctx.st.last_error = Some(match e {
+                ForwardError::MaxForwardsExhausted => (483, "Too Many Hops"),
+                ForwardError::Build(_) => (500, "Cannot Build Request"),
+            });
+            -1
+        })
+    }
+
+    /// Creates the transaction of the request in hand, keeping `stored`,
+    /// and returns it with its stripe still locked; the 100 Trying an
+    /// INVITE gets is pushed on `fx` for the caller to carry out with the
+    /// rest. `Ok(None)`: it exists already (a retransmission got here
+    /// first); `Err(ret)`: the script's return value after a failure
+    /// (replied or not).
+    fn insert_txn<'t>(
+        &mut self,
+        table: &'t Table,
+        ctx: &mut MsgCtx<'_, '_>,
+        fx: &mut Effects,
+    ) -> Result<Option<(TxnRef, Locked<'t>)>, i32> {
+        let msg = ctx.msg;
+        let Some(key) = server_key(msg, false) else {
+            ctx.st.last_error = Some((400, "Bad Request"));
+            return Err(-1);
+        };
+        let stored = std::mem::take(&mut self.stored);
+        let bucket = table.bucket_of(key);
+        let l = table.lock(bucket);
+        if table.find(&l, bucket, key).is_some() {
+            self.stored = stored;
+            return Ok(None);
+        }
+        let kind = if msg.method() == Some(Method::Invite) {
+            Kind::Invite
+        } else {
+            Kind::NonInvite
+        };
+        let mut txn = Txn::new(kind, self.now_ms, &self.timers);
+        txn.upstream = Peer::from(crate::modules::sl::reply_destination(msg, ctx.src));
+        txn.in_sock = self.in_sock as u8;
+        txn.script_flags = ctx.st.flags;
+        let inserted = table
+            .pool
+            .store(&stored)
+            .ok_or(crate::modules::tm::Full)
+            .and_then(|chain| {
+                txn.request = chain;
+                table
+                    .insert(&l, bucket, key, txn)
+                    .inspect_err(|_| table.pool.free(chain))
+            });
+        self.stored = stored;
+        let Ok((idx, generation)) = inserted else {
+            drop(l);
+            self.count(Counter::TmTableFull);
+            log::warn!(
+                "tm: transaction table full ({} live); replying 503",
+                table.live()
+            );
+            self.text.clear();
+            self.text
+                .extend_from_slice(b"Service Unavailable (transaction table full)");
+            self.sl_reply(ctx, 503, true);
+            return Err(0);
+        };
+        let t = TxnRef {
+            bucket,
+            idx,
+            generation,
+        };
+        self.count(Counter::TmTransactions);
+        if kind == Kind::Invite && self.auto_100 {
+            // §16.2: a stateful proxy answers an INVITE with 100 Trying.
+            if let Some(s) = table.slot(&l, idx, generation) {
+                s.txn.on_local_reply(100, self.now_ms, &self.timers);
+                fx.push(Effect::ResendReply);
+            }
+        }
+        self.cur_txn = Some(t);
+        Ok(Some((t, l)))
+    }
+
+    /// `t_newtran()`: 1 when the transaction is new, 0 when the request is
+    /// a retransmission (the script ends: SER's semantics).
+    pub(super) fn t_newtran(&mut self, ctx: &mut MsgCtx<'_, '_>) -> i32 {
+        let Some(table) = self.tm else { return -1 };
+        if self.cur_txn.is_some() {
+            return 1;
+        }
+        if let Some(Method::Ack | Method::Cancel) = ctx.msg.method() {
+            return -1;
+        }
+        let mut fx = Effects::new();
+        if let Err(r) = self.build_stored(ctx) {
+            return r;
+        }
+        match self.insert_txn(&table, ctx, &mut fx) {
+            Ok(Some((t, l))) => {
+                // Sends the 100 if any, and arms the transaction's end.
+                self.tm_exec(&table, &l, t, &fx, None);
+                1
+            }
+            Ok(None) => 0,
+            Err(r) => r,
+        }
+    }
+}
