@@ -7,12 +7,14 @@
 //! process-shared robust mutexes, so a worker killed while holding one does
 //! not stop the others.
 
+pub mod chains;
 pub mod counters;
 pub mod freelist;
 pub mod lock;
 pub mod pool;
 pub mod region;
 
+pub use chains::{Chains, Linked, Links, Stripe};
 pub use counters::Counters;
 pub use freelist::FreeList;
 pub use lock::{LockGuard, RobustMutex};

@@ -3,6 +3,7 @@
 //! registrar, auth and dispatcher follow.
 
 pub mod maxfwd;
+pub mod registrar;
 pub mod rr;
 pub mod sl;
 pub mod tm;
