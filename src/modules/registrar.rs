@@ -87,6 +87,8 @@ pub struct Wanted<'a> {
 }
 
 /// What a REGISTER asks for.
+// Boxing the contacts would put an allocation on the packet path.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request<'a> {
     /// No Contact: the current bindings, unchanged (§10.2.3).
