@@ -7,3 +7,4 @@ pub mod registrar;
 pub mod rr;
 pub mod sl;
 pub mod tm;
+pub mod usrloc;

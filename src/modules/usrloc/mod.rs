@@ -1,0 +1,102 @@
+//! usrloc: the user location table (`table.rs`, in shared memory) and its
+//! persistence (`db.rs`, SQLite), with the module's parameters. The
+//! registrar's §10.3 logic is in `modules::registrar`.
+
+pub mod db;
+pub mod table;
+
+pub use table::{Location, Meta};
+
+use crate::cfg::Config;
+use crate::cfg::program::{Action, Param, Program};
+use crate::cfg::registry::Func;
+use crate::sip::Uri;
+
+/// usrloc's `db_mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbMode {
+    /// Memory only: a restart loses every binding.
+    Memory,
+    /// Every change is written by the worker that makes it.
+    WriteThrough,
+    /// Changes are marked and written every `timer_interval` seconds by
+    /// another process; no worker waits on the database.
+    WriteBack,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Params {
+    pub db_url: Option<String>,
+    pub db_mode: DbMode,
+    /// Seconds between write-backs (and expiry sweeps' database cleanup).
+    pub timer_interval: u64,
+    /// The AOR is `user@domain` rather than the user alone (Kamailio's
+    /// `use_domain`, off by default as in SER).
+    pub use_domain: bool,
+}
+
+impl Params {
+    pub fn from_config(c: &Config) -> Result<Params, String> {
+        let db_url = Some(c.modparam_str("usrloc", "db_url", ""))
+            .filter(|u| !u.is_empty())
+            .map(str::to_string);
+        let db_mode = match c.modparam_int("usrloc", "db_mode", 0) {
+            0 => DbMode::Memory,
+            1 => DbMode::WriteThrough,
+            2 => DbMode::WriteBack,
+            n => return Err(format!("usrloc db_mode {n}: 0, 1 or 2")),
+        };
+        if db_mode != DbMode::Memory && db_url.is_none() {
+            return Err("usrloc db_mode 1 and 2 need modparam(\"usrloc\", \"db_url\", ...)".into());
+        }
+        Ok(Params {
+            db_url,
+            db_mode,
+            timer_interval: c.modparam_int("usrloc", "timer_interval", 60).clamp(1, 86_400) as u64,
+            use_domain: c.modparam_int("usrloc", "use_domain", 0) != 0,
+        })
+    }
+}
+
+/// The location tables the script names in `save()` and `lookup()`, in a
+/// fixed order: a binding's `domain` is an index into it.
+pub fn tables(program: &Program) -> Vec<String> {
+    let mut names: Vec<String> = program
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Module {
+                func: Func::Save | Func::Lookup,
+                args,
+            } => match args.first() {
+                Some(Param::Str(name)) => Some(name.to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The address-of-record a URI names: its user, and `@host` (lowercase)
+/// with `use_domain`. Empty when the URI has no user.
+pub fn aor_of(uri: &Uri<'_>, use_domain: bool, out: &mut Vec<u8>) {
+    out.clear();
+    let Some(user) = uri.user.filter(|u| !u.is_empty()) else {
+        return;
+    };
+    out.extend_from_slice(user);
+    if use_domain {
+        out.push(b'@');
+        out.extend(uri.host_raw.iter().map(u8::to_ascii_lowercase));
+    }
+}
+
+/// Seconds since the Unix epoch: expiry survives restarts in the database.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

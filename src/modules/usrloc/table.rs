@@ -1,0 +1,340 @@
+//! The user location table in shared memory: bindings of an
+//! address-of-record to its contacts (RFC 3261 §10.3), found through AOR
+//! hash buckets under lock stripes, so any worker saves and any worker
+//! looks up. Each binding is a fixed record plus one pool chain holding
+//! the AOR, the contact URI and the Call-ID back to back.
+
+use arrayvec::ArrayVec;
+use rser_shm::{Carver, Chain, Chains, Linked, Links, Pool, Stripe};
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::modules::registrar::MAX_CONTACTS;
+
+/// `q` of a Contact that had none.
+pub const Q_NONE: u16 = u16::MAX;
+
+/// Flags of a binding.
+pub const DIRTY: u8 = 1;
+/// Unregistered, kept until the write-back has deleted its row.
+pub const DELETED: u8 = 2;
+
+/// Pool blocks budgeted per binding: AOR, contact and Call-ID fit in two
+/// 128-byte blocks for all but unusually long contacts.
+const POOL_BLOCKS_PER_BINDING: usize = 2;
+
+#[repr(C)]
+pub struct Binding {
+    links: Links,
+    /// Which location table (the name `save()` and `lookup()` take).
+    pub domain: u16,
+    /// Thousandths, or `Q_NONE`.
+    pub q: u16,
+    pub flags: u8,
+    /// Socket the REGISTER came in on.
+    pub sock: u8,
+    aor_len: u16,
+    contact_len: u16,
+    pub cseq: u32,
+    aor_hash: u64,
+    /// Unix seconds.
+    pub expires: u64,
+    /// Unix seconds of the last REGISTER that touched it.
+    pub updated: u64,
+    text: Chain,
+}
+
+impl Linked for Binding {
+    fn links(&self) -> &Links {
+        &self.links
+    }
+    fn links_mut(&mut self) -> &mut Links {
+        &mut self.links
+    }
+}
+
+/// A binding's fields, as saved and as found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub q: u16,
+    pub sock: u8,
+    pub cseq: u32,
+    pub expires: u64,
+    pub updated: u64,
+}
+
+/// A binding found for an AOR: its record and, in the caller's buffer,
+/// the ranges of its contact and Call-ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found {
+    pub idx: u32,
+    pub meta: Meta,
+    pub contact: (usize, usize),
+    pub call_id: (usize, usize),
+}
+
+/// The table ran out of records or pool blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full;
+
+#[derive(Clone, Copy)]
+pub struct Location {
+    records: Chains<Binding>,
+    pool: Pool,
+}
+
+/// Which AOR: its table, its hash and its bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Aor<'a> {
+    pub domain: u16,
+    pub name: &'a [u8],
+    hash: u64,
+    pub bucket: u32,
+}
+
+impl Location {
+    /// Shared memory one binding is budgeted.
+    pub fn bytes_per_binding() -> usize {
+        std::mem::size_of::<Binding>()
+            + Chains::<Binding>::OVERHEAD
+            + POOL_BLOCKS_PER_BINDING * Pool::BYTES_PER_BLOCK
+    }
+
+    /// Carves a table for about `bytes` of shared memory.
+    pub fn carve(carver: &mut Carver<'_>, bytes: usize) -> Option<Location> {
+        let n = (bytes / Self::bytes_per_binding()).max(16);
+        let records = Chains::carve(carver, n, "usrloc", || Binding {
+            links: Links::FREE,
+            domain: 0,
+            q: Q_NONE,
+            flags: 0,
+            sock: 0,
+            aor_len: 0,
+            contact_len: 0,
+            cseq: 0,
+            aor_hash: 0,
+            expires: 0,
+            updated: 0,
+            text: Chain::EMPTY,
+        })?;
+        let pool = Pool::carve(carver, n * POOL_BLOCKS_PER_BINDING)?;
+        Some(Location { records, pool })
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.records.capacity()
+    }
+
+    /// Bindings held now (tombstones included).
+    pub fn live(&self) -> usize {
+        self.records.live()
+    }
+
+    pub fn aor<'a>(&self, domain: u16, name: &'a [u8]) -> Aor<'a> {
+        let mut h = Xxh3::new();
+        h.update(&domain.to_le_bytes());
+        h.update(name);
+        let hash = h.digest();
+        Aor {
+            domain,
+            name,
+            hash,
+            bucket: self.records.bucket_of(hash),
+        }
+    }
+
+    pub fn lock(&self, aor: &Aor<'_>) -> Stripe<'_> {
+        self.records.lock(aor.bucket)
+    }
+
+    /// The AOR's bindings (its stripe locked), newest first, with their
+    /// texts appended to `buf`; tombstones and, with `now`, expired ones
+    /// left out. At most `MAX_CONTACTS`.
+    pub fn find(
+        &self,
+        l: &Stripe<'_>,
+        aor: &Aor<'_>,
+        now: Option<u64>,
+        buf: &mut Vec<u8>,
+    ) -> ArrayVec<Found, MAX_CONTACTS> {
+        let mut out = ArrayVec::new();
+        for idx in self.records.chain(l, aor.bucket) {
+            let Some(b) = self.records.get(l, idx) else {
+                continue;
+            };
+            if b.aor_hash != aor.hash
+                || b.domain != aor.domain
+                || b.flags & DELETED != 0
+                || now.is_some_and(|n| b.expires <= n)
+            {
+                continue;
+            }
+            let start = buf.len();
+            self.pool.read(b.text, buf);
+            let (a, c) = (b.aor_len as usize, b.contact_len as usize);
+            if buf.len() < start + a + c || &buf[start..start + a] != aor.name {
+                buf.truncate(start);
+                continue;
+            }
+            let found = Found {
+                idx,
+                meta: meta_of(b),
+                contact: (start + a, start + a + c),
+                call_id: (start + a + c, buf.len()),
+            };
+            if out.try_push(found).is_err() {
+                buf.truncate(start);
+                break;
+            }
+        }
+        out
+    }
+
+    /// A new binding of `aor` (its stripe locked).
+    pub fn insert(
+        &self,
+        l: &Stripe<'_>,
+        aor: &Aor<'_>,
+        contact: &[u8],
+        call_id: &[u8],
+        meta: Meta,
+        flags: u8,
+        scratch: &mut Vec<u8>,
+    ) -> Result<u32, Full> {
+        let (aor_len, contact_len) = lens(aor.name, contact)?;
+        scratch.clear();
+        scratch.extend_from_slice(aor.name);
+        scratch.extend_from_slice(contact);
+        scratch.extend_from_slice(call_id);
+        let text = self.pool.store(scratch).ok_or(Full)?;
+        let idx = self.records.insert(l, aor.bucket, |b| {
+            b.domain = aor.domain;
+            b.aor_hash = aor.hash;
+            b.aor_len = aor_len;
+            b.contact_len = contact_len;
+            b.text = text;
+            b.flags = flags;
+            set_meta(b, meta);
+        });
+        idx.ok_or_else(|| {
+            self.pool.free(text);
+            Full
+        })
+    }
+
+    /// A REGISTER refreshed binding `idx`; a new Call-ID (a rebooted UA,
+    /// §10.3 step 7) means a new text.
+    #[allow(clippy::too_many_arguments)]
+    pub fn refresh(
+        &self,
+        l: &Stripe<'_>,
+        idx: u32,
+        aor: &[u8],
+        contact: &[u8],
+        new_call_id: Option<&[u8]>,
+        meta: Meta,
+        flags: u8,
+        scratch: &mut Vec<u8>,
+    ) -> Result<(), Full> {
+        let b = self.records.get(l, idx).ok_or(Full)?;
+        if let Some(call_id) = new_call_id {
+            scratch.clear();
+            scratch.extend_from_slice(aor);
+            scratch.extend_from_slice(contact);
+            scratch.extend_from_slice(call_id);
+            if !self.pool.replace(&mut b.text, scratch) {
+                return Err(Full);
+            }
+        }
+        b.flags |= flags;
+        set_meta(b, meta);
+        Ok(())
+    }
+
+    /// Removes binding `idx`; with `tombstone`, keeps it (text and all,
+    /// invisible to `find`) until the write-back deletes its row.
+    pub fn remove(&self, l: &Stripe<'_>, idx: u32, tombstone: bool) {
+        let Some(b) = self.records.get(l, idx) else {
+            return;
+        };
+        if tombstone {
+            b.flags = DELETED;
+            return;
+        }
+        self.pool.free(std::mem::take(&mut b.text));
+        self.records.remove(l, idx);
+    }
+
+    /// Visits every binding, one stripe locked at a time: `f` gets the
+    /// record's fields and text (AOR, contact and Call-ID lengths first)
+    /// and says whether to remove it.
+    pub fn sweep(&self, mut f: impl FnMut(&mut Binding, &[u8]) -> Sweep, buf: &mut Vec<u8>) {
+        let (nbuckets, nstripes) = (self.records.nbuckets(), self.records.nstripes());
+        for stripe in 0..nstripes {
+            let l = self.records.lock(stripe);
+            let mut bucket = stripe;
+            while bucket < nbuckets {
+                let idxs: ArrayVec<u32, 256> = self.records.chain(&l, bucket).take(256).collect();
+                for idx in idxs {
+                    let Some(b) = self.records.get(&l, idx) else {
+                        continue;
+                    };
+                    buf.clear();
+                    self.pool.read(b.text, buf);
+                    if f(b, buf) == Sweep::Remove {
+                        self.pool.free(std::mem::take(&mut b.text));
+                        self.records.remove(&l, idx);
+                    }
+                }
+                bucket += nstripes;
+            }
+        }
+    }
+}
+
+/// What `sweep` does with a binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sweep {
+    Keep,
+    Remove,
+}
+
+impl Binding {
+    /// The AOR, contact and Call-ID in a text read by `sweep`.
+    pub fn parts<'t>(&self, text: &'t [u8]) -> Option<(&'t [u8], &'t [u8], &'t [u8])> {
+        let (a, c) = (self.aor_len as usize, self.contact_len as usize);
+        (text.len() >= a + c).then(|| (&text[..a], &text[a..a + c], &text[a + c..]))
+    }
+
+    pub fn meta(&self) -> Meta {
+        meta_of(self)
+    }
+}
+
+fn lens(aor: &[u8], contact: &[u8]) -> Result<(u16, u16), Full> {
+    Ok((
+        u16::try_from(aor.len()).map_err(|_| Full)?,
+        u16::try_from(contact.len()).map_err(|_| Full)?,
+    ))
+}
+
+fn meta_of(b: &Binding) -> Meta {
+    Meta {
+        q: b.q,
+        sock: b.sock,
+        cseq: b.cseq,
+        expires: b.expires,
+        updated: b.updated,
+    }
+}
+
+fn set_meta(b: &mut Binding, m: Meta) {
+    b.q = m.q;
+    b.sock = m.sock;
+    b.cseq = m.cseq;
+    b.expires = m.expires;
+    b.updated = m.updated;
+}
+
+#[cfg(test)]
+#[path = "table_tests.rs"]
+mod tests;
