@@ -545,7 +545,13 @@ impl Compiler<'_> {
                     a[0].pos(),
                 )?)]
             }
-            Func::Save | Func::Lookup => vec![Param::Str(nonempty(&a[0])?)],
+            Func::Save | Func::Lookup => {
+                let table = nonempty(&a[0])?;
+                // The name becomes an SQL table's when usrloc persists.
+                crate::modules::usrloc::db::check_table_name(&table)
+                    .map_err(|e| ConfigError::new(a[0].pos(), e))?;
+                vec![Param::Str(table)]
+            }
             Func::MfProcessMaxfwdHeader => vec![Param::Int(int_in(&a[0], 1, 255)?)],
             Func::WwwAuthorize | Func::ProxyAuthorize => {
                 vec![Param::Str(text(&a[0]).into()), Param::Str(nonempty(&a[1])?)]

@@ -167,7 +167,8 @@ fn fork_child(sockets: &Sockets, body: impl FnOnce()) -> io::Result<Pid> {
     }
 }
 
-/// Forks tm's timer process (counter row `slot`); returns its pid.
+/// Forks the timer process (tm's timers, usrloc's upkeep; counter row
+/// `slot`); returns its pid.
 fn spawn_timer(
     slot: usize,
     config: &Config,
@@ -177,8 +178,15 @@ fn spawn_timer(
     let socks = sockets.for_timer()?;
     fork_child(sockets, || {
         let vm = Vm::new(config);
-        let mut timer = Worker::new(slot, config, shared, &socks, &vm);
-        timer.run_timer_process()
+        std::thread::scope(|s| {
+            // usrloc's expiry and database writes run beside tm's timers,
+            // so a slow write never delays a retransmission.
+            if shared.usrloc.is_some() {
+                s.spawn(|| super::registrar::upkeep(shared, slot, config));
+            }
+            let mut timer = Worker::new(slot, config, shared, &socks, &vm);
+            timer.run_timer_process()
+        })
     })
 }
 
@@ -222,8 +230,9 @@ pub fn supervise(
     for slot in 0..workers {
         pids.insert(spawn(slot, config, shared, &sockets)?, slot);
     }
-    // tm's timers run in a process of their own, on counter row `workers`.
-    let timer_slot = shared.tm.is_some().then_some(workers);
+    // tm's timers and usrloc's upkeep run in a process of their own, on
+    // counter row `workers`.
+    let timer_slot = (shared.tm.is_some() || shared.usrloc.is_some()).then_some(workers);
     if let Some(slot) = timer_slot {
         pids.insert(spawn_timer(slot, config, shared, &sockets)?, slot);
     }

@@ -4,6 +4,7 @@
 pub mod dns;
 pub mod master;
 pub mod proxy;
+mod registrar;
 mod relay;
 pub mod shared;
 mod stateful;
@@ -55,7 +56,7 @@ fn check_runtime(config: &Config) -> Result<(), StartError> {
             if !worker::SUPPORTED.contains(func) {
                 return Err(StartError(format!(
                     "the script calls {}(), whose module runtime is not in this build yet \
-                     (registrar and auth come with a later issue)",
+                     (auth comes with a later step)",
                     func_name(*func)
                 )));
             }
@@ -146,8 +147,17 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
         log::info!("listening on udp:{a}");
     }
     let shm_bytes = opts.shm_mb.max(1) << 20;
-    let shared =
-        shared::Shared::create(shm_bytes, workers + 1, &secret(), config.has_module("tm"))?;
+    let usrloc = !crate::modules::usrloc::tables(&config.program).is_empty();
+    let shared = shared::Shared::create(
+        shm_bytes,
+        workers + 1,
+        &secret(),
+        config.has_module("tm"),
+        usrloc,
+    )?;
+    if let Some(loc) = &shared.usrloc {
+        registrar::load(&config, loc).map_err(StartError)?;
+    }
     master::supervise(&config, &shared, sockets, workers)?;
     Ok(())
 }

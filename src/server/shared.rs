@@ -1,6 +1,6 @@
 //! What the workers share, carved from the region at start-up: per-process
-//! counters, the SL ACK filter and, with tm loaded, the transaction table
-//! and its timer wheel. Capacities follow the region's size.
+//! counters, the SL ACK filter, with tm loaded the transaction table and
+//! its timer wheel, and with the registrar the user location table. Capacities follow the region's size.
 
 use std::io;
 
@@ -8,6 +8,7 @@ use rser_shm::{Counters, Region};
 
 use crate::modules::sl::{AckFilter, Signature};
 use crate::modules::tm::Table;
+use crate::modules::usrloc::Location;
 
 /// Counter names; the index of each is its [`Counter`] value.
 pub const COUNTER_NAMES: &[&str] = &[
@@ -31,6 +32,11 @@ pub const COUNTER_NAMES: &[&str] = &[
     "tm_table_full",
     "tm_replies_late",
     "tm_local_replies",
+    "registrar_accepted",
+    "registrar_rejected",
+    "usrloc_table_full",
+    "usrloc_expired",
+    "usrloc_db_errors",
 ];
 
 #[derive(Debug, Clone, Copy)]
@@ -56,13 +62,21 @@ pub enum Counter {
     TmTableFull,
     TmRepliesLate,
     TmLocalReplies,
+    RegistrarAccepted,
+    RegistrarRejected,
+    UsrlocTableFull,
+    UsrlocExpired,
+    UsrlocDbErrors,
 }
 
 /// Share of the region given to the table of unsigned stateless replies.
 const SL_TABLE_SHARE: usize = 16;
 /// Share of the region given to tm (transactions, branches, stored
-/// messages, the wheel): half; the registrar's table takes the rest later.
+/// messages, the wheel): half.
 const TM_SHARE: usize = 2;
+/// Share given to usrloc's bindings: a quarter beside tm, else half.
+const USRLOC_SHARE_WITH_TM: usize = 4;
+const USRLOC_SHARE: usize = 2;
 
 pub struct Shared {
     /// Kept so the mapping lives as long as the server.
@@ -71,11 +85,19 @@ pub struct Shared {
     pub ack_filter: AckFilter,
     /// The transaction table, when the config loads tm.
     pub tm: Option<Table>,
+    /// The user location table, when the script saves or looks up.
+    pub usrloc: Option<Location>,
 }
 
 impl Shared {
     /// `slots`: counter rows, one per process that counts.
-    pub fn create(size_bytes: usize, slots: usize, secret: &[u8], tm: bool) -> io::Result<Shared> {
+    pub fn create(
+        size_bytes: usize,
+        slots: usize,
+        secret: &[u8],
+        tm: bool,
+        usrloc: bool,
+    ) -> io::Result<Shared> {
         let region = Region::create(size_bytes)?;
         let too_small = || {
             io::Error::new(
@@ -92,19 +114,34 @@ impl Shared {
             true => Some(Table::carve(&mut carver, size_bytes / TM_SHARE).ok_or_else(too_small)?),
             false => None,
         };
+        let ul_share = if tm.is_some() {
+            USRLOC_SHARE_WITH_TM
+        } else {
+            USRLOC_SHARE
+        };
+        let usrloc = match usrloc {
+            true => {
+                Some(Location::carve(&mut carver, size_bytes / ul_share).ok_or_else(too_small)?)
+            }
+            false => None,
+        };
         log::info!(
-            "shared memory: {} MiB, {} bytes used; {} stateless-reply records; {} transactions of {} bytes",
+            "shared memory: {} MiB, {} bytes used; {} stateless-reply records; \
+             {} transactions of {} bytes; {} bindings of {} bytes",
             size_bytes >> 20,
             carver.used(),
             sl_entries,
             tm.as_ref().map_or(0, Table::capacity),
             Table::bytes_per_txn(),
+            usrloc.as_ref().map_or(0, Location::capacity),
+            Location::bytes_per_binding(),
         );
         Ok(Shared {
             _region: region,
             counters,
             ack_filter,
             tm,
+            usrloc,
         })
     }
 

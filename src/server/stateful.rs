@@ -111,7 +111,7 @@ impl Worker<'_> {
             &self.text,
             tag.as_ref().map(|t| t.as_bytes()),
             None,
-            b"",
+            &self.reply_extra,
             b"",
             &mut reply,
         );

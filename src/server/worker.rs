@@ -11,6 +11,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::dns::Resolver;
 use super::proxy::{self, ForwardError, NextHop, ReplyError};
+use super::registrar::RegistrarState;
 use super::shared::{Counter, Shared};
 use super::stateful::{Armed, TxnRef};
 use super::udp::{Outbox, RxBatch};
@@ -42,6 +43,8 @@ pub const SUPPORTED: &[Func] = &[
     Func::TOnFailure,
     Func::TOnReply,
     Func::TOnBranch,
+    Func::Save,
+    Func::Lookup,
 ];
 
 /// Actions that reply or relay, which branch_route may not run.
@@ -114,6 +117,11 @@ pub struct Worker<'a> {
     pub(super) failure_buf: Vec<u8>,
     /// Script state for onreply_route and failure_route.
     pub(super) aux_st: ScriptState,
+    /// Header lines the next reply carries (the registrar's Contacts,
+    /// Min-Expires, auth challenges); cleared once sent.
+    pub(super) reply_extra: Vec<u8>,
+    /// The registrar and usrloc, when the script saves or looks up.
+    pub(super) registrar: Option<RegistrarState>,
     /// branch_route: whether it is running (no replies, no relaying from
     /// it), its script state, the next hop it chose, and the branches'
     /// own requests it (or failure_route) produced.
@@ -169,6 +177,8 @@ impl<'a> Worker<'a> {
             uris: Vec::new(),
             failure_buf: Vec::new(),
             aux_st: ScriptState::new(),
+            reply_extra: Vec::new(),
+            registrar: shared.usrloc.map(|l| RegistrarState::new(config, l)),
             in_branch_route: false,
             branch_st: ScriptState::new(),
             branch_dst: Vec::new(),
@@ -305,6 +315,7 @@ impl<'a> Worker<'a> {
                     e.reason().as_bytes(),
                     sig,
                     std::iter::empty(),
+                    b"",
                     &mut self.headers,
                     buf,
                 );
@@ -383,6 +394,18 @@ impl<'a> Worker<'a> {
             .unwrap_or(self.in_sock)
     }
 
+    /// A reply on the transaction if there is one, else stateless (SER's
+    /// `send_reply`); the reason is in `self.text`, extra headers in
+    /// `self.reply_extra` (cleared after).
+    pub(super) fn reply_any(&mut self, ctx: &mut MsgCtx<'_, '_>, code: u16) -> i32 {
+        let r = match self.cur_txn {
+            Some(_) => self.t_reply(ctx, code),
+            None => self.sl_reply(ctx, code, true),
+        };
+        self.reply_extra.clear();
+        r
+    }
+
     /// A stateless reply (sl); `reason_from_text`: the reason is in
     /// `self.text`, else sl's default.
     pub(super) fn sl_reply(
@@ -411,6 +434,7 @@ impl<'a> Worker<'a> {
             reason,
             sig,
             contacts,
+            &self.reply_extra,
             &mut self.headers,
             buf,
         );
@@ -498,8 +522,8 @@ impl Host for Worker<'_> {
             (Func::SendReply | Func::TReply, [Param::Int(code), Param::Fmt(reason)]) => {
                 self.text.clear();
                 crate::script::pv::format_into(reason, ctx, &mut self.text);
-                match (func, self.cur_txn) {
-                    (Func::SendReply, None) => self.sl_reply(ctx, *code as u16, true),
+                match func {
+                    Func::SendReply => self.reply_any(ctx, *code as u16),
                     _ => self.t_reply(ctx, *code as u16),
                 }
             }
@@ -549,6 +573,8 @@ impl Host for Worker<'_> {
                     }
                 }
             }
+            (Func::Save, [Param::Str(table)]) => self.save(ctx, table),
+            (Func::Lookup, [Param::Str(table)]) => self.lookup(ctx, table),
             (Func::RecordRoute, []) => rr::record_route(ctx),
             (Func::LooseRoute, []) => rr::loose_route(ctx, &self.myself),
             _ => {

@@ -19,6 +19,7 @@ pub fn build_reply<'c>(
     reason: &[u8],
     signature: &Signature,
     contacts: impl Iterator<Item = &'c [u8]>,
+    extra: &[u8],
     headers: &mut Vec<u8>,
     out: &mut Vec<u8>,
 ) -> bool {
@@ -30,6 +31,7 @@ pub fn build_reply<'c>(
             headers.extend_from_slice(b">\r\n");
         }
     }
+    headers.extend_from_slice(extra);
     let has_tag = req.to().is_ok_and(|t| t.tag.is_some());
     let tag = if has_tag || code == 100 {
         None

@@ -52,7 +52,9 @@ impl Params {
         Ok(Params {
             db_url,
             db_mode,
-            timer_interval: c.modparam_int("usrloc", "timer_interval", 60).clamp(1, 86_400) as u64,
+            timer_interval: c
+                .modparam_int("usrloc", "timer_interval", 60)
+                .clamp(1, 86_400) as u64,
             use_domain: c.modparam_int("usrloc", "use_domain", 0) != 0,
         })
     }

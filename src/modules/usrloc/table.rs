@@ -190,6 +190,7 @@ impl Location {
     }
 
     /// A new binding of `aor` (its stripe locked).
+    #[allow(clippy::too_many_arguments)]
     pub fn insert(
         &self,
         l: &Stripe<'_>,

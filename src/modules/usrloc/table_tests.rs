@@ -26,10 +26,26 @@ fn saved_bindings_are_found_by_aor_and_table() {
     let mut s = Vec::new();
     let alice = t.aor(0, b"alice");
     let l = t.lock(&alice);
-    t.insert(&l, &alice, b"sip:a@10.0.0.1", b"call-1", meta(100), 0, &mut s)
-        .unwrap();
-    t.insert(&l, &alice, b"sip:a@10.0.0.2", b"call-2", meta(100), 0, &mut s)
-        .unwrap();
+    t.insert(
+        &l,
+        &alice,
+        b"sip:a@10.0.0.1",
+        b"call-1",
+        meta(100),
+        0,
+        &mut s,
+    )
+    .unwrap();
+    t.insert(
+        &l,
+        &alice,
+        b"sip:a@10.0.0.2",
+        b"call-2",
+        meta(100),
+        0,
+        &mut s,
+    )
+    .unwrap();
     drop(l);
     let other = t.aor(1, b"alice");
     let l = t.lock(&other);
@@ -41,9 +57,16 @@ fn saved_bindings_are_found_by_aor_and_table() {
     let found = t.find(&l, &alice, Some(50), &mut buf);
     assert_eq!(found.len(), 2);
     let f = found[0];
-    assert_eq!(&buf[f.contact.0..f.contact.1], b"sip:a@10.0.0.2", "newest first");
+    assert_eq!(
+        &buf[f.contact.0..f.contact.1],
+        b"sip:a@10.0.0.2",
+        "newest first"
+    );
     assert_eq!(&buf[f.call_id.0..f.call_id.1], b"call-2");
-    assert!(t.find(&l, &alice, Some(100), &mut buf).is_empty(), "expired at 100");
+    assert!(
+        t.find(&l, &alice, Some(100), &mut buf).is_empty(),
+        "expired at 100"
+    );
 }
 
 #[test]
@@ -55,8 +78,17 @@ fn refresh_remove_and_tombstones() {
     let i = t
         .insert(&l, &bob, b"sip:b@h", b"c1", meta(100), 0, &mut s)
         .unwrap();
-    t.refresh(&l, i, b"bob", b"sip:b@h", Some(b"c2"), meta(200), DIRTY, &mut s)
-        .unwrap();
+    t.refresh(
+        &l,
+        i,
+        b"bob",
+        b"sip:b@h",
+        Some(b"c2"),
+        meta(200),
+        DIRTY,
+        &mut s,
+    )
+    .unwrap();
     let f = t.find(&l, &bob, None, &mut buf)[0];
     assert_eq!(&buf[f.call_id.0..f.call_id.1], b"c2");
     assert_eq!(f.meta.expires, 200);
@@ -84,7 +116,11 @@ fn sweep_removes_what_it_is_told_and_reads_the_parts() {
             let (aor, contact, call_id) = b.parts(text).unwrap();
             assert_eq!((contact, call_id), (&b"sip:x@h"[..], &b"cid"[..]));
             seen.push(aor.to_vec());
-            if b.expires <= 10 { Sweep::Remove } else { Sweep::Keep }
+            if b.expires <= 10 {
+                Sweep::Remove
+            } else {
+                Sweep::Keep
+            }
         },
         &mut buf,
     );
@@ -114,7 +150,10 @@ fn a_full_table_is_an_error_and_recovers() {
     drop(l);
     let a = t.aor(0, b"late");
     let l = t.lock(&a);
-    assert!(t.insert(&l, &a, b"sip:x@h", b"c", meta(9), 0, &mut s).is_ok());
+    assert!(
+        t.insert(&l, &a, b"sip:x@h", b"c", meta(9), 0, &mut s)
+            .is_ok()
+    );
 }
 
 #[test]
