@@ -4,6 +4,7 @@
 //! through them.
 
 pub mod cfg;
+pub mod db;
 pub mod modules;
 pub mod script;
 pub mod server;

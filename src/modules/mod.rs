@@ -2,6 +2,7 @@
 //! (stateless replies and the ACK filter), maxfwd and rr now; tm,
 //! registrar, auth and dispatcher follow.
 
+pub mod auth;
 pub mod maxfwd;
 pub mod registrar;
 pub mod rr;

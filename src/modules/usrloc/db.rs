@@ -2,38 +2,11 @@
 //! table per location table the script names, keyed by AOR and contact.
 //! Texts are stored as BLOBs, byte for byte as they came off the wire.
 
-use std::path::PathBuf;
-
 use rusqlite::{Connection, OptionalExtension, params};
 
+pub use crate::db::{check_table_name, sqlite_path};
+
 use super::table::{Meta, Q_NONE};
-
-/// A database URL's file: `sqlite:///abs/path` or `sqlite://rel/path`.
-pub fn sqlite_path(url: &str) -> Result<PathBuf, String> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .ok_or_else(|| format!("db_url {url:?}: only sqlite:// URLs are served"))?;
-    if rest.is_empty() {
-        return Err(format!("db_url {url:?} names no file"));
-    }
-    Ok(PathBuf::from(rest))
-}
-
-/// A table name the script gave `save()`/`lookup()`, checked to be a
-/// plain identifier (it becomes an SQL table name).
-pub fn check_table_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && !name.as_bytes()[0].is_ascii_digit();
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "location table {name:?}: letters, digits and '_' only, not starting with a digit"
-        ))
-    }
-}
 
 /// A binding as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,16 +28,7 @@ fn err(what: &str, e: rusqlite::Error) -> String {
 impl Db {
     /// Opens (creating if need be) the database and the tables.
     pub fn open(url: &str, tables: &[String]) -> Result<Db, String> {
-        let path = sqlite_path(url)?;
-        let conn = Connection::open(&path).map_err(|e| err(&path.display().to_string(), e))?;
-        // WAL: readers and the one writer do not block each other; the
-        // busy timeout covers workers writing through at the same time.
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(|e| err("busy_timeout", e))?;
-        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
-            .map_err(|e| err("journal_mode", e))?;
-        conn.execute_batch("PRAGMA synchronous=NORMAL")
-            .map_err(|e| err("synchronous", e))?;
+        let conn = crate::db::connect(url).map_err(|e| format!("usrloc {e}"))?;
         for t in tables {
             check_table_name(t)?;
             conn.execute_batch(&format!(
@@ -199,6 +163,7 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn temp_url(name: &str) -> (String, PathBuf) {
         let dir = std::env::temp_dir().join(format!("rser-db-{}-{name}", std::process::id()));

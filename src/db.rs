@@ -1,0 +1,50 @@
+//! SQLite, the embedded database behind `db_url` (`sqlite:///path`):
+//! opening a connection the same way for usrloc and auth, and the names
+//! the script may give tables.
+
+use std::path::PathBuf;
+
+use rusqlite::Connection;
+
+/// A database URL's file: `sqlite:///abs/path` or `sqlite://rel/path`.
+pub fn sqlite_path(url: &str) -> Result<PathBuf, String> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .ok_or_else(|| format!("db_url {url:?}: only sqlite:// URLs are served"))?;
+    if rest.is_empty() {
+        return Err(format!("db_url {url:?} names no file"));
+    }
+    Ok(PathBuf::from(rest))
+}
+
+/// A table name the script gave `save()`/`lookup()`, checked to be a
+/// plain identifier (it becomes an SQL table name).
+pub fn check_table_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit();
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "location table {name:?}: letters, digits and '_' only, not starting with a digit"
+        ))
+    }
+}
+
+/// Opens (creating) the database a URL names: WAL, so readers and the
+/// one writer do not block each other, and a busy timeout for processes
+/// writing at the same time.
+pub fn connect(url: &str) -> Result<Connection, String> {
+    let path = sqlite_path(url)?;
+    let err = |what: &str, e: rusqlite::Error| format!("database {}: {what}: {e}", path.display());
+    let conn = Connection::open(&path).map_err(|e| err("open", e))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(|e| err("busy_timeout", e))?;
+    conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
+        .map_err(|e| err("journal_mode", e))?;
+    conn.execute_batch("PRAGMA synchronous=NORMAL")
+        .map_err(|e| err("synchronous", e))?;
+    Ok(conn)
+}

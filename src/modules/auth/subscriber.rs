@@ -1,0 +1,169 @@
+//! The subscriber table: who may authenticate, with the password in clear
+//! (SER's default) and the HA1 for MD5 and for SHA-256, so either can be
+//! checked without the password when an operator leaves it out.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::digest::{Algorithm, ha1};
+
+/// What the table holds for one user of one domain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Secret {
+    pub password: Option<String>,
+    pub ha1: Option<String>,
+    pub ha1_sha256: Option<String>,
+}
+
+impl Secret {
+    /// HA1 for `alg`: from the password when there is one, else stored.
+    pub fn ha1(&self, alg: Algorithm, user: &[u8], realm: &[u8]) -> Option<super::digest::Hex> {
+        if let Some(p) = self.password.as_deref().filter(|p| !p.is_empty()) {
+            return Some(ha1(alg, user, realm, p.as_bytes()));
+        }
+        let stored = match alg {
+            Algorithm::Md5 => self.ha1.as_deref(),
+            Algorithm::Sha256 => self.ha1_sha256.as_deref(),
+        }?;
+        let mut h = super::digest::Hex::new();
+        h.try_push_str(stored).ok()?;
+        Some(h)
+    }
+}
+
+fn err(what: &str, e: rusqlite::Error) -> String {
+    format!("subscriber table: {what}: {e}")
+}
+
+/// Creates the table if it is not there.
+pub fn ensure(conn: &Connection, table: &str) -> Result<(), String> {
+    crate::db::check_table_name(table)?;
+    conn.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {table} (\
+           username TEXT NOT NULL, domain TEXT NOT NULL, password TEXT, \
+           ha1 TEXT, ha1_sha256 TEXT, PRIMARY KEY (username, domain))"
+    ))
+    .map_err(|e| err("create", e))
+}
+
+pub fn find(
+    conn: &Connection,
+    table: &str,
+    user: &[u8],
+    domain: &[u8],
+) -> Result<Option<Secret>, String> {
+    let (Ok(user), Ok(domain)) = (std::str::from_utf8(user), std::str::from_utf8(domain)) else {
+        return Ok(None);
+    };
+    conn.prepare_cached(&format!(
+        "SELECT password, ha1, ha1_sha256 FROM {table} WHERE username = ?1 AND domain = ?2"
+    ))
+    .and_then(|mut st| {
+        st.query_row(params![user, domain], |r| {
+            Ok(Secret {
+                password: r.get(0)?,
+                ha1: r.get(1)?,
+                ha1_sha256: r.get(2)?,
+            })
+        })
+        .optional()
+    })
+    .map_err(|e| err("query", e))
+}
+
+/// Adds or replaces a user; the realm of its HA1s is its domain (SER's
+/// convention: the realm a domain's users are challenged with).
+pub fn add(
+    conn: &Connection,
+    table: &str,
+    user: &str,
+    domain: &str,
+    password: &str,
+) -> Result<(), String> {
+    ensure(conn, table)?;
+    let (u, d, p) = (user.as_bytes(), domain.as_bytes(), password.as_bytes());
+    let md5 = ha1(Algorithm::Md5, u, d, p);
+    let sha = ha1(Algorithm::Sha256, u, d, p);
+    conn.execute(
+        &format!(
+            "INSERT OR REPLACE INTO {table} (username, domain, password, ha1, ha1_sha256) \
+             VALUES (?1, ?2, ?3, ?4, ?5)"
+        ),
+        params![user, domain, password, md5.as_str(), sha.as_str()],
+    )
+    .map(|_| ())
+    .map_err(|e| err("insert", e))
+}
+
+/// Removes a user; false when there was none.
+pub fn remove(conn: &Connection, table: &str, user: &str, domain: &str) -> Result<bool, String> {
+    ensure(conn, table)?;
+    conn.execute(
+        &format!("DELETE FROM {table} WHERE username = ?1 AND domain = ?2"),
+        params![user, domain],
+    )
+    .map(|n| n > 0)
+    .map_err(|e| err("delete", e))
+}
+
+/// Every user as `user@domain`, sorted.
+pub fn list(conn: &Connection, table: &str) -> Result<Vec<String>, String> {
+    ensure(conn, table)?;
+    let mut st = conn
+        .prepare(&format!(
+            "SELECT username, domain FROM {table} ORDER BY domain, username"
+        ))
+        .map_err(|e| err("list", e))?;
+    let rows = st
+        .query_map([], |r| {
+            Ok(format!(
+                "{}@{}",
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?
+            ))
+        })
+        .map_err(|e| err("list", e))?;
+    rows.collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err("list", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_find_remove_list() {
+        let conn = Connection::open_in_memory().unwrap();
+        add(&conn, "subscriber", "bob", "example.com", "secret").unwrap();
+        add(&conn, "subscriber", "alice", "example.com", "pw").unwrap();
+        let s = find(&conn, "subscriber", b"bob", b"example.com")
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.password.as_deref(), Some("secret"));
+        let from_password = s.ha1(Algorithm::Sha256, b"bob", b"example.com").unwrap();
+        let stored = Secret {
+            password: None,
+            ..s.clone()
+        };
+        assert_eq!(
+            stored
+                .ha1(Algorithm::Sha256, b"bob", b"example.com")
+                .unwrap(),
+            from_password
+        );
+        assert_eq!(
+            stored.ha1(Algorithm::Md5, b"bob", b"example.com").unwrap(),
+            ha1(Algorithm::Md5, b"bob", b"example.com", b"secret")
+        );
+        assert_eq!(
+            list(&conn, "subscriber").unwrap(),
+            vec!["alice@example.com", "bob@example.com"]
+        );
+        assert!(remove(&conn, "subscriber", "bob", "example.com").unwrap());
+        assert!(!remove(&conn, "subscriber", "bob", "example.com").unwrap());
+        assert!(
+            find(&conn, "subscriber", b"bob", b"example.com")
+                .unwrap()
+                .is_none()
+        );
+    }
+}
