@@ -1,6 +1,7 @@
 //! The server: a master that pre-forks workers sharing UDP sockets and one
 //! shared-memory region (see ARCHITECTURE.md for how a message flows).
 
+mod auth;
 pub mod dns;
 pub mod master;
 pub mod proxy;
@@ -18,7 +19,7 @@ use std::net::SocketAddr;
 use crate::cfg::Config;
 use crate::cfg::compile::myself;
 use crate::cfg::program::Action;
-use crate::cfg::registry::func_name;
+use crate::cfg::registry::{Func, func_name};
 use crate::cfg::settings::{Listen, Proto};
 use master::{SocketMode, Sockets};
 
@@ -48,6 +49,16 @@ impl From<io::Error> for StartError {
         StartError(e.to_string())
     }
 }
+
+/// The auth actions: any of them means nonces in shared memory.
+const AUTH_FUNCS: &[Func] = &[
+    Func::WwwAuthorize,
+    Func::ProxyAuthorize,
+    Func::WwwChallenge,
+    Func::ProxyChallenge,
+    Func::CheckTo,
+    Func::CheckFrom,
+];
 
 /// Refuses module actions whose runtime is not built yet, by name.
 fn check_runtime(config: &Config) -> Result<(), StartError> {
@@ -106,9 +117,10 @@ fn listen_addrs(config: &Config, opts: &Options) -> Result<Vec<SocketAddr>, Star
     Ok(out)
 }
 
-/// A secret for the sl to-tag signature, fresh at every start.
-fn secret() -> [u8; 16] {
-    let mut s = [0u8; 16];
+/// A secret for the sl to-tag signature and auth's nonces, fresh at
+/// every start.
+fn secret() -> [u8; 32] {
+    let mut s = [0u8; 32];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
         let _ = f.read_exact(&mut s);
     }
@@ -148,12 +160,19 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
     }
     let shm_bytes = opts.shm_mb.max(1) << 20;
     let usrloc = !crate::modules::usrloc::tables(&config.program).is_empty();
+    let uses_auth = config
+        .program
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::Module { func, .. } if AUTH_FUNCS.contains(func)));
+    auth::prepare(&config).map_err(StartError)?;
     let shared = shared::Shared::create(
         shm_bytes,
         workers + 1,
-        &secret(),
+        secret(),
         config.has_module("tm"),
         usrloc,
+        uses_auth,
     )?;
     if let Some(loc) = &shared.usrloc {
         registrar::load(&config, loc).map_err(StartError)?;

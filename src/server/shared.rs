@@ -6,6 +6,7 @@ use std::io;
 
 use rser_shm::{Counters, Region};
 
+use crate::modules::auth::nonce::NonceCounts;
 use crate::modules::sl::{AckFilter, Signature};
 use crate::modules::tm::Table;
 use crate::modules::usrloc::Location;
@@ -37,6 +38,7 @@ pub const COUNTER_NAMES: &[&str] = &[
     "usrloc_table_full",
     "usrloc_expired",
     "usrloc_db_errors",
+    "auth_failures",
 ];
 
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +69,7 @@ pub enum Counter {
     UsrlocTableFull,
     UsrlocExpired,
     UsrlocDbErrors,
+    AuthFailures,
 }
 
 /// Share of the region given to the table of unsigned stateless replies.
@@ -77,6 +80,8 @@ const TM_SHARE: usize = 2;
 /// Share given to usrloc's bindings: a quarter beside tm, else half.
 const USRLOC_SHARE_WITH_TM: usize = 4;
 const USRLOC_SHARE: usize = 2;
+/// Share given to auth's nonce counts (one slot per nonce in flight).
+const NONCE_SHARE: usize = 64;
 
 pub struct Shared {
     /// Kept so the mapping lives as long as the server.
@@ -87,6 +92,10 @@ pub struct Shared {
     pub tm: Option<Table>,
     /// The user location table, when the script saves or looks up.
     pub usrloc: Option<Location>,
+    /// auth's nonce counts, when the script authenticates; the nonces'
+    /// signing key is `secret`, the same in every process (inherited).
+    pub nonce_counts: Option<NonceCounts>,
+    pub secret: [u8; 32],
 }
 
 impl Shared {
@@ -94,9 +103,10 @@ impl Shared {
     pub fn create(
         size_bytes: usize,
         slots: usize,
-        secret: &[u8],
+        secret: [u8; 32],
         tm: bool,
         usrloc: bool,
+        auth: bool,
     ) -> io::Result<Shared> {
         let region = Region::create(size_bytes)?;
         let too_small = || {
@@ -108,7 +118,7 @@ impl Shared {
         let mut carver = region.carver();
         let counters = Counters::carve(&mut carver, slots, COUNTER_NAMES).ok_or_else(too_small)?;
         let sl_entries = (size_bytes / SL_TABLE_SHARE / AckFilter::BYTES_PER_ENTRY).max(64);
-        let ack_filter = AckFilter::carve(&mut carver, Signature::new(secret), sl_entries)
+        let ack_filter = AckFilter::carve(&mut carver, Signature::new(&secret), sl_entries)
             .ok_or_else(too_small)?;
         let tm = match tm {
             true => Some(Table::carve(&mut carver, size_bytes / TM_SHARE).ok_or_else(too_small)?),
@@ -123,6 +133,16 @@ impl Shared {
             true => {
                 Some(Location::carve(&mut carver, size_bytes / ul_share).ok_or_else(too_small)?)
             }
+            false => None,
+        };
+        let nonce_counts = match auth {
+            true => Some(
+                NonceCounts::carve(
+                    &mut carver,
+                    size_bytes / NONCE_SHARE / NonceCounts::BYTES_PER_SLOT,
+                )
+                .ok_or_else(too_small)?,
+            ),
             false => None,
         };
         log::info!(
@@ -142,6 +162,8 @@ impl Shared {
             ack_filter,
             tm,
             usrloc,
+            nonce_counts,
+            secret,
         })
     }
 

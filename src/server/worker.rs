@@ -9,6 +9,7 @@ use std::os::fd::AsRawFd;
 use arrayvec::ArrayVec;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
+use super::auth::AuthState;
 use super::dns::Resolver;
 use super::proxy::{self, ForwardError, NextHop, ReplyError};
 use super::registrar::RegistrarState;
@@ -45,6 +46,12 @@ pub const SUPPORTED: &[Func] = &[
     Func::TOnBranch,
     Func::Save,
     Func::Lookup,
+    Func::WwwAuthorize,
+    Func::ProxyAuthorize,
+    Func::WwwChallenge,
+    Func::ProxyChallenge,
+    Func::CheckTo,
+    Func::CheckFrom,
 ];
 
 /// Actions that reply or relay, which branch_route may not run.
@@ -122,6 +129,8 @@ pub struct Worker<'a> {
     pub(super) reply_extra: Vec<u8>,
     /// The registrar and usrloc, when the script saves or looks up.
     pub(super) registrar: Option<RegistrarState>,
+    /// auth, when the script authenticates.
+    pub(super) auth: Option<AuthState>,
     /// branch_route: whether it is running (no replies, no relaying from
     /// it), its script state, the next hop it chose, and the branches'
     /// own requests it (or failure_route) produced.
@@ -179,6 +188,9 @@ impl<'a> Worker<'a> {
             aux_st: ScriptState::new(),
             reply_extra: Vec::new(),
             registrar: shared.usrloc.map(|l| RegistrarState::new(config, l)),
+            auth: shared
+                .nonce_counts
+                .map(|c| AuthState::new(config, shared.secret, c)),
             in_branch_route: false,
             branch_st: ScriptState::new(),
             branch_dst: Vec::new(),
@@ -331,6 +343,9 @@ impl<'a> Worker<'a> {
         }
         self.cur_txn = None;
         self.armed = Armed::default();
+        if let Some(a) = &mut self.auth {
+            a.reset();
+        }
         let Some(main) = main else { return };
         let local = self.locals[self.in_sock];
         let mut ctx = MsgCtx::new(msg, src, local, Proto::Udp, st);
@@ -574,6 +589,14 @@ impl Host for Worker<'_> {
                 }
             }
             (Func::Save, [Param::Str(table)]) => self.save(ctx, table),
+            (Func::WwwAuthorize | Func::ProxyAuthorize, [Param::Str(realm), Param::Str(table)]) => {
+                self.authorize(ctx, realm, table, func == Func::ProxyAuthorize)
+            }
+            (Func::WwwChallenge | Func::ProxyChallenge, [Param::Str(realm), Param::Int(qop)]) => {
+                self.challenge(ctx, realm, *qop != 0, func == Func::ProxyChallenge)
+            }
+            (Func::CheckTo, []) => self.check_user(ctx, true),
+            (Func::CheckFrom, []) => self.check_user(ctx, false),
             (Func::Lookup, [Param::Str(table)]) => self.lookup(ctx, table),
             (Func::RecordRoute, []) => rr::record_route(ctx),
             (Func::LooseRoute, []) => rr::loose_route(ctx, &self.myself),

@@ -1,0 +1,294 @@
+//! auth in a worker: `www_authorize`/`proxy_authorize` check a request's
+//! digest credentials against the subscriber table, `www_challenge`/
+//! `proxy_challenge` reply 401/407 with a fresh nonce (SHA-256 offered
+//! before MD5, RFC 8760 §2.4), and `check_to`/`check_from` tie the
+//! authenticated user to the To/From user (what the seed's default
+//! script asks for, so no one registers someone else's address).
+
+use std::io::Write as _;
+
+use rusqlite::Connection;
+
+use super::shared::Counter;
+use super::worker::Worker;
+use crate::cfg::Config;
+use crate::cfg::program::{Action, Param, Program};
+use crate::cfg::registry::Func;
+use crate::modules::auth::digest::{self, Algorithm, Challenge};
+use crate::modules::auth::nonce::{self, NonceCounts, NonceError};
+use crate::modules::auth::{Params, subscriber};
+use crate::modules::usrloc::unix_now;
+use crate::script::MsgCtx;
+use crate::sip::{Message, Method};
+
+/// What a worker keeps for auth.
+pub struct AuthState {
+    params: Params,
+    secret: [u8; 32],
+    counts: NonceCounts,
+    /// The subscriber database, opened on first use.
+    conn: Option<Connection>,
+    /// Per message: the last authorize found a stale nonce (the challenge
+    /// then says `stale=true`), and who was authenticated.
+    stale: bool,
+    user: Vec<u8>,
+    realm: Vec<u8>,
+}
+
+impl AuthState {
+    pub fn new(config: &Config, secret: [u8; 32], counts: NonceCounts) -> AuthState {
+        AuthState {
+            params: Params::from_config(config),
+            secret,
+            counts,
+            conn: None,
+            stale: false,
+            user: Vec::new(),
+            realm: Vec::new(),
+        }
+    }
+
+    /// Forgets the previous message.
+    pub fn reset(&mut self) {
+        self.stale = false;
+        self.user.clear();
+    }
+}
+
+/// The subscriber tables the script authorizes against.
+pub fn tables(program: &Program) -> Vec<String> {
+    let mut names: Vec<String> = program
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Module {
+                func: Func::WwwAuthorize | Func::ProxyAuthorize,
+                args,
+            } => match args.get(1) {
+                Some(Param::Str(t)) => Some(t.to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// At start-up: the subscriber database opens and has its tables, or the
+/// server does not start.
+pub fn prepare(config: &Config) -> Result<(), String> {
+    let tables = tables(&config.program);
+    if tables.is_empty() {
+        return Ok(());
+    }
+    let url = Params::from_config(config).db_url.ok_or(
+        "www_authorize/proxy_authorize need modparam(\"auth_db\", \"db_url\", \"sqlite:///...\")",
+    )?;
+    let conn = crate::db::connect(&url).map_err(|e| format!("auth {e}"))?;
+    for t in &tables {
+        subscriber::ensure(&conn, t)?;
+    }
+    Ok(())
+}
+
+/// The realm when the script gives none: the To host for REGISTER, the
+/// From host otherwise (Kamailio's rule).
+fn default_realm<'m>(msg: &Message<'m>) -> &'m [u8] {
+    let who = if msg.method() == Some(Method::Register) {
+        msg.to()
+    } else {
+        msg.from()
+    };
+    who.map(|n| n.uri.host_raw).unwrap_or_default()
+}
+
+impl Worker<'_> {
+    /// `www_authorize(realm, table)` (`proxy`: `proxy_authorize`).
+    pub(super) fn authorize(
+        &mut self,
+        ctx: &mut MsgCtx<'_, '_>,
+        realm: &str,
+        table: &str,
+        proxy: bool,
+    ) -> i32 {
+        let Some(mut a) = self.auth.take() else {
+            return -1;
+        };
+        let r = self.authorize_in(ctx, realm, table, proxy, &mut a);
+        if r < 0 {
+            self.count(Counter::AuthFailures);
+        }
+        self.auth = Some(a);
+        r
+    }
+
+    fn authorize_in(
+        &mut self,
+        ctx: &MsgCtx<'_, '_>,
+        realm: &str,
+        table: &str,
+        proxy: bool,
+        a: &mut AuthState,
+    ) -> i32 {
+        let msg = ctx.msg;
+        let realm: &[u8] = if realm.is_empty() {
+            default_realm(msg)
+        } else {
+            realm.as_bytes()
+        };
+        // The credentials for our realm (a request may carry others').
+        let Some(c) = msg
+            .credentials(proxy)
+            .filter_map(Result::ok)
+            .find(|c| c.realm.is_some_and(|r| r.eq_ignore_ascii_case(realm)))
+        else {
+            return -1;
+        };
+        let (Some(user), Some(nonce), Some(resp)) = (c.username, c.nonce, c.response) else {
+            return -1;
+        };
+        let Some(alg) = Algorithm::parse(c.algorithm) else {
+            return -1;
+        };
+        let index = match nonce::check(&a.secret, nonce, unix_now(), a.params.nonce_expire) {
+            Ok(i) => i,
+            Err(NonceError::Stale) => {
+                a.stale = true;
+                return -1;
+            }
+            Err(_) => return -1,
+        };
+        let qop_auth = match c.qop {
+            None => None,
+            Some(q) if q.eq_ignore_ascii_case(b"auth") => {
+                let (Some(nc), Some(cnonce)) = (c.nc, c.cnonce) else {
+                    return -1;
+                };
+                let count = std::str::from_utf8(nc)
+                    .ok()
+                    .and_then(|s| u32::from_str_radix(s, 16).ok());
+                let Some(count) = count.filter(|_| nc.len() == 8) else {
+                    return -1;
+                };
+                match a.counts.use_count(index, count) {
+                    Ok(()) => {}
+                    Err(NonceError::Stale) => {
+                        a.stale = true;
+                        return -1;
+                    }
+                    Err(_) => {
+                        log::info!(
+                            "auth: nonce count {count} replayed by {}",
+                            String::from_utf8_lossy(user)
+                        );
+                        return -1;
+                    }
+                }
+                Some((nc, cnonce))
+            }
+            Some(_) => return -1, // auth-int is not served
+        };
+        if a.conn.is_none() {
+            let url = a.params.db_url.clone().unwrap_or_default();
+            match crate::db::connect(&url) {
+                Ok(c) => a.conn = Some(c),
+                Err(e) => {
+                    log::error!("auth {e}");
+                    return -1;
+                }
+            }
+        }
+        let Some(conn) = &a.conn else { return -1 };
+        let secret = match subscriber::find(conn, table, user, realm) {
+            Ok(Some(s)) => s,
+            Ok(None) => return -1,
+            Err(e) => {
+                log::error!("{e}");
+                return -1;
+            }
+        };
+        let Some(ha1) = secret.ha1(alg, user, realm) else {
+            return -1;
+        };
+        let expected = digest::response(
+            alg,
+            ha1.as_bytes(),
+            &Challenge {
+                nonce,
+                qop_auth,
+                method: msg.method_raw(),
+                uri: c.uri.unwrap_or_default(),
+            },
+        );
+        if !digest::same(expected.as_bytes(), resp) {
+            return -1;
+        }
+        a.user.clear();
+        a.user.extend_from_slice(user);
+        a.realm.clear();
+        a.realm.extend_from_slice(realm);
+        1
+    }
+
+    /// `www_challenge(realm, qop)` (`proxy`: `proxy_challenge`): 401/407
+    /// with one challenge for SHA-256 and one for MD5 on a fresh nonce.
+    pub(super) fn challenge(
+        &mut self,
+        ctx: &mut MsgCtx<'_, '_>,
+        realm: &str,
+        qop: bool,
+        proxy: bool,
+    ) -> i32 {
+        let Some(a) = &self.auth else { return -1 };
+        let realm: &[u8] = if realm.is_empty() {
+            default_realm(ctx.msg)
+        } else {
+            realm.as_bytes()
+        };
+        let n = nonce::issue(&a.secret, unix_now(), a.counts.fresh());
+        let name = if proxy {
+            "Proxy-Authenticate"
+        } else {
+            "WWW-Authenticate"
+        };
+        self.reply_extra.clear();
+        for alg in [Algorithm::Sha256, Algorithm::Md5] {
+            let _ = write!(self.reply_extra, "{name}: Digest realm=\"");
+            self.reply_extra.extend_from_slice(realm);
+            let _ = write!(self.reply_extra, "\", nonce=\"{n}\"");
+            if qop {
+                self.reply_extra.extend_from_slice(b", qop=\"auth\"");
+            }
+            let _ = write!(self.reply_extra, ", algorithm={}", alg.name());
+            if a.stale {
+                self.reply_extra.extend_from_slice(b", stale=true");
+            }
+            self.reply_extra.extend_from_slice(b"\r\n");
+        }
+        let (code, reason) = if proxy {
+            (407, &b"Proxy Authentication Required"[..])
+        } else {
+            (401, &b"Unauthorized"[..])
+        };
+        self.text.clear();
+        self.text.extend_from_slice(reason);
+        self.reply_any(ctx, code);
+        1
+    }
+
+    /// `check_to()` / `check_from()`: the authenticated user is the To
+    /// (From) URI's user.
+    pub(super) fn check_user(&self, ctx: &MsgCtx<'_, '_>, to: bool) -> i32 {
+        let Some(a) = &self.auth else { return -1 };
+        if a.user.is_empty() {
+            return -1;
+        }
+        let who = if to { ctx.msg.to() } else { ctx.msg.from() };
+        match who.ok().and_then(|n| n.uri.user) {
+            Some(u) if u == a.user.as_slice() => 1,
+            _ => -1,
+        }
+    }
+}
