@@ -1,0 +1,122 @@
+//! `rserctl subscriber add|rm|list`: the users auth checks, in the
+//! database the config's `auth_db` (or `auth`) `db_url` names, or `--db`.
+
+use rser::modules::auth::{Params, subscriber};
+
+/// The database URL: `--db`, else the config's auth `db_url`.
+pub fn db_url(db: Option<&str>, config: Option<&str>) -> Result<String, String> {
+    if let Some(url) = db {
+        return Ok(url.to_string());
+    }
+    let Some(path) = config else {
+        return Err("say where the subscribers are: --db sqlite:///path or -f ser.cfg".into());
+    };
+    let src = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let config = rser::cfg::load(&src).map_err(|errs| {
+        errs.iter()
+            .map(|e| format!("{path}: {e}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
+    Params::from_config(&config)
+        .db_url
+        .ok_or_else(|| format!("{path} sets no auth_db db_url"))
+}
+
+/// `user@domain` split; both parts required.
+pub fn split_user(s: &str) -> Result<(&str, &str), String> {
+    match s.split_once('@') {
+        Some((u, d)) if !u.is_empty() && !d.is_empty() => Ok((u, d)),
+        _ => Err(format!("{s:?}: expected USER@DOMAIN")),
+    }
+}
+
+pub enum Command<'a> {
+    Add { user: &'a str, password: &'a str },
+    Remove { user: &'a str },
+    List,
+}
+
+/// Runs one subcommand on the `table` of the database at `url`; returns
+/// what to print.
+pub fn run(url: &str, table: &str, cmd: Command<'_>) -> Result<String, String> {
+    let conn = rser::db::connect(url)?;
+    match cmd {
+        Command::Add { user, password } => {
+            let (u, d) = split_user(user)?;
+            if password.is_empty() {
+                return Err("the password is empty".into());
+            }
+            subscriber::add(&conn, table, u, d, password)?;
+            Ok(format!("{user} added"))
+        }
+        Command::Remove { user } => {
+            let (u, d) = split_user(user)?;
+            match subscriber::remove(&conn, table, u, d)? {
+                true => Ok(format!("{user} removed")),
+                false => Err(format!("{user}: no such subscriber")),
+            }
+        }
+        Command::List => Ok(subscriber::list(&conn, table)?.join("\n")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_list_remove_through_a_config() {
+        let dir = std::env::temp_dir().join(format!("rserctl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("s.db").display());
+        let cfg = dir.join("ser.cfg");
+        std::fs::write(
+            &cfg,
+            format!("loadmodule \"auth_db.so\"\nmodparam(\"auth_db\", \"db_url\", \"{url}\")\nroute {{ break; }}\n"),
+        )
+        .unwrap();
+        let url = db_url(None, Some(cfg.to_str().unwrap())).unwrap();
+        let add = |u, p| {
+            run(
+                &url,
+                "subscriber",
+                Command::Add {
+                    user: u,
+                    password: p,
+                },
+            )
+        };
+        add("bob@example.com", "pw").unwrap();
+        add("alice@example.com", "pw2").unwrap();
+        assert!(add("nodomain", "pw").is_err());
+        assert_eq!(
+            run(&url, "subscriber", Command::List).unwrap(),
+            "alice@example.com\nbob@example.com"
+        );
+        run(
+            &url,
+            "subscriber",
+            Command::Remove {
+                user: "bob@example.com",
+            },
+        )
+        .unwrap();
+        assert!(
+            run(
+                &url,
+                "subscriber",
+                Command::Remove {
+                    user: "bob@example.com"
+                }
+            )
+            .is_err()
+        );
+        assert_eq!(
+            run(&url, "subscriber", Command::List).unwrap(),
+            "alice@example.com"
+        );
+        assert!(db_url(None, None).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
