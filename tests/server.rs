@@ -106,46 +106,93 @@ fn max_forwards_exhausted_gets_483() {
     assert_eq!(header(&got, "Max-Forwards"), Some("10"));
 }
 
+/// ser.cfg.example on an ephemeral port (its listen line replaced by -l).
+fn example_config() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/ser.cfg.example")).unwrap()
+}
+
+fn register(p: &Peer, user: &str, cseq: u32, extra: &str) -> String {
+    format!(
+        "REGISTER sip:example.net SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {me};branch=z9hG4bK-ex-{user}-{cseq};rport\r\n\
+         Max-Forwards: 70\r\nTo: <sip:{user}@example.net>\r\n\
+         From: <sip:{user}@example.net>;tag=e{cseq}\r\nCall-ID: ex-{user}\r\n\
+         CSeq: {cseq} REGISTER\r\nContact: <sip:{user}@{me}>\r\n\
+         {extra}Content-Length: 0\r\n\r\n",
+        me = p.addr
+    )
+}
+
 #[test]
-fn the_example_config_redirects_and_answers() {
-    let config =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/ser.cfg.example")).unwrap();
-    let server = Server::start(&config, 2, &[]);
-    let uac = Peer::new();
-    uac.send(
-        server.addr,
-        &uac.request("INVITE", "sip:support@example.net", "redir-1", ""),
-    );
-    let (r, _) = uac.recv().expect("a redirect");
-    assert_eq!(status(&r), Some(302));
-    // The reply records where the request came from (RFC 3581 §4).
-    let via = header(&r, "Via").unwrap();
+fn the_example_config_registers_looks_up_and_relays() {
+    let server = Server::start(&example_config(), 2, &[]);
+    let (phone, caller) = (Peer::new(), Peer::new());
+    phone.send(server.addr, &register(&phone, "bob", 1, ""));
+    let (r, _) = phone.recv().expect("a reply to REGISTER");
+    assert_eq!(status(&r), Some(200), "{r}");
     assert!(
-        via.contains(&format!("rport={}", uac.addr.port())) && via.contains("received=127.0.0.1"),
-        "{via}"
+        header(&r, "Contact")
+            .unwrap()
+            .contains(&phone.addr.to_string())
     );
-    assert_eq!(
-        headers(&r, "Contact"),
-        [
-            "<sip:helpdesk@127.0.0.1:5090>",
-            "<sip:oncall@127.0.0.1:5091>"
-        ]
-    );
-    uac.send(
+    // A call to bob reaches his phone, record-routed.
+    caller.send(
         server.addr,
-        &uac.request("REGISTER", "sip:example.net", "reg-1", ""),
+        &caller.request("INVITE", "sip:bob@example.net", "ex-call", ""),
     );
-    let (r, _) = uac.recv().expect("a reply to REGISTER");
-    assert_eq!(status(&r), Some(501));
-    // uri==myself: the alias, and the address and port we listen on.
-    for uri in [
-        "sip:example.net".to_string(),
-        format!("sip:{}", server.addr),
+    let got = loop {
+        let (m, _) = phone.recv().expect("the INVITE reaches bob");
+        if m.starts_with("INVITE") {
+            break m;
+        }
+    };
+    assert!(got.starts_with(&format!("INVITE sip:bob@{} ", phone.addr)));
+    assert!(header(&got, "Record-Route").is_some());
+    // Nobody registered as carol; OPTIONS to the server itself is answered.
+    for (uri, code) in [
+        ("sip:carol@example.net".to_string(), 404),
+        (format!("sip:{}", server.addr), 200),
+        ("sip:example.net".to_string(), 200),
     ] {
-        uac.send(server.addr, &uac.request("OPTIONS", &uri, "opt-1", ""));
-        let (r, _) = uac.recv().expect("OPTIONS answered");
-        assert_eq!(status(&r), Some(200), "{uri}");
+        caller.send(
+            server.addr,
+            &caller.request("OPTIONS", &uri, &format!("ex-{code}"), ""),
+        );
+        let r = loop {
+            let (m, _) = caller.recv().expect("an answer");
+            if m.starts_with("SIP/2.0") && !m.starts_with("SIP/2.0 1") {
+                break m;
+            }
+        };
+        assert_eq!(status(&r), Some(code), "{uri}");
     }
+}
+
+#[test]
+fn the_example_config_authenticates_with_its_two_lines_uncommented() {
+    let dir = std::env::temp_dir().join(format!("rser-example-auth-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("rser.db").display());
+    let config: String = example_config()
+        .lines()
+        .map(|l| match l.trim_start().strip_prefix('#') {
+            Some(rest) if l.ends_with("# <- auth") => rest.replace("sqlite://rser.db", &url),
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let server = Server::start(&config, 2, &[]);
+    let phone = Peer::new();
+    phone.send(server.addr, &register(&phone, "bob", 1, ""));
+    let (r, _) = phone.recv().expect("a challenge");
+    assert_eq!(status(&r), Some(401), "{r}");
+    assert!(
+        header(&r, "WWW-Authenticate")
+            .unwrap()
+            .contains("realm=\"example.net\"")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
