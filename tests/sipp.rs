@@ -34,6 +34,14 @@ fn sipp() -> Command {
     c
 }
 
+/// The cumulative "Successful call" count of sipp's last screen.
+fn successful_calls(out: &str) -> Option<u32> {
+    out.lines()
+        .filter(|l| l.contains("Successful call"))
+        .filter_map(|l| l.split('|').nth(2)?.trim().parse::<u32>().ok())
+        .next_back()
+}
+
 /// sipp's final counts.
 struct Calls {
     successful: Option<u32>,
@@ -110,13 +118,8 @@ fn run_calls(
         .filter(|l| l.contains("Successful call") || l.contains("Failed call"))
         .collect::<Vec<_>>()
         .join("\n");
-    let successful = out
-        .lines()
-        .filter(|l| l.contains("Successful call"))
-        .filter_map(|l| l.split('|').nth(2)?.trim().parse::<u32>().ok())
-        .next_back();
     Calls {
-        successful,
+        successful: successful_calls(&out),
         summary,
         success: status.success(),
     }
@@ -182,4 +185,71 @@ fn sipp_calls_survive_killed_workers() {
         "{ok} of {calls} calls completed with {killed} processes killed\n{}",
         r.summary
     );
+}
+
+/// sipp's REGISTER scenario with digest authentication (its
+/// `[authentication]` keyword, users from an injection CSV): every user
+/// is challenged and then registered.
+#[test]
+fn sipp_registers_every_user_with_digest_authentication() {
+    let dir = std::env::temp_dir().join(format!("rser-sipp-reg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("rser.db").display());
+    let conn = rser::db::connect(&url).unwrap();
+    let mut csv = String::from("SEQUENTIAL\n");
+    for i in 0..20 {
+        let (user, password) = (format!("user{i}"), format!("pw-{i}-secret"));
+        rser::modules::auth::subscriber::add(&conn, "subscriber", &user, "example.net", &password)
+            .unwrap();
+        csv.push_str(&format!("{user};{password};\n"));
+    }
+    drop(conn);
+    std::fs::write(dir.join("users.csv"), csv).unwrap();
+    // sipp 3.6 answers only the first challenge, and only MD5.
+    let config = format!(
+        "loadmodule \"sl.so\"\nloadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\n\
+         loadmodule \"auth.so\"\nloadmodule \"auth_db.so\"\n\
+         modparam(\"auth_db\", \"db_url\", \"{url}\")\n\
+         modparam(\"auth\", \"algorithm\", \"MD5,SHA-256\")\n\
+         route {{\n\
+           if (method == \"REGISTER\") {{\n\
+             if (!www_authorize(\"example.net\", \"subscriber\")) {{\n\
+               www_challenge(\"example.net\", \"1\"); exit;\n\
+             }}\n\
+             if (!check_to()) {{ sl_send_reply(\"403\", \"Forbidden\"); exit; }}\n\
+             save(\"location\"); exit;\n\
+           }}\n\
+           sl_send_reply(\"404\", \"Not Found\");\n\
+         }}\n"
+    );
+    let server = Server::start(&config, 2, &[]);
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/sipp/register_auth.xml");
+    let mut uac = Killed(
+        sipp()
+            .current_dir(&dir)
+            .args(["-sf", scenario, "-inf", "users.csv"])
+            .arg(server.addr.to_string())
+            .args(["-i", "127.0.0.1", "-p", &free_port().to_string()])
+            .args(["-m", "40", "-r", "20", "-nostdin", "-timeout", "30"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sipp starts"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let status = loop {
+        if let Some(s) = uac.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "sipp did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut out = String::new();
+    if let Some(mut o) = uac.0.stdout.take() {
+        let _ = std::io::Read::read_to_string(&mut o, &mut out);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(status.success(), "sipp failed\n{out}");
+    assert_eq!(successful_calls(&out), Some(40), "every user, twice over");
 }

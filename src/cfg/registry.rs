@@ -95,6 +95,7 @@ pub const MODULES: &[ModuleDef] = &[
         params: &[
             ("secret", Str),
             ("nonce_expire", Int),
+            ("algorithm", Str),
             // SER 0.8's auth module read credentials itself (the seed's
             // "Module Parameters" example sets it); auth_db has it now.
             ("db_url", Str),
@@ -102,14 +103,7 @@ pub const MODULES: &[ModuleDef] = &[
     },
     ModuleDef {
         name: "auth_db",
-        params: &[
-            ("db_url", Str),
-            ("calculate_ha1", Int),
-            ("use_domain", Int),
-            ("user_column", Str),
-            ("domain_column", Str),
-            ("password_column", Str),
-        ],
+        params: &[("db_url", Str), ("calculate_ha1", Int)],
     },
     ModuleDef {
         name: "mysql",

@@ -23,6 +23,10 @@ pub struct Params {
     pub max_expires: u32,
     /// Most bindings per AOR (0: `MAX_CONTACTS`).
     pub max_contacts: u32,
+    /// q (thousandths) of a Contact without one; None: unspecified.
+    pub default_q: Option<u16>,
+    /// Whether `lookup` adds every contact beyond the first as a branch.
+    pub append_branches: bool,
 }
 
 impl Default for Params {
@@ -32,6 +36,8 @@ impl Default for Params {
             min_expires: 60,
             max_expires: 0,
             max_contacts: 0,
+            default_q: None,
+            append_branches: true,
         }
     }
 }
@@ -48,6 +54,11 @@ impl Params {
             min_expires: secs("min_expires", d.min_expires),
             max_expires: secs("max_expires", d.max_expires),
             max_contacts: secs("max_contacts", d.max_contacts),
+            // Kamailio's convention: thousandths, -1 for unspecified.
+            default_q: u16::try_from(c.modparam_int("registrar", "default_q", -1))
+                .ok()
+                .map(|q| q.min(1000)),
+            append_branches: c.modparam_int("registrar", "append_branches", 1) != 0,
         }
     }
 
@@ -127,7 +138,10 @@ pub fn read_request<'a>(msg: &Message<'a>, p: &Params) -> Result<Request<'a>, Re
                         min_expires: Some(p.min_expires),
                     });
                 }
-                let q = a.q().map_err(|_| reject(400, "Bad Contact q"))?;
+                let q = a
+                    .q()
+                    .map_err(|_| reject(400, "Bad Contact q"))?
+                    .or(p.default_q);
                 let w = Wanted {
                     uri: a.uri.raw,
                     expires,

@@ -37,8 +37,14 @@ pub struct AuthState {
 
 impl AuthState {
     pub fn new(config: &Config, secret: [u8; 32], counts: NonceCounts) -> AuthState {
+        let params = Params::from_config(config);
+        // auth's `secret`, when set, instead of the random one.
+        let secret = params.secret.as_ref().map_or(secret, |s| {
+            use sha2::Digest as _;
+            sha2::Sha256::digest(s.as_bytes()).into()
+        });
         AuthState {
-            params: Params::from_config(config),
+            params,
             secret,
             counts,
             conn: None,
@@ -79,6 +85,11 @@ pub fn tables(program: &Program) -> Vec<String> {
 /// At start-up: the subscriber database opens and has its tables, or the
 /// server does not start.
 pub fn prepare(config: &Config) -> Result<(), String> {
+    crate::modules::auth::parse_algorithms(config.modparam_str(
+        "auth",
+        "algorithm",
+        crate::modules::auth::DEFAULT_ALGORITHMS,
+    ))?;
     let tables = tables(&config.program);
     if tables.is_empty() {
         return Ok(());
@@ -209,7 +220,7 @@ impl Worker<'_> {
                 return -1;
             }
         };
-        let Some(ha1) = secret.ha1(alg, user, realm) else {
+        let Some(ha1) = secret.ha1_by(a.params.calculate_ha1, alg, user, realm) else {
             return -1;
         };
         let expected = digest::response(
@@ -233,7 +244,8 @@ impl Worker<'_> {
     }
 
     /// `www_challenge(realm, qop)` (`proxy`: `proxy_challenge`): 401/407
-    /// with one challenge for SHA-256 and one for MD5 on a fresh nonce.
+    /// with one challenge per algorithm (SHA-256, then MD5, by default) on
+    /// one fresh nonce.
     pub(super) fn challenge(
         &mut self,
         ctx: &mut MsgCtx<'_, '_>,
@@ -254,7 +266,7 @@ impl Worker<'_> {
             "WWW-Authenticate"
         };
         self.reply_extra.clear();
-        for alg in [Algorithm::Sha256, Algorithm::Md5] {
+        for &alg in &a.params.algorithms {
             let _ = write!(self.reply_extra, "{name}: Digest realm=\"");
             self.reply_extra.extend_from_slice(realm);
             let _ = write!(self.reply_extra, "\", nonce=\"{n}\"");

@@ -369,7 +369,12 @@ impl Worker<'_> {
             return -1;
         }
         ctx.clear_branches();
-        for f in &found[1..] {
+        let more = if rs.reg.append_branches {
+            &found[1..]
+        } else {
+            &[]
+        };
+        for f in more {
             if !ctx.append_branch(&texts[f.contact.0..f.contact.1]) {
                 break;
             }

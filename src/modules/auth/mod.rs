@@ -6,7 +6,12 @@ pub mod digest;
 pub mod nonce;
 pub mod subscriber;
 
+use arrayvec::ArrayVec;
+
 use crate::cfg::Config;
+use digest::Algorithm;
+
+pub const DEFAULT_ALGORITHMS: &str = "SHA-256,MD5";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Params {
@@ -15,9 +20,39 @@ pub struct Params {
     pub db_url: Option<String>,
     /// Seconds a nonce is good for (Kamailio's default 30).
     pub nonce_expire: u64,
+    /// The challenges a 401/407 carries, most preferred first (RFC 8760
+    /// §2.4): auth's `algorithm`, a comma list, default "SHA-256,MD5".
+    /// Clients that only read the first challenge and know only MD5
+    /// (sipp 3.6, older phones) need "MD5" or "MD5,SHA-256".
+    pub algorithms: ArrayVec<Algorithm, 2>,
+    /// auth's `secret`: nonces signed with it stay good across restarts
+    /// and between servers sharing it (default: random at each start).
+    pub secret: Option<String>,
+    /// auth_db's `calculate_ha1`: Some(true) HA1 from the password
+    /// column, Some(false) from the stored HA1 columns, None (unset) the
+    /// password when the row has one, else the stored HA1.
+    pub calculate_ha1: Option<bool>,
+}
+
+/// Parses auth's `algorithm` list.
+pub fn parse_algorithms(list: &str) -> Result<ArrayVec<Algorithm, 2>, String> {
+    let mut out = ArrayVec::new();
+    for name in list.split(',').map(str::trim) {
+        let alg = Algorithm::parse(Some(name.as_bytes()))
+            .ok_or_else(|| format!("auth algorithm {name:?}: MD5 or SHA-256"))?;
+        if !out.contains(&alg) && out.try_push(alg).is_err() {
+            break;
+        }
+    }
+    if out.is_empty() {
+        return Err("auth algorithm: name MD5, SHA-256 or both".into());
+    }
+    Ok(out)
 }
 
 impl Params {
+    /// The parameters; an `algorithm` list that does not parse falls back
+    /// to the default here (`prepare` refuses it at start-up).
     pub fn from_config(c: &Config) -> Params {
         let url = [("auth_db", "db_url"), ("auth", "db_url")]
             .iter()
@@ -27,6 +62,37 @@ impl Params {
         Params {
             db_url: url,
             nonce_expire: c.modparam_int("auth", "nonce_expire", 30).clamp(1, 86_400) as u64,
+            algorithms: parse_algorithms(c.modparam_str("auth", "algorithm", DEFAULT_ALGORITHMS))
+                .unwrap_or_else(|_| {
+                    parse_algorithms(DEFAULT_ALGORITHMS).expect("the default parses")
+                }),
+            secret: Some(c.modparam_str("auth", "secret", ""))
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+            calculate_ha1: match c.modparam_int("auth_db", "calculate_ha1", -1) {
+                -1 => None,
+                n => Some(n != 0),
+            },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn algorithm_lists() {
+        assert_eq!(
+            parse_algorithms("SHA-256,MD5").unwrap().as_slice(),
+            &[Algorithm::Sha256, Algorithm::Md5]
+        );
+        assert_eq!(
+            parse_algorithms(" md5 ").unwrap().as_slice(),
+            &[Algorithm::Md5]
+        );
+        assert_eq!(parse_algorithms("MD5,MD5").unwrap().len(), 1);
+        assert!(parse_algorithms("SHA-512-256").is_err());
+        assert!(parse_algorithms("").is_err());
     }
 }

@@ -15,10 +15,29 @@ pub struct Secret {
 }
 
 impl Secret {
-    /// HA1 for `alg`: from the password when there is one, else stored.
+    /// HA1 for `alg`: from the password when there is one, else stored
+    /// (auth_db's `calculate_ha1` unset).
     pub fn ha1(&self, alg: Algorithm, user: &[u8], realm: &[u8]) -> Option<super::digest::Hex> {
-        if let Some(p) = self.password.as_deref().filter(|p| !p.is_empty()) {
-            return Some(ha1(alg, user, realm, p.as_bytes()));
+        self.ha1_by(None, alg, user, realm)
+    }
+
+    /// HA1 for `alg` as `calculate_ha1` says: Some(true) from the
+    /// password only, Some(false) stored only, None either.
+    pub fn ha1_by(
+        &self,
+        calculate: Option<bool>,
+        alg: Algorithm,
+        user: &[u8],
+        realm: &[u8],
+    ) -> Option<super::digest::Hex> {
+        let password = self.password.as_deref().filter(|p| !p.is_empty());
+        if calculate != Some(false) {
+            if let Some(p) = password {
+                return Some(ha1(alg, user, realm, p.as_bytes()));
+            }
+            if calculate == Some(true) {
+                return None;
+            }
         }
         let stored = match alg {
             Algorithm::Md5 => self.ha1.as_deref(),
