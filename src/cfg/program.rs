@@ -340,6 +340,35 @@ impl Program {
         self.route(RouteKind::Request, None)
     }
 
+    /// The module actions the script calls, with their arguments.
+    pub fn module_calls(&self) -> impl Iterator<Item = (Func, &[Param])> {
+        self.actions.iter().filter_map(|a| match a {
+            Action::Module { func, args } => Some((*func, &args[..])),
+            _ => None,
+        })
+    }
+
+    /// Whether the script calls any of `funcs`.
+    pub fn calls_any(&self, funcs: &[Func]) -> bool {
+        self.module_calls().any(|(f, _)| funcs.contains(&f))
+    }
+
+    /// The string argument `arg` of every call to one of `funcs` (table
+    /// names given to `save`, `www_authorize`, ...), sorted, each once.
+    pub fn string_args(&self, funcs: &[Func], arg: usize) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .module_calls()
+            .filter(|(f, _)| funcs.contains(f))
+            .filter_map(|(_, args)| match args.get(arg) {
+                Some(Param::Str(s)) => Some(s.to_string()),
+                _ => None,
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// The program as text, one instruction a line with its source line
     /// (`rser -c --dump`).
     pub fn dump(&self) -> String {

@@ -12,7 +12,7 @@ use rusqlite::Connection;
 use super::shared::Counter;
 use super::worker::Worker;
 use crate::cfg::Config;
-use crate::cfg::program::{Action, Param, Program};
+use crate::cfg::program::Program;
 use crate::cfg::registry::Func;
 use crate::modules::auth::digest::{self, Algorithm, Challenge};
 use crate::modules::auth::nonce::{self, NonceCounts, NonceError};
@@ -63,23 +63,7 @@ impl AuthState {
 
 /// The subscriber tables the script authorizes against.
 pub fn tables(program: &Program) -> Vec<String> {
-    let mut names: Vec<String> = program
-        .actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Module {
-                func: Func::WwwAuthorize | Func::ProxyAuthorize,
-                args,
-            } => match args.get(1) {
-                Some(Param::Str(t)) => Some(t.to_string()),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect();
-    names.sort();
-    names.dedup();
-    names
+    program.string_args(&[Func::WwwAuthorize, Func::ProxyAuthorize], 1)
 }
 
 /// At start-up: the subscriber database opens and has its tables, or the

@@ -18,7 +18,6 @@ use std::net::SocketAddr;
 
 use crate::cfg::Config;
 use crate::cfg::compile::myself;
-use crate::cfg::program::Action;
 use crate::cfg::registry::{Func, func_name};
 use crate::cfg::settings::{Listen, Proto};
 use master::{SocketMode, Sockets};
@@ -87,18 +86,17 @@ fn warn_not_applied(config: &Config) {
 
 /// Refuses module actions whose runtime is not built yet, by name.
 fn check_runtime(config: &Config) -> Result<(), StartError> {
-    for a in &config.program.actions {
-        if let Action::Module { func, .. } = a {
-            if !worker::SUPPORTED.contains(func) {
-                return Err(StartError(format!(
-                    "the script calls {}(), whose module runtime is not in this build yet \
-                     (auth comes with a later step)",
-                    func_name(*func)
-                )));
-            }
-        }
+    match config
+        .program
+        .module_calls()
+        .find(|(f, _)| !worker::SUPPORTED.contains(f))
+    {
+        Some((func, _)) => Err(StartError(format!(
+            "the script calls {}(), whose module runtime is not in this build yet",
+            func_name(func)
+        ))),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// The addresses to bind: `-l`, else `listen=` (port from `port=`), else
@@ -186,11 +184,7 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
     }
     let shm_bytes = opts.shm_mb.max(1) << 20;
     let usrloc = !crate::modules::usrloc::tables(&config.program).is_empty();
-    let uses_auth = config
-        .program
-        .actions
-        .iter()
-        .any(|a| matches!(a, Action::Module { func, .. } if AUTH_FUNCS.contains(func)));
+    let uses_auth = config.program.calls_any(AUTH_FUNCS);
     auth::prepare(&config).map_err(StartError)?;
     let shared = shared::Shared::create(
         shm_bytes,

@@ -37,13 +37,8 @@ impl RegistrarState {
         RegistrarState {
             location,
             tables: usrloc::tables(&config.program),
-            // Checked at start-up (`load`): defaults cannot fail.
-            ul: usrloc::Params::from_config(config).unwrap_or(usrloc::Params {
-                db_url: None,
-                db_mode: DbMode::Memory,
-                timer_interval: 60,
-                use_domain: false,
-            }),
+            // Checked at start-up (`load`): the default never serves.
+            ul: usrloc::Params::from_config(config).unwrap_or_default(),
             reg: registrar::Params::from_config(config),
             db: None,
             aor: Vec::new(),
@@ -70,10 +65,8 @@ enum Written {
 /// database that cannot be opened stops the start.
 pub fn load(config: &Config, location: &Location) -> Result<(), String> {
     let ul = usrloc::Params::from_config(config)?;
+    // The names were checked when the script compiled.
     let tables = usrloc::tables(&config.program);
-    for t in &tables {
-        usrloc::db::check_table_name(t)?;
-    }
     let (Some(url), true) = (&ul.db_url, ul.db_mode != DbMode::Memory) else {
         return Ok(());
     };

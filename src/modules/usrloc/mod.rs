@@ -8,7 +8,7 @@ pub mod table;
 pub use table::{Location, Meta};
 
 use crate::cfg::Config;
-use crate::cfg::program::{Action, Param, Program};
+use crate::cfg::program::Program;
 use crate::cfg::registry::Func;
 use crate::sip::Uri;
 
@@ -33,6 +33,17 @@ pub struct Params {
     /// The AOR is `user@domain` rather than the user alone (Kamailio's
     /// `use_domain`, off by default as in SER).
     pub use_domain: bool,
+}
+
+impl Default for Params {
+    fn default() -> Params {
+        Params {
+            db_url: None,
+            db_mode: DbMode::Memory,
+            timer_interval: 60,
+            use_domain: false,
+        }
+    }
 }
 
 impl Params {
@@ -63,23 +74,7 @@ impl Params {
 /// The location tables the script names in `save()` and `lookup()`, in a
 /// fixed order: a binding's `domain` is an index into it.
 pub fn tables(program: &Program) -> Vec<String> {
-    let mut names: Vec<String> = program
-        .actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Module {
-                func: Func::Save | Func::Lookup,
-                args,
-            } => match args.first() {
-                Some(Param::Str(name)) => Some(name.to_string()),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect();
-    names.sort();
-    names.dedup();
-    names
+    program.string_args(&[Func::Save, Func::Lookup], 0)
 }
 
 /// The address-of-record a URI names: its user, and `@host` (lowercase)
