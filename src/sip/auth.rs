@@ -20,38 +20,47 @@ pub struct DigestCredentials<'a> {
     pub nc: Option<&'a [u8]>,
 }
 
-impl<'a> DigestCredentials<'a> {
-    pub fn parse(s: &'a [u8]) -> Result<DigestCredentials<'a>> {
-        let s = trim(s);
-        let sp = s
-            .iter()
-            .position(|&b| b == b' ' || b == b'\t' || b == b'\r')
-            .ok_or(ParseError::BadCredentials)?;
-        if !s[..sp].eq_ignore_ascii_case(b"Digest") {
+/// Walks the `name=value` list after a `Digest` scheme token, as both
+/// credentials and challenges write it (RFC 2617 §1.2 auth-param, §3.2.1,
+/// §3.2.2), calling `each` with the name and the unquoted value.
+fn digest_params<'a>(s: &'a [u8], mut each: impl FnMut(&'a [u8], &'a [u8])) -> Result<()> {
+    let s = trim(s);
+    let sp = s
+        .iter()
+        .position(|&b| b == b' ' || b == b'\t' || b == b'\r')
+        .ok_or(ParseError::BadCredentials)?;
+    if !s[..sp].eq_ignore_ascii_case(b"Digest") {
+        return Err(ParseError::BadCredentials);
+    }
+    let mut rest = trim(&s[sp..]);
+    while !rest.is_empty() {
+        let end = find_top_level(rest, b',')
+            .map_err(|_| ParseError::BadCredentials)?
+            .unwrap_or(rest.len());
+        let item = trim(&rest[..end]);
+        rest = if end < rest.len() {
+            trim(&rest[end + 1..])
+        } else {
+            &[]
+        };
+        let eq = memchr::memchr(b'=', item).ok_or(ParseError::BadCredentials)?;
+        let name = trim(&item[..eq]);
+        if !is_token(name) {
             return Err(ParseError::BadCredentials);
         }
+        each(name, unquote(trim(&item[eq + 1..])));
+    }
+    Ok(())
+}
+
+impl<'a> DigestCredentials<'a> {
+    pub fn parse(s: &'a [u8]) -> Result<DigestCredentials<'a>> {
         let mut c = DigestCredentials::default();
-        let mut rest = trim(&s[sp..]);
-        while !rest.is_empty() {
-            let end = find_top_level(rest, b',')
-                .map_err(|_| ParseError::BadCredentials)?
-                .unwrap_or(rest.len());
-            let item = trim(&rest[..end]);
-            rest = if end < rest.len() {
-                trim(&rest[end + 1..])
-            } else {
-                &[]
-            };
-            let eq = memchr::memchr(b'=', item).ok_or(ParseError::BadCredentials)?;
-            let name = trim(&item[..eq]);
-            let value = unquote(trim(&item[eq + 1..]));
-            if !is_token(name) {
-                return Err(ParseError::BadCredentials);
-            }
+        digest_params(s, |name, value| {
             if let Some(slot) = c.slot(name) {
                 *slot = Some(value);
             }
-        }
+        })?;
         if c.username.is_none() || c.realm.is_none() || c.nonce.is_none() || c.response.is_none() {
             return Err(ParseError::BadCredentials);
         }
@@ -88,6 +97,53 @@ impl<'a> DigestCredentials<'a> {
     }
 }
 
+/// A `Digest` challenge from WWW-Authenticate or Proxy-Authenticate
+/// (RFC 2617 §3.2.1), as a client reads it to answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DigestChallenge<'a> {
+    pub realm: Option<&'a [u8]>,
+    pub nonce: Option<&'a [u8]>,
+    pub opaque: Option<&'a [u8]>,
+    pub algorithm: Option<&'a [u8]>,
+    /// The offered qop options as written (`"auth,auth-int"`).
+    pub qop: Option<&'a [u8]>,
+    pub stale: bool,
+}
+
+impl<'a> DigestChallenge<'a> {
+    pub fn parse(s: &'a [u8]) -> Result<DigestChallenge<'a>> {
+        let mut c = DigestChallenge::default();
+        digest_params(s, |name, value| {
+            let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+            if is(b"realm") {
+                c.realm = Some(value);
+            } else if is(b"nonce") {
+                c.nonce = Some(value);
+            } else if is(b"opaque") {
+                c.opaque = Some(value);
+            } else if is(b"algorithm") {
+                c.algorithm = Some(value);
+            } else if is(b"qop") {
+                c.qop = Some(value);
+            } else if is(b"stale") {
+                c.stale = value.eq_ignore_ascii_case(b"true");
+            }
+        })?;
+        if c.realm.is_none() || c.nonce.is_none() {
+            return Err(ParseError::BadCredentials);
+        }
+        Ok(c)
+    }
+
+    /// Whether `qop=auth` is among the offered options.
+    pub fn offers_qop_auth(&self) -> bool {
+        self.qop.is_some_and(|q| {
+            q.split(|&b| b == b',')
+                .any(|o| trim(o).eq_ignore_ascii_case(b"auth"))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,5 +166,19 @@ mod tests {
         assert!(DigestCredentials::parse(b"Basic QWxhZGRpbjpvcGVu").is_err());
         assert!(DigestCredentials::parse(b"Digest username=\"bob\"").is_err());
         assert!(DigestCredentials::parse(b"Digest username=\"bob").is_err());
+    }
+
+    #[test]
+    fn parses_a_challenge() {
+        let c = DigestChallenge::parse(
+            b"Digest realm=\"example.net\", nonce=\"abc\", qop=\"auth,auth-int\", algorithm=SHA-256, stale=TRUE",
+        )
+        .unwrap();
+        assert_eq!(c.realm, Some(&b"example.net"[..]));
+        assert_eq!(c.nonce, Some(&b"abc"[..]));
+        assert_eq!(c.algorithm, Some(&b"SHA-256"[..]));
+        assert!(c.offers_qop_auth() && c.stale);
+        assert!(DigestChallenge::parse(b"Digest nonce=\"abc\"").is_err());
+        assert!(DigestChallenge::parse(b"Digest realm=\"x\", nonce=\"abc").is_err());
     }
 }

@@ -26,7 +26,7 @@ mod proptests;
 #[cfg(test)]
 mod rfc4475;
 
-pub use auth::DigestCredentials;
+pub use auth::{DigestChallenge, DigestCredentials};
 pub use error::{ParseError, Result};
 pub use header::{Header, HeaderKind};
 pub use message::{Message, StartLine};

@@ -1,0 +1,200 @@
+//! The generator's sockets and loop: paces new units with the token
+//! bucket, runs the driver's timers, and moves datagrams in batches
+//! (rser's own `recvmmsg`/`sendmmsg` wrappers) between the kernel and the
+//! driver, on one thread, waiting in `ppoll` when there is nothing to do.
+
+use std::io::{self, IsTerminal, Write};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use rser::server::udp::{BATCH, Outbox, RxBatch};
+use socket2::SockRef;
+
+use super::driver::{Driver, Out, Setup, Stats};
+use super::pace::TokenBucket;
+
+/// Socket buffers deep enough that a burst is queued, not dropped.
+const SOCKET_BUFFER: usize = 8 << 20;
+
+pub struct Sockets {
+    /// The UAC sockets, then the UAS socket when the scenario has one.
+    pub all: Vec<UdpSocket>,
+    pub uac_addrs: Vec<SocketAddr>,
+    pub uas_addr: Option<SocketAddr>,
+}
+
+impl Sockets {
+    pub fn bind(
+        peers: usize,
+        local_ip: std::net::IpAddr,
+        uas: Option<SocketAddr>,
+    ) -> io::Result<Sockets> {
+        let mut all = Vec::new();
+        let mut uac_addrs = Vec::new();
+        for _ in 0..peers {
+            let s = UdpSocket::bind(SocketAddr::new(local_ip, 0))?;
+            uac_addrs.push(s.local_addr()?);
+            all.push(s);
+        }
+        let uas_addr = match uas {
+            Some(addr) => {
+                let s = UdpSocket::bind(addr).map_err(|e| {
+                    io::Error::new(e.kind(), format!("cannot bind the UAS on {addr}: {e}"))
+                })?;
+                let a = s.local_addr()?;
+                all.push(s);
+                Some(a)
+            }
+            None => None,
+        };
+        for s in &all {
+            s.set_nonblocking(true)?;
+            let r = SockRef::from(s);
+            // Best effort: the kernel caps these at its rmem_max/wmem_max.
+            let _ = r.set_recv_buffer_size(SOCKET_BUFFER);
+            let _ = r.set_send_buffer_size(SOCKET_BUFFER);
+        }
+        Ok(Sockets {
+            all,
+            uac_addrs,
+            uas_addr,
+        })
+    }
+}
+
+struct Outgoing<'a>(&'a mut Outbox);
+
+impl Out for Outgoing<'_> {
+    fn send(&mut self, sock: usize, dest: SocketAddr, bytes: &[u8]) {
+        self.0.push(sock, dest).extend_from_slice(bytes);
+    }
+}
+
+pub struct RunResult {
+    pub driver: Driver,
+    pub stats: Stats,
+    /// Time spent starting units (the run's length as asked, normally).
+    pub send_secs: f64,
+    pub send_failures: usize,
+}
+
+/// Runs one trial: `rate` units per second for `duration`, then waits for
+/// the units in flight (at most `drain`).
+pub fn run(
+    sockets: &Sockets,
+    setup: Setup,
+    rate: f64,
+    duration: Duration,
+    drain: Duration,
+    progress: bool,
+) -> RunResult {
+    let mut driver = Driver::new(setup);
+    let mut outbox = Outbox::new();
+    let mut rx = RxBatch::new();
+    let mut bucket = TokenBucket::new(rate, 10.0);
+    let t0 = Instant::now();
+    let us = |t: Instant| t.duration_since(t0).as_micros() as u64;
+    let send_end = duration.as_micros() as u64;
+    let hard_end = send_end + drain.as_micros() as u64;
+    let mut send_failures = 0;
+    let mut next_progress = 1_000_000u64;
+    let tty = io::stderr().is_terminal();
+    let mut fds: Vec<libc::pollfd> = sockets
+        .all
+        .iter()
+        .map(|s| libc::pollfd {
+            fd: s.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    loop {
+        let now = us(Instant::now());
+        if now < send_end {
+            // Bounded per pass, so receiving is never starved.
+            let n = bucket.take(now).min(4 * BATCH as u32);
+            for _ in 0..n {
+                driver.start(now, &mut Outgoing(&mut outbox));
+            }
+        }
+        driver.on_timers(now, &mut Outgoing(&mut outbox));
+        send_failures += outbox.flush(&sockets.all);
+        for (i, s) in sockets.all.iter().enumerate() {
+            // Bounded: a flood on one socket must not stall the others.
+            for _ in 0..8 {
+                let Ok(n) = rx.recv(s.as_raw_fd(), true) else {
+                    break;
+                };
+                let now = us(Instant::now());
+                for k in 0..n {
+                    if let (Some(data), Some(src)) = rx.get(k) {
+                        driver.on_datagram(now, i, src, data, &mut Outgoing(&mut outbox));
+                    }
+                }
+                if n < BATCH {
+                    break;
+                }
+            }
+        }
+        send_failures += outbox.flush(&sockets.all);
+        let now = us(Instant::now());
+        if progress && now >= next_progress {
+            next_progress += 1_000_000;
+            let s = driver.stats();
+            let line = format!(
+                "[{:5.1}s] rate {rate:.0}/s sent {} completed {} failed {} retransmitted {} in flight {}",
+                now as f64 / 1e6,
+                s.started,
+                s.completed,
+                s.failed,
+                s.retransmitted,
+                driver.inflight()
+            );
+            let mut err = io::stderr();
+            let _ = if tty {
+                write!(err, "\r{line}\x1b[K")
+            } else {
+                writeln!(err, "{line}")
+            };
+        }
+        if now >= send_end && (driver.inflight() == 0 || now >= hard_end) {
+            break;
+        }
+        let mut wait = driver
+            .next_due()
+            .map_or(u64::MAX, |d| d.saturating_sub(now));
+        if now < send_end {
+            wait = wait.min(bucket.wait_us()).min(send_end - now);
+        } else {
+            wait = wait.min(hard_end - now);
+        }
+        let wait = wait.min(100_000);
+        if wait > 0 {
+            let ts = libc::timespec {
+                tv_sec: (wait / 1_000_000) as libc::time_t,
+                tv_nsec: ((wait % 1_000_000) * 1000) as libc::c_long,
+            };
+            // SAFETY: fds is a live array of pollfd of the given length.
+            unsafe {
+                libc::ppoll(
+                    fds.as_mut_ptr(),
+                    fds.len() as libc::nfds_t,
+                    &ts,
+                    std::ptr::null(),
+                );
+            }
+        }
+    }
+    if progress && tty {
+        eprintln!();
+    }
+    driver.abandon();
+    let stats = driver.stats();
+    RunResult {
+        driver,
+        stats,
+        send_secs: duration.as_secs_f64(),
+        send_failures,
+    }
+}
