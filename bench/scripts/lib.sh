@@ -1,14 +1,40 @@
 # Shared helpers for the comparison scripts (sourced, not run).
+# shellcheck shell=bash
 
 TICK=$(getconf CLK_TCK)
 
-# Sum of utime+stime (ticks) of a process and its children.
+# A process and all its descendants (children of every thread, recursively),
+# one pid a line; nothing when $1 is gone.
+proc_tree() {
+    local p c kids
+    [ -d /proc/"$1" ] || return 0
+    echo "$1"
+    for p in /proc/"$1"/task/*/children; do
+        read -r -a kids 2>/dev/null <"$p" || true
+        for c in ${kids[@]+"${kids[@]}"}; do
+            proc_tree "$c"
+        done
+    done
+}
+
+# Sum of utime+stime (ticks) of a process and its descendants.
 cpu_ticks() {
-    local total=0 p
-    for p in "$1" $(cat /proc/"$1"/task/*/children 2>/dev/null); do
-        if [ -r /proc/"$p"/stat ]; then
-            total=$((total + $(awk '{print $14 + $15}' /proc/"$p"/stat)))
-        fi
+    local total=0 p t
+    for p in $(proc_tree "$1"); do
+        # Fields after the ")" that closes comm: utime is the 12th, stime the 13th.
+        t=$(sed 's/^.*) //' /proc/"$p"/stat 2>/dev/null | awk '{print $12 + $13}') || t=
+        total=$((total + ${t:-0}))
+    done
+    echo "$total"
+}
+
+# Proportional set size (KiB) of a process and its descendants: shared
+# memory counted once across them, split between the processes mapping it.
+pss_kib() {
+    local total=0 p k
+    for p in $(proc_tree "$1"); do
+        k=$(awk '/^Pss:/ {print $2; exit}' /proc/"$p"/smaps_rollup 2>/dev/null) || k=
+        total=$((total + ${k:-0}))
     done
     echo "$total"
 }
