@@ -40,6 +40,9 @@ struct Cli {
     /// Write the master's pid to this file.
     #[arg(short = 'P', long = "pid-file", value_name = "FILE")]
     pid_file: Option<String>,
+    /// The control interface's Unix socket (replaces ctl_socket=).
+    #[arg(short = 's', long = "ctl-socket", value_name = "PATH")]
+    ctl_socket: Option<String>,
     /// Detach from the terminal and run in the background.
     #[arg(long = "daemon")]
     daemon: bool,
@@ -98,6 +101,8 @@ fn main() -> ExitCode {
         listen,
         workers: cli.workers,
         shm_mb: cli.shm_mb,
+        ctl_socket: cli.ctl_socket.clone(),
+        config_path: std::fs::canonicalize(&cli.config).ok(),
     };
     if cli.daemon {
         if let Err(e) = daemonize() {

@@ -115,6 +115,12 @@ pub struct Settings {
     /// `reuse_port=yes`: one SO_REUSEPORT socket per worker instead of one
     /// socket shared by all.
     pub reuse_port: bool,
+    /// `ctl_socket="/path"`: the control interface's Unix socket (`-s`
+    /// overrides); none, no control process.
+    pub ctl_socket: Option<String>,
+    /// `metrics_port=N`: Prometheus' `/metrics` over HTTP on 127.0.0.1:N,
+    /// served by the control process.
+    pub metrics_port: Option<u16>,
 }
 
 /// Upper bound on `children=`; more workers than this is a typo.
@@ -135,6 +141,8 @@ impl Default for Settings {
             rev_dns: false,
             mhomed: false,
             reuse_port: false,
+            ctl_socket: None,
+            metrics_port: None,
         }
     }
 }
@@ -178,6 +186,16 @@ fn apply(s: &mut Settings, g: &Global) -> Result<(), String> {
         "rev_dns" => s.rev_dns = boolean(name, &g.value)?,
         "mhomed" => s.mhomed = boolean(name, &g.value)?,
         "reuse_port" => s.reuse_port = boolean(name, &g.value)?,
+        "ctl_socket" => {
+            // Kamailio's ctl module writes `unix:/path`; take both.
+            let v = text(&g.value);
+            let path = v.strip_prefix("unix:").unwrap_or(&v);
+            if path.is_empty() {
+                return Err("'ctl_socket' expects a path".into());
+            }
+            s.ctl_socket = Some(path.to_string());
+        }
+        "metrics_port" => s.metrics_port = Some(int_in(name, &g.value, 1, 65535)? as u16),
         _ => return Err(format!("unknown global parameter '{name}'")),
     }
     Ok(())

@@ -3,6 +3,7 @@
 //! registrar, auth and dispatcher follow.
 
 pub mod auth;
+pub mod dispatcher;
 pub mod maxfwd;
 pub mod registrar;
 pub mod rr;

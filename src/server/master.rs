@@ -13,7 +13,8 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork};
 use socket2::{Domain, Socket, Type};
 
-use super::shared::Shared;
+use super::control::Listeners;
+use super::shared::{Role, Shared};
 use super::worker::Worker;
 use crate::cfg::Config;
 use crate::script::Vm;
@@ -190,6 +191,32 @@ fn spawn_timer(
     })
 }
 
+/// The control process's listeners and what it reports.
+pub struct ControlSetup {
+    pub listeners: Listeners,
+    pub config_path: Option<std::path::PathBuf>,
+    /// Unix seconds at start, for `core.uptime`.
+    pub started: u64,
+}
+
+/// Forks the control process (counter row `slot`); returns its pid.
+fn spawn_control(
+    config: &Config,
+    shared: &Shared,
+    sockets: &Sockets,
+    c: &ControlSetup,
+) -> io::Result<Pid> {
+    fork_child(sockets, || {
+        super::control::run(
+            shared,
+            config,
+            c.config_path.clone(),
+            c.started,
+            &c.listeners,
+        )
+    })
+}
+
 /// Forks one worker for `slot`; returns its pid in the master.
 fn spawn(slot: usize, config: &Config, shared: &Shared, sockets: &Sockets) -> io::Result<Pid> {
     // Shared mode: every worker reads the master's sockets. Reuse-port
@@ -224,17 +251,40 @@ pub fn supervise(
     shared: &Shared,
     mut sockets: Sockets,
     workers: usize,
+    control: Option<ControlSetup>,
 ) -> io::Result<()> {
     install_stop_handlers()?;
     let mut pids: HashMap<Pid, usize> = HashMap::new();
-    for slot in 0..workers {
-        pids.insert(spawn(slot, config, shared, &sockets)?, slot);
-    }
     // tm's timers and usrloc's upkeep run in a process of their own, on
-    // counter row `workers`.
+    // counter row `workers`; the control process has the row after it.
     let timer_slot = (shared.tm.is_some() || shared.usrloc.is_some()).then_some(workers);
-    if let Some(slot) = timer_slot {
-        pids.insert(spawn_timer(slot, config, shared, &sockets)?, slot);
+    let control_slot = control.as_ref().map(|_| workers + 1);
+    let role_of = |slot: usize| {
+        if Some(slot) == timer_slot {
+            Role::Timer
+        } else if Some(slot) == control_slot {
+            Role::Control
+        } else {
+            Role::Worker
+        }
+    };
+    let start = |slot: usize, sockets: &Sockets| -> io::Result<Pid> {
+        let pid = match role_of(slot) {
+            Role::Worker => spawn(slot, config, shared, sockets)?,
+            Role::Timer => spawn_timer(slot, config, shared, sockets)?,
+            Role::Control => match &control {
+                Some(c) => spawn_control(config, shared, sockets, c)?,
+                None => unreachable!("a control slot only with a control setup"),
+            },
+        };
+        shared
+            .processes
+            .set(slot, pid.as_raw() as u32, role_of(slot));
+        Ok(pid)
+    };
+    let slots = (0..workers).chain(timer_slot).chain(control_slot);
+    for slot in slots {
+        pids.insert(start(slot, &sockets)?, slot);
     }
     sockets.release_master_copies();
     log::info!(
@@ -259,18 +309,13 @@ pub fn supervise(
                 if STOP.load(Ordering::SeqCst) {
                     break;
                 }
-                let role = if Some(slot) == timer_slot {
-                    "timer process"
-                } else {
-                    "worker"
+                let role = match role_of(slot) {
+                    Role::Worker => "worker",
+                    Role::Timer => "timer process",
+                    Role::Control => "control process",
                 };
                 log::warn!("{role} {slot} (pid {pid}) ended: {status:?}; starting a new one");
-                let again = if Some(slot) == timer_slot {
-                    spawn_timer(slot, config, shared, &sockets)
-                } else {
-                    spawn(slot, config, shared, &sockets)
-                };
-                match again {
+                match start(slot, &sockets) {
                     Ok(new) => {
                         pids.insert(new, slot);
                     }
@@ -282,6 +327,9 @@ pub fn supervise(
         }
     }
     stop_all(&mut pids);
+    if let Some(c) = &control {
+        let _ = std::fs::remove_file(&c.listeners.path);
+    }
     log::info!("stopped; counters: {}", shared.summary());
     log::info!(
         "received per worker: {}",

@@ -2,6 +2,7 @@
 //! shared-memory region (see ARCHITECTURE.md for how a message flows).
 
 mod auth;
+pub mod control;
 pub mod dns;
 pub mod master;
 pub mod proxy;
@@ -31,6 +32,10 @@ pub struct Options {
     pub workers: Option<u32>,
     /// `-m`: shared memory in MiB.
     pub shm_mb: usize,
+    /// `-s`: the control socket, over `ctl_socket=`.
+    pub ctl_socket: Option<String>,
+    /// The config file, for the control interface's `cfg.check`.
+    pub config_path: Option<std::path::PathBuf>,
 }
 
 /// A config the server cannot run, said in one line.
@@ -186,9 +191,11 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
     let usrloc = !crate::modules::usrloc::tables(&config.program).is_empty();
     let uses_auth = config.program.calls_any(AUTH_FUNCS);
     auth::prepare(&config).map_err(StartError)?;
+    // Counter and process rows: the workers, the timer process, the
+    // control process.
     let shared = shared::Shared::create(
         shm_bytes,
-        workers + 1,
+        workers + 2,
         secret(),
         config.has_module("tm"),
         usrloc,
@@ -197,6 +204,31 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
     if let Some(loc) = &shared.usrloc {
         registrar::load(&config, loc).map_err(StartError)?;
     }
-    master::supervise(&config, &shared, sockets, workers)?;
+    let ctl_path = opts
+        .ctl_socket
+        .as_ref()
+        .or(config.settings.ctl_socket.as_ref());
+    let control = match ctl_path {
+        Some(path) => {
+            let listeners =
+                control::Listeners::bind(std::path::Path::new(path), config.settings.metrics_port)?;
+            log::info!("control interface on unix:{path}");
+            if let Some(port) = config.settings.metrics_port {
+                log::info!("metrics on http://127.0.0.1:{port}/metrics");
+            }
+            Some(master::ControlSetup {
+                listeners,
+                config_path: opts.config_path.clone(),
+                started: crate::modules::usrloc::unix_now(),
+            })
+        }
+        None if config.settings.metrics_port.is_some() => {
+            return Err(StartError(
+                "metrics_port needs the control process: set ctl_socket or -s".into(),
+            ));
+        }
+        None => None,
+    };
+    master::supervise(&config, &shared, sockets, workers, control)?;
     Ok(())
 }

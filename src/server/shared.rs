@@ -3,8 +3,9 @@
 //! its timer wheel, and with the registrar the user location table. Capacities follow the region's size.
 
 use std::io;
+use std::sync::atomic::{AtomicU32, Ordering};
 
-use rser_shm::{Counters, Region};
+use rser_shm::{Carver, Counters, Region};
 
 use crate::modules::auth::nonce::NonceCounts;
 use crate::modules::sl::{AckFilter, Signature};
@@ -83,10 +84,68 @@ const USRLOC_SHARE: usize = 2;
 /// Share given to auth's nonce counts (one slot per nonce in flight).
 const NONCE_SHARE: usize = 64;
 
+/// What a child process of the master does, for `core.ps`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Role {
+    Worker = 1,
+    Timer = 2,
+    Control = 3,
+}
+
+/// The master's children, one entry per counter slot: the master writes
+/// each pid as it forks, the control process reads them.
+pub struct Processes {
+    cells: *const AtomicU32,
+    slots: usize,
+}
+
+// SAFETY: atomics in a region that outlives every user.
+unsafe impl Send for Processes {}
+unsafe impl Sync for Processes {}
+
+impl Processes {
+    fn carve(carver: &mut Carver<'_>, slots: usize) -> Option<Processes> {
+        let cells = carver.carve::<AtomicU32>(slots * 2)?;
+        Some(Processes { cells, slots })
+    }
+
+    fn cell(&self, i: usize) -> &AtomicU32 {
+        assert!(i < self.slots * 2);
+        // SAFETY: in bounds of the carved array (checked above).
+        unsafe { &*self.cells.add(i) }
+    }
+
+    pub fn set(&self, slot: usize, pid: u32, role: Role) {
+        if slot < self.slots {
+            self.cell(slot * 2 + 1)
+                .store(role as u32, Ordering::Relaxed);
+            self.cell(slot * 2).store(pid, Ordering::Release);
+        }
+    }
+
+    /// (pid, role, slot) of every child recorded.
+    pub fn list(&self) -> Vec<(u32, &'static str, usize)> {
+        (0..self.slots)
+            .filter_map(|slot| {
+                let pid = self.cell(slot * 2).load(Ordering::Acquire);
+                let role = match self.cell(slot * 2 + 1).load(Ordering::Relaxed) {
+                    1 => "worker",
+                    2 => "timer",
+                    3 => "control",
+                    _ => return None,
+                };
+                (pid != 0).then_some((pid, role, slot))
+            })
+            .collect()
+    }
+}
+
 pub struct Shared {
     /// Kept so the mapping lives as long as the server.
     _region: Region,
     pub counters: Counters,
+    pub processes: Processes,
     pub ack_filter: AckFilter,
     /// The transaction table, when the config loads tm.
     pub tm: Option<Table>,
@@ -117,6 +176,7 @@ impl Shared {
         };
         let mut carver = region.carver();
         let counters = Counters::carve(&mut carver, slots, COUNTER_NAMES).ok_or_else(too_small)?;
+        let processes = Processes::carve(&mut carver, slots).ok_or_else(too_small)?;
         let sl_entries = (size_bytes / SL_TABLE_SHARE / AckFilter::BYTES_PER_ENTRY).max(64);
         let ack_filter = AckFilter::carve(&mut carver, Signature::new(&secret), sl_entries)
             .ok_or_else(too_small)?;
@@ -159,6 +219,7 @@ impl Shared {
         Ok(Shared {
             _region: region,
             counters,
+            processes,
             ack_filter,
             tm,
             usrloc,

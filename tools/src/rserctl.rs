@@ -4,16 +4,31 @@
 //! rserctl subscriber add USER@DOMAIN PASSWORD  [--db URL | -f ser.cfg] [--table T]
 //! rserctl subscriber rm USER@DOMAIN            [--db URL | -f ser.cfg] [--table T]
 //! rserctl subscriber list                      [--db URL | -f ser.cfg] [--table T]
+//! rserctl version | uptime | ps                [-s SOCKET | -f ser.cfg]
+//! rserctl stats [GROUP] [--prometheus]
+//! rserctl ul dump | ul show AOR | ul rm AOR    [--table T]
+//! rserctl tm stats
+//! rserctl cfg check [FILE]
+//! rserctl rpc METHOD [PARAMS-JSON]             (any method, raw JSON out)
 //! ```
 
 use clap::{Parser, Subcommand};
+use rser_tools::ctl;
 use rser_tools::subscriber::{self, Command};
+use serde_json::{Value, json};
 
 #[derive(Parser)]
 #[command(name = "rserctl", about = "rser's operator tool")]
 struct Cli {
     #[command(subcommand)]
     what: What,
+    /// The server's control socket.
+    #[arg(short = 's', long = "socket", global = true)]
+    socket: Option<String>,
+    /// Take the control socket (ctl_socket) or the subscriber database
+    /// (auth_db db_url) from this config.
+    #[arg(short = 'f', global = true)]
+    config: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -25,12 +40,46 @@ enum What {
         /// The database (sqlite:///path/rser.db).
         #[arg(long, global = true)]
         db: Option<String>,
-        /// Take the database from this config's auth_db db_url.
-        #[arg(short = 'f', global = true)]
-        config: Option<String>,
         /// The subscriber table www_authorize/proxy_authorize name.
         #[arg(long, global = true, default_value = "subscriber")]
         table: String,
+    },
+    /// The server's version.
+    Version,
+    /// How long the server has run.
+    Uptime,
+    /// The server's processes and their roles.
+    Ps,
+    /// Every counter and the shared tables' use, or one group's.
+    Stats {
+        /// core, sl, tm, registrar, usrloc, auth or shm.
+        group: Option<String>,
+        /// In Prometheus' text format.
+        #[arg(long)]
+        prometheus: bool,
+    },
+    /// The user location table.
+    Ul {
+        #[command(subcommand)]
+        op: UlOp,
+        /// The location table (default: the first the script names).
+        #[arg(long, global = true)]
+        table: Option<String>,
+    },
+    /// Transactions.
+    Tm {
+        #[command(subcommand)]
+        op: TmOp,
+    },
+    /// The configuration.
+    Cfg {
+        #[command(subcommand)]
+        op: CfgOp,
+    },
+    /// Any control method, with its params as JSON; prints the raw result.
+    Rpc {
+        method: String,
+        params: Option<String>,
     },
 }
 
@@ -44,28 +93,109 @@ enum Op {
     List,
 }
 
+#[derive(Subcommand)]
+enum UlOp {
+    /// Every binding.
+    Dump,
+    /// One AOR's contacts.
+    Show { aor: String },
+    /// Removes every binding of an AOR.
+    Rm { aor: String },
+}
+
+#[derive(Subcommand)]
+enum TmOp {
+    /// The transaction table's use and tm's counters.
+    Stats,
+}
+
+#[derive(Subcommand)]
+enum CfgOp {
+    /// Checks a config file (default: the one the server runs).
+    Check { file: Option<String> },
+}
+
 fn main() {
     let cli = Cli::parse();
-    let What::Subscriber {
-        op,
-        db,
-        config,
-        table,
-    } = cli.what;
-    let result = subscriber::db_url(db.as_deref(), config.as_deref()).and_then(|url| {
-        let cmd = match &op {
-            Op::Add { user, password } => Command::Add { user, password },
-            Op::Rm { user } => Command::Remove { user },
-            Op::List => Command::List,
-        };
-        subscriber::run(&url, &table, cmd)
-    });
-    match result {
+    match run(cli) {
         Ok(out) if out.is_empty() => {}
         Ok(out) => println!("{out}"),
         Err(e) => {
             eprintln!("rserctl: {e}");
             std::process::exit(1);
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<String, String> {
+    let (socket, config) = (cli.socket.as_deref(), cli.config.as_deref());
+    let call = |method: &str, params: Value| {
+        let path = ctl::socket_path(socket, config)?;
+        ctl::call(&path, method, params)
+    };
+    match cli.what {
+        What::Subscriber { op, db, table } => {
+            let url = subscriber::db_url(db.as_deref(), config)?;
+            let cmd = match &op {
+                Op::Add { user, password } => Command::Add { user, password },
+                Op::Rm { user } => Command::Remove { user },
+                Op::List => Command::List,
+            };
+            subscriber::run(&url, &table, cmd)
+        }
+        What::Version => {
+            let v = call("core.version", json!([]))?;
+            Ok(format!(
+                "{} {}",
+                v["name"].as_str().unwrap_or("?"),
+                v["version"].as_str().unwrap_or("?")
+            ))
+        }
+        What::Uptime => Ok(ctl::uptime_text(&call("core.uptime", json!([]))?)),
+        What::Ps => Ok(ctl::ps_text(&call("core.ps", json!([]))?)),
+        What::Stats { group, prometheus } => {
+            let v = call("stats.get", json!([group]))?;
+            Ok(if prometheus {
+                ctl::stats_prometheus(&v).trim_end().to_string()
+            } else {
+                ctl::stats_text(&v)
+            })
+        }
+        What::Ul { op, table } => match op {
+            UlOp::Dump => Ok(ctl::ul_dump_text(&call("ul.dump", json!([]))?)),
+            UlOp::Show { aor } => Ok(ctl::ul_lookup_text(&call(
+                "ul.lookup",
+                json!([aor, table]),
+            )?)),
+            UlOp::Rm { aor } => {
+                let v = call("ul.rm", json!([aor, table]))?;
+                Ok(format!("removed {} binding(s) of {aor}", v["removed"]))
+            }
+        },
+        What::Tm { op: TmOp::Stats } => Ok(ctl::object_text(&call("tm.stats", json!([]))?)),
+        What::Cfg {
+            op: CfgOp::Check { file },
+        } => {
+            let v = call("cfg.check", json!([file]))?;
+            if v["ok"] == true {
+                Ok(format!("{}: ok", v["path"].as_str().unwrap_or("?")))
+            } else {
+                let errors: Vec<&str> = v["errors"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                Err(errors.join("\n"))
+            }
+        }
+        What::Rpc { method, params } => {
+            let params = match params {
+                Some(p) => serde_json::from_str(&p).map_err(|e| format!("params: {e}"))?,
+                None => json!([]),
+            };
+            let v = call(&method, params)?;
+            serde_json::to_string_pretty(&v).map_err(|e| e.to_string())
         }
     }
 }

@@ -11,13 +11,7 @@ pub fn db_url(db: Option<&str>, config: Option<&str>) -> Result<String, String> 
     let Some(path) = config else {
         return Err("say where the subscribers are: --db sqlite:///path or -f ser.cfg".into());
     };
-    let src = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
-    let config = rser::cfg::load(&src).map_err(|errs| {
-        errs.iter()
-            .map(|e| format!("{path}: {e}"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    })?;
+    let config = crate::load_config(path)?;
     Params::from_config(&config)
         .db_url
         .ok_or_else(|| format!("{path} sets no auth_db db_url"))

@@ -70,6 +70,11 @@ struct Args {
     /// --search tries at most this many rates.
     #[arg(long, default_value_t = 14)]
     max_trials: u32,
+    /// A trial with more retransmissions than this share of its units
+    /// (percent) is not clean: on loopback each one is a datagram the
+    /// proxy dropped. Not applied with --loss.
+    #[arg(long, default_value_t = 0.1)]
+    max_retransmit_pct: f64,
     /// --search waits this long after a trial that was not clean.
     #[arg(long, default_value = "6s", value_parser = parse_duration)]
     settle: Duration,
@@ -180,7 +185,8 @@ fn run(args: &Args) -> Result<(), String> {
         let mut rate = args.rate.round();
         for n in 0.. {
             let r = trial(rate, n);
-            let t = trial_of(rate, &r, args.duration.as_secs_f64());
+            let rtx_limit = (args.loss == 0.0).then_some(args.max_retransmit_pct);
+            let t = trial_of(rate, &r, args.duration.as_secs_f64(), rtx_limit);
             println!(
                 "trial {}: {rate:.0}/s sent {} completed {} failed {} (timeouts {}, error replies {}) \
                  retransmitted {}{} -> {}",
@@ -270,9 +276,11 @@ fn run(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-fn trial_of(rate: f64, r: &RunResult, secs: f64) -> Trial {
+fn trial_of(rate: f64, r: &RunResult, secs: f64, rtx_limit_pct: Option<f64>) -> Trial {
     let s = &r.stats;
     let limited = report::generator_limited(s, rate, secs);
+    let rtx_ok =
+        rtx_limit_pct.is_none_or(|pct| s.retransmitted as f64 <= s.started as f64 * pct / 100.0);
     Trial {
         rate,
         sent: s.started,
@@ -280,7 +288,7 @@ fn trial_of(rate: f64, r: &RunResult, secs: f64) -> Trial {
         failed: s.failed,
         retransmitted: s.retransmitted,
         generator_limited: limited,
-        clean: s.failed == 0 && s.completed == s.started && !limited,
+        clean: s.failed == 0 && s.completed == s.started && !limited && rtx_ok,
     }
 }
 

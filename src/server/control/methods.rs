@@ -1,0 +1,350 @@
+//! The control interface's methods over shared memory: what the JSON-RPC
+//! layer (`rpc.rs`) calls. Reads are lock-free (counters) or take one lock
+//! stripe at a time (usrloc), so a control request never holds up a worker
+//! for long.
+
+use std::path::PathBuf;
+
+use serde_json::{Map, Value, json};
+
+use super::prometheus::Sample;
+use super::rpc::{METHOD_NOT_FOUND, Methods, NOT_AVAILABLE, NOT_FOUND, Params, RpcError};
+use crate::modules::usrloc::db::Db;
+use crate::modules::usrloc::table::{DELETED, Sweep};
+use crate::modules::usrloc::{self, DbMode, unix_now};
+use crate::server::shared::{COUNTER_NAMES, Shared};
+
+/// Every method, for `system.listMethods`.
+pub const METHODS: &[&str] = &[
+    "core.version",
+    "core.uptime",
+    "core.ps",
+    "stats.get",
+    "ul.dump",
+    "ul.lookup",
+    "ul.rm",
+    "tm.stats",
+    "cfg.check",
+    "system.listMethods",
+];
+
+pub struct Control<'a> {
+    pub shared: &'a Shared,
+    /// The config file the server runs, for `cfg.check` without a path.
+    pub config_path: Option<PathBuf>,
+    /// Unix seconds at start.
+    pub started: u64,
+    pub ul_tables: Vec<String>,
+    pub ul: usrloc::Params,
+    /// Opened on the first `ul.rm` in db_mode 1.
+    pub db: Option<Db>,
+}
+
+/// The group a counter belongs to, from its name's prefix.
+fn group_of(name: &str) -> &'static str {
+    for g in ["tm", "sl", "registrar", "usrloc", "auth"] {
+        if name.strip_prefix(g).is_some_and(|r| r.starts_with('_')) {
+            return g;
+        }
+    }
+    "core"
+}
+
+impl Control<'_> {
+    /// Every counter, and the use of each shared table.
+    pub fn samples(&self) -> Vec<Sample> {
+        let s = self.shared;
+        let mut out: Vec<Sample> = COUNTER_NAMES
+            .iter()
+            .enumerate()
+            .map(|(i, n)| Sample {
+                group: group_of(n),
+                name: (*n).to_string(),
+                value: s.counters.total(i),
+                gauge: false,
+            })
+            .collect();
+        let mut gauge = |name: &str, value: usize| {
+            out.push(Sample {
+                group: "shm",
+                name: name.to_string(),
+                value: value as u64,
+                gauge: true,
+            })
+        };
+        if let Some(tm) = &s.tm {
+            gauge("tm_transactions_live", tm.live());
+            gauge("tm_transactions_capacity", tm.capacity());
+            gauge("tm_pool_free_blocks", tm.pool_free_blocks());
+        }
+        if let Some(ul) = &s.usrloc {
+            gauge("usrloc_bindings_live", ul.live());
+            gauge("usrloc_bindings_capacity", ul.capacity());
+        }
+        out
+    }
+
+    fn stats(&self, group: Option<&str>) -> Result<Value, RpcError> {
+        // Kamailio writes `stats.get tm:` or `all`; take those too.
+        let group = group
+            .map(|g| g.trim_end_matches(':'))
+            .filter(|g| *g != "all");
+        let mut groups: Map<String, Value> = Map::new();
+        for s in self.samples() {
+            if group.is_some_and(|g| g != s.group) {
+                continue;
+            }
+            let entry = groups
+                .entry(s.group.to_string())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(m) = entry {
+                m.insert(s.name, json!(s.value));
+            }
+        }
+        match group {
+            Some(g) if groups.is_empty() => Err(RpcError::new(
+                NOT_FOUND,
+                format!("no statistics group '{g}'"),
+            )),
+            _ => Ok(Value::Object(groups)),
+        }
+    }
+
+    fn location(&self) -> Result<&usrloc::Location, RpcError> {
+        self.shared
+            .usrloc
+            .as_ref()
+            .ok_or_else(|| RpcError::new(NOT_AVAILABLE, "the script keeps no user location"))
+    }
+
+    fn table_index(&self, table: Option<&str>) -> Result<u16, RpcError> {
+        match table {
+            None if !self.ul_tables.is_empty() => Ok(0),
+            None => Err(RpcError::new(NOT_AVAILABLE, "no location table")),
+            Some(t) => self
+                .ul_tables
+                .iter()
+                .position(|n| n == t)
+                .map(|i| i as u16)
+                .ok_or_else(|| RpcError::new(NOT_FOUND, format!("no location table '{t}'"))),
+        }
+    }
+
+    fn ul_dump(&self) -> Result<Value, RpcError> {
+        let loc = self.location()?;
+        let now = unix_now();
+        let mut tables: Vec<Map<String, Value>> =
+            self.ul_tables.iter().map(|_| Map::new()).collect();
+        let mut buf = Vec::new();
+        loc.sweep(
+            |b, text| {
+                if b.flags & DELETED != 0 || b.expires <= now {
+                    return Sweep::Keep;
+                }
+                let (Some((aor, contact, call_id)), Some(t)) =
+                    (b.parts(text), tables.get_mut(b.domain as usize))
+                else {
+                    return Sweep::Keep;
+                };
+                let m = b.meta();
+                let entry = t
+                    .entry(String::from_utf8_lossy(aor).into_owned())
+                    .or_insert_with(|| Value::Array(Vec::new()));
+                if let Value::Array(list) = entry {
+                    list.push(contact_json(contact, call_id, &m, now));
+                }
+                Sweep::Keep
+            },
+            &mut buf,
+        );
+        let out: Map<String, Value> = self
+            .ul_tables
+            .iter()
+            .cloned()
+            .zip(tables.into_iter().map(Value::Object))
+            .collect();
+        Ok(Value::Object(out))
+    }
+
+    fn ul_lookup(&self, aor: &str, table: Option<&str>) -> Result<Value, RpcError> {
+        let loc = self.location()?;
+        let domain = self.table_index(table)?;
+        let key = loc.aor(domain, aor.as_bytes());
+        let now = unix_now();
+        let mut buf = Vec::new();
+        let l = loc.lock(&key);
+        let found = loc.find(&l, &key, Some(now), &mut buf);
+        drop(l);
+        if found.is_empty() {
+            return Err(RpcError::new(NOT_FOUND, format!("no binding for '{aor}'")));
+        }
+        let list: Vec<Value> = found
+            .iter()
+            .map(|f| {
+                contact_json(
+                    &buf[f.contact.0..f.contact.1],
+                    &buf[f.call_id.0..f.call_id.1],
+                    &f.meta,
+                    now,
+                )
+            })
+            .collect();
+        Ok(json!({"aor": aor, "contacts": list}))
+    }
+
+    /// Removes every binding of an AOR, as `Contact: *` would, and from the
+    /// database as db_mode says.
+    fn ul_rm(&mut self, aor: &str, table: Option<&str>) -> Result<Value, RpcError> {
+        let loc = *self.location()?;
+        let domain = self.table_index(table)?;
+        let key = loc.aor(domain, aor.as_bytes());
+        let mut buf = Vec::new();
+        let l = loc.lock(&key);
+        let found = loc.find(&l, &key, None, &mut buf);
+        let tombstone = self.ul.db_mode == DbMode::WriteBack;
+        for f in &found {
+            loc.remove(&l, f.idx, tombstone);
+        }
+        drop(l);
+        if found.is_empty() {
+            return Err(RpcError::new(NOT_FOUND, format!("no binding for '{aor}'")));
+        }
+        if self.ul.db_mode == DbMode::WriteThrough {
+            let db = match self.db.take() {
+                Some(db) => db,
+                None => Db::open(self.ul.db_url.as_deref().unwrap_or(""), &self.ul_tables)
+                    .map_err(|e| RpcError::new(super::rpc::INTERNAL_ERROR, e))?,
+            };
+            let t = &self.ul_tables[domain as usize];
+            for f in &found {
+                db.delete(t, aor.as_bytes(), &buf[f.contact.0..f.contact.1])
+                    .map_err(|e| RpcError::new(super::rpc::INTERNAL_ERROR, e))?;
+            }
+            self.db = Some(db);
+        }
+        Ok(json!({"aor": aor, "removed": found.len()}))
+    }
+
+    fn tm_stats(&self) -> Result<Value, RpcError> {
+        let tm = self
+            .shared
+            .tm
+            .as_ref()
+            .ok_or_else(|| RpcError::new(NOT_AVAILABLE, "tm is not loaded"))?;
+        let tm_counters: Map<String, Value> = self
+            .samples()
+            .into_iter()
+            .filter(|s| s.group == "tm")
+            .map(|s| (s.name, json!(s.value)))
+            .collect();
+        Ok(json!({
+            "current": tm.live(),
+            "capacity": tm.capacity(),
+            "pool_free_blocks": tm.pool_free_blocks(),
+            "counters": tm_counters,
+        }))
+    }
+
+    fn cfg_check(&self, path: Option<&str>) -> Result<Value, RpcError> {
+        let path = match (path, &self.config_path) {
+            (Some(p), _) => PathBuf::from(p),
+            (None, Some(p)) => p.clone(),
+            (None, None) => return Err(RpcError::params("give the config's 'path'")),
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| RpcError::new(NOT_FOUND, format!("{}: {e}", path.display())))?;
+        Ok(match crate::cfg::load(&text) {
+            Ok(_) => json!({"path": path.display().to_string(), "ok": true, "errors": []}),
+            Err(errors) => {
+                let list: Vec<String> = errors
+                    .iter()
+                    .map(|e| format!("{}:{e}", path.display()))
+                    .collect();
+                json!({"path": path.display().to_string(), "ok": false, "errors": list})
+            }
+        })
+    }
+
+    fn ps(&self) -> Value {
+        let mut list = vec![json!({"pid": std::os::unix::process::parent_id(), "role": "master"})];
+        for (pid, role, slot) in self.shared.processes.list() {
+            list.push(json!({"pid": pid, "role": role, "slot": slot}));
+        }
+        Value::Array(list)
+    }
+}
+
+fn contact_json(contact: &[u8], call_id: &[u8], m: &usrloc::Meta, now: u64) -> Value {
+    let q = (m.q != usrloc::table::Q_NONE).then(|| f64::from(m.q) / 1000.0);
+    json!({
+        "contact": String::from_utf8_lossy(contact),
+        "expires": m.expires.saturating_sub(now),
+        "q": q,
+        "call_id": String::from_utf8_lossy(call_id),
+        "cseq": m.cseq,
+    })
+}
+
+impl Methods for Control<'_> {
+    fn call(&mut self, method: &str, p: &Params) -> Result<Value, RpcError> {
+        match method {
+            "core.version" => Ok(json!({"name": "rser", "version": env!("CARGO_PKG_VERSION")})),
+            "core.uptime" => {
+                let now = unix_now();
+                Ok(
+                    json!({"now": now, "up_since": self.started, "uptime": now.saturating_sub(self.started)}),
+                )
+            }
+            "core.ps" => Ok(self.ps()),
+            "stats.get" => self.stats(p.str(0, "group")?),
+            "ul.dump" => self.ul_dump(),
+            "ul.lookup" => self.ul_lookup(p.required_str(0, "aor")?, p.str(1, "table")?),
+            "ul.rm" => self.ul_rm(p.required_str(0, "aor")?, p.str(1, "table")?),
+            "tm.stats" => self.tm_stats(),
+            "cfg.check" => self.cfg_check(p.str(0, "path")?),
+            "system.listMethods" => Ok(json!(METHODS)),
+            _ => Err(RpcError::new(
+                METHOD_NOT_FOUND,
+                format!("no method '{method}'"),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_fall_in_groups_by_prefix() {
+        assert_eq!(group_of("tm_transactions"), "tm");
+        assert_eq!(group_of("sl_replies"), "sl");
+        assert_eq!(group_of("usrloc_expired"), "usrloc");
+        assert_eq!(group_of("received"), "core");
+        assert_eq!(group_of("tmx"), "core");
+    }
+
+    #[test]
+    fn every_counter_is_reported_once() {
+        let shared = Shared::create(8 << 20, 3, [7; 32], true, true, false).unwrap();
+        shared.count(0, crate::server::shared::Counter::Received);
+        let c = Control {
+            shared: &shared,
+            config_path: None,
+            started: 0,
+            ul_tables: vec!["location".into()],
+            ul: usrloc::Params::default(),
+            db: None,
+        };
+        let samples = c.samples();
+        for n in COUNTER_NAMES {
+            assert_eq!(samples.iter().filter(|s| s.name == *n).count(), 1, "{n}");
+        }
+        let v = c.stats(Some("core")).unwrap();
+        assert_eq!(v["core"]["received"], 1);
+        assert!(v.get("tm").is_none());
+        assert_eq!(c.stats(Some("nope:")).unwrap_err().code, NOT_FOUND);
+        let all = c.stats(None).unwrap();
+        assert!(all["shm"]["tm_transactions_capacity"].as_u64().unwrap() > 0);
+    }
+}

@@ -1,0 +1,88 @@
+//! The control interface, in a process of its own (forked and respawned by
+//! the master like the timer process): JSON-RPC 2.0 on a Unix socket of
+//! mode 0600 (`rpc.rs` framing, `methods.rs` the methods) and, with
+//! `metrics_port`, Prometheus' text format over HTTP (`prometheus.rs`).
+//! It reads and edits shared memory only; nothing it receives reaches a
+//! worker's packet path.
+
+pub mod methods;
+pub mod prometheus;
+pub mod rpc;
+mod serve;
+
+use std::io;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+
+use crate::cfg::Config;
+use crate::server::shared::Shared;
+
+/// The listening sockets, bound by the master before any fork so a
+/// respawned control process takes them over.
+pub struct Listeners {
+    pub unix: UnixListener,
+    pub path: PathBuf,
+    pub metrics: Option<TcpListener>,
+}
+
+impl Listeners {
+    pub fn bind(path: &Path, metrics_port: Option<u16>) -> io::Result<Listeners> {
+        // A socket file left by a server that died is in the way; anything
+        // else at that path is not ours to remove.
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            use std::os::unix::fs::FileTypeExt;
+            if !meta.file_type().is_socket() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("ctl_socket {}: exists and is not a socket", path.display()),
+                ));
+            }
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!(
+                        "ctl_socket {}: another server answers there",
+                        path.display()
+                    ),
+                ));
+            }
+            std::fs::remove_file(path)?;
+        }
+        let unix = UnixListener::bind(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("ctl_socket {}: {e}", path.display())))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        let metrics = match metrics_port {
+            Some(port) => Some(
+                TcpListener::bind(("127.0.0.1", port))
+                    .map_err(|e| io::Error::new(e.kind(), format!("metrics_port {port}: {e}")))?,
+            ),
+            None => None,
+        };
+        Ok(Listeners {
+            unix,
+            path: path.to_path_buf(),
+            metrics,
+        })
+    }
+}
+
+/// The control process's body.
+pub fn run(
+    shared: &Shared,
+    config: &Config,
+    config_path: Option<PathBuf>,
+    started: u64,
+    l: &Listeners,
+) -> ! {
+    let mut ctl = methods::Control {
+        shared,
+        config_path,
+        started,
+        ul_tables: crate::modules::usrloc::tables(&config.program),
+        ul: crate::modules::usrloc::Params::from_config(config).unwrap_or_default(),
+        db: None,
+    };
+    serve::run(&mut ctl, &l.unix, l.metrics.as_ref())
+}

@@ -1,0 +1,277 @@
+//! The control interface through the real binary: JSON-RPC 2.0 on the
+//! Unix socket given with -s, Prometheus' /metrics over HTTP, bad input
+//! answered with JSON-RPC errors, and a killed control process replaced.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{Peer, Server, expect};
+use serde_json::{Value, json};
+
+const SEC: Duration = Duration::from_secs(3);
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("rser-ctl-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Sends `text` (one or more lines) and reads every answer line.
+fn exchange(sock: &Path, text: &str) -> Vec<Value> {
+    let mut s = UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(SEC)).unwrap();
+    s.write_all(text.as_bytes()).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn rpc(sock: &Path, method: &str, params: Value) -> Value {
+    let req = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 7});
+    let mut answers = exchange(sock, &format!("{req}\n"));
+    assert_eq!(answers.len(), 1);
+    let a = answers.remove(0);
+    assert_eq!(a["id"], 7);
+    a
+}
+
+fn config(metrics_port: u16) -> String {
+    format!(
+        "metrics_port={metrics_port}\n\
+         loadmodule \"sl.so\"\nloadmodule \"tm.so\"\nloadmodule \"usrloc.so\"\n\
+         loadmodule \"registrar.so\"\n\
+         route {{\n\
+           if (method == \"REGISTER\") {{ save(\"location\"); exit; }}\n\
+           if (!lookup(\"location\")) {{ sl_send_reply(\"404\", \"Not Found\"); exit; }}\n\
+           t_relay();\n\
+         }}\n"
+    )
+}
+
+fn register(p: &Peer, server: &Server, user: &str) {
+    let req = format!(
+        "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-r-{user}\r\n\
+         Max-Forwards: 70\r\nTo: <sip:{user}@example.com>\r\nFrom: <sip:{user}@example.com>;tag=1\r\n\
+         Call-ID: reg-{user}\r\nCSeq: 1 REGISTER\r\nContact: <sip:{user}@{me}>\r\n\
+         Expires: 600\r\nContent-Length: 0\r\n\r\n",
+        me = p.addr
+    );
+    p.send(server.addr, &req);
+    let (reply, _) = expect(p, "SIP/2.0 200", SEC).expect("200 to REGISTER");
+    assert!(reply.contains(&format!("sip:{user}@")));
+}
+
+#[test]
+fn every_method_answers_over_the_socket() {
+    let dir = temp_dir("methods");
+    let sock = dir.join("ctl.sock");
+    let port = free_tcp_port();
+    let server = Server::start(
+        &config(port),
+        2,
+        &["-s", sock.to_str().unwrap(), "-m", "16"],
+    );
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "the control socket is the owner's only"
+    );
+    let p = Peer::new();
+    register(&p, &server, "alice");
+
+    let v = rpc(&sock, "core.version", json!([]));
+    assert_eq!(v["result"]["name"], "rser");
+    assert!(rpc(&sock, "core.uptime", json!([]))["result"]["uptime"].is_u64());
+    let ps = rpc(&sock, "core.ps", json!([]))["result"].clone();
+    let roles: Vec<&str> = ps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles.iter().filter(|r| **r == "worker").count(),
+        2,
+        "{roles:?}"
+    );
+    for role in ["master", "timer", "control"] {
+        assert!(roles.contains(&role), "{roles:?}");
+    }
+
+    let stats = rpc(&sock, "stats.get", json!([]))["result"].clone();
+    assert!(stats["core"]["received"].as_u64().unwrap() >= 1);
+    assert_eq!(stats["registrar"]["registrar_accepted"], 1);
+    assert!(stats["shm"]["usrloc_bindings_capacity"].as_u64().unwrap() > 0);
+    let tm_only = rpc(&sock, "stats.get", json!({"group": "tm"}))["result"].clone();
+    assert_eq!(tm_only.as_object().unwrap().len(), 1);
+    assert!(tm_only["tm"].is_object());
+
+    let found = rpc(&sock, "ul.lookup", json!(["alice"]))["result"].clone();
+    let contacts = found["contacts"].as_array().unwrap();
+    assert_eq!(contacts.len(), 1);
+    assert!(
+        contacts[0]["contact"]
+            .as_str()
+            .unwrap()
+            .starts_with("sip:alice@")
+    );
+    assert!(contacts[0]["expires"].as_u64().unwrap() <= 600);
+    let dump = rpc(&sock, "ul.dump", json!([]))["result"].clone();
+    assert!(dump["location"]["alice"].is_array(), "{dump}");
+    assert_eq!(
+        rpc(&sock, "ul.rm", json!(["alice"]))["result"]["removed"],
+        1
+    );
+    assert_eq!(
+        rpc(&sock, "ul.lookup", json!(["alice"]))["error"]["code"],
+        -32000
+    );
+    // Removed for the workers too: a request for alice now gets 404.
+    p.send(
+        server.addr,
+        &p.request("OPTIONS", "sip:alice@example.com", "after-rm", ""),
+    );
+    assert!(expect(&p, "SIP/2.0 404", SEC).is_some());
+
+    let tm = rpc(&sock, "tm.stats", json!([]))["result"].clone();
+    assert!(tm["capacity"].as_u64().unwrap() > 0);
+    assert!(tm["counters"]["tm_transactions"].is_u64());
+
+    let bad_cfg = dir.join("bad.cfg");
+    std::fs::write(&bad_cfg, "route { nosuchaction(); }\n").unwrap();
+    let checked = rpc(&sock, "cfg.check", json!([bad_cfg.to_str().unwrap()]))["result"].clone();
+    assert_eq!(checked["ok"], false);
+    assert!(
+        checked["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("bad.cfg:1:")
+    );
+    assert!(
+        rpc(&sock, "system.listMethods", json!([]))["result"]
+            .as_array()
+            .unwrap()
+            .len()
+            >= 9
+    );
+
+    // Prometheus over HTTP.
+    let mut http = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    http.set_read_timeout(Some(SEC)).unwrap();
+    http.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut page = String::new();
+    http.read_to_string(&mut page).unwrap();
+    assert!(page.starts_with("HTTP/1.0 200 OK\r\n"), "{page}");
+    assert!(page.contains("# TYPE rser_received_total counter\nrser_received_total "));
+    assert!(page.contains("rser_usrloc_bindings_capacity "));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_input_gets_json_rpc_errors_and_the_server_keeps_serving() {
+    let dir = temp_dir("bad");
+    let sock = dir.join("ctl.sock");
+    let server = Server::start(&config(free_tcp_port()), 1, &["-s", sock.to_str().unwrap()]);
+    let answers = exchange(
+        &sock,
+        "{not json\n\
+         {\"jsonrpc\":\"2.0\",\"method\":\"no.such\",\"id\":1}\n\
+         {\"jsonrpc\":\"2.0\",\"method\":\"ul.lookup\",\"params\":[42],\"id\":2}\n\
+         {\"jsonrpc\":\"1.0\",\"method\":\"core.version\",\"id\":3}\n\
+         \n\
+         {\"jsonrpc\":\"2.0\",\"method\":\"core.version\"}\n\
+         [{\"jsonrpc\":\"2.0\",\"method\":\"core.version\",\"id\":4}]\n",
+    );
+    let codes: Vec<&Value> = answers
+        .iter()
+        .take(4)
+        .map(|a| &a["error"]["code"])
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            &json!(-32700),
+            &json!(-32601),
+            &json!(-32602),
+            &json!(-32600)
+        ]
+    );
+    assert_eq!(
+        answers.len(),
+        5,
+        "the notification got no answer: {answers:?}"
+    );
+    assert_eq!(answers[4][0]["result"]["name"], "rser");
+    // A request larger than the limit, with no newline, then silence.
+    let huge = "x".repeat(70 * 1024);
+    let a = exchange(&sock, &huge);
+    assert_eq!(a[0]["error"]["code"], -32600);
+    // The SIP side never noticed.
+    let p = Peer::new();
+    p.send(
+        server.addr,
+        &p.request("OPTIONS", "sip:nobody@example.com", "still", ""),
+    );
+    assert!(expect(&p, "SIP/2.0 404", SEC).is_some());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_killed_control_process_is_replaced() {
+    let dir = temp_dir("respawn");
+    let sock = dir.join("ctl.sock");
+    let _server = Server::start(&config(free_tcp_port()), 1, &["-s", sock.to_str().unwrap()]);
+    let ps = rpc(&sock, "core.ps", json!([]))["result"].clone();
+    let control = ps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["role"] == "control")
+        .unwrap()["pid"]
+        .as_i64()
+        .unwrap();
+    unsafe { libc::kill(control as i32, libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        if let Ok(mut s) = UnixStream::connect(&sock) {
+            s.set_read_timeout(Some(SEC)).unwrap();
+            let _ = s.write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"core.ps\",\"id\":1}\n");
+            let _ = s.shutdown(std::net::Shutdown::Write);
+            let mut out = String::new();
+            if s.read_to_string(&mut out).is_ok() && !out.is_empty() {
+                let v: Value = serde_json::from_str(out.trim()).unwrap();
+                let new = v["result"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|p| p["role"] == "control")
+                    .unwrap()["pid"]
+                    .as_i64()
+                    .unwrap();
+                assert_ne!(new, control);
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "no control process came back");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

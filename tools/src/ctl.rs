@@ -1,0 +1,205 @@
+//! rserctl's side of the control interface: one JSON-RPC 2.0 request over
+//! the server's Unix socket, and the answer written for people.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use rser::server::control::prometheus::{self, Sample};
+use serde_json::{Value, json};
+
+/// The socket: `-s`, else the config's `ctl_socket`.
+pub fn socket_path(socket: Option<&str>, config: Option<&str>) -> Result<String, String> {
+    if let Some(s) = socket {
+        return Ok(s.to_string());
+    }
+    let Some(path) = config else {
+        return Err("say where the server listens: -s /path/to/ctl.sock or -f ser.cfg".into());
+    };
+    crate::load_config(path)?
+        .settings
+        .ctl_socket
+        .ok_or_else(|| format!("{path} sets no ctl_socket"))
+}
+
+/// Sends one request; the result, or the server's error as a message.
+pub fn call(socket: &str, method: &str, params: Value) -> Result<Value, String> {
+    let mut s = UnixStream::connect(socket).map_err(|e| format!("{socket}: {e}"))?;
+    let timeout = Some(Duration::from_secs(10));
+    s.set_read_timeout(timeout).map_err(|e| e.to_string())?;
+    s.set_write_timeout(timeout).map_err(|e| e.to_string())?;
+    let req = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1});
+    s.write_all(format!("{req}\n").as_bytes())
+        .map_err(|e| format!("{socket}: {e}"))?;
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut text = String::new();
+    s.read_to_string(&mut text)
+        .map_err(|e| format!("{socket}: {e}"))?;
+    let reply: Value = serde_json::from_str(text.trim())
+        .map_err(|e| format!("bad answer from the server: {e}"))?;
+    if let Some(err) = reply.get("error") {
+        return Err(format!(
+            "{} (error {})",
+            err["message"].as_str().unwrap_or("?"),
+            err["code"]
+        ));
+    }
+    Ok(reply.get("result").cloned().unwrap_or(Value::Null))
+}
+
+/// `stats.get`'s groups as `group.name = value` lines, sorted.
+pub fn stats_text(v: &Value) -> String {
+    let mut lines = Vec::new();
+    for (group, counters) in v.as_object().into_iter().flatten() {
+        for (name, value) in counters.as_object().into_iter().flatten() {
+            lines.push(format!("{group}.{name} = {value}"));
+        }
+    }
+    lines.sort();
+    lines.join("\n")
+}
+
+/// `stats.get`'s groups in Prometheus' text format: the `shm` group holds
+/// levels (gauges), the others counts.
+pub fn stats_prometheus(v: &Value) -> String {
+    let mut samples = Vec::new();
+    for (group, counters) in v.as_object().into_iter().flatten() {
+        let group: &'static str = match group.as_str() {
+            "core" => "core",
+            "tm" => "tm",
+            "sl" => "sl",
+            "registrar" => "registrar",
+            "usrloc" => "usrloc",
+            "auth" => "auth",
+            "shm" => "shm",
+            _ => "other",
+        };
+        for (name, value) in counters.as_object().into_iter().flatten() {
+            samples.push(Sample {
+                group,
+                name: name.clone(),
+                value: value.as_u64().unwrap_or(0),
+                gauge: group == "shm",
+            });
+        }
+    }
+    prometheus::render(&samples)
+}
+
+/// `core.ps` as a table.
+pub fn ps_text(v: &Value) -> String {
+    let mut out = format!("{:>8}  {:<8}  {}", "PID", "ROLE", "SLOT");
+    for p in v.as_array().into_iter().flatten() {
+        let slot = p.get("slot").map_or(String::new(), Value::to_string);
+        out.push_str(&format!(
+            "\n{:>8}  {:<8}  {slot}",
+            p["pid"].as_u64().unwrap_or(0),
+            p["role"].as_str().unwrap_or("?")
+        ));
+    }
+    out
+}
+
+/// One AOR's contacts, indented under it.
+fn contacts_text(aor: &str, contacts: &Value, out: &mut String) {
+    out.push_str(aor);
+    out.push('\n');
+    for c in contacts.as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  {} expires={} q={} call-id={} cseq={}\n",
+            c["contact"].as_str().unwrap_or("?"),
+            c["expires"],
+            c["q"],
+            c["call_id"].as_str().unwrap_or("?"),
+            c["cseq"]
+        ));
+    }
+}
+
+/// `ul.dump`: each table, its AORs and their contacts.
+pub fn ul_dump_text(v: &Value) -> String {
+    let mut out = String::new();
+    for (table, aors) in v.as_object().into_iter().flatten() {
+        out.push_str(&format!(
+            "table {table}: {} AORs\n",
+            aors.as_object().map_or(0, |a| a.len())
+        ));
+        for (aor, contacts) in aors.as_object().into_iter().flatten() {
+            contacts_text(aor, contacts, &mut out);
+        }
+    }
+    out.trim_end().to_string()
+}
+
+/// `ul.lookup`: one AOR.
+pub fn ul_lookup_text(v: &Value) -> String {
+    let mut out = String::new();
+    contacts_text(v["aor"].as_str().unwrap_or("?"), &v["contacts"], &mut out);
+    out.trim_end().to_string()
+}
+
+/// `core.uptime` in days, hours, minutes and seconds.
+pub fn uptime_text(v: &Value) -> String {
+    let s = v["uptime"].as_u64().unwrap_or(0);
+    format!(
+        "up {}d {}h {}m {}s (since {} Unix time)",
+        s / 86_400,
+        s / 3600 % 24,
+        s / 60 % 60,
+        s % 60,
+        v["up_since"]
+    )
+}
+
+/// A flat object as `key: value` lines (tm.stats).
+pub fn object_text(v: &Value) -> String {
+    let mut out = Vec::new();
+    for (k, val) in v.as_object().into_iter().flatten() {
+        match val {
+            Value::Object(inner) => {
+                for (k2, v2) in inner {
+                    out.push(format!("{k}.{k2}: {v2}"));
+                }
+            }
+            _ => out.push(format!("{k}: {val}")),
+        }
+    }
+    out.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_are_written_sorted_and_as_prometheus() {
+        let v = json!({"tm": {"tm_transactions": 5}, "core": {"received": 9}, "shm": {"tm_transactions_live": 2}});
+        assert_eq!(
+            stats_text(&v),
+            "core.received = 9\nshm.tm_transactions_live = 2\ntm.tm_transactions = 5"
+        );
+        let p = stats_prometheus(&v);
+        assert!(p.contains("rser_received_total 9\n"));
+        assert!(p.contains("# TYPE rser_tm_transactions_live gauge\n"));
+    }
+
+    #[test]
+    fn uptime_and_ps_read_well() {
+        assert_eq!(
+            uptime_text(&json!({"uptime": 93_784, "up_since": 1})),
+            "up 1d 2h 3m 4s (since 1 Unix time)"
+        );
+        let ps = ps_text(
+            &json!([{"pid": 10, "role": "master"}, {"pid": 11, "role": "worker", "slot": 0}]),
+        );
+        assert!(ps.contains("      10  master"));
+        assert!(ps.contains("      11  worker    0"));
+    }
+
+    #[test]
+    fn a_missing_socket_is_a_clear_error() {
+        assert!(socket_path(None, None).unwrap_err().contains("-s"));
+        let e = call("/nonexistent/ctl.sock", "core.version", json!([])).unwrap_err();
+        assert!(e.starts_with("/nonexistent/ctl.sock"), "{e}");
+    }
+}
