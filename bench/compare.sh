@@ -25,7 +25,7 @@
 #   --report-only  print the table again from the files in --out DIR
 # Environment (defaults; --quick's in brackets):
 #   TRIAL=5 [2]  LAT_SECS=10 [3]  CPU_SECS=14 [6] (2 s skipped at each end)
-#   START=500 (search's first rate)  WORKERS=2  SHM_MB=256  USERS=1000
+#   START=500 (search's first rate)  WORKERS=2  SHM_MB=1024 (both proxies' -m)  USERS=1000
 #   SIPP=1: also a sipp call row per proxy (bench/sipp/uac_reorder.xml and
 #           uas_reorder.xml, SIPP_RATE=1000 calls/s for SIPP_SECS=10 [3] s)
 #   KAM_DIR=../shared/anchors/kamailio  NO_BUILD=1 (use target/release as is)
@@ -83,7 +83,7 @@ START=${START:-500}
 SEARCH_ARGS=()
 [ "$QUICK" = 1 ] && SEARCH_ARGS=(--max-trials 10)
 WORKERS=${WORKERS:-2}
-SHM_MB=${SHM_MB:-256}
+SHM_MB=${SHM_MB:-1024}
 USERS=${USERS:-1000}
 SIPP=${SIPP:-0}
 SIPP_RATE=${SIPP_RATE:-1000}
