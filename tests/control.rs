@@ -234,42 +234,37 @@ fn bad_input_gets_json_rpc_errors_and_the_server_keeps_serving() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The control process's pid from `core.ps`; None while nothing answers
+/// (it is being replaced).
+fn control_pid(sock: &Path) -> Option<i64> {
+    let mut s = UnixStream::connect(sock).ok()?;
+    s.set_read_timeout(Some(SEC)).ok()?;
+    s.write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"core.ps\",\"id\":1}\n")
+        .ok()?;
+    s.shutdown(std::net::Shutdown::Write).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let v: Value = serde_json::from_str(out.trim()).ok()?;
+    v["result"]
+        .as_array()?
+        .iter()
+        .find(|p| p["role"] == "control")?["pid"]
+        .as_i64()
+}
+
 #[test]
 fn a_killed_control_process_is_replaced() {
     let dir = temp_dir("respawn");
     let sock = dir.join("ctl.sock");
     let _server = Server::start(&config(free_tcp_port()), 1, &["-s", sock.to_str().unwrap()]);
-    let ps = rpc(&sock, "core.ps", json!([]))["result"].clone();
-    let control = ps
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["role"] == "control")
-        .unwrap()["pid"]
-        .as_i64()
-        .unwrap();
+    let control = control_pid(&sock).expect("a control process");
     unsafe { libc::kill(control as i32, libc::SIGKILL) };
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         std::thread::sleep(Duration::from_millis(50));
-        if let Ok(mut s) = UnixStream::connect(&sock) {
-            s.set_read_timeout(Some(SEC)).unwrap();
-            let _ = s.write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"core.ps\",\"id\":1}\n");
-            let _ = s.shutdown(std::net::Shutdown::Write);
-            let mut out = String::new();
-            if s.read_to_string(&mut out).is_ok() && !out.is_empty() {
-                let v: Value = serde_json::from_str(out.trim()).unwrap();
-                let new = v["result"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .find(|p| p["role"] == "control")
-                    .unwrap()["pid"]
-                    .as_i64()
-                    .unwrap();
-                assert_ne!(new, control);
-                break;
-            }
+        if let Some(new) = control_pid(&sock) {
+            assert_ne!(new, control);
+            break;
         }
         assert!(Instant::now() < deadline, "no control process came back");
     }

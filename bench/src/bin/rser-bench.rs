@@ -242,16 +242,7 @@ fn run(args: &Args) -> Result<(), String> {
         loss_pct: args.loss,
         rate,
         duration_s: secs,
-        sent: s.started,
-        completed: s.completed,
-        failed: s.failed,
-        timeouts: s.timeouts,
-        error_replies: s.error_replies,
-        rejected_full: s.rejected_full,
-        retransmitted: s.retransmitted,
-        dropped: s.dropped,
-        strays: s.strays,
-        auth_rounds: s.auth_rounds,
+        stats: s,
         achieved_rate: s.completed as f64 / secs,
         generator_limited: report::generator_limited(&s, rate, secs),
         latency_us: latency.clone(),
@@ -310,15 +301,15 @@ fn print_summary(r: &Report) {
     println!(
         "sent {} completed {} failed {} (timeouts {}, error replies {}, no free slot {}) \
          retransmitted {} dropped {} strays {}",
-        r.sent,
-        r.completed,
-        r.failed,
-        r.timeouts,
-        r.error_replies,
-        r.rejected_full,
-        r.retransmitted,
-        r.dropped,
-        r.strays
+        r.stats.started,
+        r.stats.completed,
+        r.stats.failed,
+        r.stats.timeouts,
+        r.stats.error_replies,
+        r.stats.rejected_full,
+        r.stats.retransmitted,
+        r.stats.dropped,
+        r.stats.strays
     );
     let l = &r.latency_us;
     println!(

@@ -80,8 +80,9 @@ pub trait Out {
     fn send(&mut self, sock: usize, dest: SocketAddr, bytes: &[u8]);
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub struct Stats {
+    #[serde(rename = "sent")]
     pub started: u64,
     pub completed: u64,
     pub failed: u64,

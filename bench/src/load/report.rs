@@ -61,16 +61,9 @@ pub struct Report {
     pub loss_pct: f64,
     pub rate: f64,
     pub duration_s: f64,
-    pub sent: u64,
-    pub completed: u64,
-    pub failed: u64,
-    pub timeouts: u64,
-    pub error_replies: u64,
-    pub rejected_full: u64,
-    pub retransmitted: u64,
-    pub dropped: u64,
-    pub strays: u64,
-    pub auth_rounds: u64,
+    /// The driver's counts, as top-level fields (`started` as `sent`).
+    #[serde(flatten)]
+    pub stats: Stats,
     /// Completed units per second of sending time.
     pub achieved_rate: f64,
     /// Fewer units were started than the rate asked for: the generator, not

@@ -40,6 +40,10 @@ pub struct Control<'a> {
     pub db: Option<Db>,
 }
 
+/// The groups `stats.get` reports: counters by module prefix, `core` for
+/// the rest, `shm` for the shared tables' use (levels, not counts).
+pub const GROUPS: &[&str] = &["core", "tm", "sl", "registrar", "usrloc", "auth", "shm"];
+
 /// The group a counter belongs to, from its name's prefix.
 fn group_of(name: &str) -> &'static str {
     for g in ["tm", "sl", "registrar", "usrloc", "auth"] {
