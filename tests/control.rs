@@ -10,17 +10,10 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Peer, Server, expect};
+use common::{Peer, Server, exchange, expect, rpc, temp_dir};
 use serde_json::{Value, json};
 
 const SEC: Duration = Duration::from_secs(3);
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("rser-ctl-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn free_tcp_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -28,28 +21,6 @@ fn free_tcp_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// Sends `text` (one or more lines) and reads every answer line.
-fn exchange(sock: &Path, text: &str) -> Vec<Value> {
-    let mut s = UnixStream::connect(sock).unwrap();
-    s.set_read_timeout(Some(SEC)).unwrap();
-    s.write_all(text.as_bytes()).unwrap();
-    s.shutdown(std::net::Shutdown::Write).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn rpc(sock: &Path, method: &str, params: Value) -> Value {
-    let req = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 7});
-    let mut answers = exchange(sock, &format!("{req}\n"));
-    assert_eq!(answers.len(), 1);
-    let a = answers.remove(0);
-    assert_eq!(a["id"], 7);
-    a
 }
 
 fn config(metrics_port: u16) -> String {

@@ -17,6 +17,9 @@ use super::program::{
 use super::pv::Format;
 use super::registry::{self, Func};
 use super::settings::{Proto, Settings};
+use crate::modules::dispatcher::MAX_FAILOVER;
+use crate::modules::dispatcher::health::Health;
+use crate::modules::dispatcher::select::Alg;
 use crate::sip::Uri;
 use crate::sip::limits::MAX_URI_LEN;
 
@@ -560,6 +563,38 @@ impl Compiler<'_> {
                 Param::Str(text(&a[0]).into()),
                 Param::Int(int_in(&a[1], 0, 1)?),
             ],
+            Func::DsSelectDst | Func::DsSelectDomain => {
+                let alg = int_in(&a[1], 0, 10)?;
+                if Alg::from_number(alg).is_none() {
+                    return Err(ConfigError::new(
+                        a[1].pos(),
+                        format!("dispatcher algorithm {alg} is not provided (0-4, 6, 8-10 are)"),
+                    ));
+                }
+                let limit = match a.get(2) {
+                    Some(l) => int_in(l, 1, MAX_FAILOVER as i64)?,
+                    None => MAX_FAILOVER as i64,
+                };
+                vec![
+                    Param::Int(int_in(&a[0], 0, i64::from(u32::MAX))?),
+                    Param::Int(alg),
+                    Param::Int(limit),
+                ]
+            }
+            Func::DsMarkDst => {
+                let state = a.first().map_or_else(|| "i".to_string(), text);
+                if Health::default().marked(&state).is_none() {
+                    return Err(ConfigError::new(
+                        a[0].pos(),
+                        format!("ds_mark_dst state '{state}': expected a, i, t or d, with p"),
+                    ));
+                }
+                vec![Param::Str(state.into())]
+            }
+            Func::DsIsFromList => match a.first() {
+                Some(set) => vec![Param::Int(int_in(set, -1, i64::from(u32::MAX))?)],
+                None => vec![Param::Int(-1)],
+            },
             _ => vec![],
         })
     }

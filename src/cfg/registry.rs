@@ -106,6 +106,21 @@ pub const MODULES: &[ModuleDef] = &[
         params: &[("db_url", Str), ("calculate_ha1", Int)],
     },
     ModuleDef {
+        name: "dispatcher",
+        params: &[
+            ("list_file", Str),
+            ("db_url", Str),
+            ("table_name", Str),
+            ("ds_ping_interval", Int),
+            ("ds_probing_threshold", Int),
+            ("ds_inactive_threshold", Int),
+            ("ds_ping_reply_codes", Str),
+            ("ds_probing_mode", Int),
+            ("ds_ping_method", Str),
+            ("ds_ping_from", Str),
+        ],
+    },
+    ModuleDef {
         name: "mysql",
         params: &[],
     },
@@ -187,6 +202,13 @@ pub enum Func {
     ProxyChallenge,
     CheckTo,
     CheckFrom,
+    // dispatcher
+    DsSelectDst,
+    DsSelectDomain,
+    DsNextDst,
+    DsNextDomain,
+    DsMarkDst,
+    DsIsFromList,
 }
 
 #[derive(Debug)]
@@ -217,6 +239,7 @@ const fn def(
 
 const CORE: &[&str] = &[];
 const AUTH_DB: &[&str] = &["auth_db", "auth"];
+const DS: &[&str] = &["dispatcher"];
 
 pub const FUNCS: &[FuncDef] = &[
     def("forward", Func::Forward, CORE, 0, 2),
@@ -279,6 +302,12 @@ pub const FUNCS: &[FuncDef] = &[
     def("proxy_challenge", Func::ProxyChallenge, &["auth"], 2, 2),
     def("check_to", Func::CheckTo, AUTH_DB, 0, 0),
     def("check_from", Func::CheckFrom, AUTH_DB, 0, 0),
+    def("ds_select_dst", Func::DsSelectDst, DS, 2, 3),
+    def("ds_select_domain", Func::DsSelectDomain, DS, 2, 3),
+    def("ds_next_dst", Func::DsNextDst, DS, 0, 0),
+    def("ds_next_domain", Func::DsNextDomain, DS, 0, 0),
+    def("ds_mark_dst", Func::DsMarkDst, DS, 0, 1),
+    def("ds_is_from_list", Func::DsIsFromList, DS, 0, 1),
 ];
 
 pub fn func(name: &str) -> Option<&'static FuncDef> {

@@ -53,6 +53,10 @@ pub struct ScriptState {
     /// `loose_route()` sets it to a loose router's Route URI (RFC 3261
     /// §16.12). Empty when unset; the buffer is reused.
     pub dst_uri: Vec<u8>,
+    /// What `ds_select_dst` chose and the destinations left for
+    /// `ds_next_dst` (Kamailio's dispatcher AVPs); tm keeps it with the
+    /// transaction for failure_route.
+    pub ds: crate::modules::dispatcher::Failover,
 }
 
 impl ScriptState {
@@ -71,6 +75,7 @@ impl ScriptState {
         self.last_error = None;
         self.record_route = false;
         self.dst_uri.clear();
+        self.ds = Default::default();
     }
 }
 

@@ -186,6 +186,8 @@ fn spawn_timer(
                 s.spawn(|| super::registrar::upkeep(shared, slot, config));
             }
             let mut timer = Worker::new(slot, config, shared, &socks, &vm);
+            // Probes carry the listening address in their Via.
+            timer.listen = sockets.addrs.clone();
             timer.run_timer_process()
         })
     })
@@ -195,6 +197,8 @@ fn spawn_timer(
 pub struct ControlSetup {
     pub listeners: Listeners,
     pub config_path: Option<std::path::PathBuf>,
+    /// Where `dispatcher.reload` reads the list, when dispatcher is loaded.
+    pub ds_params: Option<super::dispatcher::DsParams>,
     /// Unix seconds at start, for `core.uptime`.
     pub started: u64,
 }
@@ -211,6 +215,7 @@ fn spawn_control(
             shared,
             config,
             c.config_path.clone(),
+            c.ds_params.clone(),
             c.started,
             &c.listeners,
         )
@@ -257,7 +262,10 @@ pub fn supervise(
     let mut pids: HashMap<Pid, usize> = HashMap::new();
     // tm's timers and usrloc's upkeep run in a process of their own, on
     // counter row `workers`; the control process has the row after it.
-    let timer_slot = (shared.tm.is_some() || shared.usrloc.is_some()).then_some(workers);
+    // Dispatcher's probes are sent from it too.
+    let timer_slot =
+        (shared.tm.is_some() || shared.usrloc.is_some() || shared.dispatcher.is_some())
+            .then_some(workers);
     let control_slot = control.as_ref().map(|_| workers + 1);
     let role_of = |slot: usize| {
         if Some(slot) == timer_slot {

@@ -3,6 +3,7 @@
 
 mod auth;
 pub mod control;
+pub mod dispatcher;
 pub mod dns;
 pub mod master;
 pub mod proxy;
@@ -193,14 +194,28 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
     auth::prepare(&config).map_err(StartError)?;
     // Counter and process rows: the workers, the timer process, the
     // control process.
+    let ds_params = match config.has_module("dispatcher") {
+        true => Some(
+            dispatcher::DsParams::from_config(&config, opts.config_path.as_deref())
+                .map_err(StartError)?,
+        ),
+        false => None,
+    };
     let shared = shared::Shared::create(
         shm_bytes,
         workers + 2,
         secret(),
-        config.has_module("tm"),
-        usrloc,
-        uses_auth,
+        shared::Needs {
+            tm: config.has_module("tm"),
+            usrloc,
+            auth: uses_auth,
+            dispatcher: ds_params.is_some(),
+        },
     )?;
+    if let (Some(shm), Some(params)) = (&shared.dispatcher, &ds_params) {
+        let (_, n) = dispatcher::reload(shm, params).map_err(StartError)?;
+        log::info!("dispatcher: {n} destinations");
+    }
     if let Some(loc) = &shared.usrloc {
         registrar::load(&config, loc).map_err(StartError)?;
     }
@@ -219,6 +234,7 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
             Some(master::ControlSetup {
                 listeners,
                 config_path: opts.config_path.clone(),
+                ds_params: ds_params.clone(),
                 started: crate::modules::usrloc::unix_now(),
             })
         }

@@ -43,7 +43,7 @@ enum BranchVerdict {
 
 /// Host, port and transport a URI sends to (RFC 3263's simple case: the
 /// host and port as written, 5060 or 5061 when no port).
-fn uri_target(uri: &[u8]) -> Option<(ArrayString<255>, u16, Proto)> {
+pub(super) fn uri_target(uri: &[u8]) -> Option<(ArrayString<255>, u16, Proto)> {
     let u = Uri::parse(uri).ok()?;
     if u.host == UriHost::None {
         return None;
@@ -434,6 +434,9 @@ impl Worker<'_> {
         txn.upstream = Peer::from(crate::modules::sl::reply_destination(msg, ctx.src));
         txn.in_sock = self.in_sock as u8;
         txn.script_flags = ctx.st.flags;
+        let mut fo = ctx.st.ds;
+        self.ds_count_load(&mut fo);
+        txn.ds = fo;
         let inserted = table
             .pool
             .store(&stored)
@@ -447,6 +450,7 @@ impl Worker<'_> {
         self.stored = stored;
         let Ok((idx, generation)) = inserted else {
             drop(l);
+            self.ds_release_load(&fo);
             self.count(Counter::TmTableFull);
             log::warn!(
                 "tm: transaction table full ({} live); replying 503",

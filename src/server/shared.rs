@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use rser_shm::{Carver, Counters, Region};
 
 use crate::modules::auth::nonce::NonceCounts;
+use crate::modules::dispatcher::state::DsShared;
 use crate::modules::sl::{AckFilter, Signature};
 use crate::modules::tm::Table;
 use crate::modules::usrloc::Location;
@@ -40,6 +41,11 @@ pub const COUNTER_NAMES: &[&str] = &[
     "usrloc_expired",
     "usrloc_db_errors",
     "auth_failures",
+    "dispatcher_selected",
+    "dispatcher_no_destination",
+    "dispatcher_probes_sent",
+    "dispatcher_probes_failed",
+    "dispatcher_state_changes",
 ];
 
 #[derive(Debug, Clone, Copy)]
@@ -71,6 +77,11 @@ pub enum Counter {
     UsrlocExpired,
     UsrlocDbErrors,
     AuthFailures,
+    DispatcherSelected,
+    DispatcherNoDestination,
+    DispatcherProbesSent,
+    DispatcherProbesFailed,
+    DispatcherStateChanges,
 }
 
 /// Share of the region given to the table of unsigned stateless replies.
@@ -154,7 +165,18 @@ pub struct Shared {
     /// auth's nonce counts, when the script authenticates; the nonces'
     /// signing key is `secret`, the same in every process (inherited).
     pub nonce_counts: Option<NonceCounts>,
+    /// The dispatcher's list and destination state, when loaded.
+    pub dispatcher: Option<DsShared>,
     pub secret: [u8; 32],
+}
+
+/// Which tables the config needs in shared memory.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Needs {
+    pub tm: bool,
+    pub usrloc: bool,
+    pub auth: bool,
+    pub dispatcher: bool,
 }
 
 impl Shared {
@@ -163,9 +185,7 @@ impl Shared {
         size_bytes: usize,
         slots: usize,
         secret: [u8; 32],
-        tm: bool,
-        usrloc: bool,
-        auth: bool,
+        needs: Needs,
     ) -> io::Result<Shared> {
         let region = Region::create(size_bytes)?;
         let too_small = || {
@@ -180,7 +200,11 @@ impl Shared {
         let sl_entries = (size_bytes / SL_TABLE_SHARE / AckFilter::BYTES_PER_ENTRY).max(64);
         let ack_filter = AckFilter::carve(&mut carver, Signature::new(&secret), sl_entries)
             .ok_or_else(too_small)?;
-        let tm = match tm {
+        let dispatcher = match needs.dispatcher {
+            true => Some(DsShared::carve(&mut carver).ok_or_else(too_small)?),
+            false => None,
+        };
+        let tm = match needs.tm {
             true => Some(Table::carve(&mut carver, size_bytes / TM_SHARE).ok_or_else(too_small)?),
             false => None,
         };
@@ -189,13 +213,13 @@ impl Shared {
         } else {
             USRLOC_SHARE
         };
-        let usrloc = match usrloc {
+        let usrloc = match needs.usrloc {
             true => {
                 Some(Location::carve(&mut carver, size_bytes / ul_share).ok_or_else(too_small)?)
             }
             false => None,
         };
-        let nonce_counts = match auth {
+        let nonce_counts = match needs.auth {
             true => Some(
                 NonceCounts::carve(
                     &mut carver,
@@ -224,6 +248,7 @@ impl Shared {
             tm,
             usrloc,
             nonce_counts,
+            dispatcher,
             secret,
         })
     }

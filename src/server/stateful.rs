@@ -211,7 +211,7 @@ impl Worker<'_> {
         let Some(table) = self.tm else { return };
         let mut buf = std::mem::take(&mut self.failure_buf);
         buf.clear();
-        let (flags, code, upstream, before) = {
+        let (flags, ds, code, upstream, before) = {
             let l = table.lock(t.bucket);
             let Some(s) = table.slot(&l, t.idx, t.generation) else {
                 self.failure_buf = buf;
@@ -220,6 +220,7 @@ impl Worker<'_> {
             table.pool.read(s.txn.request, &mut buf);
             (
                 s.txn.script_flags,
+                s.txn.ds,
                 s.txn.best_code,
                 SocketAddr::from(s.txn.upstream),
                 s.txn.nbranch,
@@ -235,6 +236,7 @@ impl Worker<'_> {
                 let mut ctx = MsgCtx::new(&msg, upstream, local, Proto::Udp, &mut st);
                 ctx.status = Some(code);
                 ctx.st.flags = flags;
+                ctx.st.ds = ds;
                 let vm = self.vm;
                 let out = vm.run(u32::from(route - 1), &mut ctx, self);
                 if let Some(e) = out.error {
@@ -254,6 +256,8 @@ impl Worker<'_> {
             return;
         };
         s.txn.on_failure = armed.failure;
+        // ds_next_dst moved on (and the call's load with it).
+        s.txn.ds = self.aux_st.ds;
         let added = s.txn.nbranch > before;
         let fx = {
             let (txn, mut br) = table.view(s);
@@ -396,7 +400,9 @@ impl Worker<'_> {
         }
         self.stored = stored;
         if delete {
+            let ds = s.txn.ds;
             table.remove(l, t.idx);
+            self.ds_release_load(&ds);
         } else {
             let due = {
                 let (txn, br) = table.view(s);
@@ -526,6 +532,7 @@ impl Worker<'_> {
             std::thread::sleep(tick);
             self.now_ms = now_ms();
             self.tm_timers();
+            self.ds_probe_tick();
             let failed = self.outbox.flush(self.sockets);
             for _ in 0..failed {
                 self.count(Counter::SendErrors);

@@ -10,6 +10,7 @@ use arrayvec::ArrayVec;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::auth::AuthState;
+use super::dispatcher::{DsParams, DsState};
 use super::dns::Resolver;
 use super::proxy::{self, ForwardError, NextHop, ReplyError};
 use super::registrar::RegistrarState;
@@ -52,6 +53,12 @@ pub const SUPPORTED: &[Func] = &[
     Func::ProxyChallenge,
     Func::CheckTo,
     Func::CheckFrom,
+    Func::DsSelectDst,
+    Func::DsSelectDomain,
+    Func::DsNextDst,
+    Func::DsNextDomain,
+    Func::DsMarkDst,
+    Func::DsIsFromList,
 ];
 
 /// Actions that reply or relay, which branch_route may not run.
@@ -95,6 +102,9 @@ pub struct Worker<'a> {
     pub(super) shared: &'a Shared,
     pub(super) sockets: &'a [UdpSocket],
     pub(super) locals: Vec<SocketAddr>,
+    /// The addresses we listen on, for the Via of requests we originate
+    /// (the timer process may send from other ports).
+    pub(super) listen: Vec<SocketAddr>,
     pub(super) outbox: Outbox,
     pub(super) dns: Resolver,
     sl: SlParams,
@@ -139,6 +149,8 @@ pub struct Worker<'a> {
     pub(super) branch_dst: Vec<u8>,
     pub(super) variants: Vec<u8>,
     pub(super) base_buf: Vec<u8>,
+    /// The dispatcher, when loaded.
+    pub(super) ds: Option<DsState>,
 }
 
 impl<'a> Worker<'a> {
@@ -158,6 +170,7 @@ impl<'a> Worker<'a> {
             shared,
             sockets,
             locals: sockets.iter().filter_map(|s| s.local_addr().ok()).collect(),
+            listen: sockets.iter().filter_map(|s| s.local_addr().ok()).collect(),
             outbox: Outbox::new(),
             dns: Resolver::new(),
             sl: SlParams {
@@ -196,6 +209,12 @@ impl<'a> Worker<'a> {
             branch_dst: Vec::new(),
             variants: Vec::new(),
             base_buf: Vec::new(),
+            // Checked at start: the parameters are good here.
+            ds: shared.dispatcher.and_then(|shm| {
+                DsParams::from_config(config, None)
+                    .ok()
+                    .map(|p| DsState::new(shm, p))
+            }),
         }
     }
 
@@ -290,6 +309,7 @@ impl<'a> Worker<'a> {
         };
         if msg.is_request() {
             self.request(&msg, src, st, main);
+        } else if self.ds_probe_reply(&msg) {
         } else if !self.tm_reply(&msg, src) {
             self.reply(&msg, src);
         }
@@ -598,6 +618,20 @@ impl Host for Worker<'_> {
             (Func::CheckTo, []) => self.check_user(ctx, true),
             (Func::CheckFrom, []) => self.check_user(ctx, false),
             (Func::Lookup, [Param::Str(table)]) => self.lookup(ctx, table),
+            (
+                Func::DsSelectDst | Func::DsSelectDomain,
+                [Param::Int(set), Param::Int(alg), Param::Int(limit)],
+            ) => self.ds_select(
+                ctx,
+                *set as u32,
+                *alg,
+                *limit as usize,
+                func == Func::DsSelectDomain,
+            ),
+            (Func::DsNextDst, []) => self.ds_next(ctx, false),
+            (Func::DsNextDomain, []) => self.ds_next(ctx, true),
+            (Func::DsMarkDst, [Param::Str(state)]) => self.ds_mark(ctx, state),
+            (Func::DsIsFromList, [Param::Int(set)]) => self.ds_is_from_list(ctx, *set),
             (Func::RecordRoute, []) => rr::record_route(ctx),
             (Func::LooseRoute, []) => rr::loose_route(ctx, &self.myself),
             _ => {

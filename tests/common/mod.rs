@@ -261,3 +261,36 @@ pub fn expect(p: &Peer, start: &str, within: Duration) -> Option<(String, std::n
         }
     }
 }
+
+/// A fresh directory of the test's own.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("rser-ctl-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Sends `text` (one or more lines) to a control socket and reads every
+/// answer line.
+pub fn exchange(sock: &std::path::Path, text: &str) -> Vec<serde_json::Value> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.write_all(text.as_bytes()).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// One JSON-RPC call; the whole answer.
+pub fn rpc(sock: &std::path::Path, method: &str, params: serde_json::Value) -> serde_json::Value {
+    let req = serde_json::json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 7});
+    let mut answers = exchange(sock, &format!("{req}\n"));
+    assert_eq!(answers.len(), 1);
+    let a = answers.remove(0);
+    assert_eq!(a["id"], 7);
+    a
+}

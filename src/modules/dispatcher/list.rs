@@ -5,6 +5,7 @@
 //! process that (re)loads the list; a line that does not parse is an error
 //! naming it, and the old list stays in force.
 
+use super::select::MAX_PER_SET;
 use crate::sip::Uri;
 
 /// Destination flags as Kamailio's list file writes them.
@@ -129,6 +130,13 @@ pub fn parse(text: &str) -> Result<List, Vec<String>> {
                     break;
                 }
                 if let Some(s) = sets.iter_mut().find(|s| s.id == id) {
+                    if s.dests.len() >= MAX_PER_SET {
+                        errors.push(format!(
+                            "line {}: set {id} has more than {MAX_PER_SET} destinations",
+                            i + 1
+                        ));
+                        break;
+                    }
                     s.dests.push(d);
                 } else if sets.len() < MAX_SETS {
                     sets.push(Set { id, dests: vec![d] });
@@ -197,9 +205,13 @@ mod tests {
     #[test]
     fn lists_are_bounded() {
         let text: String = (0..=MAX_DESTINATIONS)
-            .map(|i| format!("1 sip:h{i}.net\n"))
+            .map(|i| format!("{} sip:h{i}.net\n", i % 100))
             .collect();
         assert!(parse(&text).is_err());
+        let text: String = (0..=MAX_PER_SET)
+            .map(|i| format!("1 sip:h{i}.net\n"))
+            .collect();
+        assert!(parse(&text).unwrap_err()[0].contains("more than 64"));
         let text: String = (0..=MAX_SETS).map(|i| format!("{i} sip:h.net\n")).collect();
         assert!(parse(&text).is_err());
     }

@@ -181,6 +181,9 @@ pub struct Txn {
     /// The script's flags when the transaction was created, restored in
     /// failure_route (SER's flags are per transaction).
     pub script_flags: u32,
+    /// The dispatcher's selection, restored in failure_route for
+    /// `ds_next_dst` and written back after it.
+    pub ds: crate::modules::dispatcher::Failover,
     /// The request as relayed, before our Via (see `relay.rs`).
     pub request: Chain,
     /// The last reply sent upstream (not 100 and not 2xx).

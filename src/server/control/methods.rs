@@ -12,6 +12,7 @@ use super::rpc::{METHOD_NOT_FOUND, Methods, NOT_AVAILABLE, NOT_FOUND, Params, Rp
 use crate::modules::usrloc::db::Db;
 use crate::modules::usrloc::table::{DELETED, Sweep};
 use crate::modules::usrloc::{self, DbMode, unix_now};
+use crate::server::dispatcher::DsParams;
 use crate::server::shared::{COUNTER_NAMES, Shared};
 
 /// Every method, for `system.listMethods`.
@@ -25,6 +26,9 @@ pub const METHODS: &[&str] = &[
     "ul.rm",
     "tm.stats",
     "cfg.check",
+    "dispatcher.list",
+    "dispatcher.reload",
+    "dispatcher.set_state",
     "system.listMethods",
 ];
 
@@ -38,15 +42,26 @@ pub struct Control<'a> {
     pub ul: usrloc::Params,
     /// Opened on the first `ul.rm` in db_mode 1.
     pub db: Option<Db>,
+    /// Where `dispatcher.reload` reads the list.
+    pub ds_params: Option<DsParams>,
 }
 
 /// The groups `stats.get` reports: counters by module prefix, `core` for
 /// the rest, `shm` for the shared tables' use (levels, not counts).
-pub const GROUPS: &[&str] = &["core", "tm", "sl", "registrar", "usrloc", "auth", "shm"];
+pub const GROUPS: &[&str] = &[
+    "core",
+    "tm",
+    "sl",
+    "registrar",
+    "usrloc",
+    "auth",
+    "dispatcher",
+    "shm",
+];
 
 /// The group a counter belongs to, from its name's prefix.
 fn group_of(name: &str) -> &'static str {
-    for g in ["tm", "sl", "registrar", "usrloc", "auth"] {
+    for g in ["tm", "sl", "registrar", "usrloc", "auth", "dispatcher"] {
         if name.strip_prefix(g).is_some_and(|r| r.starts_with('_')) {
             return g;
         }
@@ -306,6 +321,22 @@ impl Methods for Control<'_> {
             "ul.rm" => self.ul_rm(p.required_str(0, "aor")?, p.str(1, "table")?),
             "tm.stats" => self.tm_stats(),
             "cfg.check" => self.cfg_check(p.str(0, "path")?),
+            "dispatcher.list" => super::ds::list(self.shared.dispatcher.as_ref()),
+            "dispatcher.reload" => {
+                super::ds::reload(self.shared.dispatcher.as_ref(), self.ds_params.as_ref())
+            }
+            "dispatcher.set_state" => {
+                let state = p.required_str(0, "state")?;
+                let set = match p.get(1, "set") {
+                    Some(Value::Number(n)) => n.as_u64(),
+                    Some(Value::String(s)) => s.parse().ok(),
+                    _ => None,
+                }
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| RpcError::params("'set' must be a set id"))?;
+                let uri = p.required_str(2, "uri")?;
+                super::ds::set_state(self.shared.dispatcher.as_ref(), state, set, uri)
+            }
             "system.listMethods" => Ok(json!(METHODS)),
             _ => Err(RpcError::new(
                 METHOD_NOT_FOUND,
@@ -330,7 +361,17 @@ mod tests {
 
     #[test]
     fn every_counter_is_reported_once() {
-        let shared = Shared::create(8 << 20, 3, [7; 32], true, true, false).unwrap();
+        let shared = Shared::create(
+            8 << 20,
+            3,
+            [7; 32],
+            crate::server::shared::Needs {
+                tm: true,
+                usrloc: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         shared.count(0, crate::server::shared::Counter::Received);
         let c = Control {
             shared: &shared,
@@ -339,6 +380,7 @@ mod tests {
             ul_tables: vec!["location".into()],
             ul: usrloc::Params::default(),
             db: None,
+            ds_params: None,
         };
         let samples = c.samples();
         for n in COUNTER_NAMES {

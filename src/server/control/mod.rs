@@ -5,6 +5,7 @@
 //! It reads and edits shared memory only; nothing it receives reaches a
 //! worker's packet path.
 
+mod ds;
 pub mod methods;
 pub mod prometheus;
 pub mod rpc;
@@ -73,6 +74,7 @@ pub fn run(
     shared: &Shared,
     config: &Config,
     config_path: Option<PathBuf>,
+    ds_params: Option<crate::server::dispatcher::DsParams>,
     started: u64,
     l: &Listeners,
 ) -> ! {
@@ -83,6 +85,7 @@ pub fn run(
         ul_tables: crate::modules::usrloc::tables(&config.program),
         ul: crate::modules::usrloc::Params::from_config(config).unwrap_or_default(),
         db: None,
+        ds_params,
     };
     serve::run(&mut ctl, &l.unix, l.metrics.as_ref())
 }

@@ -1,0 +1,455 @@
+//! The dispatcher through the real binary: requests spread over three UAS
+//! destinations by each algorithm, OPTIONS probing taking a silent
+//! destination out and back, failover with ds_next_dst on 503 and on a
+//! timeout, a reload under traffic, and the control methods.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::{Peer, Server, answer, expect, header, rpc, status, temp_dir};
+use serde_json::json;
+
+const SEC: Duration = Duration::from_secs(3);
+
+/// A destination: answers requests with `code` (0: silent) and probes
+/// while `probes_answered`; records the Call-ID of each request.
+struct Uas {
+    addr: SocketAddr,
+    code: Arc<AtomicU16>,
+    probes_answered: Arc<AtomicBool>,
+    probes: Arc<AtomicUsize>,
+    seen: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Uas {
+    fn start(code: u16) -> Uas {
+        let peer = Peer::new();
+        let addr = peer.addr;
+        let code = Arc::new(AtomicU16::new(code));
+        let probes_answered = Arc::new(AtomicBool::new(true));
+        let probes = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c, pa, pr, s, st) = (
+            code.clone(),
+            probes_answered.clone(),
+            probes.clone(),
+            seen.clone(),
+            stop.clone(),
+        );
+        let thread = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(90);
+            while !st.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let Some((m, from)) = peer.recv_within(Duration::from_millis(50)) else {
+                    continue;
+                };
+                if m.starts_with("SIP/2.0") || m.starts_with("ACK ") {
+                    continue;
+                }
+                let via = header(&m, "Via").unwrap_or("");
+                if via.contains("branch=z9hG4bKds.") {
+                    pr.fetch_add(1, Ordering::Relaxed);
+                    if pa.load(Ordering::Relaxed) {
+                        peer.send(from, &answer(&m, 200, "OK", "probe"));
+                    }
+                    continue;
+                }
+                s.lock()
+                    .unwrap()
+                    .push(header(&m, "Call-ID").unwrap_or("").to_string());
+                let code = c.load(Ordering::Relaxed);
+                if code != 0 {
+                    peer.send(from, &answer(&m, code, "Reason", "uas"));
+                }
+            }
+        });
+        Uas {
+            addr,
+            code,
+            probes_answered,
+            probes,
+            seen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn uri(&self) -> String {
+        format!("sip:{}", self.addr)
+    }
+
+    fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+impl Drop for Uas {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn list_file(dir: &Path, lines: &[String]) -> PathBuf {
+    let path = dir.join("dispatcher.list");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+fn config(list: &Path, params: &str, route: &str, more: &str) -> String {
+    format!(
+        "loadmodule \"sl.so\"\nloadmodule \"tm.so\"\nloadmodule \"dispatcher.so\"\n\
+         modparam(\"dispatcher\", \"list_file\", \"{}\")\n{params}\
+         modparam(\"tm\", \"fr_timer\", 800)\nmodparam(\"tm\", \"fr_inv_timer\", 800)\n\
+         route {{\n{route}\n}}\n{more}",
+        list.display()
+    )
+}
+
+const SELECT: &str = "if (!ds_select_dst(\"1\", \"@ALG@\")) { sl_send_reply(\"503\", \"No Destination\"); exit; }\n\
+                      t_relay();";
+
+/// Sends `n` MESSAGEs with Call-IDs from `call_id(i)` one after another,
+/// each waiting for its final reply; returns how many got a 200.
+fn send_all(caller: &Peer, rser: &Server, n: usize, call_id: impl Fn(usize) -> String) -> usize {
+    let mut ok = 0;
+    for i in 0..n {
+        let id = call_id(i);
+        let req = caller
+            .request("MESSAGE", "sip:bob@example.com", &id, "")
+            .replace(
+                &format!("branch=z9hG4bK-{id}-MESSAGE"),
+                &format!("branch=z9hG4bK-{id}-{i}"),
+            );
+        caller.send(rser.addr, &req);
+        if let Some((m, _)) = expect(caller, "SIP/2.0", SEC) {
+            if status(&m) == Some(200) {
+                ok += 1;
+            }
+        }
+    }
+    ok
+}
+
+fn three(code: u16) -> [Uas; 3] {
+    [Uas::start(code), Uas::start(code), Uas::start(code)]
+}
+
+#[test]
+fn algorithms_spread_requests_as_specified() {
+    let dir = temp_dir("ds-algs");
+    let uas = three(200);
+    let lines: Vec<String> = uas
+        .iter()
+        .zip([50, 30, 20])
+        .map(|(u, w)| format!("1 {} 0 0 weight={w}", u.uri()))
+        .collect();
+    let list = list_file(&dir, &lines);
+    let caller = Peer::new();
+    let counts = |uas: &[Uas; 3]| uas.iter().map(Uas::count).collect::<Vec<_>>();
+
+    // 0: a hash over the Call-ID keeps each call on one destination.
+    let rser = Server::start(
+        &config(&list, "", &SELECT.replace("@ALG@", "0"), ""),
+        2,
+        &[],
+    );
+    assert_eq!(
+        send_all(&caller, &rser, 60, |i| format!("call-{}", i % 6)),
+        60
+    );
+    let mut by_call: HashMap<String, Vec<usize>> = HashMap::new();
+    for (d, u) in uas.iter().enumerate() {
+        for id in u.seen.lock().unwrap().drain(..) {
+            by_call.entry(id).or_default().push(d);
+        }
+    }
+    assert_eq!(by_call.len(), 6);
+    for (id, ds) in &by_call {
+        assert_eq!(ds.len(), 10, "{id}");
+        assert!(ds.iter().all(|d| *d == ds[0]), "{id} moved: {ds:?}");
+    }
+    drop(rser);
+
+    // 4: round robin across both workers, through the shared counter.
+    let rser = Server::start(
+        &config(&list, "", &SELECT.replace("@ALG@", "4"), ""),
+        2,
+        &[],
+    );
+    assert_eq!(send_all(&caller, &rser, 30, |i| format!("rr-{i}")), 30);
+    assert_eq!(counts(&uas), [10, 10, 10]);
+    drop(rser);
+    uas.iter().for_each(|u| u.seen.lock().unwrap().clear());
+
+    // 9: weights 50/30/20 over 1,000 requests, within 2%.
+    let rser = Server::start(
+        &config(&list, "", &SELECT.replace("@ALG@", "9"), ""),
+        2,
+        &[],
+    );
+    assert_eq!(send_all(&caller, &rser, 1000, |i| format!("w-{i}")), 1000);
+    let c = counts(&uas);
+    for (got, want) in c.iter().zip([500, 300, 200]) {
+        assert!(got.abs_diff(want) <= 20, "{c:?}");
+    }
+    drop(rser);
+    uas.iter().for_each(|u| u.seen.lock().unwrap().clear());
+
+    // 8: priority order (all equal: the list's first).
+    let rser = Server::start(
+        &config(&list, "", &SELECT.replace("@ALG@", "8"), ""),
+        2,
+        &[],
+    );
+    assert_eq!(send_all(&caller, &rser, 10, |i| format!("p-{i}")), 10);
+    assert_eq!(counts(&uas), [10, 0, 0]);
+    drop(rser);
+    uas.iter().for_each(|u| u.seen.lock().unwrap().clear());
+
+    // 10: the least loaded; each transaction holds its destination's load
+    // until it ends (wt_timer, 5 s), so sequential requests take turns.
+    let rser = Server::start(
+        &config(&list, "", &SELECT.replace("@ALG@", "10"), ""),
+        2,
+        &[],
+    );
+    assert_eq!(send_all(&caller, &rser, 10, |i| format!("load-{i}")), 10);
+    assert_eq!(counts(&uas), [4, 3, 3]);
+    drop(rser);
+    uas.iter().for_each(|u| u.seen.lock().unwrap().clear());
+
+    // 6: random reaches every destination.
+    let rser = Server::start(
+        &config(&list, "", &SELECT.replace("@ALG@", "6"), ""),
+        2,
+        &[],
+    );
+    assert_eq!(send_all(&caller, &rser, 90, |i| format!("rnd-{i}")), 90);
+    assert!(counts(&uas).iter().all(|n| *n >= 10), "{:?}", counts(&uas));
+}
+
+#[test]
+fn probing_takes_a_silent_destination_out_and_brings_it_back() {
+    let dir = temp_dir("ds-probe");
+    let sock = dir.join("ctl.sock");
+    let uas = three(200);
+    let lines: Vec<String> = uas.iter().map(|u| format!("1 {}", u.uri())).collect();
+    let list = list_file(&dir, &lines);
+    let params = "modparam(\"dispatcher\", \"ds_ping_interval\", 1)\n\
+                  modparam(\"dispatcher\", \"ds_probing_mode\", 1)\n\
+                  modparam(\"dispatcher\", \"ds_probing_threshold\", 2)\n\
+                  modparam(\"dispatcher\", \"ds_inactive_threshold\", 1)\n";
+    let rser = Server::start(
+        &config(&list, params, &SELECT.replace("@ALG@", "4"), ""),
+        2,
+        &["-s", sock.to_str().unwrap()],
+    );
+    let caller = Peer::new();
+    uas[1].probes_answered.store(false, Ordering::Relaxed);
+    uas[1].code.store(0, Ordering::Relaxed);
+    let flags = |i: usize| {
+        let l = rpc(&sock, "dispatcher.list", json!([]));
+        l["result"]["sets"][0]["targets"][i]["flags"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while flags(1) != "IX" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(flags(1), "IX", "two unanswered probes make it inactive");
+    assert!(uas[1].probes.load(Ordering::Relaxed) >= 2);
+    assert_eq!(flags(0), "AX");
+    assert!(
+        rser.wait_log("does not answer probes: inactive", SEC)
+            .is_some()
+    );
+
+    let before = uas[1].count();
+    assert_eq!(send_all(&caller, &rser, 20, |i| format!("out-{i}")), 20);
+    assert_eq!(
+        uas[1].count(),
+        before,
+        "no new traffic to an inactive destination"
+    );
+    assert_eq!(uas[0].count() + uas[2].count(), 20);
+
+    uas[1].probes_answered.store(true, Ordering::Relaxed);
+    uas[1].code.store(200, Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while flags(1) != "AX" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(flags(1), "AX", "an answered probe brings it back");
+    assert_eq!(send_all(&caller, &rser, 30, |i| format!("back-{i}")), 30);
+    assert!(uas[1].count() >= before + 10);
+
+    // Every destination out: selection fails and the script replies 503.
+    for u in &uas {
+        let r = rpc(&sock, "dispatcher.set_state", json!(["d", 1, u.uri()]));
+        assert_eq!(r["result"]["flags"], "DX", "{r}");
+    }
+    caller.send(
+        rser.addr,
+        &caller.request("MESSAGE", "sip:bob@example.com", "none-left", ""),
+    );
+    let (m, _) = expect(&caller, "SIP/2.0", SEC).unwrap();
+    assert_eq!(status(&m), Some(503), "{m}");
+    let stats = rpc(&sock, "stats.get", json!(["dispatcher"]));
+    assert!(
+        stats["result"]["dispatcher"]["dispatcher_no_destination"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    assert!(
+        stats["result"]["dispatcher"]["dispatcher_probes_sent"]
+            .as_u64()
+            .unwrap()
+            >= 4
+    );
+}
+
+#[test]
+fn failover_with_ds_next_dst_on_503_and_on_timeout() {
+    let dir = temp_dir("ds-failover");
+    let busy = Uas::start(503);
+    let silent = Uas::start(0);
+    let good = Uas::start(200);
+    // Priority order: busy, then silent, then good.
+    let lines = vec![
+        format!("1 {} 0 30", busy.uri()),
+        format!("1 {} 0 20", silent.uri()),
+        format!("1 {} 0 10", good.uri()),
+    ];
+    let list = list_file(&dir, &lines);
+    let route = "if (!ds_select_dst(\"1\", \"8\")) { sl_send_reply(\"503\", \"No Destination\"); exit; }\n\
+                 t_on_failure(\"1\");\nt_relay();";
+    let failure = "failure_route[1] {\n\
+                     if (status == \"408\") { ds_mark_dst(\"ip\"); }\n\
+                     if (ds_next_dst()) { t_on_failure(\"1\"); t_relay(); exit; }\n\
+                     t_reply(\"503\", \"All Destinations Failed\");\n\
+                   }\n";
+    let rser = Server::start(&config(&list, "", route, failure), 2, &[]);
+    let caller = Peer::new();
+    caller.send(
+        rser.addr,
+        &caller.request(
+            "INVITE",
+            "sip:bob@example.com",
+            "fo-1",
+            "Contact: <sip:a@127.0.0.1>\r\n",
+        ),
+    );
+    let (m, _) =
+        expect(&caller, "SIP/2.0 200", Duration::from_secs(5)).expect("200 after failover");
+    assert_eq!(header(&m, "Call-ID"), Some("fo-1"));
+    assert_eq!((busy.count(), good.count()), (1, 1));
+    assert!(silent.count() >= 1, "the silent one was tried");
+    assert!(
+        rser.wait_log("marked inactive by the script", SEC)
+            .is_some()
+    );
+
+    // The timed-out destination is now skipped: busy, then good.
+    caller.send(
+        rser.addr,
+        &caller.request(
+            "INVITE",
+            "sip:bob@example.com",
+            "fo-2",
+            "Contact: <sip:a@127.0.0.1>\r\n",
+        ),
+    );
+    let silent_before = silent.count();
+    expect(&caller, "SIP/2.0 200", SEC).expect("200 again");
+    assert_eq!(silent.count(), silent_before);
+    assert_eq!((busy.count(), good.count()), (2, 2));
+}
+
+#[test]
+fn a_reload_under_traffic_adds_a_destination_and_loses_no_request() {
+    let dir = temp_dir("ds-reload");
+    let sock = dir.join("ctl.sock");
+    let uas = three(200);
+    let list = list_file(
+        &dir,
+        &[format!("1 {}", uas[0].uri()), format!("1 {}", uas[1].uri())],
+    );
+    let rser = Server::start(
+        &config(&list, "", &SELECT.replace("@ALG@", "4"), ""),
+        2,
+        &["-s", sock.to_str().unwrap()],
+    );
+    // Mark the second so the reload is seen to keep its state.
+    rpc(
+        &sock,
+        "dispatcher.set_state",
+        json!(["t", "1", uas[1].uri()]),
+    );
+    let caller = Peer::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let reloader = {
+        let (sock, list, third, stop) = (sock.clone(), list.clone(), uas[2].uri(), stop.clone());
+        let lines = vec![
+            format!("1 {}", uas[0].uri()),
+            format!("1 {}", uas[1].uri()),
+            format!("1 {third}"),
+        ];
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            std::fs::write(&list, lines.join("\n") + "\n").unwrap();
+            let r = rpc(&sock, "dispatcher.reload", json!([]));
+            stop.store(true, Ordering::Relaxed);
+            r
+        })
+    };
+    // Requests one after another before, during and after the reload (100
+    // at least after it).
+    let (mut sent, mut ok, mut after) = (0, 0, 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while after < 100 && Instant::now() < deadline {
+        if stop.load(Ordering::Relaxed) {
+            after += 1;
+        }
+        ok += send_all(&caller, &rser, 1, |_| format!("reload-{sent}"));
+        sent += 1;
+    }
+    let r = reloader.join().unwrap();
+    assert_eq!(r["result"]["destinations"], 3, "{r}");
+    assert_eq!(ok, sent, "every request answered");
+    assert!(uas[2].count() > 0, "the new destination takes traffic");
+    let l = rpc(&sock, "dispatcher.list", json!([]));
+    assert_eq!(l["result"]["sets"][0]["targets"][1]["flags"], "TX", "{l}");
+
+    // A bad list is refused and the old one stays.
+    std::fs::write(&list, "1 http://nope\n").unwrap();
+    let r = rpc(&sock, "dispatcher.reload", json!([]));
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("list kept"),
+        "{r}"
+    );
+    let l = rpc(&sock, "dispatcher.list", json!([]));
+    assert_eq!(
+        l["result"]["sets"][0]["targets"].as_array().unwrap().len(),
+        3
+    );
+    let bad = rpc(&sock, "dispatcher.set_state", json!(["x", 1, uas[0].uri()]));
+    assert_eq!(bad["error"]["code"], -32602);
+}
