@@ -404,7 +404,7 @@ fn a_reload_under_traffic_adds_a_destination_and_loses_no_request() {
     let stop = Arc::new(AtomicBool::new(false));
     let reloader = {
         let (sock, list, third, stop) = (sock.clone(), list.clone(), uas[2].uri(), stop.clone());
-        let lines = vec![
+        let lines = [
             format!("1 {}", uas[0].uri()),
             format!("1 {}", uas[1].uri()),
             format!("1 {third}"),
