@@ -241,3 +241,119 @@ fn a_killed_control_process_is_replaced() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn t_uac_delivers_a_message_and_returns_its_final_reply() {
+    let dir = temp_dir("t-uac");
+    let sock = dir.join("ctl.sock");
+    let server = Server::start(
+        "loadmodule \"sl.so\"\nloadmodule \"tm.so\"\nroute { t_relay(); }\n",
+        2,
+        &["-s", sock.to_str().unwrap()],
+    );
+    let uas = Peer::new();
+    let uri = format!("sip:bob@{}", uas.addr);
+    let responder = std::thread::spawn(move || {
+        let (m, from) = expect(&uas, "MESSAGE ", SEC).expect("the MESSAGE arrives");
+        uas.send(from, &common::answer(&m, 200, "Delivered", "uas"));
+        m
+    });
+    let r = rpc(
+        &sock,
+        "tm.t_uac",
+        json!([
+            "MESSAGE",
+            uri,
+            ".",
+            "Content-Type: text/plain\r\nSubject: test",
+            "hello"
+        ]),
+    );
+    let m = responder.join().unwrap();
+    assert_eq!(r["result"]["code"], 200, "{r}");
+    assert_eq!(r["result"]["reason"], "Delivered");
+    assert!(
+        m.contains("Subject: test\r\n") && m.ends_with("\r\n\r\nhello"),
+        "{m}"
+    );
+    assert!(m.contains(&format!("To: <{uri}>")), "{m}");
+
+    // Through the proxy as next hop, and an INVITE refused.
+    let uas = Peer::new();
+    let uri = format!("sip:carol@{}", uas.addr);
+    let responder = std::thread::spawn(move || {
+        let (m, from) = expect(&uas, "NOTIFY ", SEC).expect("the NOTIFY arrives");
+        uas.send(from, &common::answer(&m, 481, "No Subscription", "uas"));
+    });
+    let via_proxy = format!("sip:{}", server.addr);
+    let r = rpc(
+        &sock,
+        "tm.t_uac",
+        json!(["NOTIFY", uri, via_proxy, "Event: presence"]),
+    );
+    responder.join().unwrap();
+    assert_eq!(r["result"]["code"], 481, "{r}");
+    let r = rpc(&sock, "tm.t_uac", json!(["INVITE", "sip:x@127.0.0.1"]));
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    let r = rpc(
+        &sock,
+        "tm.t_uac",
+        json!(["MESSAGE", "sip:x@127.0.0.1", ".", "Via: SIP/2.0/UDP evil"]),
+    );
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+}
+
+#[test]
+fn a_destination_that_times_out_is_blocklisted_until_cleared() {
+    let dir = temp_dir("blocklist");
+    let sock = dir.join("ctl.sock");
+    let server = Server::start(
+        "use_dst_blocklist=yes\ndst_blocklist_expire=60\n\
+         loadmodule \"sl.so\"\nloadmodule \"tm.so\"\n\
+         modparam(\"tm\", \"fr_timer\", 300)\n\
+         route { if (!t_relay()) { sl_reply_error(); } }\n",
+        2,
+        &["-s", sock.to_str().unwrap()],
+    );
+    let silent = Peer::new();
+    let caller = Peer::new();
+    let invite = |id: &str| {
+        caller.request(
+            "INVITE",
+            &format!("sip:bob@{}", silent.addr),
+            id,
+            "Contact: <sip:a@127.0.0.1>\r\n",
+        )
+    };
+    caller.send(server.addr, &invite("bl-1"));
+    let (m, _) = expect(&caller, "SIP/2.0 408", SEC).expect("408 after fr_timer");
+    assert!(m.contains("bl-1"));
+    assert!(silent.recv_within(Duration::from_millis(100)).is_some());
+    while silent.recv_within(Duration::from_millis(100)).is_some() {}
+
+    let v = rpc(&sock, "dst_blocklist.view", json!([]));
+    let entries = v["result"]["entries"].as_array().unwrap().clone();
+    assert_eq!(entries.len(), 1, "{v}");
+    assert_eq!(entries[0]["address"], silent.addr.to_string());
+
+    // Skipped now: the caller hears 503 at once and nothing is sent.
+    caller.send(server.addr, &invite("bl-2"));
+    let (m, _) = expect(&caller, "SIP/2.0 503", SEC).expect("503 while blocklisted");
+    assert!(m.contains("Blocklisted"), "{m}");
+    assert!(silent.recv_within(Duration::from_millis(200)).is_none());
+
+    let r = rpc(
+        &sock,
+        "dst_blocklist.delete",
+        json!([silent.addr.to_string()]),
+    );
+    assert_eq!(r["result"]["removed"], 1, "{r}");
+    caller.send(server.addr, &invite("bl-3"));
+    assert!(
+        expect(&silent, "INVITE ", SEC).is_some(),
+        "sent again once cleared"
+    );
+    let stats = rpc(&sock, "stats.get", json!(["tm"]));
+    assert_eq!(stats["result"]["tm"]["tm_blocklist_added"], 1, "{stats}");
+    assert!(stats["result"]["tm"]["tm_blocklisted"].as_u64().unwrap() >= 1);
+}

@@ -48,6 +48,7 @@ pub const MODULES: &[ModuleDef] = &[
             ("unix_tx_timeout", Int),
             ("restart_fr_on_each_reply", Int),
             ("auto_inv_100", Int),
+            ("blst_methods_add", Int),
         ],
     },
     ModuleDef {

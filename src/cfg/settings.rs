@@ -121,6 +121,11 @@ pub struct Settings {
     /// `metrics_port=N`: Prometheus' `/metrics` over HTTP on 127.0.0.1:N,
     /// served by the control process.
     pub metrics_port: Option<u16>,
+    /// `use_dst_blocklist=yes` (or SER's `use_dst_blacklist`): tm skips
+    /// destinations that let an INVITE time out.
+    pub use_dst_blocklist: bool,
+    /// `dst_blocklist_expire=S`: how long they are skipped (seconds).
+    pub dst_blocklist_expire: u32,
 }
 
 /// Upper bound on `children=`; more workers than this is a typo.
@@ -143,6 +148,8 @@ impl Default for Settings {
             reuse_port: false,
             ctl_socket: None,
             metrics_port: None,
+            use_dst_blocklist: false,
+            dst_blocklist_expire: 60,
         }
     }
 }
@@ -196,6 +203,10 @@ fn apply(s: &mut Settings, g: &Global) -> Result<(), String> {
             s.ctl_socket = Some(path.to_string());
         }
         "metrics_port" => s.metrics_port = Some(int_in(name, &g.value, 1, 65535)? as u16),
+        "use_dst_blocklist" | "use_dst_blacklist" => s.use_dst_blocklist = boolean(name, &g.value)?,
+        "dst_blocklist_expire" | "dst_blacklist_expire" => {
+            s.dst_blocklist_expire = int_in(name, &g.value, 1, 86_400)? as u32
+        }
         _ => return Err(format!("unknown global parameter '{name}'")),
     }
     Ok(())

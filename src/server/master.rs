@@ -216,6 +216,10 @@ fn spawn_control(
             config,
             c.config_path.clone(),
             c.ds_params.clone(),
+            shared.tm.map(|_| super::control::uac::UacSetup {
+                timers: crate::modules::tm::timers(config),
+                local: sockets.addrs[0],
+            }),
             c.started,
             &c.listeners,
         )

@@ -210,6 +210,7 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
             usrloc,
             auth: uses_auth,
             dispatcher: ds_params.is_some(),
+            blocklist: config.settings.use_dst_blocklist && config.has_module("tm"),
         },
     )?;
     if let (Some(shm), Some(params)) = (&shared.dispatcher, &ds_params) {

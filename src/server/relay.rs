@@ -78,9 +78,13 @@ impl Worker<'_> {
                 return r;
             }
         }
+        self.hops_blocked = false;
         let hops = self.resolve_hops(ctx, to, true);
         if hops.is_empty() && self.cur_txn.is_none() {
-            ctx.st.last_error = Some((500, "Unresolvable destination"));
+            ctx.st.last_error = Some(match self.hops_blocked {
+                true => (503, "Destination Blocklisted"),
+                false => (500, "Unresolvable destination"),
+            });
             return -1;
         }
         let mut fx = Effects::new();
@@ -261,6 +265,16 @@ impl Worker<'_> {
                 self.uris.truncate(start);
                 continue;
             };
+            if self
+                .blocklist
+                .is_some_and(|b| b.contains(dest, self.now_ms))
+            {
+                log::debug!("tm: {dest} is blocklisted; branch not sent");
+                self.count(Counter::TmBlocklisted);
+                self.hops_blocked = true;
+                self.uris.truncate(start);
+                continue;
+            }
             let sock = self.socket_for(dest);
             if hops
                 .try_push(Hop {

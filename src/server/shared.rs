@@ -11,6 +11,7 @@ use crate::modules::auth::nonce::NonceCounts;
 use crate::modules::dispatcher::state::DsShared;
 use crate::modules::sl::{AckFilter, Signature};
 use crate::modules::tm::Table;
+use crate::modules::tm::blocklist::Blocklist;
 use crate::modules::usrloc::Location;
 
 /// Counter names; the index of each is its [`Counter`] value.
@@ -24,6 +25,12 @@ pub const COUNTER_NAMES: &[&str] = &[
     "bad_requests",
     "too_big",
     "replies_not_ours",
+    "rcv_replies_1xx",
+    "rcv_replies_2xx",
+    "rcv_replies_3xx",
+    "rcv_replies_4xx",
+    "rcv_replies_5xx",
+    "rcv_replies_6xx",
     "dropped",
     "script_errors",
     "send_errors",
@@ -35,6 +42,8 @@ pub const COUNTER_NAMES: &[&str] = &[
     "tm_table_full",
     "tm_replies_late",
     "tm_local_replies",
+    "tm_blocklisted",
+    "tm_blocklist_added",
     "registrar_accepted",
     "registrar_rejected",
     "usrloc_table_full",
@@ -60,6 +69,13 @@ pub enum Counter {
     BadRequests,
     TooBig,
     RepliesNotOurs,
+    /// The first of six, by class (Kamailio's `rcv_replies_Nxx`).
+    RcvReplies1xx,
+    RcvReplies2xx,
+    RcvReplies3xx,
+    RcvReplies4xx,
+    RcvReplies5xx,
+    RcvReplies6xx,
     Dropped,
     ScriptErrors,
     SendErrors,
@@ -71,6 +87,8 @@ pub enum Counter {
     TmTableFull,
     TmRepliesLate,
     TmLocalReplies,
+    TmBlocklisted,
+    TmBlocklistAdded,
     RegistrarAccepted,
     RegistrarRejected,
     UsrlocTableFull,
@@ -92,6 +110,8 @@ const TM_SHARE: usize = 2;
 /// Share given to usrloc's bindings: a quarter beside tm, else half.
 const USRLOC_SHARE_WITH_TM: usize = 4;
 const USRLOC_SHARE: usize = 2;
+/// Addresses the destination blocklist holds at once.
+const BLOCKLIST_ENTRIES: usize = 4096;
 /// Share given to auth's nonce counts (one slot per nonce in flight).
 const NONCE_SHARE: usize = 64;
 
@@ -167,6 +187,8 @@ pub struct Shared {
     pub nonce_counts: Option<NonceCounts>,
     /// The dispatcher's list and destination state, when loaded.
     pub dispatcher: Option<DsShared>,
+    /// tm's destination blocklist, with `use_dst_blocklist`.
+    pub blocklist: Option<Blocklist>,
     pub secret: [u8; 32],
 }
 
@@ -177,6 +199,7 @@ pub struct Needs {
     pub usrloc: bool,
     pub auth: bool,
     pub dispatcher: bool,
+    pub blocklist: bool,
 }
 
 impl Shared {
@@ -202,6 +225,10 @@ impl Shared {
             .ok_or_else(too_small)?;
         let dispatcher = match needs.dispatcher {
             true => Some(DsShared::carve(&mut carver).ok_or_else(too_small)?),
+            false => None,
+        };
+        let blocklist = match needs.blocklist {
+            true => Some(Blocklist::carve(&mut carver, BLOCKLIST_ENTRIES).ok_or_else(too_small)?),
             false => None,
         };
         let tm = match needs.tm {
@@ -249,12 +276,20 @@ impl Shared {
             usrloc,
             nonce_counts,
             dispatcher,
+            blocklist,
             secret,
         })
     }
 
     pub fn count(&self, slot: usize, c: Counter) {
         self.counters.add(slot, c as usize, 1);
+    }
+
+    /// A reply received, by its class.
+    pub fn count_reply(&self, slot: usize, code: u16) {
+        let class = usize::from(code / 100).clamp(1, 6) - 1;
+        self.counters
+            .add(slot, Counter::RcvReplies1xx as usize + class, 1);
     }
 
     /// `name=total` for every counter, for the log.

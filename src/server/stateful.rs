@@ -21,7 +21,7 @@ use crate::modules::tm::Table;
 use crate::modules::tm::build::{self as tmbuild, OurVia};
 use crate::modules::tm::key::{BranchId, server_key};
 use crate::modules::tm::table::Locked;
-use crate::modules::tm::txn::Effect;
+use crate::modules::tm::txn::{Branch, BranchState, Effect, Kind, MAX_BRANCHES, Txn};
 use crate::script::MsgCtx;
 use crate::sip::build::write_reply;
 use crate::sip::{Message, Method};
@@ -296,13 +296,52 @@ impl Worker<'_> {
                     if txn.due(&br) > self.now_ms {
                         Default::default()
                     } else {
-                        txn.on_timer(&mut br, self.now_ms, &self.timers)
+                        let silent = self.silent_branches(txn, &br);
+                        let fx = txn.on_timer(&mut br, self.now_ms, &self.timers);
+                        self.blocklist_timed_out(&silent, &br);
+                        fx
                     }
                 };
                 self.tm_exec(&table, &l, t, &fx, None)
             };
             if let Some(route) = failure {
                 self.run_failure_route(t, route);
+            }
+        }
+    }
+
+    /// Branches that never had a reply, when the blocklist takes this
+    /// transaction's timeouts (`blst_methods_add`).
+    fn silent_branches(&self, txn: &Txn, br: &[&mut Branch]) -> ArrayVec<u8, MAX_BRANCHES> {
+        let wanted = match txn.kind {
+            Kind::Invite => self.blst_methods & 1 != 0,
+            Kind::NonInvite => self.blst_methods & !1 != 0,
+        };
+        let mut out = ArrayVec::new();
+        if self.blocklist.is_some() && wanted {
+            out.extend(
+                br.iter()
+                    .enumerate()
+                    .filter(|(_, b)| b.state == BranchState::Calling)
+                    .map(|(i, _)| i as u8),
+            );
+        }
+        out
+    }
+
+    /// Of `silent`, those that just timed out: their addresses are skipped
+    /// for `dst_blocklist_expire`.
+    fn blocklist_timed_out(&self, silent: &[u8], br: &[&mut Branch]) {
+        let Some(list) = self.blocklist else { return };
+        for b in silent.iter().filter_map(|i| br.get(usize::from(*i))) {
+            if b.state == BranchState::Completed && b.code == 408 {
+                let dest = SocketAddr::from(b.dest);
+                list.add(dest, self.now_ms + self.blst_expire_ms, self.now_ms);
+                self.count(Counter::TmBlocklistAdded);
+                log::info!(
+                    "tm: {dest} let a request time out; blocklisted for {} s",
+                    self.blst_expire_ms / 1000
+                );
             }
         }
     }

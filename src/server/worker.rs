@@ -24,6 +24,7 @@ use crate::cfg::settings::Proto;
 use crate::modules::maxfwd::{self, MaxFwd};
 use crate::modules::rr;
 use crate::modules::sl::{self, AckVerdict};
+use crate::modules::tm::blocklist::Blocklist;
 use crate::modules::tm::{Table, Timers};
 use crate::script::{Destination, Host, MsgCtx, ScriptState, Vm};
 use crate::sip::{Message, Method};
@@ -151,6 +152,14 @@ pub struct Worker<'a> {
     pub(super) base_buf: Vec<u8>,
     /// The dispatcher, when loaded.
     pub(super) ds: Option<DsState>,
+    /// tm's destination blocklist: how long an address stays, and for
+    /// which timed-out requests (`blst_methods_add`: 1 INVITE, other
+    /// bits the rest).
+    pub(super) blocklist: Option<Blocklist>,
+    pub(super) blst_expire_ms: u64,
+    pub(super) blst_methods: i64,
+    /// The last resolve_hops skipped a blocklisted destination.
+    pub(super) hops_blocked: bool,
 }
 
 impl<'a> Worker<'a> {
@@ -209,6 +218,10 @@ impl<'a> Worker<'a> {
             branch_dst: Vec::new(),
             variants: Vec::new(),
             base_buf: Vec::new(),
+            blocklist: shared.blocklist,
+            blst_expire_ms: u64::from(config.settings.dst_blocklist_expire) * 1000,
+            blst_methods: config.modparam_int("tm", "blst_methods_add", 1),
+            hops_blocked: false,
             // Checked at start: the parameters are good here.
             ds: shared.dispatcher.and_then(|shm| {
                 DsParams::from_config(config, None)
@@ -309,8 +322,14 @@ impl<'a> Worker<'a> {
         };
         if msg.is_request() {
             self.request(&msg, src, st, main);
-        } else if self.ds_probe_reply(&msg) {
-        } else if !self.tm_reply(&msg, src) {
+            return;
+        }
+        if let Some(code) = msg.status() {
+            self.shared.count_reply(self.slot, code);
+        }
+        // Our dispatcher probes' replies end here; tm's go to their
+        // transaction; the rest are routed statelessly.
+        if !self.ds_probe_reply(&msg) && !self.tm_reply(&msg, src) {
             self.reply(&msg, src);
         }
     }

@@ -8,12 +8,16 @@
 //! - `table.rs`, `wheel.rs`: the table and the timer wheel in shared
 //!   memory, with robust locks.
 //! - `peer.rs`: socket addresses as plain bytes.
+//! - `uac.rs`: a non-INVITE client transaction started from outside.
+//! - `blocklist.rs`: destinations skipped for a while after a timeout.
 
+pub mod blocklist;
 pub mod build;
 pub mod key;
 pub mod peer;
 pub mod table;
 pub mod txn;
+pub mod uac;
 pub mod wheel;
 
 #[cfg(test)]

@@ -29,6 +29,9 @@ pub const METHODS: &[&str] = &[
     "dispatcher.list",
     "dispatcher.reload",
     "dispatcher.set_state",
+    "tm.t_uac",
+    "dst_blocklist.view",
+    "dst_blocklist.delete",
     "system.listMethods",
 ];
 
@@ -44,6 +47,8 @@ pub struct Control<'a> {
     pub db: Option<Db>,
     /// Where `dispatcher.reload` reads the list.
     pub ds_params: Option<DsParams>,
+    /// For `tm.t_uac`, when tm is loaded.
+    pub uac: Option<super::uac::UacSetup>,
 }
 
 /// The groups `stats.get` reports: counters by module prefix, `core` for
@@ -95,6 +100,13 @@ impl Control<'_> {
             gauge("tm_transactions_live", tm.live());
             gauge("tm_transactions_capacity", tm.capacity());
             gauge("tm_pool_free_blocks", tm.pool_free_blocks());
+        }
+        if let Some(b) = &s.blocklist {
+            gauge(
+                "tm_blocklist_entries",
+                b.list(crate::server::worker::now_ms()).len(),
+            );
+            gauge("tm_blocklist_capacity", b.capacity());
         }
         if let Some(ul) = &s.usrloc {
             gauge("usrloc_bindings_live", ul.live());
@@ -321,6 +333,11 @@ impl Methods for Control<'_> {
             "ul.rm" => self.ul_rm(p.required_str(0, "aor")?, p.str(1, "table")?),
             "tm.stats" => self.tm_stats(),
             "cfg.check" => self.cfg_check(p.str(0, "path")?),
+            "tm.t_uac" => super::uac::t_uac(self.uac.as_ref(), p),
+            "dst_blocklist.view" => super::blocklist::view(self.shared.blocklist.as_ref()),
+            "dst_blocklist.delete" => {
+                super::blocklist::delete(self.shared.blocklist.as_ref(), p.str(0, "address")?)
+            }
             "dispatcher.list" => super::ds::list(self.shared.dispatcher.as_ref()),
             "dispatcher.reload" => {
                 super::ds::reload(self.shared.dispatcher.as_ref(), self.ds_params.as_ref())
@@ -381,6 +398,7 @@ mod tests {
             ul: usrloc::Params::default(),
             db: None,
             ds_params: None,
+            uac: None,
         };
         let samples = c.samples();
         for n in COUNTER_NAMES {

@@ -5,11 +5,13 @@
 //! It reads and edits shared memory only; nothing it receives reaches a
 //! worker's packet path.
 
+mod blocklist;
 mod ds;
 pub mod methods;
 pub mod prometheus;
 pub mod rpc;
 mod serve;
+pub mod uac;
 
 use std::io;
 use std::net::TcpListener;
@@ -75,6 +77,7 @@ pub fn run(
     config: &Config,
     config_path: Option<PathBuf>,
     ds_params: Option<crate::server::dispatcher::DsParams>,
+    uac: Option<uac::UacSetup>,
     started: u64,
     l: &Listeners,
 ) -> ! {
@@ -86,6 +89,7 @@ pub fn run(
         ul: crate::modules::usrloc::Params::from_config(config).unwrap_or_default(),
         db: None,
         ds_params,
+        uac,
     };
     serve::run(&mut ctl, &l.unix, l.metrics.as_ref())
 }
