@@ -163,6 +163,48 @@ pub fn object_text(v: &Value) -> String {
     out.join("\n")
 }
 
+/// `dispatcher.list` as one block per set, a line per destination.
+pub fn dispatcher_text(v: &Value) -> String {
+    let mut out = Vec::new();
+    for set in v["sets"].as_array().into_iter().flatten() {
+        out.push(format!("set {}", set["id"]));
+        for t in set["targets"].as_array().into_iter().flatten() {
+            out.push(format!(
+                "  {:<40} {}  priority {}  weight {}  load {}{}",
+                t["uri"].as_str().unwrap_or("?"),
+                t["flags"].as_str().unwrap_or("?"),
+                t["priority"],
+                t["weight"],
+                t["load"],
+                match t["attrs"].as_str() {
+                    Some(a) if !a.is_empty() => format!("  attrs {a}"),
+                    _ => String::new(),
+                }
+            ));
+        }
+    }
+    out.join("\n")
+}
+
+/// `dst_blocklist.view`: an address and its time left per line.
+pub fn blocklist_text(v: &Value) -> String {
+    let entries = v["entries"].as_array().map_or(&[][..], Vec::as_slice);
+    if entries.is_empty() {
+        return "no destination is blocklisted".to_string();
+    }
+    entries
+        .iter()
+        .map(|e| {
+            format!(
+                "{:<40} {} s left",
+                e["address"].as_str().unwrap_or("?"),
+                e["expires_in_ms"].as_u64().unwrap_or(0) / 1000
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +232,25 @@ mod tests {
         );
         assert!(ps.contains("      10  master"));
         assert!(ps.contains("      11  worker    0"));
+    }
+
+    #[test]
+    fn dispatcher_and_blocklist_read_well() {
+        let v = json!({"sets": [{"id": 1, "targets": [{"uri": "sip:a", "flags": "AP", "priority": 0, "weight": 50, "load": 2, "attrs": "weight=50"}]}]});
+        let t = dispatcher_text(&v);
+        assert!(t.starts_with("set 1\n  sip:a "), "{t}");
+        assert!(
+            t.contains("AP  priority 0  weight 50  load 2  attrs weight=50"),
+            "{t}"
+        );
+        assert_eq!(
+            blocklist_text(&json!({"entries": []})),
+            "no destination is blocklisted"
+        );
+        let b = blocklist_text(
+            &json!({"entries": [{"address": "127.0.0.1:5060", "expires_in_ms": 59_500}]}),
+        );
+        assert!(b.ends_with(" 59 s left"), "{b}");
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! rserctl version | uptime | ps                [-s SOCKET | -f ser.cfg]
 //! rserctl stats [GROUP] [--prometheus]
 //! rserctl ul dump | ul show AOR | ul rm AOR    [--table T]
-//! rserctl tm stats
+//! rserctl tm stats | tm uac METHOD RURI [--next-hop URI] [-H LINE]... [--body B]
+//! rserctl dispatcher list | reload | set-state STATE SET URI
+//! rserctl blocklist show | blocklist rm [IP:PORT]
 //! rserctl cfg check [FILE]
 //! rserctl rpc METHOD [PARAMS-JSON]             (any method, raw JSON out)
 //! ```
@@ -71,6 +73,16 @@ enum What {
         #[command(subcommand)]
         op: TmOp,
     },
+    /// The dispatcher's destination sets.
+    Dispatcher {
+        #[command(subcommand)]
+        op: DsOp,
+    },
+    /// tm's destination blocklist.
+    Blocklist {
+        #[command(subcommand)]
+        op: BlOp,
+    },
     /// The configuration.
     Cfg {
         #[command(subcommand)]
@@ -107,6 +119,43 @@ enum UlOp {
 enum TmOp {
     /// The transaction table's use and tm's counters.
     Stats,
+    /// Sends a non-INVITE request (MESSAGE, NOTIFY, ...) as a UAC and
+    /// prints its final reply.
+    Uac {
+        method: String,
+        ruri: String,
+        /// Send to this URI's address instead of the Request-URI's.
+        #[arg(long)]
+        next_hop: Option<String>,
+        /// An extra header line (`Name: value`), repeatable.
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        #[arg(long, default_value = "")]
+        body: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DsOp {
+    /// Every set and each destination's state.
+    List,
+    /// Reads the list file (or table) again; destinations keep their state.
+    Reload,
+    /// Sets a destination's state: a(ctive), i(nactive), t(rying),
+    /// d(isabled), with p for probing (Kamailio's letters).
+    SetState {
+        state: String,
+        set: u32,
+        uri: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum BlOp {
+    /// The blocklisted addresses and the time left.
+    Show,
+    /// Unblocks one address, or every one.
+    Rm { address: Option<String> },
 }
 
 #[derive(Subcommand)]
@@ -173,6 +222,57 @@ fn run(cli: Cli) -> Result<String, String> {
             }
         },
         What::Tm { op: TmOp::Stats } => Ok(ctl::object_text(&call("tm.stats", json!([]))?)),
+        What::Tm {
+            op:
+                TmOp::Uac {
+                    method,
+                    ruri,
+                    next_hop,
+                    headers,
+                    body,
+                },
+        } => {
+            let v = call(
+                "tm.t_uac",
+                json!([
+                    method,
+                    ruri,
+                    next_hop.unwrap_or_else(|| ".".into()),
+                    headers.join("\r\n"),
+                    body
+                ]),
+            )?;
+            Ok(format!(
+                "{} {} (from {})",
+                v["code"],
+                v["reason"].as_str().unwrap_or(""),
+                v["destination"].as_str().unwrap_or("?")
+            ))
+        }
+        What::Dispatcher { op } => match op {
+            DsOp::List => Ok(ctl::dispatcher_text(&call("dispatcher.list", json!([]))?)),
+            DsOp::Reload => {
+                let v = call("dispatcher.reload", json!([]))?;
+                Ok(format!(
+                    "reloaded: {} destinations (generation {})",
+                    v["destinations"], v["generation"]
+                ))
+            }
+            DsOp::SetState { state, set, uri } => {
+                let v = call("dispatcher.set_state", json!([state, set, uri]))?;
+                Ok(format!(
+                    "{uri} in set {set}: {}",
+                    v["flags"].as_str().unwrap_or("?")
+                ))
+            }
+        },
+        What::Blocklist { op } => match op {
+            BlOp::Show => Ok(ctl::blocklist_text(&call("dst_blocklist.view", json!([]))?)),
+            BlOp::Rm { address } => {
+                let v = call("dst_blocklist.delete", json!([address]))?;
+                Ok(format!("unblocked {}", v["removed"]))
+            }
+        },
         What::Cfg {
             op: CfgOp::Check { file },
         } => {

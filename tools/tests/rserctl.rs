@@ -48,12 +48,18 @@ fn every_control_command_against_a_running_server() {
         .unwrap()
         .port();
     let cfg = dir.join("rser.cfg");
+    // A destination for the dispatcher and for tm uac.
+    let uas = UdpSocket::bind("127.0.0.1:0").unwrap();
+    uas.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let uas_uri = format!("sip:{}", uas.local_addr().unwrap());
+    std::fs::write(dir.join("dispatcher.list"), format!("1 {uas_uri}\n")).unwrap();
     std::fs::write(
         &cfg,
         format!(
-            "listen=udp:127.0.0.1:{port}\nctl_socket=\"unix:{}\"\n\
+            "listen=udp:127.0.0.1:{port}\nctl_socket=\"unix:{}\"\nuse_dst_blocklist=yes\n\
              loadmodule \"sl.so\"\nloadmodule \"tm.so\"\nloadmodule \"usrloc.so\"\n\
-             loadmodule \"registrar.so\"\n\
+             loadmodule \"registrar.so\"\nloadmodule \"dispatcher.so\"\n\
+             modparam(\"dispatcher\", \"list_file\", \"dispatcher.list\")\n\
              route {{ if (method == \"REGISTER\") {{ save(\"location\"); exit; }} t_relay(); }}\n",
             sock.display()
         ),
@@ -128,6 +134,62 @@ fn every_control_command_against_a_running_server() {
     assert!(!ok && err.contains("no binding"), "{err}");
     let (ok, out, _) = rserctl(&["-s", s, "tm", "stats"]);
     assert!(ok && out.contains("capacity: "), "{out}");
+    let (ok, out, _) = rserctl(&["-s", s, "dispatcher", "list"]);
+    assert!(
+        ok && out.starts_with("set 1\n") && out.contains(&uas_uri),
+        "{out}"
+    );
+    assert!(out.contains(" AX "), "{out}");
+    let (ok, out, _) = rserctl(&["-s", s, "dispatcher", "set-state", "ip", "1", &uas_uri]);
+    assert!(ok && out.ends_with(": IP\n"), "{out}");
+    let (ok, out, _) = rserctl(&["-s", s, "dispatcher", "reload"]);
+    assert!(ok && out.starts_with("reloaded: 1 destinations"), "{out}");
+    let (ok, out, _) = rserctl(&["-s", s, "dispatcher", "list"]);
+    assert!(
+        ok && out.contains(" IP "),
+        "the reload kept the state: {out}"
+    );
+    let (ok, _, err) = rserctl(&["-s", s, "dispatcher", "set-state", "a", "9", &uas_uri]);
+    assert!(!ok && err.contains("no destination"), "{err}");
+    let (ok, out, _) = rserctl(&["-s", s, "blocklist", "show"]);
+    assert!(ok && out.contains("no destination is blocklisted"), "{out}");
+    let (ok, out, _) = rserctl(&["-s", s, "blocklist", "rm"]);
+    assert!(ok && out.contains("unblocked 0"), "{out}");
+    let responder = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        let (n, from) = uas.recv_from(&mut buf).expect("the MESSAGE arrives");
+        let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let mut reply = String::from("SIP/2.0 202 Accepted\r\n");
+        for l in req.lines().filter(|l| {
+            ["Via:", "From:", "To:", "Call-ID:", "CSeq:"]
+                .iter()
+                .any(|h| l.starts_with(h))
+        }) {
+            reply.push_str(l);
+            reply.push_str("\r\n");
+        }
+        reply.push_str("Content-Length: 0\r\n\r\n");
+        uas.send_to(reply.as_bytes(), from).unwrap();
+        req
+    });
+    let (ok, out, err) = rserctl(&[
+        "-s",
+        s,
+        "tm",
+        "uac",
+        "MESSAGE",
+        &uas_uri,
+        "-H",
+        "Subject: hi",
+        "--body",
+        "hello",
+    ]);
+    let req = responder.join().unwrap();
+    assert!(ok && out.starts_with("202 Accepted"), "{out}{err}");
+    assert!(
+        req.contains("Subject: hi") && req.ends_with("hello"),
+        "{req}"
+    );
     let (ok, out, _) = rserctl(&["-s", s, "cfg", "check"]);
     assert!(ok && out.ends_with(": ok\n"), "{out}");
     let (ok, out, _) = rserctl(&["-s", s, "rpc", "core.version"]);
