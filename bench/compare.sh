@@ -18,7 +18,7 @@
 # printed at the end and written to DIR/summary.md.
 #
 # Usage: bench/compare.sh [--quick] [--out DIR] [--report-only] [SCENARIO ...]
-#   SCENARIO: options forward call register register-auth (default: all)
+#   SCENARIO: options forward call register register-auth dispatcher (default: all)
 #   --quick        2 s trials (10 at most), short latency and CPU runs: a smoke run
 #   --out DIR      where JSON, .hgrm, .svg, logs and summary.md go
 #                  (default bench/results/DATE-TIME)
@@ -43,9 +43,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=SCRIPTDIR/scripts/lib.sh
 . bench/scripts/lib.sh
 
-ALL_SCENARIOS=(options forward call register register-auth)
-# A `dispatcher` row goes here later: add it to ALL_SCENARIOS, a branch in
-# scenario_def below and a goal line in the report (search "dispatcher").
+ALL_SCENARIOS=(options forward call register register-auth dispatcher)
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 die() { echo "compare.sh: error: $*" >&2; exit 1; }
@@ -233,7 +231,7 @@ for r in rows:
     print("| " + " | ".join(r) + " |")
 print()
 print("A txn is one scenario unit: a request (options, forward), a call "
-      "(call: INVITE/180/200/ACK/BYE/200), a registration (register, register-auth: "
+      "(call, dispatcher: INVITE/180/200/ACK/BYE/200), a registration (register, register-auth: "
       "with auth, a challenged REGISTER and its authenticated repeat). The CPU "
       "rate is common to both proxies of a scenario: half the lower of their clean rates. "
       "Peak PSS: the largest sum of Pss over the proxy's processes, sampled every second "
@@ -279,7 +277,18 @@ goal("stateful relay (call)", "call", "clean rate ≥ 2×", g_ratio("call", 2))
 goal("registrar (register)", "register", "clean rate ≥ 1.5×", g_ratio("register", 1.5))
 goal("registrar with digest auth (register-auth)", "register-auth", "clean rate ≥ 1.5×",
      g_ratio("register-auth", 1.5))
-# dispatcher: its goal line goes here.
+goal("dispatcher (round robin over 3)", "dispatcher", "clean rate ≥ 2×", g_ratio("dispatcher", 2))
+
+if "dispatcher" in scenarios:
+    spread = []
+    for p in ("kamailio", "rser"):
+        d = load(f"dispatcher-{p}-latency.json") or {}
+        per = d.get("uas_requests") or []
+        if per:
+            spread.append(f"{p} " + " / ".join(str(n) for n in per))
+    if spread:
+        print()
+        print("Requests per dispatcher destination in the latency run: " + "; ".join(spread) + ".")
 
 sipp = [(p, text(f"call-{p}-sipp.txt")) for p in ("kamailio", "rser")]
 sipp = [(p, t) for p, t in sipp if t]
@@ -466,9 +475,10 @@ scenario_def() {
     register-auth)
         KAM_CFG=bench/configs/kamailio/registrar-auth.cfg RSER_CFG=bench/configs/registrar-auth.cfg
         GEN=(--scenario register --users "$SCRATCH/users.csv" --domain "$DOMAIN") ;;
-    # dispatcher)
-    #     KAM_CFG=bench/configs/kamailio/dispatcher.cfg RSER_CFG=bench/configs/dispatcher.cfg
-    #     GEN=(--scenario call --peers N ...) ;;
+    dispatcher)
+        # Calls (as `call`) balanced over three UAS destinations.
+        KAM_CFG=bench/configs/kamailio/dispatcher.cfg RSER_CFG=bench/configs/dispatcher.cfg
+        GEN=(--scenario call --uas "$UAS_ADDR" --uas-count 3) ;;
     *) die "no definition for scenario $1" ;;
     esac
 }
@@ -478,7 +488,7 @@ scenario_def() {
 make_cfg() { # SRC DST DB
     [ -r "$1" ] || die "no config $1"
     sed -e "s|^listen=.*|listen=udp:$PROXY_ADDR|" -e "s|^children=.*|children=$WORKERS|" \
-        -e "s|@DB@|$3|g" "$1" >"$2"
+        -e "s|@DB@|$3|g" -e "s|@LIST@|$SCRATCH/dispatcher.list|g" "$1" >"$2"
 }
 
 PROXY_PID=
@@ -711,6 +721,12 @@ if want register-auth && [ -x "$REL/rserctl" ]; then
     n=$("$REL/rserctl" subscriber list --db "sqlite://$SCRATCH/rser.db" | wc -l)
     [ "$n" = "$USERS" ] || die "rserctl sees $n users in rser's table, not $USERS"
 fi
+
+# The dispatcher's destinations: the generator's three UAS ports.
+uas_port=${UAS_ADDR##*:}
+for i in 0 1 2; do
+    echo "1 sip:${UAS_ADDR%:*}:$((uas_port + i))"
+done >"$SCRATCH/dispatcher.list"
 
 # ---------------------------------------------------------------- run
 

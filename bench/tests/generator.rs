@@ -247,6 +247,75 @@ fn calls_through_rsers_t_relay_complete() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A port with the next `n - 1` also free (bound at once, then released).
+fn free_port_run(n: u16) -> u16 {
+    for _ in 0..50 {
+        let base = free_port();
+        if base > u16::MAX - n {
+            continue;
+        }
+        let held: Vec<_> = (0..n)
+            .filter_map(|i| UdpSocket::bind(("127.0.0.1", base + i)).ok())
+            .collect();
+        if held.len() == n as usize {
+            return base;
+        }
+    }
+    panic!("no run of {n} free ports");
+}
+
+#[test]
+fn calls_through_rsers_dispatcher_spread_over_three_destinations() {
+    let dir = temp_dir("dispatcher");
+    let base = free_port_run(3);
+    let list: String = (0..3)
+        .map(|i| format!("1 sip:127.0.0.1:{}\n", base + i))
+        .collect();
+    std::fs::write(dir.join("dispatcher.list"), list).unwrap();
+    let config = "loadmodule \"sl.so\"\nloadmodule \"tm.so\"\nloadmodule \"rr.so\"\n\
+         loadmodule \"dispatcher.so\"\n\
+         modparam(\"dispatcher\", \"list_file\", \"dispatcher.list\")\n\
+         route {\n  if (loose_route()) { t_relay(); exit; }\n\
+           if (method == \"OPTIONS\" && uri =~ \"^sip:ping@\") { sl_send_reply(\"200\", \"OK\"); exit; }\n\
+           if (method == \"INVITE\") { record_route(); }\n\
+           if (!ds_select_dst(\"1\", \"4\")) { sl_send_reply(\"503\", \"No Destination\"); exit; }\n\
+           t_relay();\n}\n";
+    let (_rser, addr) = start_rser(&dir, config);
+    let j = dir.join("d.json");
+    let out = bench(&[
+        "--scenario",
+        "call",
+        "--target",
+        &addr.to_string(),
+        "--uas",
+        &format!("127.0.0.1:{base}"),
+        "--uas-count",
+        "3",
+        "--rate",
+        "150",
+        "--duration",
+        "2s",
+        "--json",
+        j.to_str().unwrap(),
+    ]);
+    let r = json(&j);
+    all_completed(&r, 300, &out);
+    // Round robin: each destination gets a third of the calls (INVITE,
+    // ACK and BYE each), within a few calls.
+    let per: Vec<u64> = r["uas_requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let total: u64 = per.iter().sum();
+    assert_eq!(total, 3 * r["completed"].as_u64().unwrap(), "{per:?}");
+    for n in &per {
+        assert!(n.abs_diff(total / 3) <= 9, "{per:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn registrations_authenticate_against_rsers_registrar() {
     let dir = temp_dir("register");

@@ -29,6 +29,10 @@ struct Args {
     /// Where our UAS listens (forward and call), and the Request-URI's host.
     #[arg(long, default_value = "127.0.0.1:5070")]
     uas: SocketAddr,
+    /// Play this many UAS destinations, on consecutive ports from --uas
+    /// (a load balancer's pool).
+    #[arg(long, default_value_t = 1)]
+    uas_count: usize,
     /// Units (requests, calls, registrations) started per second; with
     /// --search, the first rate tried.
     #[arg(long, default_value_t = 1000.0)]
@@ -118,6 +122,9 @@ fn run(args: &Args) -> Result<(), String> {
             args.scenario
         )
     })?;
+    if !(1..=64).contains(&args.uas_count) {
+        return Err("--uas-count must be 1 to 64".into());
+    }
     if !(1..=1024).contains(&args.peers) {
         return Err("--peers must be 1 to 1024".into());
     }
@@ -144,6 +151,7 @@ fn run(args: &Args) -> Result<(), String> {
         args.peers,
         local_ip,
         scenario.needs_uas().then_some(args.uas),
+        args.uas_count,
     )
     .map_err(|e| e.to_string())?;
     let domain = args
@@ -160,6 +168,7 @@ fn run(args: &Args) -> Result<(), String> {
             scenario,
             target: args.target,
             uas: sockets.uas_addr.unwrap_or(args.uas),
+            uas_all: sockets.uas_addrs.clone(),
             locals: sockets.uac_addrs.clone(),
             users: users.clone(),
             domain: domain.clone(),
@@ -238,6 +247,10 @@ fn run(args: &Args) -> Result<(), String> {
         scenario: scenario.name().into(),
         target: args.target.to_string(),
         uas: args.uas.to_string(),
+        uas_requests: match args.uas_count {
+            1 => Vec::new(),
+            _ => result.driver.uas_requests().to_vec(),
+        },
         peers: args.peers,
         loss_pct: args.loss,
         rate,

@@ -63,7 +63,10 @@ pub struct Setup {
     pub scenario: Scenario,
     pub target: SocketAddr,
     pub uas: SocketAddr,
-    /// The UAC sockets' addresses (`--peers`); the UAS socket comes after
+    /// Every UAS socket's address (`--uas-count`; the first is `uas`),
+    /// numbered after the UAC sockets. Empty: `uas` only.
+    pub uas_all: Vec<SocketAddr>,
+    /// The UAC sockets' addresses (`--peers`); the UAS sockets come after
     /// them in socket numbering.
     pub locals: Vec<SocketAddr>,
     pub users: Vec<User>,
@@ -139,6 +142,8 @@ struct Slot {
     uas_prov: Vec<u8>,
     uas_reply: Vec<u8>,
     uas_dest: Option<SocketAddr>,
+    /// The UAS socket that answered.
+    uas_sock: usize,
     uas_due: u64,
     uas_iv: u64,
     uas_since: u64,
@@ -167,6 +172,7 @@ impl Slot {
             uas_prov: Vec::new(),
             uas_reply: Vec::new(),
             uas_dest: None,
+            uas_sock: 0,
             uas_due: 0,
             uas_iv: 0,
             uas_since: 0,
@@ -219,6 +225,7 @@ pub struct Driver {
     timers: BinaryHeap<Reverse<(u64, u32, u32, Timer)>>,
     link: Link,
     stats: Stats,
+    uas_requests: Vec<u64>,
     /// Latency per transaction, microseconds (a registration counts as one
     /// transaction, its challenge round included).
     pub hist: Histogram<u64>,
@@ -229,6 +236,7 @@ pub struct Driver {
 
 impl Driver {
     pub fn new(setup: Setup) -> Driver {
+        let uas_count = setup.uas_all.len().max(1);
         let seed = 0x9e37_79b9_7f4a_7c15 ^ u64::from(setup.run);
         Driver {
             link: Link {
@@ -243,6 +251,7 @@ impl Driver {
             inflight: 0,
             timers: BinaryHeap::new(),
             stats: Stats::default(),
+            uas_requests: vec![0; uas_count],
             hist: Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid bounds"),
             extra: Vec::with_capacity(1024),
             scratch: Vec::with_capacity(1024),
@@ -261,8 +270,19 @@ impl Driver {
         self.inflight
     }
 
-    fn uas_sock(&self) -> usize {
-        self.setup.locals.len()
+    /// Requests each UAS socket received.
+    pub fn uas_requests(&self) -> &[u64] {
+        &self.uas_requests
+    }
+
+    fn is_uas_sock(&self, sock: usize) -> bool {
+        sock >= self.setup.locals.len()
+    }
+
+    /// The address of UAS socket `sock` (its Contact).
+    fn uas_addr(&self, sock: usize) -> SocketAddr {
+        let i = sock.saturating_sub(self.setup.locals.len());
+        self.setup.uas_all.get(i).copied().unwrap_or(self.setup.uas)
     }
 
     /// When the next timer is due, if any.
@@ -472,7 +492,7 @@ impl Driver {
                     }
                     let iv = (s.uas_iv * 2).min(T2_US);
                     if let Some(dest) = s.uas_dest {
-                        let sock = self.uas_sock();
+                        let sock = s.uas_sock;
                         self.link
                             .resend(out, sock, dest, &self.slots[slot as usize].uas_reply);
                     }
@@ -509,9 +529,13 @@ impl Driver {
             self.stats.strays += 1;
             return;
         };
-        if sock == self.uas_sock() {
+        if self.is_uas_sock(sock) {
             if msg.is_request() {
-                self.on_uas_request(now, src, &msg, out);
+                let i = sock - self.setup.locals.len();
+                if let Some(n) = self.uas_requests.get_mut(i) {
+                    *n += 1;
+                }
+                self.on_uas_request(now, sock, src, &msg, out);
             } else {
                 self.stats.strays += 1;
             }
@@ -759,8 +783,15 @@ impl Driver {
     /// Our UAS: 180 and 200 to an INVITE (the 200 repeated until the ACK),
     /// 200 to anything else but an ACK. Replies go back to the source, the
     /// proxy that sent the request.
-    fn on_uas_request(&mut self, now: u64, src: SocketAddr, msg: &Message<'_>, out: &mut dyn Out) {
-        let sock = self.uas_sock();
+    fn on_uas_request(
+        &mut self,
+        now: u64,
+        sock: usize,
+        src: SocketAddr,
+        msg: &Message<'_>,
+        out: &mut dyn Out,
+    ) {
+        let uas = self.uas_addr(sock);
         let slot = self.slot_of(msg);
         let method = msg.method().unwrap_or(Method::Other);
         match (method, slot) {
@@ -780,7 +811,6 @@ impl Driver {
                 }
             }
             (Method::Invite, Some(slot)) => {
-                let uas = self.setup.uas;
                 let s = &mut self.slots[slot as usize];
                 let tag = format!("u{slot}x{}", s.generation);
                 write_uas_reply(
@@ -801,6 +831,7 @@ impl Driver {
                 );
                 s.uas = UasState::Answered;
                 s.uas_dest = Some(src);
+                s.uas_sock = sock;
                 s.uas_iv = T1_US;
                 s.uas_due = now + T1_US;
                 s.uas_since = now;
@@ -812,7 +843,6 @@ impl Driver {
             }
             (Method::Invite, None) => {
                 // Not ours to track (a late or foreign call): answer anyway.
-                let uas = self.setup.uas;
                 write_uas_reply(
                     msg,
                     200,

@@ -35,6 +35,7 @@ fn driver_with(scenario: Scenario, users: Vec<User>, loss: f64, max_inflight: us
         scenario,
         target: target(),
         uas: "127.0.0.1:5070".parse().unwrap(),
+        uas_all: Vec::new(),
         locals: vec!["127.0.0.1:4000".parse().unwrap()],
         users,
         domain: "example.net".into(),

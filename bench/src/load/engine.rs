@@ -18,10 +18,11 @@ use super::pace::TokenBucket;
 const SOCKET_BUFFER: usize = 8 << 20;
 
 pub struct Sockets {
-    /// The UAC sockets, then the UAS socket when the scenario has one.
+    /// The UAC sockets, then the UAS sockets when the scenario has them.
     pub all: Vec<UdpSocket>,
     pub uac_addrs: Vec<SocketAddr>,
     pub uas_addr: Option<SocketAddr>,
+    pub uas_addrs: Vec<SocketAddr>,
 }
 
 impl Sockets {
@@ -29,6 +30,7 @@ impl Sockets {
         peers: usize,
         local_ip: std::net::IpAddr,
         uas: Option<SocketAddr>,
+        uas_count: usize,
     ) -> io::Result<Sockets> {
         let mut all = Vec::new();
         let mut uac_addrs = Vec::new();
@@ -37,17 +39,26 @@ impl Sockets {
             uac_addrs.push(s.local_addr()?);
             all.push(s);
         }
-        let uas_addr = match uas {
-            Some(addr) => {
+        // UAS sockets on consecutive ports from `uas` (or each on an
+        // ephemeral port when it gives port 0).
+        let mut uas_addrs = Vec::new();
+        if let Some(first) = uas {
+            for i in 0..uas_count.max(1) {
+                let port = match first.port() {
+                    0 => 0,
+                    p => p.checked_add(i as u16).ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::InvalidInput, "UAS ports past 65535")
+                    })?,
+                };
+                let addr = SocketAddr::new(first.ip(), port);
                 let s = UdpSocket::bind(addr).map_err(|e| {
                     io::Error::new(e.kind(), format!("cannot bind the UAS on {addr}: {e}"))
                 })?;
-                let a = s.local_addr()?;
+                uas_addrs.push(s.local_addr()?);
                 all.push(s);
-                Some(a)
             }
-            None => None,
-        };
+        }
+        let uas_addr = uas_addrs.first().copied();
         for s in &all {
             s.set_nonblocking(true)?;
             let r = SockRef::from(s);
@@ -59,6 +70,7 @@ impl Sockets {
             all,
             uac_addrs,
             uas_addr,
+            uas_addrs,
         })
     }
 }

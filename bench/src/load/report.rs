@@ -57,6 +57,10 @@ pub struct Report {
     pub scenario: String,
     pub target: String,
     pub uas: String,
+    /// Requests each UAS destination received (`--uas-count`), in port
+    /// order: how a load balancer spread them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub uas_requests: Vec<u64>,
     pub peers: usize,
     pub loss_pct: f64,
     pub rate: f64,
