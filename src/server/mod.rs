@@ -5,6 +5,7 @@ mod auth;
 pub mod control;
 pub mod dispatcher;
 pub mod dns;
+mod log_limit;
 pub mod master;
 pub mod proxy;
 mod registrar;

@@ -188,10 +188,13 @@ impl Worker<'_> {
                     }
                     drop(l);
                     self.count(Counter::UsrlocTableFull);
-                    log::warn!(
-                        "usrloc: table full ({} bindings); REGISTER refused",
-                        loc.live()
-                    );
+                    if let Some(held) = self.full_log.allow(self.now_ms) {
+                        log::warn!(
+                            "usrloc: table full ({} bindings); REGISTER refused{}",
+                            loc.live(),
+                            super::log_limit::held_text(held)
+                        );
+                    }
                     return self.refuse(ctx, REJECT_FULL);
                 }
             }

@@ -466,10 +466,13 @@ impl Worker<'_> {
             drop(l);
             self.ds_release_load(&fo);
             self.count(Counter::TmTableFull);
-            log::warn!(
-                "tm: transaction table full ({} live); replying 503",
-                table.live()
-            );
+            if let Some(held) = self.full_log.allow(self.now_ms) {
+                log::warn!(
+                    "tm: transaction table full ({} live); replying 503{}",
+                    table.live(),
+                    super::log_limit::held_text(held)
+                );
+            }
             self.text.clear();
             self.text
                 .extend_from_slice(b"Service Unavailable (transaction table full)");

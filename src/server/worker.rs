@@ -12,6 +12,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use super::auth::AuthState;
 use super::dispatcher::{DsParams, DsState};
 use super::dns::Resolver;
+use super::log_limit::LogLimit;
 use super::proxy::{self, ForwardError, NextHop, ReplyError};
 use super::registrar::RegistrarState;
 use super::shared::{Counter, Shared};
@@ -160,6 +161,8 @@ pub struct Worker<'a> {
     pub(super) blst_methods: i64,
     /// The last resolve_hops skipped a blocklisted destination.
     pub(super) hops_blocked: bool,
+    /// Table-full warnings, at most once a second.
+    pub(super) full_log: LogLimit,
 }
 
 impl<'a> Worker<'a> {
@@ -222,6 +225,7 @@ impl<'a> Worker<'a> {
             blst_expire_ms: u64::from(config.settings.dst_blocklist_expire) * 1000,
             blst_methods: config.modparam_int("tm", "blst_methods_add", 1),
             hops_blocked: false,
+            full_log: LogLimit::default(),
             // Checked at start: the parameters are good here.
             ds: shared.dispatcher.and_then(|shm| {
                 DsParams::from_config(config, None)
