@@ -453,3 +453,109 @@ fn a_reload_under_traffic_adds_a_destination_and_loses_no_request() {
     let bad = rpc(&sock, "dispatcher.set_state", json!(["x", 1, uas[0].uri()]));
     assert_eq!(bad["error"]["code"], -32602);
 }
+
+#[test]
+fn the_list_from_the_database_and_its_state_outlive_killed_processes() {
+    let dir = temp_dir("ds-db");
+    let sock = dir.join("ctl.sock");
+    let uas = three(200);
+    let db = dir.join("ds.db");
+    {
+        // Kamailio's dispatcher table.
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch(
+            "CREATE TABLE dispatcher (id INTEGER PRIMARY KEY AUTOINCREMENT, \
+             setid INTEGER NOT NULL DEFAULT 0, destination TEXT NOT NULL DEFAULT '', \
+             flags INTEGER NOT NULL DEFAULT 0, priority INTEGER NOT NULL DEFAULT 0, \
+             attrs TEXT NOT NULL DEFAULT '', description TEXT NOT NULL DEFAULT '')",
+        )
+        .unwrap();
+        for (i, u) in uas.iter().enumerate() {
+            c.execute(
+                "INSERT INTO dispatcher (setid, destination, flags, priority, attrs) \
+                 VALUES (1, ?1, ?2, 0, 'weight=10')",
+                rusqlite::params![u.uri(), if i == 1 { 1 } else { 0 }],
+            )
+            .unwrap();
+        }
+    }
+    let cfg = format!(
+        "loadmodule \"sl.so\"\nloadmodule \"tm.so\"\nloadmodule \"dispatcher.so\"\n\
+         modparam(\"dispatcher\", \"db_url\", \"sqlite://{}\")\n\
+         route {{\n{}\n}}\n",
+        db.display(),
+        SELECT.replace("@ALG@", "4")
+    );
+    let rser = Server::start(&cfg, 2, &["-s", sock.to_str().unwrap()]);
+    let flags = || {
+        let l = rpc(&sock, "dispatcher.list", json!([]));
+        let t = l["result"]["sets"][0]["targets"].clone();
+        (0..3)
+            .map(|i| t[i]["flags"].as_str().unwrap_or("").to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        flags(),
+        ["AX", "IX", "AX"],
+        "flags 1 in the table: inactive"
+    );
+    rpc(&sock, "dispatcher.set_state", json!(["d", 1, uas[2].uri()]));
+
+    // Every child killed: workers, the timer and the control process.
+    let before = rser.workers();
+    for pid in &before {
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = rser.workers();
+        if now.len() == before.len() && now.iter().all(|p| !before.contains(p)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not replaced: {now:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the control socket is not served again"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(flags(), ["AX", "IX", "DX"], "the state is in shared memory");
+    let caller = Peer::new();
+    assert_eq!(send_all(&caller, &rser, 12, |i| format!("db-{i}")), 12);
+    assert_eq!(
+        (uas[0].count(), uas[1].count(), uas[2].count()),
+        (12, 0, 0),
+        "only the active destination"
+    );
+}
+
+#[test]
+fn a_selection_made_after_t_newtran_fails_over_too() {
+    let dir = temp_dir("ds-newtran");
+    let busy = Uas::start(503);
+    let good = Uas::start(200);
+    let list = list_file(
+        &dir,
+        &[
+            format!("1 {} 0 9", busy.uri()),
+            format!("1 {} 0 1", good.uri()),
+        ],
+    );
+    let route = "t_newtran();\n\
+                 if (!ds_select_dst(\"1\", \"8\")) { t_reply(\"503\", \"No Destination\"); exit; }\n\
+                 t_on_failure(\"1\");\nt_relay();";
+    let failure = "failure_route[1] { if (ds_next_dst()) { t_relay(); } }\n";
+    let rser = Server::start(&config(&list, "", route, failure), 2, &[]);
+    let caller = Peer::new();
+    caller.send(
+        rser.addr,
+        &caller.request("MESSAGE", "sip:bob@example.com", "nt-1", ""),
+    );
+    let (m, _) = expect(&caller, "SIP/2.0 2", SEC).expect("200 from the second destination");
+    assert_eq!(status(&m), Some(200), "{m}");
+    assert_eq!((busy.count(), good.count()), (1, 1));
+}

@@ -75,7 +75,8 @@ impl DsParams {
             ));
         }
         let table = config.modparam_str("dispatcher", "table_name", "dispatcher");
-        crate::modules::usrloc::db::check_table_name(table)?;
+        crate::db::check_table_name(table)
+            .map_err(|_| format!("dispatcher table_name {table:?}: not a plain SQL name"))?;
         Ok(DsParams {
             list_file,
             db_url: (!db_url.is_empty()).then(|| db_url.to_string()),
@@ -111,14 +112,13 @@ impl DsParams {
                 .map_err(|e| format!("dispatcher list {}: {e}", path.display()));
         }
         let url = self.db_url.as_deref().unwrap_or_default();
-        let db = crate::modules::usrloc::db::Db::open(url, &[])?;
+        let conn = crate::db::connect(url).map_err(|e| format!("dispatcher {e}"))?;
         // Kamailio's dispatcher table; each row becomes a list line, so
         // both sources go through one parser.
         let sql = format!(
             "SELECT setid, destination, flags, priority, attrs FROM {} ORDER BY id",
             self.table
         );
-        let conn = db.conn();
         let mut stmt = conn.prepare(&sql).map_err(|e| format!("{url}: {e}"))?;
         let rows = stmt
             .query_map([], |r| {

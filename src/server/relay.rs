@@ -96,9 +96,18 @@ impl Worker<'_> {
                 if !self.in_failure_route
                     && let Some(s) = table.slot(&l, t.idx, t.generation)
                     && s.txn.nbranch == 0
-                    && !table.pool.replace(&mut s.txn.request, &self.stored)
                 {
-                    log::warn!("tm: shared memory full; the request as first stored is relayed");
+                    if !table.pool.replace(&mut s.txn.request, &self.stored) {
+                        log::warn!(
+                            "tm: shared memory full; the request as first stored is relayed"
+                        );
+                    }
+                    // A selection made after t_newtran goes with it too.
+                    if s.txn.ds.is_empty() && !ctx.st.ds.is_empty() {
+                        let mut fo = ctx.st.ds;
+                        self.ds_count_load(&mut fo);
+                        s.txn.ds = fo;
+                    }
                 }
                 (t, l)
             }

@@ -2,7 +2,9 @@
 //! per line (or the whole text up to the end of the stream), and
 //! Prometheus' `/metrics` over HTTP/1.0 on a loopback port. One client at
 //! a time, each bounded in size and time, so a stuck or hostile client
-//! delays the next by at most `CLIENT_TIME` and never grows memory.
+//! delays the next by at most `CLIENT_TIME` and never grows memory (a
+//! `tm.t_uac` holds the socket until its transaction ends, fr_timer at
+//! most).
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpListener;
