@@ -8,6 +8,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use arrayvec::ArrayVec;
+
 use super::shared::Counter;
 use super::worker::Worker;
 use crate::cfg::Config;
@@ -282,7 +284,7 @@ impl Worker<'_> {
         };
         let base = p.base[pos];
         let dests = &p.list.sets[pos].dests;
-        let views: Vec<View> = dests
+        let views: ArrayVec<View, { select::MAX_PER_SET }> = dests
             .iter()
             .enumerate()
             .map(|(i, d)| {
@@ -482,7 +484,7 @@ impl Worker<'_> {
 
     /// A reply to one of our probes (any worker may get it): counted on
     /// its destination and absorbed.
-    pub(super) fn ds_probe_reply(&mut self, msg: &Message<'_>) -> bool {
+    pub(super) fn ds_probe_reply(&mut self, msg: &Message<'_>, src: SocketAddr) -> bool {
         if self.ds.is_none() {
             return false;
         }
@@ -514,6 +516,11 @@ impl Worker<'_> {
         if generation != p.generation || i >= p.keys.len() {
             return true; // a probe of a list since replaced
         }
+        if p.addrs[i] != Some(src) {
+            // Only the destination probed speaks for its health.
+            log::debug!("dispatcher: probe reply from {src}, not the destination; ignored");
+            return true;
+        }
         let Some(cell) = ds.shm.cell(p.generation, i) else {
             return true;
         };
@@ -523,13 +530,17 @@ impl Worker<'_> {
         let ok = ds.params.accepts(code);
         let t = ds.params.thresholds;
         let changed = cell.update(p.keys[i], |h| h.probed(ok, t));
-        let uri = p
-            .list
-            .sets
-            .iter()
-            .flat_map(|s| &s.dests)
-            .nth(i)
-            .map(|d| d.uri.clone());
+        let flipped = changed.is_some_and(|(old, new)| old.usable() != new.usable());
+        let uri = match flipped {
+            true => p
+                .list
+                .sets
+                .iter()
+                .flat_map(|s| &s.dests)
+                .nth(i)
+                .map(|d| d.uri.clone()),
+            false => None,
+        };
         if !ok {
             self.count(Counter::DispatcherProbesFailed);
         }

@@ -333,7 +333,7 @@ impl<'a> Worker<'a> {
         }
         // Our dispatcher probes' replies end here; tm's go to their
         // transaction; the rest are routed statelessly.
-        if !self.ds_probe_reply(&msg) && !self.tm_reply(&msg, src) {
+        if !self.ds_probe_reply(&msg, src) && !self.tm_reply(&msg, src) {
             self.reply(&msg, src);
         }
     }
