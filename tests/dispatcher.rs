@@ -18,14 +18,16 @@ use serde_json::json;
 
 const SEC: Duration = Duration::from_secs(3);
 
-/// A destination: answers requests with `code` (0: silent) and probes
-/// while `probes_answered`; records the Call-ID of each request.
+/// A destination: answers requests with `code` and probes with
+/// `probe_code` (0: silent); records the Call-ID and request line of each
+/// request.
 struct Uas {
     addr: SocketAddr,
     code: Arc<AtomicU16>,
-    probes_answered: Arc<AtomicBool>,
+    probe_code: Arc<AtomicU16>,
     probes: Arc<AtomicUsize>,
     seen: Arc<Mutex<Vec<String>>>,
+    lines: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -35,15 +37,17 @@ impl Uas {
         let peer = Peer::new();
         let addr = peer.addr;
         let code = Arc::new(AtomicU16::new(code));
-        let probes_answered = Arc::new(AtomicBool::new(true));
+        let probe_code = Arc::new(AtomicU16::new(200));
         let probes = Arc::new(AtomicUsize::new(0));
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let lines = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (c, pa, pr, s, st) = (
+        let (c, pc, pr, s, ls, st) = (
             code.clone(),
-            probes_answered.clone(),
+            probe_code.clone(),
             probes.clone(),
             seen.clone(),
+            lines.clone(),
             stop.clone(),
         );
         let thread = std::thread::spawn(move || {
@@ -58,14 +62,18 @@ impl Uas {
                 let via = header(&m, "Via").unwrap_or("");
                 if via.contains("branch=z9hG4bKds.") {
                     pr.fetch_add(1, Ordering::Relaxed);
-                    if pa.load(Ordering::Relaxed) {
-                        peer.send(from, &answer(&m, 200, "OK", "probe"));
+                    let code = pc.load(Ordering::Relaxed);
+                    if code != 0 {
+                        peer.send(from, &answer(&m, code, "Probe", "probe"));
                     }
                     continue;
                 }
                 s.lock()
                     .unwrap()
                     .push(header(&m, "Call-ID").unwrap_or("").to_string());
+                ls.lock()
+                    .unwrap()
+                    .push(m.lines().next().unwrap_or("").to_string());
                 let code = c.load(Ordering::Relaxed);
                 if code != 0 {
                     peer.send(from, &answer(&m, code, "Reason", "uas"));
@@ -75,9 +83,10 @@ impl Uas {
         Uas {
             addr,
             code,
-            probes_answered,
+            probe_code,
             probes,
             seen,
+            lines,
             stop,
             thread: Some(thread),
         }
@@ -250,14 +259,17 @@ fn probing_takes_a_silent_destination_out_and_brings_it_back() {
     let params = "modparam(\"dispatcher\", \"ds_ping_interval\", 1)\n\
                   modparam(\"dispatcher\", \"ds_probing_mode\", 1)\n\
                   modparam(\"dispatcher\", \"ds_probing_threshold\", 2)\n\
-                  modparam(\"dispatcher\", \"ds_inactive_threshold\", 1)\n";
+                  modparam(\"dispatcher\", \"ds_inactive_threshold\", 1)\n\
+                  modparam(\"dispatcher\", \"ds_ping_reply_codes\", \"code=404;class=6\")\n";
     let rser = Server::start(
         &config(&list, params, &SELECT.replace("@ALG@", "4"), ""),
         2,
         &["-s", sock.to_str().unwrap()],
     );
     let caller = Peer::new();
-    uas[1].probes_answered.store(false, Ordering::Relaxed);
+    uas[1].probe_code.store(0, Ordering::Relaxed);
+    // A 404 to a probe is an answer here (ds_ping_reply_codes).
+    uas[2].probe_code.store(404, Ordering::Relaxed);
     uas[1].code.store(0, Ordering::Relaxed);
     let flags = |i: usize| {
         let l = rpc(&sock, "dispatcher.list", json!([]));
@@ -273,6 +285,7 @@ fn probing_takes_a_silent_destination_out_and_brings_it_back() {
     assert_eq!(flags(1), "IX", "two unanswered probes make it inactive");
     assert!(uas[1].probes.load(Ordering::Relaxed) >= 2);
     assert_eq!(flags(0), "AX");
+    assert_eq!(flags(2), "AX", "404 is accepted");
     assert!(
         rser.wait_log("does not answer probes: inactive", SEC)
             .is_some()
@@ -287,7 +300,7 @@ fn probing_takes_a_silent_destination_out_and_brings_it_back() {
     );
     assert_eq!(uas[0].count() + uas[2].count(), 20);
 
-    uas[1].probes_answered.store(true, Ordering::Relaxed);
+    uas[1].probe_code.store(200, Ordering::Relaxed);
     uas[1].code.store(200, Ordering::Relaxed);
     let deadline = Instant::now() + Duration::from_secs(10);
     while flags(1) != "AX" && Instant::now() < deadline {
@@ -321,6 +334,8 @@ fn probing_takes_a_silent_destination_out_and_brings_it_back() {
             .unwrap()
             >= 4
     );
+    let shm = rpc(&sock, "stats.get", json!(["shm"]));
+    assert_eq!(shm["result"]["shm"]["dispatcher_destinations"], 3, "{shm}");
 }
 
 #[test]
@@ -558,4 +573,49 @@ fn a_selection_made_after_t_newtran_fails_over_too() {
     let (m, _) = expect(&caller, "SIP/2.0 2", SEC).expect("200 from the second destination");
     assert_eq!(status(&m), Some(200), "{m}");
     assert_eq!((busy.count(), good.count()), (1, 1));
+}
+
+#[test]
+fn select_domain_next_domain_and_is_from_list() {
+    let dir = temp_dir("ds-domain");
+    let busy = Uas::start(503);
+    let good = Uas::start(200);
+    // Set 2: a peer the test sends from.
+    let insider = Peer::new();
+    let list = list_file(
+        &dir,
+        &[
+            format!("1 {} 0 9", busy.uri()),
+            format!("1 {} 0 1", good.uri()),
+            format!("2 sip:{}", insider.addr),
+        ],
+    );
+    let route = "if (ds_is_from_list(\"2\")) { sl_send_reply(\"403\", \"From A Destination\"); exit; }\n\
+                 if (!ds_select_domain(\"1\", \"8\")) { sl_send_reply(\"503\", \"No Destination\"); exit; }\n\
+                 t_on_failure(\"1\");\nt_relay();";
+    let failure = "failure_route[1] { if (ds_next_domain()) { t_relay(); } }\n";
+    let rser = Server::start(&config(&list, "", route, failure), 2, &[]);
+    let caller = Peer::new();
+    caller.send(
+        rser.addr,
+        &caller.request("MESSAGE", "sip:bob@example.com", "dom-1", ""),
+    );
+    let (m, _) = expect(&caller, "SIP/2.0 2", SEC).expect("200 from the second destination");
+    assert_eq!(status(&m), Some(200), "{m}");
+    // The Request-URI's host is each destination's in turn.
+    assert_eq!(
+        busy.lines.lock().unwrap()[0],
+        format!("MESSAGE sip:bob@{} SIP/2.0", busy.addr)
+    );
+    assert_eq!(
+        good.lines.lock().unwrap()[0],
+        format!("MESSAGE sip:bob@{} SIP/2.0", good.addr)
+    );
+    // From a destination's own address; the caller is not one.
+    insider.send(
+        rser.addr,
+        &insider.request("MESSAGE", "sip:bob@example.com", "dom-2", ""),
+    );
+    let (m, _) = expect(&insider, "SIP/2.0", SEC).unwrap();
+    assert_eq!(status(&m), Some(403), "{m}");
 }

@@ -116,6 +116,13 @@ impl DsShared {
         self.header().generation.load(Ordering::Acquire)
     }
 
+    /// Destinations in the list in force.
+    pub fn destinations(&self) -> usize {
+        let h = self.header();
+        let g = h.generation.load(Ordering::Acquire);
+        h.dests[(g % 2) as usize].load(Ordering::Relaxed) as usize
+    }
+
     /// The cell of destination `i` (in list order) of `generation`'s bank.
     pub fn cell(&self, generation: u64, i: usize) -> Option<&Cell> {
         (i < MAX_DESTINATIONS).then(|| {

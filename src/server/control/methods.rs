@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::prometheus::Sample;
 use super::rpc::{METHOD_NOT_FOUND, Methods, NOT_AVAILABLE, NOT_FOUND, Params, RpcError};
+use crate::modules::dispatcher::list::MAX_DESTINATIONS;
 use crate::modules::usrloc::db::Db;
 use crate::modules::usrloc::table::{DELETED, Sweep};
 use crate::modules::usrloc::{self, DbMode, unix_now};
@@ -100,6 +101,10 @@ impl Control<'_> {
             gauge("tm_transactions_live", tm.live());
             gauge("tm_transactions_capacity", tm.capacity());
             gauge("tm_pool_free_blocks", tm.pool_free_blocks());
+        }
+        if let Some(ds) = &s.dispatcher {
+            gauge("dispatcher_destinations", ds.destinations());
+            gauge("dispatcher_destinations_capacity", MAX_DESTINATIONS);
         }
         if let Some(b) = &s.blocklist {
             gauge(
