@@ -619,3 +619,32 @@ fn select_domain_next_domain_and_is_from_list() {
     let (m, _) = expect(&insider, "SIP/2.0", SEC).unwrap();
     assert_eq!(status(&m), Some(403), "{m}");
 }
+
+#[test]
+fn probes_are_answered_to_the_listen_port_with_a_socket_per_worker() {
+    // With reuse_port the timer process sends from a port of its own and
+    // never reads: the replies must come back to the listening port.
+    let dir = temp_dir("ds-reuse");
+    let sock = dir.join("ctl.sock");
+    let uas = Uas::start(200);
+    let list = list_file(&dir, &[format!("1 {}", uas.uri())]);
+    let params = "modparam(\"dispatcher\", \"ds_ping_interval\", 1)\n\
+                  modparam(\"dispatcher\", \"ds_probing_mode\", 1)\n";
+    let cfg = format!(
+        "reuse_port=yes\n{}",
+        config(&list, params, &SELECT.replace("@ALG@", "4"), "")
+    );
+    let _rser = Server::start(&cfg, 2, &["-s", sock.to_str().unwrap()]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while uas.probes.load(Ordering::Relaxed) < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(uas.probes.load(Ordering::Relaxed) >= 3);
+    let l = rpc(&sock, "dispatcher.list", json!([]));
+    assert_eq!(l["result"]["sets"][0]["targets"][0]["flags"], "AX", "{l}");
+    let s = rpc(&sock, "stats.get", json!(["dispatcher"]));
+    assert_eq!(
+        s["result"]["dispatcher"]["dispatcher_probes_failed"], 0,
+        "{s}"
+    );
+}

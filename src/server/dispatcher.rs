@@ -402,6 +402,8 @@ impl Worker<'_> {
             }
             fo.load = fo.current().map_or(0, |i| i + 1 + LOAD_COUNTED);
         }
+        // After a reload the indices are taken in the new list: still
+        // destinations of the set, and only usable ones.
         fo.generation = p.generation as u32;
         self.ds_apply(ctx, fo, domain)
     }
@@ -627,7 +629,7 @@ impl Worker<'_> {
         let _ = write!(
             buf,
             "{method} {uri} SIP/2.0\r\n\
-             Via: SIP/2.0/UDP {via};branch=z9hG4bKds.{generation}.{i}.{seq};rport\r\n\
+             Via: SIP/2.0/UDP {via};branch=z9hG4bKds.{generation}.{i}.{seq}\r\n\
              Max-Forwards: 70\r\n\
              From: <{from}>;tag=ds{seq}\r\n\
              To: <{uri}>\r\n\

@@ -188,6 +188,10 @@ fn spawn_timer(
             let mut timer = Worker::new(slot, config, shared, &socks, &vm);
             // Probes carry the listening address in their Via.
             timer.listen = sockets.addrs.clone();
+            // Its own ports (reuse-port mode) get only replies to what it
+            // sent, from peers that answer to the source port: it reads
+            // them. The shared socket is the workers' to read.
+            timer.reads_own = sockets.mode == SocketMode::ReusePort;
             timer.run_timer_process()
         })
     })

@@ -310,6 +310,32 @@ impl Worker<'_> {
         }
     }
 
+    /// What arrived on the timer process's own sockets, bounded per tick.
+    fn read_own(
+        &mut self,
+        rx: &mut crate::server::udp::RxBatch,
+        st: &mut crate::script::ScriptState,
+        main: Option<u32>,
+    ) {
+        for si in 0..self.sockets.len() {
+            self.in_sock = si;
+            for _ in 0..4 {
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&self.sockets[si]);
+                let Ok(n) = rx.recv(fd, true) else { break };
+                for i in 0..n {
+                    let (data, src) = rx.get(i);
+                    if let Some(src) = src {
+                        self.datagram(data, src, st, main);
+                    }
+                }
+                if n < crate::server::udp::BATCH {
+                    break;
+                }
+            }
+        }
+        self.in_sock = 0;
+    }
+
     /// Branches that never had a reply, when the blocklist takes this
     /// transaction's timeouts (`blst_methods_add`).
     fn silent_branches(&self, txn: &Txn, br: &[&mut Branch]) -> ArrayVec<u8, MAX_BRANCHES> {
@@ -564,12 +590,19 @@ impl Worker<'_> {
         self.count(Counter::TmLocalReplies);
     }
 
-    /// The timer process: wakes every tick, never receives.
+    /// The timer process: wakes every tick; receives only on sockets of
+    /// its own (`reads_own`).
     pub fn run_timer_process(&mut self) -> ! {
         let tick = std::time::Duration::from_millis(crate::modules::tm::wheel::TICK_MS);
+        let mut rx = crate::server::udp::RxBatch::new();
+        let mut st = crate::script::ScriptState::new();
+        let main = self.vm.program().main_route();
         loop {
             std::thread::sleep(tick);
             self.now_ms = now_ms();
+            if self.reads_own {
+                self.read_own(&mut rx, &mut st, main);
+            }
             self.tm_timers();
             self.ds_probe_tick();
             let failed = self.outbox.flush(self.sockets);

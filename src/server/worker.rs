@@ -161,6 +161,8 @@ pub struct Worker<'a> {
     pub(super) blst_methods: i64,
     /// The last resolve_hops skipped a blocklisted destination.
     pub(super) hops_blocked: bool,
+    /// The timer process reads its sockets too (they are its own).
+    pub(super) reads_own: bool,
     /// Table-full warnings, at most once a second.
     pub(super) full_log: LogLimit,
 }
@@ -226,6 +228,7 @@ impl<'a> Worker<'a> {
             blst_methods: config.modparam_int("tm", "blst_methods_add", 1),
             hops_blocked: false,
             full_log: LogLimit::default(),
+            reads_own: false,
             // Checked at start: the parameters are good here.
             ds: shared.dispatcher.and_then(|shm| {
                 DsParams::from_config(config, None)
