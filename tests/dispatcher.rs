@@ -191,62 +191,38 @@ fn algorithms_spread_requests_as_specified() {
     }
     drop(rser);
 
+    // The other algorithms: a server running `alg`, `n` requests one after
+    // another (each answered 200), and what each destination received.
+    let spread = |alg: &str, n: usize| {
+        uas.iter().for_each(|u| u.seen.lock().unwrap().clear());
+        let rser = Server::start(
+            &config(&list, "", &SELECT.replace("@ALG@", alg), ""),
+            2,
+            &[],
+        );
+        assert_eq!(send_all(&caller, &rser, n, |i| format!("a{alg}-{i}")), n);
+        counts(&uas)
+    };
+
     // 4: round robin across both workers, through the shared counter.
-    let rser = Server::start(
-        &config(&list, "", &SELECT.replace("@ALG@", "4"), ""),
-        2,
-        &[],
-    );
-    assert_eq!(send_all(&caller, &rser, 30, |i| format!("rr-{i}")), 30);
-    assert_eq!(counts(&uas), [10, 10, 10]);
-    drop(rser);
-    uas.iter().for_each(|u| u.seen.lock().unwrap().clear());
+    assert_eq!(spread("4", 30), [10, 10, 10]);
 
     // 9: weights 50/30/20 over 1,000 requests, within 2%.
-    let rser = Server::start(
-        &config(&list, "", &SELECT.replace("@ALG@", "9"), ""),
-        2,
-        &[],
-    );
-    assert_eq!(send_all(&caller, &rser, 1000, |i| format!("w-{i}")), 1000);
-    let c = counts(&uas);
+    let c = spread("9", 1000);
     for (got, want) in c.iter().zip([500, 300, 200]) {
         assert!(got.abs_diff(want) <= 20, "{c:?}");
     }
-    drop(rser);
-    uas.iter().for_each(|u| u.seen.lock().unwrap().clear());
 
     // 8: priority order (all equal: the list's first).
-    let rser = Server::start(
-        &config(&list, "", &SELECT.replace("@ALG@", "8"), ""),
-        2,
-        &[],
-    );
-    assert_eq!(send_all(&caller, &rser, 10, |i| format!("p-{i}")), 10);
-    assert_eq!(counts(&uas), [10, 0, 0]);
-    drop(rser);
-    uas.iter().for_each(|u| u.seen.lock().unwrap().clear());
+    assert_eq!(spread("8", 10), [10, 0, 0]);
 
     // 10: the least loaded; each transaction holds its destination's load
     // until it ends (wt_timer, 5 s), so sequential requests take turns.
-    let rser = Server::start(
-        &config(&list, "", &SELECT.replace("@ALG@", "10"), ""),
-        2,
-        &[],
-    );
-    assert_eq!(send_all(&caller, &rser, 10, |i| format!("load-{i}")), 10);
-    assert_eq!(counts(&uas), [4, 3, 3]);
-    drop(rser);
-    uas.iter().for_each(|u| u.seen.lock().unwrap().clear());
+    assert_eq!(spread("10", 10), [4, 3, 3]);
 
     // 6: random reaches every destination.
-    let rser = Server::start(
-        &config(&list, "", &SELECT.replace("@ALG@", "6"), ""),
-        2,
-        &[],
-    );
-    assert_eq!(send_all(&caller, &rser, 90, |i| format!("rnd-{i}")), 90);
-    assert!(counts(&uas).iter().all(|n| *n >= 10), "{:?}", counts(&uas));
+    let c = spread("6", 90);
+    assert!(c.iter().all(|n| *n >= 10), "{c:?}");
 }
 
 #[test]

@@ -174,6 +174,25 @@ struct Parsed {
     addrs: Vec<Option<SocketAddr>>,
 }
 
+impl Parsed {
+    /// Set `id`'s position and the list index of its first destination.
+    fn set(&self, id: u32) -> Option<(usize, usize)> {
+        let pos = self.list.sets.binary_search_by_key(&id, |s| s.id).ok()?;
+        Some((pos, self.base[pos]))
+    }
+
+    /// Destination `at`'s shared cell and key.
+    fn cell<'s>(&self, shm: &'s DsShared, at: usize) -> Option<(&'s state::Cell, u64)> {
+        Some((shm.cell(self.generation, at)?, *self.keys.get(at)?))
+    }
+
+    /// Destination `at`'s health, if its cell is still it.
+    fn health(&self, shm: &DsShared, at: usize) -> Option<Health> {
+        let (c, key) = self.cell(shm, at)?;
+        c.health(key)
+    }
+}
+
 pub struct DsState {
     pub shm: DsShared,
     params: DsParams,
@@ -278,23 +297,18 @@ impl Worker<'_> {
             return -1;
         };
         let p = &ds.parsed;
-        let Some(pos) = p.list.sets.iter().position(|s| s.id == set) else {
+        let Some((pos, base)) = p.set(set) else {
             log::warn!("ds_select_dst: set {set} is not in the list");
             return -1;
         };
-        let base = p.base[pos];
-        let dests = &p.list.sets[pos].dests;
-        let views: ArrayVec<View, { select::MAX_PER_SET }> = dests
+        let views: ArrayVec<View, { select::MAX_PER_SET }> = p.list.sets[pos]
+            .dests
             .iter()
             .enumerate()
-            .map(|(i, d)| {
-                let cell = ds.shm.cell(p.generation, base + i);
-                let health = cell.and_then(|c| c.health(p.keys[base + i]));
-                View {
-                    usable: health.is_some_and(|h| h.usable()),
-                    weight: d.weight,
-                    load: cell.map_or(0, |c| c.load()),
-                }
+            .map(|(i, d)| View {
+                usable: p.health(&ds.shm, base + i).is_some_and(|h| h.usable()),
+                weight: d.weight,
+                load: p.cell(&ds.shm, base + i).map_or(0, |(c, _)| c.load()),
             })
             .collect();
         let key = match alg {
@@ -364,19 +378,13 @@ impl Worker<'_> {
             return -1;
         };
         let p = &ds.parsed;
-        let Some(pos) = p.list.sets.iter().position(|s| s.id == fo.set) else {
+        let Some((pos, base)) = p.set(fo.set) else {
             return -1;
         };
-        let base = p.base[pos];
         let n = p.list.sets[pos].dests.len();
         let usable = |i: u8| {
             let i = usize::from(i);
-            i < n
-                && ds
-                    .shm
-                    .cell(p.generation, base + i)
-                    .and_then(|c| c.health(p.keys[base + i]))
-                    .is_some_and(|h| h.usable())
+            i < n && p.health(&ds.shm, base + i).is_some_and(|h| h.usable())
         };
         let prev = fo.current();
         let found = loop {
@@ -418,11 +426,10 @@ impl Worker<'_> {
             return -1;
         };
         let p = &ds.parsed;
-        let Some(pos) = p.list.sets.iter().position(|s| s.id == fo.set) else {
+        let Some((pos, base)) = p.set(fo.set) else {
             return -1;
         };
-        let at = p.base[pos] + usize::from(i);
-        let (Some(cell), Some(&key)) = (ds.shm.cell(p.generation, at), p.keys.get(at)) else {
+        let Some((cell, key)) = p.cell(&ds.shm, base + usize::from(i)) else {
             return -1;
         };
         match cell.update(key, |h| h.marked(how).unwrap_or(h)) {
@@ -480,8 +487,8 @@ impl Worker<'_> {
     fn ds_cell(&mut self, set: u32, i: u8) -> Option<&state::Cell> {
         let ds = self.ds_refresh()?;
         let p = &ds.parsed;
-        let pos = p.list.sets.iter().position(|s| s.id == set)?;
-        ds.shm.cell(p.generation, p.base[pos] + usize::from(i))
+        let (_, base) = p.set(set)?;
+        ds.shm.cell(p.generation, base + usize::from(i))
     }
 
     /// A reply to one of our probes (any worker may get it): counted on
@@ -523,7 +530,7 @@ impl Worker<'_> {
             log::debug!("dispatcher: probe reply from {src}, not the destination; ignored");
             return true;
         }
-        let Some(cell) = ds.shm.cell(p.generation, i) else {
+        let Some((cell, key)) = p.cell(&ds.shm, i) else {
             return true;
         };
         if !cell.answer_probe(seq as u32) {
@@ -531,7 +538,7 @@ impl Worker<'_> {
         }
         let ok = ds.params.accepts(code);
         let t = ds.params.thresholds;
-        let changed = cell.update(p.keys[i], |h| h.probed(ok, t));
+        let changed = cell.update(key, |h| h.probed(ok, t));
         let flipped = changed.is_some_and(|(old, new)| old.usable() != new.usable());
         let uri = match flipped {
             true => p
@@ -584,7 +591,7 @@ impl Worker<'_> {
             for d in &set.dests {
                 let at = i;
                 i += 1;
-                let (Some(cell), key) = (ds.shm.cell(p.generation, at), p.keys[at]) else {
+                let Some((cell, key)) = p.cell(&ds.shm, at) else {
                     continue;
                 };
                 let Some(h) = cell.health(key) else { continue };
