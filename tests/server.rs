@@ -279,7 +279,8 @@ fn a_killed_worker_is_replaced_and_traffic_continues() {
     let before = server.workers();
     assert_eq!(before.len(), 2, "{before:?}");
     unsafe { libc::kill(before[0], libc::SIGKILL) };
-    let deadline = Instant::now() + Duration::from_secs(2);
+    // Bounded in time, not tight: a loaded machine may be slow to fork.
+    let deadline = Instant::now() + Duration::from_secs(10);
     let replaced = loop {
         let now = server.workers();
         if now.len() == 2 && !now.contains(&before[0]) {
