@@ -8,6 +8,7 @@ pub mod dns;
 mod log_limit;
 pub mod master;
 pub mod proxy;
+mod reachable;
 mod registrar;
 mod relay;
 pub mod shared;

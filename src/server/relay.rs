@@ -60,6 +60,13 @@ pub(super) fn uri_target(uri: &[u8]) -> Option<(ArrayString<255>, u16, Proto)> {
         .unwrap_or(if secure { Proto::Tls } else { Proto::Udp });
     Some((host, port, proto))
 }
+/// Whether the current Request-URI makes a new branch in failure_route:
+/// rewritten there, sent to a next hop set there, or relayed to an
+/// explicit host.
+fn ruri_is_new(ctx: &MsgCtx<'_, '_>, to: Option<(&str, u16)>) -> bool {
+    ctx.uri_rewritten() || !ctx.st.dst_uri.is_empty() || to.is_some()
+}
+
 impl Worker<'_> {
     /// `t_relay()`, `t_relay(host, port)`, `t_relay_to_udp(host, port)`.
     pub(super) fn t_relay(&mut self, ctx: &mut MsgCtx<'_, '_>, to: Option<(&str, u16)>) -> i32 {
@@ -68,7 +75,7 @@ impl Worker<'_> {
             // An ACK (for a 2xx) is its own transaction and has no reply:
             // relayed statelessly (§16.10's "forwarded statelessly" case).
             Some(Method::Ack) => return self.relay_stateless(ctx, to),
-            Some(Method::Cancel) => return self.relay_cancel(&table, ctx, to),
+            Some(Method::Cancel) => return self.relay_cancel(&table, ctx),
             _ => {}
         }
         if !self.in_failure_route {
@@ -232,6 +239,13 @@ impl Worker<'_> {
         let prefer_v6 = self.locals[self.in_sock].is_ipv6();
         let first = std::iter::once(ctx.uri());
         for (i, uri) in first.chain(ctx.branches()).enumerate() {
+            if i == 0 && self.in_failure_route && !ruri_is_new(ctx, to) {
+                // SER and Kamailio fork again from failure_route only to
+                // what the route added: the Request-URI that just failed
+                // goes out again only if the route rewrote it or set its
+                // next hop.
+                continue;
+            }
             let start = self.uris.len();
             let dst: &[u8] = if i == 0 { &ctx.st.dst_uri } else { b"" };
             self.branch_dst.clear();
@@ -377,12 +391,7 @@ impl Worker<'_> {
 
     /// A CANCEL (§16.10): answered 200 here and sent on every pending
     /// branch of its INVITE; without that INVITE, relayed statelessly.
-    fn relay_cancel(
-        &mut self,
-        table: &Table,
-        ctx: &mut MsgCtx<'_, '_>,
-        to: Option<(&str, u16)>,
-    ) -> i32 {
+    fn relay_cancel(&mut self, table: &Table, ctx: &mut MsgCtx<'_, '_>) -> i32 {
         let Some(key) = server_key(ctx.msg, true) else {
             return -1;
         };
@@ -390,22 +399,34 @@ impl Worker<'_> {
         let l = table.lock(bucket);
         let Some((idx, generation)) = table.find(&l, bucket, key) else {
             drop(l);
-            return self.relay_stateless(ctx, to);
+            // §9.2: no transaction to cancel. tm keeps every INVITE it
+            // relayed until it ends, so this one was never ours: 481
+            // rather than §16.10's stateless forward of a CANCEL that
+            // cannot match anything downstream (a script may still
+            // `forward()` it).
+            self.count(Counter::TmCancelUnmatched);
+            self.text.clear();
+            self.text
+                .extend_from_slice(b"Call/Transaction Does Not Exist");
+            self.sl_reply(ctx, 481, true);
+            return 1;
         };
         let t = TxnRef {
             bucket,
             idx,
             generation,
         };
+        // §16.10: the CANCEL is answered at once, before anything the
+        // cancelled branches produce.
+        self.text.clear();
+        self.text.extend_from_slice(b"canceling");
+        self.sl_reply(ctx, 200, true);
         if let Some(s) = table.slot(&l, idx, generation) {
             let (txn, mut br) = table.view(s);
             let fx = txn.on_cancel(&mut br, self.now_ms, &self.timers);
             self.tm_exec(table, &l, t, &fx, None);
         }
         drop(l);
-        self.text.clear();
-        self.text.extend_from_slice(b"canceling");
-        self.sl_reply(ctx, 200, true);
         1
     }
 

@@ -44,6 +44,8 @@ pub const COUNTER_NAMES: &[&str] = &[
     "tm_local_replies",
     "tm_blocklisted",
     "tm_blocklist_added",
+    "tm_cancel_unmatched",
+    "tm_send_failed",
     "registrar_accepted",
     "registrar_rejected",
     "usrloc_table_full",
@@ -89,6 +91,9 @@ pub enum Counter {
     TmLocalReplies,
     TmBlocklisted,
     TmBlocklistAdded,
+    TmCancelUnmatched,
+    /// A branch whose request could not be sent (it ended with 477).
+    TmSendFailed,
     RegistrarAccepted,
     RegistrarRejected,
     UsrlocTableFull,

@@ -515,13 +515,47 @@ impl Worker<'_> {
             (_, None) => return,
         };
         match built {
-            Ok(()) if e == Effect::SendBranch(b) => self.count(Counter::ForwardedRequests),
+            Ok(()) if e == Effect::SendBranch(b) => {
+                self.outbox.tag_last(id);
+                self.count(Counter::ForwardedRequests);
+            }
             Ok(()) => {}
             Err(err) => {
                 self.outbox.pop();
                 self.count(Counter::SendErrors);
                 log::warn!("tm: cannot build a request for {dest}: {err}");
             }
+        }
+    }
+
+    /// A branch's request the kernel would not send: the branch ends with
+    /// 477 at once (failure_route may run), its destination goes on the
+    /// blocklist if one is kept, and one error line names it.
+    pub(super) fn tm_send_failed(&mut self, id: BranchId, dest: SocketAddr) {
+        let Some(table) = self.tm else { return };
+        self.count(Counter::TmSendFailed);
+        if let Some(list) = self.blocklist {
+            list.add(dest, self.now_ms + self.blst_expire_ms, self.now_ms);
+            self.count(Counter::TmBlocklistAdded);
+        }
+        let t = TxnRef {
+            bucket: id.bucket,
+            idx: id.slot,
+            generation: id.generation,
+        };
+        let failure = {
+            let l = table.lock(t.bucket);
+            let Some(s) = table.slot(&l, t.idx, t.generation) else {
+                return;
+            };
+            let fx = {
+                let (txn, mut br) = table.view(s);
+                txn.on_send_failed(&mut br, id.branch, self.now_ms, &self.timers)
+            };
+            self.tm_exec(&table, &l, t, &fx, None)
+        };
+        if let Some(route) = failure {
+            self.run_failure_route(t, route);
         }
     }
 
@@ -605,10 +639,7 @@ impl Worker<'_> {
             }
             self.tm_timers();
             self.ds_probe_tick();
-            let failed = self.outbox.flush(self.sockets);
-            for _ in 0..failed {
-                self.count(Counter::SendErrors);
-            }
+            self.flush();
         }
     }
 }

@@ -8,6 +8,7 @@ use std::mem::{size_of, zeroed};
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, RawFd};
 
+use crate::modules::tm::key::BranchId;
 use crate::sip::limits::MAX_DATAGRAM;
 
 /// Datagrams per system call.
@@ -130,15 +131,29 @@ impl Default for RxBatch {
     }
 }
 
+/// A datagram the kernel refused (no route, ICMP unreachable), with the
+/// tm branch whose request it was, if any.
+#[derive(Debug, Clone, Copy)]
+pub struct SendFailure {
+    pub branch: Option<BranchId>,
+    pub dest: SocketAddr,
+    pub error: io::ErrorKind,
+}
+
 /// Datagrams to send, collected while a batch is handled.
 pub struct Outbox {
     bufs: Vec<Vec<u8>>,
     dests: Vec<SocketAddr>,
     /// Index of the socket to send each from.
     socks: Vec<usize>,
+    /// The tm branch each carries the request of (`tag_last`).
+    branches: Vec<Option<BranchId>>,
     len: usize,
     /// Indices of one socket's datagrams during a flush (reused).
     picked: Vec<usize>,
+    /// What the last flushes could not send, until taken; at most one
+    /// per datagram pushed.
+    failures: Vec<SendFailure>,
 }
 
 impl Outbox {
@@ -147,8 +162,10 @@ impl Outbox {
             bufs: Vec::new(),
             dests: Vec::new(),
             socks: Vec::new(),
+            branches: Vec::new(),
             len: 0,
             picked: Vec::new(),
+            failures: Vec::new(),
         }
     }
 
@@ -158,13 +175,23 @@ impl Outbox {
             self.bufs.push(Vec::with_capacity(2048));
             self.dests.push(dest);
             self.socks.push(sock);
+            self.branches.push(None);
         }
         self.dests[self.len] = dest;
         self.socks[self.len] = sock;
+        self.branches[self.len] = None;
         let b = &mut self.bufs[self.len];
         b.clear();
         self.len += 1;
         b
+    }
+
+    /// Marks the last push as branch `id`'s request, so a failure to send
+    /// it is reported with the branch.
+    pub fn tag_last(&mut self, id: BranchId) {
+        if let Some(i) = self.len.checked_sub(1) {
+            self.branches[i] = Some(id);
+        }
     }
 
     /// Takes back the last push (the message could not be built).
@@ -172,8 +199,48 @@ impl Outbox {
         self.len = self.len.saturating_sub(1);
     }
 
+    /// Whether anything waits to be sent.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Sends the last push at once (not with the batch), to learn whether
+    /// the kernel takes it; it leaves the outbox either way.
+    pub fn send_last_now<S: AsRawFd>(&mut self, sockets: &[S]) -> io::Result<()> {
+        let Some(i) = self.len.checked_sub(1) else {
+            return Ok(());
+        };
+        self.len = i;
+        let Some(sock) = sockets.get(self.socks[i]) else {
+            return Err(io::ErrorKind::NotFound.into());
+        };
+        // SAFETY: all-zero is a valid sockaddr_storage.
+        let mut name: libc::sockaddr_storage = unsafe { zeroed() };
+        let namelen = from_socket_addr(&self.dests[i], &mut name);
+        loop {
+            // SAFETY: a live buffer and address of the stated lengths.
+            let n = unsafe {
+                libc::sendto(
+                    sock.as_raw_fd(),
+                    self.bufs[i].as_ptr().cast(),
+                    self.bufs[i].len(),
+                    0,
+                    (&name as *const libc::sockaddr_storage).cast(),
+                    namelen,
+                )
+            };
+            if n >= 0 {
+                return Ok(());
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+
     /// Sends everything with `sendmmsg`, per socket; returns how many
-    /// datagrams failed.
+    /// datagrams failed (each kept for [`Outbox::take_failures`]).
     pub fn flush<S: AsRawFd>(&mut self, sockets: &[S]) -> usize {
         let mut failed = 0;
         let mut picked = std::mem::take(&mut self.picked);
@@ -187,6 +254,12 @@ impl Outbox {
         self.picked = picked;
         self.len = 0;
         failed
+    }
+
+    /// The failures of the flushes since the last call.
+    pub fn take_failures(&mut self, into: &mut Vec<SendFailure>) {
+        into.clear();
+        into.append(&mut self.failures);
     }
 
     fn send_chunk(&mut self, fd: RawFd, chunk: &[usize]) -> usize {
@@ -222,7 +295,13 @@ impl Outbox {
                     continue;
                 }
                 // Skip the datagram that failed (e.g. unreachable) and go on.
-                log::debug!("send to {} failed: {err}", self.dests[chunk[sent]]);
+                let i = chunk[sent];
+                log::debug!("send to {} failed: {err}", self.dests[i]);
+                self.failures.push(SendFailure {
+                    branch: self.branches[i],
+                    dest: self.dests[i],
+                    error: err.kind(),
+                });
                 failed += 1;
                 sent += 1;
             } else {

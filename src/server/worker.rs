@@ -14,6 +14,7 @@ use super::dispatcher::{DsParams, DsState};
 use super::dns::Resolver;
 use super::log_limit::LogLimit;
 use super::proxy::{self, ForwardError, NextHop, ReplyError};
+use super::reachable::Reachable;
 use super::registrar::RegistrarState;
 use super::shared::{Counter, Shared};
 use super::stateful::{Armed, TxnRef};
@@ -165,6 +166,13 @@ pub struct Worker<'a> {
     pub(super) reads_own: bool,
     /// Table-full warnings, at most once a second.
     pub(super) full_log: LogLimit,
+    /// Failed sends: logged at most once a second; the list reused.
+    send_log: LogLimit,
+    send_failures: Vec<super::udp::SendFailure>,
+    /// Next hops the kernel took a datagram for lately: a stateless
+    /// forward() to any other is sent at once, so the script learns of a
+    /// failure.
+    reachable: Reachable,
 }
 
 impl<'a> Worker<'a> {
@@ -228,6 +236,9 @@ impl<'a> Worker<'a> {
             blst_methods: config.modparam_int("tm", "blst_methods_add", 1),
             hops_blocked: false,
             full_log: LogLimit::default(),
+            send_log: LogLimit::default(),
+            send_failures: Vec::new(),
+            reachable: Reachable::default(),
             reads_own: false,
             // Checked at start: the parameters are good here.
             ds: shared.dispatcher.and_then(|shm| {
@@ -269,12 +280,42 @@ impl<'a> Worker<'a> {
                         self.datagram(data, src, &mut st, main);
                     }
                 }
-                let failed = self.outbox.flush(self.sockets);
-                for _ in 0..failed {
-                    self.count(Counter::SendErrors);
+                self.flush();
+            }
+        }
+    }
+
+    /// Sends what the batch produced, then deals with what could not be
+    /// sent: a tm branch ends (which may produce a reply upstream, sent in
+    /// a further round, three at most), anything else is counted and
+    /// logged at most once a second.
+    pub(super) fn flush(&mut self) {
+        let mut failures = std::mem::take(&mut self.send_failures);
+        for _ in 0..3 {
+            if self.outbox.is_empty() {
+                break;
+            }
+            if self.outbox.flush(self.sockets) == 0 {
+                break;
+            }
+            self.outbox.take_failures(&mut failures);
+            for f in &failures {
+                self.count(Counter::SendErrors);
+                self.reachable.forget(f.dest);
+                if let Some(held) = self.send_log.allow(self.now_ms) {
+                    log::error!(
+                        "send to {} failed: {}{}",
+                        f.dest,
+                        std::io::Error::from(f.error),
+                        super::log_limit::held_text(held)
+                    );
+                }
+                if let Some(id) = f.branch {
+                    self.tm_send_failed(id, f.dest);
                 }
             }
         }
+        self.send_failures = failures;
     }
 
     /// Indices of sockets with data (blocks; with one socket, the receive
@@ -380,11 +421,14 @@ impl<'a> Worker<'a> {
             }
             return;
         }
-        if self.shared.ack_filter.check(msg, self.now_ms) == AckVerdict::Absorb {
-            self.count(Counter::AcksAbsorbed);
+        // A transaction's own ACK and retransmissions first (§17.2.3): the
+        // ACK to a final reply tm sent must stop its Timer G, whatever the
+        // to-tag, so the SL filter only sees what no transaction owns.
+        if self.tm_absorb(msg) {
             return;
         }
-        if self.tm_absorb(msg) {
+        if self.shared.ack_filter.check(msg, self.now_ms) == AckVerdict::Absorb {
+            self.count(Counter::AcksAbsorbed);
             return;
         }
         self.cur_txn = None;
@@ -548,10 +592,34 @@ impl Host for Worker<'_> {
             _ => proxy::build_request(ctx, via, b"UDP", true, buf),
         };
         match built {
-            Ok(()) => {
+            Ok(()) if self.reachable.knows(to, self.now_ms) => {
+                // Batched; a failure there forgets the hop.
+                self.reachable.note(to, self.now_ms);
                 self.count(Counter::ForwardedRequests);
                 1
             }
+            Ok(()) => match self.outbox.send_last_now(self.sockets) {
+                // A next hop not seen lately is tried at once: a refused
+                // send returns false so the script can reply (Kamailio
+                // sends every forward at once).
+                Ok(()) => {
+                    self.reachable.note(to, self.now_ms);
+                    self.count(Counter::ForwardedRequests);
+                    1
+                }
+                Err(e) => {
+                    self.count(Counter::SendErrors);
+                    if let Some(held) = self.send_log.allow(self.now_ms) {
+                        log::error!(
+                            "forward to {to} failed: {e}{}",
+                            super::log_limit::held_text(held)
+                        );
+                    }
+                    ctx.st.last_error =
+                        Some((477, "Unfortunately error on sending to next hop occurred"));
+                    -1
+                }
+            },
             Err(e) => {
                 self.outbox.pop();
                 log::warn!("forward to {to}: {e}");

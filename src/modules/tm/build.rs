@@ -138,6 +138,7 @@ pub fn reason(code: u16) -> &'static [u8] {
         200 => b"OK",
         408 => b"Request Timeout",
         480 => b"Temporarily Unavailable",
+        477 => b"Unfortunately error on sending to next hop occurred",
         487 => b"Request Terminated",
         500 => b"Server Internal Error",
         503 => b"Service Unavailable",

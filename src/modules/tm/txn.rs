@@ -15,6 +15,10 @@ use super::peer::Peer;
 /// failure-route branches included.
 pub const MAX_BRANCHES: usize = 12;
 
+/// A branch whose request could not be sent ends with this code
+/// (Kamailio's 477, "Unfortunately error on sending to next hop occurred").
+pub const SEND_FAILED: u16 = 477;
+
 /// No slot, branch record or route: the end of a list.
 pub const NIL: u32 = u32::MAX;
 
@@ -79,6 +83,9 @@ pub enum CancelState {
     /// non-INVITE client transaction of its own, §17.1.2).
     Sent,
     Done,
+    /// Ended locally before it rang: a CANCEL goes out should a
+    /// provisional reply still come (§9.1 allows none before).
+    Wanted,
 }
 
 /// One branch: a client transaction toward one destination.
@@ -108,6 +115,8 @@ pub struct Branch {
     pub cancel_interval: u64,
     /// When the CANCEL gives up (64*T1, Timer F).
     pub cancel_end_at: u64,
+    /// The request could not be sent (the branch ended with 477).
+    pub unsent: bool,
 }
 
 impl Branch {
@@ -334,6 +343,7 @@ impl Txn {
         br.state = BranchState::Calling;
         br.cancel = CancelState::None;
         br.code = 0;
+        br.unsent = false;
         // Over UDP the request is retransmitted from T1 (§17.1.1.2, §17.1.2.2).
         br.retr_interval = timers.t1;
         br.retr_at = now + timers.t1;
@@ -354,10 +364,13 @@ impl Txn {
         fx
     }
 
-    /// Cancels every branch without a final reply: a CANCEL to those that
-    /// answered provisionally; those that did not are ended at once with a
-    /// local 487, since §9.1 forbids cancelling them yet (Kamailio's
-    /// default cancel_b_method).
+    /// Cancels every branch without a final reply (§16.10). A branch that
+    /// answered provisionally gets a CANCEL and stays pending: its own
+    /// final reply (the callee's 487, or a 2xx that crossed the CANCEL)
+    /// is what §16.7 selects from, and only if none comes within 64*T1
+    /// does it end with a local 487 (§9.1). A branch that never answered
+    /// may not be cancelled yet (§9.1): it ends at once with a local 487,
+    /// and gets its CANCEL should a provisional reply still come.
     fn cancel_pending(
         &mut self,
         br: &mut [&mut Branch],
@@ -369,24 +382,30 @@ impl Txn {
             return;
         }
         for (i, b) in br.iter_mut().enumerate() {
-            let rang = match b.state {
-                BranchState::Proceeding => true,
-                BranchState::Calling => false,
-                _ => continue,
-            };
-            b.complete(487);
-            if rang {
-                start_cancel(b, now, timers);
-                fx.push(Effect::SendCancel(i as u8));
+            match b.state {
+                BranchState::Proceeding if b.cancel == CancelState::None => {
+                    start_cancel(b, now, timers);
+                    b.fr_at = b.fr_at.min(b.cancel_end_at);
+                    fx.push(Effect::SendCancel(i as u8));
+                }
+                BranchState::Calling => {
+                    b.complete(487);
+                    b.cancel = CancelState::Wanted;
+                    self.note_final(i as u8, 487, false, fx);
+                }
+                _ => {}
             }
-            self.note_final(i as u8, 487, false, fx);
         }
     }
 
     /// A negative final reply on branch `b`: the best so far is kept
     /// (`in_hand`: its text is the reply being processed).
     fn note_final(&mut self, b: u8, code: u16, in_hand: bool, fx: &mut Effects) {
-        if better(code, self.best_code) {
+        // Within a class a received reply beats one we would make up (a
+        // callee's 487 over the local 487 of a branch that never rang).
+        let local = self.best_kept != self.best_branch + 1;
+        let over_local = in_hand && local && code / 100 == self.best_code / 100;
+        if better(code, self.best_code) || over_local {
             self.best_code = code;
             self.best_branch = b;
             if in_hand {
@@ -452,6 +471,34 @@ impl Txn {
         fx
     }
 
+    /// Branch `b`'s request could not be sent (the kernel refused it: no
+    /// route, ICMP unreachable): the branch ends at once as if it had
+    /// received a 477, Kamailio's code for a failed send, and the
+    /// transaction goes on as for any failure (failure_route, or the best
+    /// reply; 503 when no branch could be sent at all).
+    pub fn on_send_failed(
+        &mut self,
+        br: &mut [&mut Branch],
+        b: u8,
+        now: u64,
+        timers: &Timers,
+    ) -> Effects {
+        let mut fx = Effects::new();
+        let Some(branch) = br.get_mut(usize::from(b)) else {
+            return fx;
+        };
+        if !matches!(branch.state, BranchState::Calling | BranchState::Proceeding) {
+            return fx;
+        }
+        branch.complete(SEND_FAILED);
+        branch.unsent = true;
+        if !self.replied_final() {
+            self.note_final(b, SEND_FAILED, false, &mut fx);
+        }
+        self.check_done(br, now, timers, &mut fx);
+        fx
+    }
+
     fn on_provisional(
         &mut self,
         br: &mut [&mut Branch],
@@ -475,7 +522,16 @@ impl Txn {
                 branch.retr_at = now + timers.t2;
             }
         }
-        if branch.state == BranchState::Completed || canceled {
+        if branch.state == BranchState::Completed {
+            if branch.cancel == CancelState::Wanted {
+                // Ended by a CANCEL before it rang: it may be cancelled
+                // now that it answered (§9.1).
+                start_cancel(branch, now, timers);
+                fx.push(Effect::SendCancel(b));
+            }
+            return;
+        }
+        if canceled {
             return;
         }
         branch.code = code;
@@ -543,6 +599,14 @@ impl Txn {
             // No branch at all (every destination failed to start).
             self.best_code = 500;
         }
+        if !br.is_empty() && br.iter().all(|b| b.unsent) {
+            // Not one request went out: this proxy cannot serve it now.
+            self.best_code = 503;
+            self.best_kept = 0;
+            fx.push(Effect::SendBest);
+            self.uas_final(self.best_code, now, timers);
+            return;
+        }
         if self.best_code == 503 {
             // §16.7 step 6: a 503 would tell the caller that this proxy is
             // unavailable; it gets a local 500 instead.
@@ -601,13 +665,18 @@ impl Txn {
                     b.retr_at = now + b.retr_interval;
                 }
                 if b.fr_at != 0 && now >= b.fr_at {
-                    // §16.8: Timer C on a ringing INVITE branch cancels it;
-                    // either way the branch ends with a 408.
-                    if b.state == BranchState::Proceeding && self.is_invite() {
-                        start_cancel(b, now, timers);
-                        fx.push(Effect::SendCancel(i));
+                    if b.cancel != CancelState::None {
+                        // Cancelled and silent for 64*T1: over (§9.1).
+                        b.complete(487);
+                    } else {
+                        // §16.8: Timer C on a ringing INVITE branch
+                        // cancels it; either way the branch ends with 408.
+                        if b.state == BranchState::Proceeding && self.is_invite() {
+                            start_cancel(b, now, timers);
+                            fx.push(Effect::SendCancel(i));
+                        }
+                        b.complete(408);
                     }
-                    b.complete(408);
                     ended.push(i);
                 }
             }
@@ -625,7 +694,8 @@ impl Txn {
         if !ended.is_empty() {
             if !self.replied_final() {
                 for i in ended {
-                    self.note_final(i, 408, false, &mut fx);
+                    let code = br[usize::from(i)].code;
+                    self.note_final(i, code, false, &mut fx);
                 }
             }
             self.check_done(br, now, timers, &mut fx);

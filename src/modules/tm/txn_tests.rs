@@ -294,32 +294,87 @@ fn a_6xx_cancels_the_others_and_wins() {
     s.reply(10, 0, 180);
     s.reply(10, 1, 180);
     let fx = s.reply(20, 0, 603);
-    // Branch 1 is ended by the cancel at once, so the 603 goes up now.
+    // §16.7 step 9: the 603 is kept and the other branch cancelled; it
+    // goes up once that branch has ended.
     assert_eq!(
         fx,
-        vec![
-            Effect::SendAck(0),
-            Effect::SendCancel(1),
-            Effect::KeepBest,
-            Effect::SendBest
-        ]
+        vec![Effect::SendAck(0), Effect::SendCancel(1), Effect::KeepBest]
+    );
+    assert_eq!(
+        s.reply(40, 1, 487),
+        vec![Effect::SendAck(1), Effect::SendBest]
     );
     assert_eq!(s.t.best_code, 603);
-    assert_eq!(s.reply(40, 1, 487), vec![Effect::SendAck(1)]);
+    assert_eq!(s.t.best_kept, 1, "the callee's 603, not the 487");
 }
 
 #[test]
-fn upstream_cancel() {
+fn upstream_cancel_relays_the_callees_487() {
+    let mut s = Sim::new(Kind::Invite, 1);
+    s.reply(10, 0, 180);
+    // §16.10: a CANCEL on the ringing branch; nothing goes upstream yet.
+    assert_eq!(s.cancel(100), vec![Effect::SendCancel(0)]);
+    assert!(s.cancel(200).is_empty(), "a second CANCEL changes nothing");
+    assert_eq!(s.t.reply_code, 180);
+    // The callee's 487: ACKed, kept, and sent upstream as the final reply.
+    assert_eq!(
+        s.reply(300, 0, 487),
+        vec![Effect::SendAck(0), Effect::KeepBest, Effect::SendBest]
+    );
+    assert_eq!((s.t.best_code, s.t.best_kept), (487, 1));
+    assert!(s.t.replied_final());
+}
+
+#[test]
+fn a_2xx_crossing_the_cancel_goes_up_alone() {
+    let mut s = Sim::new(Kind::Invite, 1);
+    s.reply(10, 0, 180);
+    s.cancel(100);
+    assert_eq!(
+        s.reply(110, 0, 200),
+        vec![Effect::RelayReply { store: false }]
+    );
+    assert_eq!(s.t.reply_code, 200);
+    // Then the callee's 200 for the CANCEL; no 487 ever goes upstream.
+    s.run(110, 40_000);
+    assert!(s.times_of(Effect::SendBest).is_empty());
+}
+
+#[test]
+fn a_cancelled_branch_that_stays_silent_ends_with_487_after_64_t1() {
+    let mut s = Sim::new(Kind::Invite, 1);
+    s.reply(10, 0, 180);
+    s.cancel(100);
+    s.run(100, 40_000);
+    // §9.1: 64*T1 after the CANCEL the branch is over; the caller gets a
+    // local 487 (no callee reply to relay).
+    assert_eq!(s.times_of(Effect::SendBest), vec![100 + 64 * 500]);
+    assert_eq!((s.t.best_code, s.t.best_kept), (487, 0));
+}
+
+#[test]
+fn upstream_cancel_with_a_silent_and_a_ringing_branch() {
     let mut s = Sim::new(Kind::Invite, 2);
     s.reply(10, 0, 180);
-    let fx = s.cancel(100);
-    // Ringing branch: CANCEL sent; silent branch: ended with a local 487;
-    // both 487 now, so the transaction answers 487 at once.
-    assert_eq!(fx, vec![Effect::SendCancel(0), Effect::SendBest]);
-    assert_eq!(s.t.best_code, 487);
-    assert!(s.cancel(200).is_empty(), "a second CANCEL changes nothing");
-    // The callee's 487 comes: ACKed, not relayed (already answered).
-    assert_eq!(s.reply(300, 0, 487), vec![Effect::SendAck(0)]);
+    // The silent branch may not be cancelled (§9.1): ended locally.
+    assert_eq!(s.cancel(100), vec![Effect::SendCancel(0)]);
+    assert_eq!((s.br[1].state, s.br[1].code), (BranchState::Completed, 487));
+    // It rings after all: now it gets its CANCEL.
+    assert_eq!(s.reply(150, 1, 180), vec![Effect::SendCancel(1)]);
+    assert_eq!(s.reply(160, 1, 487), vec![Effect::SendAck(1)]);
+    // The ringing branch's 487 ends the transaction with that 487.
+    assert_eq!(
+        s.reply(300, 0, 487),
+        vec![Effect::SendAck(0), Effect::KeepBest, Effect::SendBest]
+    );
+    assert_eq!(s.t.best_kept, 1);
+}
+
+#[test]
+fn upstream_cancel_before_any_provisional_answers_487_at_once() {
+    let mut s = Sim::new(Kind::Invite, 1);
+    assert_eq!(s.cancel(100), vec![Effect::SendBest]);
+    assert_eq!((s.t.best_code, s.t.best_kept), (487, 0));
 }
 
 #[test]
