@@ -42,17 +42,52 @@ fn successful_calls(out: &str) -> Option<u32> {
         .next_back()
 }
 
-/// sipp's final counts.
+/// sipp's final counts, and rser's counters after the calls.
 struct Calls {
     successful: Option<u32>,
     summary: String,
     success: bool,
+    stats: serde_json::Value,
+}
+
+/// Which scenarios the pair plays: sipp's built-in uac and uas, or one of
+/// `bench/sipp/`'s `uac_NAME.xml` with `uas_NAME.xml`.
+#[derive(Clone, Copy)]
+enum Scenario {
+    Builtin,
+    Files(&'static str),
+}
+
+impl Scenario {
+    fn args(self, side: &str) -> Vec<String> {
+        match self {
+            Scenario::Builtin => vec!["-sn".into(), side.into()],
+            Scenario::Files(name) => vec![
+                "-sf".into(),
+                format!(
+                    "{}/bench/sipp/{side}_{name}.xml",
+                    env!("CARGO_MANIFEST_DIR")
+                ),
+            ],
+        }
+    }
 }
 
 /// Runs `calls` sipp uac calls at `rate` through rser started on `config`
 /// (`{uas_port}` in it is replaced), with `workers`; `during` runs every
 /// 500 ms while the calls go on.
 fn run_calls(
+    config: &str,
+    workers: u32,
+    calls: u32,
+    rate: u32,
+    during: impl FnMut(&Server),
+) -> Calls {
+    run_scenario(Scenario::Builtin, config, workers, calls, rate, during)
+}
+
+fn run_scenario(
+    scenario: Scenario,
     config: &str,
     workers: u32,
     calls: u32,
@@ -65,13 +100,15 @@ fn run_calls(
     );
     let uas_port = free_port();
     let config = config.replace("{uas_port}", &uas_port.to_string());
-    let server = Server::start(&config, workers, &[]);
     let dir = std::env::temp_dir().join(format!("rser-sipp-{}-{uas_port}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("ctl.sock");
+    let server = Server::start(&config, workers, &["-s", sock.to_str().unwrap()]);
     let _uas = Killed(
         sipp()
             .current_dir(&dir)
-            .args(["-sn", "uas", "-i", "127.0.0.1", "-p", &uas_port.to_string()])
+            .args(scenario.args("uas"))
+            .args(["-i", "127.0.0.1", "-p", &uas_port.to_string()])
             .args(["-nostdin", "-timeout", "90"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -82,8 +119,7 @@ fn run_calls(
     let mut uac = Killed(
         sipp()
             .current_dir(&dir)
-            .arg("-sn")
-            .arg("uac")
+            .args(scenario.args("uac"))
             .arg(server.addr.to_string())
             .args(["-i", "127.0.0.1", "-p", &free_port().to_string()])
             .args(["-m", &calls.to_string(), "-r", &rate.to_string()])
@@ -112,6 +148,8 @@ fn run_calls(
     if let Some(mut o) = uac.0.stdout.take() {
         let _ = std::io::Read::read_to_string(&mut o, &mut out);
     }
+    let stats = common::rpc(&sock, "stats.get", serde_json::json!([]))["result"].clone();
+    drop(server);
     let _ = std::fs::remove_dir_all(&dir);
     let summary = out
         .lines()
@@ -122,6 +160,7 @@ fn run_calls(
         successful: successful_calls(&out),
         summary,
         success: status.success(),
+        stats,
     }
 }
 
@@ -161,6 +200,20 @@ fn sipp_calls_complete_through_t_relay() {
     let r = run_calls(STATEFUL, 2, 50, 25, |_| {});
     assert!(r.success, "sipp uac failed\n{}", r.summary);
     assert_eq!(r.successful, Some(50), "{}", r.summary);
+}
+
+/// A sipp pair playing INVITE, 180, CANCEL, 200, 487, ACK through tm:
+/// every call completes, and each caller's ACK ends its transaction at
+/// the proxy (so the 487 is not resent).
+#[test]
+fn sipp_cancelled_calls_complete_through_t_relay() {
+    let calls = 50;
+    let r = run_scenario(Scenario::Files("cancel"), STATEFUL, 2, calls, 25, |_| {});
+    assert!(r.success, "sipp uac failed\n{}", r.summary);
+    assert_eq!(r.successful, Some(calls), "{}", r.summary);
+    let tm = &r.stats["tm"];
+    assert_eq!(tm["tm_acks_absorbed"], u64::from(calls), "{tm}");
+    assert_eq!(r.stats["core"]["acks_absorbed"], 0, "none taken by sl");
 }
 
 /// Transactions live in shared memory: a worker (or the timer process)

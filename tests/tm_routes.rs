@@ -132,3 +132,54 @@ fn a_503_from_the_only_branch_reaches_the_caller_as_500() {
     // RFC 3261 §16.7 step 6.
     assert!(reply.starts_with("SIP/2.0 500"), "{reply}");
 }
+
+/// The seed's "On-Reply Processing" chained through two failure routes,
+/// in `style` (SER's two ways to add the next destination): each route
+/// forks only to the destination it adds, never again to the one that
+/// just failed.
+fn chained_failure_routes(style: &str) {
+    let (caller, a, b, c) = (Peer::new(), Peer::new(), Peer::new(), Peer::new());
+    let next = |p: &Peer| match style {
+        "rewrite" => format!("rewritehostport(\"{}\");", p.addr),
+        _ => format!("append_branch(\"sip:bob@{}\");", p.addr),
+    };
+    let route = format!(
+        "rewritehostport(\"{}\");\nt_on_failure(\"1\");\nt_relay();",
+        a.addr
+    );
+    let more = format!(
+        "failure_route[1] {{ {} t_on_failure(\"2\"); t_relay(); }}\n\
+         failure_route[2] {{ {} t_relay(); }}",
+        next(&b),
+        next(&c)
+    );
+    let rser = Server::start(&config(&route, &more), 2, &[]);
+    let call = format!("chain-{style}");
+    caller.send(rser.addr, &invite(&caller, &call));
+    let quiet = Duration::from_millis(300);
+    let (mut inv, _) = expect(&a, "INVITE", SEC).expect("the first branch");
+    for (busy, then) in [(&a, &b), (&b, &c)] {
+        busy.send(rser.addr, &answer(&inv, 486, "Busy Here", "busy"));
+        expect(busy, "ACK", SEC).expect("its 486 ACKed");
+        (inv, _) = expect(then, "INVITE", SEC).expect("the next destination");
+        assert!(inv.contains(&call));
+        assert!(
+            expect(busy, "INVITE", quiet).is_none(),
+            "{style}: the failed destination is not forked to again"
+        );
+    }
+    c.send(rser.addr, &answer(&inv, 200, "OK", "c"));
+    let (ok, _) = expect(&caller, "SIP/2.0 200", SEC).expect("200 from the last resort");
+    assert!(header(&ok, "To").unwrap().contains("tag=c"));
+    assert!(expect(&a, "INVITE", quiet).is_none());
+}
+
+#[test]
+fn failure_routes_chained_with_rewriteuri_fork_only_the_new_uri() {
+    chained_failure_routes("rewrite");
+}
+
+#[test]
+fn failure_routes_chained_with_append_branch_fork_only_the_new_branch() {
+    chained_failure_routes("append");
+}

@@ -294,3 +294,33 @@ pub fn rpc(sock: &std::path::Path, method: &str, params: serde_json::Value) -> s
     assert_eq!(a["id"], 7);
     a
 }
+
+/// Runs the calling test inside a private network namespace (`unshare
+/// -n`, loopback up), where an address off loopback is unreachable, so
+/// a send there fails locally instead of leaving the machine. Outside
+/// the namespace it re-runs the test binary on `test` alone there and
+/// returns false (the caller returns; the child's result is asserted);
+/// inside it returns true.
+pub fn in_private_netns(test: &str) -> bool {
+    if std::env::var_os("RSER_TEST_NETNS").is_some() {
+        return true;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("unshare")
+        .args(["-n", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
+        .arg(&exe)
+        .args(["--exact", test, "--nocapture", "--test-threads", "1"])
+        .env("RSER_TEST_NETNS", "1")
+        .output()
+        .expect("unshare (util-linux) runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "{test} in a private network namespace:\n{text}"
+    );
+    false
+}
