@@ -27,6 +27,14 @@ impl Drop for Fixture {
 }
 
 fn start(name: &str, nonce_expire: u32) -> Fixture {
+    start_with(name, nonce_expire, Some("SHA-256,MD5"))
+}
+
+/// `algorithms`: auth's `algorithm` parameter, or None for the default.
+fn start_with(name: &str, nonce_expire: u32, algorithms: Option<&str>) -> Fixture {
+    let algorithms = algorithms.map_or(String::new(), |a| {
+        format!("modparam(\"auth\", \"algorithm\", \"{a}\")\n")
+    });
     let dir = std::env::temp_dir().join(format!("rser-auth-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -39,6 +47,7 @@ fn start(name: &str, nonce_expire: u32) -> Fixture {
          loadmodule \"auth.so\"\nloadmodule \"auth_db.so\"\n\
          modparam(\"auth_db\", \"db_url\", \"{url}\")\n\
          modparam(\"auth\", \"nonce_expire\", {nonce_expire})\n\
+         {algorithms}\
          route {{\n\
            if (method == \"REGISTER\") {{\n\
              if (!www_authorize(\"{REALM}\", \"subscriber\")) {{\n\
@@ -113,6 +122,17 @@ fn authorization(alg: Algorithm, user: &str, password: &str, nonce: &str, nc: u3
 }
 
 #[test]
+fn the_default_challenge_is_md5_alone() {
+    // What every deployed UA answers (Kamailio's default too); the other
+    // tests' "SHA-256,MD5" is an explicit choice.
+    let f = start_with("default-alg", 30, None);
+    let r = send(&f, &register(&f.phone, "bob", 1, ""));
+    let challenges = headers(&r, "WWW-Authenticate");
+    assert_eq!(challenges.len(), 1, "{r}");
+    assert!(challenges[0].contains("algorithm=MD5"), "{r}");
+}
+
+#[test]
 fn challenged_then_md5_and_sha256_answers_register() {
     let f = start("ok", 30);
     let r = send(&f, &register(&f.phone, "bob", 1, ""));
@@ -164,12 +184,29 @@ fn a_wrong_password_and_a_replayed_count_are_challenged_again() {
     // The same count again: a replay (RFC 2617 §3.2.2).
     let replay = send(&f, &register(&f.phone, "bob", 4, &right));
     assert_eq!(status(&replay), Some(401), "{replay}");
-    // An unknown user is challenged too.
-    let nobody = authorization(Algorithm::Md5, "eve", "x", &nonce, 9);
-    assert_eq!(
-        status(&send(&f, &register(&f.phone, "eve", 5, &nobody))),
-        Some(401)
+    // One line per source a second (per process) names the user, realm
+    // and source.
+    let line = f
+        .rser
+        .wait_log("auth: failed for", SEC)
+        .expect("the failure is logged");
+    let want = format!(
+        "user=\"bob\" realm=\"example.com\" from {}: wrong password",
+        f.phone.addr
     );
+    assert!(line.contains(&want), "{line}");
+    // An unknown user is challenged too; from another source, logged too.
+    let other = Peer::on("127.0.0.2");
+    let nobody = authorization(Algorithm::Md5, "eve", "x", &nonce, 9);
+    other.send(f.rser.addr, &register(&other, "eve", 5, &nobody));
+    let r = expect(&other, "SIP/2.0 ", SEC).expect("a reply").0;
+    assert_eq!(status(&r), Some(401));
+    let line = f
+        .rser
+        .wait_log("from 127.0.0.2:", SEC)
+        .expect("the second source's failure is logged");
+    assert!(line.contains("auth: failed for user=\"eve\""), "{line}");
+    assert!(line.contains("unknown user"), "{line}");
 }
 
 #[test]

@@ -266,7 +266,7 @@ impl Compiler<'_> {
             });
         }
         match operand {
-            Operand::Method | Operand::Uri => {
+            Operand::Method | Operand::Uri | Operand::FromUri | Operand::ToUri => {
                 if !is_equality {
                     return Err(err(format!(
                         "'{}' is text: compare it with ==, !=, =~ or !~",
@@ -274,8 +274,8 @@ impl Compiler<'_> {
                     )));
                 }
                 match rhs {
-                    Rhs::Word(w) if w == "myself" && operand == Operand::Uri => {
-                        Ok(Test::UriMyself { negate })
+                    Rhs::Word(w) if w == "myself" && operand != Operand::Method => {
+                        Ok(Test::UriMyself { operand, negate })
                     }
                     Rhs::Str(s) => Ok(Test::StrEq {
                         operand,
@@ -285,7 +285,7 @@ impl Compiler<'_> {
                     _ => Err(err(format!(
                         "'{}' compares with a quoted string{}",
                         operand.name(),
-                        if operand == Operand::Uri {
+                        if operand != Operand::Method {
                             " or myself"
                         } else {
                             ""

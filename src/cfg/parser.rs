@@ -57,8 +57,9 @@ fn route_kind(word: &str) -> Option<RouteKind> {
 }
 
 /// Left-hand operands of comparisons (SER's core operands).
-const OPERANDS: [&str; 10] = [
-    "method", "uri", "src_ip", "dst_ip", "src_port", "dst_port", "proto", "af", "msg:len", "status",
+const OPERANDS: [&str; 12] = [
+    "method", "uri", "from_uri", "to_uri", "src_ip", "dst_ip", "src_port", "dst_port", "proto",
+    "af", "msg:len", "status",
 ];
 
 type Result<T> = std::result::Result<T, ()>;

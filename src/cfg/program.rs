@@ -44,6 +44,9 @@ pub enum Insn {
 pub enum Operand {
     Method,
     Uri,
+    /// The From and To header fields' URIs (SER's `from_uri`, `to_uri`).
+    FromUri,
+    ToUri,
     SrcIp,
     DstIp,
     SrcPort,
@@ -59,6 +62,8 @@ impl Operand {
         Some(match s {
             "method" => Operand::Method,
             "uri" => Operand::Uri,
+            "from_uri" => Operand::FromUri,
+            "to_uri" => Operand::ToUri,
             "src_ip" => Operand::SrcIp,
             "dst_ip" => Operand::DstIp,
             "src_port" => Operand::SrcPort,
@@ -75,6 +80,8 @@ impl Operand {
         match self {
             Operand::Method => "method",
             Operand::Uri => "uri",
+            Operand::FromUri => "from_uri",
+            Operand::ToUri => "to_uri",
             Operand::SrcIp => "src_ip",
             Operand::DstIp => "dst_ip",
             Operand::SrcPort => "src_port",
@@ -163,8 +170,10 @@ pub enum Test {
         re: u32,
         negate: bool,
     },
-    /// `uri==myself`: the current URI's host and port are ours.
+    /// `uri==myself` (or `from_uri`, `to_uri`): the URI's host and port
+    /// are ours.
     UriMyself {
+        operand: Operand,
         negate: bool,
     },
     /// `src_ip == 10.0.0.0/8`, a hostname resolved at load, ...
@@ -424,7 +433,9 @@ impl Program {
                 matches(*negate),
                 self.regexes[*re as usize].as_str()
             ),
-            Test::UriMyself { negate } => format!("uri {} myself", eq(*negate)),
+            Test::UriMyself { operand, negate } => {
+                format!("{} {} myself", operand.name(), eq(*negate))
+            }
             Test::IpIn {
                 operand,
                 nets,

@@ -68,6 +68,10 @@ pub const MODULES: &[ModuleDef] = &[
         params: &[],
     },
     ModuleDef {
+        name: "siputils",
+        params: &[],
+    },
+    ModuleDef {
         name: "exec",
         params: &[("time_to_kill", Int), ("setvars", Int)],
     },
@@ -188,6 +192,8 @@ pub enum Func {
     LooseRoute,
     // maxfwd
     MfProcessMaxfwdHeader,
+    // siputils
+    HasTotag,
     // textops
     Search,
     SearchAppend,
@@ -291,6 +297,7 @@ pub const FUNCS: &[FuncDef] = &[
         1,
         1,
     ),
+    def("has_totag", Func::HasTotag, &["siputils"], 0, 0),
     def("search", Func::Search, &["textops"], 1, 1),
     def("search_append", Func::SearchAppend, &["textops"], 2, 2),
     def("replace", Func::Replace, &["textops"], 2, 2),

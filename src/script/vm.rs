@@ -189,7 +189,9 @@ impl<'p> Vm<'p> {
                 let re = &self.prog.regexes[*re as usize];
                 let mut buf = ArrayString::<64>::new();
                 let hay: &[u8] = match operand {
-                    Operand::Method | Operand::Uri => text_operand(*operand, ctx),
+                    Operand::Method | Operand::Uri | Operand::FromUri | Operand::ToUri => {
+                        text_operand(*operand, ctx)
+                    }
                     _ => {
                         number_text(*operand, ctx, &mut buf);
                         buf.as_bytes()
@@ -197,7 +199,9 @@ impl<'p> Vm<'p> {
                 };
                 re.is_match(hay) != *negate
             }
-            Test::UriMyself { negate } => self.uri_is_myself(ctx.uri()) != *negate,
+            Test::UriMyself { operand, negate } => {
+                self.uri_is_myself(text_operand(*operand, ctx)) != *negate
+            }
             Test::IpIn {
                 operand,
                 nets,
@@ -410,6 +414,9 @@ fn log_level(ser: i8) -> log::Level {
 fn text_operand<'c>(op: Operand, ctx: &'c MsgCtx<'_, '_>) -> &'c [u8] {
     match op {
         Operand::Uri => ctx.uri(),
+        // A missing or bad header field reads as empty (never ours).
+        Operand::FromUri => ctx.msg.from().map_or(&b""[..], |f| f.uri.raw),
+        Operand::ToUri => ctx.msg.to().map_or(&b""[..], |t| t.uri.raw),
         // In a reply, the method is the CSeq's (as SER has it).
         _ if !ctx.msg.is_request() => ctx.msg.cseq().map_or(&b""[..], |c| c.method_raw),
         _ => ctx.msg.method_raw(),

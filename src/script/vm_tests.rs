@@ -230,3 +230,24 @@ fn destination_set_is_bounded() {
     };
     assert_eq!(dset.len(), super::ctx::MAX_BRANCHES);
 }
+
+#[test]
+fn from_uri_and_to_uri_compare_with_myself_strings_and_regexes() {
+    let c = config(
+        r#"
+        alias="atlanta.example"
+        loadmodule "sl.so"
+        route {
+            if (from_uri == myself) { sl_send_reply("200", "from us"); }
+            if (to_uri != myself) { sl_send_reply("200", "to elsewhere"); }
+            if (from_uri =~ "^sip:alice@") { sl_send_reply("200", "alice"); }
+            if (to_uri == "sip:bob@biloxi.example") { sl_send_reply("200", "bob"); }
+        }
+    "#,
+    );
+    let r = run(&c, "INVITE", "sip:bob@biloxi.example");
+    assert_eq!(
+        replies(&r.events),
+        ["from us", "to elsewhere", "alice", "bob"]
+    );
+}

@@ -1,13 +1,15 @@
 //! auth in a worker: `www_authorize`/`proxy_authorize` check a request's
 //! digest credentials against the subscriber table, `www_challenge`/
-//! `proxy_challenge` reply 401/407 with a fresh nonce (SHA-256 offered
-//! before MD5, RFC 8760 §2.4), and `check_to`/`check_from` tie the
+//! `proxy_challenge` reply 401/407 with a fresh nonce (MD5 by default;
+//! SHA-256 first when auth's `algorithm` asks, RFC 8760 §2.4), and `check_to`/`check_from` tie the
 //! authenticated user to the To/From user (what the seed's default
 //! script asks for, so no one registers someone else's address).
 
 use std::io::Write as _;
 
 use rusqlite::Connection;
+
+use super::log_limit::PerSource;
 
 use super::shared::Counter;
 use super::worker::Worker;
@@ -33,6 +35,8 @@ pub struct AuthState {
     stale: bool,
     user: Vec<u8>,
     realm: Vec<u8>,
+    /// Failed attempts logged at most once a second per source.
+    failure_log: PerSource,
 }
 
 impl AuthState {
@@ -51,6 +55,7 @@ impl AuthState {
             stale: false,
             user: Vec::new(),
             realm: Vec::new(),
+            failure_log: PerSource::default(),
         }
     }
 
@@ -99,6 +104,77 @@ fn default_realm<'m>(msg: &Message<'m>) -> &'m [u8] {
     who.map(|n| n.uri.host_raw).unwrap_or_default()
 }
 
+/// Why credentials were not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// None for our realm: the usual first request, before the challenge.
+    NoCredentials,
+    Malformed,
+    BadNonce,
+    Stale,
+    Replayed,
+    UnknownUser,
+    WrongPassword,
+    Database,
+}
+
+impl Failure {
+    fn text(self) -> &'static str {
+        match self {
+            Failure::NoCredentials => "no credentials",
+            Failure::Malformed => "malformed credentials",
+            Failure::BadNonce => "a nonce not ours",
+            Failure::Stale => "a stale nonce",
+            Failure::Replayed => "a replayed nonce count",
+            Failure::UnknownUser => "unknown user",
+            Failure::WrongPassword => "wrong password",
+            Failure::Database => "the subscriber database failed",
+        }
+    }
+}
+
+/// At most 64 bytes of client text, lossily decoded (logged with `{:?}`,
+/// so control characters cannot forge log lines).
+fn printable(b: &[u8]) -> String {
+    String::from_utf8_lossy(&b[..b.len().min(64)]).into_owned()
+}
+
+/// One line per failed attempt at the default log level, for
+/// fail2ban-style tools: the user, realm and source (the first two as
+/// the client sent them, quoted and escaped), at most once a second
+/// per source address.
+fn log_failure(
+    ctx: &MsgCtx<'_, '_>,
+    realm: &str,
+    why: Failure,
+    limit: &mut PerSource,
+    now_ms: u64,
+) {
+    let Some(held) = limit.allow(ctx.src.ip(), now_ms) else {
+        return;
+    };
+    let msg = ctx.msg;
+    let realm: &[u8] = if realm.is_empty() {
+        default_realm(msg)
+    } else {
+        realm.as_bytes()
+    };
+    let user = msg
+        .credentials(false)
+        .chain(msg.credentials(true))
+        .filter_map(Result::ok)
+        .find_map(|c| c.username)
+        .unwrap_or_default();
+    log::warn!(
+        "auth: failed for user={:?} realm={:?} from {}: {}{}",
+        printable(user),
+        printable(realm),
+        ctx.src,
+        why.text(),
+        super::log_limit::held_text(held)
+    );
+}
+
 impl Worker<'_> {
     /// `www_authorize(realm, table)` (`proxy`: `proxy_authorize`).
     pub(super) fn authorize(
@@ -112,11 +188,14 @@ impl Worker<'_> {
             return -1;
         };
         let r = self.authorize_in(ctx, realm, table, proxy, &mut a);
-        if r < 0 {
+        if let Err(why) = r {
             self.count(Counter::AuthFailures);
+            if why != Failure::NoCredentials {
+                log_failure(ctx, realm, why, &mut a.failure_log, self.now_ms);
+            }
         }
         self.auth = Some(a);
-        r
+        if r.is_ok() { 1 } else { -1 }
     }
 
     fn authorize_in(
@@ -126,7 +205,7 @@ impl Worker<'_> {
         table: &str,
         proxy: bool,
         a: &mut AuthState,
-    ) -> i32 {
+    ) -> Result<(), Failure> {
         let msg = ctx.msg;
         let realm: &[u8] = if realm.is_empty() {
             default_realm(msg)
@@ -139,51 +218,45 @@ impl Worker<'_> {
             .filter_map(Result::ok)
             .find(|c| c.realm.is_some_and(|r| r.eq_ignore_ascii_case(realm)))
         else {
-            return -1;
+            return Err(Failure::NoCredentials);
         };
         let (Some(user), Some(nonce), Some(resp)) = (c.username, c.nonce, c.response) else {
-            return -1;
+            return Err(Failure::Malformed);
         };
         let Some(alg) = Algorithm::parse(c.algorithm) else {
-            return -1;
+            return Err(Failure::Malformed);
         };
         let index = match nonce::check(&a.secret, nonce, unix_now(), a.params.nonce_expire) {
             Ok(i) => i,
             Err(NonceError::Stale) => {
                 a.stale = true;
-                return -1;
+                return Err(Failure::Stale);
             }
-            Err(_) => return -1,
+            Err(_) => return Err(Failure::BadNonce),
         };
         let qop_auth = match c.qop {
             None => None,
             Some(q) if q.eq_ignore_ascii_case(b"auth") => {
                 let (Some(nc), Some(cnonce)) = (c.nc, c.cnonce) else {
-                    return -1;
+                    return Err(Failure::Malformed);
                 };
                 let count = std::str::from_utf8(nc)
                     .ok()
                     .and_then(|s| u32::from_str_radix(s, 16).ok());
                 let Some(count) = count.filter(|_| nc.len() == 8) else {
-                    return -1;
+                    return Err(Failure::Malformed);
                 };
                 match a.counts.use_count(index, count) {
                     Ok(()) => {}
                     Err(NonceError::Stale) => {
                         a.stale = true;
-                        return -1;
+                        return Err(Failure::Stale);
                     }
-                    Err(_) => {
-                        log::info!(
-                            "auth: nonce count {count} replayed by {}",
-                            String::from_utf8_lossy(user)
-                        );
-                        return -1;
-                    }
+                    Err(_) => return Err(Failure::Replayed),
                 }
                 Some((nc, cnonce))
             }
-            Some(_) => return -1, // auth-int is not served
+            Some(_) => return Err(Failure::Malformed), // auth-int is not served
         };
         if a.conn.is_none() {
             let url = a.params.db_url.clone().unwrap_or_default();
@@ -191,21 +264,23 @@ impl Worker<'_> {
                 Ok(c) => a.conn = Some(c),
                 Err(e) => {
                     log::error!("auth {e}");
-                    return -1;
+                    return Err(Failure::Database);
                 }
             }
         }
-        let Some(conn) = &a.conn else { return -1 };
+        let Some(conn) = &a.conn else {
+            return Err(Failure::Database);
+        };
         let secret = match subscriber::find(conn, table, user, realm) {
             Ok(Some(s)) => s,
-            Ok(None) => return -1,
+            Ok(None) => return Err(Failure::UnknownUser),
             Err(e) => {
                 log::error!("{e}");
-                return -1;
+                return Err(Failure::Database);
             }
         };
         let Some(ha1) = secret.ha1_by(a.params.calculate_ha1, alg, user, realm) else {
-            return -1;
+            return Err(Failure::UnknownUser);
         };
         let expected = digest::response(
             alg,
@@ -218,17 +293,17 @@ impl Worker<'_> {
             },
         );
         if !digest::same(expected.as_bytes(), resp) {
-            return -1;
+            return Err(Failure::WrongPassword);
         }
         a.user.clear();
         a.user.extend_from_slice(user);
         a.realm.clear();
         a.realm.extend_from_slice(realm);
-        1
+        Ok(())
     }
 
     /// `www_challenge(realm, qop)` (`proxy`: `proxy_challenge`): 401/407
-    /// with one challenge per algorithm (SHA-256, then MD5, by default) on
+    /// with one challenge per algorithm (MD5 alone by default) on
     /// one fresh nonce.
     pub(super) fn challenge(
         &mut self,

@@ -40,6 +40,7 @@ pub const SUPPORTED: &[Func] = &[
     Func::MfProcessMaxfwdHeader,
     Func::RecordRoute,
     Func::LooseRoute,
+    Func::HasTotag,
     Func::TRelay,
     Func::TRelayToUdp,
     Func::TRelayToTcp,
@@ -728,6 +729,11 @@ impl Host for Worker<'_> {
             (Func::DsIsFromList, [Param::Int(set)]) => self.ds_is_from_list(ctx, *set),
             (Func::RecordRoute, []) => rr::record_route(ctx),
             (Func::LooseRoute, []) => rr::loose_route(ctx, &self.myself),
+            // Kamailio's siputils: a To tag marks a request within a dialog.
+            (Func::HasTotag, []) => match ctx.msg.to() {
+                Ok(to) if to.tag.is_some() => 1,
+                _ => -1,
+            },
             _ => {
                 log::error!(
                     "{} has no runtime in this build",

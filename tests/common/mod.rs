@@ -146,7 +146,12 @@ pub struct Peer {
 
 impl Peer {
     pub fn new() -> Peer {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        Peer::on("127.0.0.1")
+    }
+
+    /// A peer on another loopback address (a distinct source).
+    pub fn on(ip: &str) -> Peer {
+        let sock = UdpSocket::bind((ip, 0)).unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         let addr = sock.local_addr().unwrap();
         Peer { sock, addr }

@@ -11,7 +11,10 @@ use arrayvec::ArrayVec;
 use crate::cfg::Config;
 use digest::Algorithm;
 
-pub const DEFAULT_ALGORITHMS: &str = "SHA-256,MD5";
+/// MD5 alone, as Kamailio offers: deployed UAs (baresip 1.0, sipsak,
+/// sipp 3.6, most phones) answer only the first challenge and know only
+/// MD5, and fail on a SHA-256 one even with the right password.
+pub const DEFAULT_ALGORITHMS: &str = "MD5";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Params {
@@ -21,9 +24,9 @@ pub struct Params {
     /// Seconds a nonce is good for (Kamailio's default 30).
     pub nonce_expire: u64,
     /// The challenges a 401/407 carries, most preferred first (RFC 8760
-    /// §2.4): auth's `algorithm`, a comma list, default "SHA-256,MD5".
-    /// Clients that only read the first challenge and know only MD5
-    /// (sipp 3.6, older phones) need "MD5" or "MD5,SHA-256".
+    /// §2.4): auth's `algorithm`, a comma list, default "MD5"; "SHA-256,
+    /// MD5" offers RFC 8760's SHA-256 first to clients that read every
+    /// challenge.
     pub algorithms: ArrayVec<Algorithm, 2>,
     /// auth's `secret`: nonces signed with it stay good across restarts
     /// and between servers sharing it (default: random at each start).

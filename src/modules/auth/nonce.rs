@@ -57,12 +57,42 @@ fn parse_hex<const N: usize>(s: &[u8]) -> Option<[u8; N]> {
     Some(out)
 }
 
+/// The count slot index as the nonce carries it: a keyed permutation of
+/// the 32-bit index (a four-round Feistel network on its 16-bit halves),
+/// so nonces do not tell how many challenges the server issued.
+fn hide_index(secret: &[u8], issued: u32, index: u32) -> u32 {
+    let (mut l, mut r) = ((index >> 16) as u16, index as u16);
+    for round in 0..4u8 {
+        (l, r) = (r, l ^ feistel_round(secret, issued, round, r));
+    }
+    (u32::from(l) << 16) | u32::from(r)
+}
+
+fn reveal_index(secret: &[u8], issued: u32, hidden: u32) -> u32 {
+    let (mut l, mut r) = ((hidden >> 16) as u16, hidden as u16);
+    for round in (0..4u8).rev() {
+        (l, r) = (r ^ feistel_round(secret, issued, round, l), l);
+    }
+    (u32::from(l) << 16) | u32::from(r)
+}
+
+fn feistel_round(secret: &[u8], issued: u32, round: u8, half: u16) -> u16 {
+    let mut h = Sha256::new();
+    h.update(secret);
+    h.update(b"nonce-index");
+    h.update(issued.to_be_bytes());
+    h.update([round]);
+    h.update(half.to_be_bytes());
+    let d = h.finalize();
+    u16::from_be_bytes([d[0], d[1]])
+}
+
 /// A nonce issued at `now` (seconds) for count slot `index`.
 pub fn issue(secret: &[u8], now: u64, index: u32) -> Nonce {
     let issued = now as u32;
     let mut n = Nonce::new();
     push_hex(&mut n, &issued.to_be_bytes());
-    push_hex(&mut n, &index.to_be_bytes());
+    push_hex(&mut n, &hide_index(secret, issued, index).to_be_bytes());
     push_hex(&mut n, &sign(secret, issued, index));
     n
 }
@@ -73,7 +103,8 @@ pub fn check(secret: &[u8], nonce: &[u8], now: u64, expire: u64) -> Result<u32, 
         return Err(NonceError::Invalid);
     }
     let issued = u32::from_be_bytes(parse_hex::<4>(&nonce[..8]).ok_or(NonceError::Invalid)?);
-    let index = u32::from_be_bytes(parse_hex::<4>(&nonce[8..16]).ok_or(NonceError::Invalid)?);
+    let hidden = u32::from_be_bytes(parse_hex::<4>(&nonce[8..16]).ok_or(NonceError::Invalid)?);
+    let index = reveal_index(secret, issued, hidden);
     let mac = parse_hex::<12>(&nonce[16..]).ok_or(NonceError::Invalid)?;
     let good = sign(secret, issued, index);
     if mac.iter().zip(&good).fold(0, |a, (x, y)| a | (x ^ y)) != 0 {
@@ -185,6 +216,25 @@ mod tests {
             Err(NonceError::Invalid)
         );
         assert_eq!(check(SECRET, b"junk", 1010, 30), Err(NonceError::Invalid));
+    }
+
+    #[test]
+    fn nonces_do_not_reveal_how_many_were_issued() {
+        // Consecutive indexes in the same second: the index fields look
+        // unrelated, and each still checks back to its own index.
+        let fields: Vec<String> = (0..4)
+            .map(|i| issue(SECRET, 1000, i)[8..16].to_string())
+            .collect();
+        assert!(!fields.contains(&"00000000".to_string()), "{fields:?}");
+        for (i, f) in fields.iter().enumerate() {
+            assert!(fields[i + 1..].iter().all(|g| g != f), "{fields:?}");
+            let n = issue(SECRET, 1000, i as u32);
+            assert_eq!(check(SECRET, n.as_bytes(), 1000, 30), Ok(i as u32));
+        }
+        for index in [0, 1, 0xffff, 0x1_0000, u32::MAX] {
+            let hidden = hide_index(SECRET, 77, index);
+            assert_eq!(reveal_index(SECRET, 77, hidden), index);
+        }
     }
 
     #[test]
