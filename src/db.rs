@@ -33,11 +33,28 @@ pub fn check_table_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// A new database file is created mode 0600: it holds credentials and
+/// where users are (SQLite gives its -wal and -shm files the same mode).
+fn create_private(path: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(format!("database {}: create: {e}", path.display())),
+    }
+}
+
 /// Opens (creating) the database a URL names: WAL, so readers and the
 /// one writer do not block each other, and a busy timeout for processes
 /// writing at the same time.
 pub fn connect(url: &str) -> Result<Connection, String> {
     let path = sqlite_path(url)?;
+    create_private(&path)?;
     let err = |what: &str, e: rusqlite::Error| format!("database {}: {what}: {e}", path.display());
     let conn = Connection::open(&path).map_err(|e| err("open", e))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))

@@ -99,7 +99,15 @@ fn example_with_auth(dir: &Path) -> String {
     std::fs::create_dir_all(dir).unwrap();
     let url = format!("sqlite://{}", dir.join("rser.db").display());
     let conn = rser::db::connect(&url).unwrap();
-    subscriber::add(&conn, "subscriber", "alice", "example.net", "alices secret").unwrap();
+    subscriber::add(
+        &conn,
+        "subscriber",
+        "alice",
+        "example.net",
+        "alices secret",
+        false,
+    )
+    .unwrap();
     drop(conn);
     example_config()
         .lines()
@@ -270,4 +278,18 @@ fn with_auth_strangers_may_still_call_our_users() {
     );
     assert_eq!(status(&final_reply(&caller)), Some(404));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_tel_uri_gets_416_not_a_server_error() {
+    let server = Server::start(&example_config(), 2, &[]);
+    let caller = Peer::new();
+    for (from, code) in [("sip:alice@example.net", 416), ("sip:eve@evil.example", 403)] {
+        caller.send(
+            server.addr,
+            &invite(&caller, "tel:+15551234567", from, &format!("tel-{code}"), ""),
+        );
+        let r = final_reply(&caller);
+        assert_eq!(status(&r), Some(code), "{from}: {r}");
+    }
 }

@@ -253,8 +253,15 @@ fn sipp_registers_every_user_with_digest_authentication() {
     let mut csv = String::from("SEQUENTIAL\n");
     for i in 0..20 {
         let (user, password) = (format!("user{i}"), format!("pw-{i}-secret"));
-        rser::modules::auth::subscriber::add(&conn, "subscriber", &user, "example.net", &password)
-            .unwrap();
+        rser::modules::auth::subscriber::add(
+            &conn,
+            "subscriber",
+            &user,
+            "example.net",
+            &password,
+            false,
+        )
+        .unwrap();
         csv.push_str(&format!("{user};{password};\n"));
     }
     drop(conn);

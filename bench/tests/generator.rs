@@ -324,7 +324,7 @@ fn registrations_authenticate_against_rsers_registrar() {
     let mut csv = String::from("SEQUENTIAL\n");
     for i in 0..20 {
         let (user, pw) = (format!("user{i}"), format!("pw{i}"));
-        rser::modules::auth::subscriber::add(&conn, "subscriber", &user, "example.net", &pw)
+        rser::modules::auth::subscriber::add(&conn, "subscriber", &user, "example.net", &pw, false)
             .unwrap();
         csv.push_str(&format!("{user};{pw}\n"));
     }

@@ -236,10 +236,14 @@ impl<'p> Vm<'p> {
                 match destination(ctx, *kind, target, *port) {
                     Some(dest) => host.forward(ctx, &dest),
                     None => {
-                        log::warn!(
-                            "forward: no destination in the current URI '{}'",
-                            String::from_utf8_lossy(ctx.uri())
-                        );
+                        if crate::sip::uri::is_sip_scheme(ctx.uri()) {
+                            log::warn!(
+                                "forward: no destination in the current URI '{}'",
+                                String::from_utf8_lossy(ctx.uri())
+                            );
+                        } else {
+                            ctx.st.last_error = Some(crate::sip::uri::UNSUPPORTED_SCHEME);
+                        }
                         FALSE
                     }
                 }

@@ -85,13 +85,10 @@ impl Worker<'_> {
                 return r;
             }
         }
-        self.hops_blocked = false;
+        self.hop_error = None;
         let hops = self.resolve_hops(ctx, to, true);
         if hops.is_empty() && self.cur_txn.is_none() {
-            ctx.st.last_error = Some(match self.hops_blocked {
-                true => (503, "Destination Blocklisted"),
-                false => (500, "Unresolvable destination"),
-            });
+            ctx.st.last_error = Some(self.hop_error.unwrap_or((500, "Unresolvable destination")));
             return -1;
         }
         let mut fx = Effects::new();
@@ -271,7 +268,14 @@ impl Worker<'_> {
                 None => uri_target(uri),
             };
             let Some((host, port, proto)) = target else {
-                log::warn!("tm: cannot send to {}", String::from_utf8_lossy(uri));
+                if !crate::sip::uri::is_sip_scheme(uri) {
+                    // RFC 3261 §8.2.2.1: a scheme we cannot route (tel:,
+                    // a URN) is the caller's problem, not a server error.
+                    log::debug!("tm: no route for {}", String::from_utf8_lossy(uri));
+                    self.hop_error = Some(crate::sip::uri::UNSUPPORTED_SCHEME);
+                } else {
+                    log::warn!("tm: cannot send to {}", String::from_utf8_lossy(uri));
+                }
                 self.uris.truncate(start);
                 continue;
             };
@@ -294,7 +298,7 @@ impl Worker<'_> {
             {
                 log::debug!("tm: {dest} is blocklisted; branch not sent");
                 self.count(Counter::TmBlocklisted);
-                self.hops_blocked = true;
+                self.hop_error = Some((503, "Destination Blocklisted"));
                 self.uris.truncate(start);
                 continue;
             }

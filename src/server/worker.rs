@@ -161,8 +161,9 @@ pub struct Worker<'a> {
     pub(super) blocklist: Option<Blocklist>,
     pub(super) blst_expire_ms: u64,
     pub(super) blst_methods: i64,
-    /// The last resolve_hops skipped a blocklisted destination.
-    pub(super) hops_blocked: bool,
+    /// Why the last resolve_hops skipped a destination, as the reply
+    /// `sl_reply_error` gives when none was left (None: unresolvable).
+    pub(super) hop_error: Option<(u16, &'static str)>,
     /// The timer process reads its sockets too (they are its own).
     pub(super) reads_own: bool,
     /// Table-full warnings, at most once a second.
@@ -235,7 +236,7 @@ impl<'a> Worker<'a> {
             blocklist: shared.blocklist,
             blst_expire_ms: u64::from(config.settings.dst_blocklist_expire) * 1000,
             blst_methods: config.modparam_int("tm", "blst_methods_add", 1),
-            hops_blocked: false,
+            hop_error: None,
             full_log: LogLimit::default(),
             send_log: LogLimit::default(),
             send_failures: Vec::new(),

@@ -16,6 +16,16 @@ pub enum Scheme {
     Other,
 }
 
+/// The reply to a request whose URI has a scheme a proxy cannot route
+/// (RFC 3261 §8.2.2.1: tel:, a URN): the caller's error, not ours.
+pub const UNSUPPORTED_SCHEME: (u16, &str) = (416, "Unsupported URI Scheme");
+
+/// Whether `raw` is a sip: or sips: URI, or does not parse at all (then it
+/// is malformed rather than of another scheme).
+pub fn is_sip_scheme(raw: &[u8]) -> bool {
+    Uri::parse(raw).map_or(true, |u| matches!(u.scheme, Scheme::Sip | Scheme::Sips))
+}
+
 /// The host part of a URI or a Via sent-by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Host<'a> {

@@ -98,7 +98,14 @@ enum What {
 #[derive(Subcommand)]
 enum Op {
     /// Adds (or replaces) a user.
-    Add { user: String, password: String },
+    Add {
+        user: String,
+        password: String,
+        /// Store the password itself too (by default only its hashes:
+        /// ha1, ha1b, ha1_sha256, as Kamailio's subscriber table).
+        #[arg(long)]
+        plaintext: bool,
+    },
     /// Removes a user.
     Rm { user: String },
     /// Lists the users.
@@ -186,7 +193,15 @@ fn run(cli: Cli) -> Result<String, String> {
         What::Subscriber { op, db, table } => {
             let url = subscriber::db_url(db.as_deref(), config)?;
             let cmd = match &op {
-                Op::Add { user, password } => Command::Add { user, password },
+                Op::Add {
+                    user,
+                    password,
+                    plaintext,
+                } => Command::Add {
+                    user,
+                    password,
+                    keep_password: *plaintext,
+                },
                 Op::Rm { user } => Command::Remove { user },
                 Op::List => Command::List,
             };

@@ -26,8 +26,15 @@ pub fn split_user(s: &str) -> Result<(&str, &str), String> {
 }
 
 pub enum Command<'a> {
-    Add { user: &'a str, password: &'a str },
-    Remove { user: &'a str },
+    /// `keep_password`: store the password itself as well as its hashes.
+    Add {
+        user: &'a str,
+        password: &'a str,
+        keep_password: bool,
+    },
+    Remove {
+        user: &'a str,
+    },
     List,
 }
 
@@ -36,12 +43,16 @@ pub enum Command<'a> {
 pub fn run(url: &str, table: &str, cmd: Command<'_>) -> Result<String, String> {
     let conn = rser::db::connect(url)?;
     match cmd {
-        Command::Add { user, password } => {
+        Command::Add {
+            user,
+            password,
+            keep_password,
+        } => {
             let (u, d) = split_user(user)?;
             if password.is_empty() {
                 return Err("the password is empty".into());
             }
-            subscriber::add(&conn, table, u, d, password)?;
+            subscriber::add(&conn, table, u, d, password, keep_password)?;
             Ok(format!("{user} added"))
         }
         Command::Remove { user } => {
@@ -78,6 +89,7 @@ mod tests {
                 Command::Add {
                     user: u,
                     password: p,
+                    keep_password: false,
                 },
             )
         };
@@ -111,6 +123,18 @@ mod tests {
             "alice@example.com"
         );
         assert!(db_url(None, None).is_err());
+        // Created private: it holds credentials.
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.join("s.db"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        let conn = rser::db::connect(&url).unwrap();
+        let password: Option<String> = conn
+            .query_row("SELECT password FROM subscriber", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(password, None, "HA1 only unless asked");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,6 +1,7 @@
-//! The subscriber table: who may authenticate, with the password in clear
-//! (SER's default) and the HA1 for MD5 and for SHA-256, so either can be
-//! checked without the password when an operator leaves it out.
+//! The subscriber table, in Kamailio's shape: who may authenticate, with
+//! `ha1` (MD5 of user:realm:password), `ha1b` (the same with user@domain
+//! as the user) and `ha1_sha256`, so no password need be stored; the
+//! password in clear (SER's old default) only when asked.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -59,9 +60,21 @@ pub fn ensure(conn: &Connection, table: &str) -> Result<(), String> {
     conn.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS {table} (\
            username TEXT NOT NULL, domain TEXT NOT NULL, password TEXT, \
-           ha1 TEXT, ha1_sha256 TEXT, PRIMARY KEY (username, domain))"
+           ha1 TEXT, ha1b TEXT, ha1_sha256 TEXT, PRIMARY KEY (username, domain))"
     ))
-    .map_err(|e| err("create", e))
+    .map_err(|e| err("create", e))?;
+    // A table from before `ha1b` was kept gets the column.
+    let has_ha1b = conn
+        .prepare(&format!(
+            "SELECT 1 FROM pragma_table_info('{table}') WHERE name = 'ha1b'"
+        ))
+        .and_then(|mut st| st.exists([]))
+        .map_err(|e| err("columns", e))?;
+    if !has_ha1b {
+        conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN ha1b TEXT"))
+            .map_err(|e| err("add ha1b", e))?;
+    }
+    Ok(())
 }
 
 pub fn find(
@@ -90,24 +103,37 @@ pub fn find(
 }
 
 /// Adds or replaces a user; the realm of its HA1s is its domain (SER's
-/// convention: the realm a domain's users are challenged with).
+/// convention: the realm a domain's users are challenged with). The
+/// password itself is kept only with `keep_password`.
 pub fn add(
     conn: &Connection,
     table: &str,
     user: &str,
     domain: &str,
     password: &str,
+    keep_password: bool,
 ) -> Result<(), String> {
     ensure(conn, table)?;
     let (u, d, p) = (user.as_bytes(), domain.as_bytes(), password.as_bytes());
     let md5 = ha1(Algorithm::Md5, u, d, p);
+    let with_domain = format!("{user}@{domain}");
+    let md5b = ha1(Algorithm::Md5, with_domain.as_bytes(), d, p);
     let sha = ha1(Algorithm::Sha256, u, d, p);
+    let kept = keep_password.then_some(password);
     conn.execute(
         &format!(
-            "INSERT OR REPLACE INTO {table} (username, domain, password, ha1, ha1_sha256) \
-             VALUES (?1, ?2, ?3, ?4, ?5)"
+            "INSERT OR REPLACE INTO {table} \
+             (username, domain, password, ha1, ha1b, ha1_sha256) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
         ),
-        params![user, domain, password, md5.as_str(), sha.as_str()],
+        params![
+            user,
+            domain,
+            kept,
+            md5.as_str(),
+            md5b.as_str(),
+            sha.as_str()
+        ],
     )
     .map(|_| ())
     .map_err(|e| err("insert", e))
@@ -152,8 +178,8 @@ mod tests {
     #[test]
     fn add_find_remove_list() {
         let conn = Connection::open_in_memory().unwrap();
-        add(&conn, "subscriber", "bob", "example.com", "secret").unwrap();
-        add(&conn, "subscriber", "alice", "example.com", "pw").unwrap();
+        add(&conn, "subscriber", "bob", "example.com", "secret", true).unwrap();
+        add(&conn, "subscriber", "alice", "example.com", "pw", false).unwrap();
         let s = find(&conn, "subscriber", b"bob", b"example.com")
             .unwrap()
             .unwrap();
@@ -183,6 +209,44 @@ mod tests {
             find(&conn, "subscriber", b"bob", b"example.com")
                 .unwrap()
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn without_the_password_kept_the_hashes_serve() {
+        let conn = Connection::open_in_memory().unwrap();
+        add(&conn, "subscriber", "alice", "example.com", "pw", false).unwrap();
+        let s = find(&conn, "subscriber", b"alice", b"example.com")
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.password, None);
+        assert_eq!(
+            s.ha1(Algorithm::Md5, b"alice", b"example.com"),
+            Some(ha1(Algorithm::Md5, b"alice", b"example.com", b"pw"))
+        );
+        // Kamailio's ha1b: the user written as user@domain.
+        let ha1b: String = conn
+            .query_row("SELECT ha1b FROM subscriber", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            ha1b,
+            ha1(Algorithm::Md5, b"alice@example.com", b"example.com", b"pw").as_str()
+        );
+    }
+
+    #[test]
+    fn a_table_without_ha1b_gets_it() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE subscriber (username TEXT NOT NULL, domain TEXT NOT NULL, \
+             password TEXT, ha1 TEXT, ha1_sha256 TEXT, PRIMARY KEY (username, domain))",
+        )
+        .unwrap();
+        add(&conn, "subscriber", "bob", "example.com", "pw", false).unwrap();
+        assert!(
+            find(&conn, "subscriber", b"bob", b"example.com")
+                .unwrap()
+                .is_some()
         );
     }
 }
