@@ -284,10 +284,19 @@ fn with_auth_strangers_may_still_call_our_users() {
 fn a_tel_uri_gets_416_not_a_server_error() {
     let server = Server::start(&example_config(), 2, &[]);
     let caller = Peer::new();
-    for (from, code) in [("sip:alice@example.net", 416), ("sip:eve@evil.example", 403)] {
+    for (from, code) in [
+        ("sip:alice@example.net", 416),
+        ("sip:eve@evil.example", 403),
+    ] {
         caller.send(
             server.addr,
-            &invite(&caller, "tel:+15551234567", from, &format!("tel-{code}"), ""),
+            &invite(
+                &caller,
+                "tel:+15551234567",
+                from,
+                &format!("tel-{code}"),
+                "",
+            ),
         );
         let r = final_reply(&caller);
         assert_eq!(status(&r), Some(code), "{from}: {r}");

@@ -380,32 +380,29 @@ fn the_example_config_does_what_its_comments_say() {
             })
             .collect()
     };
-    let not_in_dialog = [(Func::LooseRoute, -1)];
+    let initial = [(Func::HasTotag, -1)];
     // REGISTER for this domain: saved (after the routine checks).
     let r = run_with(
         &c,
         &request("REGISTER", "sip:example.net"),
         "192.0.2.1:5060",
-        &not_in_dialog,
+        &initial,
     );
-    assert_eq!(
-        names(&r),
-        ["mf_process_maxfwd_header", "loose_route", "save"]
-    );
+    assert_eq!(names(&r), ["mf_process_maxfwd_header", "has_totag", "save"]);
     // A call to a user of this domain: looked up, then relayed; INVITEs
     // are record-routed.
     let r = run_with(
         &c,
         &request("INVITE", "sip:bob@example.net"),
         "192.0.2.1:5060",
-        &not_in_dialog,
+        &initial,
     );
     assert_eq!(
         names(&r),
         [
             "mf_process_maxfwd_header",
+            "has_totag",
             "record_route",
-            "loose_route",
             "lookup",
             "t_relay"
         ]
@@ -415,7 +412,7 @@ fn the_example_config_does_what_its_comments_say() {
         &c,
         &request("INVITE", "sip:carol@example.net"),
         "192.0.2.1:5060",
-        &[(Func::LooseRoute, -1), (Func::Lookup, -1)],
+        &[(Func::HasTotag, -1), (Func::Lookup, -1)],
     );
     assert_eq!(
         r.events.last(),
@@ -429,18 +426,51 @@ fn the_example_config_does_what_its_comments_say() {
     let r = run(&c, "BYE", "sip:bob@192.0.2.9");
     assert_eq!(
         names(&r),
-        ["mf_process_maxfwd_header", "loose_route", "t_relay"]
+        [
+            "mf_process_maxfwd_header",
+            "has_totag",
+            "loose_route",
+            "t_relay"
+        ]
     );
-    // Another domain: relayed without a lookup.
+    // In a dialog without our Route: 404.
+    let r = run_with(
+        &c,
+        &request("BYE", "sip:bob@192.0.2.9"),
+        "192.0.2.1:5060",
+        &[(Func::LooseRoute, -1)],
+    );
+    assert_eq!(
+        r.events.last(),
+        Some(&module(
+            "sl_send_reply",
+            &["404", "Not here"],
+            &["sip:bob@192.0.2.9"]
+        ))
+    );
+    // Another domain, from a user of another domain: not relayed.
     let r = run_with(
         &c,
         &request("OPTIONS", "sip:bob@example.org"),
         "192.0.2.1:5060",
-        &not_in_dialog,
+        &initial,
     );
     assert_eq!(
+        r.events.last(),
+        Some(&module(
+            "sl_send_reply",
+            &["403", "Not relaying"],
+            &["sip:bob@example.org"]
+        ))
+    );
+    // From a user of this domain: relayed without a lookup.
+    let ours = String::from_utf8(request("OPTIONS", "sip:bob@example.org"))
+        .unwrap()
+        .replace("sip:alice@atlanta.example", "sip:alice@example.net");
+    let r = run_with(&c, ours.as_bytes(), "192.0.2.1:5060", &initial);
+    assert_eq!(
         names(&r),
-        ["mf_process_maxfwd_header", "loose_route", "t_relay"]
+        ["mf_process_maxfwd_header", "has_totag", "t_relay"]
     );
     // No hops left: 483.
     let r = run_with(

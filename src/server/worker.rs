@@ -365,8 +365,7 @@ impl<'a> Worker<'a> {
         let msg = match Message::parse(data) {
             Ok(m) => m,
             Err(e) => {
-                self.count(Counter::ParseErrors);
-                log::debug!("unparsable datagram from {src}: {e}");
+                self.refuse_unparsable(data, src, e);
                 return;
             }
         };
@@ -384,6 +383,24 @@ impl<'a> Worker<'a> {
         }
     }
 
+    /// A datagram the parser refused: a request whose Via, From, To,
+    /// Call-ID and CSeq lines can be found is answered (400 with the
+    /// parser's reason, 505 for another SIP version, RFC 4475 §3.1.2), to
+    /// the address it came from, since its Via is not to be trusted; the
+    /// rest is dropped. Either way it is counted.
+    fn refuse_unparsable(&mut self, data: &[u8], src: SocketAddr, e: crate::sip::ParseError) {
+        self.count(Counter::ParseErrors);
+        let (code, reason) = crate::sip::salvage::status_for(e);
+        let buf = self.outbox.push(self.in_sock, src);
+        if crate::sip::salvage::error_reply(data, code, reason, buf) {
+            self.count(Counter::BadRequests);
+            log::debug!("unparsable request from {src}: {e}; answered {code}");
+        } else {
+            self.outbox.pop();
+            log::debug!("unparsable datagram from {src}: {e}");
+        }
+    }
+
     fn request(
         &mut self,
         msg: &Message<'_>,
@@ -396,13 +413,25 @@ impl<'a> Worker<'a> {
             self.count(Counter::ParseErrors);
             return;
         }
-        // RFC 3261 §8.1.1: the headers every request has; 400 otherwise.
+        // RFC 3261 §8.1.1: the headers every request has, a Request-URI
+        // that parses (RFC 4475 §3.1.2.7: not in <>) and a CSeq naming the
+        // request's method (§8.1.1.5); 400 otherwise.
         let mandatory = msg
             .cseq()
-            .map(|_| ())
+            .and_then(|c| match c.method_raw == msg.method_raw() {
+                true => Ok(()),
+                false => Err(crate::sip::ParseError::CSeqMethodMismatch),
+            })
             .and_then(|_| msg.call_id().map(|_| ()))
             .and_then(|_| msg.from().map(|_| ()))
-            .and_then(|_| msg.to().map(|_| ()));
+            .and_then(|_| msg.to().map(|_| ()))
+            .and_then(|_| msg.ruri())
+            // §19.1.1: headers in a Request-URI are not for a request to
+            // carry onward (RFC 4475 §3.1.2.11).
+            .and_then(|u| match u.headers {
+                Some(_) => Err(crate::sip::ParseError::HeadersInRequestUri),
+                None => Ok(()),
+            });
         if let Err(e) = mandatory {
             self.count(Counter::BadRequests);
             if msg.method() != Some(Method::Ack) {

@@ -15,6 +15,7 @@ pub mod header;
 pub mod limits;
 pub mod message;
 pub mod name_addr;
+pub mod salvage;
 pub mod scan;
 pub mod uri;
 pub mod validate;
