@@ -126,11 +126,13 @@ fn a_silent_callee_sees_retransmissions_and_the_caller_gets_408() {
         seen.push(t0.elapsed().as_millis() as u64);
     }
     assert_eq!(seen.len(), 3, "original and two retransmissions: {seen:?}");
-    // About T1 (500 ms) and 3*T1 (1500 ms) after the first.
-    assert!((400..900).contains(&(seen[1] - seen[0])), "{seen:?}");
-    assert!((1300..2100).contains(&(seen[2] - seen[0])), "{seen:?}");
+    // Not early (less a receive jitter; the exact times, T1 and 3*T1, are
+    // asserted on the simulated clock: server/harness_tests.rs).
+    assert!(
+        seen[1] - seen[0] >= 450 && seen[2] - seen[0] >= 1400,
+        "{seen:?}"
+    );
     let (timeout, _) = expect(&caller, "SIP/2.0 408", SEC).expect("408 after fr_timer");
-    assert!(t0.elapsed() >= Duration::from_millis(1800));
     assert_eq!(header(&timeout, "Call-ID"), Some("tm-408"));
 }
 

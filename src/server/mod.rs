@@ -5,6 +5,10 @@ mod auth;
 pub mod control;
 pub mod dispatcher;
 pub mod dns;
+#[cfg(test)]
+mod harness;
+#[cfg(test)]
+mod harness_tests;
 mod log_limit;
 pub mod master;
 pub mod proxy;

@@ -46,6 +46,7 @@ pub const COUNTER_NAMES: &[&str] = &[
     "tm_blocklist_added",
     "tm_cancel_unmatched",
     "tm_send_failed",
+    "tm_timer_lag",
     "registrar_accepted",
     "registrar_rejected",
     "usrloc_table_full",
@@ -94,6 +95,8 @@ pub enum Counter {
     TmCancelUnmatched,
     /// A branch whose request could not be sent (it ended with 477).
     TmSendFailed,
+    /// A tick of the timer process left due transactions for the next.
+    TmTimerLag,
     RegistrarAccepted,
     RegistrarRejected,
     UsrlocTableFull,

@@ -154,6 +154,16 @@ pub struct Outbox {
     /// What the last flushes could not send, until taken; at most one
     /// per datagram pushed.
     failures: Vec<SendFailure>,
+    /// In the simulated-clock harness: flushes keep what they would send
+    /// here instead, and refuse it for the addresses listed.
+    capture: Option<Capture>,
+}
+
+/// Datagrams a capturing outbox kept, by socket index and destination.
+#[derive(Debug, Default)]
+pub struct Capture {
+    pub sent: Vec<(usize, SocketAddr, Vec<u8>)>,
+    pub unreachable: Vec<SocketAddr>,
 }
 
 impl Outbox {
@@ -166,7 +176,21 @@ impl Outbox {
             len: 0,
             picked: Vec::new(),
             failures: Vec::new(),
+            capture: None,
         }
+    }
+
+    /// An outbox that sends nothing: every flush keeps its datagrams in
+    /// [`Outbox::capture`] (the harness's network).
+    pub fn capturing() -> Outbox {
+        Outbox {
+            capture: Some(Capture::default()),
+            ..Outbox::new()
+        }
+    }
+
+    pub fn capture(&mut self) -> Option<&mut Capture> {
+        self.capture.as_mut()
     }
 
     /// A cleared buffer for the next datagram, to `dest` from socket `sock`.
@@ -211,6 +235,14 @@ impl Outbox {
             return Ok(());
         };
         self.len = i;
+        if let Some(c) = &mut self.capture {
+            if c.unreachable.contains(&self.dests[i]) {
+                return Err(io::ErrorKind::NetworkUnreachable.into());
+            }
+            c.sent
+                .push((self.socks[i], self.dests[i], self.bufs[i].clone()));
+            return Ok(());
+        }
         let Some(sock) = sockets.get(self.socks[i]) else {
             return Err(io::ErrorKind::NotFound.into());
         };
@@ -242,6 +274,9 @@ impl Outbox {
     /// Sends everything with `sendmmsg`, per socket; returns how many
     /// datagrams failed (each kept for [`Outbox::take_failures`]).
     pub fn flush<S: AsRawFd>(&mut self, sockets: &[S]) -> usize {
+        if self.capture.is_some() {
+            return self.flush_captured();
+        }
         let mut failed = 0;
         let mut picked = std::mem::take(&mut self.picked);
         for (si, sock) in sockets.iter().enumerate() {
@@ -252,6 +287,26 @@ impl Outbox {
             }
         }
         self.picked = picked;
+        self.len = 0;
+        failed
+    }
+
+    fn flush_captured(&mut self) -> usize {
+        let Some(c) = &mut self.capture else { return 0 };
+        let mut failed = 0;
+        for i in 0..self.len {
+            if c.unreachable.contains(&self.dests[i]) {
+                self.failures.push(SendFailure {
+                    branch: self.branches[i],
+                    dest: self.dests[i],
+                    error: io::ErrorKind::NetworkUnreachable,
+                });
+                failed += 1;
+            } else {
+                c.sent
+                    .push((self.socks[i], self.dests[i], self.bufs[i].clone()));
+            }
+        }
         self.len = 0;
         failed
     }

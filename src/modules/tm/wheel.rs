@@ -118,8 +118,9 @@ impl Wheel {
     }
 
     /// Takes out up to `N` slots due by `now` (the timer process), from
-    /// every tick since the last call; slots due in a later lap stay. A
-    /// slot is taken within one tick of its due time.
+    /// every tick since the last call and the current one; slots due in a
+    /// later lap, or later in the current tick, stay. A slot is taken at
+    /// the first call at or after its due time.
     pub fn take_due<const N: usize>(&self, table: &Table, now: u64, out: &mut ArrayVec<u32, N>) {
         let now_tick = tick_of(now);
         self.locked(table, |ring, links| {
@@ -127,31 +128,50 @@ impl Wheel {
                 // First call, or a stall longer than a lap: look at every tick once.
                 ring.done_tick = now_tick.saturating_sub(TICKS as u64);
             }
-            // Only ticks wholly past: everything in them that is not for
-            // a later lap is due (the current tick may hold slots due
-            // later in it, which the next call takes).
-            while ring.done_tick + 1 < now_tick {
+            // Ticks wholly past are emptied of what is due and marked
+            // done; the current tick gives what is due by now and is
+            // looked at again (it may hold slots due later in it).
+            while ring.done_tick < now_tick {
                 let t = ring.done_tick + 1;
-                let h = (t % TICKS as u64) as usize;
-                let mut i = ring.heads[h];
-                let mut hops = 0;
-                while i != NIL && (i as usize) < links.len() && hops <= links.len() {
-                    let next = links[i as usize].next;
-                    let due = table.due_of(i).unwrap_or(0);
-                    if due <= now {
-                        if out.is_full() {
-                            return; // this tick again next time
-                        }
-                        unlink(ring, links, i);
-                        out.push(i);
-                    }
-                    i = next;
-                    hops += 1;
+                if !take_tick(ring, links, table, t, now, out) {
+                    return; // this tick again next time
+                }
+                if t == now_tick {
+                    break;
                 }
                 ring.done_tick = t;
             }
         });
     }
+}
+
+/// Moves the slots of tick `t` due by `now` to `out`; false when `out`
+/// filled up first.
+fn take_tick<const N: usize>(
+    ring: &mut Ring,
+    links: &mut [Links],
+    table: &Table,
+    t: u64,
+    now: u64,
+    out: &mut ArrayVec<u32, N>,
+) -> bool {
+    let h = (t % TICKS as u64) as usize;
+    let mut i = ring.heads[h];
+    let mut hops = 0;
+    while i != NIL && (i as usize) < links.len() && hops <= links.len() {
+        let next = links[i as usize].next;
+        let due = table.due_of(i).unwrap_or(0);
+        if due <= now {
+            if out.is_full() {
+                return false;
+            }
+            unlink(ring, links, i);
+            out.push(i);
+        }
+        i = next;
+        hops += 1;
+    }
+    true
 }
 
 fn unlink(ring: &mut Ring, links: &mut [Links], idx: u32) {

@@ -1,0 +1,247 @@
+//! tm through the worker and timer process on the simulated clock: exact
+//! retransmission and timeout timings, CANCEL, failure routes, ACKs taken
+//! by any worker, and a branch the kernel refuses.
+
+use std::net::SocketAddr;
+
+use super::harness::{Harness, Sent};
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+const CALLER: u16 = 7001;
+const CALLEE: u16 = 7002;
+const OTHER: u16 = 7003;
+
+fn config(route: &str, more: &str) -> String {
+    format!(
+        "loadmodule \"sl.so\"\nloadmodule \"tm.so\"\n\
+         modparam(\"tm\", \"fr_timer\", 2000)\n\
+         modparam(\"tm\", \"fr_inv_timer\", 10000)\n\
+         route {{\n{route}\n}}\n{more}\n"
+    )
+}
+
+fn relay_to(port: u16) -> String {
+    format!("rewritehostport(\"127.0.0.1:{port}\");\nt_on_failure(\"1\");\nt_relay();")
+}
+
+fn request(method: &str, call: &str, cseq_method: &str, to_tag: Option<&str>) -> String {
+    let tag = to_tag.map_or(String::new(), |t| format!(";tag={t}"));
+    format!(
+        "{method} sip:bob@example.com SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{CALLER};branch=z9hG4bK-{call}\r\n\
+         Max-Forwards: 70\r\n\
+         To: <sip:bob@example.com>{tag}\r\n\
+         From: <sip:alice@example.com>;tag=a-{call}\r\n\
+         Call-ID: {call}\r\n\
+         CSeq: 1 {cseq_method}\r\n\
+         Contact: <sip:alice@127.0.0.1:{CALLER}>\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+fn invite(call: &str) -> String {
+    request("INVITE", call, "INVITE", None)
+}
+
+/// A callee's reply to the request it received.
+fn answer(req: &Sent, code: u16, tag: &str) -> String {
+    let mut out = format!("SIP/2.0 {code} Reason\r\n");
+    for line in req.text.split("\r\n").skip(1) {
+        let name = line
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match name.as_str() {
+            "via" | "from" | "call-id" | "cseq" => {
+                out.push_str(line);
+                out.push_str("\r\n");
+            }
+            "to" => {
+                out.push_str(line);
+                if !line.contains("tag=") {
+                    out.push_str(&format!(";tag={tag}"));
+                }
+                out.push_str("\r\n");
+            }
+            _ => {}
+        }
+    }
+    out + "Content-Length: 0\r\n\r\n"
+}
+
+fn only<'a>(sent: &'a [Sent], start: &str) -> Vec<&'a Sent> {
+    sent.iter()
+        .filter(|s| s.first_line().starts_with(start))
+        .collect()
+}
+
+#[test]
+fn invite_retransmissions_at_t1_and_3t1_then_408_at_fr_timer() {
+    let mut h = Harness::new(&config(&relay_to(CALLEE), "failure_route[1] { }"), 1);
+    let t0 = h.now_ms;
+    h.recv(addr(CALLER), &invite("retr"));
+    let mut at = Vec::new();
+    assert_eq!(only(&h.sent_to(addr(CALLEE)), "INVITE").len(), 1);
+    for _ in 0..300 {
+        h.advance(10);
+        if !only(&h.sent_to(addr(CALLEE)), "INVITE").is_empty() {
+            at.push(h.now_ms - t0);
+        }
+    }
+    // §17.1.1.2 Timer A: 500, 1500 (then 3500, past fr_timer's 2000).
+    assert_eq!(at, [500, 1500]);
+    let up = h.sent_to(addr(CALLER));
+    let finals: Vec<_> = up
+        .iter()
+        .filter_map(Sent::status)
+        .filter(|c| *c >= 200)
+        .collect();
+    // The 408 at fr_timer, then Timer G's resends of it (no ACK here).
+    assert_eq!(finals.first(), Some(&408), "{up:?}");
+    assert!(finals.iter().all(|c| *c == 408), "{up:?}");
+}
+
+#[test]
+fn cancel_relays_the_callees_487_and_the_ack_on_another_worker_stops_timer_g() {
+    let mut h = Harness::new(&config(&relay_to(CALLEE), "failure_route[1] { }"), 2);
+    h.recv_on(0, addr(CALLER), &invite("c1"));
+    let inv = only(&h.sent_to(addr(CALLEE)), "INVITE")[0].clone();
+    assert!(
+        inv.header("Via").unwrap().contains(&h.addr.to_string()),
+        "our Via on top"
+    );
+    h.recv_on(1, addr(CALLEE), &answer(&inv, 180, "callee"));
+    assert_eq!(only(&h.sent_to(addr(CALLER)), "SIP/2.0 180").len(), 1);
+
+    h.advance(200);
+    h.recv_on(1, addr(CALLER), &request("CANCEL", "c1", "CANCEL", None));
+    let up = h.sent_to(addr(CALLER));
+    assert_eq!(up.len(), 1, "only the 200 for the CANCEL: {up:?}");
+    assert_eq!(up[0].status(), Some(200));
+    let cancel = only(&h.sent_to(addr(CALLEE)), "CANCEL")[0].clone();
+    assert_eq!(cancel.header("Via"), inv.header("Via"));
+
+    h.recv_on(0, addr(CALLEE), &answer(&cancel, 200, "callee"));
+    h.recv_on(1, addr(CALLEE), &answer(&inv, 487, "callee"));
+    assert_eq!(only(&h.sent_to(addr(CALLEE)), "ACK").len(), 1);
+    let up = h.sent_to(addr(CALLER));
+    assert_eq!(up.len(), 1, "{up:?}");
+    assert_eq!(up[0].status(), Some(487));
+    assert!(up[0].header("To").unwrap().contains("tag=callee"));
+
+    // Without an ACK, Timer G resends it at T1.
+    h.advance(500);
+    assert_eq!(only(&h.sent_to(addr(CALLER)), "SIP/2.0 487").len(), 1);
+    // The ACK, to the other worker: absorbed by the transaction.
+    h.recv_on(
+        0,
+        addr(CALLER),
+        &request("ACK", "c1", "ACK", Some("callee")),
+    );
+    h.advance(5000);
+    assert!(h.sent().is_empty(), "nothing after the ACK");
+    assert_eq!(h.counter("tm_acks_absorbed"), 1);
+    assert_eq!(h.counter("acks_absorbed"), 0, "not the SL filter's");
+}
+
+#[test]
+fn a_200_crossing_the_cancel_goes_up_alone() {
+    let mut h = Harness::new(&config(&relay_to(CALLEE), "failure_route[1] { }"), 1);
+    h.recv(addr(CALLER), &invite("race"));
+    let inv = only(&h.sent_to(addr(CALLEE)), "INVITE")[0].clone();
+    h.recv(addr(CALLEE), &answer(&inv, 180, "callee"));
+    h.recv(addr(CALLER), &request("CANCEL", "race", "CANCEL", None));
+    let cancel = only(&h.sent_to(addr(CALLEE)), "CANCEL")[0].clone();
+    h.recv(addr(CALLEE), &answer(&inv, 200, "callee"));
+    h.recv(addr(CALLEE), &answer(&cancel, 481, "callee"));
+    h.advance(40_000);
+    let up = h.sent_to(addr(CALLER));
+    let finals: Vec<_> = up
+        .iter()
+        .filter_map(Sent::status)
+        .filter(|c| *c >= 200)
+        .collect();
+    // The CANCEL's 200, then the callee's 200: never a 487.
+    assert_eq!(finals, [200, 200], "{up:?}");
+}
+
+#[test]
+fn a_cancelled_branch_silent_for_64_t1_ends_with_a_local_487() {
+    let cfg = config(&relay_to(CALLEE), "failure_route[1] { }")
+        .replace("\"fr_inv_timer\", 10000", "\"fr_inv_timer\", 120000");
+    let mut h = Harness::new(&cfg, 1);
+    h.recv(addr(CALLER), &invite("silent"));
+    let inv = only(&h.sent_to(addr(CALLEE)), "INVITE")[0].clone();
+    h.recv(addr(CALLEE), &answer(&inv, 180, "callee"));
+    h.sent();
+    let t0 = h.now_ms;
+    h.recv(addr(CALLER), &request("CANCEL", "silent", "CANCEL", None));
+    let mut when = None;
+    while h.now_ms - t0 < 40_000 && when.is_none() {
+        h.advance(10);
+        if !only(&h.sent_to(addr(CALLER)), "SIP/2.0 487").is_empty() {
+            when = Some(h.now_ms - t0);
+        }
+    }
+    assert_eq!(when, Some(64 * 500), "§9.1: 64*T1 after the CANCEL");
+}
+
+#[test]
+fn failure_route_forks_only_to_the_appended_branch() {
+    let more =
+        format!("failure_route[1] {{ append_branch(\"sip:bob@127.0.0.1:{OTHER}\"); t_relay(); }}");
+    let mut h = Harness::new(&config(&relay_to(CALLEE), &more), 1);
+    h.recv(addr(CALLER), &invite("fr"));
+    let inv = only(&h.sent_to(addr(CALLEE)), "INVITE")[0].clone();
+    h.recv(addr(CALLEE), &answer(&inv, 486, "busy"));
+    assert_eq!(
+        only(&h.sent_to(addr(CALLEE)), "INVITE").len(),
+        0,
+        "the failed destination is not tried again"
+    );
+    let second = only(&h.sent_to(addr(OTHER)), "INVITE")[0].clone();
+    assert!(second.first_line().contains(&format!(":{OTHER} ")));
+    h.recv(addr(OTHER), &answer(&second, 200, "other"));
+    let up = h.sent_to(addr(CALLER));
+    assert!(up.iter().any(|s| s.status() == Some(200)), "{up:?}");
+    assert!(!up.iter().any(|s| s.status() == Some(486)), "{up:?}");
+}
+
+#[test]
+fn a_refused_send_ends_the_branch_with_477_and_failure_route_runs() {
+    let more = format!(
+        "failure_route[1] {{ if (status == \"477\") {{ rewritehostport(\"127.0.0.1:{OTHER}\"); t_relay(); }} }}"
+    );
+    let mut h = Harness::new(&config(&relay_to(CALLEE), &more), 1);
+    h.unreachable(addr(CALLEE));
+    let t0 = h.now_ms;
+    h.recv(addr(CALLER), &invite("refused"));
+    // At once: no retransmission into the error, no timer.
+    assert_eq!(h.now_ms, t0);
+    assert_eq!(only(&h.sent_to(addr(OTHER)), "INVITE").len(), 1);
+    assert_eq!(h.counter("tm_send_failed"), 1);
+    h.advance(3000);
+    assert!(
+        h.sent_to(addr(CALLEE)).is_empty(),
+        "never sent to, never retried"
+    );
+}
+
+#[test]
+fn with_no_branch_sent_the_caller_gets_503_at_once() {
+    let mut h = Harness::new(&config(&relay_to(CALLEE), "failure_route[1] { }"), 1);
+    h.unreachable(addr(CALLEE));
+    h.recv(addr(CALLER), &invite("none"));
+    let up = h.sent_to(addr(CALLER));
+    let finals: Vec<_> = up
+        .iter()
+        .filter_map(Sent::status)
+        .filter(|c| *c >= 200)
+        .collect();
+    assert_eq!(finals, [503], "{up:?}");
+}
