@@ -14,100 +14,67 @@ use crate::modules::tm::Table;
 use crate::modules::tm::blocklist::Blocklist;
 use crate::modules::usrloc::Location;
 
-/// Counter names; the index of each is its [`Counter`] value.
-pub const COUNTER_NAMES: &[&str] = &[
-    "received",
-    "forwarded_requests",
-    "forwarded_replies",
-    "sl_replies",
-    "acks_absorbed",
-    "parse_errors",
-    "bad_requests",
-    "too_big",
-    "replies_not_ours",
-    "rcv_replies_1xx",
-    "rcv_replies_2xx",
-    "rcv_replies_3xx",
-    "rcv_replies_4xx",
-    "rcv_replies_5xx",
-    "rcv_replies_6xx",
-    "dropped",
-    "script_errors",
-    "send_errors",
-    "sl_table_evicted",
-    "locks_recovered",
-    "tm_transactions",
-    "tm_retransmissions_absorbed",
-    "tm_acks_absorbed",
-    "tm_table_full",
-    "tm_replies_late",
-    "tm_local_replies",
-    "tm_blocklisted",
-    "tm_blocklist_added",
-    "tm_cancel_unmatched",
-    "tm_send_failed",
-    "tm_timer_lag",
-    "registrar_accepted",
-    "registrar_rejected",
-    "usrloc_table_full",
-    "usrloc_expired",
-    "usrloc_db_errors",
-    "auth_failures",
-    "dispatcher_selected",
-    "dispatcher_no_destination",
-    "dispatcher_probes_sent",
-    "dispatcher_probes_failed",
-    "dispatcher_state_changes",
-];
+/// Declares [`Counter`] and [`COUNTER_NAMES`] from one list, so a
+/// counter cannot lack its name (or the names drift out of order).
+macro_rules! counters {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
+        #[derive(Debug, Clone, Copy)]
+        #[repr(usize)]
+        pub enum Counter {
+            $($(#[$doc])* $variant,)*
+        }
 
-#[derive(Debug, Clone, Copy)]
-#[repr(usize)]
-pub enum Counter {
-    Received,
-    ForwardedRequests,
-    ForwardedReplies,
-    SlReplies,
-    AcksAbsorbed,
-    ParseErrors,
-    BadRequests,
-    TooBig,
-    RepliesNotOurs,
+        /// Counter names; the index of each is its [`Counter`] value.
+        pub const COUNTER_NAMES: &[&str] = &[$($name,)*];
+    };
+}
+
+counters! {
+    Received => "received",
+    ForwardedRequests => "forwarded_requests",
+    ForwardedReplies => "forwarded_replies",
+    SlReplies => "sl_replies",
+    AcksAbsorbed => "acks_absorbed",
+    ParseErrors => "parse_errors",
+    BadRequests => "bad_requests",
+    TooBig => "too_big",
+    RepliesNotOurs => "replies_not_ours",
     /// The first of six, by class (Kamailio's `rcv_replies_Nxx`).
-    RcvReplies1xx,
-    RcvReplies2xx,
-    RcvReplies3xx,
-    RcvReplies4xx,
-    RcvReplies5xx,
-    RcvReplies6xx,
-    Dropped,
-    ScriptErrors,
-    SendErrors,
-    SlTableEvicted,
-    LocksRecovered,
-    TmTransactions,
-    TmRetransmissionsAbsorbed,
-    TmAcksAbsorbed,
-    TmTableFull,
-    TmRepliesLate,
-    TmLocalReplies,
-    TmBlocklisted,
-    TmBlocklistAdded,
-    TmCancelUnmatched,
+    RcvReplies1xx => "rcv_replies_1xx",
+    RcvReplies2xx => "rcv_replies_2xx",
+    RcvReplies3xx => "rcv_replies_3xx",
+    RcvReplies4xx => "rcv_replies_4xx",
+    RcvReplies5xx => "rcv_replies_5xx",
+    RcvReplies6xx => "rcv_replies_6xx",
+    Dropped => "dropped",
+    ScriptErrors => "script_errors",
+    SendErrors => "send_errors",
+    SlTableEvicted => "sl_table_evicted",
+    LocksRecovered => "locks_recovered",
+    TmTransactions => "tm_transactions",
+    TmRetransmissionsAbsorbed => "tm_retransmissions_absorbed",
+    TmAcksAbsorbed => "tm_acks_absorbed",
+    TmTableFull => "tm_table_full",
+    TmRepliesLate => "tm_replies_late",
+    TmLocalReplies => "tm_local_replies",
+    TmBlocklisted => "tm_blocklisted",
+    TmBlocklistAdded => "tm_blocklist_added",
+    TmCancelUnmatched => "tm_cancel_unmatched",
     /// A branch whose request could not be sent (it ended with 477).
-    TmSendFailed,
+    TmSendFailed => "tm_send_failed",
     /// A tick of the timer process left due transactions for the next.
-    TmTimerLag,
-    RegistrarAccepted,
-    RegistrarRejected,
-    UsrlocTableFull,
-    UsrlocExpired,
-    UsrlocDbErrors,
-    AuthFailures,
-    DispatcherSelected,
-    DispatcherNoDestination,
-    DispatcherProbesSent,
-    DispatcherProbesFailed,
-    DispatcherStateChanges,
+    TmTimerLag => "tm_timer_lag",
+    RegistrarAccepted => "registrar_accepted",
+    RegistrarRejected => "registrar_rejected",
+    UsrlocTableFull => "usrloc_table_full",
+    UsrlocExpired => "usrloc_expired",
+    UsrlocDbErrors => "usrloc_db_errors",
+    AuthFailures => "auth_failures",
+    DispatcherSelected => "dispatcher_selected",
+    DispatcherNoDestination => "dispatcher_no_destination",
+    DispatcherProbesSent => "dispatcher_probes_sent",
+    DispatcherProbesFailed => "dispatcher_probes_failed",
+    DispatcherStateChanges => "dispatcher_state_changes",
 }
 
 /// Share of the region given to the table of unsigned stateless replies.
