@@ -11,8 +11,7 @@ use crate::sip::Message;
 
 use super::uri_ops::{Rewrite, RewriteError, rewrite};
 
-/// SER's MAX_BRANCHES: the destination set's size, the current URI included.
-pub const MAX_BRANCHES: usize = 12;
+pub use crate::sip::limits::MAX_BRANCHES;
 
 /// Text edits (textops, rr) one message may carry; the rest of the proxy's
 /// edit budget (`sip::limits::MAX_EDITS`) stays for Via, Record-Route and

@@ -9,6 +9,7 @@ pub mod dns;
 mod harness;
 #[cfg(test)]
 mod harness_tests;
+pub mod limits;
 mod log_limit;
 pub mod master;
 pub mod proxy;

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use rser_shm::{Carver, Counters, Region};
 
+use super::limits::BLOCKLIST_ENTRIES;
 use crate::modules::auth::nonce::NonceCounts;
 use crate::modules::dispatcher::state::DsShared;
 use crate::modules::sl::{AckFilter, Signature};
@@ -85,8 +86,6 @@ const TM_SHARE: usize = 2;
 /// Share given to usrloc's bindings: a quarter beside tm, else half.
 const USRLOC_SHARE_WITH_TM: usize = 4;
 const USRLOC_SHARE: usize = 2;
-/// Addresses the destination blocklist holds at once.
-const BLOCKLIST_ENTRIES: usize = 4096;
 /// Share given to auth's nonce counts (one slot per nonce in flight).
 const NONCE_SHARE: usize = 64;
 

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 
 use arrayvec::ArrayVec;
 
+use super::limits::{TIMER_BATCH, TIMER_ROUNDS};
 use super::proxy;
 use super::shared::Counter;
 use super::worker::{Worker, now_ms};
@@ -25,12 +26,6 @@ use crate::modules::tm::txn::{Branch, BranchState, Effect, Kind, MAX_BRANCHES, T
 use crate::script::MsgCtx;
 use crate::sip::build::write_reply;
 use crate::sip::{Message, Method};
-
-/// Transactions the timer process takes off the wheel at a time.
-const TIMER_BATCH: usize = 256;
-/// Batches per 10 ms tick before the rest waits for the next tick:
-/// 256 * 64 per tick, 1.6 million transactions a second.
-const TIMER_ROUNDS: usize = 64;
 
 /// A transaction as the processes name it: bucket, slot and generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

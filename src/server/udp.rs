@@ -11,8 +11,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use crate::modules::tm::key::BranchId;
 use crate::sip::limits::MAX_DATAGRAM;
 
-/// Datagrams per system call.
-pub const BATCH: usize = 32;
+pub use super::limits::BATCH;
 
 /// Receive buffers: one byte more than the largest datagram, so a
 /// truncated one is recognised by its length.

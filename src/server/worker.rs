@@ -77,8 +77,7 @@ const REPLIES_OR_RELAYS: &[Func] = &[
     Func::TReply,
 ];
 
-/// Most listen sockets a server serves.
-pub const MAX_SOCKETS: usize = 16;
+pub use super::limits::MAX_SOCKETS;
 
 /// Milliseconds on the system-wide monotonic clock (the same in every
 /// process, unlike `Instant`'s opaque value).
@@ -289,11 +288,11 @@ impl<'a> Worker<'a> {
 
     /// Sends what the batch produced, then deals with what could not be
     /// sent: a tm branch ends (which may produce a reply upstream, sent in
-    /// a further round, three at most), anything else is counted and
+    /// a further round, `SEND_ROUNDS` at most), anything else is counted and
     /// logged at most once a second.
     pub(super) fn flush(&mut self) {
         let mut failures = std::mem::take(&mut self.send_failures);
-        for _ in 0..3 {
+        for _ in 0..super::limits::SEND_ROUNDS {
             if self.outbox.is_empty() {
                 break;
             }

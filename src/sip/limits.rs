@@ -30,3 +30,8 @@ pub const MAX_EDITS: usize = 16;
 
 /// Scratch bytes an edit set may format (branches, received addresses, numbers).
 pub const EDIT_SCRATCH: usize = 512;
+
+/// SER's MAX_BRANCHES: the destination set's size (the current URI
+/// included), and the branches one transaction may have over its life
+/// (failure-route branches included).
+pub const MAX_BRANCHES: usize = 12;

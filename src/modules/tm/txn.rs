@@ -11,9 +11,7 @@ use rser_shm::Chain;
 
 use super::peer::Peer;
 
-/// Branches one transaction may have over its life (SER's MAX_BRANCHES),
-/// failure-route branches included.
-pub const MAX_BRANCHES: usize = 12;
+pub use crate::sip::limits::MAX_BRANCHES;
 
 /// A branch whose request could not be sent ends with this code
 /// (Kamailio's 477, "Unfortunately error on sending to next hop occurred").
