@@ -246,11 +246,23 @@ fn with_auth_our_users_are_challenged_before_going_out() {
     assert_eq!(status(&r), Some(407), "{r}");
     assert!(expect(&elsewhere, "INVITE", Duration::from_millis(300)).is_none());
     let creds = credentials(&r, "INVITE", &uri);
-    caller.send(
-        server.addr,
-        &invite(&caller, &uri, from, "auth-out-2", &creds),
+    let inv = invite(&caller, &uri, from, "auth-out-2", &creds);
+    caller.send(server.addr, &inv);
+    let (got, _) = expect(&elsewhere, "INVITE", SEC).expect("relayed once authenticated");
+    assert!(
+        header(&got, "Proxy-Authorization").is_none(),
+        "consume_credentials: the next hop never sees alice's digest"
     );
-    expect(&elsewhere, "INVITE", SEC).expect("relayed once authenticated");
+    // It rings; the caller gives up: the CANCEL is not challenged.
+    elsewhere.send(server.addr, &common::answer(&got, 180, "Ringing", "dave"));
+    expect(&caller, "SIP/2.0 180", SEC).expect("180 upstream");
+    let cancel = inv
+        .replacen("INVITE ", "CANCEL ", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    caller.send(server.addr, &cancel);
+    let (ok, _) = expect(&caller, "SIP/2.0", SEC).expect("the CANCEL answered");
+    assert_eq!(status(&ok), Some(200), "{ok}");
+    expect(&elsewhere, "CANCEL", SEC).expect("the CANCEL relayed");
     // Strangers still may not relay, and are not challenged for it.
     caller.send(
         server.addr,

@@ -1,19 +1,19 @@
 //! Counters in shared memory: one row of `u64`s per worker slot, so workers
-//! never contend on a counter; readers sum the rows.
+//! never contend on a counter; readers sum the rows. Rows are padded to
+//! [`CACHE_PAD`](crate::CACHE_PAD), so two processes never write one
+//! cache line.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::region::Carver;
+use super::region::{Carver, Slice};
 
 pub struct Counters {
-    cells: *const AtomicU64,
+    cells: Slice<AtomicU64>,
     slots: usize,
+    /// Cells per row: the counters, padded to a whole cache line.
+    stride: usize,
     names: &'static [&'static str],
 }
-
-// SAFETY: the cells are atomics in a region that outlives every user.
-unsafe impl Send for Counters {}
-unsafe impl Sync for Counters {}
 
 impl Counters {
     /// Carves `slots` rows of `names.len()` counters.
@@ -22,19 +22,20 @@ impl Counters {
         slots: usize,
         names: &'static [&'static str],
     ) -> Option<Counters> {
-        let cells = carver.carve::<AtomicU64>(slots * names.len())?;
-        // Zeroed memory is a valid AtomicU64 of 0.
+        let per_line = (crate::CACHE_PAD / size_of::<AtomicU64>()).max(1);
+        let stride = names.len().div_ceil(per_line).max(1) * per_line;
+        let cells = carver.slice(slots * stride, |_| AtomicU64::new(0))?;
         Some(Counters {
             cells,
             slots,
+            stride,
             names,
         })
     }
 
     fn cell(&self, slot: usize, counter: usize) -> &AtomicU64 {
         assert!(slot < self.slots && counter < self.names.len());
-        // SAFETY: in bounds (checked above) of the carved array.
-        unsafe { &*self.cells.add(slot * self.names.len() + counter) }
+        &self.cells[slot * self.stride + counter]
     }
 
     pub fn add(&self, slot: usize, counter: usize, n: u64) {

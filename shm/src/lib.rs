@@ -19,4 +19,11 @@ pub use counters::Counters;
 pub use freelist::FreeList;
 pub use lock::{LockGuard, RobustMutex};
 pub use pool::{Chain, Pool};
-pub use region::{Carver, Region};
+pub use region::{Carver, Region, Slice};
+
+/// The span a hot shared word is padded to so that processes do not
+/// false-share its cache line (crossbeam's `CachePadded`: 128 bytes on
+/// x86_64, where the adjacent line is prefetched too).
+pub const CACHE_PAD: usize = std::mem::align_of::<crossbeam::utils::CachePadded<u8>>();
+
+pub use crossbeam::utils::CachePadded;

@@ -96,7 +96,8 @@ impl Carver<'_> {
     /// too small. The memory is zeroed (a fresh memfd), not initialised as
     /// `T`: the caller initialises it before use.
     pub fn carve<T>(&mut self, count: usize) -> Option<*mut T> {
-        let align = align_of::<T>().max(64); // cache line: no false sharing
+        // Each piece on its own cache lines: no false sharing between them.
+        let align = align_of::<T>().max(crate::CACHE_PAD);
         let start = self.next.checked_add(align - 1)? / align * align;
         let end = start.checked_add(size_of::<T>().checked_mul(count)?)?;
         if end > self.region.len() {
@@ -107,9 +108,65 @@ impl Carver<'_> {
         Some(unsafe { self.region.base().add(start).cast::<T>() })
     }
 
+    /// `len` values of `T` made by `init(i)`, as a slice every process
+    /// mapping the region shares; `None` when the region is too small.
+    /// For what processes share without a lock: atomics, plain `Sync` data.
+    pub fn slice<T: Sync>(
+        &mut self,
+        len: usize,
+        mut init: impl FnMut(usize) -> T,
+    ) -> Option<Slice<T>> {
+        let ptr = self.carve::<T>(len)?;
+        for i in 0..len {
+            // SAFETY: `ptr` has room for `len` values of `T`, fresh and not
+            // yet shared with anyone.
+            unsafe { ptr.add(i).write(init(i)) };
+        }
+        Some(Slice { ptr, len })
+    }
+
+    /// One value of `T`, shared as [`Carver::slice`]'s are.
+    pub fn one<T: Sync>(&mut self, value: T) -> Option<Slice<T>> {
+        let mut v = Some(value);
+        self.slice(1, |_| v.take().expect("one value"))
+    }
+
     /// Bytes used so far, header included.
     pub fn used(&self) -> usize {
         self.next
+    }
+}
+
+/// Values carved once from a region and shared by every process that
+/// maps it: `&[T]` through `Deref`, with no `unsafe` for its users.
+///
+/// The region is mapped for the whole life of the server (and of any test
+/// that carves it) and never unmapped while its slices are used; that is
+/// the invariant the `Deref` relies on.
+pub struct Slice<T> {
+    ptr: *mut T,
+    len: usize,
+}
+
+impl<T> Clone for Slice<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Slice<T> {}
+
+// SAFETY: the values are `Sync` (atomics or read-only data) and live in a
+// mapping that outlives every user.
+unsafe impl<T: Sync> Send for Slice<T> {}
+unsafe impl<T: Sync> Sync for Slice<T> {}
+
+impl<T> std::ops::Deref for Slice<T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        // SAFETY: `len` initialised values at `ptr`, in a live mapping.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 }
 

@@ -209,6 +209,7 @@ pub enum Func {
     ProxyChallenge,
     CheckTo,
     CheckFrom,
+    ConsumeCredentials,
     // dispatcher
     DsSelectDst,
     DsSelectDomain,
@@ -310,6 +311,13 @@ pub const FUNCS: &[FuncDef] = &[
     def("proxy_challenge", Func::ProxyChallenge, &["auth"], 2, 2),
     def("check_to", Func::CheckTo, AUTH_DB, 0, 0),
     def("check_from", Func::CheckFrom, AUTH_DB, 0, 0),
+    def(
+        "consume_credentials",
+        Func::ConsumeCredentials,
+        &["auth"],
+        0,
+        0,
+    ),
     def("ds_select_dst", Func::DsSelectDst, DS, 2, 3),
     def("ds_select_domain", Func::DsSelectDomain, DS, 2, 3),
     def("ds_next_dst", Func::DsNextDst, DS, 0, 0),

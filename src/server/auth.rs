@@ -35,6 +35,8 @@ pub struct AuthState {
     stale: bool,
     user: Vec<u8>,
     realm: Vec<u8>,
+    /// Whether those credentials came in Proxy-Authorization.
+    proxy: bool,
     /// Failed attempts logged at most once a second per source.
     failure_log: PerSource,
 }
@@ -55,6 +57,7 @@ impl AuthState {
             stale: false,
             user: Vec::new(),
             realm: Vec::new(),
+            proxy: false,
             failure_log: PerSource::default(),
         }
     }
@@ -189,8 +192,10 @@ impl Worker<'_> {
         };
         let r = self.authorize_in(ctx, realm, table, proxy, &mut a);
         if let Err(why) = r {
-            self.count(Counter::AuthFailures);
+            // The usual first request, before any challenge, is not a
+            // failure; everything else is counted and logged.
             if why != Failure::NoCredentials {
+                self.count(Counter::AuthFailures);
                 log_failure(ctx, realm, why, &mut a.failure_log, self.now_ms);
             }
         }
@@ -299,6 +304,7 @@ impl Worker<'_> {
         a.user.extend_from_slice(user);
         a.realm.clear();
         a.realm.extend_from_slice(realm);
+        a.proxy = proxy;
         Ok(())
     }
 
@@ -347,6 +353,34 @@ impl Worker<'_> {
         self.text.extend_from_slice(reason);
         self.reply_any(ctx, code);
         1
+    }
+
+    /// `consume_credentials()` (Kamailio's auth): the credentials that
+    /// authorized this request are not relayed onward, so the next hop
+    /// never sees the user's digest. False when nothing was authorized.
+    pub(super) fn consume_credentials(&self, ctx: &mut MsgCtx<'_, '_>) -> i32 {
+        let Some(a) = &self.auth else { return -1 };
+        if a.user.is_empty() {
+            return -1;
+        }
+        let msg = ctx.msg;
+        let kind = match a.proxy {
+            true => crate::sip::HeaderKind::ProxyAuthorization,
+            false => crate::sip::HeaderKind::Authorization,
+        };
+        let mut removed = false;
+        for h in msg.all(kind) {
+            let ours = crate::sip::DigestCredentials::parse(msg.value(h))
+                .is_ok_and(|c| c.realm.is_some_and(|r| r.eq_ignore_ascii_case(&a.realm)));
+            if ours {
+                removed |= ctx.add_edit(crate::script::ctx::TextEdit {
+                    start: usize::from(h.line.start),
+                    end: usize::from(h.line.end),
+                    text: Vec::new(),
+                });
+            }
+        }
+        if removed { 1 } else { -1 }
     }
 
     /// `check_to()` / `check_from()`: the authenticated user is the To

@@ -70,6 +70,7 @@ const AUTH_FUNCS: &[Func] = &[
     Func::ProxyChallenge,
     Func::CheckTo,
     Func::CheckFrom,
+    Func::ConsumeCredentials,
 ];
 
 /// Module parameters the checker accepts (SER and Kamailio configs set

@@ -57,6 +57,7 @@ pub const SUPPORTED: &[Func] = &[
     Func::ProxyChallenge,
     Func::CheckTo,
     Func::CheckFrom,
+    Func::ConsumeCredentials,
     Func::DsSelectDst,
     Func::DsSelectDomain,
     Func::DsNextDst,
@@ -741,6 +742,7 @@ impl Host for Worker<'_> {
             }
             (Func::CheckTo, []) => self.check_user(ctx, true),
             (Func::CheckFrom, []) => self.check_user(ctx, false),
+            (Func::ConsumeCredentials, []) => self.consume_credentials(ctx),
             (Func::Lookup, [Param::Str(table)]) => self.lookup(ctx, table),
             (
                 Func::DsSelectDst | Func::DsSelectDomain,
