@@ -1,8 +1,9 @@
-//! A next hop the kernel cannot send to (no route: ENETUNREACH), through
-//! the real binary in a private network namespace: a tm branch ends at
-//! once with 477 (503 upstream when no branch went out), failure_route
-//! runs on it, the blocklist takes the address; a stateless forward()
-//! returns false so sl_reply_error() answers 477.
+//! A next hop the kernel cannot send to (no route: ENETUNREACH, in a
+//! private network namespace; a closed port: ICMP port unreachable, on
+//! loopback) through the real binary: a tm branch ends at once with 477
+//! (503 upstream when no branch went out), failure_route runs on it, the
+//! blocklist takes the address; a stateless forward() returns false so
+//! sl_reply_error() answers 477.
 
 mod common;
 
@@ -131,4 +132,32 @@ fn a_stateless_forward_to_an_unreachable_hop_returns_false() {
     let (r, _) = final_within(&caller, "unreach-sl", Duration::from_secs(2))
         .expect("sl_reply_error answers");
     assert_eq!(status(&r), Some(477), "{r}");
+}
+
+/// A port nobody listens on, on loopback: the kernel answers our send
+/// with ICMP port unreachable, which the server reads from the socket's
+/// error queue (IP_RECVERR). No namespace needed.
+#[test]
+fn a_closed_port_ends_the_branch_at_once() {
+    let closed = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap()
+    };
+    let dir = temp_dir("closed-port");
+    let sock = dir.join("ctl.sock");
+    let route = format!("rewritehostport(\"{closed}\");\nt_relay();");
+    let rser = Server::start(
+        &tm_config("", &route, ""),
+        2,
+        &["-s", sock.to_str().unwrap()],
+    );
+    let caller = Peer::new();
+    caller.send(rser.addr, &invite(&caller, "closed-1"));
+    // fr_timer is 30 s: a final reply within 3 s came from the ICMP error.
+    let (r, _) = final_within(&caller, "closed-1", Duration::from_secs(3)).expect("a final reply");
+    assert_eq!(status(&r), Some(503), "{r}");
+    let stats = rpc(&sock, "stats.get", json!([]))["result"].clone();
+    assert_eq!(stats["tm"]["tm_send_failed"], 1, "{stats}");
+    // Ended before Timer A's first retransmission: sent once.
+    assert_eq!(stats["core"]["forwarded_requests"], 1, "{stats}");
 }

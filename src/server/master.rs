@@ -48,6 +48,9 @@ fn bind_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
     }
     let _ = s.set_recv_buffer_size(RCVBUF_BYTES);
     let _ = s.set_send_buffer_size(RCVBUF_BYTES);
+    // ICMP errors for what we send are queued for us to read, so a next
+    // hop's closed port ends its branch at once (see udp::read_errors).
+    super::udp::enable_recv_errors(std::os::fd::AsRawFd::as_raw_fd(&s), addr.is_ipv6())?;
     s.bind(&addr.into())?;
     Ok(s.into())
 }

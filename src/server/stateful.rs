@@ -334,6 +334,8 @@ impl Worker<'_> {
     ) {
         for si in 0..self.sockets.len() {
             self.in_sock = si;
+            // Its own sockets' ICMP errors (retransmissions, probes).
+            self.read_refusals(si);
             for _ in 0..4 {
                 let fd = std::os::fd::AsRawFd::as_raw_fd(&self.sockets[si]);
                 let Ok(n) = rx.recv(fd, true) else { break };

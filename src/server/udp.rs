@@ -130,6 +130,116 @@ impl Default for RxBatch {
     }
 }
 
+/// Asks the kernel to queue the ICMP errors a socket's datagrams draw
+/// (IP_RECVERR / IPV6_RECVERR): on an unconnected UDP socket that is the
+/// only way to learn that a next hop's port is closed (ECONNREFUSED) or
+/// its host unreachable, and so to end a branch at once.
+pub fn enable_recv_errors(fd: RawFd, v6: bool) -> io::Result<()> {
+    let (level, name) = match v6 {
+        true => (libc::IPPROTO_IPV6, libc::IPV6_RECVERR),
+        false => (libc::IPPROTO_IP, libc::IP_RECVERR),
+    };
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket option value of the stated size.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&on as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Whether a receive failed only because an ICMP error is pending on the
+/// socket (read it with [`read_errors`]).
+pub fn is_icmp_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EHOSTDOWN)
+    )
+}
+
+/// One datagram an ICMP error came back for: where it went, the start of
+/// it as the ICMP message quoted it (enough for its request line and top
+/// Via), and the error.
+#[derive(Debug)]
+pub struct Refused {
+    pub dest: SocketAddr,
+    pub head: Vec<u8>,
+    pub error: io::Error,
+}
+
+/// Bytes of a refused datagram kept: an ICMP error quotes at most 576
+/// bytes (IPv4) of it anyway.
+const REFUSED_HEAD: usize = 1024;
+/// Errors read per call: the queue is bounded by the socket's buffer.
+const REFUSED_PER_CALL: usize = 64;
+
+/// Reads the socket's error queue without blocking (at most
+/// [`REFUSED_PER_CALL`] entries) into `out`.
+pub fn read_errors(fd: RawFd, out: &mut Vec<Refused>) {
+    out.clear();
+    let mut buf = [0u8; REFUSED_HEAD];
+    let mut control = [0u64; 64];
+    for _ in 0..REFUSED_PER_CALL {
+        // SAFETY: all-zero is a valid sockaddr_storage / msghdr.
+        let mut name: libc::sockaddr_storage = unsafe { zeroed() };
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let mut h: libc::msghdr = unsafe { zeroed() };
+        h.msg_name = (&mut name as *mut libc::sockaddr_storage).cast();
+        h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        h.msg_iov = &mut iov;
+        h.msg_iovlen = 1;
+        h.msg_control = control.as_mut_ptr().cast();
+        h.msg_controllen = size_of_val(&control);
+        // SAFETY: every pointer in `h` is live and sized as stated.
+        let n = unsafe { libc::recvmsg(fd, &mut h, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
+        if n < 0 {
+            return; // empty (EAGAIN), or nothing more to learn
+        }
+        let Some(dest) = to_socket_addr(&name) else {
+            continue;
+        };
+        let errno = extended_errno(&h).unwrap_or(libc::ECONNREFUSED);
+        out.push(Refused {
+            dest,
+            head: buf[..(n as usize).min(buf.len())].to_vec(),
+            error: io::Error::from_raw_os_error(errno),
+        });
+    }
+}
+
+/// The errno of the `sock_extended_err` in an error-queue message.
+fn extended_errno(h: &libc::msghdr) -> Option<i32> {
+    // SAFETY: CMSG_* walk the control buffer recvmsg filled, within
+    // msg_controllen.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(h);
+        while !c.is_null() {
+            let level = (*c).cmsg_level;
+            let kind = (*c).cmsg_type;
+            if (level == libc::IPPROTO_IP && kind == libc::IP_RECVERR)
+                || (level == libc::IPPROTO_IPV6 && kind == libc::IPV6_RECVERR)
+            {
+                let ee = libc::CMSG_DATA(c).cast::<libc::sock_extended_err>();
+                return Some(std::ptr::read_unaligned(ee).ee_errno as i32);
+            }
+            c = libc::CMSG_NXTHDR(h, c);
+        }
+    }
+    None
+}
+
 /// A datagram the kernel refused (no route, ICMP unreachable), with the
 /// tm branch whose request it was, if any.
 #[derive(Debug, Clone, Copy)]

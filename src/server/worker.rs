@@ -171,6 +171,8 @@ pub struct Worker<'a> {
     /// Failed sends: logged at most once a second; the list reused.
     send_log: LogLimit,
     send_failures: Vec<super::udp::SendFailure>,
+    /// ICMP errors read from a socket's error queue (reused).
+    refused: Vec<super::udp::Refused>,
     /// Next hops the kernel took a datagram for lately: a stateless
     /// forward() to any other is sent at once, so the script learns of a
     /// failure.
@@ -240,6 +242,7 @@ impl<'a> Worker<'a> {
             full_log: LogLimit::default(),
             send_log: LogLimit::default(),
             send_failures: Vec::new(),
+            refused: Vec::new(),
             reachable: Reachable::default(),
             reads_own: false,
             // Checked at start: the parameters are good here.
@@ -268,6 +271,11 @@ impl<'a> Worker<'a> {
                     Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) if super::udp::is_icmp_error(&e) => {
+                        self.now_ms = now_ms();
+                        self.read_refusals(si);
+                        continue;
+                    }
                     Err(e) => {
                         log::error!("receive failed: {e}");
                         std::thread::sleep(std::time::Duration::from_millis(10));
@@ -302,22 +310,49 @@ impl<'a> Worker<'a> {
             }
             self.outbox.take_failures(&mut failures);
             for f in &failures {
-                self.count(Counter::SendErrors);
-                self.reachable.forget(f.dest);
-                if let Some(held) = self.send_log.allow(self.now_ms) {
-                    log::error!(
-                        "send to {} failed: {}{}",
-                        f.dest,
-                        std::io::Error::from(f.error),
-                        super::log_limit::held_text(held)
-                    );
-                }
-                if let Some(id) = f.branch {
-                    self.tm_send_failed(id, f.dest);
-                }
+                self.send_refused(f.dest, &std::io::Error::from(f.error), f.branch);
             }
         }
         self.send_failures = failures;
+    }
+
+    /// The ICMP errors queued on socket `si` (RFC 1122's port or host
+    /// unreachable for something we sent): each is a failed send, as if
+    /// `sendto` had said so; then what that produced is sent.
+    pub(super) fn read_refusals(&mut self, si: usize) {
+        let mut got = std::mem::take(&mut self.refused);
+        super::udp::read_errors(self.sockets[si].as_raw_fd(), &mut got);
+        for r in &got {
+            let branch = crate::modules::tm::key::BranchId::in_head(&r.head);
+            self.send_refused(r.dest, &r.error, branch);
+        }
+        let any = !got.is_empty();
+        self.refused = got;
+        if any {
+            self.flush();
+        }
+    }
+
+    /// A datagram to `dest` the kernel refused: counted, logged at most
+    /// once a second, the hop no longer taken for reachable; a tm
+    /// branch's request ends the branch (477).
+    fn send_refused(
+        &mut self,
+        dest: SocketAddr,
+        error: &std::io::Error,
+        branch: Option<crate::modules::tm::key::BranchId>,
+    ) {
+        self.count(Counter::SendErrors);
+        self.reachable.forget(dest);
+        if let Some(held) = self.send_log.allow(self.now_ms) {
+            log::error!(
+                "send to {dest} failed: {error}{}",
+                super::log_limit::held_text(held)
+            );
+        }
+        if let Some(id) = branch {
+            self.tm_send_failed(id, dest);
+        }
     }
 
     /// Indices of sockets with data (blocks; with one socket, the receive

@@ -108,6 +108,25 @@ impl BranchId {
         };
         parts.next().is_none().then_some(id)
     }
+
+    /// Ours in the top Via of the start of a request we sent (what an
+    /// ICMP error quotes back, possibly cut short): its request line,
+    /// then our Via, first of the headers.
+    pub fn in_head(head: &[u8]) -> Option<BranchId> {
+        let mut lines = head.split(|&b| b == b'\n').skip(1);
+        let via = lines.find(|l| {
+            let name = l.split(|&b| b == b':').next().unwrap_or_default();
+            let name = name.trim_ascii();
+            name.eq_ignore_ascii_case(b"via") || name.eq_ignore_ascii_case(b"v")
+        })?;
+        let at = memchr::memmem::find(via, b"branch=")? + b"branch=".len();
+        let value = &via[at..];
+        let end = value
+            .iter()
+            .position(|&b| matches!(b, b';' | b',' | b' ' | b'\t' | b'\r'))
+            .unwrap_or(value.len());
+        BranchId::decode(&value[..end])
+    }
 }
 
 #[cfg(test)]
@@ -122,6 +141,31 @@ mod tests {
         Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKabc\n\
         From: <sip:alice@a.example>;tag=1\nTo: <sip:bob@b.example>\n\
         Call-ID: c1\nCSeq: 1 INVITE\nContent-Length: 0\n\n";
+
+    #[test]
+    fn a_quoted_request_names_its_branch() {
+        let id = BranchId {
+            bucket: 0x1a,
+            slot: 7,
+            generation: 3,
+            branch: 1,
+        };
+        let head = format!(
+            "INVITE sip:bob@b.example SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bK{};rport\r\n\
+             Via: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKabc\r\nFrom: <sip:a@",
+            id.encode()
+        );
+        assert_eq!(BranchId::in_head(head.as_bytes()), Some(id));
+        // Cut inside the branch: not ours any more.
+        let cut = &head[..head.find(";rport").unwrap() - 2];
+        assert_eq!(BranchId::in_head(cut.as_bytes()), None);
+        assert_eq!(
+            BranchId::in_head(
+                b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKds.1\r\n"
+            ),
+            None
+        );
+    }
 
     #[test]
     fn ack_and_cancel_find_the_invite() {
