@@ -1,12 +1,19 @@
 #!/bin/sh
-# Installs what the tests need beyond Rust: sipp (Debian's sip-tester).
-# Run as root or with sudo available; does nothing when sipp is there.
+# Installs what the tests need beyond Rust: sipp (Debian's sip-tester) for
+# the interoperability tests, and iproute2 (`ip`) for the tests that run
+# in a private network namespace (`unshare -n`, from util-linux). Run as
+# root or with sudo available; does nothing when both are there.
 set -e
-if command -v sipp >/dev/null 2>&1; then
+missing=""
+command -v sipp >/dev/null 2>&1 || missing="$missing sip-tester"
+command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
+command -v unshare >/dev/null 2>&1 || missing="$missing util-linux"
+if [ -z "$missing" ]; then
     exit 0
 fi
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq || true
-$SUDO apt-get install -y -qq sip-tester
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq $missing
