@@ -5,7 +5,7 @@
 use std::io;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use rser_shm::{Carver, Counters, Region};
+use rser_shm::{Carver, Counters, Region, Slice};
 
 use super::limits::BLOCKLIST_ENTRIES;
 use crate::modules::auth::nonce::NonceCounts;
@@ -101,24 +101,19 @@ pub enum Role {
 /// The master's children, one entry per counter slot: the master writes
 /// each pid as it forks, the control process reads them.
 pub struct Processes {
-    cells: *const AtomicU32,
+    /// Per slot: the pid, then the role.
+    cells: Slice<AtomicU32>,
     slots: usize,
 }
 
-// SAFETY: atomics in a region that outlives every user.
-unsafe impl Send for Processes {}
-unsafe impl Sync for Processes {}
-
 impl Processes {
     fn carve(carver: &mut Carver<'_>, slots: usize) -> Option<Processes> {
-        let cells = carver.carve::<AtomicU32>(slots * 2)?;
+        let cells = carver.slice(slots * 2, |_| AtomicU32::new(0))?;
         Some(Processes { cells, slots })
     }
 
     fn cell(&self, i: usize) -> &AtomicU32 {
-        assert!(i < self.slots * 2);
-        // SAFETY: in bounds of the carved array (checked above).
-        unsafe { &*self.cells.add(i) }
+        &self.cells[i]
     }
 
     pub fn set(&self, slot: usize, pid: u32, role: Role) {

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use arrayvec::ArrayString;
-use rser_shm::Carver;
+use rser_shm::{CachePadded, Carver, Slice};
 use sha2::{Digest, Sha256};
 
 /// Hex digits of a nonce: issue time (8), index (8), signature (24).
@@ -121,29 +121,20 @@ pub fn check(secret: &[u8], nonce: &[u8], now: u64, expire: u64) -> Result<u32, 
 /// (high half) and the highest `nc` seen (low half).
 #[derive(Clone, Copy)]
 pub struct NonceCounts {
-    slots: *const AtomicU64,
+    slots: Slice<AtomicU64>,
     n: u32,
-    next: *const AtomicU32,
+    /// The next index: every challenge in every process bumps it, so it
+    /// has a cache line of its own.
+    next: Slice<CachePadded<AtomicU32>>,
 }
-
-// SAFETY: only atomics, in shared memory that outlives every process.
-unsafe impl Send for NonceCounts {}
-unsafe impl Sync for NonceCounts {}
 
 impl NonceCounts {
     pub const BYTES_PER_SLOT: usize = 8;
 
     pub fn carve(carver: &mut Carver<'_>, n: usize) -> Option<NonceCounts> {
         let n = n.clamp(64, u32::MAX as usize / 2);
-        let slots = carver.carve::<AtomicU64>(n)?;
-        let next = carver.carve::<AtomicU32>(1)?;
-        // SAFETY: freshly carved, not yet shared.
-        unsafe {
-            for i in 0..n {
-                slots.add(i).write(AtomicU64::new(u64::MAX));
-            }
-            next.write(AtomicU32::new(0));
-        }
+        let slots = carver.slice(n, |_| AtomicU64::new(u64::MAX))?;
+        let next = carver.one(CachePadded::new(AtomicU32::new(0)))?;
         Some(NonceCounts {
             slots,
             n: n as u32,
@@ -152,16 +143,14 @@ impl NonceCounts {
     }
 
     fn slot(&self, index: u32) -> &AtomicU64 {
-        // SAFETY: index % n < n, carved and initialised.
-        unsafe { &*self.slots.add((index % self.n) as usize) }
+        &self.slots[(index % self.n) as usize]
     }
 
     /// An index for a new nonce; its slot starts again at count 0. A
     /// slot is reused after `n` newer nonces: its older nonce then
     /// reads as stale.
     pub fn fresh(&self) -> u32 {
-        // SAFETY: carved and initialised.
-        let index = unsafe { &*self.next }.fetch_add(1, Ordering::Relaxed);
+        let index = self.next[0].fetch_add(1, Ordering::Relaxed);
         self.slot(index)
             .store(u64::from(index) << 32, Ordering::Relaxed);
         index

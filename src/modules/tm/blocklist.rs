@@ -9,7 +9,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use rser_shm::Carver;
+use rser_shm::{Carver, Slice};
 use xxhash_rust::xxh3::xxh3_64;
 
 /// Entries probed for one address.
@@ -29,13 +29,9 @@ struct Entry {
 
 #[derive(Clone, Copy)]
 pub struct Blocklist {
-    entries: *const Entry,
+    entries: Slice<Entry>,
     cap: usize,
 }
-
-// SAFETY: atomics in a region that outlives every user.
-unsafe impl Send for Blocklist {}
-unsafe impl Sync for Blocklist {}
 
 fn key(a: SocketAddr) -> u64 {
     let mut b = [0u8; 19];
@@ -54,7 +50,7 @@ impl Blocklist {
     pub fn carve(carver: &mut Carver<'_>, cap: usize) -> Option<Blocklist> {
         let cap = cap.max(WINDOW);
         Some(Blocklist {
-            entries: carver.carve::<Entry>(cap)?,
+            entries: carver.slice(cap, |_| Entry::default())?,
             cap,
         })
     }
@@ -64,8 +60,7 @@ impl Blocklist {
     }
 
     fn entry(&self, i: usize) -> &Entry {
-        // SAFETY: `i % cap` is in bounds of the carved (zeroed) entries.
-        unsafe { &*self.entries.add(i % self.cap) }
+        &self.entries[i % self.cap]
     }
 
     fn window(&self, k: u64) -> impl Iterator<Item = &Entry> {
