@@ -1,6 +1,6 @@
 //! The packet path's promise: framing a ~900-byte INVITE and reading what a
 //! proxy needs allocates nothing. A counting global allocator proves it;
-//! this file holds one test so no other thread allocates meanwhile.
+//! allocations are counted on the test's own thread.
 
 mod counting;
 

@@ -1,7 +1,7 @@
 //! The VM's promise: running the seed's numbering plan (regex matches,
 //! strip, forward decision) on a parsed INVITE allocates nothing once a
-//! worker's buffers are warm; the rewritten URI reuses its buffer. This
-//! file holds one test so no other thread allocates meanwhile.
+//! worker's buffers are warm; the rewritten URI reuses its buffer.
+//! Allocations are counted on the test's own thread.
 
 mod counting;
 

@@ -14,7 +14,7 @@ use super::worker::Worker;
 use crate::cfg::settings::Proto;
 use crate::modules::tm::key::server_key;
 use crate::modules::tm::table::Locked;
-use crate::modules::tm::txn::{Effect, Effects, Kind, MAX_BRANCHES, Txn};
+use crate::modules::tm::txn::{Effects, Kind, MAX_BRANCHES, Txn};
 use crate::modules::tm::{Table, peer::Peer};
 use crate::script::MsgCtx;
 use crate::script::uri_ops::Rewrite;
@@ -519,12 +519,9 @@ impl Worker<'_> {
             generation,
         };
         self.count(Counter::TmTransactions);
-        if kind == Kind::Invite && self.auto_100 {
-            // §16.2: a stateful proxy answers an INVITE with 100 Trying.
-            if let Some(s) = table.slot(&l, idx, generation) {
-                s.txn.on_local_reply(100, self.now_ms, &self.timers);
-                fx.push(Effect::ResendReply);
-            }
+        if let Some(s) = table.slot(&l, idx, generation) {
+            s.txn
+                .on_created(self.auto_100, self.now_ms, &self.timers, fx);
         }
         self.cur_txn = Some(t);
         Ok(Some((t, l)))

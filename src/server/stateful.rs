@@ -154,10 +154,9 @@ impl Worker<'_> {
         let mut l = table.lock(t.bucket);
         let Some(on_reply) = table.slot(&l, t.idx, t.generation).map(|s| s.txn.on_reply) else {
             self.count(Counter::TmRepliesLate);
-            // A 2xx retransmission after the transaction ended still goes
-            // upstream (§16.7 step 5; the UAC needs it to ACK).
             let invite = msg.cseq().is_ok_and(|c| c.method == Method::Invite);
-            return !(invite && (200..300).contains(&code));
+            // False: the stateless path takes it upstream.
+            return !Txn::late_reply_forwarded(invite, code);
         };
         if on_reply != 0 && !for_cancel {
             // The script runs without the lock, which is taken again after.

@@ -255,6 +255,23 @@ impl Txn {
         }
     }
 
+    /// The transaction was just created for a request: an INVITE is
+    /// answered 100 Trying at once when `auto_100` (tm's `auto_inv_100`,
+    /// §16.2), so the caller stops retransmitting.
+    pub fn on_created(&mut self, auto_100: bool, now: u64, timers: &Timers, fx: &mut Effects) {
+        if self.is_invite() && auto_100 {
+            self.on_local_reply(100, now, timers);
+            fx.push(Effect::ResendReply);
+        }
+    }
+
+    /// A reply for a transaction that no longer exists: a 2xx to an
+    /// INVITE still goes upstream, statelessly (§16.7 step 5: the UAC
+    /// needs every 2xx to ACK it); anything else is dropped.
+    pub fn late_reply_forwarded(invite: bool, code: u16) -> bool {
+        invite && (200..300).contains(&code)
+    }
+
     pub fn is_invite(&self) -> bool {
         self.kind == Kind::Invite
     }

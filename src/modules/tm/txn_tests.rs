@@ -477,3 +477,27 @@ fn a_chosen_503_goes_upstream_as_500() {
     assert_eq!(s.t.best_code, 500);
     assert!(!s.t.best_text_kept());
 }
+
+#[test]
+fn an_invite_is_answered_100_at_creation_unless_auto_inv_100_is_off() {
+    let mut fx = Effects::new();
+    let mut t = Txn::new(Kind::Invite, 0, &T);
+    t.on_created(true, 0, &T, &mut fx);
+    assert_eq!(fx.as_slice(), &[Effect::ResendReply]);
+    assert_eq!(t.reply_code, 100);
+    let mut fx = Effects::new();
+    let mut off = Txn::new(Kind::Invite, 0, &T);
+    off.on_created(false, 0, &T, &mut fx);
+    assert!(fx.is_empty());
+    let mut msg = Txn::new(Kind::NonInvite, 0, &T);
+    msg.on_created(true, 0, &T, &mut fx);
+    assert!(fx.is_empty(), "only INVITEs");
+}
+
+#[test]
+fn only_a_late_2xx_to_an_invite_goes_upstream() {
+    assert!(Txn::late_reply_forwarded(true, 200));
+    assert!(!Txn::late_reply_forwarded(true, 486));
+    assert!(!Txn::late_reply_forwarded(true, 180));
+    assert!(!Txn::late_reply_forwarded(false, 200));
+}
