@@ -22,7 +22,7 @@ use crate::modules::tm::Table;
 use crate::modules::tm::build::{self as tmbuild, OurVia};
 use crate::modules::tm::key::{BranchId, server_key};
 use crate::modules::tm::table::Locked;
-use crate::modules::tm::txn::{Branch, BranchState, Effect, Kind, MAX_BRANCHES, Txn};
+use crate::modules::tm::txn::{Branch, Effect, Kind, Txn};
 use crate::script::MsgCtx;
 use crate::sip::build::write_reply;
 use crate::sip::{Message, Method};
@@ -311,10 +311,7 @@ impl Worker<'_> {
                 if txn.due(&br) > self.now_ms {
                     Default::default()
                 } else {
-                    let silent = self.silent_branches(txn, &br);
-                    let fx = txn.on_timer(&mut br, self.now_ms, &self.timers);
-                    self.blocklist_timed_out(&silent, &br);
-                    fx
+                    txn.on_timer(&mut br, self.now_ms, &self.timers)
                 }
             };
             self.tm_exec(table, &l, t, &fx, None)
@@ -352,40 +349,26 @@ impl Worker<'_> {
         self.in_sock = 0;
     }
 
-    /// Branches that never had a reply, when the blocklist takes this
-    /// transaction's timeouts (`blst_methods_add`).
-    fn silent_branches(&self, txn: &Txn, br: &[&mut Branch]) -> ArrayVec<u8, MAX_BRANCHES> {
+    /// Branch `b` let its request time out without a reply: its address
+    /// is skipped for `dst_blocklist_expire` when the blocklist takes
+    /// this transaction's method (`blst_methods_add`: 1 INVITE, other
+    /// bits the rest).
+    fn blocklist_silent(&self, txn: &Txn, br: &[&mut Branch], b: u8) {
+        let Some(list) = self.blocklist else { return };
         let wanted = match txn.kind {
             Kind::Invite => self.blst_methods & 1 != 0,
             Kind::NonInvite => self.blst_methods & !1 != 0,
         };
-        let mut out = ArrayVec::new();
-        if self.blocklist.is_some() && wanted {
-            out.extend(
-                br.iter()
-                    .enumerate()
-                    .filter(|(_, b)| b.state == BranchState::Calling)
-                    .map(|(i, _)| i as u8),
-            );
-        }
-        out
-    }
-
-    /// Of `silent`, those that just timed out: their addresses are skipped
-    /// for `dst_blocklist_expire`.
-    fn blocklist_timed_out(&self, silent: &[u8], br: &[&mut Branch]) {
-        let Some(list) = self.blocklist else { return };
-        for b in silent.iter().filter_map(|i| br.get(usize::from(*i))) {
-            if b.state == BranchState::Completed && b.code == 408 {
-                let dest = SocketAddr::from(b.dest);
-                list.add(dest, self.now_ms + self.blst_expire_ms, self.now_ms);
-                self.count(Counter::TmBlocklistAdded);
-                log::info!(
-                    "tm: {dest} let a request time out; blocklisted for {} s",
-                    self.blst_expire_ms / 1000
-                );
-            }
-        }
+        let Some(branch) = br.get(usize::from(b)).filter(|_| wanted) else {
+            return;
+        };
+        let dest = SocketAddr::from(branch.dest);
+        list.add(dest, self.now_ms + self.blst_expire_ms, self.now_ms);
+        self.count(Counter::TmBlocklistAdded);
+        log::info!(
+            "tm: {dest} let a request time out; blocklisted for {} s",
+            self.blst_expire_ms / 1000
+        );
     }
 
     /// Carries out effects on a locked transaction, then re-arms its timer
@@ -476,6 +459,10 @@ impl Worker<'_> {
                 Effect::ResendReply => self.resend_reply(table, s, smsg.as_ref()),
                 Effect::SendBest => self.send_best(table, s, smsg.as_ref()),
                 Effect::FailureRoute(r) => failure = Some(r),
+                Effect::Silent(b) => {
+                    let (txn, br) = table.view(s);
+                    self.blocklist_silent(txn, &br, b);
+                }
                 Effect::Delete => delete = true,
             }
         }

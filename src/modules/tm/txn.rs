@@ -225,6 +225,9 @@ pub enum Effect {
     SendBest,
     /// Run failure_route[N - 1]; call [`Txn::failure_route_done`] after.
     FailureRoute(u16),
+    /// Branch N's destination let its request time out without any
+    /// reply (the destination blocklist takes it, when kept).
+    Silent(u8),
     /// The transaction is over: free it.
     Delete,
 }
@@ -680,6 +683,9 @@ impl Txn {
                     b.retr_at = now + b.retr_interval;
                 }
                 if b.fr_at != 0 && now >= b.fr_at {
+                    if b.state == BranchState::Calling {
+                        fx.push(Effect::Silent(i));
+                    }
                     if b.cancel != CancelState::None {
                         // Cancelled and silent for 64*T1: over (§9.1).
                         b.complete(487);

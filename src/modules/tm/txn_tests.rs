@@ -501,3 +501,14 @@ fn only_a_late_2xx_to_an_invite_goes_upstream() {
     assert!(!Txn::late_reply_forwarded(true, 180));
     assert!(!Txn::late_reply_forwarded(false, 200));
 }
+
+#[test]
+fn a_branch_silent_until_fr_timer_is_reported_silent_and_a_ringing_one_is_not() {
+    let mut s = Sim::new(Kind::Invite, 2);
+    s.reply(10, 1, 180);
+    s.run(0, 125_000);
+    // Branch 0 never answered (the blocklist's case); branch 1 rang and
+    // timed out on fr_inv_timer: an unanswered call, not a dead address.
+    assert_eq!(s.times_of(Effect::Silent(0)), vec![30_000]);
+    assert!(s.times_of(Effect::Silent(1)).is_empty());
+}
