@@ -27,15 +27,6 @@ fn config(callees: &[&Peer]) -> String {
     )
 }
 
-fn invite(caller: &Peer, call: &str) -> String {
-    caller.request(
-        "INVITE",
-        "sip:bob@example.com",
-        call,
-        &format!("Contact: <sip:alice@{}>\r\n", caller.addr),
-    )
-}
-
 /// The CANCEL for `inv` (§9.1: same Request-URI, Via, Call-ID, From, To
 /// and CSeq number).
 fn cancel_of(inv: &str) -> String {
@@ -70,7 +61,7 @@ fn drain(p: &Peer, within: Duration) -> Vec<String> {
 fn ringing_then_cancel_relays_the_callees_487_once() {
     let (caller, callee) = (Peer::new(), Peer::new());
     let rser = Server::start(&config(&[&callee]), 2, &[]);
-    let inv = invite(&caller, "cancel-ring");
+    let inv = caller.invite("cancel-ring");
     caller.send(rser.addr, &inv);
     let (got, _) = expect(&callee, "INVITE", SEC).expect("INVITE relayed");
     callee.send(rser.addr, &answer(&got, 180, "Ringing", "callee"));
@@ -105,7 +96,7 @@ fn ringing_then_cancel_relays_the_callees_487_once() {
 fn a_200_crossing_the_cancel_goes_up_and_no_487() {
     let (caller, callee) = (Peer::new(), Peer::new());
     let rser = Server::start(&config(&[&callee]), 2, &[]);
-    let inv = invite(&caller, "cancel-race");
+    let inv = caller.invite("cancel-race");
     caller.send(rser.addr, &inv);
     let (got, _) = expect(&callee, "INVITE", SEC).expect("INVITE relayed");
     callee.send(rser.addr, &answer(&got, 180, "Ringing", "callee"));
@@ -131,7 +122,7 @@ fn a_200_crossing_the_cancel_goes_up_and_no_487() {
 fn cancel_reaches_every_forked_branch() {
     let (caller, a, b) = (Peer::new(), Peer::new(), Peer::new());
     let rser = Server::start(&config(&[&a, &b]), 2, &[]);
-    let inv = invite(&caller, "cancel-fork");
+    let inv = caller.invite("cancel-fork");
     caller.send(rser.addr, &inv);
     let (inv_a, _) = expect(&a, "INVITE", SEC).expect("branch a");
     let (inv_b, _) = expect(&b, "INVITE", SEC).expect("branch b");
@@ -160,7 +151,7 @@ fn cancel_reaches_every_forked_branch() {
 fn a_cancel_matching_nothing_gets_481() {
     let (caller, callee) = (Peer::new(), Peer::new());
     let rser = Server::start(&config(&[&callee]), 2, &[]);
-    let inv = invite(&caller, "cancel-none");
+    let inv = caller.invite("cancel-none");
     caller.send(rser.addr, &cancel_of(&inv));
     let (r, _) = expect(&caller, "SIP/2.0", SEC).expect("an answer");
     assert_eq!(status(&r), Some(481), "{r}");
@@ -174,7 +165,7 @@ fn a_cancel_matching_nothing_gets_481() {
 fn a_cancel_before_any_provisional_ends_with_a_local_487() {
     let (caller, callee) = (Peer::new(), Peer::new());
     let rser = Server::start(&config(&[&callee]), 2, &[]);
-    let inv = invite(&caller, "cancel-early");
+    let inv = caller.invite("cancel-early");
     caller.send(rser.addr, &inv);
     let (got, _) = expect(&callee, "INVITE", SEC).expect("INVITE relayed");
     caller.send(rser.addr, &cancel_of(&inv));

@@ -36,22 +36,13 @@ fn config(callees: &[&Peer], fallback: Option<&Peer>, extra: &str) -> String {
     )
 }
 
-fn invite(caller: &Peer, call: &str) -> String {
-    caller.request(
-        "INVITE",
-        "sip:bob@example.com",
-        call,
-        &format!("Contact: <sip:alice@{}>\r\n", caller.addr),
-    )
-}
-
 const SEC: Duration = Duration::from_secs(3);
 
 #[test]
 fn invite_is_relayed_and_answered_and_retransmissions_absorbed() {
     let (caller, callee) = (Peer::new(), Peer::new());
     let rser = Server::start(&config(&[&callee], None, ""), 2, &[]);
-    let inv = invite(&caller, "tm-basic");
+    let inv = caller.invite("tm-basic");
     caller.send(rser.addr, &inv);
     let (trying, _) = expect(&caller, "SIP/2.0 100", SEC).expect("100 Trying");
     assert_eq!(header(&trying, "Call-ID"), Some("tm-basic"));
@@ -86,7 +77,7 @@ fn invite_is_relayed_and_answered_and_retransmissions_absorbed() {
 fn negative_reply_is_acked_hop_by_hop_and_the_callers_ack_absorbed() {
     let (caller, callee) = (Peer::new(), Peer::new());
     let rser = Server::start(&config(&[&callee], None, ""), 2, &[]);
-    let inv = invite(&caller, "tm-486");
+    let inv = caller.invite("tm-486");
     caller.send(rser.addr, &inv);
     let (got, _) = expect(&callee, "INVITE", SEC).unwrap();
     callee.send(rser.addr, &answer(&got, 486, "Busy Here", "b2"));
@@ -116,7 +107,7 @@ fn negative_reply_is_acked_hop_by_hop_and_the_callers_ack_absorbed() {
 fn a_silent_callee_sees_retransmissions_and_the_caller_gets_408() {
     let (caller, callee) = (Peer::new(), Peer::new());
     let rser = Server::start(&config(&[&callee], None, ""), 2, &[]);
-    caller.send(rser.addr, &invite(&caller, "tm-408"));
+    caller.send(rser.addr, &caller.invite("tm-408"));
     let t0 = Instant::now();
     let mut seen = Vec::new();
     while seen.len() < 3 {
@@ -140,7 +131,7 @@ fn a_silent_callee_sees_retransmissions_and_the_caller_gets_408() {
 fn forking_one_answers_the_other_is_cancelled() {
     let (caller, a, b) = (Peer::new(), Peer::new(), Peer::new());
     let rser = Server::start(&config(&[&a, &b], None, ""), 2, &[]);
-    caller.send(rser.addr, &invite(&caller, "tm-fork"));
+    caller.send(rser.addr, &caller.invite("tm-fork"));
     let (inv_a, _) = expect(&a, "INVITE", SEC).expect("branch a");
     let (inv_b, _) = expect(&b, "INVITE", SEC).expect("branch b");
     assert_ne!(header(&inv_a, "Via"), header(&inv_b, "Via"));
@@ -160,7 +151,7 @@ fn forking_one_answers_the_other_is_cancelled() {
 fn failure_route_reroutes_a_486() {
     let (caller, busy, other) = (Peer::new(), Peer::new(), Peer::new());
     let rser = Server::start(&config(&[&busy], Some(&other), ""), 2, &[]);
-    caller.send(rser.addr, &invite(&caller, "tm-failover"));
+    caller.send(rser.addr, &caller.invite("tm-failover"));
     let (got, _) = expect(&busy, "INVITE", SEC).unwrap();
     busy.send(rser.addr, &answer(&got, 486, "Busy Here", "x"));
     let (second, _) = expect(&other, "INVITE", SEC).expect("rerouted by failure_route");
@@ -175,7 +166,7 @@ fn failure_route_reroutes_a_486() {
 fn an_in_dialog_bye_follows_the_record_route() {
     let (caller, callee) = (Peer::new(), Peer::new());
     let rser = Server::start(&config(&[&callee], None, ""), 2, &[]);
-    caller.send(rser.addr, &invite(&caller, "tm-dialog"));
+    caller.send(rser.addr, &caller.invite("tm-dialog"));
     let (got, _) = expect(&callee, "INVITE", SEC).unwrap();
     let rr = header(&got, "Record-Route").unwrap().to_string();
     callee.send(rser.addr, &answer(&got, 200, "OK", "d1"));

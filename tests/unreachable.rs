@@ -15,15 +15,6 @@ use serde_json::json;
 /// Off loopback (TEST-NET-2): unreachable in the namespace.
 const NOWHERE: &str = "198.51.100.7:5060";
 
-fn invite(caller: &Peer, call: &str) -> String {
-    caller.request(
-        "INVITE",
-        "sip:bob@example.com",
-        call,
-        &format!("Contact: <sip:alice@{}>\r\n", caller.addr),
-    )
-}
-
 fn tm_config(globals: &str, route: &str, more: &str) -> String {
     format!(
         "{globals}\nloadmodule \"sl.so\"\nloadmodule \"tm.so\"\n\
@@ -59,7 +50,7 @@ fn an_unsendable_branch_ends_at_once_and_the_caller_gets_503() {
         &["-s", sock.to_str().unwrap()],
     );
     let caller = Peer::new();
-    caller.send(rser.addr, &invite(&caller, "unreach-1"));
+    caller.send(rser.addr, &caller.invite("unreach-1"));
     // fr_timer is 30 s: anything within 2 s came from the failed send.
     let (r, _) = final_within(&caller, "unreach-1", Duration::from_secs(2)).expect("a final reply");
     assert_eq!(status(&r), Some(503), "{r}");
@@ -96,7 +87,7 @@ fn failure_route_runs_on_a_send_failure_and_the_address_is_blocklisted() {
         &["-s", sock.to_str().unwrap()],
     );
     let caller = Peer::new();
-    caller.send(rser.addr, &invite(&caller, "unreach-2"));
+    caller.send(rser.addr, &caller.invite("unreach-2"));
     let (got, _) = expect(&callee, "INVITE", Duration::from_secs(2))
         .expect("failure_route relays to the callee after the 477");
     assert!(got.contains("unreach-2"));
@@ -107,7 +98,7 @@ fn failure_route_runs_on_a_send_failure_and_the_address_is_blocklisted() {
 
     // The next call skips the blocklisted address without sending; the
     // failure route is not armed for a relay that started nothing.
-    caller.send(rser.addr, &invite(&caller, "unreach-3"));
+    caller.send(rser.addr, &caller.invite("unreach-3"));
     let stats = rpc(&sock, "stats.get", json!(["tm"]));
     let (r, _) = final_within(&caller, "unreach-3", Duration::from_secs(2)).expect("answered");
     assert_eq!(status(&r), Some(503), "{r}");
@@ -152,7 +143,7 @@ fn a_closed_port_ends_the_branch_at_once() {
         &["-s", sock.to_str().unwrap()],
     );
     let caller = Peer::new();
-    caller.send(rser.addr, &invite(&caller, "closed-1"));
+    caller.send(rser.addr, &caller.invite("closed-1"));
     // fr_timer is 30 s: a final reply within 3 s came from the ICMP error.
     let (r, _) = final_within(&caller, "closed-1", Duration::from_secs(3)).expect("a final reply");
     assert_eq!(status(&r), Some(503), "{r}");

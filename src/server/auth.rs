@@ -96,9 +96,12 @@ pub fn prepare(config: &Config) -> Result<(), String> {
     Ok(())
 }
 
-/// The realm when the script gives none: the To host for REGISTER, the
-/// From host otherwise (Kamailio's rule).
-fn default_realm<'m>(msg: &Message<'m>) -> &'m [u8] {
+/// The realm the script names, or when it gives none the To host for
+/// REGISTER and the From host otherwise (Kamailio's rule).
+fn realm_of<'m>(msg: &'m Message<'_>, realm: &'m str) -> &'m [u8] {
+    if !realm.is_empty() {
+        return realm.as_bytes();
+    }
     let who = if msg.method() == Some(Method::Register) {
         msg.to()
     } else {
@@ -157,11 +160,7 @@ fn log_failure(
         return;
     };
     let msg = ctx.msg;
-    let realm: &[u8] = if realm.is_empty() {
-        default_realm(msg)
-    } else {
-        realm.as_bytes()
-    };
+    let realm = realm_of(msg, realm);
     let user = msg
         .credentials(false)
         .chain(msg.credentials(true))
@@ -212,11 +211,7 @@ impl Worker<'_> {
         a: &mut AuthState,
     ) -> Result<(), Failure> {
         let msg = ctx.msg;
-        let realm: &[u8] = if realm.is_empty() {
-            default_realm(msg)
-        } else {
-            realm.as_bytes()
-        };
+        let realm = realm_of(msg, realm);
         // The credentials for our realm (a request may carry others').
         let Some(c) = msg
             .credentials(proxy)
@@ -319,11 +314,7 @@ impl Worker<'_> {
         proxy: bool,
     ) -> i32 {
         let Some(a) = &self.auth else { return -1 };
-        let realm: &[u8] = if realm.is_empty() {
-            default_realm(ctx.msg)
-        } else {
-            realm.as_bytes()
-        };
+        let realm = realm_of(ctx.msg, realm);
         let n = nonce::issue(&a.secret, unix_now(), a.counts.fresh());
         let name = if proxy {
             "Proxy-Authenticate"

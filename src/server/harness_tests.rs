@@ -74,6 +74,14 @@ fn answer(req: &Sent, code: u16, tag: &str) -> String {
     out + "Content-Length: 0\r\n\r\n"
 }
 
+/// The status codes of the final replies among `sent`, in order.
+fn finals(sent: &[Sent]) -> Vec<u16> {
+    sent.iter()
+        .filter_map(Sent::status)
+        .filter(|c| *c >= 200)
+        .collect()
+}
+
 fn only<'a>(sent: &'a [Sent], start: &str) -> Vec<&'a Sent> {
     sent.iter()
         .filter(|s| s.first_line().starts_with(start))
@@ -96,11 +104,7 @@ fn invite_retransmissions_at_t1_and_3t1_then_408_at_fr_timer() {
     // §17.1.1.2 Timer A: 500, 1500 (then 3500, past fr_timer's 2000).
     assert_eq!(at, [500, 1500]);
     let up = h.sent_to(addr(CALLER));
-    let finals: Vec<_> = up
-        .iter()
-        .filter_map(Sent::status)
-        .filter(|c| *c >= 200)
-        .collect();
+    let finals = finals(&up);
     // The 408 at fr_timer, then Timer G's resends of it (no ACK here).
     assert_eq!(finals.first(), Some(&408), "{up:?}");
     assert!(finals.iter().all(|c| *c == 408), "{up:?}");
@@ -161,11 +165,7 @@ fn a_200_crossing_the_cancel_goes_up_alone() {
     h.recv(addr(CALLEE), &answer(&cancel, 481, "callee"));
     h.advance(40_000);
     let up = h.sent_to(addr(CALLER));
-    let finals: Vec<_> = up
-        .iter()
-        .filter_map(Sent::status)
-        .filter(|c| *c >= 200)
-        .collect();
+    let finals = finals(&up);
     // The CANCEL's 200, then the callee's 200: never a 487.
     assert_eq!(finals, [200, 200], "{up:?}");
 }
@@ -238,10 +238,6 @@ fn with_no_branch_sent_the_caller_gets_503_at_once() {
     h.unreachable(addr(CALLEE));
     h.recv(addr(CALLER), &invite("none"));
     let up = h.sent_to(addr(CALLER));
-    let finals: Vec<_> = up
-        .iter()
-        .filter_map(Sent::status)
-        .filter(|c| *c >= 200)
-        .collect();
+    let finals = finals(&up);
     assert_eq!(finals, [503], "{up:?}");
 }

@@ -354,7 +354,6 @@ impl Worker<'_> {
     /// this transaction's method (`blst_methods_add`: 1 INVITE, other
     /// bits the rest).
     fn blocklist_silent(&self, txn: &Txn, br: &[&mut Branch], b: u8) {
-        let Some(list) = self.blocklist else { return };
         let wanted = match txn.kind {
             Kind::Invite => self.blst_methods & 1 != 0,
             Kind::NonInvite => self.blst_methods & !1 != 0,
@@ -363,12 +362,23 @@ impl Worker<'_> {
             return;
         };
         let dest = SocketAddr::from(branch.dest);
+        if self.blocklist_add(dest) {
+            log::info!(
+                "tm: {dest} let a request time out; blocklisted for {} s",
+                self.blst_expire_ms / 1000
+            );
+        }
+    }
+
+    /// Skips `dest` for `dst_blocklist_expire`; false when no blocklist
+    /// is kept.
+    fn blocklist_add(&self, dest: SocketAddr) -> bool {
+        let Some(list) = self.blocklist else {
+            return false;
+        };
         list.add(dest, self.now_ms + self.blst_expire_ms, self.now_ms);
         self.count(Counter::TmBlocklistAdded);
-        log::info!(
-            "tm: {dest} let a request time out; blocklisted for {} s",
-            self.blst_expire_ms / 1000
-        );
+        true
     }
 
     /// Carries out effects on a locked transaction, then re-arms its timer
@@ -536,11 +546,6 @@ impl Worker<'_> {
     /// blocklist if one is kept, and one error line names it.
     pub(super) fn tm_send_failed(&mut self, id: BranchId, dest: SocketAddr) {
         let Some(table) = self.tm else { return };
-        self.count(Counter::TmSendFailed);
-        if let Some(list) = self.blocklist {
-            list.add(dest, self.now_ms + self.blst_expire_ms, self.now_ms);
-            self.count(Counter::TmBlocklistAdded);
-        }
         let t = TxnRef {
             bucket: id.bucket,
             idx: id.slot,
@@ -555,6 +560,10 @@ impl Worker<'_> {
                 let (txn, mut br) = table.view(s);
                 txn.on_send_failed(&mut br, id.branch, self.now_ms, &self.timers)
             };
+            // Only a branch still pending ends (not one whose ACK bounced).
+            let Some(fx) = fx else { return };
+            self.count(Counter::TmSendFailed);
+            self.blocklist_add(dest);
             self.tm_exec(&table, &l, t, &fx, None)
         };
         if let Some(route) = failure {

@@ -275,6 +275,17 @@ pub struct Capture {
     pub unreachable: Vec<SocketAddr>,
 }
 
+impl Capture {
+    /// "Sends" a datagram: kept, or refused as the kernel would refuse it.
+    fn send(&mut self, sock: usize, dest: SocketAddr, buf: &[u8]) -> io::Result<()> {
+        if self.unreachable.contains(&dest) {
+            return Err(io::ErrorKind::NetworkUnreachable.into());
+        }
+        self.sent.push((sock, dest, buf.to_vec()));
+        Ok(())
+    }
+}
+
 impl Outbox {
     pub fn new() -> Outbox {
         Outbox {
@@ -345,12 +356,7 @@ impl Outbox {
         };
         self.len = i;
         if let Some(c) = &mut self.capture {
-            if c.unreachable.contains(&self.dests[i]) {
-                return Err(io::ErrorKind::NetworkUnreachable.into());
-            }
-            c.sent
-                .push((self.socks[i], self.dests[i], self.bufs[i].clone()));
-            return Ok(());
+            return c.send(self.socks[i], self.dests[i], &self.bufs[i]);
         }
         let Some(sock) = sockets.get(self.socks[i]) else {
             return Err(io::ErrorKind::NotFound.into());
@@ -404,16 +410,13 @@ impl Outbox {
         let Some(c) = &mut self.capture else { return 0 };
         let mut failed = 0;
         for i in 0..self.len {
-            if c.unreachable.contains(&self.dests[i]) {
+            if let Err(e) = c.send(self.socks[i], self.dests[i], &self.bufs[i]) {
                 self.failures.push(SendFailure {
                     branch: self.branches[i],
                     dest: self.dests[i],
-                    error: io::ErrorKind::NetworkUnreachable,
+                    error: e.kind(),
                 });
                 failed += 1;
-            } else {
-                c.sent
-                    .push((self.socks[i], self.dests[i], self.bufs[i].clone()));
             }
         }
         self.len = 0;

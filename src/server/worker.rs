@@ -27,6 +27,7 @@ use crate::modules::maxfwd::{self, MaxFwd};
 use crate::modules::rr;
 use crate::modules::sl::{self, AckVerdict};
 use crate::modules::tm::blocklist::Blocklist;
+use crate::modules::tm::txn::{SEND_FAILED, SEND_FAILED_REASON};
 use crate::modules::tm::{Table, Timers};
 use crate::script::{Destination, Host, MsgCtx, ScriptState, Vm};
 use crate::sip::{Message, Method};
@@ -674,15 +675,8 @@ impl Host for Worker<'_> {
                     1
                 }
                 Err(e) => {
-                    self.count(Counter::SendErrors);
-                    if let Some(held) = self.send_log.allow(self.now_ms) {
-                        log::error!(
-                            "forward to {to} failed: {e}{}",
-                            super::log_limit::held_text(held)
-                        );
-                    }
-                    ctx.st.last_error =
-                        Some((477, "Unfortunately error on sending to next hop occurred"));
+                    self.send_refused(to, &e, None);
+                    ctx.st.last_error = Some((SEND_FAILED, SEND_FAILED_REASON));
                     -1
                 }
             },

@@ -178,6 +178,16 @@ impl Peer {
         r
     }
 
+    /// An INVITE for sip:bob@example.com from this peer, with its Contact.
+    pub fn invite(&self, call_id: &str) -> String {
+        self.request(
+            "INVITE",
+            "sip:bob@example.com",
+            call_id,
+            &format!("Contact: <sip:alice@{}>\r\n", self.addr),
+        )
+    }
+
     /// A request from this peer. `extra` are full header lines.
     pub fn request(&self, method: &str, uri: &str, call_id: &str, extra: &str) -> String {
         format!(

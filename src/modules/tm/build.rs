@@ -138,7 +138,7 @@ pub fn reason(code: u16) -> &'static [u8] {
         200 => b"OK",
         408 => b"Request Timeout",
         480 => b"Temporarily Unavailable",
-        477 => b"Unfortunately error on sending to next hop occurred",
+        super::txn::SEND_FAILED => super::txn::SEND_FAILED_REASON.as_bytes(),
         487 => b"Request Terminated",
         500 => b"Server Internal Error",
         503 => b"Service Unavailable",

@@ -13,9 +13,10 @@ use super::peer::Peer;
 
 pub use crate::sip::limits::MAX_BRANCHES;
 
-/// A branch whose request could not be sent ends with this code
-/// (Kamailio's 477, "Unfortunately error on sending to next hop occurred").
+/// A branch whose request could not be sent ends with this code, and a
+/// stateless send that failed is answered with it (Kamailio's 477).
 pub const SEND_FAILED: u16 = 477;
+pub const SEND_FAILED_REASON: &str = "Unfortunately error on sending to next hop occurred";
 
 /// No slot, branch record or route: the end of a list.
 pub const NIL: u32 = u32::MAX;
@@ -493,20 +494,20 @@ impl Txn {
     /// route, ICMP unreachable): the branch ends at once as if it had
     /// received a 477, Kamailio's code for a failed send, and the
     /// transaction goes on as for any failure (failure_route, or the best
-    /// reply; 503 when no branch could be sent at all).
+    /// reply; 503 when no branch could be sent at all). None when the
+    /// branch had ended already (the refused datagram was its ACK, or a
+    /// CANCEL after its final reply).
     pub fn on_send_failed(
         &mut self,
         br: &mut [&mut Branch],
         b: u8,
         now: u64,
         timers: &Timers,
-    ) -> Effects {
+    ) -> Option<Effects> {
         let mut fx = Effects::new();
-        let Some(branch) = br.get_mut(usize::from(b)) else {
-            return fx;
-        };
+        let branch = br.get_mut(usize::from(b))?;
         if !matches!(branch.state, BranchState::Calling | BranchState::Proceeding) {
-            return fx;
+            return None;
         }
         branch.complete(SEND_FAILED);
         branch.unsent = true;
@@ -514,7 +515,7 @@ impl Txn {
             self.note_final(b, SEND_FAILED, false, &mut fx);
         }
         self.check_done(br, now, timers, &mut fx);
-        fx
+        Some(fx)
     }
 
     fn on_provisional(
