@@ -220,3 +220,16 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn a_reply_or_relay_in_branch_route_is_refused_at_load() {
+    let src = "loadmodule \"tm.so\"\nloadmodule \"sl.so\"\nroute { t_on_branch(\"b\"); t_relay(); }\n\
+               branch_route[b] {\n  sl_send_reply(\"500\", \"x\");\n  t_relay();\n}\n";
+    assert_eq!(
+        errors(src),
+        vec![
+            "5:3: error: 'sl_send_reply' may not be called in branch_route",
+            "6:3: error: 't_relay' may not be called in branch_route",
+        ]
+    );
+}

@@ -9,17 +9,15 @@ use regex::bytes::{Regex, RegexBuilder};
 
 use super::ConfigError;
 use super::ast::{Arg, Call, CmpOp, Expr, Rhs, RouteKind, Script, Stmt};
+use super::fixup::{Fixup, int_in, nonempty, route_ref, show, text};
 use super::lexer::Pos;
 use super::program::{
-    Action, ForwardKind, Insn, Myself, Net, NumOp, Operand, Param, PortSpec, Program, Route,
-    SubstExpr, Target, Test, route_label,
+    Action, ForwardKind, Insn, Myself, Net, NumOp, Operand, PortSpec, Program, Route, SubstExpr,
+    Target, Test, route_label,
 };
 use super::pv::Format;
-use super::registry::{self, Func};
+use super::registry::{self, Builtin, Resolved};
 use super::settings::{Proto, Settings};
-use crate::modules::dispatcher::MAX_FAILOVER;
-use crate::modules::dispatcher::health::Health;
-use crate::modules::dispatcher::select::Alg;
 use crate::sip::Uri;
 use crate::sip::limits::MAX_URI_LEN;
 
@@ -395,54 +393,70 @@ impl Compiler<'_> {
     fn resolve(&mut self, call: &Call) -> Res<Insn> {
         let name = call.name.as_str();
         let err = |msg: String| ConfigError::new(call.pos, msg);
-        let def = registry::func(name).ok_or_else(|| err(format!("unknown action '{name}'")))?;
-        if !def.modules.is_empty() && !def.modules.iter().any(|m| self.loaded.contains(m)) {
+        let found =
+            registry::resolve(name).ok_or_else(|| err(format!("unknown action '{name}'")))?;
+        let providers: Vec<&str> = match found {
+            Resolved::Builtin(d) => d.modules.to_vec(),
+            Resolved::Module(f) => f.providers().collect(),
+        };
+        if !providers.is_empty() && !providers.iter().any(|m| self.loaded.contains(m)) {
             return Err(err(format!(
                 "'{name}' is exported by module '{}', which is not loaded (loadmodule \"{}.so\")",
-                def.modules[0], def.modules[0]
+                providers[0], providers[0]
             )));
         }
         let n = call.args.len();
-        if n < def.min_args as usize || n > def.max_args as usize {
-            let want = if def.min_args == def.max_args {
-                format!("{}", def.min_args)
+        let (min, max) = found.arity();
+        if n < min as usize || n > max as usize {
+            let want = if min == max {
+                format!("{min}")
             } else {
-                format!("{} to {}", def.min_args, def.max_args)
+                format!("{min} to {max}")
             };
             return Err(err(format!(
                 "'{name}' takes {want} argument{}, found {n}",
                 if want == "1" { "" } else { "s" }
             )));
         }
-        if def.func == Func::Route {
-            let target = text(&call.args[0]);
-            let idx = self.route_ref(RouteKind::Request, &target, call.args[0].pos())?;
-            return Ok(Insn::Route(idx));
-        }
-        let action = self.action(def.func, call)?;
+        let action = match found {
+            Resolved::Builtin(d) if d.builtin == Builtin::Route => {
+                let idx =
+                    self.route_ref(RouteKind::Request, &text(&call.args[0]), call.args[0].pos())?;
+                return Ok(Insn::Route(idx));
+            }
+            Resolved::Builtin(d) => self.builtin(d.builtin, call)?,
+            Resolved::Module(func) => {
+                let def = func.def();
+                if !def.routes.allows(self.kind) {
+                    return Err(err(format!(
+                        "'{name}' may not be called in {}",
+                        route_kind_label(self.kind)
+                    )));
+                }
+                let fx = Fixup { prog: &self.prog };
+                let args = (def.fixup)(&fx, &call.args)?;
+                Action::Module {
+                    func,
+                    args: args.into(),
+                }
+            }
+        };
         self.prog.actions.push(action);
         Ok(Insn::Act(self.prog.actions.len() as u32 - 1))
     }
 
     fn route_ref(&self, kind: RouteKind, name: &str, pos: Pos) -> Res<u32> {
-        let name = if kind == RouteKind::Request && name == "0" {
-            None
-        } else {
-            Some(name)
-        };
-        self.prog.route(kind, name).ok_or_else(|| {
-            ConfigError::new(pos, format!("{} is not defined", route_label(kind, name)))
-        })
+        route_ref(&self.prog, kind, name, pos)
     }
 
-    fn action(&mut self, func: Func, call: &Call) -> Res<Action> {
+    fn builtin(&mut self, func: Builtin, call: &Call) -> Res<Action> {
         let a = &call.args;
         Ok(match func {
-            Func::Forward | Func::ForwardUdp | Func::ForwardTcp | Func::Send => {
+            Builtin::Forward | Builtin::ForwardUdp | Builtin::ForwardTcp | Builtin::Send => {
                 let kind = match func {
-                    Func::Forward => ForwardKind::Forward,
-                    Func::ForwardUdp => ForwardKind::Udp,
-                    Func::ForwardTcp => ForwardKind::Tcp,
+                    Builtin::Forward => ForwardKind::Forward,
+                    Builtin::ForwardUdp => ForwardKind::Udp,
+                    Builtin::ForwardTcp => ForwardKind::Tcp,
                     _ => ForwardKind::Send,
                 };
                 let target = match a.first() {
@@ -456,7 +470,7 @@ impl Compiler<'_> {
                 };
                 Action::Forward { kind, target, port }
             }
-            Func::Log => {
+            Builtin::Log => {
                 let (level, msg) = match &a[..] {
                     [msg] => (4, msg),
                     [level, msg] => (int_in(level, -3, 9)?, msg),
@@ -467,136 +481,57 @@ impl Compiler<'_> {
                     msg: Format::parse(&text(msg)),
                 }
             }
-            Func::Strip => Action::Strip(int_in(&a[0], 0, MAX_URI_LEN as i64)? as usize),
-            Func::Prefix => Action::Prefix(nonempty(&a[0])?),
-            Func::RewriteUri => Action::RewriteUri(uri_arg(&a[0])?),
-            Func::RewriteHost => Action::RewriteHost(nonempty(&a[0])?),
-            Func::RewriteHostPort => Action::RewriteHostPort(nonempty(&a[0])?),
-            Func::RewriteUser => Action::RewriteUser(text(&a[0]).into()),
-            Func::RewriteUserPass => Action::RewriteUserPass(text(&a[0]).into()),
-            Func::RewritePort => {
+            Builtin::Strip => Action::Strip(int_in(&a[0], 0, MAX_URI_LEN as i64)? as usize),
+            Builtin::Prefix => Action::Prefix(nonempty(&a[0])?),
+            Builtin::RewriteUri => Action::RewriteUri(uri_arg(&a[0])?),
+            Builtin::RewriteHost => Action::RewriteHost(nonempty(&a[0])?),
+            Builtin::RewriteHostPort => Action::RewriteHostPort(nonempty(&a[0])?),
+            Builtin::RewriteUser => Action::RewriteUser(text(&a[0]).into()),
+            Builtin::RewriteUserPass => Action::RewriteUserPass(text(&a[0]).into()),
+            Builtin::RewritePort => {
                 let p = text(&a[0]);
                 if !p.is_empty() {
                     int_in(&a[0], 1, 65535)?;
                 }
                 Action::RewritePort(p.into())
             }
-            Func::AppendBranch => Action::AppendBranch(match a.first() {
+            Builtin::AppendBranch => Action::AppendBranch(match a.first() {
                 None => None,
                 Some(u) => Some(uri_arg(u)?),
             }),
-            Func::RevertUri => Action::RevertUri,
-            Func::SetFlag => Action::SetFlag(int_in(&a[0], 0, MAX_FLAG)? as u8),
-            Func::ResetFlag => Action::ResetFlag(int_in(&a[0], 0, MAX_FLAG)? as u8),
-            Func::IsFlagSet => Action::IsFlagSet(int_in(&a[0], 0, MAX_FLAG)? as u8),
-            Func::LenGt => Action::LenGt(int_in(&a[0], 0, i64::from(u32::MAX))? as usize),
-            Func::Search => Action::Search(self.regex(&text(&a[0]), true, a[0].pos())?),
-            Func::SearchAppend => Action::SearchAppend(
+            Builtin::RevertUri => Action::RevertUri,
+            Builtin::SetFlag => Action::SetFlag(int_in(&a[0], 0, MAX_FLAG)? as u8),
+            Builtin::ResetFlag => Action::ResetFlag(int_in(&a[0], 0, MAX_FLAG)? as u8),
+            Builtin::IsFlagSet => Action::IsFlagSet(int_in(&a[0], 0, MAX_FLAG)? as u8),
+            Builtin::LenGt => Action::LenGt(int_in(&a[0], 0, i64::from(u32::MAX))? as usize),
+            Builtin::Search => Action::Search(self.regex(&text(&a[0]), true, a[0].pos())?),
+            Builtin::SearchAppend => Action::SearchAppend(
                 self.regex(&text(&a[0]), true, a[0].pos())?,
                 text(&a[1]).into(),
             ),
-            Func::Replace => Action::Replace(
+            Builtin::Replace => Action::Replace(
                 self.regex(&text(&a[0]), true, a[0].pos())?,
                 text(&a[1]).into(),
             ),
-            Func::Subst => {
+            Builtin::Subst => {
                 let s = subst(&text(&a[0])).map_err(|m| ConfigError::new(a[0].pos(), m))?;
                 self.prog.substs.push(s);
                 Action::Subst(self.prog.substs.len() as u32 - 1)
             }
-            Func::ExecDset => Action::ExecDset(nonempty(&a[0])?),
-            Func::ExecMsg => Action::ExecMsg(nonempty(&a[0])?),
-            Func::Route => unreachable!("resolved as an instruction"),
-            _ => Action::Module {
-                func,
-                args: self.module_args(func, a)?.into(),
-            },
+            Builtin::ExecDset => Action::ExecDset(nonempty(&a[0])?),
+            Builtin::ExecMsg => Action::ExecMsg(nonempty(&a[0])?),
+            Builtin::Route => unreachable!("resolved as an instruction"),
         })
     }
+}
 
-    /// Arguments of actions run by modules, checked as each module's fixup
-    /// would check them.
-    fn module_args(&self, func: Func, a: &[Arg]) -> Res<Vec<Param>> {
-        Ok(match func {
-            Func::SlSendReply | Func::SendReply | Func::TReply => vec![
-                Param::Int(int_in(&a[0], 100, 699)?),
-                Param::Fmt(Format::parse(&text(&a[1]))),
-            ],
-            Func::TRelay | Func::TRelayToUdp | Func::TRelayToTcp => match a {
-                [] => vec![],
-                [host, port] => vec![
-                    Param::Str(nonempty(host)?),
-                    Param::Int(int_in(port, 1, 65535)?),
-                ],
-                [one] => {
-                    return Err(ConfigError::new(
-                        one.pos(),
-                        "t_relay takes no arguments, or a host and a port".into(),
-                    ));
-                }
-                _ => unreachable!("arity checked"),
-            },
-            Func::TOnFailure | Func::TOnReply | Func::TOnBranch => {
-                let kind = match func {
-                    Func::TOnFailure => RouteKind::Failure,
-                    Func::TOnReply => RouteKind::Reply,
-                    _ => RouteKind::Branch,
-                };
-                vec![Param::Route(self.route_ref(
-                    kind,
-                    &text(&a[0]),
-                    a[0].pos(),
-                )?)]
-            }
-            Func::Save | Func::Lookup => {
-                let table = nonempty(&a[0])?;
-                // The name becomes an SQL table's when usrloc persists.
-                crate::modules::usrloc::db::check_table_name(&table)
-                    .map_err(|e| ConfigError::new(a[0].pos(), e))?;
-                vec![Param::Str(table)]
-            }
-            Func::MfProcessMaxfwdHeader => vec![Param::Int(int_in(&a[0], 1, 255)?)],
-            Func::WwwAuthorize | Func::ProxyAuthorize => {
-                vec![Param::Str(text(&a[0]).into()), Param::Str(nonempty(&a[1])?)]
-            }
-            Func::WwwChallenge | Func::ProxyChallenge => vec![
-                Param::Str(text(&a[0]).into()),
-                Param::Int(int_in(&a[1], 0, 1)?),
-            ],
-            Func::DsSelectDst | Func::DsSelectDomain => {
-                let alg = int_in(&a[1], 0, 10)?;
-                if Alg::from_number(alg).is_none() {
-                    return Err(ConfigError::new(
-                        a[1].pos(),
-                        format!("dispatcher algorithm {alg} is not provided (0-4, 6, 8-10 are)"),
-                    ));
-                }
-                let limit = match a.get(2) {
-                    Some(l) => int_in(l, 1, MAX_FAILOVER as i64)?,
-                    None => MAX_FAILOVER as i64,
-                };
-                vec![
-                    Param::Int(int_in(&a[0], 0, i64::from(u32::MAX))?),
-                    Param::Int(alg),
-                    Param::Int(limit),
-                ]
-            }
-            Func::DsMarkDst => {
-                let state = a.first().map_or_else(|| "i".to_string(), text);
-                if Health::default().marked(&state).is_none() {
-                    return Err(ConfigError::new(
-                        a[0].pos(),
-                        format!("ds_mark_dst state '{state}': expected a, i, t or d, with p"),
-                    ));
-                }
-                vec![Param::Str(state.into())]
-            }
-            Func::DsIsFromList => match a.first() {
-                Some(set) => vec![Param::Int(int_in(set, -1, i64::from(u32::MAX))?)],
-                None => vec![Param::Int(-1)],
-            },
-            _ => vec![],
-        })
+/// A route block's kind as a script names it.
+fn route_kind_label(kind: RouteKind) -> &'static str {
+    match kind {
+        RouteKind::Request => "a request route",
+        RouteKind::Failure => "failure_route",
+        RouteKind::Reply => "onreply_route",
+        RouteKind::Branch => "branch_route",
     }
 }
 
@@ -678,42 +613,6 @@ fn subst(s: &str) -> Result<SubstExpr, String> {
         replacement: replacement.into(),
         global,
     })
-}
-
-fn text(a: &Arg) -> String {
-    match a {
-        Arg::Str(s, _) | Arg::Word(s, _) => s.clone(),
-        Arg::Int(n, _) => n.to_string(),
-    }
-}
-
-fn nonempty(a: &Arg) -> Res<Box<str>> {
-    let t = text(a);
-    if t.is_empty() {
-        return Err(ConfigError::new(a.pos(), "empty argument".into()));
-    }
-    Ok(t.into())
-}
-
-fn int_in(a: &Arg, min: i64, max: i64) -> Res<i64> {
-    let n = match a {
-        Arg::Int(n, _) => Some(*n),
-        Arg::Str(s, _) | Arg::Word(s, _) => s.trim().parse().ok(),
-    };
-    n.filter(|n| (min..=max).contains(n)).ok_or_else(|| {
-        ConfigError::new(
-            a.pos(),
-            format!("expected a number from {min} to {max}, found {}", show(a)),
-        )
-    })
-}
-
-fn show(a: &Arg) -> String {
-    match a {
-        Arg::Str(s, _) => format!("\"{s}\""),
-        Arg::Word(w, _) => format!("'{w}'"),
-        Arg::Int(n, _) => n.to_string(),
-    }
 }
 
 fn uri_arg(a: &Arg) -> Res<Box<str>> {

@@ -5,6 +5,7 @@
 
 pub mod ast;
 pub mod compile;
+pub mod fixup;
 pub mod lexer;
 pub mod parser;
 pub mod program;

@@ -357,17 +357,19 @@ impl Program {
         })
     }
 
-    /// Whether the script calls any of `funcs`.
-    pub fn calls_any(&self, funcs: &[Func]) -> bool {
-        self.module_calls().any(|(f, _)| funcs.contains(&f))
+    /// Whether the script calls any action of module `module`.
+    pub fn calls_module(&self, module: &str) -> bool {
+        self.module_calls()
+            .any(|(f, _)| f.module_def().name == module)
     }
 
-    /// The string argument `arg` of every call to one of `funcs` (table
-    /// names given to `save`, `www_authorize`, ...), sorted, each once.
-    pub fn string_args(&self, funcs: &[Func], arg: usize) -> Vec<String> {
+    /// The string argument `arg` of every call to one of the actions
+    /// named `funcs` (table names given to `save`, `www_authorize`, ...),
+    /// sorted, each once.
+    pub fn string_args(&self, funcs: &[&str], arg: usize) -> Vec<String> {
         let mut names: Vec<String> = self
             .module_calls()
-            .filter(|(f, _)| funcs.contains(f))
+            .filter(|(f, _)| funcs.contains(&f.name()))
             .filter_map(|(_, args)| match args.get(arg) {
                 Some(Param::Str(s)) => Some(s.to_string()),
                 _ => None,

@@ -1,142 +1,17 @@
-//! What a script may name: the built-in modules with their parameters, and
-//! every action (core or exported by a module) with its arity.
+//! What a script may name: the built-in actions the VM runs itself (core,
+//! textops, exec), and the modules of [`crate::modules::MODULES`] with
+//! their parameters and actions.
 //!
 //! Modules are compiled in; `loadmodule "…/name.so"` only enables one, as a
 //! shared library would in SER. Calling a module's action without loading
 //! the module is a config error, as in SER.
 
-/// A module parameter's type, as the SER module docs write it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ParamType {
-    Int,
-    Str,
-}
+use crate::modules::MODULES;
+pub use crate::modules::def::{ActionDef, Module, ParamType};
 
-#[derive(Debug)]
-pub struct ModuleDef {
-    pub name: &'static str,
-    pub params: &'static [(&'static str, ParamType)],
-}
-
-use ParamType::{Int, Str};
-
-/// Every module rser carries. Database drivers (`mysql`, `db_sqlite`) have
-/// no actions: they only name where `db_url` points (see issue 6).
-pub const MODULES: &[ModuleDef] = &[
-    ModuleDef {
-        name: "sl",
-        params: &[
-            ("default_code", Int),
-            ("default_reason", Str),
-            ("bind_tm", Int),
-        ],
-    },
-    ModuleDef {
-        name: "tm",
-        params: &[
-            ("fr_timer", Int),
-            ("fr_inv_timer", Int),
-            ("wt_timer", Int),
-            ("delete_timer", Int),
-            ("retr_timer1", Int),
-            ("retr_timer2", Int),
-            ("max_inv_lifetime", Int),
-            ("max_noninv_lifetime", Int),
-            ("noisy_ctimer", Int),
-            ("ruri_matching", Int),
-            ("via1_matching", Int),
-            ("unix_tx_timeout", Int),
-            ("restart_fr_on_each_reply", Int),
-            ("auto_inv_100", Int),
-            ("blst_methods_add", Int),
-        ],
-    },
-    ModuleDef {
-        name: "maxfwd",
-        params: &[("max_limit", Int)],
-    },
-    ModuleDef {
-        name: "rr",
-        params: &[
-            ("enable_full_lr", Int),
-            ("append_fromtag", Int),
-            ("enable_double_rr", Int),
-        ],
-    },
-    ModuleDef {
-        name: "textops",
-        params: &[],
-    },
-    ModuleDef {
-        name: "siputils",
-        params: &[],
-    },
-    ModuleDef {
-        name: "exec",
-        params: &[("time_to_kill", Int), ("setvars", Int)],
-    },
-    ModuleDef {
-        name: "usrloc",
-        params: &[
-            ("db_url", Str),
-            ("db_mode", Int),
-            ("timer_interval", Int),
-            ("use_domain", Int),
-        ],
-    },
-    ModuleDef {
-        name: "registrar",
-        params: &[
-            ("default_expires", Int),
-            ("min_expires", Int),
-            ("max_expires", Int),
-            ("default_q", Int),
-            ("append_branches", Int),
-            ("max_contacts", Int),
-        ],
-    },
-    ModuleDef {
-        name: "auth",
-        params: &[
-            ("secret", Str),
-            ("nonce_expire", Int),
-            ("algorithm", Str),
-            // SER 0.8's auth module read credentials itself (the seed's
-            // "Module Parameters" example sets it); auth_db has it now.
-            ("db_url", Str),
-        ],
-    },
-    ModuleDef {
-        name: "auth_db",
-        params: &[("db_url", Str), ("calculate_ha1", Int)],
-    },
-    ModuleDef {
-        name: "dispatcher",
-        params: &[
-            ("list_file", Str),
-            ("db_url", Str),
-            ("table_name", Str),
-            ("ds_ping_interval", Int),
-            ("ds_probing_threshold", Int),
-            ("ds_inactive_threshold", Int),
-            ("ds_ping_reply_codes", Str),
-            ("ds_probing_mode", Int),
-            ("ds_ping_method", Str),
-            ("ds_ping_from", Str),
-        ],
-    },
-    ModuleDef {
-        name: "mysql",
-        params: &[],
-    },
-    ModuleDef {
-        name: "db_sqlite",
-        params: &[],
-    },
-];
-
-pub fn module(name: &str) -> Option<&'static ModuleDef> {
-    MODULES.iter().find(|m| m.name == name)
+/// The module `name`.
+pub fn module(name: &str) -> Option<&'static Module> {
+    MODULES.iter().copied().find(|m| m.name == name)
 }
 
 /// The module a `loadmodule` path selects: the file name without its
@@ -146,11 +21,9 @@ pub fn module_name_of_path(path: &str) -> &str {
     file.strip_suffix(".so").unwrap_or(file)
 }
 
-/// Every action a script can call. Core actions are run by the VM itself;
-/// module actions are resolved here and run where their module lives.
+/// An action the VM runs itself (core, textops, exec).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Func {
-    // core
+pub enum Builtin {
     Forward,
     ForwardUdp,
     ForwardTcp,
@@ -171,29 +44,6 @@ pub enum Func {
     IsFlagSet,
     LenGt,
     Route,
-    // sl
-    SlSendReply,
-    SendReply,
-    SlReplyError,
-    // tm
-    TRelay,
-    TRelayToUdp,
-    TRelayToTcp,
-    TNewtran,
-    TReply,
-    TOnFailure,
-    TOnReply,
-    TOnBranch,
-    // registrar
-    Save,
-    Lookup,
-    // rr
-    RecordRoute,
-    LooseRoute,
-    // maxfwd
-    MfProcessMaxfwdHeader,
-    // siputils
-    HasTotag,
     // textops
     Search,
     SearchAppend,
@@ -202,27 +52,12 @@ pub enum Func {
     // exec
     ExecDset,
     ExecMsg,
-    // auth, auth_db
-    WwwAuthorize,
-    ProxyAuthorize,
-    WwwChallenge,
-    ProxyChallenge,
-    CheckTo,
-    CheckFrom,
-    ConsumeCredentials,
-    // dispatcher
-    DsSelectDst,
-    DsSelectDomain,
-    DsNextDst,
-    DsNextDomain,
-    DsMarkDst,
-    DsIsFromList,
 }
 
 #[derive(Debug)]
-pub struct FuncDef {
+pub struct BuiltinDef {
     pub name: &'static str,
-    pub func: Func,
+    pub builtin: Builtin,
     /// Modules any one of which provides it; empty for core actions.
     pub modules: &'static [&'static str],
     pub min_args: u8,
@@ -231,14 +66,14 @@ pub struct FuncDef {
 
 const fn def(
     name: &'static str,
-    func: Func,
+    builtin: Builtin,
     modules: &'static [&'static str],
     min_args: u8,
     max_args: u8,
-) -> FuncDef {
-    FuncDef {
+) -> BuiltinDef {
+    BuiltinDef {
         name,
-        func,
+        builtin,
         modules,
         min_args,
         max_args,
@@ -246,93 +81,107 @@ const fn def(
 }
 
 const CORE: &[&str] = &[];
-const AUTH_DB: &[&str] = &["auth_db", "auth"];
-const DS: &[&str] = &["dispatcher"];
 
-pub const FUNCS: &[FuncDef] = &[
-    def("forward", Func::Forward, CORE, 0, 2),
-    def("forward_udp", Func::ForwardUdp, CORE, 0, 2),
-    def("forward_tcp", Func::ForwardTcp, CORE, 0, 2),
-    def("send", Func::Send, CORE, 1, 2),
-    def("log", Func::Log, CORE, 1, 2),
-    def("strip", Func::Strip, CORE, 1, 1),
-    def("prefix", Func::Prefix, CORE, 1, 1),
-    def("rewriteuri", Func::RewriteUri, CORE, 1, 1),
-    def("seturi", Func::RewriteUri, CORE, 1, 1),
-    def("rewritehost", Func::RewriteHost, CORE, 1, 1),
-    def("sethost", Func::RewriteHost, CORE, 1, 1),
-    def("rewritehostport", Func::RewriteHostPort, CORE, 1, 1),
-    def("sethostport", Func::RewriteHostPort, CORE, 1, 1),
-    def("rewriteuser", Func::RewriteUser, CORE, 1, 1),
-    def("setuser", Func::RewriteUser, CORE, 1, 1),
-    def("rewriteuserpass", Func::RewriteUserPass, CORE, 1, 1),
-    def("setuserpass", Func::RewriteUserPass, CORE, 1, 1),
-    def("rewriteport", Func::RewritePort, CORE, 1, 1),
-    def("setport", Func::RewritePort, CORE, 1, 1),
-    def("append_branch", Func::AppendBranch, CORE, 0, 1),
-    def("revert_uri", Func::RevertUri, CORE, 0, 0),
-    def("setflag", Func::SetFlag, CORE, 1, 1),
-    def("resetflag", Func::ResetFlag, CORE, 1, 1),
-    def("isflagset", Func::IsFlagSet, CORE, 1, 1),
-    def("len_gt", Func::LenGt, CORE, 1, 1),
-    def("route", Func::Route, CORE, 1, 1),
-    def("sl_send_reply", Func::SlSendReply, &["sl"], 2, 2),
-    def("send_reply", Func::SendReply, &["sl"], 2, 2),
-    def("sl_reply_error", Func::SlReplyError, &["sl"], 0, 0),
-    def("t_relay", Func::TRelay, &["tm"], 0, 2),
-    def("t_relay_to_udp", Func::TRelayToUdp, &["tm"], 0, 2),
-    def("t_relay_to_tcp", Func::TRelayToTcp, &["tm"], 0, 2),
-    def("t_newtran", Func::TNewtran, &["tm"], 0, 0),
-    def("t_reply", Func::TReply, &["tm"], 2, 2),
-    def("t_on_failure", Func::TOnFailure, &["tm"], 1, 1),
-    def("t_on_reply", Func::TOnReply, &["tm"], 1, 1),
-    def("t_on_branch", Func::TOnBranch, &["tm"], 1, 1),
-    def("save", Func::Save, &["registrar"], 1, 1),
-    def("lookup", Func::Lookup, &["registrar"], 1, 1),
-    def("record_route", Func::RecordRoute, &["rr"], 0, 0),
-    def("loose_route", Func::LooseRoute, &["rr"], 0, 0),
-    def(
-        "mf_process_maxfwd_header",
-        Func::MfProcessMaxfwdHeader,
-        &["maxfwd"],
-        1,
-        1,
-    ),
-    def("has_totag", Func::HasTotag, &["siputils"], 0, 0),
-    def("search", Func::Search, &["textops"], 1, 1),
-    def("search_append", Func::SearchAppend, &["textops"], 2, 2),
-    def("replace", Func::Replace, &["textops"], 2, 2),
-    def("subst", Func::Subst, &["textops"], 1, 1),
-    def("exec_dset", Func::ExecDset, &["exec"], 1, 1),
-    def("exec_msg", Func::ExecMsg, &["exec"], 1, 1),
-    def("www_authorize", Func::WwwAuthorize, AUTH_DB, 2, 2),
-    def("proxy_authorize", Func::ProxyAuthorize, AUTH_DB, 2, 2),
-    def("www_challenge", Func::WwwChallenge, &["auth"], 2, 2),
-    def("proxy_challenge", Func::ProxyChallenge, &["auth"], 2, 2),
-    def("check_to", Func::CheckTo, AUTH_DB, 0, 0),
-    def("check_from", Func::CheckFrom, AUTH_DB, 0, 0),
-    def(
-        "consume_credentials",
-        Func::ConsumeCredentials,
-        &["auth"],
-        0,
-        0,
-    ),
-    def("ds_select_dst", Func::DsSelectDst, DS, 2, 3),
-    def("ds_select_domain", Func::DsSelectDomain, DS, 2, 3),
-    def("ds_next_dst", Func::DsNextDst, DS, 0, 0),
-    def("ds_next_domain", Func::DsNextDomain, DS, 0, 0),
-    def("ds_mark_dst", Func::DsMarkDst, DS, 0, 1),
-    def("ds_is_from_list", Func::DsIsFromList, DS, 0, 1),
+pub const BUILTINS: &[BuiltinDef] = &[
+    def("forward", Builtin::Forward, CORE, 0, 2),
+    def("forward_udp", Builtin::ForwardUdp, CORE, 0, 2),
+    def("forward_tcp", Builtin::ForwardTcp, CORE, 0, 2),
+    def("send", Builtin::Send, CORE, 1, 2),
+    def("log", Builtin::Log, CORE, 1, 2),
+    def("strip", Builtin::Strip, CORE, 1, 1),
+    def("prefix", Builtin::Prefix, CORE, 1, 1),
+    def("rewriteuri", Builtin::RewriteUri, CORE, 1, 1),
+    def("seturi", Builtin::RewriteUri, CORE, 1, 1),
+    def("rewritehost", Builtin::RewriteHost, CORE, 1, 1),
+    def("sethost", Builtin::RewriteHost, CORE, 1, 1),
+    def("rewritehostport", Builtin::RewriteHostPort, CORE, 1, 1),
+    def("sethostport", Builtin::RewriteHostPort, CORE, 1, 1),
+    def("rewriteuser", Builtin::RewriteUser, CORE, 1, 1),
+    def("setuser", Builtin::RewriteUser, CORE, 1, 1),
+    def("rewriteuserpass", Builtin::RewriteUserPass, CORE, 1, 1),
+    def("setuserpass", Builtin::RewriteUserPass, CORE, 1, 1),
+    def("rewriteport", Builtin::RewritePort, CORE, 1, 1),
+    def("setport", Builtin::RewritePort, CORE, 1, 1),
+    def("append_branch", Builtin::AppendBranch, CORE, 0, 1),
+    def("revert_uri", Builtin::RevertUri, CORE, 0, 0),
+    def("setflag", Builtin::SetFlag, CORE, 1, 1),
+    def("resetflag", Builtin::ResetFlag, CORE, 1, 1),
+    def("isflagset", Builtin::IsFlagSet, CORE, 1, 1),
+    def("len_gt", Builtin::LenGt, CORE, 1, 1),
+    def("route", Builtin::Route, CORE, 1, 1),
+    def("search", Builtin::Search, &["textops"], 1, 1),
+    def("search_append", Builtin::SearchAppend, &["textops"], 2, 2),
+    def("replace", Builtin::Replace, &["textops"], 2, 2),
+    def("subst", Builtin::Subst, &["textops"], 1, 1),
+    def("exec_dset", Builtin::ExecDset, &["exec"], 1, 1),
+    def("exec_msg", Builtin::ExecMsg, &["exec"], 1, 1),
 ];
 
-pub fn func(name: &str) -> Option<&'static FuncDef> {
-    FUNCS.iter().find(|f| f.name == name)
+/// A module's action: the module's place in [`MODULES`] and the action's
+/// in its list. Compiled into the program; the worker runs it through
+/// the module's [`crate::modules::def::RunFn`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Func {
+    pub module: u8,
+    pub action: u8,
 }
 
-/// The name a function is listed under first (for dumps and messages).
+impl Func {
+    /// The action called `name` in any module.
+    pub fn named(name: &str) -> Option<Func> {
+        MODULES.iter().enumerate().find_map(|(m, module)| {
+            let a = module.actions.iter().position(|a| a.name == name)?;
+            Some(Func {
+                module: m as u8,
+                action: a as u8,
+            })
+        })
+    }
+
+    pub fn module_def(self) -> &'static Module {
+        MODULES[usize::from(self.module)]
+    }
+
+    pub fn def(self) -> &'static ActionDef {
+        &self.module_def().actions[usize::from(self.action)]
+    }
+
+    pub fn name(self) -> &'static str {
+        self.def().name
+    }
+
+    /// The modules whose loading provides it.
+    pub fn providers(self) -> impl Iterator<Item = &'static str> {
+        std::iter::once(self.module_def().name).chain(self.def().also_in.iter().copied())
+    }
+}
+
+/// What a name in a script resolves to.
+#[derive(Debug, Clone, Copy)]
+pub enum Resolved {
+    Builtin(&'static BuiltinDef),
+    Module(Func),
+}
+
+impl Resolved {
+    pub fn arity(self) -> (u8, u8) {
+        match self {
+            Resolved::Builtin(d) => (d.min_args, d.max_args),
+            Resolved::Module(f) => (f.def().min_args, f.def().max_args),
+        }
+    }
+}
+
+pub fn resolve(name: &str) -> Option<Resolved> {
+    match BUILTINS.iter().find(|f| f.name == name) {
+        Some(d) => Some(Resolved::Builtin(d)),
+        None => Func::named(name).map(Resolved::Module),
+    }
+}
+
+/// An action's name (for dumps and messages).
 pub fn func_name(f: Func) -> &'static str {
-    FUNCS.iter().find(|d| d.func == f).map_or("?", |d| d.name)
+    f.name()
 }
 
 #[cfg(test)]
@@ -348,12 +197,37 @@ mod tests {
     }
 
     #[test]
-    fn every_module_function_names_a_known_module() {
-        for f in FUNCS {
+    fn every_action_names_known_modules_and_is_named_once() {
+        for f in BUILTINS {
             for m in f.modules {
                 assert!(module(m).is_some(), "{} names {m}", f.name);
             }
             assert!(f.min_args <= f.max_args, "{}", f.name);
         }
+        let mut names: Vec<&str> = BUILTINS.iter().map(|b| b.name).collect();
+        for m in MODULES {
+            assert!(
+                m.actions.is_empty() || m.run.is_some(),
+                "{} runs nothing",
+                m.name
+            );
+            let mut ids: Vec<u8> = m.actions.iter().map(|a| a.id).collect();
+            ids.sort();
+            ids.dedup();
+            assert_eq!(ids.len(), m.actions.len(), "{}: an id twice", m.name);
+            for a in m.actions {
+                assert!(a.min_args <= a.max_args, "{}", a.name);
+                assert!(a.also_in.iter().all(|o| module(o).is_some()), "{}", a.name);
+                names.push(a.name);
+            }
+        }
+        let n = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), n, "an action is named twice");
+        let mut mods: Vec<&str> = MODULES.iter().map(|m| m.name).collect();
+        mods.sort();
+        mods.dedup();
+        assert_eq!(mods.len(), MODULES.len(), "a module is listed twice");
     }
 }

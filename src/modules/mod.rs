@@ -1,12 +1,42 @@
-//! Runtimes of the SER modules whose actions need more than the VM: sl
-//! (stateless replies and the ACK filter), maxfwd and rr now; tm,
-//! registrar, auth and dispatcher follow.
+//! The modules, each in its folder: its pure core, its actions (`def.rs`
+//! says what a module declares) and, for now, a runtime that runs them in
+//! a worker. [`MODULES`] is the one list of them.
 
 pub mod auth;
+pub mod def;
 pub mod dispatcher;
+pub mod exec;
 pub mod maxfwd;
 pub mod registrar;
 pub mod rr;
+pub mod siputils;
 pub mod sl;
+pub mod textops;
 pub mod tm;
 pub mod usrloc;
+
+use def::Module;
+
+/// Database drivers have no actions: they only name where `db_url`
+/// points (see issue 6).
+static MYSQL: Module = Module::params_only("mysql", &[]);
+static DB_SQLITE: Module = Module::params_only("db_sqlite", &[]);
+
+/// Every module rser carries: `loadmodule` selects from it, the compiler
+/// resolves actions in it, a worker runs them through it.
+pub static MODULES: &[&Module] = &[
+    &sl::actions::MODULE,
+    &tm::actions::MODULE,
+    &maxfwd::actions::MODULE,
+    &rr::actions::MODULE,
+    &textops::MODULE,
+    &siputils::MODULE,
+    &exec::MODULE,
+    &usrloc::MODULE,
+    &registrar::actions::MODULE,
+    &auth::actions::MODULE,
+    &auth::actions::AUTH_DB,
+    &dispatcher::actions::MODULE,
+    &MYSQL,
+    &DB_SQLITE,
+];

@@ -2,7 +2,6 @@
 //! run on sample messages: each does what the seed says it does.
 
 use super::testing::{Event, config, request, run, run_route, run_with};
-use crate::cfg::registry::Func;
 
 macro_rules! seed {
     ($name:literal) => {
@@ -56,7 +55,7 @@ fn numbering_plan_strips_the_1_and_picks_the_gateway() {
             &c,
             &request("INVITE", uri),
             "192.0.2.10:5060",
-            &[(Func::Lookup, -1)],
+            &[("lookup", -1)],
         );
         assert_eq!(
             r.events,
@@ -196,7 +195,7 @@ fn user_location_saves_and_looks_up() {
         &c,
         &request("INVITE", uri),
         "192.0.2.1:5060",
-        &[(Func::Lookup, -1)],
+        &[("lookup", -1)],
     );
     assert_eq!(
         r.events[1],
@@ -278,7 +277,7 @@ fn stateful_ua_stops_on_a_retransmission() {
         &c,
         &request("MESSAGE", "sip:a@b.c"),
         "192.0.2.1:5060",
-        &[(Func::TNewtran, 0)],
+        &[("t_newtran", 0)],
     );
     assert_eq!(r.events, [module("t_newtran", &[], &["sip:a@b.c"])]);
     assert_eq!(r.outcome.ret, 0);
@@ -310,7 +309,7 @@ fn authorization_examples() {
         &c,
         msg.as_bytes(),
         "192.0.2.1:5060",
-        &[(Func::ProxyAuthorize, -1)],
+        &[("proxy_authorize", -1)],
     );
     assert_eq!(
         r.events,
@@ -380,7 +379,7 @@ fn the_example_config_does_what_its_comments_say() {
             })
             .collect()
     };
-    let initial = [(Func::HasTotag, -1)];
+    let initial = [("has_totag", -1)];
     // REGISTER for this domain: saved (after the routine checks).
     let r = run_with(
         &c,
@@ -412,7 +411,7 @@ fn the_example_config_does_what_its_comments_say() {
         &c,
         &request("INVITE", "sip:carol@example.net"),
         "192.0.2.1:5060",
-        &[(Func::HasTotag, -1), (Func::Lookup, -1)],
+        &[("has_totag", -1), ("lookup", -1)],
     );
     assert_eq!(
         r.events.last(),
@@ -438,7 +437,7 @@ fn the_example_config_does_what_its_comments_say() {
         &c,
         &request("BYE", "sip:bob@192.0.2.9"),
         "192.0.2.1:5060",
-        &[(Func::LooseRoute, -1)],
+        &[("loose_route", -1)],
     );
     assert_eq!(
         r.events.last(),
@@ -477,7 +476,7 @@ fn the_example_config_does_what_its_comments_say() {
         &c,
         &request("INVITE", "sip:bob@example.org"),
         "192.0.2.1:5060",
-        &[(Func::MfProcessMaxfwdHeader, -1)],
+        &[("mf_process_maxfwd_header", -1)],
     );
     assert_eq!(
         r.events[1],

@@ -3,7 +3,6 @@
 
 use super::testing::{Event, config, request, run, run_route, run_with};
 use super::vm::{MAX_ROUTE_DEPTH, RunError};
-use crate::cfg::registry::Func;
 
 fn replies(events: &[Event]) -> Vec<String> {
     events
@@ -59,7 +58,7 @@ fn an_action_returning_zero_ends_the_script_from_a_sub_route() {
         &c,
         &request("MESSAGE", "sip:a@b"),
         "192.0.2.1:5060",
-        &[(Func::TNewtran, 0)],
+        &[("t_newtran", 0)],
     );
     assert_eq!(r.events.len(), 1);
 }

@@ -15,7 +15,6 @@ use super::shared::Counter;
 use super::worker::Worker;
 use crate::cfg::Config;
 use crate::cfg::program::Program;
-use crate::cfg::registry::Func;
 use crate::modules::auth::digest::{self, Algorithm, Challenge};
 use crate::modules::auth::nonce::{self, NonceCounts, NonceError};
 use crate::modules::auth::{Params, subscriber};
@@ -71,7 +70,7 @@ impl AuthState {
 
 /// The subscriber tables the script authorizes against.
 pub fn tables(program: &Program) -> Vec<String> {
-    program.string_args(&[Func::WwwAuthorize, Func::ProxyAuthorize], 1)
+    program.string_args(&["www_authorize", "proxy_authorize"], 1)
 }
 
 /// At start-up: the subscriber database opens and has its tables, or the
@@ -179,7 +178,7 @@ fn log_failure(
 
 impl Worker<'_> {
     /// `www_authorize(realm, table)` (`proxy`: `proxy_authorize`).
-    pub(super) fn authorize(
+    pub(crate) fn authorize(
         &mut self,
         ctx: &mut MsgCtx<'_, '_>,
         realm: &str,
@@ -306,7 +305,7 @@ impl Worker<'_> {
     /// `www_challenge(realm, qop)` (`proxy`: `proxy_challenge`): 401/407
     /// with one challenge per algorithm (MD5 alone by default) on
     /// one fresh nonce.
-    pub(super) fn challenge(
+    pub(crate) fn challenge(
         &mut self,
         ctx: &mut MsgCtx<'_, '_>,
         realm: &str,
@@ -349,7 +348,7 @@ impl Worker<'_> {
     /// `consume_credentials()` (Kamailio's auth): the credentials that
     /// authorized this request are not relayed onward, so the next hop
     /// never sees the user's digest. False when nothing was authorized.
-    pub(super) fn consume_credentials(&self, ctx: &mut MsgCtx<'_, '_>) -> i32 {
+    pub(crate) fn consume_credentials(&self, ctx: &mut MsgCtx<'_, '_>) -> i32 {
         let Some(a) = &self.auth else { return -1 };
         if a.user.is_empty() {
             return -1;
@@ -376,7 +375,7 @@ impl Worker<'_> {
 
     /// `check_to()` / `check_from()`: the authenticated user is the To
     /// (From) URI's user.
-    pub(super) fn check_user(&self, ctx: &MsgCtx<'_, '_>, to: bool) -> i32 {
+    pub(crate) fn check_user(&self, ctx: &MsgCtx<'_, '_>, to: bool) -> i32 {
         let Some(a) = &self.auth else { return -1 };
         if a.user.is_empty() {
             return -1;

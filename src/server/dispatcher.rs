@@ -274,7 +274,7 @@ impl Worker<'_> {
     }
 
     /// `ds_select_dst(set, alg[, limit])` / `ds_select_domain`.
-    pub(super) fn ds_select(
+    pub(crate) fn ds_select(
         &mut self,
         ctx: &mut MsgCtx<'_, '_>,
         set: u32,
@@ -369,7 +369,7 @@ impl Worker<'_> {
 
     /// `ds_next_dst()` / `ds_next_domain()`: the next destination of the
     /// selection still usable; false when none is left.
-    pub(super) fn ds_next(&mut self, ctx: &mut MsgCtx<'_, '_>, domain: bool) -> i32 {
+    pub(crate) fn ds_next(&mut self, ctx: &mut MsgCtx<'_, '_>, domain: bool) -> i32 {
         let mut fo = ctx.st.ds;
         if fo.is_empty() {
             return -1;
@@ -417,7 +417,7 @@ impl Worker<'_> {
     }
 
     /// `ds_mark_dst([state])`: the current destination's state.
-    pub(super) fn ds_mark(&mut self, ctx: &mut MsgCtx<'_, '_>, how: &str) -> i32 {
+    pub(crate) fn ds_mark(&mut self, ctx: &mut MsgCtx<'_, '_>, how: &str) -> i32 {
         let fo = ctx.st.ds;
         let Some(i) = fo.current() else {
             return -1;
@@ -449,7 +449,7 @@ impl Worker<'_> {
 
     /// `ds_is_from_list([set])`: the request's source is a destination
     /// (of `set`, or of any set when negative).
-    pub(super) fn ds_is_from_list(&mut self, ctx: &mut MsgCtx<'_, '_>, set: i64) -> i32 {
+    pub(crate) fn ds_is_from_list(&mut self, ctx: &mut MsgCtx<'_, '_>, set: i64) -> i32 {
         let src = ctx.src;
         let Some(ds) = self.ds_refresh() else {
             return -1;
@@ -464,7 +464,7 @@ impl Worker<'_> {
 
     /// After a transaction is created with the selection: algorithm 10
     /// counts the call on its destination.
-    pub(super) fn ds_count_load(&mut self, fo: &mut Failover) {
+    pub(crate) fn ds_count_load(&mut self, fo: &mut Failover) {
         if fo.load != LOAD_COUNTED {
             return;
         }
@@ -476,7 +476,7 @@ impl Worker<'_> {
     }
 
     /// When the transaction ends: the call no longer counts.
-    pub(super) fn ds_release_load(&mut self, fo: &Failover) {
+    pub(crate) fn ds_release_load(&mut self, fo: &Failover) {
         if fo.load > LOAD_COUNTED
             && let Some(c) = self.ds_cell(fo.set, fo.load - 1 - LOAD_COUNTED)
         {
@@ -493,7 +493,7 @@ impl Worker<'_> {
 
     /// A reply to one of our probes (any worker may get it): counted on
     /// its destination and absorbed.
-    pub(super) fn ds_probe_reply(&mut self, msg: &Message<'_>, src: SocketAddr) -> bool {
+    pub(crate) fn ds_probe_reply(&mut self, msg: &Message<'_>, src: SocketAddr) -> bool {
         if self.ds.is_none() {
             return false;
         }
@@ -573,7 +573,7 @@ impl Worker<'_> {
     /// The timer process's turn: every `ds_ping_interval`, a probe that got
     /// no answer counts as failed and a new OPTIONS goes to each probed
     /// destination.
-    pub(super) fn ds_probe_tick(&mut self) {
+    pub(crate) fn ds_probe_tick(&mut self) {
         let now = self.now_ms;
         let Some(ds) = self.ds.as_mut() else { return };
         if ds.params.ping_interval_ms == 0 || now < ds.next_ping_ms {

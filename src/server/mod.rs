@@ -27,7 +27,6 @@ use std::net::SocketAddr;
 
 use crate::cfg::Config;
 use crate::cfg::compile::myself;
-use crate::cfg::registry::{Func, func_name};
 use crate::cfg::settings::{Listen, Proto};
 use master::{SocketMode, Sockets};
 
@@ -62,17 +61,6 @@ impl From<io::Error> for StartError {
     }
 }
 
-/// The auth actions: any of them means nonces in shared memory.
-const AUTH_FUNCS: &[Func] = &[
-    Func::WwwAuthorize,
-    Func::ProxyAuthorize,
-    Func::WwwChallenge,
-    Func::ProxyChallenge,
-    Func::CheckTo,
-    Func::CheckFrom,
-    Func::ConsumeCredentials,
-];
-
 /// Module parameters the checker accepts (SER and Kamailio configs set
 /// them) but this build does not apply yet: said at start-up, not hidden.
 const NOT_APPLIED: &[(&str, &str)] = &[
@@ -95,21 +83,6 @@ fn warn_not_applied(config: &Config) {
         if NOT_APPLIED.contains(&(*m, *p)) {
             log::warn!("modparam(\"{m}\", \"{p}\") is accepted but not applied by this build");
         }
-    }
-}
-
-/// Refuses module actions whose runtime is not built yet, by name.
-fn check_runtime(config: &Config) -> Result<(), StartError> {
-    match config
-        .program
-        .module_calls()
-        .find(|(f, _)| !worker::SUPPORTED.contains(f))
-    {
-        Some((func, _)) => Err(StartError(format!(
-            "the script calls {}(), whose module runtime is not in this build yet",
-            func_name(func)
-        ))),
-        None => Ok(()),
     }
 }
 
@@ -171,7 +144,6 @@ fn secret() -> [u8; 32] {
 
 /// Runs the server until it is told to stop.
 pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
-    check_runtime(&config)?;
     warn_not_applied(&config);
     let addrs = listen_addrs(&config, opts)?;
     let workers = opts.workers.unwrap_or(config.settings.children).max(1) as usize;
@@ -198,7 +170,7 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
     }
     let shm_bytes = opts.shm_mb.max(1) << 20;
     let usrloc = !crate::modules::usrloc::tables(&config.program).is_empty();
-    let uses_auth = config.program.calls_any(AUTH_FUNCS);
+    let uses_auth = config.program.calls_module("auth");
     auth::prepare(&config).map_err(StartError)?;
     // Counter and process rows: the workers, the timer process, the
     // control process.

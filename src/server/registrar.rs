@@ -101,7 +101,7 @@ pub fn load(config: &Config, location: &Location) -> Result<(), String> {
 impl Worker<'_> {
     /// `save(table)`: a REGISTER's bindings changed per §10.3 and the
     /// reply sent (200 with every binding, or the refusal).
-    pub(super) fn save(&mut self, ctx: &mut MsgCtx<'_, '_>, table: &str) -> i32 {
+    pub(crate) fn save(&mut self, ctx: &mut MsgCtx<'_, '_>, table: &str) -> i32 {
         let Some(mut rs) = self.registrar.take() else {
             return -1;
         };
@@ -326,7 +326,7 @@ impl Worker<'_> {
     /// `lookup(table)`: the Request-URI becomes the AOR's best contact and
     /// the others join the destination set (highest q first, then the
     /// most recently registered). False when it has none.
-    pub(super) fn lookup(&mut self, ctx: &mut MsgCtx<'_, '_>, table: &str) -> i32 {
+    pub(crate) fn lookup(&mut self, ctx: &mut MsgCtx<'_, '_>, table: &str) -> i32 {
         let Some(rs) = self.registrar.as_mut() else {
             return -1;
         };

@@ -43,7 +43,7 @@ enum BranchVerdict {
 
 /// Host, port and transport a URI sends to (RFC 3263's simple case: the
 /// host and port as written, 5060 or 5061 when no port).
-pub(super) fn uri_target(uri: &[u8]) -> Option<(ArrayString<255>, u16, Proto)> {
+pub(crate) fn uri_target(uri: &[u8]) -> Option<(ArrayString<255>, u16, Proto)> {
     let u = Uri::parse(uri).ok()?;
     if u.host == UriHost::None {
         return None;
@@ -69,7 +69,7 @@ fn ruri_is_new(ctx: &MsgCtx<'_, '_>, to: Option<(&str, u16)>) -> bool {
 
 impl Worker<'_> {
     /// `t_relay()`, `t_relay(host, port)`, `t_relay_to_udp(host, port)`.
-    pub(super) fn t_relay(&mut self, ctx: &mut MsgCtx<'_, '_>, to: Option<(&str, u16)>) -> i32 {
+    pub(crate) fn t_relay(&mut self, ctx: &mut MsgCtx<'_, '_>, to: Option<(&str, u16)>) -> i32 {
         let Some(table) = self.tm else { return -1 };
         match ctx.msg.method() {
             // An ACK (for a 2xx) is its own transaction and has no reply:
@@ -529,7 +529,7 @@ impl Worker<'_> {
 
     /// `t_newtran()`: 1 when the transaction is new, 0 when the request is
     /// a retransmission (the script ends: SER's semantics).
-    pub(super) fn t_newtran(&mut self, ctx: &mut MsgCtx<'_, '_>) -> i32 {
+    pub(crate) fn t_newtran(&mut self, ctx: &mut MsgCtx<'_, '_>) -> i32 {
         let Some(table) = self.tm else { return -1 };
         if self.cur_txn.is_some() {
             return 1;

@@ -48,7 +48,7 @@ impl Worker<'_> {
     /// Before the script: a retransmission of a request whose transaction
     /// exists gets the last reply again (§17.2.1, §17.2.2), and the ACK to
     /// our own non-2xx final reply ends here (§17.2.1). True: handled.
-    pub(super) fn tm_absorb(&mut self, msg: &Message<'_>) -> bool {
+    pub(crate) fn tm_absorb(&mut self, msg: &Message<'_>) -> bool {
         let Some(table) = self.tm else { return false };
         if msg.method() == Some(Method::Cancel) {
             return false; // its own transaction: the script decides
@@ -87,7 +87,7 @@ impl Worker<'_> {
     /// `t_reply(code, reason)` and `send_reply` once a transaction exists:
     /// the reply is sent, kept for retransmissions, and ends the
     /// transaction's server side if final. `self.text` holds the reason.
-    pub(super) fn t_reply(&mut self, ctx: &mut MsgCtx<'_, '_>, code: u16) -> i32 {
+    pub(crate) fn t_reply(&mut self, ctx: &mut MsgCtx<'_, '_>, code: u16) -> i32 {
         let (Some(table), Some(t)) = (self.tm, self.cur_txn) else {
             log::warn!("t_reply: no transaction (call t_newtran or t_relay first)");
             return -1;
@@ -132,7 +132,7 @@ impl Worker<'_> {
 
     /// A reply whose top Via carries one of our transaction branches.
     /// False: not a tm branch (the stateless path takes it).
-    pub(super) fn tm_reply(&mut self, msg: &Message<'_>, src: SocketAddr) -> bool {
+    pub(crate) fn tm_reply(&mut self, msg: &Message<'_>, src: SocketAddr) -> bool {
         let Some(table) = self.tm else { return false };
         let Some(id) = msg
             .top_via()
@@ -207,7 +207,7 @@ impl Worker<'_> {
     /// Runs failure_route[route - 1] on the stored request, without the
     /// lock, then lets the transaction go on (§16.7 step 6's new branches,
     /// or the best reply).
-    pub(super) fn run_failure_route(&mut self, t: TxnRef, route: u16) {
+    pub(crate) fn run_failure_route(&mut self, t: TxnRef, route: u16) {
         let Some(table) = self.tm else { return };
         let mut buf = std::mem::take(&mut self.failure_buf);
         buf.clear();
@@ -274,7 +274,7 @@ impl Worker<'_> {
     /// of [`TIMER_BATCH`], so no rate of transactions outruns it; after
     /// [`TIMER_ROUNDS`] full batches the rest waits a tick and the lag is
     /// counted.
-    pub(super) fn tm_timers(&mut self) {
+    pub(crate) fn tm_timers(&mut self) {
         let Some(table) = self.tm else { return };
         for _ in 0..TIMER_ROUNDS {
             let mut due: ArrayVec<u32, TIMER_BATCH> = ArrayVec::new();
@@ -383,7 +383,7 @@ impl Worker<'_> {
 
     /// Carries out effects on a locked transaction, then re-arms its timer
     /// or frees it. Returns the failure_route to run, if any.
-    pub(super) fn tm_exec(
+    pub(crate) fn tm_exec(
         &mut self,
         table: &Table,
         l: &Locked<'_>,
@@ -544,7 +544,7 @@ impl Worker<'_> {
     /// A branch's request the kernel would not send: the branch ends with
     /// 477 at once (failure_route may run), its destination goes on the
     /// blocklist if one is kept, and one error line names it.
-    pub(super) fn tm_send_failed(&mut self, id: BranchId, dest: SocketAddr) {
+    pub(crate) fn tm_send_failed(&mut self, id: BranchId, dest: SocketAddr) {
         let Some(table) = self.tm else { return };
         let t = TxnRef {
             bucket: id.bucket,

@@ -20,64 +20,16 @@ use super::shared::{Counter, Shared};
 use super::stateful::{Armed, TxnRef};
 use super::udp::{Outbox, RxBatch};
 use crate::cfg::Config;
+use crate::cfg::ast::RouteKind;
 use crate::cfg::program::{ForwardKind, Myself, Param};
 use crate::cfg::registry::Func;
 use crate::cfg::settings::Proto;
-use crate::modules::maxfwd::{self, MaxFwd};
-use crate::modules::rr;
 use crate::modules::sl::{self, AckVerdict};
 use crate::modules::tm::blocklist::Blocklist;
 use crate::modules::tm::txn::{SEND_FAILED, SEND_FAILED_REASON};
 use crate::modules::tm::{Table, Timers};
 use crate::script::{Destination, Host, MsgCtx, ScriptState, Vm};
 use crate::sip::{Message, Method};
-
-/// The module actions a worker runs now; a config using others is refused
-/// at start-up (their runtimes come with tm, registrar, auth).
-pub const SUPPORTED: &[Func] = &[
-    Func::SlSendReply,
-    Func::SendReply,
-    Func::SlReplyError,
-    Func::MfProcessMaxfwdHeader,
-    Func::RecordRoute,
-    Func::LooseRoute,
-    Func::HasTotag,
-    Func::TRelay,
-    Func::TRelayToUdp,
-    Func::TRelayToTcp,
-    Func::TNewtran,
-    Func::TReply,
-    Func::TOnFailure,
-    Func::TOnReply,
-    Func::TOnBranch,
-    Func::Save,
-    Func::Lookup,
-    Func::WwwAuthorize,
-    Func::ProxyAuthorize,
-    Func::WwwChallenge,
-    Func::ProxyChallenge,
-    Func::CheckTo,
-    Func::CheckFrom,
-    Func::ConsumeCredentials,
-    Func::DsSelectDst,
-    Func::DsSelectDomain,
-    Func::DsNextDst,
-    Func::DsNextDomain,
-    Func::DsMarkDst,
-    Func::DsIsFromList,
-];
-
-/// Actions that reply or relay, which branch_route may not run.
-const REPLIES_OR_RELAYS: &[Func] = &[
-    Func::SlSendReply,
-    Func::SendReply,
-    Func::SlReplyError,
-    Func::TRelay,
-    Func::TRelayToUdp,
-    Func::TRelayToTcp,
-    Func::TNewtran,
-    Func::TReply,
-];
 
 pub use super::limits::MAX_SOCKETS;
 
@@ -94,81 +46,81 @@ pub fn now_ms() -> u64 {
 }
 
 /// sl's parameters.
-struct SlParams {
-    default_code: u16,
-    default_reason: String,
+pub(crate) struct SlParams {
+    pub(crate) default_code: u16,
+    pub(crate) default_reason: String,
 }
 
 pub struct Worker<'a> {
     slot: usize,
     /// The compiled script, for the routes tm runs (failure_route,
     /// onreply_route, branch_route) as well as the main one.
-    pub(super) vm: &'a Vm<'a>,
-    pub(super) shared: &'a Shared,
-    pub(super) sockets: &'a [UdpSocket],
-    pub(super) locals: Vec<SocketAddr>,
+    pub(crate) vm: &'a Vm<'a>,
+    pub(crate) shared: &'a Shared,
+    pub(crate) sockets: &'a [UdpSocket],
+    pub(crate) locals: Vec<SocketAddr>,
     /// The addresses we listen on, for the Via of requests we originate
     /// (the timer process may send from other ports).
-    pub(super) listen: Vec<SocketAddr>,
-    pub(super) outbox: Outbox,
-    pub(super) dns: Resolver,
-    sl: SlParams,
-    max_limit: u8,
+    pub(crate) listen: Vec<SocketAddr>,
+    pub(crate) outbox: Outbox,
+    pub(crate) dns: Resolver,
+    pub(crate) sl: SlParams,
+    pub(crate) max_limit: u8,
     /// The addresses and names `loose_route()` takes for ours.
-    myself: Myself,
+    pub(crate) myself: Myself,
     /// Per message: the socket it came in on, and the time.
-    pub(super) in_sock: usize,
-    pub(super) now_ms: u64,
+    pub(crate) in_sock: usize,
+    pub(crate) now_ms: u64,
     /// Reused buffers for reply headers and formatted reasons.
     headers: Vec<u8>,
-    pub(super) text: Vec<u8>,
+    pub(crate) text: Vec<u8>,
     /// tm, when loaded: the table, its timers, and whether INVITEs get an
     /// automatic 100 Trying (`auto_inv_100`).
-    pub(super) tm: Option<Table>,
-    pub(super) timers: Timers,
-    pub(super) auto_100: bool,
+    pub(crate) tm: Option<Table>,
+    pub(crate) timers: Timers,
+    pub(crate) auto_100: bool,
     /// The transaction of the message being scripted, once it has one.
-    pub(super) cur_txn: Option<TxnRef>,
-    pub(super) armed: Armed,
-    pub(super) in_failure_route: bool,
+    pub(crate) cur_txn: Option<TxnRef>,
+    pub(crate) armed: Armed,
+    pub(crate) in_failure_route: bool,
     /// Reused buffers for tm: a stored request, a built message, URIs.
-    pub(super) stored: Vec<u8>,
-    pub(super) scratch: Vec<u8>,
-    pub(super) uri_buf: Vec<u8>,
-    pub(super) uris: Vec<u8>,
-    pub(super) failure_buf: Vec<u8>,
+    pub(crate) stored: Vec<u8>,
+    pub(crate) scratch: Vec<u8>,
+    pub(crate) uri_buf: Vec<u8>,
+    pub(crate) uris: Vec<u8>,
+    pub(crate) failure_buf: Vec<u8>,
     /// Script state for onreply_route and failure_route.
-    pub(super) aux_st: ScriptState,
+    pub(crate) aux_st: ScriptState,
     /// Header lines the next reply carries (the registrar's Contacts,
     /// Min-Expires, auth challenges); cleared once sent.
-    pub(super) reply_extra: Vec<u8>,
+    pub(crate) reply_extra: Vec<u8>,
     /// The registrar and usrloc, when the script saves or looks up.
-    pub(super) registrar: Option<RegistrarState>,
+    pub(crate) registrar: Option<RegistrarState>,
     /// auth, when the script authenticates.
-    pub(super) auth: Option<AuthState>,
+    pub(crate) auth: Option<AuthState>,
     /// branch_route: whether it is running (no replies, no relaying from
     /// it), its script state, the next hop it chose, and the branches'
     /// own requests it (or failure_route) produced.
-    pub(super) in_branch_route: bool,
-    pub(super) branch_st: ScriptState,
-    pub(super) branch_dst: Vec<u8>,
-    pub(super) variants: Vec<u8>,
-    pub(super) base_buf: Vec<u8>,
+    pub(crate) in_branch_route: bool,
+    pub(crate) branch_st: ScriptState,
+    pub(crate) branch_dst: Vec<u8>,
+    pub(crate) variants: Vec<u8>,
+    pub(crate) base_buf: Vec<u8>,
     /// The dispatcher, when loaded.
-    pub(super) ds: Option<DsState>,
+    pub(crate) ds: Option<DsState>,
     /// tm's destination blocklist: how long an address stays, and for
     /// which timed-out requests (`blst_methods_add`: 1 INVITE, other
     /// bits the rest).
-    pub(super) blocklist: Option<Blocklist>,
-    pub(super) blst_expire_ms: u64,
-    pub(super) blst_methods: i64,
+    pub(crate) blocklist: Option<Blocklist>,
+    pub(crate) blst_expire_ms: u64,
+    pub(crate) blst_methods: i64,
     /// Why the last resolve_hops skipped a destination, as the reply
     /// `sl_reply_error` gives when none was left (None: unresolvable).
-    pub(super) hop_error: Option<(u16, &'static str)>,
+    pub(crate) hop_error: Option<(u16, &'static str)>,
     /// The timer process reads its sockets too (they are its own).
-    pub(super) reads_own: bool,
+    pub(crate) reads_own: bool,
     /// Table-full warnings, at most once a second.
-    pub(super) full_log: LogLimit,
+    pub(crate) full_log: LogLimit,
     /// Failed sends: logged at most once a second; the list reused.
     send_log: LogLimit,
     send_failures: Vec<super::udp::SendFailure>,
@@ -255,7 +207,7 @@ impl<'a> Worker<'a> {
         }
     }
 
-    pub(super) fn count(&self, c: Counter) {
+    pub(crate) fn count(&self, c: Counter) {
         self.shared.count(self.slot, c);
     }
 
@@ -300,7 +252,7 @@ impl<'a> Worker<'a> {
     /// sent: a tm branch ends (which may produce a reply upstream, sent in
     /// a further round, `SEND_ROUNDS` at most), anything else is counted and
     /// logged at most once a second.
-    pub(super) fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         let mut failures = std::mem::take(&mut self.send_failures);
         for _ in 0..super::limits::SEND_ROUNDS {
             if self.outbox.is_empty() {
@@ -320,7 +272,7 @@ impl<'a> Worker<'a> {
     /// The ICMP errors queued on socket `si` (RFC 1122's port or host
     /// unreachable for something we sent): each is a failed send, as if
     /// `sendto` had said so; then what that produced is sent.
-    pub(super) fn read_refusals(&mut self, si: usize) {
+    pub(crate) fn read_refusals(&mut self, si: usize) {
         let mut got = std::mem::take(&mut self.refused);
         super::udp::read_errors(self.sockets[si].as_raw_fd(), &mut got);
         for r in &got {
@@ -556,7 +508,7 @@ impl<'a> Worker<'a> {
 
     /// The socket to send to `dest` from: the one the message came in on if
     /// the address family fits, else the first that fits.
-    pub(super) fn socket_for(&self, dest: SocketAddr) -> usize {
+    pub(crate) fn socket_for(&self, dest: SocketAddr) -> usize {
         if self.locals[self.in_sock].is_ipv6() == dest.is_ipv6() {
             return self.in_sock;
         }
@@ -569,7 +521,7 @@ impl<'a> Worker<'a> {
     /// A reply on the transaction if there is one, else stateless (SER's
     /// `send_reply`); the reason is in `self.text`, extra headers in
     /// `self.reply_extra` (cleared after).
-    pub(super) fn reply_any(&mut self, ctx: &mut MsgCtx<'_, '_>, code: u16) -> i32 {
+    pub(crate) fn reply_any(&mut self, ctx: &mut MsgCtx<'_, '_>, code: u16) -> i32 {
         let r = match self.cur_txn {
             Some(_) => self.t_reply(ctx, code),
             None => self.sl_reply(ctx, code, true),
@@ -580,7 +532,7 @@ impl<'a> Worker<'a> {
 
     /// A stateless reply (sl); `reason_from_text`: the reason is in
     /// `self.text`, else sl's default.
-    pub(super) fn sl_reply(
+    pub(crate) fn sl_reply(
         &mut self,
         ctx: &mut MsgCtx<'_, '_>,
         code: u16,
@@ -693,112 +645,17 @@ impl Host for Worker<'_> {
     }
 
     fn module(&mut self, ctx: &mut MsgCtx<'_, '_>, func: Func, args: &[Param]) -> i32 {
-        if self.in_branch_route && REPLIES_OR_RELAYS.contains(&func) {
-            // As in Kamailio: a branch_route shapes one branch's request.
-            log::warn!(
-                "{} in branch_route: ignored",
-                crate::cfg::registry::func_name(func)
-            );
+        let def = func.def();
+        if self.in_branch_route && !def.routes.allows(RouteKind::Branch) {
+            // As in Kamailio: a branch_route shapes one branch's request
+            // (a route called from it is checked here, not at load).
+            log::warn!("{} in branch_route: ignored", def.name);
             return -1;
         }
-        match (func, args) {
-            (Func::SlSendReply, [Param::Int(code), Param::Fmt(reason)]) => {
-                self.text.clear();
-                crate::script::pv::format_into(reason, ctx, &mut self.text);
-                self.sl_reply(ctx, *code as u16, true)
-            }
-            // send_reply and t_reply are stateful once a transaction exists.
-            (Func::SendReply | Func::TReply, [Param::Int(code), Param::Fmt(reason)]) => {
-                self.text.clear();
-                crate::script::pv::format_into(reason, ctx, &mut self.text);
-                match func {
-                    Func::SendReply => self.reply_any(ctx, *code as u16),
-                    _ => self.t_reply(ctx, *code as u16),
-                }
-            }
-            (Func::TRelay | Func::TRelayToUdp, []) => self.t_relay(ctx, None),
-            (Func::TRelay | Func::TRelayToUdp, [Param::Str(host), Param::Int(port)]) => {
-                self.t_relay(ctx, Some((host, *port as u16)))
-            }
-            (Func::TRelayToTcp, _) => {
-                log::warn!("t_relay_to_tcp: only UDP is served yet");
-                ctx.st.last_error = Some((500, "Unsupported Transport"));
-                -1
-            }
-            (Func::TNewtran, []) => self.t_newtran(ctx),
-            (Func::TOnFailure, [Param::Route(r)]) => {
-                self.armed.failure = (*r + 1) as u16;
-                1
-            }
-            (Func::TOnReply, [Param::Route(r)]) => {
-                self.armed.reply = (*r + 1) as u16;
-                1
-            }
-            (Func::TOnBranch, [Param::Route(r)]) => {
-                self.armed.branch = (*r + 1) as u16;
-                1
-            }
-            (Func::SlReplyError, []) => match ctx.st.last_error {
-                Some((code, reason)) => {
-                    self.text.clear();
-                    self.text.extend_from_slice(reason.as_bytes());
-                    self.sl_reply(ctx, code, true)
-                }
-                None => self.sl_reply(ctx, self.sl.default_code, false),
-            },
-            (Func::MfProcessMaxfwdHeader, [Param::Int(limit)]) => {
-                let (verdict, cap) = maxfwd::process(ctx.msg, *limit as u8, self.max_limit);
-                ctx.st.max_forwards_cap = cap;
-                match verdict {
-                    MaxFwd::Insert(n) => {
-                        ctx.st.max_forwards_insert = Some(n);
-                        1
-                    }
-                    MaxFwd::Decrement => 1,
-                    MaxFwd::Exhausted => -1,
-                    MaxFwd::Invalid => {
-                        ctx.st.last_error = Some((400, "Bad Max-Forwards"));
-                        -1
-                    }
-                }
-            }
-            (Func::Save, [Param::Str(table)]) => self.save(ctx, table),
-            (Func::WwwAuthorize | Func::ProxyAuthorize, [Param::Str(realm), Param::Str(table)]) => {
-                self.authorize(ctx, realm, table, func == Func::ProxyAuthorize)
-            }
-            (Func::WwwChallenge | Func::ProxyChallenge, [Param::Str(realm), Param::Int(qop)]) => {
-                self.challenge(ctx, realm, *qop != 0, func == Func::ProxyChallenge)
-            }
-            (Func::CheckTo, []) => self.check_user(ctx, true),
-            (Func::CheckFrom, []) => self.check_user(ctx, false),
-            (Func::ConsumeCredentials, []) => self.consume_credentials(ctx),
-            (Func::Lookup, [Param::Str(table)]) => self.lookup(ctx, table),
-            (
-                Func::DsSelectDst | Func::DsSelectDomain,
-                [Param::Int(set), Param::Int(alg), Param::Int(limit)],
-            ) => self.ds_select(
-                ctx,
-                *set as u32,
-                *alg,
-                *limit as usize,
-                func == Func::DsSelectDomain,
-            ),
-            (Func::DsNextDst, []) => self.ds_next(ctx, false),
-            (Func::DsNextDomain, []) => self.ds_next(ctx, true),
-            (Func::DsMarkDst, [Param::Str(state)]) => self.ds_mark(ctx, state),
-            (Func::DsIsFromList, [Param::Int(set)]) => self.ds_is_from_list(ctx, *set),
-            (Func::RecordRoute, []) => rr::record_route(ctx),
-            (Func::LooseRoute, []) => rr::loose_route(ctx, &self.myself),
-            // Kamailio's siputils: a To tag marks a request within a dialog.
-            (Func::HasTotag, []) => match ctx.msg.to() {
-                Ok(to) if to.tag.is_some() => 1,
-                _ => -1,
-            },
-            _ => {
-                log::error!(
-                    "{} has no runtime in this build",
-                    crate::cfg::registry::func_name(func)
-                );
+        match func.module_def().run {
+            Some(run) => run(self, ctx, def.id, args),
+            None => {
+                log::error!("{} has no runtime in this build", def.name);
                 -1
             }
         }

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use rser::server::control::methods::GROUPS;
+use rser::server::control::methods::{self, SHM_GROUP};
 use rser::server::control::prometheus::{self, Sample};
 use serde_json::{Value, json};
 
@@ -65,17 +65,13 @@ pub fn stats_text(v: &Value) -> String {
 pub fn stats_prometheus(v: &Value) -> String {
     let mut samples = Vec::new();
     for (group, counters) in v.as_object().into_iter().flatten() {
-        let group: &'static str = GROUPS
-            .iter()
-            .find(|g| **g == group.as_str())
-            .copied()
-            .unwrap_or("other");
+        let group: &'static str = methods::group(group).unwrap_or("other");
         for (name, value) in counters.as_object().into_iter().flatten() {
             samples.push(Sample {
                 group,
                 name: name.clone(),
                 value: value.as_u64().unwrap_or(0),
-                gauge: group == "shm",
+                gauge: group == SHM_GROUP,
             });
         }
     }

@@ -2,6 +2,7 @@
 //! 8760) against a subscriber table in SQLite. `digest.rs` computes,
 //! `nonce.rs` issues and checks nonces, `subscriber.rs` keeps the users.
 
+pub mod actions;
 pub mod digest;
 pub mod nonce;
 pub mod subscriber;

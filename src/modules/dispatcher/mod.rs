@@ -4,6 +4,7 @@
 //! state every process shares is `state.rs`; the script's actions and
 //! probing run in the server (`server/dispatcher.rs`).
 
+pub mod actions;
 pub mod health;
 pub mod list;
 pub mod select;

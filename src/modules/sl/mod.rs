@@ -2,6 +2,7 @@
 //! `sl_reply_error`) and the filter that absorbs ACKs to them.
 
 pub mod ack_filter;
+pub mod actions;
 pub mod reply;
 pub mod signature;
 

@@ -11,6 +11,7 @@
 //! - `uac.rs`: a non-INVITE client transaction started from outside.
 //! - `blocklist.rs`: destinations skipped for a while after a timeout.
 
+pub mod actions;
 pub mod blocklist;
 pub mod build;
 pub mod key;

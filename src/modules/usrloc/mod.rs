@@ -9,8 +9,18 @@ pub use table::{Location, Meta};
 
 use crate::cfg::Config;
 use crate::cfg::program::Program;
-use crate::cfg::registry::Func;
+use crate::modules::def::{Module, ParamType};
 use crate::sip::Uri;
+
+pub static MODULE: Module = Module::params_only(
+    "usrloc",
+    &[
+        ("db_url", ParamType::Str),
+        ("db_mode", ParamType::Int),
+        ("timer_interval", ParamType::Int),
+        ("use_domain", ParamType::Int),
+    ],
+);
 
 /// usrloc's `db_mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +84,7 @@ impl Params {
 /// The location tables the script names in `save()` and `lookup()`, in a
 /// fixed order: a binding's `domain` is an index into it.
 pub fn tables(program: &Program) -> Vec<String> {
-    program.string_args(&[Func::Save, Func::Lookup], 0)
+    program.string_args(&["save", "lookup"], 0)
 }
 
 /// The address-of-record a URI names: its user, and `@host` (lowercase)

@@ -52,27 +52,26 @@ pub struct Control<'a> {
     pub uac: Option<super::uac::UacSetup>,
 }
 
-/// The groups `stats.get` reports: counters by module prefix, `core` for
-/// the rest, `shm` for the shared tables' use (levels, not counts).
-pub const GROUPS: &[&str] = &[
-    "core",
-    "tm",
-    "sl",
-    "registrar",
-    "usrloc",
-    "auth",
-    "dispatcher",
-    "shm",
-];
+/// The group of the shared tables' use (levels, not counts).
+pub const SHM_GROUP: &str = "shm";
 
-/// The group a counter belongs to, from its name's prefix.
+/// The group `name` belongs to in `stats.get`: `core`, the module whose
+/// name prefixes a counter's, or `shm`; `None` for any other name.
+pub fn group(name: &str) -> Option<&'static str> {
+    ["core", SHM_GROUP]
+        .into_iter()
+        .chain(crate::modules::MODULES.iter().map(|m| m.name))
+        .find(|g| *g == name)
+}
+
+/// The group a counter belongs to, from its name's prefix: the module's
+/// name, else `core`.
 fn group_of(name: &str) -> &'static str {
-    for g in ["tm", "sl", "registrar", "usrloc", "auth", "dispatcher"] {
-        if name.strip_prefix(g).is_some_and(|r| r.starts_with('_')) {
-            return g;
-        }
-    }
-    "core"
+    crate::modules::MODULES
+        .iter()
+        .map(|m| m.name)
+        .find(|g| name.strip_prefix(g).is_some_and(|r| r.starts_with('_')))
+        .unwrap_or("core")
 }
 
 impl Control<'_> {
@@ -91,7 +90,7 @@ impl Control<'_> {
             .collect();
         let mut gauge = |name: &str, value: usize| {
             out.push(Sample {
-                group: "shm",
+                group: SHM_GROUP,
                 name: name.to_string(),
                 value: value as u64,
                 gauge: true,

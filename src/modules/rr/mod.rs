@@ -9,6 +9,8 @@
 //! hop (`dst_uri`): a bad Route or a full edit budget leaves the message
 //! as it was.
 
+pub mod actions;
+
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
@@ -353,5 +355,4 @@ impl Iterator for Runs<'_> {
 }
 
 #[cfg(test)]
-#[path = "rr_tests.rs"]
 mod tests;

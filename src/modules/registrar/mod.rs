@@ -2,6 +2,8 @@
 //! for, and how it changes the bindings an address-of-record has. Pure
 //! code: the caller holds the bindings (usrloc's table) and the clock.
 
+pub mod actions;
+
 use arrayvec::ArrayVec;
 
 use crate::cfg::Config;
@@ -263,5 +265,4 @@ pub fn contact_line(uri: &[u8], expires_in: u64, q: Option<u16>, out: &mut Vec<u
 }
 
 #[cfg(test)]
-#[path = "registrar_tests.rs"]
 mod tests;

@@ -502,9 +502,9 @@ impl Host for RrHost<'_> {
     }
 
     fn module(&mut self, ctx: &mut MsgCtx<'_, '_>, func: Func, _: &[Param]) -> i32 {
-        match func {
-            Func::RecordRoute => record_route(ctx),
-            Func::LooseRoute => loose_route(ctx, &self.config.program.myself),
+        match func.name() {
+            "record_route" => record_route(ctx),
+            "loose_route" => loose_route(ctx, &self.config.program.myself),
             _ => -1,
         }
     }

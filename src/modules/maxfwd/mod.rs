@@ -2,6 +2,8 @@
 //! step 3). The check happens when the action runs; the header itself is
 //! changed once, when the request is sent.
 
+pub mod actions;
+
 use crate::sip::Message;
 
 /// What `mf_process_maxfwd_header` found.

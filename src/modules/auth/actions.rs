@@ -1,0 +1,104 @@
+//! auth's and auth_db's actions: `www_authorize`/`proxy_authorize(realm,
+//! table)`, `www_challenge`/`proxy_challenge(realm, qop)`,
+//! `check_to()`/`check_from()`, `consume_credentials()`.
+
+use crate::cfg::ConfigError;
+use crate::cfg::ast::Arg;
+use crate::cfg::fixup::{Fixup, int_in, nonempty, text};
+use crate::cfg::program::Param;
+use crate::modules::def::{ActionDef, Module, ParamType, Routes, action, bad_args, no_args};
+use crate::script::MsgCtx;
+use crate::server::worker::Worker;
+
+use ParamType::{Int, Str};
+
+const WWW_AUTHORIZE: u8 = 0;
+const PROXY_AUTHORIZE: u8 = 1;
+const WWW_CHALLENGE: u8 = 2;
+const PROXY_CHALLENGE: u8 = 3;
+const CHECK_TO: u8 = 4;
+const CHECK_FROM: u8 = 5;
+const CONSUME_CREDENTIALS: u8 = 6;
+
+/// An action auth_db provides as well (SER 0.8's auth read credentials
+/// itself; auth_db does now).
+const fn with_db(mut a: ActionDef) -> ActionDef {
+    a.also_in = &["auth_db"];
+    a
+}
+
+const REQ: Routes = Routes::REQUEST;
+
+pub static MODULE: Module = Module {
+    name: "auth",
+    params: &[
+        ("secret", Str),
+        ("nonce_expire", Int),
+        ("algorithm", Str),
+        // SER 0.8's auth module read credentials itself (the seed's
+        // "Module Parameters" example sets it); auth_db has it now.
+        ("db_url", Str),
+    ],
+    actions: &[
+        with_db(action(
+            "www_authorize",
+            WWW_AUTHORIZE,
+            (2, 2),
+            authorize,
+            REQ,
+        )),
+        with_db(action(
+            "proxy_authorize",
+            PROXY_AUTHORIZE,
+            (2, 2),
+            authorize,
+            REQ,
+        )),
+        action("www_challenge", WWW_CHALLENGE, (2, 2), challenge, REQ),
+        action("proxy_challenge", PROXY_CHALLENGE, (2, 2), challenge, REQ),
+        with_db(action("check_to", CHECK_TO, (0, 0), no_args, REQ)),
+        with_db(action("check_from", CHECK_FROM, (0, 0), no_args, REQ)),
+        action(
+            "consume_credentials",
+            CONSUME_CREDENTIALS,
+            (0, 0),
+            no_args,
+            REQ,
+        ),
+    ],
+    run: Some(run),
+};
+
+pub static AUTH_DB: Module =
+    Module::params_only("auth_db", &[("db_url", Str), ("calculate_ha1", Int)]);
+
+/// A realm (may be empty: the request's host) and a subscriber table.
+fn authorize(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
+    Ok(vec![
+        Param::Str(text(&a[0]).into()),
+        Param::Str(nonempty(&a[1])?),
+    ])
+}
+
+/// A realm and whether to offer qop (0 or 1).
+fn challenge(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
+    Ok(vec![
+        Param::Str(text(&a[0]).into()),
+        Param::Int(int_in(&a[1], 0, 1)?),
+    ])
+}
+
+fn run(w: &mut Worker<'_>, ctx: &mut MsgCtx<'_, '_>, id: u8, args: &[Param]) -> i32 {
+    match (id, args) {
+        (WWW_AUTHORIZE | PROXY_AUTHORIZE, [Param::Str(realm), Param::Str(table)]) => {
+            w.authorize(ctx, realm, table, id == PROXY_AUTHORIZE)
+        }
+        (WWW_CHALLENGE | PROXY_CHALLENGE, [Param::Str(realm), Param::Int(qop)]) => {
+            w.challenge(ctx, realm, *qop != 0, id == PROXY_CHALLENGE)
+        }
+        (CHECK_TO, []) => w.check_user(ctx, true),
+        (CHECK_FROM, []) => w.check_user(ctx, false),
+        (CONSUME_CREDENTIALS, []) => w.consume_credentials(ctx),
+        _ => bad_args("auth", id),
+    }
+}

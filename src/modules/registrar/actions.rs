@@ -1,0 +1,53 @@
+//! The registrar's actions: `save(table)` and `lookup(table)`.
+
+use crate::cfg::ConfigError;
+use crate::cfg::ast::Arg;
+use crate::cfg::fixup::{Fixup, error, nonempty};
+use crate::cfg::program::Param;
+use crate::modules::def::{Module, ParamType, Routes, action, bad_args};
+use crate::script::MsgCtx;
+use crate::server::worker::Worker;
+
+use ParamType::Int;
+
+const SAVE: u8 = 0;
+const LOOKUP: u8 = 1;
+
+pub static MODULE: Module = Module {
+    name: "registrar",
+    params: &[
+        ("default_expires", Int),
+        ("min_expires", Int),
+        ("max_expires", Int),
+        ("default_q", Int),
+        ("append_branches", Int),
+        ("max_contacts", Int),
+    ],
+    actions: &[
+        action("save", SAVE, (1, 1), table, Routes::NOT_BRANCH),
+        action(
+            "lookup",
+            LOOKUP,
+            (1, 1),
+            table,
+            Routes::REQUEST.or(Routes::FAILURE),
+        ),
+    ],
+    run: Some(run),
+};
+
+/// The location table's name, which becomes an SQL table's when usrloc
+/// persists.
+fn table(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
+    let table = nonempty(&a[0])?;
+    crate::modules::usrloc::db::check_table_name(&table).map_err(|e| error(&a[0], e))?;
+    Ok(vec![Param::Str(table)])
+}
+
+fn run(w: &mut Worker<'_>, ctx: &mut MsgCtx<'_, '_>, id: u8, args: &[Param]) -> i32 {
+    match (id, args) {
+        (SAVE, [Param::Str(t)]) => w.save(ctx, t),
+        (LOOKUP, [Param::Str(t)]) => w.lookup(ctx, t),
+        _ => bad_args("registrar", id),
+    }
+}

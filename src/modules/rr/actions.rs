@@ -1,0 +1,34 @@
+//! rr's actions: `record_route()` and `loose_route()`.
+
+use super::{loose_route, record_route};
+use crate::cfg::program::Param;
+use crate::modules::def::{Module, ParamType, Routes, action, bad_args, no_args};
+use crate::script::MsgCtx;
+use crate::server::worker::Worker;
+
+use ParamType::Int;
+
+const RECORD_ROUTE: u8 = 0;
+const LOOSE_ROUTE: u8 = 1;
+
+pub static MODULE: Module = Module {
+    name: "rr",
+    params: &[
+        ("enable_full_lr", Int),
+        ("append_fromtag", Int),
+        ("enable_double_rr", Int),
+    ],
+    actions: &[
+        action("record_route", RECORD_ROUTE, (0, 0), no_args, Routes::ANY),
+        action("loose_route", LOOSE_ROUTE, (0, 0), no_args, Routes::ANY),
+    ],
+    run: Some(run),
+};
+
+fn run(w: &mut Worker<'_>, ctx: &mut MsgCtx<'_, '_>, id: u8, _: &[Param]) -> i32 {
+    match id {
+        RECORD_ROUTE => record_route(ctx),
+        LOOSE_ROUTE => loose_route(ctx, &w.myself),
+        _ => bad_args("rr", id),
+    }
+}

@@ -1,0 +1,140 @@
+//! tm's actions: `t_relay([host, port])` (and `t_relay_to_udp`,
+//! `t_relay_to_tcp`), `t_newtran()`, `t_reply(code, reason)`, and
+//! `t_on_failure`/`t_on_reply`/`t_on_branch(route)` arming the
+//! transaction's routes.
+
+use crate::cfg::ConfigError;
+use crate::cfg::ast::{Arg, RouteKind};
+use crate::cfg::fixup::{Fixup, error, int_in, nonempty};
+use crate::cfg::program::Param;
+use crate::modules::def::{Module, ParamType, Routes, action, bad_args, no_args};
+use crate::modules::sl::actions::code_reason;
+use crate::script::MsgCtx;
+use crate::server::worker::Worker;
+
+use ParamType::Int;
+
+const T_RELAY: u8 = 0;
+const T_RELAY_TO_UDP: u8 = 1;
+const T_RELAY_TO_TCP: u8 = 2;
+const T_NEWTRAN: u8 = 3;
+const T_REPLY: u8 = 4;
+const T_ON_FAILURE: u8 = 5;
+const T_ON_REPLY: u8 = 6;
+const T_ON_BRANCH: u8 = 7;
+
+pub static MODULE: Module = Module {
+    name: "tm",
+    params: &[
+        ("fr_timer", Int),
+        ("fr_inv_timer", Int),
+        ("wt_timer", Int),
+        ("delete_timer", Int),
+        ("retr_timer1", Int),
+        ("retr_timer2", Int),
+        ("max_inv_lifetime", Int),
+        ("max_noninv_lifetime", Int),
+        ("noisy_ctimer", Int),
+        ("ruri_matching", Int),
+        ("via1_matching", Int),
+        ("unix_tx_timeout", Int),
+        ("restart_fr_on_each_reply", Int),
+        ("auto_inv_100", Int),
+        ("blst_methods_add", Int),
+    ],
+    actions: &[
+        action("t_relay", T_RELAY, (0, 2), host_port, Routes::NOT_BRANCH),
+        action(
+            "t_relay_to_udp",
+            T_RELAY_TO_UDP,
+            (0, 2),
+            host_port,
+            Routes::NOT_BRANCH,
+        ),
+        action(
+            "t_relay_to_tcp",
+            T_RELAY_TO_TCP,
+            (0, 2),
+            host_port,
+            Routes::NOT_BRANCH,
+        ),
+        action("t_newtran", T_NEWTRAN, (0, 0), no_args, Routes::NOT_BRANCH),
+        action("t_reply", T_REPLY, (2, 2), code_reason, Routes::NOT_BRANCH),
+        action(
+            "t_on_failure",
+            T_ON_FAILURE,
+            (1, 1),
+            failure_route,
+            Routes::ANY,
+        ),
+        action("t_on_reply", T_ON_REPLY, (1, 1), reply_route, Routes::ANY),
+        action(
+            "t_on_branch",
+            T_ON_BRANCH,
+            (1, 1),
+            branch_route,
+            Routes::ANY,
+        ),
+    ],
+    run: Some(run),
+};
+
+/// No arguments, or a host and a port.
+fn host_port(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
+    match a {
+        [] => Ok(vec![]),
+        [host, port] => Ok(vec![
+            Param::Str(nonempty(host)?),
+            Param::Int(int_in(port, 1, 65535)?),
+        ]),
+        [one, ..] => Err(error(
+            one,
+            "t_relay takes no arguments, or a host and a port".into(),
+        )),
+    }
+}
+
+fn failure_route(fx: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
+    Ok(vec![Param::Route(fx.route(RouteKind::Failure, &a[0])?)])
+}
+
+fn reply_route(fx: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
+    Ok(vec![Param::Route(fx.route(RouteKind::Reply, &a[0])?)])
+}
+
+fn branch_route(fx: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
+    Ok(vec![Param::Route(fx.route(RouteKind::Branch, &a[0])?)])
+}
+
+fn run(w: &mut Worker<'_>, ctx: &mut MsgCtx<'_, '_>, id: u8, args: &[Param]) -> i32 {
+    match (id, args) {
+        (T_REPLY, [Param::Int(code), Param::Fmt(reason)]) => {
+            w.text.clear();
+            crate::script::pv::format_into(reason, ctx, &mut w.text);
+            w.t_reply(ctx, *code as u16)
+        }
+        (T_RELAY | T_RELAY_TO_UDP, []) => w.t_relay(ctx, None),
+        (T_RELAY | T_RELAY_TO_UDP, [Param::Str(host), Param::Int(port)]) => {
+            w.t_relay(ctx, Some((host, *port as u16)))
+        }
+        (T_RELAY_TO_TCP, _) => {
+            log::warn!("t_relay_to_tcp: only UDP is served yet");
+            ctx.st.last_error = Some((500, "Unsupported Transport"));
+            -1
+        }
+        (T_NEWTRAN, []) => w.t_newtran(ctx),
+        (T_ON_FAILURE, [Param::Route(r)]) => {
+            w.armed.failure = (*r + 1) as u16;
+            1
+        }
+        (T_ON_REPLY, [Param::Route(r)]) => {
+            w.armed.reply = (*r + 1) as u16;
+            1
+        }
+        (T_ON_BRANCH, [Param::Route(r)]) => {
+            w.armed.branch = (*r + 1) as u16;
+            1
+        }
+        _ => bad_args("tm", id),
+    }
+}
