@@ -13,6 +13,7 @@ pub mod freelist;
 pub mod lock;
 pub mod pool;
 pub mod region;
+pub mod ring;
 
 pub use chains::{Chains, Linked, Links, Stripe};
 pub use counters::Counters;
@@ -20,6 +21,7 @@ pub use freelist::FreeList;
 pub use lock::{LockGuard, RobustMutex};
 pub use pool::{Chain, Pool};
 pub use region::{Carver, Region, Slice};
+pub use ring::Ring;
 
 /// The span a hot shared word is padded to so that processes do not
 /// false-share its cache line (crossbeam's `CachePadded`: 128 bytes on

@@ -5,12 +5,15 @@
 //! compiler and the worker's dispatch all read it, so nothing else lists
 //! a module or its actions.
 
-use crate::cfg::ConfigError;
+use std::net::SocketAddr;
+
 use crate::cfg::ast::{Arg, RouteKind};
 use crate::cfg::fixup::Fixup;
 use crate::cfg::program::Param;
+use crate::cfg::{Config, ConfigError};
 use crate::script::MsgCtx;
 use crate::server::worker::Worker;
+use crate::sip::Message;
 
 /// A module parameter's type, as the SER module docs write it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,9 +104,125 @@ pub struct Module {
     pub name: &'static str,
     pub params: &'static [(&'static str, ParamType)],
     pub actions: &'static [ActionDef],
-    /// Runs the actions in a worker; `None` for a module without actions
-    /// (database drivers) or whose actions the VM runs itself.
+    /// Runs the actions in a worker through the worker itself (the
+    /// modules written before [`Runtime`]); `None` for a module without
+    /// actions or with a [`Runtime`].
     pub run: Option<RunFn>,
+    /// Its counters' names, each starting with the module's name and `_`
+    /// (its group in `stats.get`); [`Counts::add`] takes an index here.
+    pub counters: &'static [&'static str],
+    /// Its runtime, shared tables and helper thread, when it has them.
+    pub hooks: Option<&'static Hooks>,
+}
+
+/// What a module with a [`Runtime`] gives the server.
+#[derive(Debug)]
+pub struct Hooks {
+    /// In the master, before forking, when the module is loaded: its
+    /// tables carved from the shared region (`region` bytes in all), or
+    /// why the config cannot run. Also where a config the checker passed
+    /// is refused for what only a start can find (a database it cannot
+    /// open).
+    pub carve: CarveFn,
+    /// In every worker and the timer process: the module's per-process
+    /// runtime over its tables.
+    pub start: StartFn,
+    /// A thread in the timer process (a database writer), so nothing
+    /// slow runs in a worker.
+    pub helper: Option<HelperFn>,
+}
+
+/// A module's tables in shared memory, as its `start` downcasts them.
+pub type ModuleShm = Box<dyn std::any::Any + Send + Sync>;
+pub type CarveFn = fn(&Config, &mut rser_shm::Carver<'_>, usize) -> Result<ModuleShm, String>;
+pub type StartFn = for<'a> fn(&Start<'a>) -> Box<dyn Runtime + 'a>;
+pub type HelperFn = for<'a> fn(&Start<'a>);
+
+/// What a module's `start` and helper get.
+pub struct Start<'a> {
+    pub config: &'a Config,
+    pub shm: &'a ModuleShm,
+    pub counts: Counts<'a>,
+}
+
+/// A module's own counters in this process's row.
+#[derive(Clone, Copy)]
+pub struct Counts<'a> {
+    pub(crate) counters: &'a rser_shm::Counters,
+    pub(crate) slot: usize,
+    /// Where the module's counters start among all.
+    pub(crate) base: usize,
+}
+
+impl Counts<'_> {
+    /// Adds `n` to the module's counter `i` (an index in its
+    /// [`Module::counters`]).
+    pub fn add(&self, i: usize, n: u64) {
+        self.counters.add(self.slot, self.base + i, n);
+    }
+}
+
+/// What a runtime may use while it runs an action or a callback: the
+/// clock, and the module's counters.
+pub struct Cx<'a> {
+    /// Milliseconds on the monotonic clock, for this batch.
+    pub now_ms: u64,
+    pub counts: Counts<'a>,
+}
+
+/// A module's per-process state and behaviour.
+pub trait Runtime {
+    /// Runs action `id` (the module's own numbering) on the current
+    /// message; SER's return convention.
+    fn call(&mut self, cx: &mut Cx<'_>, ctx: &mut MsgCtx<'_, '_>, id: u8, args: &[Param]) -> i32;
+
+    /// Whether a transaction created with these script flags concerns it
+    /// (asked before tm reads the stored request for [`TmEvent`]s).
+    fn tm_wants(&self, _flags: u32) -> bool {
+        false
+    }
+
+    /// A tm callback (SER's `register_tmcb`), for transactions it wants;
+    /// returns script flags to reset on the transaction (acc's missed-call
+    /// flags, once a missed call is recorded).
+    fn tm_event(&mut self, _cx: &mut Cx<'_>, _ev: &TmEvent<'_, '_>) -> u32 {
+        0
+    }
+}
+
+/// A transaction's request as tm keeps it, with what it knows of it.
+pub struct TmRequest<'e, 'm> {
+    /// The request as relayed (after the script's changes, before our
+    /// Via).
+    pub msg: &'e Message<'m>,
+    /// Where it came from, and the address it came in on.
+    pub source: SocketAddr,
+    pub local: SocketAddr,
+    /// The script's flags when the transaction was created.
+    pub flags: u32,
+}
+
+/// tm's callbacks (SER's and Kamailio's TMCB_* types) that modules see.
+pub enum TmEvent<'e, 'm> {
+    /// TMCB_RESPONSE_OUT: a reply went upstream, relayed or local: every
+    /// relayed provisional one, and the first final one.
+    ResponseOut {
+        req: TmRequest<'e, 'm>,
+        code: u16,
+        reason: &'e [u8],
+        /// The reply's To tag (empty: none).
+        to_tag: &'e [u8],
+        /// Whether the reply carries a body (early media on a 1xx).
+        has_body: bool,
+    },
+    /// TMCB_ON_FAILURE: a branch's failure (>= 300) became the
+    /// transaction's best reply before failure_route runs.
+    Failure {
+        req: TmRequest<'e, 'm>,
+        code: u16,
+        reason: &'e [u8],
+        to_tag: &'e [u8],
+    },
 }
 
 impl Module {
@@ -118,6 +237,8 @@ impl Module {
             params,
             actions: &[],
             run: None,
+            counters: &[],
+            hooks: None,
         }
     }
 }

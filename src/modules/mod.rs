@@ -2,6 +2,7 @@
 //! says what a module declares) and, for now, a runtime that runs them in
 //! a worker. [`MODULES`] is the one list of them.
 
+pub mod acc;
 pub mod auth;
 pub mod def;
 pub mod dispatcher;
@@ -39,4 +40,5 @@ pub static MODULES: &[&Module] = &[
     &dispatcher::actions::MODULE,
     &MYSQL,
     &DB_SQLITE,
+    &acc::MODULE,
 ];

@@ -82,7 +82,7 @@ impl Harness {
         // (one test's).
         let config: &'static Config = Box::leak(Box::new(config));
         let shared: &'static Shared = Box::leak(Box::new(
-            Shared::create(8 << 20, workers + 1, [7; 32], needs).unwrap(),
+            Shared::create(8 << 20, workers + 1, [7; 32], needs, Some(config)).unwrap(),
         ));
         let sockets: &'static [UdpSocket] = Box::leak(vec![sock].into_boxed_slice());
         let vm: &'static Vm<'static> = Box::leak(Box::new(Vm::new(config)));
@@ -160,7 +160,7 @@ impl Harness {
 
     /// A counter's total over every process.
     pub fn counter(&self, name: &str) -> u64 {
-        let i = super::shared::COUNTER_NAMES
+        let i = super::shared::counter_names()
             .iter()
             .position(|n| *n == name)
             .unwrap_or_else(|| panic!("no counter {name}"));

@@ -188,6 +188,18 @@ fn spawn_timer(
             if shared.usrloc.is_some() {
                 s.spawn(|| super::registrar::upkeep(shared, slot, config));
             }
+            // Modules' helpers (acc's database writer) likewise.
+            for (m, def) in crate::modules::MODULES.iter().enumerate() {
+                let helper = def.hooks.and_then(|h| h.helper);
+                if let (Some(helper), Some(shm)) = (helper, &shared.modules[m]) {
+                    let start = crate::modules::def::Start {
+                        config,
+                        shm,
+                        counts: super::worker::module_counts(shared, slot, m),
+                    };
+                    s.spawn(move || helper(&start));
+                }
+            }
             let mut timer = Worker::new(slot, config, shared, &socks, &vm);
             // Probes carry the listening address in their Via.
             timer.listen = sockets.addrs.clone();

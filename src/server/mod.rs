@@ -10,7 +10,7 @@ mod harness;
 #[cfg(test)]
 mod harness_tests;
 pub mod limits;
-mod log_limit;
+pub mod log_limit;
 pub mod master;
 pub mod proxy;
 mod reachable;
@@ -192,7 +192,9 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
             dispatcher: ds_params.is_some(),
             blocklist: config.settings.use_dst_blocklist && config.has_module("tm"),
         },
-    )?;
+        Some(&config),
+    )
+    .map_err(|e| StartError(e.to_string()))?;
     if let (Some(shm), Some(params)) = (&shared.dispatcher, &ds_params) {
         let (_, n) = dispatcher::reload(shm, params).map_err(StartError)?;
         log::info!("dispatcher: {n} destinations");

@@ -425,6 +425,7 @@ impl Worker<'_> {
         self.text.clear();
         self.text.extend_from_slice(b"canceling");
         self.sl_reply(ctx, 200, true);
+        self.cancel_answered(ctx);
         if let Some(s) = table.slot(&l, idx, generation) {
             let (txn, mut br) = table.view(s);
             let fx = txn.on_cancel(&mut br, self.now_ms, &self.timers);
@@ -432,6 +433,32 @@ impl Worker<'_> {
         }
         drop(l);
         1
+    }
+
+    /// The CANCEL's own 200 as a tm callback (Kamailio's acc records it
+    /// with `report_cancels`): the reply as sl wrote it.
+    fn cancel_answered(&mut self, ctx: &mut MsgCtx<'_, '_>) {
+        if !self.tm_hooked(ctx.st.flags) {
+            return;
+        }
+        let tag = self.shared.ack_filter.signature().to_tag(ctx.msg);
+        let to_tag = match ctx.msg.to() {
+            Ok(to) if to.tag.is_some() => to.tag.unwrap_or_default(),
+            _ => tag.as_ref().map_or(&b""[..], |t| t.as_bytes()),
+        };
+        let ev = crate::modules::def::TmEvent::ResponseOut {
+            req: crate::modules::def::TmRequest {
+                msg: ctx.msg,
+                source: ctx.src,
+                local: ctx.dst,
+                flags: ctx.st.flags,
+            },
+            code: 200,
+            reason: b"canceling",
+            to_tag,
+            has_body: false,
+        };
+        ctx.st.flags &= !self.tm_emit(&ev);
     }
 
     /// Builds the request the transaction keeps into `stored`: the
@@ -480,6 +507,7 @@ impl Worker<'_> {
         };
         let mut txn = Txn::new(kind, self.now_ms, &self.timers);
         txn.upstream = Peer::from(crate::modules::sl::reply_destination(msg, ctx.src));
+        txn.source_port = ctx.src.port();
         txn.in_sock = self.in_sock as u8;
         txn.script_flags = ctx.st.flags;
         let mut fo = ctx.st.ds;

@@ -8,7 +8,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use rser_shm::{Carver, Counters, Region, Slice};
 
 use super::limits::BLOCKLIST_ENTRIES;
+use crate::cfg::Config;
+use crate::modules::MODULES;
 use crate::modules::auth::nonce::NonceCounts;
+use crate::modules::def::ModuleShm;
 use crate::modules::dispatcher::state::DsShared;
 use crate::modules::sl::{AckFilter, Signature};
 use crate::modules::tm::Table;
@@ -158,7 +161,28 @@ pub struct Shared {
     pub dispatcher: Option<DsShared>,
     /// tm's destination blocklist, with `use_dst_blocklist`.
     pub blocklist: Option<Blocklist>,
+    /// The tables of loaded modules with [`Hooks`], by their place in
+    /// [`MODULES`].
+    pub modules: Vec<Option<ModuleShm>>,
     pub secret: [u8; 32],
+}
+
+/// Every counter's name: the shell's ([`COUNTER_NAMES`]), then each
+/// module's own, in [`MODULES`] order; a counter's index is its place.
+pub fn counter_names() -> &'static [&'static str] {
+    static NAMES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        COUNTER_NAMES
+            .iter()
+            .copied()
+            .chain(MODULES.iter().flat_map(|m| m.counters.iter().copied()))
+            .collect()
+    })
+}
+
+/// Where module `m`'s counters start in [`counter_names`].
+pub fn counter_base(m: usize) -> usize {
+    COUNTER_NAMES.len() + MODULES[..m].iter().map(|m| m.counters.len()).sum::<usize>()
 }
 
 /// Which tables the config needs in shared memory.
@@ -173,11 +197,13 @@ pub struct Needs {
 
 impl Shared {
     /// `slots`: counter rows, one per process that counts.
+    /// `config`: the loaded modules with [`Hooks`] carve their tables.
     pub fn create(
         size_bytes: usize,
         slots: usize,
         secret: [u8; 32],
         needs: Needs,
+        config: Option<&Config>,
     ) -> io::Result<Shared> {
         let region = Region::create(size_bytes)?;
         let too_small = || {
@@ -187,7 +213,8 @@ impl Shared {
             )
         };
         let mut carver = region.carver();
-        let counters = Counters::carve(&mut carver, slots, COUNTER_NAMES).ok_or_else(too_small)?;
+        let counters =
+            Counters::carve(&mut carver, slots, counter_names()).ok_or_else(too_small)?;
         let processes = Processes::carve(&mut carver, slots).ok_or_else(too_small)?;
         let sl_entries = (size_bytes / SL_TABLE_SHARE / AckFilter::BYTES_PER_ENTRY).max(64);
         let ack_filter = AckFilter::carve(&mut carver, Signature::new(&secret), sl_entries)
@@ -225,6 +252,17 @@ impl Shared {
             ),
             false => None,
         };
+        let mut modules = Vec::with_capacity(MODULES.len());
+        for m in MODULES {
+            let shm = match (m.hooks, config) {
+                (Some(h), Some(c)) if c.has_module(m.name) => Some(
+                    (h.carve)(c, &mut carver, size_bytes)
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+                ),
+                _ => None,
+            };
+            modules.push(shm);
+        }
         log::info!(
             "shared memory: {} MiB, {} bytes used; {} stateless-reply records; \
              {} transactions of {} bytes; {} bindings of {} bytes",
@@ -246,6 +284,7 @@ impl Shared {
             nonce_counts,
             dispatcher,
             blocklist,
+            modules,
             secret,
         })
     }
@@ -263,7 +302,7 @@ impl Shared {
 
     /// `name=total` for every counter, for the log.
     pub fn summary(&self) -> String {
-        COUNTER_NAMES
+        counter_names()
             .iter()
             .enumerate()
             .map(|(i, n)| format!("{n}={}", self.counters.total(i)))

@@ -18,14 +18,24 @@ use super::proxy;
 use super::shared::Counter;
 use super::worker::{Worker, now_ms};
 use crate::cfg::settings::Proto;
+use crate::modules::def::{TmEvent, TmRequest};
 use crate::modules::tm::Table;
 use crate::modules::tm::build::{self as tmbuild, OurVia};
 use crate::modules::tm::key::{BranchId, server_key};
 use crate::modules::tm::table::Locked;
-use crate::modules::tm::txn::{Branch, Effect, Kind, Txn};
+use crate::modules::tm::txn::{Branch, Effect, Kind, REPORTED, Txn};
 use crate::script::MsgCtx;
 use crate::sip::build::write_reply;
 use crate::sip::{Message, Method};
+
+/// How a final reply went upstream in one `tm_exec`.
+#[derive(Debug, Clone, Copy)]
+enum FinalOut {
+    /// The reply in hand, relayed.
+    Relayed,
+    /// The kept best reply or a local one, now the stored last reply.
+    Kept,
+}
 
 /// A transaction as the processes name it: bucket, slot and generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,8 +134,20 @@ impl Worker<'_> {
         self.outbox
             .push(s.txn.in_sock as usize, dest)
             .extend_from_slice(&reply);
-        self.scratch = reply;
         self.count(Counter::TmLocalReplies);
+        if code >= 200 && s.txn.flags & REPORTED == 0 && self.tm_hooked(ctx.st.flags) {
+            s.txn.flags |= REPORTED;
+            let req = TmRequest {
+                msg: ctx.msg,
+                source: ctx.src,
+                local: ctx.dst,
+                flags: ctx.st.flags,
+            };
+            if let Ok(r) = Message::parse(&reply) {
+                ctx.st.flags &= !self.tm_response_out(req, &r);
+            }
+        }
+        self.scratch = reply;
         self.tm_exec(&table, &l, t, &[], None);
         1
     }
@@ -211,7 +233,7 @@ impl Worker<'_> {
         let Some(table) = self.tm else { return };
         let mut buf = std::mem::take(&mut self.failure_buf);
         buf.clear();
-        let (flags, ds, code, upstream, before) = {
+        let (flags, ds, code, source, before) = {
             let l = table.lock(t.bucket);
             let Some(s) = table.slot(&l, t.idx, t.generation) else {
                 self.failure_buf = buf;
@@ -222,7 +244,7 @@ impl Worker<'_> {
                 s.txn.script_flags,
                 s.txn.ds,
                 s.txn.best_code,
-                SocketAddr::from(s.txn.upstream),
+                s.txn.source(),
                 s.txn.nbranch,
             )
         };
@@ -233,7 +255,7 @@ impl Worker<'_> {
         match Message::parse(&buf) {
             Ok(msg) => {
                 let local = self.locals[self.in_sock];
-                let mut ctx = MsgCtx::new(&msg, upstream, local, Proto::Udp, &mut st);
+                let mut ctx = MsgCtx::new(&msg, source, local, Proto::Udp, &mut st);
                 ctx.status = Some(code);
                 ctx.st.flags = flags;
                 ctx.st.ds = ds;
@@ -256,6 +278,9 @@ impl Worker<'_> {
             return;
         };
         s.txn.on_failure = armed.failure;
+        // SER's flags are the transaction's: what failure_route set or
+        // reset stays (acc's missed-call flag set again, say).
+        s.txn.script_flags = self.aux_st.flags;
         // ds_next_dst moved on (and the call's load with it).
         s.txn.ds = self.aux_st.ds;
         let added = s.txn.nbranch > before;
@@ -394,6 +419,15 @@ impl Worker<'_> {
         let s = table.slot(l, t.idx, t.generation)?;
         let mut stored = std::mem::take(&mut self.stored);
         stored.clear();
+        // Modules that asked for this transaction's callbacks see its
+        // final reply go out (the stored request is read for them).
+        let hooked = self.tm_hooked(s.txn.script_flags);
+        let reported = s.txn.flags & REPORTED != 0;
+        // A relayed reply they see: every provisional one, the first final.
+        let seen = reply
+            .and_then(Message::status)
+            .is_some_and(|c| c < 200 || !reported);
+        let mut out = None;
         // The stored request is read and parsed only when a message is
         // built from it: not to resend a kept reply.
         let needs_stored = {
@@ -403,7 +437,9 @@ impl Worker<'_> {
                     br.get(*b as usize).is_some_and(|b| b.request.is_empty())
                 }
                 Effect::ResendReply => txn.reply.is_empty(),
-                Effect::SendBest => !txn.best_text_kept(),
+                Effect::SendBest => !txn.best_text_kept() || (hooked && !reported),
+                Effect::RelayReply { .. } => hooked && seen,
+                Effect::FailureRoute(_) => hooked,
                 _ => false,
             })
         };
@@ -442,6 +478,9 @@ impl Worker<'_> {
                 }
                 Effect::RelayReply { store } => {
                     let Some(r) = reply else { continue };
+                    if seen {
+                        out = Some(FinalOut::Relayed);
+                    }
                     let mut out = std::mem::take(&mut self.scratch);
                     if proxy::build_reply_forward(r, &mut out).is_ok() {
                         let up = SocketAddr::from(s.txn.upstream);
@@ -467,7 +506,12 @@ impl Worker<'_> {
                     self.scratch = out;
                 }
                 Effect::ResendReply => self.resend_reply(table, s, smsg.as_ref()),
-                Effect::SendBest => self.send_best(table, s, smsg.as_ref()),
+                Effect::SendBest => {
+                    self.send_best(table, s, smsg.as_ref());
+                    if !reported {
+                        out = Some(FinalOut::Kept);
+                    }
+                }
                 Effect::FailureRoute(r) => failure = Some(r),
                 Effect::Silent(b) => {
                     let (txn, br) = table.view(s);
@@ -475,6 +519,9 @@ impl Worker<'_> {
                 }
                 Effect::Delete => delete = true,
             }
+        }
+        if let (true, Some(m)) = (hooked, &smsg) {
+            self.tm_report(table, s, m, reply, out, failure.is_some());
         }
         self.stored = stored;
         if delete {
@@ -489,6 +536,119 @@ impl Worker<'_> {
             table.arm(s, t.idx, due);
         }
         failure
+    }
+
+    /// tm's callbacks for what `tm_exec` just did: the reply that went
+    /// upstream (`out`), or the failure failure_route is about to see.
+    fn tm_report(
+        &mut self,
+        table: &Table,
+        s: &mut crate::modules::tm::table::Slot,
+        stored: &Message<'_>,
+        reply: Option<&Message<'_>>,
+        out: Option<FinalOut>,
+        failure: bool,
+    ) {
+        let req = || TmRequest {
+            msg: stored,
+            source: s.txn.source(),
+            local: self.locals[usize::from(s.txn.in_sock).min(self.locals.len() - 1)],
+            flags: s.txn.script_flags,
+        };
+        let mut text = std::mem::take(&mut self.base_buf);
+        let reset = match (out, reply) {
+            (Some(FinalOut::Relayed), Some(r)) => {
+                let req = req();
+                self.tm_response_out(req, r)
+            }
+            (Some(FinalOut::Kept), _) => {
+                text.clear();
+                table.pool.read(s.txn.reply, &mut text);
+                match Message::parse(&text) {
+                    Ok(r) => {
+                        let req = req();
+                        self.tm_response_out(req, &r)
+                    }
+                    Err(_) => 0,
+                }
+            }
+            _ if failure => {
+                // The best reply failure_route sees: kept, or tm's own.
+                let code = s.txn.best_code;
+                let kept = s.txn.best_text_kept();
+                if kept {
+                    text.clear();
+                    table.pool.read(s.txn.best, &mut text);
+                }
+                let parsed = kept.then(|| Message::parse(&text).ok()).flatten();
+                let local_tag = self.shared.ack_filter.signature().to_tag(stored);
+                let (reason, to_tag) = match &parsed {
+                    Some(r) => (
+                        r.reason(),
+                        r.to().ok().and_then(|t| t.tag).unwrap_or_default(),
+                    ),
+                    None => (
+                        tmbuild::reason(code),
+                        local_tag.as_ref().map_or(&b""[..], |t| t.as_bytes()),
+                    ),
+                };
+                let ev = TmEvent::Failure {
+                    req: req(),
+                    code,
+                    reason,
+                    to_tag,
+                };
+                self.tm_emit(&ev)
+            }
+            _ => 0,
+        };
+        self.base_buf = text;
+        let is_final = match (out, reply) {
+            (Some(FinalOut::Relayed), Some(r)) => r.status().is_some_and(|c| c >= 200),
+            (Some(FinalOut::Kept), _) => true,
+            _ => false,
+        };
+        if is_final {
+            s.txn.flags |= REPORTED;
+        }
+        s.txn.script_flags &= !reset;
+    }
+
+    /// Whether a module runtime wants tm's callbacks for a transaction
+    /// with these script flags.
+    pub(crate) fn tm_hooked(&self, flags: u32) -> bool {
+        self.runtimes.iter().flatten().any(|r| r.tm_wants(flags))
+    }
+
+    /// TMCB_RESPONSE_OUT: reply `r` went upstream for `req`; the script
+    /// flags the modules reset.
+    pub(crate) fn tm_response_out(&mut self, req: TmRequest<'_, '_>, r: &Message<'_>) -> u32 {
+        let ev = TmEvent::ResponseOut {
+            code: r.status().unwrap_or(0),
+            reason: r.reason(),
+            to_tag: r.to().ok().and_then(|t| t.tag).unwrap_or_default(),
+            has_body: !r.body().is_empty(),
+            req,
+        };
+        self.tm_emit(&ev)
+    }
+
+    /// A tm callback to every runtime that wants it; the script flags
+    /// they reset.
+    pub(crate) fn tm_emit(&mut self, ev: &TmEvent<'_, '_>) -> u32 {
+        let flags = match ev {
+            TmEvent::ResponseOut { req, .. } | TmEvent::Failure { req, .. } => req.flags,
+        };
+        let mut reset = 0;
+        for m in 0..self.runtimes.len() {
+            let mut cx = self.cx(m);
+            if let Some(rt) = self.runtimes[m].as_mut()
+                && rt.tm_wants(flags)
+            {
+                reset |= rt.tm_event(&mut cx, ev);
+            }
+        }
+        reset
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -24,6 +24,8 @@ use crate::cfg::ast::RouteKind;
 use crate::cfg::program::{ForwardKind, Myself, Param};
 use crate::cfg::registry::Func;
 use crate::cfg::settings::Proto;
+use crate::modules::MODULES;
+use crate::modules::def::{Counts, Cx, Runtime, Start};
 use crate::modules::sl::{self, AckVerdict};
 use crate::modules::tm::blocklist::Blocklist;
 use crate::modules::tm::txn::{SEND_FAILED, SEND_FAILED_REASON};
@@ -43,6 +45,35 @@ pub fn now_ms() -> u64 {
     // SAFETY: a valid timespec pointer; CLOCK_MONOTONIC always exists.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
+/// Module `m`'s counters in `slot`'s row.
+pub(crate) fn module_counts(shared: &Shared, slot: usize, m: usize) -> Counts<'_> {
+    Counts {
+        counters: &shared.counters,
+        slot,
+        base: super::shared::counter_base(m),
+    }
+}
+
+/// Each loaded module's runtime in this process, over its tables.
+fn start_runtimes<'a>(
+    config: &'a Config,
+    shared: &'a Shared,
+    slot: usize,
+) -> Vec<Option<Box<dyn Runtime + 'a>>> {
+    MODULES
+        .iter()
+        .enumerate()
+        .map(|(m, def)| {
+            let (hooks, shm) = (def.hooks?, shared.modules.get(m)?.as_ref()?);
+            Some((hooks.start)(&Start {
+                config,
+                shm,
+                counts: module_counts(shared, slot, m),
+            }))
+        })
+        .collect()
 }
 
 /// sl's parameters.
@@ -130,12 +161,15 @@ pub struct Worker<'a> {
     /// forward() to any other is sent at once, so the script learns of a
     /// failure.
     reachable: Reachable,
+    /// The runtimes of loaded modules with [`crate::modules::def::Hooks`],
+    /// by their place in [`MODULES`].
+    pub(crate) runtimes: Vec<Option<Box<dyn Runtime + 'a>>>,
 }
 
 impl<'a> Worker<'a> {
     pub fn new(
         slot: usize,
-        config: &Config,
+        config: &'a Config,
         shared: &'a Shared,
         sockets: &'a [UdpSocket],
         vm: &'a Vm<'a>,
@@ -198,12 +232,21 @@ impl<'a> Worker<'a> {
             refused: Vec::new(),
             reachable: Reachable::default(),
             reads_own: false,
+            runtimes: start_runtimes(config, shared, slot),
             // Checked at start: the parameters are good here.
             ds: shared.dispatcher.and_then(|shm| {
                 DsParams::from_config(config, None)
                     .ok()
                     .map(|p| DsState::new(shm, p))
             }),
+        }
+    }
+
+    /// What a module runtime works with now.
+    pub(crate) fn cx(&self, module: usize) -> Cx<'a> {
+        Cx {
+            now_ms: self.now_ms,
+            counts: module_counts(self.shared, self.slot, module),
         }
     }
 
@@ -651,6 +694,11 @@ impl Host for Worker<'_> {
             // (a route called from it is checked here, not at load).
             log::warn!("{} in branch_route: ignored", def.name);
             return -1;
+        }
+        let m = usize::from(func.module);
+        let mut cx = self.cx(m);
+        if let Some(rt) = self.runtimes.get_mut(m).and_then(Option::as_mut) {
+            return rt.call(&mut cx, ctx, def.id, args);
         }
         match func.module_def().run {
             Some(run) => run(self, ctx, def.id, args),

@@ -67,6 +67,8 @@ pub static MODULE: Module = Module {
         ),
     ],
     run: Some(run),
+    counters: &[],
+    hooks: None,
 };
 
 pub static AUTH_DB: Module =

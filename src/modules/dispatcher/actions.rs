@@ -47,6 +47,8 @@ pub static MODULE: Module = Module {
         action("ds_is_from_list", DS_IS_FROM_LIST, (0, 1), from_list, ANY),
     ],
     run: Some(run),
+    counters: &[],
+    hooks: None,
 };
 
 /// A set id, an algorithm this build provides, and a failover limit.

@@ -22,6 +22,8 @@ pub static MODULE: Module = Module {
         Routes::ANY,
     )],
     run: Some(run),
+    counters: &[],
+    hooks: None,
 };
 
 fn limit(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {

@@ -34,6 +34,8 @@ pub static MODULE: Module = Module {
         ),
     ],
     run: Some(run),
+    counters: &[],
+    hooks: None,
 };
 
 /// The location table's name, which becomes an SQL table's when usrloc

@@ -23,6 +23,8 @@ pub static MODULE: Module = Module {
         action("loose_route", LOOSE_ROUTE, (0, 0), no_args, Routes::ANY),
     ],
     run: Some(run),
+    counters: &[],
+    hooks: None,
 };
 
 fn run(w: &mut Worker<'_>, ctx: &mut MsgCtx<'_, '_>, id: u8, _: &[Param]) -> i32 {

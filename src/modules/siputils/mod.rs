@@ -11,6 +11,8 @@ pub static MODULE: Module = Module {
     params: &[],
     actions: &[action("has_totag", 0, (0, 0), no_args, Routes::ANY)],
     run: Some(run),
+    counters: &[],
+    hooks: None,
 };
 
 fn run(_: &mut Worker<'_>, ctx: &mut MsgCtx<'_, '_>, _: u8, _: &[Param]) -> i32 {

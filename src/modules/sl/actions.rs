@@ -46,6 +46,8 @@ pub static MODULE: Module = Module {
         ),
     ],
     run: Some(run),
+    counters: &[],
+    hooks: None,
 };
 
 /// A reply's code (100-699) and its reason, with pseudo-variables.

@@ -77,6 +77,8 @@ pub static MODULE: Module = Module {
         ),
     ],
     run: Some(run),
+    counters: &[],
+    hooks: None,
 };
 
 /// No arguments, or a host and a port.

@@ -158,6 +158,9 @@ pub enum UasState {
 pub const CANCELED: u8 = 1;
 /// failure_route is running (on some process) for this transaction.
 pub const IN_FAILURE: u8 = 2;
+/// Its final reply was reported to the modules' callbacks (once: a 2xx
+/// retransmitted or from another fork goes upstream without it).
+pub const REPORTED: u8 = 4;
 
 /// A transaction's state. `#[repr(C)]` plain data, so it can live in
 /// shared memory; the table's bookkeeping fields sit beside it there.
@@ -181,6 +184,10 @@ pub struct Txn {
     /// Socket the request came in on, and where replies go (§18.2.2).
     pub in_sock: u8,
     pub upstream: Peer,
+    /// The port the request came from (`$sp`); its address is
+    /// `upstream`'s, which replies go to (§18.2.2: the source address,
+    /// the Via's port without rport).
+    pub source_port: u16,
     /// Route indices + 1 (0: none) armed by t_on_failure / t_on_reply /
     /// t_on_branch.
     pub on_failure: u16,
@@ -249,6 +256,12 @@ pub fn better(new: u16, old: u16) -> bool {
 }
 
 impl Txn {
+    /// Where the request came from.
+    pub fn source(&self) -> std::net::SocketAddr {
+        let up = std::net::SocketAddr::from(self.upstream);
+        std::net::SocketAddr::new(up.ip(), self.source_port)
+    }
+
     pub fn new(kind: Kind, now: u64, timers: &Timers) -> Txn {
         Txn {
             kind,

@@ -14,7 +14,7 @@ use crate::modules::usrloc::db::Db;
 use crate::modules::usrloc::table::{DELETED, Sweep};
 use crate::modules::usrloc::{self, DbMode, unix_now};
 use crate::server::dispatcher::DsParams;
-use crate::server::shared::{COUNTER_NAMES, Shared};
+use crate::server::shared::{Shared, counter_names};
 
 /// Every method, for `system.listMethods`.
 pub const METHODS: &[&str] = &[
@@ -78,7 +78,7 @@ impl Control<'_> {
     /// Every counter, and the use of each shared table.
     pub fn samples(&self) -> Vec<Sample> {
         let s = self.shared;
-        let mut out: Vec<Sample> = COUNTER_NAMES
+        let mut out: Vec<Sample> = counter_names()
             .iter()
             .enumerate()
             .map(|(i, n)| Sample {
@@ -391,6 +391,7 @@ mod tests {
                 usrloc: true,
                 ..Default::default()
             },
+            None,
         )
         .unwrap();
         shared.count(0, crate::server::shared::Counter::Received);
@@ -405,7 +406,7 @@ mod tests {
             uac: None,
         };
         let samples = c.samples();
-        for n in COUNTER_NAMES {
+        for n in counter_names() {
             assert_eq!(samples.iter().filter(|s| s.name == *n).count(), 1, "{n}");
         }
         let v = c.stats(Some("core")).unwrap();
