@@ -47,9 +47,10 @@ fn rows(db: &str, table: &str, n: usize) -> Vec<[String; 7]> {
             .and_then(|c| {
                 let mut st = c
                     .prepare(&format!(
-                        "SELECT method, from_tag, to_tag, callid, sip_code, sip_reason, src_ip, time \
-                         FROM {table} ORDER BY id"
+                        "SELECT method, from_tag, to_tag, callid, sip_code, sip_reason, src_ip, \
+                         datetime(time) FROM {table} ORDER BY id"
                     ))
+                    .inspect_err(|e| eprintln!("{table}: {e}"))
                     .ok()?;
                 let rows = st
                     .query_map([], |r| {
@@ -215,4 +216,47 @@ fn an_unanswered_call_is_recorded_with_tms_own_408() {
     assert_eq!(rows(&db, "acc", 1), std::slice::from_ref(&want));
     assert_eq!(rows(&db, "missed_calls", 1), [want]);
     drop(rser);
+}
+
+/// A database that is locked (busy) stalls nothing: every request is
+/// still answered at once, records wait in the queue and reach the
+/// table once it is free, and those beyond the queue's bound are
+/// dropped with a log line (and counted), never blocking a worker.
+#[test]
+fn a_busy_database_stalls_no_worker_and_loses_only_what_the_queue_cannot_hold() {
+    let dir = temp_dir("acc-busy-db");
+    let db = dir.join("acc.db").display().to_string();
+    let (caller, callee) = (Peer::new(), Peer::new());
+    let cfg = format!(
+        "loadmodule \"sl.so\"\nloadmodule \"tm.so\"\nloadmodule \"acc.so\"\n\
+         modparam(\"acc\", \"db_flag\", 1)\n\
+         modparam(\"acc\", \"db_url\", \"sqlite://{db}\")\n\
+         modparam(\"acc\", \"db_extra\", \"src_ip=$si\")\n\
+         route {{ setflag(1); rewritehostport(\"{}\"); t_relay(); }}\n",
+        callee.addr
+    );
+    // 8 MiB: a queue of 128 records.
+    let rser = Server::start(&cfg, 2, &[]);
+    let lock = rusqlite::Connection::open(&db).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let n = 300;
+    for i in 0..n {
+        let m = caller.request("MESSAGE", "sip:bob@example.com", &format!("busy-{i}"), "");
+        caller.send(rser.addr, &m);
+        let (got, _) =
+            expect(&callee, "MESSAGE", SEC).expect("relayed while the database is locked");
+        callee.send(rser.addr, &answer(&got, 200, "OK", "bob"));
+        expect(&caller, "SIP/2.0 200", SEC).expect("answered while the database is locked");
+    }
+    rser.wait_log("the queue to the database is full", SEC)
+        .expect("the full queue said in the log");
+    lock.execute_batch("COMMIT").unwrap();
+    drop(lock);
+    let got = rows(&db, "acc", 128);
+    assert!(
+        (128..n).contains(&got.len()),
+        "the queue's records arrive once the database is free: {}",
+        got.len()
+    );
+    assert_eq!(got[0][3], "busy-0", "in order, from the first");
 }

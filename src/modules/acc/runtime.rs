@@ -171,8 +171,9 @@ impl Acc<'_> {
             reason,
             to_tag,
         };
-        self.account(cx, Kind::Answered, answered, &src, &table_acc);
+        // Kamailio's order: the missed call first, then the transaction.
         self.account(cx, Kind::Missed, missed, &src, &table_missed);
+        self.account(cx, Kind::Answered, answered, &src, &table_acc);
         self.st = st;
         reset
     }

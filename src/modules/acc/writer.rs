@@ -142,7 +142,7 @@ fn insert(conn: &mut Connection, p: &Params, batch: &[(String, Record)]) -> Resu
         let mut stmt = tx
             .prepare_cached(&sql)
             .map_err(|e| format!("table {table}: {e}"))?;
-        let mut values: Vec<String> = [
+        let mut values: Vec<rusqlite::types::Value> = [
             &r.method,
             &r.from_tag,
             &r.to_tag,
@@ -151,11 +151,11 @@ fn insert(conn: &mut Connection, p: &Params, batch: &[(String, Record)]) -> Resu
             &r.reason,
         ]
         .into_iter()
-        .map(|v| text(v))
+        .map(|v| text(v).into())
         .collect();
-        values.push(local_datetime(r.time));
-        values.extend(r.extras.iter().map(|v| text(v)));
-        values.resize(columns.len(), String::new());
+        values.push(julian_day(r.time).into());
+        values.extend(r.extras.iter().map(|v| text(v).into()));
+        values.resize(columns.len(), String::new().into());
         stmt.execute(rusqlite::params_from_iter(values.iter()))
             .map_err(|e| format!("table {table}: {e}"))?;
     }
@@ -163,26 +163,11 @@ fn insert(conn: &mut Connection, p: &Params, batch: &[(String, Record)]) -> Resu
     Ok(batch.len())
 }
 
-/// `YYYY-MM-DD HH:MM:SS` in local time, as Kamailio's database layer
-/// writes a DATETIME.
-pub fn local_datetime(secs: u64) -> String {
-    let t = secs as libc::time_t;
-    // SAFETY: zeroed `tm` is a valid value; localtime_r writes into it and
-    // reads only `t`.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let ok = !unsafe { libc::localtime_r(&t, &mut tm) }.is_null();
-    if !ok {
-        return String::from("1970-01-01 00:00:00");
-    }
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec
-    )
+/// A time as Kamailio's db_sqlite stores a DATETIME: the Julian day, a
+/// number SQLite's date functions read (`datetime(time)`) whatever the
+/// time zone.
+pub fn julian_day(unix_secs: u64) -> f64 {
+    unix_secs as f64 / 86_400.0 + 2_440_587.5
 }
 
 #[cfg(test)]
@@ -190,10 +175,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn datetimes_are_local_and_zero_padded() {
-        let s = local_datetime(0);
-        assert_eq!(s.len(), 19);
-        assert_eq!(&s[4..5], "-");
-        assert_eq!(&s[13..14], ":");
+    fn times_are_julian_days_as_sqlite_reads_them() {
+        let c = Connection::open_in_memory().unwrap();
+        let shown: String = c
+            .query_row("SELECT datetime(?1)", [julian_day(1_700_000_000)], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(shown, "2023-11-14 22:13:20");
     }
 }
