@@ -113,6 +113,26 @@ pub struct Module {
     pub counters: &'static [&'static str],
     /// Its runtime, shared tables and helper thread, when it has them.
     pub hooks: Option<&'static Hooks>,
+    /// Where the worker hands it messages and time (the modules written
+    /// before [`Runtime`]).
+    pub shell: Option<&'static ShellHooks>,
+    /// Parameters the checker accepts (SER and Kamailio configs set them)
+    /// but this build does not apply yet: said at start-up, not hidden.
+    pub unapplied: &'static [&'static str],
+}
+
+/// A module's places in the worker's loop, for the modules that run on
+/// the worker itself.
+#[derive(Debug, Default)]
+pub struct ShellHooks {
+    /// A request before the script (tm: its transactions'
+    /// retransmissions and ACKs); true when it took it.
+    pub request_in: Option<for<'w, 'm> fn(&mut Worker<'w>, &Message<'m>) -> bool>,
+    /// A reply (tm: its branches'; the dispatcher: its probes'); true
+    /// when it took it.
+    pub reply_in: Option<for<'w, 'm> fn(&mut Worker<'w>, &Message<'m>, SocketAddr) -> bool>,
+    /// Each tick of the timer process (10 ms).
+    pub tick: Option<for<'w> fn(&mut Worker<'w>)>,
 }
 
 /// What a module with a [`Runtime`] gives the server.
@@ -239,7 +259,15 @@ impl Module {
             run: None,
             counters: &[],
             hooks: None,
+            shell: None,
+            unapplied: &[],
         }
+    }
+
+    /// The same, with parameters accepted but not applied yet.
+    pub const fn unapplied(mut self, params: &'static [&'static str]) -> Module {
+        self.unapplied = params;
+        self
     }
 }
 

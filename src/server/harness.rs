@@ -138,8 +138,7 @@ impl Harness {
         while self.now_ms < end {
             self.now_ms = (self.now_ms + crate::modules::tm::wheel::TICK_MS).min(end);
             self.timer.now_ms = self.now_ms;
-            self.timer.tm_timers();
-            self.timer.flush();
+            self.timer.tick();
             collect(&mut self.timer, &mut self.sent);
         }
     }

@@ -186,7 +186,7 @@ fn spawn_timer(
             // usrloc's expiry and database writes run beside tm's timers,
             // so a slow write never delays a retransmission.
             if shared.usrloc.is_some() {
-                s.spawn(|| super::registrar::upkeep(shared, slot, config));
+                s.spawn(|| crate::modules::registrar::runtime::upkeep(shared, slot, config));
             }
             // Modules' helpers (acc's database writer) likewise.
             for (m, def) in crate::modules::MODULES.iter().enumerate() {
@@ -217,7 +217,7 @@ pub struct ControlSetup {
     pub listeners: Listeners,
     pub config_path: Option<std::path::PathBuf>,
     /// Where `dispatcher.reload` reads the list, when dispatcher is loaded.
-    pub ds_params: Option<super::dispatcher::DsParams>,
+    pub ds_params: Option<crate::modules::dispatcher::runtime::DsParams>,
     /// Unix seconds at start, for `core.uptime`.
     pub started: u64,
 }

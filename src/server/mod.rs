@@ -1,9 +1,7 @@
 //! The server: a master that pre-forks workers sharing UDP sockets and one
 //! shared-memory region (see ARCHITECTURE.md for how a message flows).
 
-mod auth;
 pub mod control;
-pub mod dispatcher;
 pub mod dns;
 #[cfg(test)]
 mod harness;
@@ -14,10 +12,8 @@ pub mod log_limit;
 pub mod master;
 pub mod proxy;
 mod reachable;
-mod registrar;
-mod relay;
 pub mod shared;
-mod stateful;
+mod timer;
 pub mod udp;
 pub mod worker;
 
@@ -61,26 +57,10 @@ impl From<io::Error> for StartError {
     }
 }
 
-/// Module parameters the checker accepts (SER and Kamailio configs set
-/// them) but this build does not apply yet: said at start-up, not hidden.
-const NOT_APPLIED: &[(&str, &str)] = &[
-    ("tm", "delete_timer"),
-    ("tm", "max_inv_lifetime"),
-    ("tm", "max_noninv_lifetime"),
-    ("tm", "noisy_ctimer"),
-    ("tm", "ruri_matching"),
-    ("tm", "via1_matching"),
-    ("tm", "unix_tx_timeout"),
-    ("tm", "restart_fr_on_each_reply"),
-    ("rr", "enable_full_lr"),
-    ("rr", "append_fromtag"),
-    ("rr", "enable_double_rr"),
-    ("exec", "setvars"),
-];
-
+/// Parameters a module accepts but does not apply yet, said at start-up.
 fn warn_not_applied(config: &Config) {
     for (m, p, _) in &config.modparams {
-        if NOT_APPLIED.contains(&(*m, *p)) {
+        if crate::cfg::registry::module(m).is_some_and(|d| d.unapplied.contains(p)) {
             log::warn!("modparam(\"{m}\", \"{p}\") is accepted but not applied by this build");
         }
     }
@@ -171,13 +151,16 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
     let shm_bytes = opts.shm_mb.max(1) << 20;
     let usrloc = !crate::modules::usrloc::tables(&config.program).is_empty();
     let uses_auth = config.program.calls_module("auth");
-    auth::prepare(&config).map_err(StartError)?;
+    crate::modules::auth::runtime::prepare(&config).map_err(StartError)?;
     // Counter and process rows: the workers, the timer process, the
     // control process.
     let ds_params = match config.has_module("dispatcher") {
         true => Some(
-            dispatcher::DsParams::from_config(&config, opts.config_path.as_deref())
-                .map_err(StartError)?,
+            crate::modules::dispatcher::runtime::DsParams::from_config(
+                &config,
+                opts.config_path.as_deref(),
+            )
+            .map_err(StartError)?,
         ),
         false => None,
     };
@@ -196,11 +179,12 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
     )
     .map_err(|e| StartError(e.to_string()))?;
     if let (Some(shm), Some(params)) = (&shared.dispatcher, &ds_params) {
-        let (_, n) = dispatcher::reload(shm, params).map_err(StartError)?;
+        let (_, n) =
+            crate::modules::dispatcher::runtime::reload(shm, params).map_err(StartError)?;
         log::info!("dispatcher: {n} destinations");
     }
     if let Some(loc) = &shared.usrloc {
-        registrar::load(&config, loc).map_err(StartError)?;
+        crate::modules::registrar::runtime::load(&config, loc).map_err(StartError)?;
     }
     let ctl_path = opts
         .ctl_socket

@@ -9,15 +9,11 @@ use std::os::fd::AsRawFd;
 use arrayvec::ArrayVec;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use super::auth::AuthState;
-use super::dispatcher::{DsParams, DsState};
 use super::dns::Resolver;
 use super::log_limit::LogLimit;
 use super::proxy::{self, ForwardError, NextHop, ReplyError};
 use super::reachable::Reachable;
-use super::registrar::RegistrarState;
 use super::shared::{Counter, Shared};
-use super::stateful::{Armed, TxnRef};
 use super::udp::{Outbox, RxBatch};
 use crate::cfg::Config;
 use crate::cfg::ast::RouteKind;
@@ -25,9 +21,13 @@ use crate::cfg::program::{ForwardKind, Myself, Param};
 use crate::cfg::registry::Func;
 use crate::cfg::settings::Proto;
 use crate::modules::MODULES;
-use crate::modules::def::{Counts, Cx, Runtime, Start};
+use crate::modules::auth::runtime::AuthState;
+use crate::modules::def::{Counts, Cx, Runtime, ShellHooks, Start};
+use crate::modules::dispatcher::runtime::{DsParams, DsState};
+use crate::modules::registrar::runtime::RegistrarState;
 use crate::modules::sl::{self, AckVerdict};
 use crate::modules::tm::blocklist::Blocklist;
+use crate::modules::tm::stateful::{Armed, TxnRef};
 use crate::modules::tm::txn::{SEND_FAILED, SEND_FAILED_REASON};
 use crate::modules::tm::{Table, Timers};
 use crate::script::{Destination, Host, MsgCtx, ScriptState, Vm};
@@ -54,6 +54,19 @@ pub(crate) fn module_counts(shared: &Shared, slot: usize, m: usize) -> Counts<'_
         slot,
         base: super::shared::counter_base(m),
     }
+}
+
+/// One kind of [`ShellHooks`] of the loaded modules, in list order.
+fn shell_hooks<F: Copy>(
+    config: &Config,
+    kind: impl Fn(&ShellHooks) -> Option<F>,
+) -> ArrayVec<F, MAX_HOOKS> {
+    MODULES
+        .iter()
+        .filter(|m| config.has_module(m.name))
+        .filter_map(|m| m.shell.and_then(&kind))
+        .take(MAX_HOOKS)
+        .collect()
 }
 
 /// Each loaded module's runtime in this process, over its tables.
@@ -164,7 +177,17 @@ pub struct Worker<'a> {
     /// The runtimes of loaded modules with [`crate::modules::def::Hooks`],
     /// by their place in [`MODULES`].
     pub(crate) runtimes: Vec<Option<Box<dyn Runtime + 'a>>>,
+    /// The loaded modules' places in the loop ([`ShellHooks`]).
+    requests_in: ArrayVec<RequestIn, MAX_HOOKS>,
+    replies_in: ArrayVec<ReplyIn, MAX_HOOKS>,
+    pub(crate) ticks: ArrayVec<Tick, MAX_HOOKS>,
 }
+
+type RequestIn = for<'w, 'm> fn(&mut Worker<'w>, &Message<'m>) -> bool;
+type ReplyIn = for<'w, 'm> fn(&mut Worker<'w>, &Message<'m>, SocketAddr) -> bool;
+type Tick = for<'w> fn(&mut Worker<'w>);
+/// Modules with a hook of one kind, at most.
+const MAX_HOOKS: usize = 8;
 
 impl<'a> Worker<'a> {
     pub fn new(
@@ -233,6 +256,9 @@ impl<'a> Worker<'a> {
             reachable: Reachable::default(),
             reads_own: false,
             runtimes: start_runtimes(config, shared, slot),
+            requests_in: shell_hooks(config, |h| h.request_in),
+            replies_in: shell_hooks(config, |h| h.reply_in),
+            ticks: shell_hooks(config, |h| h.tick),
             // Checked at start: the parameters are good here.
             ds: shared.dispatcher.and_then(|shm| {
                 DsParams::from_config(config, None)
@@ -409,7 +435,12 @@ impl<'a> Worker<'a> {
         }
         // Our dispatcher probes' replies end here; tm's go to their
         // transaction; the rest are routed statelessly.
-        if !self.ds_probe_reply(&msg, src) && !self.tm_reply(&msg, src) {
+        let took = self
+            .replies_in
+            .clone()
+            .into_iter()
+            .any(|f| f(self, &msg, src));
+        if !took {
             self.reply(&msg, src);
         }
     }
@@ -486,7 +517,7 @@ impl<'a> Worker<'a> {
         // A transaction's own ACK and retransmissions first (§17.2.3): the
         // ACK to a final reply tm sent must stop its Timer G, whatever the
         // to-tag, so the SL filter only sees what no transaction owns.
-        if self.tm_absorb(msg) {
+        if self.requests_in.clone().into_iter().any(|f| f(self, msg)) {
             return;
         }
         if self.shared.ack_filter.check(msg, self.now_ms) == AckVerdict::Absorb {

@@ -88,6 +88,8 @@ pub static MODULE: Module = Module {
         start: runtime::start,
         helper: Some(writer::run),
     }),
+    shell: None,
+    unapplied: &[],
 };
 
 /// The longest record the queue takes (Kamailio's columns are at most

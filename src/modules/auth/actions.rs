@@ -69,6 +69,8 @@ pub static MODULE: Module = Module {
     run: Some(run),
     counters: &[],
     hooks: None,
+    shell: None,
+    unapplied: &[],
 };
 
 pub static AUTH_DB: Module =

@@ -5,6 +5,7 @@
 pub mod actions;
 pub mod digest;
 pub mod nonce;
+pub mod runtime;
 pub mod subscriber;
 
 use arrayvec::ArrayVec;

@@ -9,7 +9,7 @@ use crate::cfg::ConfigError;
 use crate::cfg::ast::Arg;
 use crate::cfg::fixup::{Fixup, error, int_in, text};
 use crate::cfg::program::Param;
-use crate::modules::def::{Module, ParamType, Routes, action, bad_args, no_args};
+use crate::modules::def::{Module, ParamType, Routes, ShellHooks, action, bad_args, no_args};
 use crate::script::MsgCtx;
 use crate::server::worker::Worker;
 
@@ -49,6 +49,12 @@ pub static MODULE: Module = Module {
     run: Some(run),
     counters: &[],
     hooks: None,
+    shell: Some(&ShellHooks {
+        request_in: None,
+        reply_in: Some(|w, m, src| w.ds_probe_reply(m, src)),
+        tick: Some(|w| w.ds_probe_tick()),
+    }),
+    unapplied: &[],
 };
 
 /// A set id, an algorithm this build provides, and a failover limit.

@@ -7,6 +7,7 @@
 pub mod actions;
 pub mod health;
 pub mod list;
+pub mod runtime;
 pub mod select;
 pub mod state;
 

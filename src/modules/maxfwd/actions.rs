@@ -24,6 +24,8 @@ pub static MODULE: Module = Module {
     run: Some(run),
     counters: &[],
     hooks: None,
+    shell: None,
+    unapplied: &[],
 };
 
 fn limit(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {

@@ -36,6 +36,8 @@ pub static MODULE: Module = Module {
     run: Some(run),
     counters: &[],
     hooks: None,
+    shell: None,
+    unapplied: &[],
 };
 
 /// The location table's name, which becomes an SQL table's when usrloc

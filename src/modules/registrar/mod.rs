@@ -3,6 +3,7 @@
 //! code: the caller holds the bindings (usrloc's table) and the clock.
 
 pub mod actions;
+pub mod runtime;
 
 use arrayvec::ArrayVec;
 

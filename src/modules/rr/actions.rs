@@ -25,6 +25,8 @@ pub static MODULE: Module = Module {
     run: Some(run),
     counters: &[],
     hooks: None,
+    shell: None,
+    unapplied: &["enable_full_lr", "append_fromtag", "enable_double_rr"],
 };
 
 fn run(w: &mut Worker<'_>, ctx: &mut MsgCtx<'_, '_>, id: u8, _: &[Param]) -> i32 {

@@ -13,6 +13,8 @@ pub static MODULE: Module = Module {
     run: Some(run),
     counters: &[],
     hooks: None,
+    shell: None,
+    unapplied: &[],
 };
 
 fn run(_: &mut Worker<'_>, ctx: &mut MsgCtx<'_, '_>, _: u8, _: &[Param]) -> i32 {

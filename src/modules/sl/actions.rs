@@ -48,6 +48,8 @@ pub static MODULE: Module = Module {
     run: Some(run),
     counters: &[],
     hooks: None,
+    shell: None,
+    unapplied: &[],
 };
 
 /// A reply's code (100-699) and its reason, with pseudo-variables.

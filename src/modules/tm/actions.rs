@@ -7,7 +7,7 @@ use crate::cfg::ConfigError;
 use crate::cfg::ast::{Arg, RouteKind};
 use crate::cfg::fixup::{Fixup, error, int_in, nonempty};
 use crate::cfg::program::Param;
-use crate::modules::def::{Module, ParamType, Routes, action, bad_args, no_args};
+use crate::modules::def::{Module, ParamType, Routes, ShellHooks, action, bad_args, no_args};
 use crate::modules::sl::actions::code_reason;
 use crate::script::MsgCtx;
 use crate::server::worker::Worker;
@@ -79,6 +79,21 @@ pub static MODULE: Module = Module {
     run: Some(run),
     counters: &[],
     hooks: None,
+    shell: Some(&ShellHooks {
+        request_in: Some(|w, m| w.tm_absorb(m)),
+        reply_in: Some(|w, m, src| w.tm_reply(m, src)),
+        tick: Some(|w| w.tm_timers()),
+    }),
+    unapplied: &[
+        "delete_timer",
+        "max_inv_lifetime",
+        "max_noninv_lifetime",
+        "noisy_ctimer",
+        "ruri_matching",
+        "via1_matching",
+        "unix_tx_timeout",
+        "restart_fr_on_each_reply",
+    ],
 };
 
 /// No arguments, or a host and a port.

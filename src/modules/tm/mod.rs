@@ -16,6 +16,8 @@ pub mod blocklist;
 pub mod build;
 pub mod key;
 pub mod peer;
+pub mod relay;
+pub mod stateful;
 pub mod table;
 pub mod txn;
 pub mod uac;

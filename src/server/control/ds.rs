@@ -10,8 +10,8 @@ use crate::modules::dispatcher::health::Health;
 use crate::modules::dispatcher::list::{
     self, FLAG_DISABLED, FLAG_INACTIVE, FLAG_PROBING, FLAG_TRYING,
 };
+use crate::modules::dispatcher::runtime::DsParams;
 use crate::modules::dispatcher::state::{self, DsShared};
-use crate::server::dispatcher::DsParams;
 
 /// Kamailio's letters: A(ctive), I(nactive), T(rying), D(isabled), then P
 /// when probed.
@@ -76,7 +76,7 @@ pub fn list(ds: Option<&DsShared>) -> Result<Value, RpcError> {
 pub fn reload(ds: Option<&DsShared>, params: Option<&DsParams>) -> Result<Value, RpcError> {
     let ds = shm(ds)?;
     let params = params.ok_or_else(|| RpcError::new(NOT_AVAILABLE, "dispatcher is not loaded"))?;
-    let (g, n) = crate::server::dispatcher::reload(ds, params)
+    let (g, n) = crate::modules::dispatcher::runtime::reload(ds, params)
         .map_err(|e| RpcError::new(INTERNAL_ERROR, format!("list kept: {e}")))?;
     log::info!("dispatcher: reloaded, {n} destinations (generation {g})");
     Ok(json!({"generation": g, "destinations": n}))

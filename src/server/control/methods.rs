@@ -10,10 +10,10 @@ use serde_json::{Map, Value, json};
 use super::prometheus::Sample;
 use super::rpc::{METHOD_NOT_FOUND, Methods, NOT_AVAILABLE, NOT_FOUND, Params, RpcError};
 use crate::modules::dispatcher::list::MAX_DESTINATIONS;
+use crate::modules::dispatcher::runtime::DsParams;
 use crate::modules::usrloc::db::Db;
 use crate::modules::usrloc::table::{DELETED, Sweep};
 use crate::modules::usrloc::{self, DbMode, unix_now};
-use crate::server::dispatcher::DsParams;
 use crate::server::shared::{Shared, counter_names};
 
 /// Every method, for `system.listMethods`.

@@ -76,7 +76,7 @@ pub fn run(
     shared: &Shared,
     config: &Config,
     config_path: Option<PathBuf>,
-    ds_params: Option<crate::server::dispatcher::DsParams>,
+    ds_params: Option<crate::modules::dispatcher::runtime::DsParams>,
     uac: Option<uac::UacSetup>,
     started: u64,
     l: &Listeners,

@@ -9,10 +9,8 @@ use std::io::Write as _;
 
 use rusqlite::Connection;
 
-use super::log_limit::PerSource;
+use crate::server::log_limit::PerSource;
 
-use super::shared::Counter;
-use super::worker::Worker;
 use crate::cfg::Config;
 use crate::cfg::program::Program;
 use crate::modules::auth::digest::{self, Algorithm, Challenge};
@@ -20,6 +18,8 @@ use crate::modules::auth::nonce::{self, NonceCounts, NonceError};
 use crate::modules::auth::{Params, subscriber};
 use crate::modules::usrloc::unix_now;
 use crate::script::MsgCtx;
+use crate::server::shared::Counter;
+use crate::server::worker::Worker;
 use crate::sip::{Message, Method};
 
 /// What a worker keeps for auth.
@@ -172,7 +172,7 @@ fn log_failure(
         printable(realm),
         ctx.src,
         why.text(),
-        super::log_limit::held_text(held)
+        crate::server::log_limit::held_text(held)
     );
 }
 

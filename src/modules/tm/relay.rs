@@ -7,10 +7,7 @@ use std::net::SocketAddr;
 
 use arrayvec::{ArrayString, ArrayVec};
 
-use super::proxy::{self, ForwardError};
-use super::shared::Counter;
 use super::stateful::TxnRef;
-use super::worker::Worker;
 use crate::cfg::settings::Proto;
 use crate::modules::tm::key::server_key;
 use crate::modules::tm::table::Locked;
@@ -18,6 +15,9 @@ use crate::modules::tm::txn::{Effects, Kind, MAX_BRANCHES, Txn};
 use crate::modules::tm::{Table, peer::Peer};
 use crate::script::MsgCtx;
 use crate::script::uri_ops::Rewrite;
+use crate::server::proxy::{self, ForwardError};
+use crate::server::shared::Counter;
+use crate::server::worker::Worker;
 use crate::sip::uri::{Host as UriHost, Scheme, Uri};
 use crate::sip::{Message, Method};
 use rser_shm::Chain;
@@ -532,7 +532,7 @@ impl Worker<'_> {
                 log::warn!(
                     "tm: transaction table full ({} live); replying 503{}",
                     table.live(),
-                    super::log_limit::held_text(held)
+                    crate::server::log_limit::held_text(held)
                 );
             }
             self.text.clear();

@@ -7,8 +7,6 @@ use std::time::{Duration, Instant};
 
 use arrayvec::ArrayVec;
 
-use super::shared::{Counter, Shared};
-use super::worker::Worker;
 use crate::cfg::Config;
 use crate::modules::registrar::{self, Current, MAX_CONTACTS, Op, Reject, Request};
 use crate::modules::usrloc::db::Db;
@@ -16,6 +14,8 @@ use crate::modules::usrloc::table::{DELETED, DIRTY, Q_NONE, Sweep};
 use crate::modules::usrloc::{self, DbMode, Location, Meta, unix_now};
 use crate::script::MsgCtx;
 use crate::script::uri_ops::Rewrite;
+use crate::server::shared::{Counter, Shared};
+use crate::server::worker::Worker;
 use crate::sip::{Method, Uri};
 
 /// What a worker keeps for the registrar.
@@ -192,7 +192,7 @@ impl Worker<'_> {
                         log::warn!(
                             "usrloc: table full ({} bindings); REGISTER refused{}",
                             loc.live(),
-                            super::log_limit::held_text(held)
+                            crate::server::log_limit::held_text(held)
                         );
                     }
                     return self.refuse(ctx, REJECT_FULL);

@@ -10,8 +10,6 @@ use std::path::{Path, PathBuf};
 
 use arrayvec::ArrayVec;
 
-use super::shared::Counter;
-use super::worker::Worker;
 use crate::cfg::Config;
 use crate::modules::dispatcher::health::Health;
 use crate::modules::dispatcher::health::Thresholds;
@@ -21,6 +19,8 @@ use crate::modules::dispatcher::state::{self, DsShared};
 use crate::modules::dispatcher::{Failover, MAX_FAILOVER};
 use crate::script::MsgCtx;
 use crate::script::uri_ops::Rewrite;
+use crate::server::shared::Counter;
+use crate::server::worker::Worker;
 use crate::sip::{Message, Uri};
 
 /// The branch prefix of our probes: a reply carrying it is a probe's.
@@ -210,7 +210,8 @@ impl DsState {
             params,
             parsed: Parsed::default(),
             text: String::new(),
-            rng: u64::from(std::process::id()) << 32 | super::worker::now_ms() & 0xffff_ffff,
+            rng: u64::from(std::process::id()) << 32
+                | crate::server::worker::now_ms() & 0xffff_ffff,
             probe_seq: 0,
             next_ping_ms: 0,
         }
@@ -261,7 +262,7 @@ impl Worker<'_> {
                 p.base.push(p.keys.len());
                 for d in &set.dests {
                     p.keys.push(state::key(set.id, &d.uri));
-                    let target = super::relay::uri_target(d.uri.as_bytes());
+                    let target = crate::modules::tm::relay::uri_target(d.uri.as_bytes());
                     p.addrs.push(
                         target.and_then(|(host, port, _)| self.dns.resolve(&host, port, false)),
                     );

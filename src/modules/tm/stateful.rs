@@ -13,10 +13,6 @@ use std::net::SocketAddr;
 
 use arrayvec::ArrayVec;
 
-use super::limits::{TIMER_BATCH, TIMER_ROUNDS};
-use super::proxy;
-use super::shared::Counter;
-use super::worker::{Worker, now_ms};
 use crate::cfg::settings::Proto;
 use crate::modules::def::{TmEvent, TmRequest};
 use crate::modules::tm::Table;
@@ -25,6 +21,10 @@ use crate::modules::tm::key::{BranchId, server_key};
 use crate::modules::tm::table::Locked;
 use crate::modules::tm::txn::{Branch, Effect, Kind, REPORTED, Txn};
 use crate::script::MsgCtx;
+use crate::server::limits::{TIMER_BATCH, TIMER_ROUNDS};
+use crate::server::proxy;
+use crate::server::shared::Counter;
+use crate::server::worker::Worker;
 use crate::sip::build::write_reply;
 use crate::sip::{Message, Method};
 
@@ -344,34 +344,6 @@ impl Worker<'_> {
         if let Some(route) = failure {
             self.run_failure_route(t, route);
         }
-    }
-
-    /// What arrived on the timer process's own sockets, bounded per tick.
-    fn read_own(
-        &mut self,
-        rx: &mut crate::server::udp::RxBatch,
-        st: &mut crate::script::ScriptState,
-        main: Option<u32>,
-    ) {
-        for si in 0..self.sockets.len() {
-            self.in_sock = si;
-            // Its own sockets' ICMP errors (retransmissions, probes).
-            self.read_refusals(si);
-            for _ in 0..4 {
-                let fd = std::os::fd::AsRawFd::as_raw_fd(&self.sockets[si]);
-                let Ok(n) = rx.recv(fd, true) else { break };
-                for i in 0..n {
-                    let (data, src) = rx.get(i);
-                    if let Some(src) = src {
-                        self.datagram(data, src, st, main);
-                    }
-                }
-                if n < crate::server::udp::BATCH {
-                    break;
-                }
-            }
-        }
-        self.in_sock = 0;
     }
 
     /// Branch `b` let its request time out without a reply: its address
@@ -794,24 +766,5 @@ impl Worker<'_> {
         }
         self.scratch = out;
         self.count(Counter::TmLocalReplies);
-    }
-
-    /// The timer process: wakes every tick; receives only on sockets of
-    /// its own (`reads_own`).
-    pub fn run_timer_process(&mut self) -> ! {
-        let tick = std::time::Duration::from_millis(crate::modules::tm::wheel::TICK_MS);
-        let mut rx = crate::server::udp::RxBatch::new();
-        let mut st = crate::script::ScriptState::new();
-        let main = self.vm.program().main_route();
-        loop {
-            std::thread::sleep(tick);
-            self.now_ms = now_ms();
-            if self.reads_own {
-                self.read_own(&mut rx, &mut st, main);
-            }
-            self.tm_timers();
-            self.ds_probe_tick();
-            self.flush();
-        }
     }
 }
