@@ -66,6 +66,12 @@ pub struct Config {
 }
 
 impl Config {
+    /// Whether module `name` is loaded, or one of its actions is called
+    /// (`auth_db` provides auth's).
+    pub fn uses_module(&self, name: &str) -> bool {
+        self.has_module(name) || self.program.calls_module(name)
+    }
+
     pub fn has_module(&self, name: &str) -> bool {
         self.modules.contains(&name)
     }

@@ -142,8 +142,8 @@ pub struct Hooks {
     /// tables carved from the shared region (`region` bytes in all), or
     /// why the config cannot run. Also where a config the checker passed
     /// is refused for what only a start can find (a database it cannot
-    /// open).
-    pub carve: CarveFn,
+    /// open). `None`: nothing shared.
+    pub carve: Option<CarveFn>,
     /// In every worker and the timer process: the module's per-process
     /// runtime over its tables.
     pub start: StartFn,
@@ -161,7 +161,8 @@ pub type HelperFn = for<'a> fn(&Start<'a>);
 /// What a module's `start` and helper get.
 pub struct Start<'a> {
     pub config: &'a Config,
-    pub shm: &'a ModuleShm,
+    /// What its `carve` made.
+    pub shm: Option<&'a ModuleShm>,
     pub counts: Counts<'a>,
 }
 
@@ -183,15 +184,35 @@ impl Counts<'_> {
 }
 
 /// What a runtime may use while it runs an action or a callback: the
-/// clock, and the module's counters.
+/// clock, the module's counters, and the worker's services.
 pub struct Cx<'a> {
     /// Milliseconds on the monotonic clock, for this batch.
     pub now_ms: u64,
     pub counts: Counts<'a>,
+    pub shell: &'a mut dyn Shell,
+}
+
+/// What the worker does for any module (the only way one reaches
+/// another: a reply goes on the request's transaction when tm made one).
+pub trait Shell {
+    /// Replies to the current request: on its transaction if it has one,
+    /// else statelessly (SER's `send_reply`); `headers` are extra header
+    /// lines (`Name: value\r\n` each). SER's return convention.
+    fn reply(&mut self, ctx: &mut MsgCtx<'_, '_>, code: u16, reason: &[u8], headers: &[u8]) -> i32;
+
+    /// Counts one of the shell's counters (those shared by modules
+    /// written before their own lists).
+    fn count(&self, c: crate::server::shared::Counter);
+
+    /// The socket (its index) the current message came in on.
+    fn in_sock(&self) -> usize;
 }
 
 /// A module's per-process state and behaviour.
 pub trait Runtime {
+    /// A new message is about to be scripted: forget the last one.
+    fn message_start(&mut self) {}
+
     /// Runs action `id` (the module's own numbering) on the current
     /// message; SER's return convention.
     fn call(&mut self, cx: &mut Cx<'_>, ctx: &mut MsgCtx<'_, '_>, id: u8, args: &[Param]) -> i32;

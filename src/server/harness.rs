@@ -74,7 +74,6 @@ impl Harness {
         let needs = Needs {
             tm: config.has_module("tm"),
             usrloc: !crate::modules::usrloc::tables(&config.program).is_empty(),
-            auth: false,
             dispatcher: false,
             blocklist: config.settings.use_dst_blocklist && config.has_module("tm"),
         };

@@ -191,10 +191,10 @@ fn spawn_timer(
             // Modules' helpers (acc's database writer) likewise.
             for (m, def) in crate::modules::MODULES.iter().enumerate() {
                 let helper = def.hooks.and_then(|h| h.helper);
-                if let (Some(helper), Some(shm)) = (helper, &shared.modules[m]) {
+                if let (Some(helper), true) = (helper, config.uses_module(def.name)) {
                     let start = crate::modules::def::Start {
                         config,
-                        shm,
+                        shm: shared.modules[m].as_ref(),
                         counts: super::worker::module_counts(shared, slot, m),
                     };
                     s.spawn(move || helper(&start));

@@ -109,7 +109,7 @@ fn listen_addrs(config: &Config, opts: &Options) -> Result<Vec<SocketAddr>, Star
 
 /// A secret for the sl to-tag signature and auth's nonces, fresh at
 /// every start.
-fn secret() -> [u8; 32] {
+pub(crate) fn secret() -> [u8; 32] {
     let mut s = [0u8; 32];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
         let _ = f.read_exact(&mut s);
@@ -150,8 +150,6 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
     }
     let shm_bytes = opts.shm_mb.max(1) << 20;
     let usrloc = !crate::modules::usrloc::tables(&config.program).is_empty();
-    let uses_auth = config.program.calls_module("auth");
-    crate::modules::auth::runtime::prepare(&config).map_err(StartError)?;
     // Counter and process rows: the workers, the timer process, the
     // control process.
     let ds_params = match config.has_module("dispatcher") {
@@ -171,7 +169,6 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
         shared::Needs {
             tm: config.has_module("tm"),
             usrloc,
-            auth: uses_auth,
             dispatcher: ds_params.is_some(),
             blocklist: config.settings.use_dst_blocklist && config.has_module("tm"),
         },

@@ -10,7 +10,6 @@ use rser_shm::{Carver, Counters, Region, Slice};
 use super::limits::BLOCKLIST_ENTRIES;
 use crate::cfg::Config;
 use crate::modules::MODULES;
-use crate::modules::auth::nonce::NonceCounts;
 use crate::modules::def::ModuleShm;
 use crate::modules::dispatcher::state::DsShared;
 use crate::modules::sl::{AckFilter, Signature};
@@ -73,7 +72,6 @@ counters! {
     UsrlocTableFull => "usrloc_table_full",
     UsrlocExpired => "usrloc_expired",
     UsrlocDbErrors => "usrloc_db_errors",
-    AuthFailures => "auth_failures",
     DispatcherSelected => "dispatcher_selected",
     DispatcherNoDestination => "dispatcher_no_destination",
     DispatcherProbesSent => "dispatcher_probes_sent",
@@ -89,8 +87,6 @@ const TM_SHARE: usize = 2;
 /// Share given to usrloc's bindings: a quarter beside tm, else half.
 const USRLOC_SHARE_WITH_TM: usize = 4;
 const USRLOC_SHARE: usize = 2;
-/// Share given to auth's nonce counts (one slot per nonce in flight).
-const NONCE_SHARE: usize = 64;
 
 /// What a child process of the master does, for `core.ps`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,9 +150,6 @@ pub struct Shared {
     pub tm: Option<Table>,
     /// The user location table, when the script saves or looks up.
     pub usrloc: Option<Location>,
-    /// auth's nonce counts, when the script authenticates; the nonces'
-    /// signing key is `secret`, the same in every process (inherited).
-    pub nonce_counts: Option<NonceCounts>,
     /// The dispatcher's list and destination state, when loaded.
     pub dispatcher: Option<DsShared>,
     /// tm's destination blocklist, with `use_dst_blocklist`.
@@ -190,7 +183,6 @@ pub fn counter_base(m: usize) -> usize {
 pub struct Needs {
     pub tm: bool,
     pub usrloc: bool,
-    pub auth: bool,
     pub dispatcher: bool,
     pub blocklist: bool,
 }
@@ -242,21 +234,11 @@ impl Shared {
             }
             false => None,
         };
-        let nonce_counts = match needs.auth {
-            true => Some(
-                NonceCounts::carve(
-                    &mut carver,
-                    size_bytes / NONCE_SHARE / NonceCounts::BYTES_PER_SLOT,
-                )
-                .ok_or_else(too_small)?,
-            ),
-            false => None,
-        };
         let mut modules = Vec::with_capacity(MODULES.len());
         for m in MODULES {
-            let shm = match (m.hooks, config) {
-                (Some(h), Some(c)) if c.has_module(m.name) => Some(
-                    (h.carve)(c, &mut carver, size_bytes)
+            let shm = match (m.hooks.and_then(|h| h.carve), config) {
+                (Some(carve), Some(c)) if c.uses_module(m.name) => Some(
+                    carve(c, &mut carver, size_bytes)
                         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
                 ),
                 _ => None,
@@ -281,7 +263,6 @@ impl Shared {
             ack_filter,
             tm,
             usrloc,
-            nonce_counts,
             dispatcher,
             blocklist,
             modules,

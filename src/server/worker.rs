@@ -21,8 +21,7 @@ use crate::cfg::program::{ForwardKind, Myself, Param};
 use crate::cfg::registry::Func;
 use crate::cfg::settings::Proto;
 use crate::modules::MODULES;
-use crate::modules::auth::runtime::AuthState;
-use crate::modules::def::{Counts, Cx, Runtime, ShellHooks, Start};
+use crate::modules::def::{Counts, Cx, Runtime, Shell, ShellHooks, Start};
 use crate::modules::dispatcher::runtime::{DsParams, DsState};
 use crate::modules::registrar::runtime::RegistrarState;
 use crate::modules::sl::{self, AckVerdict};
@@ -79,10 +78,10 @@ fn start_runtimes<'a>(
         .iter()
         .enumerate()
         .map(|(m, def)| {
-            let (hooks, shm) = (def.hooks?, shared.modules.get(m)?.as_ref()?);
+            let hooks = def.hooks.filter(|_| config.uses_module(def.name))?;
             Some((hooks.start)(&Start {
                 config,
-                shm,
+                shm: shared.modules.get(m).and_then(Option::as_ref),
                 counts: module_counts(shared, slot, m),
             }))
         })
@@ -140,8 +139,6 @@ pub struct Worker<'a> {
     pub(crate) reply_extra: Vec<u8>,
     /// The registrar and usrloc, when the script saves or looks up.
     pub(crate) registrar: Option<RegistrarState>,
-    /// auth, when the script authenticates.
-    pub(crate) auth: Option<AuthState>,
     /// branch_route: whether it is running (no replies, no relaying from
     /// it), its script state, the next hop it chose, and the branches'
     /// own requests it (or failure_route) produced.
@@ -237,9 +234,6 @@ impl<'a> Worker<'a> {
             aux_st: ScriptState::new(),
             reply_extra: Vec::new(),
             registrar: shared.usrloc.map(|l| RegistrarState::new(config, l)),
-            auth: shared
-                .nonce_counts
-                .map(|c| AuthState::new(config, shared.secret, c)),
             in_branch_route: false,
             branch_st: ScriptState::new(),
             branch_dst: Vec::new(),
@@ -268,12 +262,24 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// What a module runtime works with now.
-    pub(crate) fn cx(&self, module: usize) -> Cx<'a> {
-        Cx {
+    /// Runs `f` on module `m`'s runtime with the context it works with
+    /// (the runtime is taken out meanwhile, so the worker can be its
+    /// shell); `None` when the module has none here.
+    pub(crate) fn with_runtime<R>(
+        &mut self,
+        m: usize,
+        f: impl FnOnce(&mut (dyn Runtime + 'a), &mut Cx<'_>) -> R,
+    ) -> Option<R> {
+        let mut rt = self.runtimes.get_mut(m)?.take()?;
+        let counts = module_counts(self.shared, self.slot, m);
+        let mut cx = Cx {
             now_ms: self.now_ms,
-            counts: module_counts(self.shared, self.slot, module),
-        }
+            counts,
+            shell: self,
+        };
+        let r = f(&mut *rt, &mut cx);
+        self.runtimes[m] = Some(rt);
+        Some(r)
     }
 
     pub(crate) fn count(&self, c: Counter) {
@@ -526,8 +532,8 @@ impl<'a> Worker<'a> {
         }
         self.cur_txn = None;
         self.armed = Armed::default();
-        if let Some(a) = &mut self.auth {
-            a.reset();
+        for rt in self.runtimes.iter_mut().flatten() {
+            rt.message_start();
         }
         let Some(main) = main else { return };
         let local = self.locals[self.in_sock];
@@ -652,6 +658,24 @@ impl<'a> Worker<'a> {
     }
 }
 
+impl Shell for Worker<'_> {
+    fn reply(&mut self, ctx: &mut MsgCtx<'_, '_>, code: u16, reason: &[u8], headers: &[u8]) -> i32 {
+        self.text.clear();
+        self.text.extend_from_slice(reason);
+        self.reply_extra.clear();
+        self.reply_extra.extend_from_slice(headers);
+        self.reply_any(ctx, code)
+    }
+
+    fn count(&self, c: Counter) {
+        Worker::count(self, c);
+    }
+
+    fn in_sock(&self) -> usize {
+        self.in_sock
+    }
+}
+
 impl Host for Worker<'_> {
     fn forward(&mut self, ctx: &mut MsgCtx<'_, '_>, dest: &Destination) -> i32 {
         if self.in_branch_route {
@@ -727,9 +751,8 @@ impl Host for Worker<'_> {
             return -1;
         }
         let m = usize::from(func.module);
-        let mut cx = self.cx(m);
-        if let Some(rt) = self.runtimes.get_mut(m).and_then(Option::as_mut) {
-            return rt.call(&mut cx, ctx, def.id, args);
+        if let Some(r) = self.with_runtime(m, |rt, cx| rt.call(cx, ctx, def.id, args)) {
+            return r;
         }
         match func.module_def().run {
             Some(run) => run(self, ctx, def.id, args),

@@ -84,7 +84,7 @@ pub static MODULE: Module = Module {
         "acc_db_errors",
     ],
     hooks: Some(&Hooks {
-        carve,
+        carve: Some(carve),
         start: runtime::start,
         helper: Some(writer::run),
     }),

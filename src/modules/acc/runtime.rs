@@ -19,7 +19,7 @@ use rser_shm::ring::PushError;
 pub fn start<'a>(s: &Start<'a>) -> Box<dyn Runtime + 'a> {
     let shm = s
         .shm
-        .downcast_ref::<AccShm>()
+        .and_then(|m| m.downcast_ref::<AccShm>())
         .expect("acc's carve made its tables");
     Box::new(Acc {
         shm,

@@ -68,7 +68,7 @@ fn tables<'p>(p: &'p Params, request_tables: &'p [String]) -> impl Iterator<Item
 
 /// The writer's loop (never returns while the process lives).
 pub fn run(s: &Start<'_>) {
-    let Some(shm) = s.shm.downcast_ref::<AccShm>() else {
+    let Some(shm) = s.shm.and_then(|m| m.downcast_ref::<AccShm>()) else {
         return;
     };
     let (Some(queue), Some(url)) = (shm.queue, &shm.params.db_url) else {

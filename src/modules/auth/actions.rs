@@ -6,19 +6,17 @@ use crate::cfg::ConfigError;
 use crate::cfg::ast::Arg;
 use crate::cfg::fixup::{Fixup, int_in, nonempty, text};
 use crate::cfg::program::Param;
-use crate::modules::def::{ActionDef, Module, ParamType, Routes, action, bad_args, no_args};
-use crate::script::MsgCtx;
-use crate::server::worker::Worker;
+use crate::modules::def::{ActionDef, Hooks, Module, ParamType, Routes, action, no_args};
 
 use ParamType::{Int, Str};
 
-const WWW_AUTHORIZE: u8 = 0;
-const PROXY_AUTHORIZE: u8 = 1;
-const WWW_CHALLENGE: u8 = 2;
-const PROXY_CHALLENGE: u8 = 3;
-const CHECK_TO: u8 = 4;
-const CHECK_FROM: u8 = 5;
-const CONSUME_CREDENTIALS: u8 = 6;
+pub(super) const WWW_AUTHORIZE: u8 = 0;
+pub(super) const PROXY_AUTHORIZE: u8 = 1;
+pub(super) const WWW_CHALLENGE: u8 = 2;
+pub(super) const PROXY_CHALLENGE: u8 = 3;
+pub(super) const CHECK_TO: u8 = 4;
+pub(super) const CHECK_FROM: u8 = 5;
+pub(super) const CONSUME_CREDENTIALS: u8 = 6;
 
 /// An action auth_db provides as well (SER 0.8's auth read credentials
 /// itself; auth_db does now).
@@ -66,9 +64,13 @@ pub static MODULE: Module = Module {
             REQ,
         ),
     ],
-    run: Some(run),
-    counters: &[],
-    hooks: None,
+    run: None,
+    counters: &["auth_failures"],
+    hooks: Some(&Hooks {
+        carve: Some(super::runtime::carve),
+        start: super::runtime::start,
+        helper: None,
+    }),
     shell: None,
     unapplied: &[],
 };
@@ -90,19 +92,4 @@ fn challenge(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
         Param::Str(text(&a[0]).into()),
         Param::Int(int_in(&a[1], 0, 1)?),
     ])
-}
-
-fn run(w: &mut Worker<'_>, ctx: &mut MsgCtx<'_, '_>, id: u8, args: &[Param]) -> i32 {
-    match (id, args) {
-        (WWW_AUTHORIZE | PROXY_AUTHORIZE, [Param::Str(realm), Param::Str(table)]) => {
-            w.authorize(ctx, realm, table, id == PROXY_AUTHORIZE)
-        }
-        (WWW_CHALLENGE | PROXY_CHALLENGE, [Param::Str(realm), Param::Int(qop)]) => {
-            w.challenge(ctx, realm, *qop != 0, id == PROXY_CHALLENGE)
-        }
-        (CHECK_TO, []) => w.check_user(ctx, true),
-        (CHECK_FROM, []) => w.check_user(ctx, false),
-        (CONSUME_CREDENTIALS, []) => w.consume_credentials(ctx),
-        _ => bad_args("auth", id),
-    }
 }

@@ -8,6 +8,9 @@ pub mod nonce;
 pub mod runtime;
 pub mod subscriber;
 
+/// Index of `auth_failures` in the module's counters.
+pub(crate) const AUTH_FAILURES: usize = 0;
+
 use arrayvec::ArrayVec;
 
 use crate::cfg::Config;

@@ -12,15 +12,16 @@ use rusqlite::Connection;
 use crate::server::log_limit::PerSource;
 
 use crate::cfg::Config;
+use crate::cfg::program::Param;
 use crate::cfg::program::Program;
 use crate::modules::auth::digest::{self, Algorithm, Challenge};
 use crate::modules::auth::nonce::{self, NonceCounts, NonceError};
 use crate::modules::auth::{Params, subscriber};
+use crate::modules::def::{Cx, ModuleShm, Runtime, Start, bad_args};
 use crate::modules::usrloc::unix_now;
 use crate::script::MsgCtx;
-use crate::server::shared::Counter;
-use crate::server::worker::Worker;
 use crate::sip::{Message, Method};
+use rser_shm::Carver;
 
 /// What a worker keeps for auth.
 pub struct AuthState {
@@ -38,6 +39,8 @@ pub struct AuthState {
     proxy: bool,
     /// Failed attempts logged at most once a second per source.
     failure_log: PerSource,
+    /// A challenge's header lines (reused).
+    headers: Vec<u8>,
 }
 
 impl AuthState {
@@ -58,13 +61,8 @@ impl AuthState {
             realm: Vec::new(),
             proxy: false,
             failure_log: PerSource::default(),
+            headers: Vec::new(),
         }
-    }
-
-    /// Forgets the previous message.
-    pub fn reset(&mut self) {
-        self.stale = false;
-        self.user.clear();
     }
 }
 
@@ -176,28 +174,25 @@ fn log_failure(
     );
 }
 
-impl Worker<'_> {
+impl AuthState {
     /// `www_authorize(realm, table)` (`proxy`: `proxy_authorize`).
-    pub(crate) fn authorize(
+    fn authorize(
         &mut self,
+        cx: &mut Cx<'_>,
         ctx: &mut MsgCtx<'_, '_>,
         realm: &str,
         table: &str,
         proxy: bool,
     ) -> i32 {
-        let Some(mut a) = self.auth.take() else {
-            return -1;
-        };
-        let r = self.authorize_in(ctx, realm, table, proxy, &mut a);
+        let r = self.authorize_in(ctx, realm, table, proxy);
         if let Err(why) = r {
             // The usual first request, before any challenge, is not a
             // failure; everything else is counted and logged.
             if why != Failure::NoCredentials {
-                self.count(Counter::AuthFailures);
-                log_failure(ctx, realm, why, &mut a.failure_log, self.now_ms);
+                cx.counts.add(super::AUTH_FAILURES, 1);
+                log_failure(ctx, realm, why, &mut self.failure_log, cx.now_ms);
             }
         }
-        self.auth = Some(a);
         if r.is_ok() { 1 } else { -1 }
     }
 
@@ -207,8 +202,8 @@ impl Worker<'_> {
         realm: &str,
         table: &str,
         proxy: bool,
-        a: &mut AuthState,
     ) -> Result<(), Failure> {
+        let a = self;
         let msg = ctx.msg;
         let realm = realm_of(msg, realm);
         // The credentials for our realm (a request may carry others').
@@ -305,14 +300,16 @@ impl Worker<'_> {
     /// `www_challenge(realm, qop)` (`proxy`: `proxy_challenge`): 401/407
     /// with one challenge per algorithm (MD5 alone by default) on
     /// one fresh nonce.
-    pub(crate) fn challenge(
+    fn challenge(
         &mut self,
+        cx: &mut Cx<'_>,
         ctx: &mut MsgCtx<'_, '_>,
         realm: &str,
         qop: bool,
         proxy: bool,
     ) -> i32 {
-        let Some(a) = &self.auth else { return -1 };
+        let mut headers = std::mem::take(&mut self.headers);
+        let a = &*self;
         let realm = realm_of(ctx.msg, realm);
         let n = nonce::issue(&a.secret, unix_now(), a.counts.fresh());
         let name = if proxy {
@@ -320,36 +317,35 @@ impl Worker<'_> {
         } else {
             "WWW-Authenticate"
         };
-        self.reply_extra.clear();
+        headers.clear();
         for &alg in &a.params.algorithms {
-            let _ = write!(self.reply_extra, "{name}: Digest realm=\"");
-            self.reply_extra.extend_from_slice(realm);
-            let _ = write!(self.reply_extra, "\", nonce=\"{n}\"");
+            let _ = write!(headers, "{name}: Digest realm=\"");
+            headers.extend_from_slice(realm);
+            let _ = write!(headers, "\", nonce=\"{n}\"");
             if qop {
-                self.reply_extra.extend_from_slice(b", qop=\"auth\"");
+                headers.extend_from_slice(b", qop=\"auth\"");
             }
-            let _ = write!(self.reply_extra, ", algorithm={}", alg.name());
+            let _ = write!(headers, ", algorithm={}", alg.name());
             if a.stale {
-                self.reply_extra.extend_from_slice(b", stale=true");
+                headers.extend_from_slice(b", stale=true");
             }
-            self.reply_extra.extend_from_slice(b"\r\n");
+            headers.extend_from_slice(b"\r\n");
         }
         let (code, reason) = if proxy {
             (407, &b"Proxy Authentication Required"[..])
         } else {
             (401, &b"Unauthorized"[..])
         };
-        self.text.clear();
-        self.text.extend_from_slice(reason);
-        self.reply_any(ctx, code);
+        cx.shell.reply(ctx, code, reason, &headers);
+        self.headers = headers;
         1
     }
 
     /// `consume_credentials()` (Kamailio's auth): the credentials that
     /// authorized this request are not relayed onward, so the next hop
     /// never sees the user's digest. False when nothing was authorized.
-    pub(crate) fn consume_credentials(&self, ctx: &mut MsgCtx<'_, '_>) -> i32 {
-        let Some(a) = &self.auth else { return -1 };
+    fn consume_credentials(&self, ctx: &mut MsgCtx<'_, '_>) -> i32 {
+        let a = self;
         if a.user.is_empty() {
             return -1;
         }
@@ -375,8 +371,8 @@ impl Worker<'_> {
 
     /// `check_to()` / `check_from()`: the authenticated user is the To
     /// (From) URI's user.
-    pub(crate) fn check_user(&self, ctx: &MsgCtx<'_, '_>, to: bool) -> i32 {
-        let Some(a) = &self.auth else { return -1 };
+    fn check_user(&self, ctx: &MsgCtx<'_, '_>, to: bool) -> i32 {
+        let a = self;
         if a.user.is_empty() {
             return -1;
         }
@@ -386,4 +382,59 @@ impl Worker<'_> {
             _ => -1,
         }
     }
+}
+
+impl Runtime for AuthState {
+    fn message_start(&mut self) {
+        self.stale = false;
+        self.user.clear();
+    }
+
+    fn call(&mut self, cx: &mut Cx<'_>, ctx: &mut MsgCtx<'_, '_>, id: u8, args: &[Param]) -> i32 {
+        use super::actions::*;
+        match (id, args) {
+            (WWW_AUTHORIZE | PROXY_AUTHORIZE, [Param::Str(realm), Param::Str(table)]) => {
+                self.authorize(cx, ctx, realm, table, id == PROXY_AUTHORIZE)
+            }
+            (WWW_CHALLENGE | PROXY_CHALLENGE, [Param::Str(realm), Param::Int(qop)]) => {
+                self.challenge(cx, ctx, realm, *qop != 0, id == PROXY_CHALLENGE)
+            }
+            (CHECK_TO, []) => self.check_user(ctx, true),
+            (CHECK_FROM, []) => self.check_user(ctx, false),
+            (CONSUME_CREDENTIALS, []) => self.consume_credentials(ctx),
+            _ => bad_args("auth", id),
+        }
+    }
+}
+
+/// What auth keeps in shared memory: the nonce counts, and the nonces'
+/// signing key (fresh at every start, inherited by every process).
+pub struct AuthShm {
+    counts: NonceCounts,
+    secret: [u8; 32],
+}
+
+/// Share of the region given to the nonce counts (one slot per nonce in
+/// flight).
+const NONCE_SHARE: usize = 64;
+
+/// In the master: the subscriber database checked, the nonce counts
+/// carved.
+pub fn carve(config: &Config, carver: &mut Carver<'_>, region: usize) -> Result<ModuleShm, String> {
+    prepare(config)?;
+    let slots = region / NONCE_SHARE / NonceCounts::BYTES_PER_SLOT;
+    let counts =
+        NonceCounts::carve(carver, slots).ok_or("shared memory too small for auth's nonces")?;
+    Ok(Box::new(AuthShm {
+        counts,
+        secret: crate::server::secret(),
+    }))
+}
+
+pub fn start<'a>(s: &Start<'a>) -> Box<dyn Runtime + 'a> {
+    let shm = s
+        .shm
+        .and_then(|m| m.downcast_ref::<AuthShm>())
+        .expect("auth's carve made its tables");
+    Box::new(AuthState::new(s.config, shm.secret, shm.counts))
 }

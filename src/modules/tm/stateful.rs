@@ -613,12 +613,12 @@ impl Worker<'_> {
         };
         let mut reset = 0;
         for m in 0..self.runtimes.len() {
-            let mut cx = self.cx(m);
-            if let Some(rt) = self.runtimes[m].as_mut()
-                && rt.tm_wants(flags)
-            {
-                reset |= rt.tm_event(&mut cx, ev);
-            }
+            reset |= self
+                .with_runtime(m, |rt, cx| match rt.tm_wants(flags) {
+                    true => rt.tm_event(cx, ev),
+                    false => 0,
+                })
+                .unwrap_or(0);
         }
         reset
     }
