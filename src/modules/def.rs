@@ -145,16 +145,36 @@ pub struct Hooks {
     /// open). `None`: nothing shared.
     pub carve: Option<CarveFn>,
     /// In every worker and the timer process: the module's per-process
-    /// runtime over its tables.
-    pub start: StartFn,
+    /// runtime over its tables (`None`: it has tables only).
+    pub start: Option<StartFn>,
     /// A thread in the timer process (a database writer), so nothing
     /// slow runs in a worker.
     pub helper: Option<HelperFn>,
+    /// Whether the config needs the module's tables, runtime and helper
+    /// (`None`: when it is loaded or one of its actions called).
+    pub used: Option<fn(&Config) -> bool>,
+}
+
+impl Hooks {
+    /// Whether `config` runs module `m`'s hooks.
+    pub fn used_by(m: &Module, config: &Config) -> bool {
+        match m.hooks.and_then(|h| h.used) {
+            Some(used) => used(config),
+            None => config.uses_module(m.name),
+        }
+    }
 }
 
 /// A module's tables in shared memory, as its `start` downcasts them.
 pub type ModuleShm = Box<dyn std::any::Any + Send + Sync>;
-pub type CarveFn = fn(&Config, &mut rser_shm::Carver<'_>, usize) -> Result<ModuleShm, String>;
+pub type CarveFn = fn(&Config, &mut rser_shm::Carver<'_>, usize) -> Result<Carved, String>;
+
+/// What a module's `carve` made, and its capacity in words (for the
+/// region's layout in the start-up log).
+pub struct Carved {
+    pub shm: ModuleShm,
+    pub capacity: String,
+}
 pub type StartFn = for<'a> fn(&Start<'a>) -> Box<dyn Runtime + 'a>;
 pub type HelperFn = for<'a> fn(&Start<'a>);
 
@@ -164,6 +184,17 @@ pub struct Start<'a> {
     /// What its `carve` made.
     pub shm: Option<&'a ModuleShm>,
     pub counts: Counts<'a>,
+    /// Every module's tables, by place in the module list.
+    pub(crate) modules: &'a [Option<ModuleShm>],
+}
+
+impl<'a> Start<'a> {
+    /// The tables module `name` carved, as type `T`: how a module uses
+    /// another's (the registrar usrloc's).
+    pub fn shm_of<T: 'static>(&self, name: &str) -> Option<&'a T> {
+        let m = super::MODULES.iter().position(|m| m.name == name)?;
+        self.modules.get(m)?.as_ref()?.downcast_ref::<T>()
+    }
 }
 
 /// A module's own counters in this process's row.
@@ -180,6 +211,12 @@ impl Counts<'_> {
     /// [`Module::counters`]).
     pub fn add(&self, i: usize, n: u64) {
         self.counters.add(self.slot, self.base + i, n);
+    }
+
+    /// Adds `n` to one of the shell's counters (those modules written
+    /// before their own lists share).
+    pub fn shell(&self, c: crate::server::shared::Counter, n: u64) {
+        self.counters.add(self.slot, c as usize, n);
     }
 }
 

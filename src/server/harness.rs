@@ -73,7 +73,6 @@ impl Harness {
         config.program.myself = myself(&settings);
         let needs = Needs {
             tm: config.has_module("tm"),
-            usrloc: !crate::modules::usrloc::tables(&config.program).is_empty(),
             dispatcher: false,
             blocklist: config.settings.use_dst_blocklist && config.has_module("tm"),
         };

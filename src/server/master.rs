@@ -183,18 +183,17 @@ fn spawn_timer(
     fork_child(sockets, || {
         let vm = Vm::new(config);
         std::thread::scope(|s| {
-            // usrloc's expiry and database writes run beside tm's timers,
-            // so a slow write never delays a retransmission.
-            if shared.usrloc.is_some() {
-                s.spawn(|| crate::modules::registrar::runtime::upkeep(shared, slot, config));
-            }
-            // Modules' helpers (acc's database writer) likewise.
+            // Modules' helpers (usrloc's expiry and database writes, acc's
+            // writer) run beside tm's timers, so a slow write never delays
+            // a retransmission.
             for (m, def) in crate::modules::MODULES.iter().enumerate() {
                 let helper = def.hooks.and_then(|h| h.helper);
-                if let (Some(helper), true) = (helper, config.uses_module(def.name)) {
+                let used = crate::modules::def::Hooks::used_by(def, config);
+                if let (Some(helper), true) = (helper, used) {
                     let start = crate::modules::def::Start {
                         config,
                         shm: shared.modules[m].as_ref(),
+                        modules: &shared.modules,
                         counts: super::worker::module_counts(shared, slot, m),
                     };
                     s.spawn(move || helper(&start));
@@ -287,7 +286,7 @@ pub fn supervise(
     // counter row `workers`; the control process has the row after it.
     // Dispatcher's probes are sent from it too.
     let timer_slot =
-        (shared.tm.is_some() || shared.usrloc.is_some() || shared.dispatcher.is_some())
+        (shared.tm.is_some() || shared.usrloc().is_some() || shared.dispatcher.is_some())
             .then_some(workers);
     let control_slot = control.as_ref().map(|_| workers + 1);
     let role_of = |slot: usize| {

@@ -149,7 +149,6 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
         log::info!("listening on udp:{a}");
     }
     let shm_bytes = opts.shm_mb.max(1) << 20;
-    let usrloc = !crate::modules::usrloc::tables(&config.program).is_empty();
     // Counter and process rows: the workers, the timer process, the
     // control process.
     let ds_params = match config.has_module("dispatcher") {
@@ -168,7 +167,6 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
         secret(),
         shared::Needs {
             tm: config.has_module("tm"),
-            usrloc,
             dispatcher: ds_params.is_some(),
             blocklist: config.settings.use_dst_blocklist && config.has_module("tm"),
         },
@@ -179,9 +177,6 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
         let (_, n) =
             crate::modules::dispatcher::runtime::reload(shm, params).map_err(StartError)?;
         log::info!("dispatcher: {n} destinations");
-    }
-    if let Some(loc) = &shared.usrloc {
-        crate::modules::registrar::runtime::load(&config, loc).map_err(StartError)?;
     }
     let ctl_path = opts
         .ctl_socket

@@ -84,9 +84,29 @@ const SL_TABLE_SHARE: usize = 16;
 /// Share of the region given to tm (transactions, branches, stored
 /// messages, the wheel): half.
 const TM_SHARE: usize = 2;
-/// Share given to usrloc's bindings: a quarter beside tm, else half.
-const USRLOC_SHARE_WITH_TM: usize = 4;
-const USRLOC_SHARE: usize = 2;
+
+/// The region's pieces as carved, for the start-up log.
+#[derive(Default)]
+struct Layout {
+    rows: Vec<(&'static str, String, usize)>,
+}
+
+impl Layout {
+    fn row(&mut self, what: &'static str, capacity: String, bytes: usize) {
+        self.rows.push((what, capacity, bytes));
+    }
+
+    fn log(&self, size: usize, used: usize) {
+        log::info!(
+            "shared memory: {} MiB, {used} bytes carved, {} free",
+            size >> 20,
+            size.saturating_sub(used)
+        );
+        for (what, capacity, bytes) in &self.rows {
+            log::info!("shared memory: {what}: {capacity}, {bytes} bytes");
+        }
+    }
+}
 
 /// What a child process of the master does, for `core.ps`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,8 +168,6 @@ pub struct Shared {
     pub ack_filter: AckFilter,
     /// The transaction table, when the config loads tm.
     pub tm: Option<Table>,
-    /// The user location table, when the script saves or looks up.
-    pub usrloc: Option<Location>,
     /// The dispatcher's list and destination state, when loaded.
     pub dispatcher: Option<DsShared>,
     /// tm's destination blocklist, with `use_dst_blocklist`.
@@ -182,7 +200,6 @@ pub fn counter_base(m: usize) -> usize {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Needs {
     pub tm: bool,
-    pub usrloc: bool,
     pub dispatcher: bool,
     pub blocklist: bool,
 }
@@ -205,69 +222,101 @@ impl Shared {
             )
         };
         let mut carver = region.carver();
+        // The layout, piece by piece, logged at start: what, how many, and
+        // the bytes each takes.
+        let mut layout = Layout::default();
+        let at = carver.used();
         let counters =
             Counters::carve(&mut carver, slots, counter_names()).ok_or_else(too_small)?;
         let processes = Processes::carve(&mut carver, slots).ok_or_else(too_small)?;
+        layout.row(
+            "counters, processes",
+            format!("{slots} processes x {} counters", counter_names().len()),
+            carver.used() - at,
+        );
+        let at = carver.used();
         let sl_entries = (size_bytes / SL_TABLE_SHARE / AckFilter::BYTES_PER_ENTRY).max(64);
         let ack_filter = AckFilter::carve(&mut carver, Signature::new(&secret), sl_entries)
             .ok_or_else(too_small)?;
+        layout.row(
+            "sl",
+            format!("{sl_entries} stateless replies"),
+            carver.used() - at,
+        );
+        let at = carver.used();
         let dispatcher = match needs.dispatcher {
             true => Some(DsShared::carve(&mut carver).ok_or_else(too_small)?),
             false => None,
         };
+        if dispatcher.is_some() {
+            layout.row("dispatcher", "destination sets".into(), carver.used() - at);
+        }
+        let at = carver.used();
         let blocklist = match needs.blocklist {
             true => Some(Blocklist::carve(&mut carver, BLOCKLIST_ENTRIES).ok_or_else(too_small)?),
             false => None,
         };
+        if blocklist.is_some() {
+            layout.row(
+                "tm blocklist",
+                format!("{BLOCKLIST_ENTRIES} destinations"),
+                carver.used() - at,
+            );
+        }
+        let at = carver.used();
         let tm = match needs.tm {
             true => Some(Table::carve(&mut carver, size_bytes / TM_SHARE).ok_or_else(too_small)?),
             false => None,
         };
-        let ul_share = if tm.is_some() {
-            USRLOC_SHARE_WITH_TM
-        } else {
-            USRLOC_SHARE
-        };
-        let usrloc = match needs.usrloc {
-            true => {
-                Some(Location::carve(&mut carver, size_bytes / ul_share).ok_or_else(too_small)?)
-            }
-            false => None,
-        };
+        if let Some(t) = &tm {
+            layout.row(
+                "tm",
+                format!(
+                    "{} transactions of {} bytes",
+                    t.capacity(),
+                    Table::bytes_per_txn()
+                ),
+                carver.used() - at,
+            );
+        }
         let mut modules = Vec::with_capacity(MODULES.len());
         for m in MODULES {
-            let shm = match (m.hooks.and_then(|h| h.carve), config) {
-                (Some(carve), Some(c)) if c.uses_module(m.name) => Some(
+            let at = carver.used();
+            let carved = match (m.hooks.and_then(|h| h.carve), config) {
+                (Some(carve), Some(c)) if crate::modules::def::Hooks::used_by(m, c) => Some(
                     carve(c, &mut carver, size_bytes)
                         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
                 ),
                 _ => None,
             };
-            modules.push(shm);
+            modules.push(carved.map(|c| {
+                layout.row(m.name, c.capacity, carver.used() - at);
+                c.shm
+            }));
         }
-        log::info!(
-            "shared memory: {} MiB, {} bytes used; {} stateless-reply records; \
-             {} transactions of {} bytes; {} bindings of {} bytes",
-            size_bytes >> 20,
-            carver.used(),
-            sl_entries,
-            tm.as_ref().map_or(0, Table::capacity),
-            Table::bytes_per_txn(),
-            usrloc.as_ref().map_or(0, Location::capacity),
-            Location::bytes_per_binding(),
-        );
+        layout.log(size_bytes, carver.used());
         Ok(Shared {
             _region: region,
             counters,
             processes,
             ack_filter,
             tm,
-            usrloc,
             dispatcher,
             blocklist,
             modules,
             secret,
         })
+    }
+
+    /// usrloc's table, when the script saves or looks up.
+    pub fn usrloc(&self) -> Option<Location> {
+        self.module_shm::<Location>("usrloc").copied()
+    }
+
+    /// The tables module `name` carved, as type `T`.
+    pub fn module_shm<T: 'static>(&self, name: &str) -> Option<&T> {
+        let m = MODULES.iter().position(|m| m.name == name)?;
+        self.modules.get(m)?.as_ref()?.downcast_ref::<T>()
     }
 
     pub fn count(&self, slot: usize, c: Counter) {

@@ -21,9 +21,8 @@ use crate::cfg::program::{ForwardKind, Myself, Param};
 use crate::cfg::registry::Func;
 use crate::cfg::settings::Proto;
 use crate::modules::MODULES;
-use crate::modules::def::{Counts, Cx, Runtime, Shell, ShellHooks, Start};
+use crate::modules::def::{Counts, Cx, Hooks, Runtime, Shell, ShellHooks, Start};
 use crate::modules::dispatcher::runtime::{DsParams, DsState};
-use crate::modules::registrar::runtime::RegistrarState;
 use crate::modules::sl::{self, AckVerdict};
 use crate::modules::tm::blocklist::Blocklist;
 use crate::modules::tm::stateful::{Armed, TxnRef};
@@ -78,11 +77,12 @@ fn start_runtimes<'a>(
         .iter()
         .enumerate()
         .map(|(m, def)| {
-            let hooks = def.hooks.filter(|_| config.uses_module(def.name))?;
-            Some((hooks.start)(&Start {
+            let start = def.hooks?.start.filter(|_| Hooks::used_by(def, config))?;
+            Some(start(&Start {
                 config,
                 shm: shared.modules.get(m).and_then(Option::as_ref),
                 counts: module_counts(shared, slot, m),
+                modules: &shared.modules,
             }))
         })
         .collect()
@@ -137,8 +137,6 @@ pub struct Worker<'a> {
     /// Header lines the next reply carries (the registrar's Contacts,
     /// Min-Expires, auth challenges); cleared once sent.
     pub(crate) reply_extra: Vec<u8>,
-    /// The registrar and usrloc, when the script saves or looks up.
-    pub(crate) registrar: Option<RegistrarState>,
     /// branch_route: whether it is running (no replies, no relaying from
     /// it), its script state, the next hop it chose, and the branches'
     /// own requests it (or failure_route) produced.
@@ -233,7 +231,6 @@ impl<'a> Worker<'a> {
             failure_buf: Vec::new(),
             aux_st: ScriptState::new(),
             reply_extra: Vec::new(),
-            registrar: shared.usrloc.map(|l| RegistrarState::new(config, l)),
             in_branch_route: false,
             branch_st: ScriptState::new(),
             branch_dst: Vec::new(),

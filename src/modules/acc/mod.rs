@@ -22,7 +22,7 @@ use crate::cfg::ast::Arg;
 use crate::cfg::fixup::{Fixup, error, nonempty, text};
 use crate::cfg::program::Param;
 use crate::cfg::{Config, ConfigError};
-use crate::modules::def::{Hooks, Module, ModuleShm, ParamType, Routes, action};
+use crate::modules::def::{Carved, Hooks, Module, ParamType, Routes, action};
 use rser_shm::{Carver, Ring};
 
 use ParamType::{Int, Str};
@@ -85,8 +85,9 @@ pub static MODULE: Module = Module {
     ],
     hooks: Some(&Hooks {
         carve: Some(carve),
-        start: runtime::start,
+        start: Some(runtime::start),
         helper: Some(writer::run),
+        used: None,
     }),
     shell: None,
     unapplied: &[],
@@ -110,7 +111,7 @@ pub struct AccShm {
     pub request_tables: Vec<String>,
 }
 
-fn carve(config: &Config, carver: &mut Carver<'_>, region: usize) -> Result<ModuleShm, String> {
+fn carve(config: &Config, carver: &mut Carver<'_>, region: usize) -> Result<Carved, String> {
     let params = params::Params::from_config(config)?;
     let request_tables = config
         .program
@@ -121,7 +122,6 @@ fn carve(config: &Config, carver: &mut Carver<'_>, region: usize) -> Result<Modu
             let cells = (region / QUEUE_SHARE / RECORD_BYTES).clamp(QUEUE_MIN, QUEUE_MAX);
             let ring = Ring::carve(carver, cells, RECORD_BYTES)
                 .ok_or("shared memory too small for acc's queue")?;
-            log::info!("acc: a queue of {cells} records of {RECORD_BYTES} bytes to {url}");
             Some(ring)
         }
         None if !request_tables.is_empty() => {
@@ -131,11 +131,21 @@ fn carve(config: &Config, carver: &mut Carver<'_>, region: usize) -> Result<Modu
         }
         None => None,
     };
-    Ok(Box::new(AccShm {
-        params,
-        queue,
-        request_tables,
-    }))
+    let capacity = match (&queue, &params.db_url) {
+        (Some(q), Some(url)) => format!(
+            "a queue of {} records of {RECORD_BYTES} bytes to {url}",
+            q.capacity()
+        ),
+        _ => "no queue (no db_url)".into(),
+    };
+    Ok(Carved {
+        capacity,
+        shm: Box::new(AccShm {
+            params,
+            queue,
+            request_tables,
+        }),
+    })
 }
 
 /// The comment: `"200 OK"` gives a code and a reason, other text a

@@ -68,8 +68,9 @@ pub static MODULE: Module = Module {
     counters: &["auth_failures"],
     hooks: Some(&Hooks {
         carve: Some(super::runtime::carve),
-        start: super::runtime::start,
+        start: Some(super::runtime::start),
         helper: None,
+        used: None,
     }),
     shell: None,
     unapplied: &[],

@@ -17,7 +17,7 @@ use crate::cfg::program::Program;
 use crate::modules::auth::digest::{self, Algorithm, Challenge};
 use crate::modules::auth::nonce::{self, NonceCounts, NonceError};
 use crate::modules::auth::{Params, subscriber};
-use crate::modules::def::{Cx, ModuleShm, Runtime, Start, bad_args};
+use crate::modules::def::{Carved, Cx, Runtime, Start, bad_args};
 use crate::modules::usrloc::unix_now;
 use crate::script::MsgCtx;
 use crate::sip::{Message, Method};
@@ -420,15 +420,18 @@ const NONCE_SHARE: usize = 64;
 
 /// In the master: the subscriber database checked, the nonce counts
 /// carved.
-pub fn carve(config: &Config, carver: &mut Carver<'_>, region: usize) -> Result<ModuleShm, String> {
+pub fn carve(config: &Config, carver: &mut Carver<'_>, region: usize) -> Result<Carved, String> {
     prepare(config)?;
     let slots = region / NONCE_SHARE / NonceCounts::BYTES_PER_SLOT;
     let counts =
         NonceCounts::carve(carver, slots).ok_or("shared memory too small for auth's nonces")?;
-    Ok(Box::new(AuthShm {
-        counts,
-        secret: crate::server::secret(),
-    }))
+    Ok(Carved {
+        capacity: format!("{slots} nonces in flight"),
+        shm: Box::new(AuthShm {
+            counts,
+            secret: crate::server::secret(),
+        }),
+    })
 }
 
 pub fn start<'a>(s: &Start<'a>) -> Box<dyn Runtime + 'a> {

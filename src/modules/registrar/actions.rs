@@ -4,14 +4,12 @@ use crate::cfg::ConfigError;
 use crate::cfg::ast::Arg;
 use crate::cfg::fixup::{Fixup, error, nonempty};
 use crate::cfg::program::Param;
-use crate::modules::def::{Module, ParamType, Routes, action, bad_args};
-use crate::script::MsgCtx;
-use crate::server::worker::Worker;
+use crate::modules::def::{Hooks, Module, ParamType, Routes, action};
 
 use ParamType::Int;
 
-const SAVE: u8 = 0;
-const LOOKUP: u8 = 1;
+pub(super) const SAVE: u8 = 0;
+pub(super) const LOOKUP: u8 = 1;
 
 pub static MODULE: Module = Module {
     name: "registrar",
@@ -33,9 +31,14 @@ pub static MODULE: Module = Module {
             Routes::REQUEST.or(Routes::FAILURE),
         ),
     ],
-    run: Some(run),
+    run: None,
     counters: &[],
-    hooks: None,
+    hooks: Some(&Hooks {
+        carve: None,
+        start: Some(super::runtime::start),
+        helper: None,
+        used: Some(crate::modules::usrloc::upkeep::used),
+    }),
     shell: None,
     unapplied: &[],
 };
@@ -46,12 +49,4 @@ fn table(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
     let table = nonempty(&a[0])?;
     crate::modules::usrloc::db::check_table_name(&table).map_err(|e| error(&a[0], e))?;
     Ok(vec![Param::Str(table)])
-}
-
-fn run(w: &mut Worker<'_>, ctx: &mut MsgCtx<'_, '_>, id: u8, args: &[Param]) -> i32 {
-    match (id, args) {
-        (SAVE, [Param::Str(t)]) => w.save(ctx, t),
-        (LOOKUP, [Param::Str(t)]) => w.lookup(ctx, t),
-        _ => bad_args("registrar", id),
-    }
 }

@@ -1,21 +1,20 @@
-//! The registrar in a worker: `save()` (RFC 3261 §10.3 on the shared
-//! location table, then the reply) and `lookup()` (the destination set
-//! from an AOR's bindings); and usrloc's upkeep in the timer process:
-//! expiry, and in write-back mode the database writes.
-
-use std::time::{Duration, Instant};
+//! The registrar in a worker: `save()` (RFC 3261 §10.3 on usrloc's
+//! shared location table, then the reply) and `lookup()` (the
+//! destination set from an AOR's bindings).
 
 use arrayvec::ArrayVec;
 
 use crate::cfg::Config;
+use crate::cfg::program::Param;
+use crate::modules::def::{Cx, Runtime, Start, bad_args};
 use crate::modules::registrar::{self, Current, MAX_CONTACTS, Op, Reject, Request};
 use crate::modules::usrloc::db::Db;
-use crate::modules::usrloc::table::{DELETED, DIRTY, Q_NONE, Sweep};
+use crate::modules::usrloc::table::{DIRTY, Q_NONE};
 use crate::modules::usrloc::{self, DbMode, Location, Meta, unix_now};
 use crate::script::MsgCtx;
 use crate::script::uri_ops::Rewrite;
-use crate::server::shared::{Counter, Shared};
-use crate::server::worker::Worker;
+use crate::server::log_limit::LogLimit;
+use crate::server::shared::Counter;
 use crate::sip::{Method, Uri};
 
 /// What a worker keeps for the registrar.
@@ -30,6 +29,10 @@ pub struct RegistrarState {
     aor: Vec<u8>,
     texts: Vec<u8>,
     scratch: Vec<u8>,
+    /// A reply's header lines (reused).
+    headers: Vec<u8>,
+    /// Table-full warnings, at most once a second.
+    full_log: LogLimit,
 }
 
 impl RegistrarState {
@@ -44,6 +47,8 @@ impl RegistrarState {
             aor: Vec::new(),
             texts: Vec::new(),
             scratch: Vec::new(),
+            headers: Vec::new(),
+            full_log: LogLimit::default(),
         }
     }
 
@@ -61,56 +66,24 @@ enum Written {
     Delete { contact: (usize, usize) },
 }
 
-/// Loads the database into the table before the workers start; a
-/// database that cannot be opened stops the start.
-pub fn load(config: &Config, location: &Location) -> Result<(), String> {
-    let ul = usrloc::Params::from_config(config)?;
-    // The names were checked when the script compiled.
-    let tables = usrloc::tables(&config.program);
-    let (Some(url), true) = (&ul.db_url, ul.db_mode != DbMode::Memory) else {
-        return Ok(());
-    };
-    let db = Db::open(url, &tables)?;
-    let now = unix_now();
-    let mut scratch = Vec::new();
-    let mut loaded = 0usize;
-    for (domain, t) in tables.iter().enumerate() {
-        for row in db.load(t, now)? {
-            let aor = location.aor(domain as u16, &row.aor);
-            let l = location.lock(&aor);
-            location
-                .insert(
-                    &l,
-                    &aor,
-                    &row.contact,
-                    &row.call_id,
-                    row.meta,
-                    0,
-                    &mut scratch,
-                )
-                .map_err(
-                    |_| "usrloc: the database holds more bindings than shared memory (raise -m)",
-                )?;
-            loaded += 1;
-        }
-    }
-    log::info!("usrloc: {loaded} bindings loaded from {url}");
-    Ok(())
-}
-
-impl Worker<'_> {
+impl RegistrarState {
     /// `save(table)`: a REGISTER's bindings changed per §10.3 and the
     /// reply sent (200 with every binding, or the refusal).
-    pub(crate) fn save(&mut self, ctx: &mut MsgCtx<'_, '_>, table: &str) -> i32 {
-        let Some(mut rs) = self.registrar.take() else {
-            return -1;
-        };
-        let ret = self.save_in(ctx, table, &mut rs);
-        self.registrar = Some(rs);
-        ret
+    fn save(&mut self, cx: &mut Cx<'_>, ctx: &mut MsgCtx<'_, '_>, table: &str) -> i32 {
+        let mut headers = std::mem::take(&mut self.headers);
+        let r = self.save_in(cx, ctx, table, &mut headers);
+        self.headers = headers;
+        r
     }
 
-    fn save_in(&mut self, ctx: &mut MsgCtx<'_, '_>, table: &str, rs: &mut RegistrarState) -> i32 {
+    fn save_in(
+        &mut self,
+        cx: &mut Cx<'_>,
+        ctx: &mut MsgCtx<'_, '_>,
+        table: &str,
+        headers: &mut Vec<u8>,
+    ) -> i32 {
+        let rs = self;
         let msg = ctx.msg;
         if msg.method() != Some(Method::Register) {
             log::warn!(
@@ -124,18 +97,18 @@ impl Worker<'_> {
         };
         let to = match msg.to() {
             Ok(t) => t,
-            Err(_) => return self.refuse(ctx, REJECT_BAD_TO),
+            Err(_) => return refuse(cx, ctx, headers, REJECT_BAD_TO),
         };
         usrloc::aor_of(&to.uri, rs.ul.use_domain, &mut rs.aor);
         if rs.aor.is_empty() {
-            return self.refuse(ctx, REJECT_BAD_TO);
+            return refuse(cx, ctx, headers, REJECT_BAD_TO);
         }
         let req = match registrar::read_request(msg, &rs.reg) {
             Ok(r) => r,
-            Err(r) => return self.refuse(ctx, r),
+            Err(r) => return refuse(cx, ctx, headers, r),
         };
         let (Ok(call_id), Ok(cseq)) = (msg.call_id(), msg.cseq()) else {
-            return self.refuse(ctx, REJECT_BAD_TO);
+            return refuse(cx, ctx, headers, REJECT_BAD_TO);
         };
         let now = unix_now();
         let loc = rs.location;
@@ -160,7 +133,7 @@ impl Worker<'_> {
             Ok(ops) => ops,
             Err(r) => {
                 drop(l);
-                return self.refuse(ctx, r);
+                return refuse(cx, ctx, headers, r);
             }
         };
         let wanted: &[registrar::Wanted<'_>] = match &req {
@@ -169,7 +142,7 @@ impl Worker<'_> {
         };
         let meta_for = |w: &registrar::Wanted<'_>| Meta {
             q: w.q.unwrap_or(Q_NONE),
-            sock: self.in_sock as u8,
+            sock: cx.shell.in_sock() as u8,
             cseq: cseq.number,
             expires: now + u64::from(w.expires),
             updated: now,
@@ -187,15 +160,15 @@ impl Worker<'_> {
                         loc.remove(&l, idx, false);
                     }
                     drop(l);
-                    self.count(Counter::UsrlocTableFull);
-                    if let Some(held) = self.full_log.allow(self.now_ms) {
+                    cx.shell.count(Counter::UsrlocTableFull);
+                    if let Some(held) = rs.full_log.allow(cx.now_ms) {
                         log::warn!(
                             "usrloc: table full ({} bindings); REGISTER refused{}",
                             loc.live(),
                             crate::server::log_limit::held_text(held)
                         );
                     }
-                    return self.refuse(ctx, REJECT_FULL);
+                    return refuse(cx, ctx, headers, REJECT_FULL);
                 }
             }
             let start = rs.texts.len();
@@ -243,7 +216,7 @@ impl Worker<'_> {
             }
         }
         // The 200 lists every binding now (§10.3 step 8).
-        let mut listing = std::mem::take(&mut self.reply_extra);
+        let listing = headers;
         listing.clear();
         let mut texts = std::mem::take(&mut rs.scratch);
         texts.clear();
@@ -253,35 +226,27 @@ impl Worker<'_> {
                 &texts[f.contact.0..f.contact.1],
                 f.meta.expires - now,
                 q,
-                &mut listing,
+                listing,
             );
         }
         drop(l);
         rs.scratch = texts;
-        self.reply_extra = listing;
         if rs.ul.db_mode == DbMode::WriteThrough {
-            self.write_through(rs, domain, call_id, &written);
+            rs.write_through(cx, domain, call_id, &written);
         }
-        self.count(Counter::RegistrarAccepted);
-        self.text.clear();
-        self.text.extend_from_slice(b"OK");
-        self.reply_any(ctx, 200)
+        cx.shell.count(Counter::RegistrarAccepted);
+        cx.shell.reply(ctx, 200, b"OK", listing)
     }
 
     /// db_mode 1: the worker writes what save() changed.
-    fn write_through(
-        &mut self,
-        rs: &mut RegistrarState,
-        domain: u16,
-        call_id: &[u8],
-        w: &[Written],
-    ) {
+    fn write_through(&mut self, cx: &Cx<'_>, domain: u16, call_id: &[u8], w: &[Written]) {
+        let rs = self;
         if rs.db.is_none() {
             let url = rs.ul.db_url.clone().unwrap_or_default();
             match Db::open(&url, &rs.tables) {
                 Ok(db) => rs.db = Some(db),
                 Err(e) => {
-                    self.count(Counter::UsrlocDbErrors);
+                    cx.shell.count(Counter::UsrlocDbErrors);
                     log::error!("{e}");
                     return;
                 }
@@ -303,33 +268,17 @@ impl Worker<'_> {
                 }
             };
             if let Err(e) = r {
-                self.count(Counter::UsrlocDbErrors);
+                cx.shell.count(Counter::UsrlocDbErrors);
                 log::error!("{e}");
             }
         }
     }
 
-    /// A refusal from save(), replied.
-    fn refuse(&mut self, ctx: &mut MsgCtx<'_, '_>, r: Reject) -> i32 {
-        use std::io::Write as _;
-        self.count(Counter::RegistrarRejected);
-        self.reply_extra.clear();
-        if let Some(min) = r.min_expires {
-            let _ = write!(self.reply_extra, "Min-Expires: {min}\r\n");
-        }
-        self.text.clear();
-        self.text.extend_from_slice(r.reason.as_bytes());
-        self.reply_any(ctx, r.code);
-        -1
-    }
-
     /// `lookup(table)`: the Request-URI becomes the AOR's best contact and
     /// the others join the destination set (highest q first, then the
     /// most recently registered). False when it has none.
-    pub(crate) fn lookup(&mut self, ctx: &mut MsgCtx<'_, '_>, table: &str) -> i32 {
-        let Some(rs) = self.registrar.as_mut() else {
-            return -1;
-        };
+    fn lookup(&mut self, ctx: &mut MsgCtx<'_, '_>, table: &str) -> i32 {
+        let rs = self;
         let Some(domain) = rs.domain(table) else {
             return -1;
         };
@@ -379,6 +328,37 @@ impl Worker<'_> {
     }
 }
 
+/// A refusal from save(), replied.
+fn refuse(cx: &mut Cx<'_>, ctx: &mut MsgCtx<'_, '_>, headers: &mut Vec<u8>, r: Reject) -> i32 {
+    use std::io::Write as _;
+    cx.shell.count(Counter::RegistrarRejected);
+    headers.clear();
+    if let Some(min) = r.min_expires {
+        let _ = write!(headers, "Min-Expires: {min}\r\n");
+    }
+    cx.shell.reply(ctx, r.code, r.reason.as_bytes(), headers);
+    -1
+}
+
+impl Runtime for RegistrarState {
+    fn call(&mut self, cx: &mut Cx<'_>, ctx: &mut MsgCtx<'_, '_>, id: u8, args: &[Param]) -> i32 {
+        match (id, args) {
+            (super::actions::SAVE, [Param::Str(t)]) => self.save(cx, ctx, t),
+            (super::actions::LOOKUP, [Param::Str(t)]) => self.lookup(ctx, t),
+            _ => bad_args("registrar", id),
+        }
+    }
+}
+
+/// The registrar in a process, over usrloc's table.
+pub fn start<'a>(s: &Start<'a>) -> Box<dyn Runtime + 'a> {
+    let location = s
+        .shm_of::<Location>("usrloc")
+        .copied()
+        .expect("usrloc's table, carved wherever save() or lookup() is called");
+    Box::new(RegistrarState::new(s.config, location))
+}
+
 const REJECT_BAD_TO: Reject = Reject {
     code: 400,
     reason: "Bad To Header",
@@ -390,97 +370,3 @@ const REJECT_FULL: Reject = Reject {
     reason: "Server Internal Error (location table full)",
     min_expires: None,
 };
-
-/// usrloc's upkeep, on a thread of the timer process: every second,
-/// expired bindings go; in write-back mode, every `timer_interval`
-/// seconds the changes go to the database in one transaction.
-pub fn upkeep(shared: &Shared, slot: usize, config: &Config) {
-    let Some(loc) = shared.usrloc else { return };
-    let Ok(ul) = usrloc::Params::from_config(config) else {
-        return;
-    };
-    let tables = usrloc::tables(&config.program);
-    let mut db = match (&ul.db_url, ul.db_mode) {
-        (Some(url), DbMode::WriteBack | DbMode::WriteThrough) => match Db::open(url, &tables) {
-            Ok(db) => Some(db),
-            Err(e) => {
-                log::error!("{e}");
-                None
-            }
-        },
-        _ => None,
-    };
-    let interval = Duration::from_secs(ul.timer_interval);
-    let mut next_write = Instant::now() + interval;
-    let mut buf = Vec::new();
-    loop {
-        std::thread::sleep(Duration::from_secs(1));
-        let now = unix_now();
-        let write_now = Instant::now() >= next_write;
-        let mut upserts: Vec<(u16, Vec<u8>, usize, usize, Meta)> = Vec::new();
-        let mut deletes: Vec<(u16, Vec<u8>, Vec<u8>)> = Vec::new();
-        let mut expired = 0u64;
-        let write_back = ul.db_mode == DbMode::WriteBack && write_now;
-        loc.sweep(
-            |b, text| {
-                if b.flags & DELETED != 0 {
-                    if !write_back {
-                        return Sweep::Keep;
-                    }
-                    if let Some((aor, contact, _)) = b.parts(text) {
-                        deletes.push((b.domain, aor.to_vec(), contact.to_vec()));
-                    }
-                    return Sweep::Remove;
-                }
-                if b.expires <= now {
-                    expired += 1;
-                    return Sweep::Remove;
-                }
-                if write_back && b.flags & DIRTY != 0 {
-                    if let Some((aor, contact, _)) = b.parts(text) {
-                        upserts.push((b.domain, text.to_vec(), aor.len(), contact.len(), b.meta()));
-                    }
-                    b.flags &= !DIRTY;
-                }
-                Sweep::Keep
-            },
-            &mut buf,
-        );
-        if expired > 0 {
-            shared
-                .counters
-                .add(slot, Counter::UsrlocExpired as usize, expired);
-        }
-        if !write_now {
-            continue;
-        }
-        next_write = Instant::now() + interval;
-        let Some(db) = db.as_mut() else { continue };
-        let r = db.batch(|db| {
-            // Deletes first: a contact unregistered then registered again
-            // within one interval is a tombstone and a new binding.
-            for (domain, aor, contact) in &deletes {
-                let Some(t) = tables.get(*domain as usize) else {
-                    continue;
-                };
-                db.delete(t, aor, contact)?;
-            }
-            for (domain, text, a, c, meta) in &upserts {
-                let Some(t) = tables.get(*domain as usize) else {
-                    continue;
-                };
-                db.upsert(t, &text[..*a], &text[*a..a + c], &text[a + c..], meta)?;
-            }
-            for t in &tables {
-                db.delete_expired(t, now)?;
-            }
-            Ok(())
-        });
-        if let Err(e) = r {
-            shared
-                .counters
-                .add(slot, Counter::UsrlocDbErrors as usize, 1);
-            log::error!("{e}");
-        }
-    }
-}

@@ -4,23 +4,32 @@
 
 pub mod db;
 pub mod table;
+pub mod upkeep;
 
 pub use table::{Location, Meta};
 
 use crate::cfg::Config;
 use crate::cfg::program::Program;
-use crate::modules::def::{Module, ParamType};
+use crate::modules::def::{Hooks, Module, ParamType};
 use crate::sip::Uri;
 
-pub static MODULE: Module = Module::params_only(
-    "usrloc",
-    &[
-        ("db_url", ParamType::Str),
-        ("db_mode", ParamType::Int),
-        ("timer_interval", ParamType::Int),
-        ("use_domain", ParamType::Int),
-    ],
-);
+pub static MODULE: Module = Module {
+    hooks: Some(&Hooks {
+        carve: Some(upkeep::carve),
+        start: None,
+        helper: Some(upkeep::run),
+        used: Some(upkeep::used),
+    }),
+    ..Module::params_only(
+        "usrloc",
+        &[
+            ("db_url", ParamType::Str),
+            ("db_mode", ParamType::Int),
+            ("timer_interval", ParamType::Int),
+            ("use_domain", ParamType::Int),
+        ],
+    )
+};
 
 /// usrloc's `db_mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

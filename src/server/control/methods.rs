@@ -112,7 +112,7 @@ impl Control<'_> {
             );
             gauge("tm_blocklist_capacity", b.capacity());
         }
-        if let Some(ul) = &s.usrloc {
+        if let Some(ul) = &s.usrloc() {
             gauge("usrloc_bindings_live", ul.live());
             gauge("usrloc_bindings_capacity", ul.capacity());
         }
@@ -147,8 +147,7 @@ impl Control<'_> {
 
     fn location(&self) -> Result<&usrloc::Location, RpcError> {
         self.shared
-            .usrloc
-            .as_ref()
+            .module_shm::<usrloc::Location>("usrloc")
             .ok_or_else(|| RpcError::new(NOT_AVAILABLE, "the script keeps no user location"))
     }
 
@@ -382,16 +381,20 @@ mod tests {
 
     #[test]
     fn every_counter_is_reported_once() {
+        let config = crate::cfg::load(
+            "loadmodule \"tm.so\"\nloadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\n\
+             route { save(\"location\"); }\n",
+        )
+        .unwrap();
         let shared = Shared::create(
             8 << 20,
             3,
             [7; 32],
             crate::server::shared::Needs {
                 tm: true,
-                usrloc: true,
                 ..Default::default()
             },
-            None,
+            Some(&config),
         )
         .unwrap();
         shared.count(0, crate::server::shared::Counter::Received);
