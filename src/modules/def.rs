@@ -156,6 +156,16 @@ pub struct Hooks {
 }
 
 impl Hooks {
+    /// A runtime alone: no tables, no helper.
+    pub const fn runtime(start: StartFn) -> Hooks {
+        Hooks {
+            carve: None,
+            start: Some(start),
+            helper: None,
+            used: None,
+        }
+    }
+
     /// Whether `config` runs module `m`'s hooks.
     pub fn used_by(m: &Module, config: &Config) -> bool {
         match m.hooks.and_then(|h| h.used) {

@@ -17,7 +17,7 @@ use super::shared::{Counter, Shared};
 use super::udp::{Outbox, RxBatch};
 use crate::cfg::Config;
 use crate::cfg::ast::RouteKind;
-use crate::cfg::program::{ForwardKind, Myself, Param};
+use crate::cfg::program::{ForwardKind, Param};
 use crate::cfg::registry::Func;
 use crate::cfg::settings::Proto;
 use crate::modules::MODULES;
@@ -108,9 +108,6 @@ pub struct Worker<'a> {
     pub(crate) outbox: Outbox,
     pub(crate) dns: Resolver,
     pub(crate) sl: SlParams,
-    pub(crate) max_limit: u8,
-    /// The addresses and names `loose_route()` takes for ours.
-    pub(crate) myself: Myself,
     /// Per message: the socket it came in on, and the time.
     pub(crate) in_sock: usize,
     pub(crate) now_ms: u64,
@@ -210,10 +207,6 @@ impl<'a> Worker<'a> {
                     .modparam_str("sl", "default_reason", "Internal Server Error")
                     .to_string(),
             },
-            max_limit: config
-                .modparam_int("maxfwd", "max_limit", 256)
-                .clamp(1, 255) as u8,
-            myself: config.program.myself.clone(),
             in_sock: 0,
             now_ms: 0,
             headers: Vec::new(),

@@ -5,9 +5,8 @@ use crate::cfg::ConfigError;
 use crate::cfg::ast::Arg;
 use crate::cfg::fixup::{Fixup, int_in};
 use crate::cfg::program::Param;
-use crate::modules::def::{Module, ParamType, Routes, action, bad_args};
+use crate::modules::def::{Cx, Hooks, Module, ParamType, Routes, Runtime, Start, action, bad_args};
 use crate::script::MsgCtx;
-use crate::server::worker::Worker;
 
 const MF_PROCESS_MAXFWD_HEADER: u8 = 0;
 
@@ -21,9 +20,9 @@ pub static MODULE: Module = Module {
         limit,
         Routes::ANY,
     )],
-    run: Some(run),
+    run: None,
     counters: &[],
-    hooks: None,
+    hooks: Some(&Hooks::runtime(start)),
     shell: None,
     unapplied: &[],
 };
@@ -32,22 +31,38 @@ fn limit(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
     Ok(vec![Param::Int(int_in(&a[0], 1, 255)?)])
 }
 
-fn run(w: &mut Worker<'_>, ctx: &mut MsgCtx<'_, '_>, id: u8, args: &[Param]) -> i32 {
-    let [Param::Int(limit)] = args else {
-        return bad_args("maxfwd", id);
-    };
-    let (verdict, cap) = process(ctx.msg, *limit as u8, w.max_limit);
-    ctx.st.max_forwards_cap = cap;
-    match verdict {
-        MaxFwd::Insert(n) => {
-            ctx.st.max_forwards_insert = Some(n);
-            1
-        }
-        MaxFwd::Decrement => 1,
-        MaxFwd::Exhausted => -1,
-        MaxFwd::Invalid => {
-            ctx.st.last_error = Some((400, "Bad Max-Forwards"));
-            -1
+/// maxfwd in a process: its `max_limit`.
+struct MaxFwdRuntime {
+    max_limit: u8,
+}
+
+fn start<'a>(s: &Start<'a>) -> Box<dyn Runtime + 'a> {
+    Box::new(MaxFwdRuntime {
+        max_limit: s
+            .config
+            .modparam_int("maxfwd", "max_limit", 256)
+            .clamp(1, 255) as u8,
+    })
+}
+
+impl Runtime for MaxFwdRuntime {
+    fn call(&mut self, _: &mut Cx<'_>, ctx: &mut MsgCtx<'_, '_>, id: u8, args: &[Param]) -> i32 {
+        let [Param::Int(limit)] = args else {
+            return bad_args("maxfwd", id);
+        };
+        let (verdict, cap) = process(ctx.msg, *limit as u8, self.max_limit);
+        ctx.st.max_forwards_cap = cap;
+        match verdict {
+            MaxFwd::Insert(n) => {
+                ctx.st.max_forwards_insert = Some(n);
+                1
+            }
+            MaxFwd::Decrement => 1,
+            MaxFwd::Exhausted => -1,
+            MaxFwd::Invalid => {
+                ctx.st.last_error = Some((400, "Bad Max-Forwards"));
+                -1
+            }
         }
     }
 }

@@ -1,10 +1,12 @@
 //! rr's actions: `record_route()` and `loose_route()`.
 
 use super::{loose_route, record_route};
+use crate::cfg::program::Myself;
 use crate::cfg::program::Param;
-use crate::modules::def::{Module, ParamType, Routes, action, bad_args, no_args};
+use crate::modules::def::{
+    Cx, Hooks, Module, ParamType, Routes, Runtime, Start, action, bad_args, no_args,
+};
 use crate::script::MsgCtx;
-use crate::server::worker::Worker;
 
 use ParamType::Int;
 
@@ -22,17 +24,31 @@ pub static MODULE: Module = Module {
         action("record_route", RECORD_ROUTE, (0, 0), no_args, Routes::ANY),
         action("loose_route", LOOSE_ROUTE, (0, 0), no_args, Routes::ANY),
     ],
-    run: Some(run),
+    run: None,
     counters: &[],
-    hooks: None,
+    hooks: Some(&Hooks::runtime(start)),
     shell: None,
     unapplied: &["enable_full_lr", "append_fromtag", "enable_double_rr"],
 };
 
-fn run(w: &mut Worker<'_>, ctx: &mut MsgCtx<'_, '_>, id: u8, _: &[Param]) -> i32 {
-    match id {
-        RECORD_ROUTE => record_route(ctx),
-        LOOSE_ROUTE => loose_route(ctx, &w.myself),
-        _ => bad_args("rr", id),
+/// rr in a process: the addresses and names `loose_route()` takes for
+/// ours.
+struct RrRuntime {
+    myself: Myself,
+}
+
+fn start<'a>(s: &Start<'a>) -> Box<dyn Runtime + 'a> {
+    Box::new(RrRuntime {
+        myself: s.config.program.myself.clone(),
+    })
+}
+
+impl Runtime for RrRuntime {
+    fn call(&mut self, _: &mut Cx<'_>, ctx: &mut MsgCtx<'_, '_>, id: u8, _: &[Param]) -> i32 {
+        match id {
+            RECORD_ROUTE => record_route(ctx),
+            LOOSE_ROUTE => loose_route(ctx, &self.myself),
+            _ => bad_args("rr", id),
+        }
     }
 }
