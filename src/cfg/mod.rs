@@ -63,6 +63,9 @@ pub struct Config {
     /// `(module, parameter, value)` in script order; later ones win.
     pub modparams: Vec<(&'static str, &'static str, ParamValue)>,
     pub program: Program,
+    /// The file it was read from, when known (Kamailio resolves relative
+    /// file parameters, the dispatcher's list, against its directory).
+    pub path: Option<std::path::PathBuf>,
 }
 
 impl Config {
@@ -129,6 +132,7 @@ fn check_and_compile(script: &Script, errors: &mut Vec<ConfigError>) -> Config {
         modules,
         modparams,
         program,
+        path: None,
     }
 }
 

@@ -11,6 +11,7 @@ use crate::cfg::ast::{Arg, RouteKind};
 use crate::cfg::fixup::Fixup;
 use crate::cfg::program::Param;
 use crate::cfg::{Config, ConfigError};
+use crate::modules::dispatcher::Failover;
 use crate::script::MsgCtx;
 use crate::server::worker::Worker;
 use crate::sip::Message;
@@ -253,12 +254,42 @@ pub trait Shell {
 
     /// The socket (its index) the current message came in on.
     fn in_sock(&self) -> usize;
+
+    /// A host name's address (the process's cache, else the resolver).
+    fn resolve(&mut self, host: &str, port: u16) -> Option<SocketAddr>;
+
+    /// A new request to `to`, sent with the batch from the socket that
+    /// fits: the address its Via names, and the buffer to write it into.
+    fn send_new(&mut self, to: SocketAddr) -> (SocketAddr, &mut Vec<u8>);
 }
 
 /// A module's per-process state and behaviour.
 pub trait Runtime {
-    /// A new message is about to be scripted: forget the last one.
+    /// What it takes part in beyond its actions (asked once, at start).
+    fn wants(&self) -> Wants {
+        Wants::default()
+    }
+
+    /// With `Wants::per_message`: a new message is about to be scripted;
+    /// forget the last one.
     fn message_start(&mut self) {}
+
+    /// With `Wants::ticks`: each tick of the timer process (10 ms).
+    fn tick(&mut self, _cx: &mut Cx<'_>) {}
+
+    /// With `Wants::replies`: a reply no transaction took; true when it
+    /// took it (the dispatcher's probes).
+    fn reply_in(&mut self, _cx: &mut Cx<'_>, _msg: &Message<'_>, _src: SocketAddr) -> bool {
+        false
+    }
+
+    /// With `Wants::tm_lifecycle`, TMCB_REQUEST_IN: a transaction was
+    /// created with the script's dispatcher selection (which it keeps, as
+    /// Kamailio keeps it in AVPs); the dispatcher counts the call's load.
+    fn tm_created(&mut self, _cx: &mut Cx<'_>, _sel: &mut Failover) {}
+
+    /// With `Wants::tm_lifecycle`, TMCB_DESTROY: the transaction ended.
+    fn tm_destroyed(&mut self, _cx: &mut Cx<'_>, _sel: &Failover) {}
 
     /// Runs action `id` (the module's own numbering) on the current
     /// message; SER's return convention.
@@ -276,6 +307,15 @@ pub trait Runtime {
     fn tm_event(&mut self, _cx: &mut Cx<'_>, _ev: &TmEvent<'_, '_>) -> u32 {
         0
     }
+}
+
+/// The places in the worker's loop a runtime takes part in.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Wants {
+    pub per_message: bool,
+    pub ticks: bool,
+    pub replies: bool,
+    pub tm_lifecycle: bool,
 }
 
 /// A transaction's request as tm keeps it, with what it knows of it.

@@ -23,6 +23,10 @@ use def::Module;
 static MYSQL: Module = Module::params_only("mysql", &[]);
 static DB_SQLITE: Module = Module::params_only("db_sqlite", &[]);
 
+/// Most modules the list may hold (the worker keeps per-module hooks in
+/// arrays of this size).
+pub const MAX_MODULES: usize = 32;
+
 /// Every module rser carries: `loadmodule` selects from it, the compiler
 /// resolves actions in it, a worker runs them through it.
 pub static MODULES: &[&Module] = &[
@@ -42,3 +46,11 @@ pub static MODULES: &[&Module] = &[
     &DB_SQLITE,
     &acc::MODULE,
 ];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_list_fits_its_bound() {
+        assert!(super::MODULES.len() <= super::MAX_MODULES);
+    }
+}

@@ -73,7 +73,6 @@ impl Harness {
         config.program.myself = myself(&settings);
         let needs = Needs {
             tm: config.has_module("tm"),
-            dispatcher: false,
             blocklist: config.settings.use_dst_blocklist && config.has_module("tm"),
         };
         // Leaked: a Worker borrows all of these for the harness's life

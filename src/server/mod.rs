@@ -151,6 +151,7 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
     let shm_bytes = opts.shm_mb.max(1) << 20;
     // Counter and process rows: the workers, the timer process, the
     // control process.
+    config.path = opts.config_path.clone();
     let ds_params = match config.has_module("dispatcher") {
         true => Some(
             crate::modules::dispatcher::runtime::DsParams::from_config(
@@ -167,17 +168,11 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
         secret(),
         shared::Needs {
             tm: config.has_module("tm"),
-            dispatcher: ds_params.is_some(),
             blocklist: config.settings.use_dst_blocklist && config.has_module("tm"),
         },
         Some(&config),
     )
     .map_err(|e| StartError(e.to_string()))?;
-    if let (Some(shm), Some(params)) = (&shared.dispatcher, &ds_params) {
-        let (_, n) =
-            crate::modules::dispatcher::runtime::reload(shm, params).map_err(StartError)?;
-        log::info!("dispatcher: {n} destinations");
-    }
     let ctl_path = opts
         .ctl_socket
         .as_ref()

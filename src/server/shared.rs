@@ -11,7 +11,6 @@ use super::limits::BLOCKLIST_ENTRIES;
 use crate::cfg::Config;
 use crate::modules::MODULES;
 use crate::modules::def::ModuleShm;
-use crate::modules::dispatcher::state::DsShared;
 use crate::modules::sl::{AckFilter, Signature};
 use crate::modules::tm::Table;
 use crate::modules::tm::blocklist::Blocklist;
@@ -72,11 +71,6 @@ counters! {
     UsrlocTableFull => "usrloc_table_full",
     UsrlocExpired => "usrloc_expired",
     UsrlocDbErrors => "usrloc_db_errors",
-    DispatcherSelected => "dispatcher_selected",
-    DispatcherNoDestination => "dispatcher_no_destination",
-    DispatcherProbesSent => "dispatcher_probes_sent",
-    DispatcherProbesFailed => "dispatcher_probes_failed",
-    DispatcherStateChanges => "dispatcher_state_changes",
 }
 
 /// Share of the region given to the table of unsigned stateless replies.
@@ -168,8 +162,6 @@ pub struct Shared {
     pub ack_filter: AckFilter,
     /// The transaction table, when the config loads tm.
     pub tm: Option<Table>,
-    /// The dispatcher's list and destination state, when loaded.
-    pub dispatcher: Option<DsShared>,
     /// tm's destination blocklist, with `use_dst_blocklist`.
     pub blocklist: Option<Blocklist>,
     /// The tables of loaded modules with [`Hooks`], by their place in
@@ -200,7 +192,6 @@ pub fn counter_base(m: usize) -> usize {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Needs {
     pub tm: bool,
-    pub dispatcher: bool,
     pub blocklist: bool,
 }
 
@@ -243,14 +234,6 @@ impl Shared {
             format!("{sl_entries} stateless replies"),
             carver.used() - at,
         );
-        let at = carver.used();
-        let dispatcher = match needs.dispatcher {
-            true => Some(DsShared::carve(&mut carver).ok_or_else(too_small)?),
-            false => None,
-        };
-        if dispatcher.is_some() {
-            layout.row("dispatcher", "destination sets".into(), carver.used() - at);
-        }
         let at = carver.used();
         let blocklist = match needs.blocklist {
             true => Some(Blocklist::carve(&mut carver, BLOCKLIST_ENTRIES).ok_or_else(too_small)?),
@@ -301,7 +284,6 @@ impl Shared {
             processes,
             ack_filter,
             tm,
-            dispatcher,
             blocklist,
             modules,
             secret,
@@ -311,6 +293,11 @@ impl Shared {
     /// usrloc's table, when the script saves or looks up.
     pub fn usrloc(&self) -> Option<Location> {
         self.module_shm::<Location>("usrloc").copied()
+    }
+
+    /// The dispatcher's list and destination state, when loaded.
+    pub fn dispatcher(&self) -> Option<&crate::modules::dispatcher::state::DsShared> {
+        self.module_shm("dispatcher")
     }
 
     /// The tables module `name` carved, as type `T`.

@@ -10,6 +10,9 @@ impl Worker<'_> {
         for tick in self.ticks.clone() {
             tick(self);
         }
+        for m in self.rt_ticks.clone() {
+            self.with_runtime(usize::from(m), |rt, cx| rt.tick(cx));
+        }
         self.flush();
     }
 

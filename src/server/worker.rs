@@ -21,8 +21,7 @@ use crate::cfg::program::{ForwardKind, Param};
 use crate::cfg::registry::Func;
 use crate::cfg::settings::Proto;
 use crate::modules::MODULES;
-use crate::modules::def::{Counts, Cx, Hooks, Runtime, Shell, ShellHooks, Start};
-use crate::modules::dispatcher::runtime::{DsParams, DsState};
+use crate::modules::def::{Counts, Cx, Hooks, Runtime, Shell, ShellHooks, Start, Wants};
 use crate::modules::sl::{self, AckVerdict};
 use crate::modules::tm::blocklist::Blocklist;
 use crate::modules::tm::stateful::{Armed, TxnRef};
@@ -52,6 +51,19 @@ pub(crate) fn module_counts(shared: &Shared, slot: usize, m: usize) -> Counts<'_
         slot,
         base: super::shared::counter_base(m),
     }
+}
+
+/// The modules whose runtime wants one place of the loop.
+fn wanting(
+    runtimes: &[Option<Box<dyn Runtime + '_>>],
+    which: impl Fn(Wants) -> bool,
+) -> ArrayVec<u8, MAX_HOOKS> {
+    runtimes
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.as_ref().is_some_and(|r| which(r.wants())))
+        .map(|(m, _)| m as u8)
+        .collect()
 }
 
 /// One kind of [`ShellHooks`] of the loaded modules, in list order.
@@ -142,8 +154,6 @@ pub struct Worker<'a> {
     pub(crate) branch_dst: Vec<u8>,
     pub(crate) variants: Vec<u8>,
     pub(crate) base_buf: Vec<u8>,
-    /// The dispatcher, when loaded.
-    pub(crate) ds: Option<DsState>,
     /// tm's destination blocklist: how long an address stays, and for
     /// which timed-out requests (`blst_methods_add`: 1 INVITE, other
     /// bits the rest).
@@ -169,6 +179,12 @@ pub struct Worker<'a> {
     /// The runtimes of loaded modules with [`crate::modules::def::Hooks`],
     /// by their place in [`MODULES`].
     pub(crate) runtimes: Vec<Option<Box<dyn Runtime + 'a>>>,
+    /// The runtimes that take part in each place of the loop, by module
+    /// index ([`crate::modules::def::Wants`]).
+    per_message: ArrayVec<u8, MAX_HOOKS>,
+    pub(crate) rt_ticks: ArrayVec<u8, MAX_HOOKS>,
+    rt_replies: ArrayVec<u8, MAX_HOOKS>,
+    pub(crate) rt_lifecycle: ArrayVec<u8, MAX_HOOKS>,
     /// The loaded modules' places in the loop ([`ShellHooks`]).
     requests_in: ArrayVec<RequestIn, MAX_HOOKS>,
     replies_in: ArrayVec<ReplyIn, MAX_HOOKS>,
@@ -178,8 +194,8 @@ pub struct Worker<'a> {
 type RequestIn = for<'w, 'm> fn(&mut Worker<'w>, &Message<'m>) -> bool;
 type ReplyIn = for<'w, 'm> fn(&mut Worker<'w>, &Message<'m>, SocketAddr) -> bool;
 type Tick = for<'w> fn(&mut Worker<'w>);
-/// Modules with a hook of one kind, at most.
-const MAX_HOOKS: usize = 8;
+/// Modules with a hook of one kind, at most: every module.
+const MAX_HOOKS: usize = crate::modules::MAX_MODULES;
 
 impl<'a> Worker<'a> {
     pub fn new(
@@ -189,6 +205,7 @@ impl<'a> Worker<'a> {
         sockets: &'a [UdpSocket],
         vm: &'a Vm<'a>,
     ) -> Worker<'a> {
+        let runtimes = start_runtimes(config, shared, slot);
         let default_code = config
             .modparam_int("sl", "default_code", 500)
             .clamp(100, 699) as u16;
@@ -239,16 +256,14 @@ impl<'a> Worker<'a> {
             refused: Vec::new(),
             reachable: Reachable::default(),
             reads_own: false,
-            runtimes: start_runtimes(config, shared, slot),
+            per_message: wanting(&runtimes, |w| w.per_message),
+            rt_ticks: wanting(&runtimes, |w| w.ticks),
+            rt_replies: wanting(&runtimes, |w| w.replies),
+            rt_lifecycle: wanting(&runtimes, |w| w.tm_lifecycle),
+            runtimes,
             requests_in: shell_hooks(config, |h| h.request_in),
             replies_in: shell_hooks(config, |h| h.reply_in),
             ticks: shell_hooks(config, |h| h.tick),
-            // Checked at start: the parameters are good here.
-            ds: shared.dispatcher.and_then(|shm| {
-                DsParams::from_config(config, None)
-                    .ok()
-                    .map(|p| DsState::new(shm, p))
-            }),
         }
     }
 
@@ -435,7 +450,11 @@ impl<'a> Worker<'a> {
             .replies_in
             .clone()
             .into_iter()
-            .any(|f| f(self, &msg, src));
+            .any(|f| f(self, &msg, src))
+            || self.rt_replies.clone().into_iter().any(|m| {
+                self.with_runtime(usize::from(m), |rt, cx| rt.reply_in(cx, &msg, src))
+                    .unwrap_or(false)
+            });
         if !took {
             self.reply(&msg, src);
         }
@@ -522,8 +541,10 @@ impl<'a> Worker<'a> {
         }
         self.cur_txn = None;
         self.armed = Armed::default();
-        for rt in self.runtimes.iter_mut().flatten() {
-            rt.message_start();
+        for &m in &self.per_message {
+            if let Some(rt) = self.runtimes[usize::from(m)].as_mut() {
+                rt.message_start();
+            }
         }
         let Some(main) = main else { return };
         let local = self.locals[self.in_sock];
@@ -663,6 +684,16 @@ impl Shell for Worker<'_> {
 
     fn in_sock(&self) -> usize {
         self.in_sock
+    }
+
+    fn resolve(&mut self, host: &str, port: u16) -> Option<SocketAddr> {
+        self.dns.resolve(host, port, false)
+    }
+
+    fn send_new(&mut self, to: SocketAddr) -> (SocketAddr, &mut Vec<u8>) {
+        let sock = self.socket_for(to);
+        let via = self.listen[sock];
+        (via, self.outbox.push(sock, to))
     }
 }
 

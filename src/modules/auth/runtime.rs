@@ -17,7 +17,7 @@ use crate::cfg::program::Program;
 use crate::modules::auth::digest::{self, Algorithm, Challenge};
 use crate::modules::auth::nonce::{self, NonceCounts, NonceError};
 use crate::modules::auth::{Params, subscriber};
-use crate::modules::def::{Carved, Cx, Runtime, Start, bad_args};
+use crate::modules::def::{Carved, Cx, Runtime, Start, Wants, bad_args};
 use crate::modules::usrloc::unix_now;
 use crate::script::MsgCtx;
 use crate::sip::{Message, Method};
@@ -385,6 +385,13 @@ impl AuthState {
 }
 
 impl Runtime for AuthState {
+    fn wants(&self) -> Wants {
+        Wants {
+            per_message: true,
+            ..Wants::default()
+        }
+    }
+
     fn message_start(&mut self) {
         self.stale = false;
         self.user.clear();

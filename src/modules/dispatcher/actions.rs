@@ -9,18 +9,16 @@ use crate::cfg::ConfigError;
 use crate::cfg::ast::Arg;
 use crate::cfg::fixup::{Fixup, error, int_in, text};
 use crate::cfg::program::Param;
-use crate::modules::def::{Module, ParamType, Routes, ShellHooks, action, bad_args, no_args};
-use crate::script::MsgCtx;
-use crate::server::worker::Worker;
+use crate::modules::def::{Hooks, Module, ParamType, Routes, action, no_args};
 
 use ParamType::{Int, Str};
 
-const DS_SELECT_DST: u8 = 0;
-const DS_SELECT_DOMAIN: u8 = 1;
-const DS_NEXT_DST: u8 = 2;
-const DS_NEXT_DOMAIN: u8 = 3;
-const DS_MARK_DST: u8 = 4;
-const DS_IS_FROM_LIST: u8 = 5;
+pub(super) const DS_SELECT_DST: u8 = 0;
+pub(super) const DS_SELECT_DOMAIN: u8 = 1;
+pub(super) const DS_NEXT_DST: u8 = 2;
+pub(super) const DS_NEXT_DOMAIN: u8 = 3;
+pub(super) const DS_MARK_DST: u8 = 4;
+pub(super) const DS_IS_FROM_LIST: u8 = 5;
 
 const ANY: Routes = Routes::ANY;
 
@@ -46,14 +44,21 @@ pub static MODULE: Module = Module {
         action("ds_mark_dst", DS_MARK_DST, (0, 1), mark, ANY),
         action("ds_is_from_list", DS_IS_FROM_LIST, (0, 1), from_list, ANY),
     ],
-    run: Some(run),
-    counters: &[],
-    hooks: None,
-    shell: Some(&ShellHooks {
-        request_in: None,
-        reply_in: Some(|w, m, src| w.ds_probe_reply(m, src)),
-        tick: Some(|w| w.ds_probe_tick()),
+    run: None,
+    counters: &[
+        "dispatcher_selected",
+        "dispatcher_no_destination",
+        "dispatcher_probes_sent",
+        "dispatcher_probes_failed",
+        "dispatcher_state_changes",
+    ],
+    hooks: Some(&Hooks {
+        carve: Some(super::runtime::carve),
+        start: Some(super::runtime::start),
+        helper: None,
+        used: None,
     }),
+    shell: None,
     unapplied: &[],
 };
 
@@ -95,24 +100,4 @@ fn from_list(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
         Some(set) => int_in(set, -1, i64::from(u32::MAX))?,
         None => -1,
     })])
-}
-
-fn run(w: &mut Worker<'_>, ctx: &mut MsgCtx<'_, '_>, id: u8, args: &[Param]) -> i32 {
-    match (id, args) {
-        (
-            DS_SELECT_DST | DS_SELECT_DOMAIN,
-            [Param::Int(set), Param::Int(alg), Param::Int(limit)],
-        ) => w.ds_select(
-            ctx,
-            *set as u32,
-            *alg,
-            *limit as usize,
-            id == DS_SELECT_DOMAIN,
-        ),
-        (DS_NEXT_DST, []) => w.ds_next(ctx, false),
-        (DS_NEXT_DOMAIN, []) => w.ds_next(ctx, true),
-        (DS_MARK_DST, [Param::Str(state)]) => w.ds_mark(ctx, state),
-        (DS_IS_FROM_LIST, [Param::Int(set)]) => w.ds_is_from_list(ctx, *set),
-        _ => bad_args("dispatcher", id),
-    }
 }

@@ -11,6 +11,13 @@ pub mod runtime;
 pub mod select;
 pub mod state;
 
+/// Indices in the module's counters.
+pub(crate) const SELECTED: usize = 0;
+pub(crate) const NO_DESTINATION: usize = 1;
+pub(crate) const PROBES_SENT: usize = 2;
+pub(crate) const PROBES_FAILED: usize = 3;
+pub(crate) const STATE_CHANGES: usize = 4;
+
 /// Most destinations a selection keeps for failover (Kamailio's `limit`
 /// argument of `ds_select_dst` caps it lower).
 pub const MAX_FAILOVER: usize = 16;

@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 
 use arrayvec::ArrayVec;
 
+use super::{NO_DESTINATION, PROBES_FAILED, PROBES_SENT, SELECTED, STATE_CHANGES};
 use crate::cfg::Config;
+use crate::cfg::program::Param;
+use crate::modules::def::{Carved, Cx, Runtime, Start, Wants, bad_args};
 use crate::modules::dispatcher::health::Health;
 use crate::modules::dispatcher::health::Thresholds;
 use crate::modules::dispatcher::list::{FLAG_DISABLED, FLAG_PROBING, List};
@@ -19,9 +22,8 @@ use crate::modules::dispatcher::state::{self, DsShared};
 use crate::modules::dispatcher::{Failover, MAX_FAILOVER};
 use crate::script::MsgCtx;
 use crate::script::uri_ops::Rewrite;
-use crate::server::shared::Counter;
-use crate::server::worker::Worker;
 use crate::sip::{Message, Uri};
+use rser_shm::Carver;
 
 /// The branch prefix of our probes: a reply carrying it is a probe's.
 const PROBE_BRANCH: &[u8] = b"z9hG4bKds.";
@@ -236,16 +238,15 @@ fn host_port(uri: &str) -> Option<String> {
     })
 }
 
-impl Worker<'_> {
+impl DsState {
     /// Takes the list again if a reload published a new one.
-    fn ds_refresh(&mut self) -> Option<&mut DsState> {
-        let ds = self.ds.as_mut()?;
+    fn refresh(&mut self, cx: &mut Cx<'_>) -> Option<&mut DsState> {
+        let ds = &mut *self;
         if ds.shm.generation() != ds.parsed.generation {
             let mut text = std::mem::take(&mut ds.text);
             let shm = ds.shm;
             let g = shm.text(&mut text);
             let parsed = crate::modules::dispatcher::list::parse(&text);
-            let ds = self.ds.as_mut()?;
             ds.text = text;
             let list = match parsed {
                 Ok(l) => l,
@@ -263,20 +264,20 @@ impl Worker<'_> {
                 for d in &set.dests {
                     p.keys.push(state::key(set.id, &d.uri));
                     let target = crate::modules::tm::relay::uri_target(d.uri.as_bytes());
-                    p.addrs.push(
-                        target.and_then(|(host, port, _)| self.dns.resolve(&host, port, false)),
-                    );
+                    p.addrs
+                        .push(target.and_then(|(host, port, _)| cx.shell.resolve(&host, port)));
                 }
             }
             p.list = list;
-            self.ds.as_mut()?.parsed = p;
+            self.parsed = p;
         }
-        self.ds.as_mut()
+        Some(self)
     }
 
     /// `ds_select_dst(set, alg[, limit])` / `ds_select_domain`.
-    pub(crate) fn ds_select(
+    fn select(
         &mut self,
+        cx: &mut Cx<'_>,
         ctx: &mut MsgCtx<'_, '_>,
         set: u32,
         alg: i64,
@@ -294,7 +295,7 @@ impl Worker<'_> {
             Alg::RequestUri => hash(ctx.uri()),
             _ => 0,
         };
-        let Some(ds) = self.ds_refresh() else {
+        let Some(ds) = self.refresh(cx) else {
             return -1;
         };
         let p = &ds.parsed;
@@ -319,7 +320,7 @@ impl Worker<'_> {
         };
         let order = select::order(alg, &views, key);
         if order.is_empty() {
-            self.count(Counter::DispatcherNoDestination);
+            cx.counts.add(NO_DESTINATION, 1);
             ctx.st.last_error = Some((503, "Service Unavailable"));
             return -1;
         }
@@ -338,15 +339,13 @@ impl Worker<'_> {
         if alg == Alg::CallLoad {
             fo.load = LOAD_COUNTED;
         }
-        self.count(Counter::DispatcherSelected);
-        self.ds_apply(ctx, fo, domain)
+        cx.counts.add(SELECTED, 1);
+        self.apply(ctx, fo, domain)
     }
 
     /// Sends the request to the failover order's current destination.
-    fn ds_apply(&mut self, ctx: &mut MsgCtx<'_, '_>, fo: Failover, domain: bool) -> i32 {
-        let Some(ds) = self.ds.as_ref() else {
-            return -1;
-        };
+    fn apply(&mut self, ctx: &mut MsgCtx<'_, '_>, fo: Failover, domain: bool) -> i32 {
+        let ds = &*self;
         let Some(set) = ds.parsed.list.set(fo.set) else {
             return -1;
         };
@@ -370,12 +369,12 @@ impl Worker<'_> {
 
     /// `ds_next_dst()` / `ds_next_domain()`: the next destination of the
     /// selection still usable; false when none is left.
-    pub(crate) fn ds_next(&mut self, ctx: &mut MsgCtx<'_, '_>, domain: bool) -> i32 {
+    fn next(&mut self, cx: &mut Cx<'_>, ctx: &mut MsgCtx<'_, '_>, domain: bool) -> i32 {
         let mut fo = ctx.st.ds;
         if fo.is_empty() {
             return -1;
         }
-        let Some(ds) = self.ds_refresh() else {
+        let Some(ds) = self.refresh(cx) else {
             return -1;
         };
         let p = &ds.parsed;
@@ -397,7 +396,7 @@ impl Worker<'_> {
             }
         };
         if !found {
-            self.count(Counter::DispatcherNoDestination);
+            cx.counts.add(NO_DESTINATION, 1);
             return -1;
         }
         // A call's load moves with it (Kamailio's ds_load_replace).
@@ -414,16 +413,16 @@ impl Worker<'_> {
         // After a reload the indices are taken in the new list: still
         // destinations of the set, and only usable ones.
         fo.generation = p.generation as u32;
-        self.ds_apply(ctx, fo, domain)
+        self.apply(ctx, fo, domain)
     }
 
     /// `ds_mark_dst([state])`: the current destination's state.
-    pub(crate) fn ds_mark(&mut self, ctx: &mut MsgCtx<'_, '_>, how: &str) -> i32 {
+    fn mark(&mut self, cx: &mut Cx<'_>, ctx: &mut MsgCtx<'_, '_>, how: &str) -> i32 {
         let fo = ctx.st.ds;
         let Some(i) = fo.current() else {
             return -1;
         };
-        let Some(ds) = self.ds_refresh() else {
+        let Some(ds) = self.refresh(cx) else {
             return -1;
         };
         let p = &ds.parsed;
@@ -450,9 +449,9 @@ impl Worker<'_> {
 
     /// `ds_is_from_list([set])`: the request's source is a destination
     /// (of `set`, or of any set when negative).
-    pub(crate) fn ds_is_from_list(&mut self, ctx: &mut MsgCtx<'_, '_>, set: i64) -> i32 {
+    fn is_from_list(&mut self, cx: &mut Cx<'_>, ctx: &mut MsgCtx<'_, '_>, set: i64) -> i32 {
         let src = ctx.src;
-        let Some(ds) = self.ds_refresh() else {
+        let Some(ds) = self.refresh(cx) else {
             return -1;
         };
         let p = &ds.parsed;
@@ -465,28 +464,28 @@ impl Worker<'_> {
 
     /// After a transaction is created with the selection: algorithm 10
     /// counts the call on its destination.
-    pub(crate) fn ds_count_load(&mut self, fo: &mut Failover) {
+    fn count_load(&mut self, cx: &mut Cx<'_>, fo: &mut Failover) {
         if fo.load != LOAD_COUNTED {
             return;
         }
         let Some(i) = fo.current() else { return };
-        if let Some(c) = self.ds_cell(fo.set, i) {
+        if let Some(c) = self.cell(cx, fo.set, i) {
             c.add_load();
             fo.load = i + 1 + LOAD_COUNTED;
         }
     }
 
     /// When the transaction ends: the call no longer counts.
-    pub(crate) fn ds_release_load(&mut self, fo: &Failover) {
+    fn release_load(&mut self, cx: &mut Cx<'_>, fo: &Failover) {
         if fo.load > LOAD_COUNTED
-            && let Some(c) = self.ds_cell(fo.set, fo.load - 1 - LOAD_COUNTED)
+            && let Some(c) = self.cell(cx, fo.set, fo.load - 1 - LOAD_COUNTED)
         {
             c.sub_load();
         }
     }
 
-    fn ds_cell(&mut self, set: u32, i: u8) -> Option<&state::Cell> {
-        let ds = self.ds_refresh()?;
+    fn cell(&mut self, cx: &mut Cx<'_>, set: u32, i: u8) -> Option<&state::Cell> {
+        let ds = self.refresh(cx)?;
         let p = &ds.parsed;
         let (_, base) = p.set(set)?;
         ds.shm.cell(p.generation, base + usize::from(i))
@@ -494,10 +493,7 @@ impl Worker<'_> {
 
     /// A reply to one of our probes (any worker may get it): counted on
     /// its destination and absorbed.
-    pub(crate) fn ds_probe_reply(&mut self, msg: &Message<'_>, src: SocketAddr) -> bool {
-        if self.ds.is_none() {
-            return false;
-        }
+    fn probe_reply(&mut self, cx: &mut Cx<'_>, msg: &Message<'_>, src: SocketAddr) -> bool {
         let Some(branch) = msg.top_via().ok().and_then(|v| v.branch) else {
             return false;
         };
@@ -518,7 +514,7 @@ impl Worker<'_> {
         if code < 200 {
             return true;
         }
-        let Some(ds) = self.ds_refresh() else {
+        let Some(ds) = self.refresh(cx) else {
             return true;
         };
         let p = &ds.parsed;
@@ -552,39 +548,25 @@ impl Worker<'_> {
             false => None,
         };
         if !ok {
-            self.count(Counter::DispatcherProbesFailed);
+            cx.counts.add(PROBES_FAILED, 1);
         }
-        self.ds_log_change(changed, uri.as_deref().unwrap_or("?"));
+        log_change(cx, changed, uri.as_deref().unwrap_or("?"));
         true
-    }
-
-    fn ds_log_change(&self, changed: Option<(Health, Health)>, uri: &str) {
-        if let Some((old, new)) = changed
-            && old.usable() != new.usable()
-        {
-            self.count(Counter::DispatcherStateChanges);
-            if new.usable() {
-                log::info!("dispatcher: {uri} answers probes again: active");
-            } else {
-                log::warn!("dispatcher: {uri} does not answer probes: inactive");
-            }
-        }
     }
 
     /// The timer process's turn: every `ds_ping_interval`, a probe that got
     /// no answer counts as failed and a new OPTIONS goes to each probed
     /// destination.
-    pub(crate) fn ds_probe_tick(&mut self) {
-        let now = self.now_ms;
-        let Some(ds) = self.ds.as_mut() else { return };
-        if ds.params.ping_interval_ms == 0 || now < ds.next_ping_ms {
+    fn probe_tick(&mut self, cx: &mut Cx<'_>) {
+        let now = cx.now_ms;
+        if self.params.ping_interval_ms == 0 || now < self.next_ping_ms {
             return;
         }
-        ds.next_ping_ms = now + ds.params.ping_interval_ms;
-        if self.ds_refresh().is_none() {
+        self.next_ping_ms = now + self.params.ping_interval_ms;
+        if self.refresh(cx).is_none() {
             return;
         }
-        let Some(ds) = self.ds.take() else { return };
+        let ds = &*self;
         let p = &ds.parsed;
         let mut seq = ds.probe_seq;
         let mut i = 0;
@@ -605,38 +587,48 @@ impl Worker<'_> {
                 seq = seq.wrapping_add(1);
                 if cell.start_probe(seq) {
                     let t = ds.params.thresholds;
-                    self.count(Counter::DispatcherProbesFailed);
-                    self.ds_log_change(cell.update(key, |h| h.probed(false, t)), &d.uri);
+                    cx.counts.add(PROBES_FAILED, 1);
+                    log_change(cx, cell.update(key, |h| h.probed(false, t)), &d.uri);
                 }
                 match p.addrs[at] {
-                    Some(to) => self.ds_send_probe(&ds.params, &d.uri, to, p.generation, at, seq),
+                    Some(to) => send_probe(cx, &ds.params, &d.uri, to, (p.generation, at, seq)),
                     None => log::debug!("dispatcher: {} does not resolve; not probed", d.uri),
                 }
             }
         }
-        let mut ds = ds;
-        ds.probe_seq = seq;
-        self.ds = Some(ds);
+        self.probe_seq = seq;
     }
+}
 
-    fn ds_send_probe(
-        &mut self,
-        params: &DsParams,
-        uri: &str,
-        to: SocketAddr,
-        generation: u64,
-        i: usize,
-        seq: u32,
-    ) {
-        let sock = self.socket_for(to);
-        let via = self.listen[sock];
-        let method = &params.ping_method;
-        let from = &params.ping_from;
-        let buf = self.outbox.push(sock, to);
-        use std::io::Write as _;
-        let _ = write!(
-            buf,
-            "{method} {uri} SIP/2.0\r\n\
+fn log_change(cx: &Cx<'_>, changed: Option<(Health, Health)>, uri: &str) {
+    if let Some((old, new)) = changed
+        && old.usable() != new.usable()
+    {
+        cx.counts.add(STATE_CHANGES, 1);
+        if new.usable() {
+            log::info!("dispatcher: {uri} answers probes again: active");
+        } else {
+            log::warn!("dispatcher: {uri} does not answer probes: inactive");
+        }
+    }
+}
+
+/// One OPTIONS probe to `to`; its branch names the list generation, the
+/// destination and the probe's number.
+fn send_probe(
+    cx: &mut Cx<'_>,
+    params: &DsParams,
+    uri: &str,
+    to: SocketAddr,
+    (generation, i, seq): (u64, usize, u32),
+) {
+    let method = &params.ping_method;
+    let from = &params.ping_from;
+    let (via, buf) = cx.shell.send_new(to);
+    use std::io::Write as _;
+    let _ = write!(
+        buf,
+        "{method} {uri} SIP/2.0\r\n\
              Via: SIP/2.0/UDP {via};branch=z9hG4bKds.{generation}.{i}.{seq}\r\n\
              Max-Forwards: 70\r\n\
              From: <{from}>;tag=ds{seq}\r\n\
@@ -644,10 +636,81 @@ impl Worker<'_> {
              Call-ID: ds.{generation}.{i}.{seq}@{ip}\r\n\
              CSeq: {seq} {method}\r\n\
              Content-Length: 0\r\n\r\n",
-            ip = via.ip(),
-        );
-        self.count(Counter::DispatcherProbesSent);
+        ip = via.ip(),
+    );
+    cx.counts.add(PROBES_SENT, 1);
+}
+
+impl Runtime for DsState {
+    fn wants(&self) -> Wants {
+        Wants {
+            ticks: true,
+            replies: true,
+            tm_lifecycle: true,
+            ..Wants::default()
+        }
     }
+
+    fn call(&mut self, cx: &mut Cx<'_>, ctx: &mut MsgCtx<'_, '_>, id: u8, args: &[Param]) -> i32 {
+        use super::actions::*;
+        match (id, args) {
+            (
+                DS_SELECT_DST | DS_SELECT_DOMAIN,
+                [Param::Int(set), Param::Int(alg), Param::Int(limit)],
+            ) => self.select(
+                cx,
+                ctx,
+                *set as u32,
+                *alg,
+                *limit as usize,
+                id == DS_SELECT_DOMAIN,
+            ),
+            (DS_NEXT_DST, []) => self.next(cx, ctx, false),
+            (DS_NEXT_DOMAIN, []) => self.next(cx, ctx, true),
+            (DS_MARK_DST, [Param::Str(state)]) => self.mark(cx, ctx, state),
+            (DS_IS_FROM_LIST, [Param::Int(set)]) => self.is_from_list(cx, ctx, *set),
+            _ => bad_args("dispatcher", id),
+        }
+    }
+
+    fn tick(&mut self, cx: &mut Cx<'_>) {
+        self.probe_tick(cx);
+    }
+
+    fn reply_in(&mut self, cx: &mut Cx<'_>, msg: &Message<'_>, src: SocketAddr) -> bool {
+        self.probe_reply(cx, msg, src)
+    }
+
+    fn tm_created(&mut self, cx: &mut Cx<'_>, sel: &mut Failover) {
+        self.count_load(cx, sel);
+    }
+
+    fn tm_destroyed(&mut self, cx: &mut Cx<'_>, sel: &Failover) {
+        self.release_load(cx, sel);
+    }
+}
+
+/// In the master: the shared state carved and the list put in force (a
+/// bad list stops the start).
+pub fn carve(config: &Config, carver: &mut Carver<'_>, _: usize) -> Result<Carved, String> {
+    let params = DsParams::from_config(config, config.path.as_deref())?;
+    let shm = DsShared::carve(carver).ok_or("shared memory too small for the dispatcher")?;
+    let (_, n) = reload(&shm, &params)?;
+    Ok(Carved {
+        capacity: format!("{n} destinations in force (two banks)"),
+        shm: Box::new(shm),
+    })
+}
+
+pub fn start<'a>(s: &Start<'a>) -> Box<dyn Runtime + 'a> {
+    let shm = *s
+        .shm
+        .and_then(|m| m.downcast_ref::<DsShared>())
+        .expect("the dispatcher's carve made its state");
+    // Checked by carve: the parameters are good here.
+    let params =
+        DsParams::from_config(s.config, s.config.path.as_deref()).expect("checked at start");
+    Box::new(DsState::new(shm, params))
 }
 
 /// [`Failover::load`]: 1 means "count the call once a transaction holds

@@ -109,7 +109,7 @@ impl Worker<'_> {
                     // A selection made after t_newtran goes with it too.
                     if s.txn.ds.is_empty() && !ctx.st.ds.is_empty() {
                         let mut fo = ctx.st.ds;
-                        self.ds_count_load(&mut fo);
+                        self.tm_created(&mut fo);
                         s.txn.ds = fo;
                     }
                 }
@@ -511,7 +511,7 @@ impl Worker<'_> {
         txn.in_sock = self.in_sock as u8;
         txn.script_flags = ctx.st.flags;
         let mut fo = ctx.st.ds;
-        self.ds_count_load(&mut fo);
+        self.tm_created(&mut fo);
         txn.ds = fo;
         let inserted = table
             .pool
@@ -526,7 +526,7 @@ impl Worker<'_> {
         self.stored = stored;
         let Ok((idx, generation)) = inserted else {
             drop(l);
-            self.ds_release_load(&fo);
+            self.tm_destroyed(&fo);
             self.count(Counter::TmTableFull);
             if let Some(held) = self.full_log.allow(self.now_ms) {
                 log::warn!(

@@ -499,7 +499,7 @@ impl Worker<'_> {
         if delete {
             let ds = s.txn.ds;
             table.remove(l, t.idx);
-            self.ds_release_load(&ds);
+            self.tm_destroyed(&ds);
         } else {
             let due = {
                 let (txn, br) = table.view(s);
@@ -584,6 +584,21 @@ impl Worker<'_> {
             s.txn.flags |= REPORTED;
         }
         s.txn.script_flags &= !reset;
+    }
+
+    /// TMCB_REQUEST_IN to the runtimes that follow transactions' lives:
+    /// the transaction keeps the selection as they leave it.
+    pub(crate) fn tm_created(&mut self, sel: &mut crate::modules::dispatcher::Failover) {
+        for m in self.rt_lifecycle.clone() {
+            self.with_runtime(usize::from(m), |rt, cx| rt.tm_created(cx, sel));
+        }
+    }
+
+    /// TMCB_DESTROY to the same runtimes.
+    pub(crate) fn tm_destroyed(&mut self, sel: &crate::modules::dispatcher::Failover) {
+        for m in self.rt_lifecycle.clone() {
+            self.with_runtime(usize::from(m), |rt, cx| rt.tm_destroyed(cx, sel));
+        }
     }
 
     /// Whether a module runtime wants tm's callbacks for a transaction

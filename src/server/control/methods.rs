@@ -101,7 +101,7 @@ impl Control<'_> {
             gauge("tm_transactions_capacity", tm.capacity());
             gauge("tm_pool_free_blocks", tm.pool_free_blocks());
         }
-        if let Some(ds) = &s.dispatcher {
+        if let Some(ds) = s.dispatcher() {
             gauge("dispatcher_destinations", ds.destinations());
             gauge("dispatcher_destinations_capacity", MAX_DESTINATIONS);
         }
@@ -341,9 +341,9 @@ impl Methods for Control<'_> {
             "dst_blocklist.delete" => {
                 super::blocklist::delete(self.shared.blocklist.as_ref(), p.str(0, "address")?)
             }
-            "dispatcher.list" => super::ds::list(self.shared.dispatcher.as_ref()),
+            "dispatcher.list" => super::ds::list(self.shared.dispatcher()),
             "dispatcher.reload" => {
-                super::ds::reload(self.shared.dispatcher.as_ref(), self.ds_params.as_ref())
+                super::ds::reload(self.shared.dispatcher(), self.ds_params.as_ref())
             }
             "dispatcher.set_state" => {
                 let state = p.required_str(0, "state")?;
@@ -355,7 +355,7 @@ impl Methods for Control<'_> {
                 .and_then(|n| u32::try_from(n).ok())
                 .ok_or_else(|| RpcError::params("'set' must be a set id"))?;
                 let uri = p.required_str(2, "uri")?;
-                super::ds::set_state(self.shared.dispatcher.as_ref(), state, set, uri)
+                super::ds::set_state(self.shared.dispatcher(), state, set, uri)
             }
             "system.listMethods" => Ok(json!(METHODS)),
             _ => Err(RpcError::new(
