@@ -179,12 +179,25 @@ impl<T: Linked> Chains<T> {
         unsafe { self.heads.add(bucket as usize) }
     }
 
-    /// Record `idx` if it is live in the locked stripe.
-    #[allow(clippy::mut_from_ref)] // the stripe lock makes the access exclusive
-    pub fn get<'l>(&self, l: &'l Stripe<'_>, idx: u32) -> Option<&'l mut T> {
+    /// Record `idx` if it is live in the locked stripe, to read.
+    pub fn get<'l>(&self, l: &'l Stripe<'_>, idx: u32) -> Option<&'l T> {
         let r = self.raw(idx)?;
-        // SAFETY: the stripe is locked; a record of another stripe is only
-        // looked at through its bucket, then left alone.
+        // SAFETY: the stripe is locked, and `l` is borrowed for as long as
+        // the reference lives, so no `get_mut` of the same guard can hand
+        // out a `&mut` meanwhile; a record of another stripe is only looked
+        // at through its bucket, then left alone.
+        let r = unsafe { &*r };
+        let b = r.links().bucket;
+        (b != NIL && self.stripe_of(b) == l.stripe).then_some(r)
+    }
+
+    /// Record `idx` if it is live in the locked stripe, to change: the
+    /// guard is borrowed exclusively, so there is one such reference at a
+    /// time.
+    pub fn get_mut<'l>(&self, l: &'l mut Stripe<'_>, idx: u32) -> Option<&'l mut T> {
+        let r = self.raw(idx)?;
+        // SAFETY: the stripe is locked by `l`, borrowed mutably for the
+        // reference's life: no other reference from this guard exists.
         let r = unsafe { &mut *r };
         let b = r.links().bucket;
         (b != NIL && self.stripe_of(b) == l.stripe).then_some(r)
@@ -220,7 +233,12 @@ impl<T: Linked> Chains<T> {
 
     /// Takes a free record, lets `init` fill it, and puts it at the head
     /// of `bucket` (locked). None when every record is taken.
-    pub fn insert(&self, l: &Stripe<'_>, bucket: u32, init: impl FnOnce(&mut T)) -> Option<u32> {
+    pub fn insert(
+        &self,
+        l: &mut Stripe<'_>,
+        bucket: u32,
+        init: impl FnOnce(&mut T),
+    ) -> Option<u32> {
         debug_assert_eq!(self.stripe_of(bucket), l.stripe);
         let idx = self.free.pop()?;
         let r = self.raw(idx)?;
@@ -240,7 +258,7 @@ impl<T: Linked> Chains<T> {
 
     /// Unlinks record `idx` of the locked stripe and frees it. False when
     /// it is not live there.
-    pub fn remove(&self, l: &Stripe<'_>, idx: u32) -> bool {
+    pub fn remove(&self, l: &mut Stripe<'_>, idx: u32) -> bool {
         let Some(r) = self.raw(idx) else {
             return false;
         };
@@ -332,14 +350,14 @@ mod tests {
     fn insert_walk_remove() {
         let (_r, c) = chains(8);
         let b = c.bucket_of(42);
-        let l = c.lock(b);
-        let a = c.insert(&l, b, |r| r.value = 1).unwrap();
-        let z = c.insert(&l, b, |r| r.value = 2).unwrap();
+        let mut l = c.lock(b);
+        let a = c.insert(&mut l, b, |r| r.value = 1).unwrap();
+        let z = c.insert(&mut l, b, |r| r.value = 2).unwrap();
         assert_eq!(c.chain(&l, b).collect::<Vec<_>>(), vec![z, a]);
         assert_eq!(c.get(&l, a).unwrap().value, 1);
         assert_eq!(c.live(), 2);
-        assert!(c.remove(&l, z));
-        assert!(!c.remove(&l, z), "already free");
+        assert!(c.remove(&mut l, z));
+        assert!(!c.remove(&mut l, z), "already free");
         assert_eq!(c.chain(&l, b).collect::<Vec<_>>(), vec![a]);
         assert!(c.get(&l, z).is_none());
     }
@@ -347,20 +365,20 @@ mod tests {
     #[test]
     fn full_is_none_and_capacity_comes_back() {
         let (_r, c) = chains(2);
-        let l = c.lock(0);
-        let x = c.insert(&l, 0, |_| {}).unwrap();
-        c.insert(&l, 0, |_| {}).unwrap();
-        assert!(c.insert(&l, 0, |_| {}).is_none());
-        c.remove(&l, x);
-        assert!(c.insert(&l, 0, |_| {}).is_some());
+        let mut l = c.lock(0);
+        let x = c.insert(&mut l, 0, |_| {}).unwrap();
+        c.insert(&mut l, 0, |_| {}).unwrap();
+        assert!(c.insert(&mut l, 0, |_| {}).is_none());
+        c.remove(&mut l, x);
+        assert!(c.insert(&mut l, 0, |_| {}).is_some());
     }
 
     #[test]
     fn rebuild_relinks_from_the_records() {
         let (_r, c) = chains(8);
-        let l = c.lock(3);
-        let a = c.insert(&l, 3, |_| {}).unwrap();
-        let b = c.insert(&l, 3, |_| {}).unwrap();
+        let mut l = c.lock(3);
+        let a = c.insert(&mut l, 3, |_| {}).unwrap();
+        let b = c.insert(&mut l, 3, |_| {}).unwrap();
         // A dead holder left the head pointing nowhere.
         unsafe { *c.head(3) = NIL };
         c.rebuild_stripe(3);

@@ -117,7 +117,7 @@ impl RegistrarState {
         let dirty = if tombstones { DIRTY } else { 0 };
         let mut written: ArrayVec<Written, { 2 * MAX_CONTACTS }> = ArrayVec::new();
         rs.texts.clear();
-        let l = loc.lock(&aor);
+        let mut l = loc.lock(&aor);
         let found = loc.find(&l, &aor, Some(now), &mut rs.texts);
         let current: ArrayVec<Current<'_>, MAX_CONTACTS> = found
             .iter()
@@ -153,11 +153,19 @@ impl RegistrarState {
             let Op::Add(w) = *op else { continue };
             let want = &wanted[w];
             let meta = meta_for(want);
-            match loc.insert(&l, &aor, want.uri, call_id, meta, dirty, &mut rs.scratch) {
+            match loc.insert(
+                &mut l,
+                &aor,
+                want.uri,
+                call_id,
+                meta,
+                dirty,
+                &mut rs.scratch,
+            ) {
                 Ok(idx) => added.push(idx),
                 Err(_) => {
                     for idx in added {
-                        loc.remove(&l, idx, false);
+                        loc.remove(&mut l, idx, false);
                     }
                     drop(l);
                     cx.shell.count(Counter::UsrlocTableFull);
@@ -188,7 +196,7 @@ impl RegistrarState {
                     let contact = &rs.texts[f.contact.0..f.contact.1];
                     if loc
                         .refresh(
-                            &l,
+                            &mut l,
                             f.idx,
                             &rs.aor,
                             contact,
@@ -207,7 +215,7 @@ impl RegistrarState {
                     });
                 }
                 Op::Remove(i) => {
-                    loc.remove(&l, found[i].idx, tombstones);
+                    loc.remove(&mut l, found[i].idx, tombstones);
                     let _ = written.try_push(Written::Delete {
                         contact: found[i].contact,
                     });

@@ -92,13 +92,13 @@ impl Worker<'_> {
             return -1;
         }
         let mut fx = Effects::new();
-        let (t, l) = match self.cur_txn {
+        let (t, mut l) = match self.cur_txn {
             Some(t) => {
-                let l = table.lock(t.bucket);
+                let mut l = table.lock(t.bucket);
                 // After t_newtran: the text as the route left it now, as
                 // long as no branch went out with the earlier one.
                 if !self.in_failure_route
-                    && let Some(s) = table.slot(&l, t.idx, t.generation)
+                    && let Some(s) = table.slot(&mut l, t.idx, t.generation)
                     && s.txn.nbranch == 0
                 {
                     if !table.pool.replace(&mut s.txn.request, &self.stored) {
@@ -121,7 +121,7 @@ impl Worker<'_> {
                 Err(code) => return code,
             },
         };
-        let Some(s) = table.slot(&l, t.idx, t.generation) else {
+        let Some(s) = table.slot(&mut l, t.idx, t.generation) else {
             return -1;
         };
         if self.armed.reply != 0 {
@@ -169,7 +169,7 @@ impl Worker<'_> {
             let (txn, mut br) = table.view(s);
             fx.extend(txn.no_branch_started(&mut br, self.now_ms, &self.timers));
         }
-        let failure = self.tm_exec(&table, &l, t, &fx, None);
+        let failure = self.tm_exec(&table, &mut l, t, &fx, None);
         drop(l);
         debug_assert!(failure.is_none(), "failure_route from t_relay");
         if started { 1 } else { -1 }
@@ -400,7 +400,7 @@ impl Worker<'_> {
             return -1;
         };
         let bucket = table.bucket_of(key);
-        let l = table.lock(bucket);
+        let mut l = table.lock(bucket);
         let Some((idx, generation)) = table.find(&l, bucket, key) else {
             drop(l);
             // §9.2: no transaction to cancel. tm keeps every INVITE it
@@ -426,10 +426,12 @@ impl Worker<'_> {
         self.text.extend_from_slice(b"canceling");
         self.sl_reply(ctx, 200, true);
         self.cancel_answered(ctx);
-        if let Some(s) = table.slot(&l, idx, generation) {
+        let fx = table.slot(&mut l, idx, generation).map(|s| {
             let (txn, mut br) = table.view(s);
-            let fx = txn.on_cancel(&mut br, self.now_ms, &self.timers);
-            self.tm_exec(table, &l, t, &fx, None);
+            txn.on_cancel(&mut br, self.now_ms, &self.timers)
+        });
+        if let Some(fx) = fx {
+            self.tm_exec(table, &mut l, t, &fx, None);
         }
         drop(l);
         1
@@ -495,7 +497,7 @@ impl Worker<'_> {
         };
         let stored = std::mem::take(&mut self.stored);
         let bucket = table.bucket_of(key);
-        let l = table.lock(bucket);
+        let mut l = table.lock(bucket);
         if table.find(&l, bucket, key).is_some() {
             self.stored = stored;
             return Ok(None);
@@ -520,7 +522,7 @@ impl Worker<'_> {
             .and_then(|chain| {
                 txn.request = chain;
                 table
-                    .insert(&l, bucket, key, txn)
+                    .insert(&mut l, bucket, key, txn)
                     .inspect_err(|_| table.pool.free(chain))
             });
         self.stored = stored;
@@ -547,7 +549,7 @@ impl Worker<'_> {
             generation,
         };
         self.count(Counter::TmTransactions);
-        if let Some(s) = table.slot(&l, idx, generation) {
+        if let Some(s) = table.slot(&mut l, idx, generation) {
             s.txn
                 .on_created(self.auto_100, self.now_ms, &self.timers, fx);
         }
@@ -570,9 +572,9 @@ impl Worker<'_> {
             return r;
         }
         match self.insert_txn(&table, ctx, &mut fx) {
-            Ok(Some((t, l))) => {
+            Ok(Some((t, mut l))) => {
                 // Sends the 100 if any, and arms the transaction's end.
-                self.tm_exec(&table, &l, t, &fx, None);
+                self.tm_exec(&table, &mut l, t, &fx, None);
                 1
             }
             Ok(None) => 0,

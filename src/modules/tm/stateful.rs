@@ -67,7 +67,7 @@ impl Worker<'_> {
             return false;
         };
         let bucket = table.bucket_of(key);
-        let l = table.lock(bucket);
+        let mut l = table.lock(bucket);
         let Some((idx, generation)) = table.find(&l, bucket, key) else {
             return false;
         };
@@ -76,7 +76,7 @@ impl Worker<'_> {
             idx,
             generation,
         };
-        let Some(s) = table.slot(&l, idx, generation) else {
+        let Some(s) = table.slot(&mut l, idx, generation) else {
             return false;
         };
         if msg.method() == Some(Method::Ack) {
@@ -84,12 +84,12 @@ impl Worker<'_> {
                 return false; // an ACK for a 2xx sharing the branch: routed
             }
             self.count(Counter::TmAcksAbsorbed);
-            self.tm_exec(&table, &l, t, &[], None);
+            self.tm_exec(&table, &mut l, t, &[], None);
             return true;
         }
         self.count(Counter::TmRetransmissionsAbsorbed);
         if let Some(e) = s.txn.on_retransmission() {
-            self.tm_exec(&table, &l, t, &[e], None);
+            self.tm_exec(&table, &mut l, t, &[e], None);
         }
         true
     }
@@ -102,8 +102,8 @@ impl Worker<'_> {
             log::warn!("t_reply: no transaction (call t_newtran or t_relay first)");
             return -1;
         };
-        let l = table.lock(t.bucket);
-        let Some(s) = table.slot(&l, t.idx, t.generation) else {
+        let mut l = table.lock(t.bucket);
+        let Some(s) = table.slot(&mut l, t.idx, t.generation) else {
             return -1;
         };
         if s.txn.replied_final() {
@@ -148,7 +148,7 @@ impl Worker<'_> {
             }
         }
         self.scratch = reply;
-        self.tm_exec(&table, &l, t, &[], None);
+        self.tm_exec(&table, &mut l, t, &[], None);
         1
     }
 
@@ -174,7 +174,10 @@ impl Worker<'_> {
             generation: id.generation,
         };
         let mut l = table.lock(t.bucket);
-        let Some(on_reply) = table.slot(&l, t.idx, t.generation).map(|s| s.txn.on_reply) else {
+        let Some(on_reply) = table
+            .slot(&mut l, t.idx, t.generation)
+            .map(|s| s.txn.on_reply)
+        else {
             self.count(Counter::TmRepliesLate);
             let invite = msg.cseq().is_ok_and(|c| c.method == Method::Invite);
             // False: the stateless path takes it upstream.
@@ -189,7 +192,7 @@ impl Worker<'_> {
             }
             l = table.lock(t.bucket);
         }
-        let Some(s) = table.slot(&l, t.idx, t.generation) else {
+        let Some(s) = table.slot(&mut l, t.idx, t.generation) else {
             return true;
         };
         let fx = {
@@ -203,7 +206,7 @@ impl Worker<'_> {
                 &self.timers,
             )
         };
-        let failure = self.tm_exec(&table, &l, t, &fx, Some(msg));
+        let failure = self.tm_exec(&table, &mut l, t, &fx, Some(msg));
         drop(l);
         if let Some(route) = failure {
             self.run_failure_route(t, route);
@@ -234,8 +237,8 @@ impl Worker<'_> {
         let mut buf = std::mem::take(&mut self.failure_buf);
         buf.clear();
         let (flags, ds, code, source, before) = {
-            let l = table.lock(t.bucket);
-            let Some(s) = table.slot(&l, t.idx, t.generation) else {
+            let mut l = table.lock(t.bucket);
+            let Some(s) = table.slot(&mut l, t.idx, t.generation) else {
                 self.failure_buf = buf;
                 return;
             };
@@ -273,8 +276,8 @@ impl Worker<'_> {
         self.cur_txn = prev_txn;
         self.aux_st = st;
         self.failure_buf = buf;
-        let l = table.lock(t.bucket);
-        let Some(s) = table.slot(&l, t.idx, t.generation) else {
+        let mut l = table.lock(t.bucket);
+        let Some(s) = table.slot(&mut l, t.idx, t.generation) else {
             return;
         };
         s.txn.on_failure = armed.failure;
@@ -288,7 +291,7 @@ impl Worker<'_> {
             let (txn, mut br) = table.view(s);
             txn.failure_route_done(&mut br, added, self.now_ms, &self.timers)
         };
-        let again = self.tm_exec(&table, &l, t, &fx, None);
+        let again = self.tm_exec(&table, &mut l, t, &fx, None);
         drop(l);
         if let Some(route) = again {
             self.run_failure_route(t, route);
@@ -325,8 +328,8 @@ impl Worker<'_> {
             generation,
         };
         let failure = {
-            let l = table.lock(bucket);
-            let Some(s) = table.slot(&l, idx, generation) else {
+            let mut l = table.lock(bucket);
+            let Some(s) = table.slot(&mut l, idx, generation) else {
                 return;
             };
             // Re-armed for later meanwhile by a worker: nothing due, and
@@ -339,7 +342,7 @@ impl Worker<'_> {
                     txn.on_timer(&mut br, self.now_ms, &self.timers)
                 }
             };
-            self.tm_exec(table, &l, t, &fx, None)
+            self.tm_exec(table, &mut l, t, &fx, None)
         };
         if let Some(route) = failure {
             self.run_failure_route(t, route);
@@ -383,7 +386,7 @@ impl Worker<'_> {
     pub(crate) fn tm_exec(
         &mut self,
         table: &Table,
-        l: &Locked<'_>,
+        l: &mut Locked<'_>,
         t: TxnRef,
         fx: &[Effect],
         reply: Option<&Message<'_>>,
@@ -699,8 +702,8 @@ impl Worker<'_> {
             generation: id.generation,
         };
         let failure = {
-            let l = table.lock(t.bucket);
-            let Some(s) = table.slot(&l, t.idx, t.generation) else {
+            let mut l = table.lock(t.bucket);
+            let Some(s) = table.slot(&mut l, t.idx, t.generation) else {
                 return;
             };
             let fx = {
@@ -711,7 +714,7 @@ impl Worker<'_> {
             let Some(fx) = fx else { return };
             self.count(Counter::TmSendFailed);
             self.blocklist_add(dest);
-            self.tm_exec(&table, &l, t, &fx, None)
+            self.tm_exec(&table, &mut l, t, &fx, None)
         };
         if let Some(route) = failure {
             self.run_failure_route(t, route);

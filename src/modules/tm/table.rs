@@ -137,11 +137,16 @@ impl Table {
         self.slots.raw(idx)
     }
 
-    /// A slot of the locked stripe, if `idx` is live there with `generation`.
-    #[allow(clippy::mut_from_ref)] // the stripe lock makes the access exclusive
-    pub fn slot<'l>(&self, l: &'l Locked<'_>, idx: u32, generation: u32) -> Option<&'l mut Slot> {
+    /// A slot of the locked stripe, if `idx` is live there with
+    /// `generation`; the guard is borrowed exclusively meanwhile.
+    pub fn slot<'l>(
+        &self,
+        l: &'l mut Locked<'_>,
+        idx: u32,
+        generation: u32,
+    ) -> Option<&'l mut Slot> {
         self.slots
-            .get(l, idx)
+            .get_mut(l, idx)
             .filter(|s| s.generation == generation)
     }
 
@@ -157,7 +162,7 @@ impl Table {
     /// Puts a new transaction in `bucket` (locked); returns (slot, generation).
     pub fn insert(
         &self,
-        l: &Locked<'_>,
+        l: &mut Locked<'_>,
         bucket: u32,
         key: Key,
         txn: Txn,
@@ -209,8 +214,8 @@ impl Table {
     }
 
     /// Ends a transaction: its blocks, branch records and slot go back.
-    pub fn remove(&self, l: &Locked<'_>, idx: u32) {
-        let Some(s) = self.slots.get(l, idx) else {
+    pub fn remove(&self, l: &mut Locked<'_>, idx: u32) {
+        let Some(s) = self.slots.get_mut(l, idx) else {
             return;
         };
         self.wheel.disarm(self, idx);

@@ -22,22 +22,22 @@ fn insert_find_remove() {
     let (_r, t) = table(1 << 20);
     let key = 0x1234_5678_9abc_def0_u128 << 3;
     let b = t.bucket_of(key);
-    let l = t.lock(b);
+    let mut l = t.lock(b);
     assert!(t.find(&l, b, key).is_none());
-    let (idx, generation) = t.insert(&l, b, key, txn()).unwrap();
+    let (idx, generation) = t.insert(&mut l, b, key, txn()).unwrap();
     assert_eq!(t.find(&l, b, key), Some((idx, generation)));
-    assert!(t.slot(&l, idx, generation).is_some());
+    assert!(t.slot(&mut l, idx, generation).is_some());
     assert!(
-        t.slot(&l, idx, generation + 1).is_none(),
+        t.slot(&mut l, idx, generation + 1).is_none(),
         "a stale generation misses"
     );
-    let s = t.slot(&l, idx, generation).unwrap();
+    let s = t.slot(&mut l, idx, generation).unwrap();
     let br = t.add_branch(s).unwrap();
     assert_eq!(br, 0);
     s.txn.request = t.pool.store(&[7; 1000]).unwrap();
     let free = t.pool_free_blocks();
     assert_eq!(t.live(), 1);
-    t.remove(&l, idx);
+    t.remove(&mut l, idx);
     assert_eq!(t.live(), 0);
     assert!(t.find(&l, b, key).is_none());
     assert_eq!(t.pool_free_blocks(), free + 8);
@@ -50,18 +50,18 @@ fn a_full_table_says_so_and_recovers() {
     let mut taken = Vec::new();
     for k in 0..cap as u128 + 5 {
         let b = t.bucket_of(k);
-        let l = t.lock(b);
-        match t.insert(&l, b, k, txn()) {
+        let mut l = t.lock(b);
+        match t.insert(&mut l, b, k, txn()) {
             Ok((idx, _)) => taken.push((b, idx)),
             Err(Full) => break,
         }
     }
     assert_eq!(taken.len(), cap);
     let (b, idx) = taken[0];
-    t.remove(&t.lock(b), idx);
+    t.remove(&mut t.lock(b), idx);
     let k = 1u128 << 100;
     let b = t.bucket_of(k);
-    assert!(t.insert(&t.lock(b), b, k, txn()).is_ok());
+    assert!(t.insert(&mut t.lock(b), b, k, txn()).is_ok());
 }
 
 #[test]
@@ -69,9 +69,9 @@ fn the_wheel_gives_back_what_is_due_when_it_is_due() {
     let (_r, t) = table(1 << 20);
     let key = 42;
     let b = t.bucket_of(key);
-    let l = t.lock(b);
-    let (idx, generation) = t.insert(&l, b, key, txn()).unwrap();
-    let s = t.slot(&l, idx, generation).unwrap();
+    let mut l = t.lock(b);
+    let (idx, generation) = t.insert(&mut l, b, key, txn()).unwrap();
+    let s = t.slot(&mut l, idx, generation).unwrap();
     let mut out: ArrayVec<u32, 8> = ArrayVec::new();
     t.wheel.take_due(&t, 100_000, &mut out); // the timer's first look
     t.arm(s, idx, 100_505);

@@ -193,7 +193,7 @@ impl Location {
     #[allow(clippy::too_many_arguments)]
     pub fn insert(
         &self,
-        l: &Stripe<'_>,
+        l: &mut Stripe<'_>,
         aor: &Aor<'_>,
         contact: &[u8],
         call_id: &[u8],
@@ -227,7 +227,7 @@ impl Location {
     #[allow(clippy::too_many_arguments)]
     pub fn refresh(
         &self,
-        l: &Stripe<'_>,
+        l: &mut Stripe<'_>,
         idx: u32,
         aor: &[u8],
         contact: &[u8],
@@ -236,7 +236,7 @@ impl Location {
         flags: u8,
         scratch: &mut Vec<u8>,
     ) -> Result<(), Full> {
-        let b = self.records.get(l, idx).ok_or(Full)?;
+        let b = self.records.get_mut(l, idx).ok_or(Full)?;
         if let Some(call_id) = new_call_id {
             scratch.clear();
             scratch.extend_from_slice(aor);
@@ -253,8 +253,8 @@ impl Location {
 
     /// Removes binding `idx`; with `tombstone`, keeps it (text and all,
     /// invisible to `find`) until the write-back deletes its row.
-    pub fn remove(&self, l: &Stripe<'_>, idx: u32, tombstone: bool) {
-        let Some(b) = self.records.get(l, idx) else {
+    pub fn remove(&self, l: &mut Stripe<'_>, idx: u32, tombstone: bool) {
+        let Some(b) = self.records.get_mut(l, idx) else {
             return;
         };
         if tombstone {
@@ -271,19 +271,19 @@ impl Location {
     pub fn sweep(&self, mut f: impl FnMut(&mut Binding, &[u8]) -> Sweep, buf: &mut Vec<u8>) {
         let (nbuckets, nstripes) = (self.records.nbuckets(), self.records.nstripes());
         for stripe in 0..nstripes {
-            let l = self.records.lock(stripe);
+            let mut l = self.records.lock(stripe);
             let mut bucket = stripe;
             while bucket < nbuckets {
                 let idxs: ArrayVec<u32, 256> = self.records.chain(&l, bucket).take(256).collect();
                 for idx in idxs {
-                    let Some(b) = self.records.get(&l, idx) else {
+                    let Some(b) = self.records.get_mut(&mut l, idx) else {
                         continue;
                     };
                     buf.clear();
                     self.pool.read(b.text, buf);
                     if f(b, buf) == Sweep::Remove {
                         self.pool.free(std::mem::take(&mut b.text));
-                        self.records.remove(&l, idx);
+                        self.records.remove(&mut l, idx);
                     }
                 }
                 bucket += nstripes;

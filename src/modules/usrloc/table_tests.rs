@@ -25,9 +25,9 @@ fn saved_bindings_are_found_by_aor_and_table() {
     let (_r, t) = table(1 << 16);
     let mut s = Vec::new();
     let alice = t.aor(0, b"alice");
-    let l = t.lock(&alice);
+    let mut l = t.lock(&alice);
     t.insert(
-        &l,
+        &mut l,
         &alice,
         b"sip:a@10.0.0.1",
         b"call-1",
@@ -37,7 +37,7 @@ fn saved_bindings_are_found_by_aor_and_table() {
     )
     .unwrap();
     t.insert(
-        &l,
+        &mut l,
         &alice,
         b"sip:a@10.0.0.2",
         b"call-2",
@@ -48,9 +48,17 @@ fn saved_bindings_are_found_by_aor_and_table() {
     .unwrap();
     drop(l);
     let other = t.aor(1, b"alice");
-    let l = t.lock(&other);
-    t.insert(&l, &other, b"sip:elsewhere@h", b"c", meta(100), 0, &mut s)
-        .unwrap();
+    let mut l = t.lock(&other);
+    t.insert(
+        &mut l,
+        &other,
+        b"sip:elsewhere@h",
+        b"c",
+        meta(100),
+        0,
+        &mut s,
+    )
+    .unwrap();
     drop(l);
     let mut buf = Vec::new();
     let l = t.lock(&alice);
@@ -74,12 +82,12 @@ fn refresh_remove_and_tombstones() {
     let (_r, t) = table(1 << 16);
     let (mut s, mut buf) = (Vec::new(), Vec::new());
     let bob = t.aor(0, b"bob");
-    let l = t.lock(&bob);
+    let mut l = t.lock(&bob);
     let i = t
-        .insert(&l, &bob, b"sip:b@h", b"c1", meta(100), 0, &mut s)
+        .insert(&mut l, &bob, b"sip:b@h", b"c1", meta(100), 0, &mut s)
         .unwrap();
     t.refresh(
-        &l,
+        &mut l,
         i,
         b"bob",
         b"sip:b@h",
@@ -92,10 +100,10 @@ fn refresh_remove_and_tombstones() {
     let f = t.find(&l, &bob, None, &mut buf)[0];
     assert_eq!(&buf[f.call_id.0..f.call_id.1], b"c2");
     assert_eq!(f.meta.expires, 200);
-    t.remove(&l, i, true);
+    t.remove(&mut l, i, true);
     assert!(t.find(&l, &bob, None, &mut buf).is_empty());
     assert_eq!(t.live(), 1, "the tombstone stays until written back");
-    t.remove(&l, i, false);
+    t.remove(&mut l, i, false);
     assert_eq!(t.live(), 0);
 }
 
@@ -105,8 +113,8 @@ fn sweep_removes_what_it_is_told_and_reads_the_parts() {
     let mut s = Vec::new();
     for (n, exp) in [(&b"u1"[..], 5), (b"u2", 50), (b"u3", 5)] {
         let a = t.aor(0, n);
-        let l = t.lock(&a);
-        t.insert(&l, &a, b"sip:x@h", b"cid", meta(exp), 0, &mut s)
+        let mut l = t.lock(&a);
+        t.insert(&mut l, &a, b"sip:x@h", b"cid", meta(exp), 0, &mut s)
             .unwrap();
     }
     let mut seen = Vec::new();
@@ -137,21 +145,21 @@ fn a_full_table_is_an_error_and_recovers() {
     for i in 0..t.capacity() + 1 {
         let name = format!("user{i}");
         let a = t.aor(0, name.as_bytes());
-        let l = t.lock(&a);
-        match t.insert(&l, &a, b"sip:x@h", b"c", meta(9), 0, &mut s) {
+        let mut l = t.lock(&a);
+        match t.insert(&mut l, &a, b"sip:x@h", b"c", meta(9), 0, &mut s) {
             Ok(idx) => taken.push((name, idx)),
             Err(Full) => assert_eq!(i, t.capacity()),
         }
     }
     let (name, idx) = &taken[0];
     let a = t.aor(0, name.as_bytes());
-    let l = t.lock(&a);
-    t.remove(&l, *idx, false);
+    let mut l = t.lock(&a);
+    t.remove(&mut l, *idx, false);
     drop(l);
     let a = t.aor(0, b"late");
-    let l = t.lock(&a);
+    let mut l = t.lock(&a);
     assert!(
-        t.insert(&l, &a, b"sip:x@h", b"c", meta(9), 0, &mut s)
+        t.insert(&mut l, &a, b"sip:x@h", b"c", meta(9), 0, &mut s)
             .is_ok()
     );
 }

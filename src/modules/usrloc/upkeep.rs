@@ -58,10 +58,10 @@ pub fn load(config: &Config, location: &Location) -> Result<(), String> {
     for (domain, t) in tables.iter().enumerate() {
         for row in db.load(t, now)? {
             let aor = location.aor(domain as u16, &row.aor);
-            let l = location.lock(&aor);
+            let mut l = location.lock(&aor);
             location
                 .insert(
-                    &l,
+                    &mut l,
                     &aor,
                     &row.contact,
                     &row.call_id,

@@ -233,11 +233,11 @@ impl Control<'_> {
         let domain = self.table_index(table)?;
         let key = loc.aor(domain, aor.as_bytes());
         let mut buf = Vec::new();
-        let l = loc.lock(&key);
+        let mut l = loc.lock(&key);
         let found = loc.find(&l, &key, None, &mut buf);
         let tombstone = self.ul.db_mode == DbMode::WriteBack;
         for f in &found {
-            loc.remove(&l, f.idx, tombstone);
+            loc.remove(&mut l, f.idx, tombstone);
         }
         drop(l);
         if found.is_empty() {
