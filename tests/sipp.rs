@@ -313,3 +313,28 @@ fn sipp_registers_every_user_with_digest_authentication() {
     assert!(status.success(), "sipp failed\n{out}");
     assert_eq!(successful_calls(&out), Some(40), "every user, twice over");
 }
+
+/// acc on sipp's calls: each answered call gives two records (INVITE and
+/// BYE, Kamailio's start and stop), counted in `stats.get`'s acc group.
+#[test]
+fn sipp_calls_are_accounted_start_and_stop() {
+    let config = STATEFUL.replace(
+        "loadmodule \"tm.so\"",
+        "loadmodule \"tm.so\"\nloadmodule \"acc.so\"\nmodparam(\"acc\", \"log_flag\", 1)",
+    );
+    let config = config.replacen(
+        "route {",
+        "route {\n  if (method == \"INVITE\" || method == \"BYE\") { setflag(1); }",
+        1,
+    );
+    let calls = 50;
+    let r = run_calls(&config, 2, calls, 25, |_| {});
+    assert!(r.success, "sipp uac failed\n{}", r.summary);
+    assert_eq!(r.successful, Some(calls), "{}", r.summary);
+    assert_eq!(
+        r.stats["acc"]["acc_records"],
+        u64::from(2 * calls),
+        "{}",
+        r.stats["acc"]
+    );
+}
