@@ -138,6 +138,8 @@ pub struct Worker<'a> {
     /// Reused buffers for tm: a stored request, a built message, URIs.
     pub(crate) stored: Vec<u8>,
     pub(crate) scratch: Vec<u8>,
+    /// The reply `t_reply` built, for the state machine's `SendLocal`.
+    pub(crate) local_reply: Vec<u8>,
     pub(crate) uri_buf: Vec<u8>,
     pub(crate) uris: Vec<u8>,
     pub(crate) failure_buf: Vec<u8>,
@@ -236,6 +238,7 @@ impl<'a> Worker<'a> {
             in_failure_route: false,
             stored: Vec::new(),
             scratch: Vec::new(),
+            local_reply: Vec::new(),
             uri_buf: Vec::new(),
             uris: Vec::new(),
             failure_buf: Vec::new(),

@@ -99,7 +99,7 @@ impl Worker<'_> {
                 // long as no branch went out with the earlier one.
                 if !self.in_failure_route
                     && let Some(s) = table.slot(&mut l, t.idx, t.generation)
-                    && s.txn.nbranch == 0
+                    && s.txn.request_replaceable()
                 {
                     if !table.pool.replace(&mut s.txn.request, &self.stored) {
                         log::warn!(

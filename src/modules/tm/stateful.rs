@@ -103,19 +103,19 @@ impl Worker<'_> {
             return -1;
         };
         let mut l = table.lock(t.bucket);
-        let Some(s) = table.slot(&mut l, t.idx, t.generation) else {
-            return -1;
+        let fx = table
+            .slot(&mut l, t.idx, t.generation)
+            .and_then(|s| s.txn.on_t_reply(code, self.now_ms, &self.timers));
+        let Some(fx) = fx else {
+            return -1; // gone, or a final reply went upstream already
         };
-        if s.txn.replied_final() {
-            return -1;
-        }
         let tag = ctx
             .msg
             .to()
             .is_ok_and(|t| t.tag.is_none())
             .then(|| self.shared.ack_filter.signature().to_tag(ctx.msg))
             .flatten();
-        let mut reply = std::mem::take(&mut self.scratch);
+        let mut reply = std::mem::take(&mut self.local_reply);
         write_reply(
             ctx.msg,
             code,
@@ -126,17 +126,14 @@ impl Worker<'_> {
             b"",
             &mut reply,
         );
-        if !table.pool.replace(&mut s.txn.reply, &reply) {
-            log::warn!("tm: shared memory full; reply {code} sent but not kept");
-        }
-        s.txn.on_local_reply(code, self.now_ms, &self.timers);
-        let dest = SocketAddr::from(s.txn.upstream);
-        self.outbox
-            .push(s.txn.in_sock as usize, dest)
-            .extend_from_slice(&reply);
         self.count(Counter::TmLocalReplies);
-        if code >= 200 && s.txn.flags & REPORTED == 0 && self.tm_hooked(ctx.st.flags) {
-            s.txn.flags |= REPORTED;
+        let unreported = table
+            .slot(&mut l, t.idx, t.generation)
+            .is_some_and(|s| s.txn.flags & REPORTED == 0);
+        if code >= 200 && unreported && self.tm_hooked(ctx.st.flags) {
+            if let Some(s) = table.slot(&mut l, t.idx, t.generation) {
+                s.txn.flags |= REPORTED;
+            }
             let req = TmRequest {
                 msg: ctx.msg,
                 source: ctx.src,
@@ -147,8 +144,8 @@ impl Worker<'_> {
                 ctx.st.flags &= !self.tm_response_out(req, &r);
             }
         }
-        self.scratch = reply;
-        self.tm_exec(&table, &mut l, t, &[], None);
+        self.local_reply = reply;
+        self.tm_exec(&table, &mut l, t, &fx, None);
         1
     }
 
@@ -481,6 +478,17 @@ impl Worker<'_> {
                     self.scratch = out;
                 }
                 Effect::ResendReply => self.resend_reply(table, s, smsg.as_ref()),
+                Effect::SendLocal => {
+                    let out = std::mem::take(&mut self.local_reply);
+                    let up = SocketAddr::from(s.txn.upstream);
+                    self.outbox
+                        .push(s.txn.in_sock as usize, up)
+                        .extend_from_slice(&out);
+                    if !table.pool.replace(&mut s.txn.reply, &out) {
+                        log::warn!("tm: shared memory full; a reply sent but not kept");
+                    }
+                    self.local_reply = out;
+                }
                 Effect::SendBest => {
                     self.send_best(table, s, smsg.as_ref());
                     if !reported {

@@ -228,6 +228,9 @@ pub enum Effect {
     KeepBest,
     /// Resend the stored last reply (or rebuild the 100 Trying).
     ResendReply,
+    /// Send upstream the reply the script built (`t_reply`), and keep it
+    /// as the last reply, for retransmissions of the request and Timer G.
+    SendLocal,
     /// Send the best final reply upstream: the kept one, or a local reply
     /// with `best_code`; it becomes the last reply.
     SendBest,
@@ -341,9 +344,29 @@ impl Txn {
         }
     }
 
-    /// A reply the script sends on the transaction (`t_reply`,
-    /// stateful `send_reply`): the caller sends and stores it.
-    pub fn on_local_reply(&mut self, code: u16, now: u64, timers: &Timers) {
+    /// `t_reply(code)` (and stateful `send_reply`): the reply the script
+    /// built goes upstream and is kept ([`Effect::SendLocal`]); `None`
+    /// when a final reply went upstream already (the action is false).
+    pub fn on_t_reply(&mut self, code: u16, now: u64, timers: &Timers) -> Option<Effects> {
+        if self.replied_final() {
+            return None;
+        }
+        self.on_local_reply(code, now, timers);
+        let mut fx = Effects::new();
+        fx.push(Effect::SendLocal);
+        Some(fx)
+    }
+
+    /// `t_relay` after `t_newtran`: the request the route left replaces
+    /// the one stored at `t_newtran` while no branch was started from it
+    /// (and not from failure_route, whose changes are its new branches').
+    pub fn request_replaceable(&self) -> bool {
+        self.nbranch == 0 && self.flags & IN_FAILURE == 0
+    }
+
+    /// A reply sent on the transaction by tm itself (100 Trying) or the
+    /// script: the server side's state follows it.
+    fn on_local_reply(&mut self, code: u16, now: u64, timers: &Timers) {
         if code >= 200 {
             self.uas_final(code, now, timers);
         } else {

@@ -430,9 +430,32 @@ fn t_reply_in_failure_route_is_not_followed_by_the_best() {
     let mut s = Sim::new(Kind::Invite, 1);
     s.t.on_failure = 1;
     s.reply(10, 0, 486);
-    s.t.on_local_reply(302, 20, &T);
+    let fx = s.t.on_t_reply(302, 20, &T).map(|f| f.to_vec());
+    assert_eq!(fx, Some(vec![Effect::SendLocal]));
     assert!(s.failure_done(20, false).is_empty());
     assert_eq!(s.t.reply_code, 302);
+}
+
+#[test]
+fn t_reply_sends_and_keeps_one_final_reply() {
+    let mut s = Sim::new(Kind::NonInvite, 0);
+    let fx = s.t.on_t_reply(180, 10, &T).map(|f| f.to_vec());
+    assert_eq!(fx, Some(vec![Effect::SendLocal]), "a provisional one");
+    let fx = s.t.on_t_reply(404, 20, &T).map(|f| f.to_vec());
+    assert_eq!(fx, Some(vec![Effect::SendLocal]), "then the final one");
+    assert!(
+        s.t.on_t_reply(500, 30, &T).is_none(),
+        "no second final reply"
+    );
+    assert_eq!(s.t.reply_code, 404);
+}
+
+#[test]
+fn after_t_newtran_the_stored_request_is_replaced_until_a_branch_starts() {
+    let mut s = Sim::new(Kind::Invite, 0);
+    assert!(s.t.request_replaceable());
+    s.add_branch(10);
+    assert!(!s.t.request_replaceable(), "a branch was built from it");
 }
 
 #[test]
