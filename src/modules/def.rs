@@ -248,6 +248,9 @@ pub trait Shell {
     /// lines (`Name: value\r\n` each). SER's return convention.
     fn reply(&mut self, ctx: &mut MsgCtx<'_, '_>, code: u16, reason: &[u8], headers: &[u8]) -> i32;
 
+    /// Replies statelessly (sl), whatever transaction there is.
+    fn reply_stateless(&mut self, ctx: &mut MsgCtx<'_, '_>, code: u16, reason: &[u8]) -> i32;
+
     /// Counts one of the shell's counters (those shared by modules
     /// written before their own lists).
     fn count(&self, c: crate::server::shared::Counter);

@@ -100,12 +100,6 @@ fn start_runtimes<'a>(
         .collect()
 }
 
-/// sl's parameters.
-pub(crate) struct SlParams {
-    pub(crate) default_code: u16,
-    pub(crate) default_reason: String,
-}
-
 pub struct Worker<'a> {
     slot: usize,
     /// The compiled script, for the routes tm runs (failure_route,
@@ -119,7 +113,6 @@ pub struct Worker<'a> {
     pub(crate) listen: Vec<SocketAddr>,
     pub(crate) outbox: Outbox,
     pub(crate) dns: Resolver,
-    pub(crate) sl: SlParams,
     /// Per message: the socket it came in on, and the time.
     pub(crate) in_sock: usize,
     pub(crate) now_ms: u64,
@@ -208,9 +201,6 @@ impl<'a> Worker<'a> {
         vm: &'a Vm<'a>,
     ) -> Worker<'a> {
         let runtimes = start_runtimes(config, shared, slot);
-        let default_code = config
-            .modparam_int("sl", "default_code", 500)
-            .clamp(100, 699) as u16;
         Worker {
             slot,
             vm,
@@ -220,12 +210,6 @@ impl<'a> Worker<'a> {
             listen: sockets.iter().filter_map(|s| s.local_addr().ok()).collect(),
             outbox: Outbox::new(),
             dns: Resolver::new(),
-            sl: SlParams {
-                default_code,
-                default_reason: config
-                    .modparam_str("sl", "default_reason", "Internal Server Error")
-                    .to_string(),
-            },
             in_sock: 0,
             now_ms: 0,
             headers: Vec::new(),
@@ -618,31 +602,21 @@ impl<'a> Worker<'a> {
     pub(crate) fn reply_any(&mut self, ctx: &mut MsgCtx<'_, '_>, code: u16) -> i32 {
         let r = match self.cur_txn {
             Some(_) => self.t_reply(ctx, code),
-            None => self.sl_reply(ctx, code, true),
+            None => self.sl_reply(ctx, code),
         };
         self.reply_extra.clear();
         r
     }
 
-    /// A stateless reply (sl); `reason_from_text`: the reason is in
-    /// `self.text`, else sl's default.
-    pub(crate) fn sl_reply(
-        &mut self,
-        ctx: &mut MsgCtx<'_, '_>,
-        code: u16,
-        reason_from_text: bool,
-    ) -> i32 {
+    /// A stateless reply (sl); the reason is in `self.text`.
+    pub(crate) fn sl_reply(&mut self, ctx: &mut MsgCtx<'_, '_>, code: u16) -> i32 {
         if ctx.msg.method() == Some(Method::Ack) {
             // ACKs are never answered (RFC 3261 §17.2.1).
             return -1;
         }
         let dest = sl::reply_destination(ctx.msg, ctx.src);
         let buf = self.outbox.push(self.in_sock, dest);
-        let reason: &[u8] = if reason_from_text {
-            &self.text
-        } else {
-            self.sl.default_reason.as_bytes()
-        };
+        let reason: &[u8] = &self.text;
         let sig = self.shared.ack_filter.signature();
         let contacts = std::iter::once(ctx.uri()).chain(ctx.branches());
         let signed = sl::build_reply(
@@ -679,6 +653,12 @@ impl Shell for Worker<'_> {
         self.reply_extra.clear();
         self.reply_extra.extend_from_slice(headers);
         self.reply_any(ctx, code)
+    }
+
+    fn reply_stateless(&mut self, ctx: &mut MsgCtx<'_, '_>, code: u16, reason: &[u8]) -> i32 {
+        self.text.clear();
+        self.text.extend_from_slice(reason);
+        self.sl_reply(ctx, code)
     }
 
     fn count(&self, c: Counter) {

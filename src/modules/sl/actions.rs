@@ -7,9 +7,10 @@ use crate::cfg::ast::Arg;
 use crate::cfg::fixup::{Fixup, int_in, text};
 use crate::cfg::program::Param;
 use crate::cfg::pv::Format;
-use crate::modules::def::{Module, ParamType, Routes, action, no_args};
+use crate::modules::def::{
+    Cx, Hooks, Module, ParamType, Routes, Runtime, Start, action, bad_args, no_args,
+};
 use crate::script::MsgCtx;
-use crate::server::worker::Worker;
 
 const SL_SEND_REPLY: u8 = 0;
 const SEND_REPLY: u8 = 1;
@@ -45,9 +46,9 @@ pub static MODULE: Module = Module {
             Routes::NOT_BRANCH,
         ),
     ],
-    run: Some(run),
+    run: None,
     counters: &[],
-    hooks: None,
+    hooks: Some(&Hooks::runtime(start)),
     shell: None,
     unapplied: &[],
 };
@@ -60,24 +61,49 @@ pub fn code_reason(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> 
     ])
 }
 
-fn run(w: &mut Worker<'_>, ctx: &mut MsgCtx<'_, '_>, id: u8, args: &[Param]) -> i32 {
-    match (id, args) {
-        (SL_SEND_REPLY | SEND_REPLY, [Param::Int(code), Param::Fmt(reason)]) => {
-            w.text.clear();
-            crate::script::pv::format_into(reason, ctx, &mut w.text);
-            match id {
-                SL_SEND_REPLY => w.sl_reply(ctx, *code as u16, true),
-                _ => w.reply_any(ctx, *code as u16),
+/// sl in a process: its default reply for `sl_reply_error` when no
+/// action left one.
+struct Sl {
+    default_code: u16,
+    default_reason: String,
+    /// A reply's formatted reason (reused: nothing allocated per reply).
+    text: Vec<u8>,
+}
+
+fn start<'a>(s: &Start<'a>) -> Box<dyn Runtime + 'a> {
+    let c = s.config;
+    Box::new(Sl {
+        default_code: c.modparam_int("sl", "default_code", 500).clamp(100, 699) as u16,
+        default_reason: c
+            .modparam_str("sl", "default_reason", "Internal Server Error")
+            .to_string(),
+        text: Vec::new(),
+    })
+}
+
+impl Runtime for Sl {
+    fn call(&mut self, cx: &mut Cx<'_>, ctx: &mut MsgCtx<'_, '_>, id: u8, args: &[Param]) -> i32 {
+        match (id, args) {
+            (SL_SEND_REPLY | SEND_REPLY, [Param::Int(code), Param::Fmt(reason)]) => {
+                let mut text = std::mem::take(&mut self.text);
+                text.clear();
+                crate::script::pv::format_into(reason, ctx, &mut text);
+                let r = match id {
+                    SL_SEND_REPLY => cx.shell.reply_stateless(ctx, *code as u16, &text),
+                    // Stateful once a transaction exists (SER's send_reply).
+                    _ => cx.shell.reply(ctx, *code as u16, &text, b""),
+                };
+                self.text = text;
+                r
             }
+            (SL_REPLY_ERROR, []) => match ctx.st.last_error {
+                Some((code, reason)) => cx.shell.reply_stateless(ctx, code, reason.as_bytes()),
+                None => {
+                    cx.shell
+                        .reply_stateless(ctx, self.default_code, self.default_reason.as_bytes())
+                }
+            },
+            _ => bad_args("sl", id),
         }
-        (SL_REPLY_ERROR, []) => match ctx.st.last_error {
-            Some((code, reason)) => {
-                w.text.clear();
-                w.text.extend_from_slice(reason.as_bytes());
-                w.sl_reply(ctx, code, true)
-            }
-            None => w.sl_reply(ctx, w.sl.default_code, false),
-        },
-        _ => super::super::def::bad_args("sl", id),
     }
 }

@@ -412,7 +412,7 @@ impl Worker<'_> {
             self.text.clear();
             self.text
                 .extend_from_slice(b"Call/Transaction Does Not Exist");
-            self.sl_reply(ctx, 481, true);
+            self.sl_reply(ctx, 481);
             return 1;
         };
         let t = TxnRef {
@@ -424,7 +424,7 @@ impl Worker<'_> {
         // cancelled branches produce.
         self.text.clear();
         self.text.extend_from_slice(b"canceling");
-        self.sl_reply(ctx, 200, true);
+        self.sl_reply(ctx, 200);
         self.cancel_answered(ctx);
         let fx = table.slot(&mut l, idx, generation).map(|s| {
             let (txn, mut br) = table.view(s);
@@ -540,7 +540,7 @@ impl Worker<'_> {
             self.text.clear();
             self.text
                 .extend_from_slice(b"Service Unavailable (transaction table full)");
-            self.sl_reply(ctx, 503, true);
+            self.sl_reply(ctx, 503);
             return Err(0);
         };
         let t = TxnRef {
