@@ -7,7 +7,7 @@
 
 use std::net::{SocketAddr, UdpSocket};
 
-use super::shared::{Needs, Shared};
+use super::shared::Shared;
 use super::udp::Outbox;
 use super::worker::Worker;
 use crate::cfg::Config;
@@ -71,15 +71,11 @@ impl Harness {
             port: Some(addr.port()),
         }];
         config.program.myself = myself(&settings);
-        let needs = Needs {
-            tm: config.has_module("tm"),
-            blocklist: config.settings.use_dst_blocklist && config.has_module("tm"),
-        };
         // Leaked: a Worker borrows all of these for the harness's life
         // (one test's).
         let config: &'static Config = Box::leak(Box::new(config));
         let shared: &'static Shared = Box::leak(Box::new(
-            Shared::create(8 << 20, workers + 1, [7; 32], needs, Some(config)).unwrap(),
+            Shared::create(8 << 20, workers + 1, [7; 32], Some(config)).unwrap(),
         ));
         let sockets: &'static [UdpSocket] = Box::leak(vec![sock].into_boxed_slice());
         let vm: &'static Vm<'static> = Box::leak(Box::new(Vm::new(config)));

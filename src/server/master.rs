@@ -234,7 +234,7 @@ fn spawn_control(
             config,
             c.config_path.clone(),
             c.ds_params.clone(),
-            shared.tm.map(|_| super::control::uac::UacSetup {
+            shared.tm().map(|_| super::control::uac::UacSetup {
                 timers: crate::modules::tm::timers(config),
                 local: sockets.addrs[0],
             }),
@@ -286,7 +286,7 @@ pub fn supervise(
     // counter row `workers`; the control process has the row after it.
     // Dispatcher's probes are sent from it too.
     let timer_slot =
-        (shared.tm.is_some() || shared.usrloc().is_some() || shared.dispatcher().is_some())
+        (shared.tm().is_some() || shared.usrloc().is_some() || shared.dispatcher().is_some())
             .then_some(workers);
     let control_slot = control.as_ref().map(|_| workers + 1);
     let role_of = |slot: usize| {

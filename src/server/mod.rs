@@ -162,17 +162,8 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
         ),
         false => None,
     };
-    let shared = shared::Shared::create(
-        shm_bytes,
-        workers + 2,
-        secret(),
-        shared::Needs {
-            tm: config.has_module("tm"),
-            blocklist: config.settings.use_dst_blocklist && config.has_module("tm"),
-        },
-        Some(&config),
-    )
-    .map_err(|e| StartError(e.to_string()))?;
+    let shared = shared::Shared::create(shm_bytes, workers + 2, secret(), Some(&config))
+        .map_err(|e| StartError(e.to_string()))?;
     let ctl_path = opts
         .ctl_socket
         .as_ref()

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use rser_shm::{Carver, Counters, Region, Slice};
 
-use super::limits::BLOCKLIST_ENTRIES;
 use crate::cfg::Config;
 use crate::modules::MODULES;
 use crate::modules::def::ModuleShm;
@@ -75,9 +74,6 @@ counters! {
 
 /// Share of the region given to the table of unsigned stateless replies.
 const SL_TABLE_SHARE: usize = 16;
-/// Share of the region given to tm (transactions, branches, stored
-/// messages, the wheel): half.
-const TM_SHARE: usize = 2;
 
 /// The region's pieces as carved, for the start-up log.
 #[derive(Default)]
@@ -160,10 +156,6 @@ pub struct Shared {
     pub counters: Counters,
     pub processes: Processes,
     pub ack_filter: AckFilter,
-    /// The transaction table, when the config loads tm.
-    pub tm: Option<Table>,
-    /// tm's destination blocklist, with `use_dst_blocklist`.
-    pub blocklist: Option<Blocklist>,
     /// The tables of loaded modules with [`Hooks`], by their place in
     /// [`MODULES`].
     pub modules: Vec<Option<ModuleShm>>,
@@ -188,13 +180,6 @@ pub fn counter_base(m: usize) -> usize {
     COUNTER_NAMES.len() + MODULES[..m].iter().map(|m| m.counters.len()).sum::<usize>()
 }
 
-/// Which tables the config needs in shared memory.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Needs {
-    pub tm: bool,
-    pub blocklist: bool,
-}
-
 impl Shared {
     /// `slots`: counter rows, one per process that counts.
     /// `config`: the loaded modules with [`Hooks`] carve their tables.
@@ -202,7 +187,6 @@ impl Shared {
         size_bytes: usize,
         slots: usize,
         secret: [u8; 32],
-        needs: Needs,
         config: Option<&Config>,
     ) -> io::Result<Shared> {
         let region = Region::create(size_bytes)?;
@@ -234,34 +218,6 @@ impl Shared {
             format!("{sl_entries} stateless replies"),
             carver.used() - at,
         );
-        let at = carver.used();
-        let blocklist = match needs.blocklist {
-            true => Some(Blocklist::carve(&mut carver, BLOCKLIST_ENTRIES).ok_or_else(too_small)?),
-            false => None,
-        };
-        if blocklist.is_some() {
-            layout.row(
-                "tm blocklist",
-                format!("{BLOCKLIST_ENTRIES} destinations"),
-                carver.used() - at,
-            );
-        }
-        let at = carver.used();
-        let tm = match needs.tm {
-            true => Some(Table::carve(&mut carver, size_bytes / TM_SHARE).ok_or_else(too_small)?),
-            false => None,
-        };
-        if let Some(t) = &tm {
-            layout.row(
-                "tm",
-                format!(
-                    "{} transactions of {} bytes",
-                    t.capacity(),
-                    Table::bytes_per_txn()
-                ),
-                carver.used() - at,
-            );
-        }
         let mut modules = Vec::with_capacity(MODULES.len());
         for m in MODULES {
             let at = carver.used();
@@ -283,11 +239,21 @@ impl Shared {
             counters,
             processes,
             ack_filter,
-            tm,
-            blocklist,
             modules,
             secret,
         })
+    }
+
+    /// tm's transaction table, when the config loads tm.
+    pub fn tm(&self) -> Option<Table> {
+        self.module_shm::<crate::modules::tm::TmShm>("tm")
+            .map(|t| t.table)
+    }
+
+    /// tm's destination blocklist, with `use_dst_blocklist`.
+    pub fn blocklist(&self) -> Option<Blocklist> {
+        self.module_shm::<crate::modules::tm::TmShm>("tm")
+            .and_then(|t| t.blocklist)
     }
 
     /// usrloc's table, when the script saves or looks up.

@@ -7,7 +7,9 @@ use crate::cfg::ConfigError;
 use crate::cfg::ast::{Arg, RouteKind};
 use crate::cfg::fixup::{Fixup, error, int_in, nonempty};
 use crate::cfg::program::Param;
-use crate::modules::def::{Module, ParamType, Routes, ShellHooks, action, bad_args, no_args};
+use crate::modules::def::{
+    Hooks, Module, ParamType, Routes, ShellHooks, action, bad_args, no_args,
+};
 use crate::modules::sl::actions::code_reason;
 use crate::script::MsgCtx;
 use crate::server::worker::Worker;
@@ -78,7 +80,12 @@ pub static MODULE: Module = Module {
     ],
     run: Some(run),
     counters: &[],
-    hooks: None,
+    hooks: Some(&Hooks {
+        carve: Some(super::carve),
+        start: None,
+        helper: None,
+        used: None,
+    }),
     shell: Some(&ShellHooks {
         request_in: Some(|w, m| w.tm_absorb(m)),
         reply_in: Some(|w, m, src| w.tm_reply(m, src)),

@@ -49,3 +49,43 @@ pub fn timers(config: &Config) -> Timers {
         wt: ms("wt_timer", d.wt),
     }
 }
+
+/// tm's tables in shared memory: the transactions (half the region) and,
+/// with `use_dst_blocklist`, the destination blocklist.
+pub struct TmShm {
+    pub table: Table,
+    pub blocklist: Option<blocklist::Blocklist>,
+}
+
+/// Share of the region given to tm (transactions, branches, stored
+/// messages, the wheel): half.
+const TM_SHARE: usize = 2;
+
+/// In the master: tm's tables.
+pub fn carve(
+    config: &crate::cfg::Config,
+    carver: &mut rser_shm::Carver<'_>,
+    region: usize,
+) -> Result<crate::modules::def::Carved, String> {
+    use crate::server::limits::BLOCKLIST_ENTRIES;
+    let too_small = || format!("shared memory of {region} bytes is too small for tm");
+    let blocklist = match config.settings.use_dst_blocklist {
+        true => Some(blocklist::Blocklist::carve(carver, BLOCKLIST_ENTRIES).ok_or_else(too_small)?),
+        false => None,
+    };
+    let table = Table::carve(carver, region / TM_SHARE).ok_or_else(too_small)?;
+    let mut capacity = format!(
+        "{} transactions of {} bytes",
+        table.capacity(),
+        Table::bytes_per_txn()
+    );
+    if blocklist.is_some() {
+        capacity.push_str(&format!(
+            ", a blocklist of {BLOCKLIST_ENTRIES} destinations"
+        ));
+    }
+    Ok(crate::modules::def::Carved {
+        capacity,
+        shm: Box::new(TmShm { table, blocklist }),
+    })
+}

@@ -96,7 +96,7 @@ impl Control<'_> {
                 gauge: true,
             })
         };
-        if let Some(tm) = &s.tm {
+        if let Some(tm) = &s.tm() {
             gauge("tm_transactions_live", tm.live());
             gauge("tm_transactions_capacity", tm.capacity());
             gauge("tm_pool_free_blocks", tm.pool_free_blocks());
@@ -105,7 +105,7 @@ impl Control<'_> {
             gauge("dispatcher_destinations", ds.destinations());
             gauge("dispatcher_destinations_capacity", MAX_DESTINATIONS);
         }
-        if let Some(b) = &s.blocklist {
+        if let Some(b) = &s.blocklist() {
             gauge(
                 "tm_blocklist_entries",
                 b.list(crate::server::worker::now_ms()).len(),
@@ -262,8 +262,7 @@ impl Control<'_> {
     fn tm_stats(&self) -> Result<Value, RpcError> {
         let tm = self
             .shared
-            .tm
-            .as_ref()
+            .tm()
             .ok_or_else(|| RpcError::new(NOT_AVAILABLE, "tm is not loaded"))?;
         let tm_counters: Map<String, Value> = self
             .samples()
@@ -337,9 +336,9 @@ impl Methods for Control<'_> {
             "tm.stats" => self.tm_stats(),
             "cfg.check" => self.cfg_check(p.str(0, "path")?),
             "tm.t_uac" => super::uac::t_uac(self.uac.as_ref(), p),
-            "dst_blocklist.view" => super::blocklist::view(self.shared.blocklist.as_ref()),
+            "dst_blocklist.view" => super::blocklist::view(self.shared.blocklist().as_ref()),
             "dst_blocklist.delete" => {
-                super::blocklist::delete(self.shared.blocklist.as_ref(), p.str(0, "address")?)
+                super::blocklist::delete(self.shared.blocklist().as_ref(), p.str(0, "address")?)
             }
             "dispatcher.list" => super::ds::list(self.shared.dispatcher()),
             "dispatcher.reload" => {
@@ -386,17 +385,7 @@ mod tests {
              route { save(\"location\"); }\n",
         )
         .unwrap();
-        let shared = Shared::create(
-            8 << 20,
-            3,
-            [7; 32],
-            crate::server::shared::Needs {
-                tm: true,
-                ..Default::default()
-            },
-            Some(&config),
-        )
-        .unwrap();
+        let shared = Shared::create(8 << 20, 3, [7; 32], Some(&config)).unwrap();
         shared.count(0, crate::server::shared::Counter::Received);
         let c = Control {
             shared: &shared,
