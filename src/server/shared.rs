@@ -65,8 +65,6 @@ counters! {
     TmSendFailed => "tm_send_failed",
     /// A tick of the timer process left due transactions for the next.
     TmTimerLag => "tm_timer_lag",
-    RegistrarAccepted => "registrar_accepted",
-    RegistrarRejected => "registrar_rejected",
     UsrlocTableFull => "usrloc_table_full",
     UsrlocExpired => "usrloc_expired",
     UsrlocDbErrors => "usrloc_db_errors",

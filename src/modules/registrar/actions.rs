@@ -32,7 +32,7 @@ pub static MODULE: Module = Module {
         ),
     ],
     run: None,
-    counters: &[],
+    counters: &["registrar_accepted", "registrar_rejected"],
     hooks: Some(&Hooks {
         carve: None,
         start: Some(super::runtime::start),

@@ -5,6 +5,10 @@
 pub mod actions;
 pub mod runtime;
 
+/// Indices in the module's counters.
+pub(crate) const ACCEPTED: usize = 0;
+pub(crate) const REJECTED: usize = 1;
+
 use arrayvec::ArrayVec;
 
 use crate::cfg::Config;

@@ -242,7 +242,7 @@ impl RegistrarState {
         if rs.ul.db_mode == DbMode::WriteThrough {
             rs.write_through(cx, domain, call_id, &written);
         }
-        cx.shell.count(Counter::RegistrarAccepted);
+        cx.counts.add(super::ACCEPTED, 1);
         cx.shell.reply(ctx, 200, b"OK", listing)
     }
 
@@ -339,7 +339,7 @@ impl RegistrarState {
 /// A refusal from save(), replied.
 fn refuse(cx: &mut Cx<'_>, ctx: &mut MsgCtx<'_, '_>, headers: &mut Vec<u8>, r: Reject) -> i32 {
     use std::io::Write as _;
-    cx.shell.count(Counter::RegistrarRejected);
+    cx.counts.add(super::REJECTED, 1);
     headers.clear();
     if let Some(min) = r.min_expires {
         let _ = write!(headers, "Min-Expires: {min}\r\n");
