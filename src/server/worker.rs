@@ -23,10 +23,9 @@ use crate::cfg::settings::Proto;
 use crate::modules::MODULES;
 use crate::modules::def::{Counts, Cx, Hooks, Runtime, Shell, ShellHooks, Start, Wants};
 use crate::modules::sl::{self, AckVerdict};
-use crate::modules::tm::blocklist::Blocklist;
-use crate::modules::tm::stateful::{Armed, TxnRef};
+use crate::modules::tm::state::TmState;
+use crate::modules::tm::stateful::Armed;
 use crate::modules::tm::txn::{SEND_FAILED, SEND_FAILED_REASON};
-use crate::modules::tm::{Table, Timers};
 use crate::script::{Destination, Host, MsgCtx, ScriptState, Vm};
 use crate::sip::{Message, Method};
 
@@ -119,49 +118,14 @@ pub struct Worker<'a> {
     /// Reused buffers for reply headers and formatted reasons.
     headers: Vec<u8>,
     pub(crate) text: Vec<u8>,
-    /// tm, when loaded: the table, its timers, and whether INVITEs get an
-    /// automatic 100 Trying (`auto_inv_100`).
-    pub(crate) tm: Option<Table>,
-    pub(crate) timers: Timers,
-    pub(crate) auto_100: bool,
-    /// The transaction of the message being scripted, once it has one.
-    pub(crate) cur_txn: Option<TxnRef>,
-    pub(crate) armed: Armed,
-    pub(crate) in_failure_route: bool,
-    /// Reused buffers for tm: a stored request, a built message, URIs.
-    pub(crate) stored: Vec<u8>,
-    pub(crate) scratch: Vec<u8>,
-    /// The reply `t_reply` built, for the state machine's `SendLocal`.
-    pub(crate) local_reply: Vec<u8>,
-    pub(crate) uri_buf: Vec<u8>,
-    pub(crate) uris: Vec<u8>,
-    pub(crate) failure_buf: Vec<u8>,
-    /// Script state for onreply_route and failure_route.
-    pub(crate) aux_st: ScriptState,
+    /// tm's per-process state (its table, timers, the transaction of the
+    /// message being scripted, its routes' state and buffers).
+    pub(crate) tm: TmState,
     /// Header lines the next reply carries (the registrar's Contacts,
     /// Min-Expires, auth challenges); cleared once sent.
     pub(crate) reply_extra: Vec<u8>,
-    /// branch_route: whether it is running (no replies, no relaying from
-    /// it), its script state, the next hop it chose, and the branches'
-    /// own requests it (or failure_route) produced.
-    pub(crate) in_branch_route: bool,
-    pub(crate) branch_st: ScriptState,
-    pub(crate) branch_dst: Vec<u8>,
-    pub(crate) variants: Vec<u8>,
-    pub(crate) base_buf: Vec<u8>,
-    /// tm's destination blocklist: how long an address stays, and for
-    /// which timed-out requests (`blst_methods_add`: 1 INVITE, other
-    /// bits the rest).
-    pub(crate) blocklist: Option<Blocklist>,
-    pub(crate) blst_expire_ms: u64,
-    pub(crate) blst_methods: i64,
-    /// Why the last resolve_hops skipped a destination, as the reply
-    /// `sl_reply_error` gives when none was left (None: unresolvable).
-    pub(crate) hop_error: Option<(u16, &'static str)>,
     /// The timer process reads its sockets too (they are its own).
     pub(crate) reads_own: bool,
-    /// Table-full warnings, at most once a second.
-    pub(crate) full_log: LogLimit,
     /// Failed sends: logged at most once a second; the list reused.
     send_log: LogLimit,
     send_failures: Vec<super::udp::SendFailure>,
@@ -214,30 +178,8 @@ impl<'a> Worker<'a> {
             now_ms: 0,
             headers: Vec::new(),
             text: Vec::new(),
-            tm: shared.tm(),
-            timers: crate::modules::tm::timers(config),
-            auto_100: config.modparam_int("tm", "auto_inv_100", 1) != 0,
-            cur_txn: None,
-            armed: Armed::default(),
-            in_failure_route: false,
-            stored: Vec::new(),
-            scratch: Vec::new(),
-            local_reply: Vec::new(),
-            uri_buf: Vec::new(),
-            uris: Vec::new(),
-            failure_buf: Vec::new(),
-            aux_st: ScriptState::new(),
+            tm: TmState::new(config, shared),
             reply_extra: Vec::new(),
-            in_branch_route: false,
-            branch_st: ScriptState::new(),
-            branch_dst: Vec::new(),
-            variants: Vec::new(),
-            base_buf: Vec::new(),
-            blocklist: shared.blocklist(),
-            blst_expire_ms: u64::from(config.settings.dst_blocklist_expire) * 1000,
-            blst_methods: config.modparam_int("tm", "blst_methods_add", 1),
-            hop_error: None,
-            full_log: LogLimit::default(),
             send_log: LogLimit::default(),
             send_failures: Vec::new(),
             refused: Vec::new(),
@@ -526,8 +468,8 @@ impl<'a> Worker<'a> {
             self.count(Counter::AcksAbsorbed);
             return;
         }
-        self.cur_txn = None;
-        self.armed = Armed::default();
+        self.tm.cur_txn = None;
+        self.tm.armed = Armed::default();
         for &m in &self.per_message {
             if let Some(rt) = self.runtimes[usize::from(m)].as_mut() {
                 rt.message_start();
@@ -600,7 +542,7 @@ impl<'a> Worker<'a> {
     /// `send_reply`); the reason is in `self.text`, extra headers in
     /// `self.reply_extra` (cleared after).
     pub(crate) fn reply_any(&mut self, ctx: &mut MsgCtx<'_, '_>, code: u16) -> i32 {
-        let r = match self.cur_txn {
+        let r = match self.tm.cur_txn {
             Some(_) => self.t_reply(ctx, code),
             None => self.sl_reply(ctx, code),
         };
@@ -682,7 +624,7 @@ impl Shell for Worker<'_> {
 
 impl Host for Worker<'_> {
     fn forward(&mut self, ctx: &mut MsgCtx<'_, '_>, dest: &Destination) -> i32 {
-        if self.in_branch_route {
+        if self.tm.in_branch_route {
             log::warn!("forward in branch_route: ignored (the branch is tm's to send)");
             return -1;
         }
@@ -748,7 +690,7 @@ impl Host for Worker<'_> {
 
     fn module(&mut self, ctx: &mut MsgCtx<'_, '_>, func: Func, args: &[Param]) -> i32 {
         let def = func.def();
-        if self.in_branch_route && !def.routes.allows(RouteKind::Branch) {
+        if self.tm.in_branch_route && !def.routes.allows(RouteKind::Branch) {
             // As in Kamailio: a branch_route shapes one branch's request
             // (a route called from it is checked here, not at load).
             log::warn!("{} in branch_route: ignored", def.name);

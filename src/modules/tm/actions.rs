@@ -148,15 +148,15 @@ fn run(w: &mut Worker<'_>, ctx: &mut MsgCtx<'_, '_>, id: u8, args: &[Param]) -> 
         }
         (T_NEWTRAN, []) => w.t_newtran(ctx),
         (T_ON_FAILURE, [Param::Route(r)]) => {
-            w.armed.failure = (*r + 1) as u16;
+            w.tm.armed.failure = (*r + 1) as u16;
             1
         }
         (T_ON_REPLY, [Param::Route(r)]) => {
-            w.armed.reply = (*r + 1) as u16;
+            w.tm.armed.reply = (*r + 1) as u16;
             1
         }
         (T_ON_BRANCH, [Param::Route(r)]) => {
-            w.armed.branch = (*r + 1) as u16;
+            w.tm.armed.branch = (*r + 1) as u16;
             1
         }
         _ => bad_args("tm", id),

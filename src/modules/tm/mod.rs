@@ -17,6 +17,7 @@ pub mod build;
 pub mod key;
 pub mod peer;
 pub mod relay;
+pub mod state;
 pub mod stateful;
 pub mod table;
 pub mod txn;

@@ -70,7 +70,9 @@ fn ruri_is_new(ctx: &MsgCtx<'_, '_>, to: Option<(&str, u16)>) -> bool {
 impl Worker<'_> {
     /// `t_relay()`, `t_relay(host, port)`, `t_relay_to_udp(host, port)`.
     pub(crate) fn t_relay(&mut self, ctx: &mut MsgCtx<'_, '_>, to: Option<(&str, u16)>) -> i32 {
-        let Some(table) = self.tm else { return -1 };
+        let Some(table) = self.tm.table else {
+            return -1;
+        };
         match ctx.msg.method() {
             // An ACK (for a 2xx) is its own transaction and has no reply:
             // relayed statelessly (§16.10's "forwarded statelessly" case).
@@ -78,30 +80,34 @@ impl Worker<'_> {
             Some(Method::Cancel) => return self.relay_cancel(&table, ctx),
             _ => {}
         }
-        if !self.in_failure_route {
+        if !self.tm.in_failure_route {
             // The request as the route leaves it, which the transaction
             // keeps to build every branch from (§16.6 but our Via).
             if let Err(r) = self.build_stored(ctx) {
                 return r;
             }
         }
-        self.hop_error = None;
+        self.tm.hop_error = None;
         let hops = self.resolve_hops(ctx, to, true);
-        if hops.is_empty() && self.cur_txn.is_none() {
-            ctx.st.last_error = Some(self.hop_error.unwrap_or((500, "Unresolvable destination")));
+        if hops.is_empty() && self.tm.cur_txn.is_none() {
+            ctx.st.last_error = Some(
+                self.tm
+                    .hop_error
+                    .unwrap_or((500, "Unresolvable destination")),
+            );
             return -1;
         }
         let mut fx = Effects::new();
-        let (t, mut l) = match self.cur_txn {
+        let (t, mut l) = match self.tm.cur_txn {
             Some(t) => {
                 let mut l = table.lock(t.bucket);
                 // After t_newtran: the text as the route left it now, as
                 // long as no branch went out with the earlier one.
-                if !self.in_failure_route
+                if !self.tm.in_failure_route
                     && let Some(s) = table.slot(&mut l, t.idx, t.generation)
                     && s.txn.request_replaceable()
                 {
-                    if !table.pool.replace(&mut s.txn.request, &self.stored) {
+                    if !table.pool.replace(&mut s.txn.request, &self.tm.stored) {
                         log::warn!(
                             "tm: shared memory full; the request as first stored is relayed"
                         );
@@ -124,24 +130,24 @@ impl Worker<'_> {
         let Some(s) = table.slot(&mut l, t.idx, t.generation) else {
             return -1;
         };
-        if self.armed.reply != 0 {
-            s.txn.on_reply = self.armed.reply;
+        if self.tm.armed.reply != 0 {
+            s.txn.on_reply = self.tm.armed.reply;
         }
-        if self.armed.branch != 0 {
-            s.txn.on_branch = self.armed.branch;
+        if self.tm.armed.branch != 0 {
+            s.txn.on_branch = self.tm.armed.branch;
         }
-        if !self.in_failure_route {
-            s.txn.on_failure = self.armed.failure;
+        if !self.tm.in_failure_route {
+            s.txn.on_failure = self.tm.armed.failure;
         }
         let mut started = false;
         for hop in &hops {
-            let Some(chain) = table.pool.store(&self.uris[hop.uri.0..hop.uri.1]) else {
+            let Some(chain) = table.pool.store(&self.tm.uris[hop.uri.0..hop.uri.1]) else {
                 log::warn!("tm: shared memory full; branch to {} not started", hop.dest);
                 break;
             };
             let request = match hop.request {
                 None => Some(Chain::EMPTY),
-                Some((a, b)) => table.pool.store(&self.variants[a..b]),
+                Some((a, b)) => table.pool.store(&self.tm.variants[a..b]),
             };
             let Some(request) = request else {
                 table.pool.free(chain);
@@ -162,12 +168,12 @@ impl Worker<'_> {
             branch.request = request;
             branch.dest = Peer::from(hop.dest);
             branch.sock = hop.sock as u8;
-            txn.start_branch(branch, b, self.now_ms, &self.timers, &mut fx);
+            txn.start_branch(branch, b, self.now_ms, &self.tm.timers, &mut fx);
             started = true;
         }
-        if !started && !self.in_failure_route {
+        if !started && !self.tm.in_failure_route {
             let (txn, mut br) = table.view(s);
-            fx.extend(txn.no_branch_started(&mut br, self.now_ms, &self.timers));
+            fx.extend(txn.no_branch_started(&mut br, self.now_ms, &self.tm.timers));
         }
         let failure = self.tm_exec(&table, &mut l, t, &fx, None);
         drop(l);
@@ -185,26 +191,27 @@ impl Worker<'_> {
         to: Option<(&str, u16)>,
         branches: bool,
     ) -> ArrayVec<Hop, MAX_BRANCHES> {
-        self.uris.clear();
-        self.variants.clear();
-        let route = if branches { self.armed.branch } else { 0 };
+        self.tm.uris.clear();
+        self.tm.variants.clear();
+        let route = if branches { self.tm.armed.branch } else { 0 };
         // failure_route's own edits go on every branch it starts.
-        let mut base = std::mem::take(&mut self.base_buf);
+        let mut base = std::mem::take(&mut self.tm.base_buf);
         base.clear();
         let mut shared = None;
-        if branches && self.in_failure_route && (!ctx.st.edits.is_empty() || ctx.st.record_route) {
+        if branches && self.tm.in_failure_route && (!ctx.st.edits.is_empty() || ctx.st.record_route)
+        {
             let local = self.locals[self.in_sock];
             match proxy::build_edited(ctx, local, b"UDP", &mut base) {
                 Ok(()) => {
-                    self.variants.extend_from_slice(&base);
+                    self.tm.variants.extend_from_slice(&base);
                     shared = Some((0, base.len()));
                 }
                 Err(e) => log::warn!("failure_route: its changes are not applied: {e}"),
             }
         }
         // What branch_route works on: the text the branches share.
-        let stored = std::mem::take(&mut self.stored);
-        let hops = match (route, shared, self.in_failure_route) {
+        let stored = std::mem::take(&mut self.tm.stored);
+        let hops = match (route, shared, self.tm.in_failure_route) {
             (0, _, _) => self.hops_for(ctx, to, 0, None, shared),
             (_, None, true) => self.hops_for(ctx, to, route, Some(ctx.msg), shared),
             _ => {
@@ -218,8 +225,8 @@ impl Worker<'_> {
                 }
             }
         };
-        self.stored = stored;
-        self.base_buf = base;
+        self.tm.stored = stored;
+        self.tm.base_buf = base;
         hops
     }
 
@@ -236,35 +243,35 @@ impl Worker<'_> {
         let prefer_v6 = self.locals[self.in_sock].is_ipv6();
         let first = std::iter::once(ctx.uri());
         for (i, uri) in first.chain(ctx.branches()).enumerate() {
-            if i == 0 && self.in_failure_route && !ruri_is_new(ctx, to) {
+            if i == 0 && self.tm.in_failure_route && !ruri_is_new(ctx, to) {
                 // SER and Kamailio fork again from failure_route only to
                 // what the route added: the Request-URI that just failed
                 // goes out again only if the route rewrote it or set its
                 // next hop.
                 continue;
             }
-            let start = self.uris.len();
+            let start = self.tm.uris.len();
             let dst: &[u8] = if i == 0 { &ctx.st.dst_uri } else { b"" };
-            self.branch_dst.clear();
+            self.tm.branch_dst.clear();
             let request = match on {
                 Some(m) => match self.run_branch_route(route, m, ctx, uri, dst) {
                     BranchVerdict::Dropped => continue,
                     BranchVerdict::Send(own) => own.or(shared),
                 },
                 None => {
-                    self.uris.extend_from_slice(uri);
-                    self.branch_dst.extend_from_slice(dst);
+                    self.tm.uris.extend_from_slice(uri);
+                    self.tm.branch_dst.extend_from_slice(dst);
                     shared
                 }
             };
-            let uri = &self.uris[start..];
+            let uri = &self.tm.uris[start..];
             let target = match to {
                 Some((h, p)) => {
                     let mut host = ArrayString::new();
                     let _ = host.try_push_str(h.trim_start_matches('[').trim_end_matches(']'));
                     Some((host, p, Proto::Udp))
                 }
-                None if !self.branch_dst.is_empty() => uri_target(&self.branch_dst),
+                None if !self.tm.branch_dst.is_empty() => uri_target(&self.tm.branch_dst),
                 None => uri_target(uri),
             };
             let Some((host, port, proto)) = target else {
@@ -272,11 +279,11 @@ impl Worker<'_> {
                     // RFC 3261 §8.2.2.1: a scheme we cannot route (tel:,
                     // a URN) is the caller's problem, not a server error.
                     log::debug!("tm: no route for {}", String::from_utf8_lossy(uri));
-                    self.hop_error = Some(crate::sip::uri::UNSUPPORTED_SCHEME);
+                    self.tm.hop_error = Some(crate::sip::uri::UNSUPPORTED_SCHEME);
                 } else {
                     log::warn!("tm: cannot send to {}", String::from_utf8_lossy(uri));
                 }
-                self.uris.truncate(start);
+                self.tm.uris.truncate(start);
                 continue;
             };
             if proto != Proto::Udp {
@@ -284,28 +291,29 @@ impl Worker<'_> {
                     "tm: {host}:{port} over {}: only UDP is served yet",
                     proto.name()
                 );
-                self.uris.truncate(start);
+                self.tm.uris.truncate(start);
                 continue;
             }
             let Some(dest) = self.dns.resolve(&host, port, prefer_v6) else {
                 log::warn!("tm: cannot resolve {host}");
-                self.uris.truncate(start);
+                self.tm.uris.truncate(start);
                 continue;
             };
             if self
+                .tm
                 .blocklist
                 .is_some_and(|b| b.contains(dest, self.now_ms))
             {
                 log::debug!("tm: {dest} is blocklisted; branch not sent");
                 self.count(Counter::TmBlocklisted);
-                self.hop_error = Some((503, "Destination Blocklisted"));
-                self.uris.truncate(start);
+                self.tm.hop_error = Some((503, "Destination Blocklisted"));
+                self.tm.uris.truncate(start);
                 continue;
             }
             let sock = self.socket_for(dest);
             if hops
                 .try_push(Hop {
-                    uri: (start, self.uris.len()),
+                    uri: (start, self.tm.uris.len()),
                     request,
                     dest,
                     sock,
@@ -331,7 +339,7 @@ impl Worker<'_> {
         uri: &[u8],
         dst: &[u8],
     ) -> BranchVerdict {
-        let mut st = std::mem::take(&mut self.branch_st);
+        let mut st = std::mem::take(&mut self.tm.branch_st);
         let local = self.locals[self.in_sock];
         let mut ctx = MsgCtx::new(on, main.src, local, Proto::Udp, &mut st);
         ctx.st.flags = main.st.flags;
@@ -339,10 +347,10 @@ impl Worker<'_> {
         if uri != on.request_uri_raw() {
             let _ = ctx.rewrite_uri(Rewrite::Uri(uri));
         }
-        self.in_branch_route = true;
+        self.tm.in_branch_route = true;
         let vm = self.vm;
         let out = vm.run(u32::from(route - 1), &mut ctx, self);
-        self.in_branch_route = false;
+        self.tm.in_branch_route = false;
         if let Some(e) = out.error {
             self.count(Counter::ScriptErrors);
             log::warn!("branch_route: {e}");
@@ -350,23 +358,23 @@ impl Worker<'_> {
         let verdict = if out.dropped {
             BranchVerdict::Dropped
         } else {
-            self.uris.extend_from_slice(ctx.uri());
-            self.branch_dst.extend_from_slice(&ctx.st.dst_uri);
-            let start = self.variants.len();
+            self.tm.uris.extend_from_slice(ctx.uri());
+            self.tm.branch_dst.extend_from_slice(&ctx.st.dst_uri);
+            let start = self.tm.variants.len();
             if ctx.st.edits.is_empty() && !ctx.st.record_route {
                 BranchVerdict::Send(None)
             } else {
-                match proxy::build_edited(&ctx, local, b"UDP", &mut self.variants) {
-                    Ok(()) => BranchVerdict::Send(Some((start, self.variants.len()))),
+                match proxy::build_edited(&ctx, local, b"UDP", &mut self.tm.variants) {
+                    Ok(()) => BranchVerdict::Send(Some((start, self.tm.variants.len()))),
                     Err(e) => {
-                        self.variants.truncate(start);
+                        self.tm.variants.truncate(start);
                         log::warn!("branch_route: its changes are not applied: {e}");
                         BranchVerdict::Send(None)
                     }
                 }
             }
         };
-        self.branch_st = st;
+        self.tm.branch_st = st;
         verdict
     }
 
@@ -428,7 +436,7 @@ impl Worker<'_> {
         self.cancel_answered(ctx);
         let fx = table.slot(&mut l, idx, generation).map(|s| {
             let (txn, mut br) = table.view(s);
-            txn.on_cancel(&mut br, self.now_ms, &self.timers)
+            txn.on_cancel(&mut br, self.now_ms, &self.tm.timers)
         });
         if let Some(fx) = fx {
             self.tm_exec(table, &mut l, t, &fx, None);
@@ -468,8 +476,8 @@ impl Worker<'_> {
     /// value (the error is left for `sl_reply_error`).
     fn build_stored(&mut self, ctx: &mut MsgCtx<'_, '_>) -> Result<(), i32> {
         let local = self.locals[self.in_sock];
-        self.stored.clear();
-        proxy::build_request(ctx, local, b"UDP", false, &mut self.stored).map_err(|e| {
+        self.tm.stored.clear();
+        proxy::build_request(ctx, local, b"UDP", false, &mut self.tm.stored).map_err(|e| {
             ctx.st.last_error = Some(match e {
                 ForwardError::MaxForwardsExhausted => (483, "Too Many Hops"),
                 ForwardError::Build(_) => (500, "Cannot Build Request"),
@@ -495,11 +503,11 @@ impl Worker<'_> {
             ctx.st.last_error = Some((400, "Bad Request"));
             return Err(-1);
         };
-        let stored = std::mem::take(&mut self.stored);
+        let stored = std::mem::take(&mut self.tm.stored);
         let bucket = table.bucket_of(key);
         let mut l = table.lock(bucket);
         if table.find(&l, bucket, key).is_some() {
-            self.stored = stored;
+            self.tm.stored = stored;
             return Ok(None);
         }
         let kind = if msg.method() == Some(Method::Invite) {
@@ -507,7 +515,7 @@ impl Worker<'_> {
         } else {
             Kind::NonInvite
         };
-        let mut txn = Txn::new(kind, self.now_ms, &self.timers);
+        let mut txn = Txn::new(kind, self.now_ms, &self.tm.timers);
         txn.upstream = Peer::from(crate::modules::sl::reply_destination(msg, ctx.src));
         txn.source_port = ctx.src.port();
         txn.in_sock = self.in_sock as u8;
@@ -525,12 +533,12 @@ impl Worker<'_> {
                     .insert(&mut l, bucket, key, txn)
                     .inspect_err(|_| table.pool.free(chain))
             });
-        self.stored = stored;
+        self.tm.stored = stored;
         let Ok((idx, generation)) = inserted else {
             drop(l);
             self.tm_destroyed(&fo);
             self.count(Counter::TmTableFull);
-            if let Some(held) = self.full_log.allow(self.now_ms) {
+            if let Some(held) = self.tm.full_log.allow(self.now_ms) {
                 log::warn!(
                     "tm: transaction table full ({} live); replying 503{}",
                     table.live(),
@@ -551,17 +559,19 @@ impl Worker<'_> {
         self.count(Counter::TmTransactions);
         if let Some(s) = table.slot(&mut l, idx, generation) {
             s.txn
-                .on_created(self.auto_100, self.now_ms, &self.timers, fx);
+                .on_created(self.tm.auto_100, self.now_ms, &self.tm.timers, fx);
         }
-        self.cur_txn = Some(t);
+        self.tm.cur_txn = Some(t);
         Ok(Some((t, l)))
     }
 
     /// `t_newtran()`: 1 when the transaction is new, 0 when the request is
     /// a retransmission (the script ends: SER's semantics).
     pub(crate) fn t_newtran(&mut self, ctx: &mut MsgCtx<'_, '_>) -> i32 {
-        let Some(table) = self.tm else { return -1 };
-        if self.cur_txn.is_some() {
+        let Some(table) = self.tm.table else {
+            return -1;
+        };
+        if self.tm.cur_txn.is_some() {
             return 1;
         }
         if let Some(Method::Ack | Method::Cancel) = ctx.msg.method() {

@@ -59,7 +59,9 @@ impl Worker<'_> {
     /// exists gets the last reply again (§17.2.1, §17.2.2), and the ACK to
     /// our own non-2xx final reply ends here (§17.2.1). True: handled.
     pub(crate) fn tm_absorb(&mut self, msg: &Message<'_>) -> bool {
-        let Some(table) = self.tm else { return false };
+        let Some(table) = self.tm.table else {
+            return false;
+        };
         if msg.method() == Some(Method::Cancel) {
             return false; // its own transaction: the script decides
         }
@@ -80,7 +82,7 @@ impl Worker<'_> {
             return false;
         };
         if msg.method() == Some(Method::Ack) {
-            if !s.txn.on_ack(self.now_ms, &self.timers) {
+            if !s.txn.on_ack(self.now_ms, &self.tm.timers) {
                 return false; // an ACK for a 2xx sharing the branch: routed
             }
             self.count(Counter::TmAcksAbsorbed);
@@ -98,14 +100,14 @@ impl Worker<'_> {
     /// the reply is sent, kept for retransmissions, and ends the
     /// transaction's server side if final. `self.text` holds the reason.
     pub(crate) fn t_reply(&mut self, ctx: &mut MsgCtx<'_, '_>, code: u16) -> i32 {
-        let (Some(table), Some(t)) = (self.tm, self.cur_txn) else {
+        let (Some(table), Some(t)) = (self.tm.table, self.tm.cur_txn) else {
             log::warn!("t_reply: no transaction (call t_newtran or t_relay first)");
             return -1;
         };
         let mut l = table.lock(t.bucket);
         let fx = table
             .slot(&mut l, t.idx, t.generation)
-            .and_then(|s| s.txn.on_t_reply(code, self.now_ms, &self.timers));
+            .and_then(|s| s.txn.on_t_reply(code, self.now_ms, &self.tm.timers));
         let Some(fx) = fx else {
             return -1; // gone, or a final reply went upstream already
         };
@@ -115,7 +117,7 @@ impl Worker<'_> {
             .is_ok_and(|t| t.tag.is_none())
             .then(|| self.shared.ack_filter.signature().to_tag(ctx.msg))
             .flatten();
-        let mut reply = std::mem::take(&mut self.local_reply);
+        let mut reply = std::mem::take(&mut self.tm.local_reply);
         write_reply(
             ctx.msg,
             code,
@@ -144,7 +146,7 @@ impl Worker<'_> {
                 ctx.st.flags &= !self.tm_response_out(req, &r);
             }
         }
-        self.local_reply = reply;
+        self.tm.local_reply = reply;
         self.tm_exec(&table, &mut l, t, &fx, None);
         1
     }
@@ -152,7 +154,9 @@ impl Worker<'_> {
     /// A reply whose top Via carries one of our transaction branches.
     /// False: not a tm branch (the stateless path takes it).
     pub(crate) fn tm_reply(&mut self, msg: &Message<'_>, src: SocketAddr) -> bool {
-        let Some(table) = self.tm else { return false };
+        let Some(table) = self.tm.table else {
+            return false;
+        };
         let Some(id) = msg
             .top_via()
             .ok()
@@ -200,7 +204,7 @@ impl Worker<'_> {
                 code,
                 for_cancel,
                 self.now_ms,
-                &self.timers,
+                &self.tm.timers,
             )
         };
         let failure = self.tm_exec(&table, &mut l, t, &fx, Some(msg));
@@ -213,7 +217,7 @@ impl Worker<'_> {
 
     /// Runs onreply_route[route - 1] on a reply; true when it dropped it.
     fn run_reply_route(&mut self, msg: &Message<'_>, src: SocketAddr, route: u16) -> bool {
-        let mut st = std::mem::take(&mut self.aux_st);
+        let mut st = std::mem::take(&mut self.tm.aux_st);
         let local = self.locals[self.in_sock];
         let mut ctx = MsgCtx::new(msg, src, local, Proto::Udp, &mut st);
         let vm = self.vm;
@@ -222,7 +226,7 @@ impl Worker<'_> {
             self.count(Counter::ScriptErrors);
             log::warn!("onreply_route: {e}");
         }
-        self.aux_st = st;
+        self.tm.aux_st = st;
         out.dropped
     }
 
@@ -230,13 +234,13 @@ impl Worker<'_> {
     /// lock, then lets the transaction go on (§16.7 step 6's new branches,
     /// or the best reply).
     pub(crate) fn run_failure_route(&mut self, t: TxnRef, route: u16) {
-        let Some(table) = self.tm else { return };
-        let mut buf = std::mem::take(&mut self.failure_buf);
+        let Some(table) = self.tm.table else { return };
+        let mut buf = std::mem::take(&mut self.tm.failure_buf);
         buf.clear();
         let (flags, ds, code, source, before) = {
             let mut l = table.lock(t.bucket);
             let Some(s) = table.slot(&mut l, t.idx, t.generation) else {
-                self.failure_buf = buf;
+                self.tm.failure_buf = buf;
                 return;
             };
             table.pool.read(s.txn.request, &mut buf);
@@ -248,10 +252,10 @@ impl Worker<'_> {
                 s.txn.nbranch,
             )
         };
-        let mut st = std::mem::take(&mut self.aux_st);
-        let prev_txn = self.cur_txn.replace(t);
-        let prev_armed = std::mem::take(&mut self.armed);
-        self.in_failure_route = true;
+        let mut st = std::mem::take(&mut self.tm.aux_st);
+        let prev_txn = self.tm.cur_txn.replace(t);
+        let prev_armed = std::mem::take(&mut self.tm.armed);
+        self.tm.in_failure_route = true;
         match Message::parse(&buf) {
             Ok(msg) => {
                 let local = self.locals[self.in_sock];
@@ -268,11 +272,11 @@ impl Worker<'_> {
             }
             Err(e) => log::error!("tm: stored request does not parse: {e}"),
         }
-        self.in_failure_route = false;
-        let armed = std::mem::replace(&mut self.armed, prev_armed);
-        self.cur_txn = prev_txn;
-        self.aux_st = st;
-        self.failure_buf = buf;
+        self.tm.in_failure_route = false;
+        let armed = std::mem::replace(&mut self.tm.armed, prev_armed);
+        self.tm.cur_txn = prev_txn;
+        self.tm.aux_st = st;
+        self.tm.failure_buf = buf;
         let mut l = table.lock(t.bucket);
         let Some(s) = table.slot(&mut l, t.idx, t.generation) else {
             return;
@@ -280,13 +284,13 @@ impl Worker<'_> {
         s.txn.on_failure = armed.failure;
         // SER's flags are the transaction's: what failure_route set or
         // reset stays (acc's missed-call flag set again, say).
-        s.txn.script_flags = self.aux_st.flags;
+        s.txn.script_flags = self.tm.aux_st.flags;
         // ds_next_dst moved on (and the call's load with it).
-        s.txn.ds = self.aux_st.ds;
+        s.txn.ds = self.tm.aux_st.ds;
         let added = s.txn.nbranch > before;
         let fx = {
             let (txn, mut br) = table.view(s);
-            txn.failure_route_done(&mut br, added, self.now_ms, &self.timers)
+            txn.failure_route_done(&mut br, added, self.now_ms, &self.tm.timers)
         };
         let again = self.tm_exec(&table, &mut l, t, &fx, None);
         drop(l);
@@ -300,7 +304,7 @@ impl Worker<'_> {
     /// [`TIMER_ROUNDS`] full batches the rest waits a tick and the lag is
     /// counted.
     pub(crate) fn tm_timers(&mut self) {
-        let Some(table) = self.tm else { return };
+        let Some(table) = self.tm.table else { return };
         for _ in 0..TIMER_ROUNDS {
             let mut due: ArrayVec<u32, TIMER_BATCH> = ArrayVec::new();
             table.wheel.take_due(&table, self.now_ms, &mut due);
@@ -336,7 +340,7 @@ impl Worker<'_> {
                 if txn.due(&br) > self.now_ms {
                     Default::default()
                 } else {
-                    txn.on_timer(&mut br, self.now_ms, &self.timers)
+                    txn.on_timer(&mut br, self.now_ms, &self.tm.timers)
                 }
             };
             self.tm_exec(table, &mut l, t, &fx, None)
@@ -352,8 +356,8 @@ impl Worker<'_> {
     /// bits the rest).
     fn blocklist_silent(&self, txn: &Txn, br: &[&mut Branch], b: u8) {
         let wanted = match txn.kind {
-            Kind::Invite => self.blst_methods & 1 != 0,
-            Kind::NonInvite => self.blst_methods & !1 != 0,
+            Kind::Invite => self.tm.blst_methods & 1 != 0,
+            Kind::NonInvite => self.tm.blst_methods & !1 != 0,
         };
         let Some(branch) = br.get(usize::from(b)).filter(|_| wanted) else {
             return;
@@ -362,7 +366,7 @@ impl Worker<'_> {
         if self.blocklist_add(dest) {
             log::info!(
                 "tm: {dest} let a request time out; blocklisted for {} s",
-                self.blst_expire_ms / 1000
+                self.tm.blst_expire_ms / 1000
             );
         }
     }
@@ -370,10 +374,10 @@ impl Worker<'_> {
     /// Skips `dest` for `dst_blocklist_expire`; false when no blocklist
     /// is kept.
     fn blocklist_add(&self, dest: SocketAddr) -> bool {
-        let Some(list) = self.blocklist else {
+        let Some(list) = self.tm.blocklist else {
             return false;
         };
-        list.add(dest, self.now_ms + self.blst_expire_ms, self.now_ms);
+        list.add(dest, self.now_ms + self.tm.blst_expire_ms, self.now_ms);
         self.count(Counter::TmBlocklistAdded);
         true
     }
@@ -389,7 +393,7 @@ impl Worker<'_> {
         reply: Option<&Message<'_>>,
     ) -> Option<u16> {
         let s = table.slot(l, t.idx, t.generation)?;
-        let mut stored = std::mem::take(&mut self.stored);
+        let mut stored = std::mem::take(&mut self.tm.stored);
         stored.clear();
         // Modules that asked for this transaction's callbacks see its
         // final reply go out (the stored request is read for them).
@@ -432,14 +436,14 @@ impl Worker<'_> {
                     match own.filter(|c| !c.is_empty()) {
                         // branch_route or failure_route gave it its own text.
                         Some(c) => {
-                            let mut text = std::mem::take(&mut self.base_buf);
+                            let mut text = std::mem::take(&mut self.tm.base_buf);
                             text.clear();
                             table.pool.read(c, &mut text);
                             match Message::parse(&text) {
                                 Ok(m) => self.send_on_branch(table, s, t, b, e, &m, reply),
                                 Err(err) => log::error!("tm: a branch's request: {err}"),
                             }
-                            self.base_buf = text;
+                            self.tm.base_buf = text;
                         }
                         None => {
                             if let Some(m) = &smsg {
@@ -453,7 +457,7 @@ impl Worker<'_> {
                     if seen {
                         out = Some(FinalOut::Relayed);
                     }
-                    let mut out = std::mem::take(&mut self.scratch);
+                    let mut out = std::mem::take(&mut self.tm.scratch);
                     if proxy::build_reply_forward(r, &mut out).is_ok() {
                         let up = SocketAddr::from(s.txn.upstream);
                         self.outbox
@@ -464,22 +468,22 @@ impl Worker<'_> {
                             log::warn!("tm: shared memory full; a reply not kept");
                         }
                     }
-                    self.scratch = out;
+                    self.tm.scratch = out;
                 }
                 Effect::KeepBest => {
                     let Some(r) = reply else { continue };
-                    let mut out = std::mem::take(&mut self.scratch);
+                    let mut out = std::mem::take(&mut self.tm.scratch);
                     if proxy::build_reply_forward(r, &mut out).is_ok()
                         && !table.pool.replace(&mut s.txn.best, &out)
                     {
                         log::warn!("tm: shared memory full; a reply not kept");
                         s.txn.best_kept = 0;
                     }
-                    self.scratch = out;
+                    self.tm.scratch = out;
                 }
                 Effect::ResendReply => self.resend_reply(table, s, smsg.as_ref()),
                 Effect::SendLocal => {
-                    let out = std::mem::take(&mut self.local_reply);
+                    let out = std::mem::take(&mut self.tm.local_reply);
                     let up = SocketAddr::from(s.txn.upstream);
                     self.outbox
                         .push(s.txn.in_sock as usize, up)
@@ -487,7 +491,7 @@ impl Worker<'_> {
                     if !table.pool.replace(&mut s.txn.reply, &out) {
                         log::warn!("tm: shared memory full; a reply sent but not kept");
                     }
-                    self.local_reply = out;
+                    self.tm.local_reply = out;
                 }
                 Effect::SendBest => {
                     self.send_best(table, s, smsg.as_ref());
@@ -506,7 +510,7 @@ impl Worker<'_> {
         if let (true, Some(m)) = (hooked, &smsg) {
             self.tm_report(table, s, m, reply, out, failure.is_some());
         }
-        self.stored = stored;
+        self.tm.stored = stored;
         if delete {
             let ds = s.txn.ds;
             table.remove(l, t.idx);
@@ -538,7 +542,7 @@ impl Worker<'_> {
             local: self.locals[usize::from(s.txn.in_sock).min(self.locals.len() - 1)],
             flags: s.txn.script_flags,
         };
-        let mut text = std::mem::take(&mut self.base_buf);
+        let mut text = std::mem::take(&mut self.tm.base_buf);
         let reset = match (out, reply) {
             (Some(FinalOut::Relayed), Some(r)) => {
                 let req = req();
@@ -585,7 +589,7 @@ impl Worker<'_> {
             }
             _ => 0,
         };
-        self.base_buf = text;
+        self.tm.base_buf = text;
         let is_final = match (out, reply) {
             (Some(FinalOut::Relayed), Some(r)) => r.status().is_some_and(|c| c >= 200),
             (Some(FinalOut::Kept), _) => true,
@@ -669,8 +673,8 @@ impl Worker<'_> {
             SocketAddr::from(branch.dest),
             branch.sock as usize,
         );
-        self.uri_buf.clear();
-        table.pool.read(uri, &mut self.uri_buf);
+        self.tm.uri_buf.clear();
+        table.pool.read(uri, &mut self.tm.uri_buf);
         let id = BranchId {
             bucket: t.bucket,
             slot: t.idx,
@@ -680,9 +684,11 @@ impl Worker<'_> {
         let via = OurVia::new(self.locals[sock.min(self.locals.len() - 1)], id.encode());
         let out = self.outbox.push(sock, dest);
         let built = match (e, reply) {
-            (Effect::SendBranch(_), _) => tmbuild::branch_request(stored, &self.uri_buf, &via, out),
-            (Effect::SendCancel(_), _) => tmbuild::cancel(stored, &self.uri_buf, &via, out),
-            (_, Some(r)) => tmbuild::ack(stored, r, &self.uri_buf, &via, out),
+            (Effect::SendBranch(_), _) => {
+                tmbuild::branch_request(stored, &self.tm.uri_buf, &via, out)
+            }
+            (Effect::SendCancel(_), _) => tmbuild::cancel(stored, &self.tm.uri_buf, &via, out),
+            (_, Some(r)) => tmbuild::ack(stored, r, &self.tm.uri_buf, &via, out),
             (_, None) => return,
         };
         match built {
@@ -703,7 +709,7 @@ impl Worker<'_> {
     /// 477 at once (failure_route may run), its destination goes on the
     /// blocklist if one is kept, and one error line names it.
     pub(crate) fn tm_send_failed(&mut self, id: BranchId, dest: SocketAddr) {
-        let Some(table) = self.tm else { return };
+        let Some(table) = self.tm.table else { return };
         let t = TxnRef {
             bucket: id.bucket,
             idx: id.slot,
@@ -716,7 +722,7 @@ impl Worker<'_> {
             };
             let fx = {
                 let (txn, mut br) = table.view(s);
-                txn.on_send_failed(&mut br, id.branch, self.now_ms, &self.timers)
+                txn.on_send_failed(&mut br, id.branch, self.now_ms, &self.tm.timers)
             };
             // Only a branch still pending ends (not one whose ACK bounced).
             let Some(fx) = fx else { return };
@@ -773,7 +779,7 @@ impl Worker<'_> {
             .is_ok_and(|t| t.tag.is_none())
             .then(|| self.shared.ack_filter.signature().to_tag(m))
             .flatten();
-        let mut out = std::mem::take(&mut self.scratch);
+        let mut out = std::mem::take(&mut self.tm.scratch);
         write_reply(
             m,
             code,
@@ -790,7 +796,7 @@ impl Worker<'_> {
         if !table.pool.replace(&mut txn.reply, &out) {
             log::warn!("tm: shared memory full; reply {code} sent but not kept");
         }
-        self.scratch = out;
+        self.tm.scratch = out;
         self.count(Counter::TmLocalReplies);
     }
 }

@@ -1,0 +1,82 @@
+//! tm's per-process state on the worker: its shared table and timers,
+//! the transaction of the message being scripted and the routes it armed,
+//! the state of its own routes, and the buffers it reuses.
+
+use super::blocklist::Blocklist;
+use super::stateful::{Armed, TxnRef};
+use super::{Table, Timers};
+use crate::cfg::Config;
+use crate::script::ScriptState;
+use crate::server::log_limit::LogLimit;
+use crate::server::shared::Shared;
+
+pub struct TmState {
+    /// The table, when tm is loaded.
+    pub table: Option<Table>,
+    pub timers: Timers,
+    /// Whether INVITEs get an automatic 100 Trying (`auto_inv_100`).
+    pub auto_100: bool,
+    /// The transaction of the message being scripted, once it has one.
+    pub cur_txn: Option<TxnRef>,
+    pub armed: Armed,
+    pub in_failure_route: bool,
+    /// Reused buffers: a stored request, a built message, URIs.
+    pub stored: Vec<u8>,
+    pub scratch: Vec<u8>,
+    /// The reply `t_reply` built, for the state machine's `SendLocal`.
+    pub local_reply: Vec<u8>,
+    pub uri_buf: Vec<u8>,
+    pub uris: Vec<u8>,
+    pub failure_buf: Vec<u8>,
+    /// Script state for onreply_route and failure_route.
+    pub aux_st: ScriptState,
+    /// branch_route: whether it is running (no replies, no relaying from
+    /// it), its script state, the next hop it chose, and the branches'
+    /// own requests it (or failure_route) produced.
+    pub in_branch_route: bool,
+    pub branch_st: ScriptState,
+    pub branch_dst: Vec<u8>,
+    pub variants: Vec<u8>,
+    pub base_buf: Vec<u8>,
+    /// The destination blocklist: how long an address stays, and for
+    /// which timed-out requests (`blst_methods_add`: 1 INVITE, other bits
+    /// the rest).
+    pub blocklist: Option<Blocklist>,
+    pub blst_expire_ms: u64,
+    pub blst_methods: i64,
+    /// Why the last resolve_hops skipped a destination, as the reply
+    /// `sl_reply_error` gives when none was left (None: unresolvable).
+    pub hop_error: Option<(u16, &'static str)>,
+    /// Table-full warnings, at most once a second.
+    pub full_log: LogLimit,
+}
+
+impl TmState {
+    pub fn new(config: &Config, shared: &Shared) -> TmState {
+        TmState {
+            table: shared.tm(),
+            timers: super::timers(config),
+            auto_100: config.modparam_int("tm", "auto_inv_100", 1) != 0,
+            cur_txn: None,
+            armed: Armed::default(),
+            in_failure_route: false,
+            stored: Vec::new(),
+            scratch: Vec::new(),
+            local_reply: Vec::new(),
+            uri_buf: Vec::new(),
+            uris: Vec::new(),
+            failure_buf: Vec::new(),
+            aux_st: ScriptState::new(),
+            in_branch_route: false,
+            branch_st: ScriptState::new(),
+            branch_dst: Vec::new(),
+            variants: Vec::new(),
+            base_buf: Vec::new(),
+            blocklist: shared.blocklist(),
+            blst_expire_ms: u64::from(config.settings.dst_blocklist_expire) * 1000,
+            blst_methods: config.modparam_int("tm", "blst_methods_add", 1),
+            hop_error: None,
+            full_log: LogLimit::default(),
+        }
+    }
+}
