@@ -319,6 +319,8 @@ pub struct Wants {
     pub ticks: bool,
     pub replies: bool,
     pub tm_lifecycle: bool,
+    /// tm's callbacks ([`Runtime::tm_wants`], [`Runtime::tm_event`]).
+    pub tm_events: bool,
 }
 
 /// A transaction's request as tm keeps it, with what it knows of it.

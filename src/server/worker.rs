@@ -144,6 +144,7 @@ pub struct Worker<'a> {
     pub(crate) rt_ticks: ArrayVec<u8, MAX_HOOKS>,
     rt_replies: ArrayVec<u8, MAX_HOOKS>,
     pub(crate) rt_lifecycle: ArrayVec<u8, MAX_HOOKS>,
+    pub(crate) rt_tm_events: ArrayVec<u8, MAX_HOOKS>,
     /// The loaded modules' places in the loop ([`ShellHooks`]).
     requests_in: ArrayVec<RequestIn, MAX_HOOKS>,
     replies_in: ArrayVec<ReplyIn, MAX_HOOKS>,
@@ -189,6 +190,7 @@ impl<'a> Worker<'a> {
             rt_ticks: wanting(&runtimes, |w| w.ticks),
             rt_replies: wanting(&runtimes, |w| w.replies),
             rt_lifecycle: wanting(&runtimes, |w| w.tm_lifecycle),
+            rt_tm_events: wanting(&runtimes, |w| w.tm_events),
             runtimes,
             requests_in: shell_hooks(config, |h| h.request_in),
             replies_in: shell_hooks(config, |h| h.reply_in),

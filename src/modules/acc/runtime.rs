@@ -10,7 +10,7 @@ use super::record::{self, Kind, Record, Sinks};
 use super::{AccShm, QUEUE_FULL, RECORDS, RECORDS_LOST};
 use crate::cfg::program::Param;
 use crate::cfg::settings::Proto;
-use crate::modules::def::{Counts, Cx, Runtime, Start, TmEvent, TmRequest, bad_args};
+use crate::modules::def::{Counts, Cx, Runtime, Start, TmEvent, TmRequest, Wants, bad_args};
 use crate::script::{MsgCtx, ScriptState};
 use crate::server::log_limit::{LogLimit, held_text};
 use crate::sip::{Message, Method};
@@ -230,6 +230,13 @@ impl Runtime for Acc<'_> {
         };
         self.account(cx, Kind::Request, sinks, &src, table.map_or("", |t| t));
         1
+    }
+
+    fn wants(&self) -> Wants {
+        Wants {
+            tm_events: true,
+            ..Wants::default()
+        }
     }
 
     fn tm_wants(&self, flags: u32) -> bool {

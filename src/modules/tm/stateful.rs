@@ -619,7 +619,11 @@ impl Worker<'_> {
     /// Whether a module runtime wants tm's callbacks for a transaction
     /// with these script flags.
     pub(crate) fn tm_hooked(&self, flags: u32) -> bool {
-        self.runtimes.iter().flatten().any(|r| r.tm_wants(flags))
+        self.rt_tm_events.iter().any(|&m| {
+            self.runtimes[usize::from(m)]
+                .as_ref()
+                .is_some_and(|r| r.tm_wants(flags))
+        })
     }
 
     /// TMCB_RESPONSE_OUT: reply `r` went upstream for `req`; the script
@@ -642,9 +646,9 @@ impl Worker<'_> {
             TmEvent::ResponseOut { req, .. } | TmEvent::Failure { req, .. } => req.flags,
         };
         let mut reset = 0;
-        for m in 0..self.runtimes.len() {
+        for m in self.rt_tm_events.clone() {
             reset |= self
-                .with_runtime(m, |rt, cx| match rt.tm_wants(flags) {
+                .with_runtime(usize::from(m), |rt, cx| match rt.tm_wants(flags) {
                     true => rt.tm_event(cx, ev),
                     false => 0,
                 })
