@@ -15,22 +15,24 @@ use crate::modules::tm::Table;
 use crate::modules::tm::blocklist::Blocklist;
 use crate::modules::usrloc::Location;
 
-/// Declares [`Counter`] and [`COUNTER_NAMES`] from one list, so a
-/// counter cannot lack its name (or the names drift out of order).
+/// Declares a counter enum and its names from one list, so a counter
+/// cannot lack its name (or the names drift out of order): the shell's
+/// [`Counter`] here, a module's own where it lists them.
 macro_rules! counters {
-    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
+    ($enum:ident, $names:ident, { $($(#[$doc:meta])* $variant:ident => $name:literal,)* }) => {
         #[derive(Debug, Clone, Copy)]
         #[repr(usize)]
-        pub enum Counter {
+        pub enum $enum {
             $($(#[$doc])* $variant,)*
         }
 
-        /// Counter names; the index of each is its [`Counter`] value.
-        pub const COUNTER_NAMES: &[&str] = &[$($name,)*];
+        /// Counter names; the index of each is its enum value.
+        pub const $names: &[&str] = &[$($name,)*];
     };
 }
+pub(crate) use counters;
 
-counters! {
+counters! { Counter, COUNTER_NAMES, {
     Received => "received",
     ForwardedRequests => "forwarded_requests",
     ForwardedReplies => "forwarded_replies",
@@ -52,23 +54,10 @@ counters! {
     SendErrors => "send_errors",
     SlTableEvicted => "sl_table_evicted",
     LocksRecovered => "locks_recovered",
-    TmTransactions => "tm_transactions",
-    TmRetransmissionsAbsorbed => "tm_retransmissions_absorbed",
-    TmAcksAbsorbed => "tm_acks_absorbed",
-    TmTableFull => "tm_table_full",
-    TmRepliesLate => "tm_replies_late",
-    TmLocalReplies => "tm_local_replies",
-    TmBlocklisted => "tm_blocklisted",
-    TmBlocklistAdded => "tm_blocklist_added",
-    TmCancelUnmatched => "tm_cancel_unmatched",
-    /// A branch whose request could not be sent (it ended with 477).
-    TmSendFailed => "tm_send_failed",
-    /// A tick of the timer process left due transactions for the next.
-    TmTimerLag => "tm_timer_lag",
     UsrlocTableFull => "usrloc_table_full",
     UsrlocExpired => "usrloc_expired",
     UsrlocDbErrors => "usrloc_db_errors",
-}
+}}
 
 /// Share of the region given to the table of unsigned stateless replies.
 const SL_TABLE_SHARE: usize = 16;

@@ -218,6 +218,13 @@ impl<'a> Worker<'a> {
         Some(r)
     }
 
+    /// Counts one of tm's counters.
+    pub(crate) fn tm_count(&self, c: crate::modules::tm::TmCounter) {
+        self.shared
+            .counters
+            .add(self.slot, self.tm.counters_base + c as usize, 1);
+    }
+
     pub(crate) fn count(&self, c: Counter) {
         self.shared.count(self.slot, c);
     }

@@ -79,7 +79,7 @@ pub static MODULE: Module = Module {
         ),
     ],
     run: Some(run),
-    counters: &[],
+    counters: super::COUNTER_NAMES,
     hooks: Some(&Hooks {
         carve: Some(super::carve),
         start: None,

@@ -30,6 +30,22 @@ mod table_tests;
 mod txn_tests;
 
 pub use table::{Full, Table};
+
+crate::server::shared::counters! { TmCounter, COUNTER_NAMES, {
+    Transactions => "tm_transactions",
+    RetransmissionsAbsorbed => "tm_retransmissions_absorbed",
+    AcksAbsorbed => "tm_acks_absorbed",
+    TableFull => "tm_table_full",
+    RepliesLate => "tm_replies_late",
+    LocalReplies => "tm_local_replies",
+    Blocklisted => "tm_blocklisted",
+    BlocklistAdded => "tm_blocklist_added",
+    CancelUnmatched => "tm_cancel_unmatched",
+    /// A branch whose request could not be sent (it ended with 477).
+    SendFailed => "tm_send_failed",
+    /// A tick of the timer process left due transactions for the next.
+    TimerLag => "tm_timer_lag",
+}}
 pub use txn::{Effect, Timers};
 
 use crate::cfg::Config;

@@ -9,6 +9,7 @@ use arrayvec::{ArrayString, ArrayVec};
 
 use super::stateful::TxnRef;
 use crate::cfg::settings::Proto;
+use crate::modules::tm::TmCounter;
 use crate::modules::tm::key::server_key;
 use crate::modules::tm::table::Locked;
 use crate::modules::tm::txn::{Effects, Kind, MAX_BRANCHES, Txn};
@@ -305,7 +306,7 @@ impl Worker<'_> {
                 .is_some_and(|b| b.contains(dest, self.now_ms))
             {
                 log::debug!("tm: {dest} is blocklisted; branch not sent");
-                self.count(Counter::TmBlocklisted);
+                self.tm_count(TmCounter::Blocklisted);
                 self.tm.hop_error = Some((503, "Destination Blocklisted"));
                 self.tm.uris.truncate(start);
                 continue;
@@ -416,7 +417,7 @@ impl Worker<'_> {
             // rather than §16.10's stateless forward of a CANCEL that
             // cannot match anything downstream (a script may still
             // `forward()` it).
-            self.count(Counter::TmCancelUnmatched);
+            self.tm_count(TmCounter::CancelUnmatched);
             self.text.clear();
             self.text
                 .extend_from_slice(b"Call/Transaction Does Not Exist");
@@ -537,7 +538,7 @@ impl Worker<'_> {
         let Ok((idx, generation)) = inserted else {
             drop(l);
             self.tm_destroyed(&fo);
-            self.count(Counter::TmTableFull);
+            self.tm_count(TmCounter::TableFull);
             if let Some(held) = self.tm.full_log.allow(self.now_ms) {
                 log::warn!(
                     "tm: transaction table full ({} live); replying 503{}",
@@ -556,7 +557,7 @@ impl Worker<'_> {
             idx,
             generation,
         };
-        self.count(Counter::TmTransactions);
+        self.tm_count(TmCounter::Transactions);
         if let Some(s) = table.slot(&mut l, idx, generation) {
             s.txn
                 .on_created(self.tm.auto_100, self.now_ms, &self.tm.timers, fx);

@@ -49,6 +49,8 @@ pub struct TmState {
     pub hop_error: Option<(u16, &'static str)>,
     /// Table-full warnings, at most once a second.
     pub full_log: LogLimit,
+    /// Where tm's counters start among all.
+    pub counters_base: usize,
 }
 
 impl TmState {
@@ -77,6 +79,10 @@ impl TmState {
             blst_methods: config.modparam_int("tm", "blst_methods_add", 1),
             hop_error: None,
             full_log: LogLimit::default(),
+            counters_base: crate::modules::MODULES
+                .iter()
+                .position(|m| m.name == "tm")
+                .map_or(0, crate::server::shared::counter_base),
         }
     }
 }

@@ -16,6 +16,7 @@ use arrayvec::ArrayVec;
 use crate::cfg::settings::Proto;
 use crate::modules::def::{TmEvent, TmRequest};
 use crate::modules::tm::Table;
+use crate::modules::tm::TmCounter;
 use crate::modules::tm::build::{self as tmbuild, OurVia};
 use crate::modules::tm::key::{BranchId, server_key};
 use crate::modules::tm::table::Locked;
@@ -85,11 +86,11 @@ impl Worker<'_> {
             if !s.txn.on_ack(self.now_ms, &self.tm.timers) {
                 return false; // an ACK for a 2xx sharing the branch: routed
             }
-            self.count(Counter::TmAcksAbsorbed);
+            self.tm_count(TmCounter::AcksAbsorbed);
             self.tm_exec(&table, &mut l, t, &[], None);
             return true;
         }
-        self.count(Counter::TmRetransmissionsAbsorbed);
+        self.tm_count(TmCounter::RetransmissionsAbsorbed);
         if let Some(e) = s.txn.on_retransmission() {
             self.tm_exec(&table, &mut l, t, &[e], None);
         }
@@ -128,7 +129,7 @@ impl Worker<'_> {
             b"",
             &mut reply,
         );
-        self.count(Counter::TmLocalReplies);
+        self.tm_count(TmCounter::LocalReplies);
         let unreported = table
             .slot(&mut l, t.idx, t.generation)
             .is_some_and(|s| s.txn.flags & REPORTED == 0);
@@ -179,7 +180,7 @@ impl Worker<'_> {
             .slot(&mut l, t.idx, t.generation)
             .map(|s| s.txn.on_reply)
         else {
-            self.count(Counter::TmRepliesLate);
+            self.tm_count(TmCounter::RepliesLate);
             let invite = msg.cseq().is_ok_and(|c| c.method == Method::Invite);
             // False: the stateless path takes it upstream.
             return !Txn::late_reply_forwarded(invite, code);
@@ -316,7 +317,7 @@ impl Worker<'_> {
                 return;
             }
         }
-        self.count(Counter::TmTimerLag);
+        self.tm_count(TmCounter::TimerLag);
     }
 
     fn tm_timer_one(&mut self, table: &Table, idx: u32) {
@@ -378,7 +379,7 @@ impl Worker<'_> {
             return false;
         };
         list.add(dest, self.now_ms + self.tm.blst_expire_ms, self.now_ms);
-        self.count(Counter::TmBlocklistAdded);
+        self.tm_count(TmCounter::BlocklistAdded);
         true
     }
 
@@ -730,7 +731,7 @@ impl Worker<'_> {
             };
             // Only a branch still pending ends (not one whose ACK bounced).
             let Some(fx) = fx else { return };
-            self.count(Counter::TmSendFailed);
+            self.tm_count(TmCounter::SendFailed);
             self.blocklist_add(dest);
             self.tm_exec(&table, &mut l, t, &fx, None)
         };
@@ -801,6 +802,6 @@ impl Worker<'_> {
             log::warn!("tm: shared memory full; reply {code} sent but not kept");
         }
         self.tm.scratch = out;
-        self.count(Counter::TmLocalReplies);
+        self.tm_count(TmCounter::LocalReplies);
     }
 }
