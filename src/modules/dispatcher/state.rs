@@ -10,7 +10,7 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use rser_shm::{Carver, RobustMutex};
+use rser_shm::{Carver, RobustMutex, Slice};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use super::health::Health;
@@ -50,8 +50,10 @@ pub struct Cell {
 pub struct DsShared {
     header: *const Header,
     text: *mut u8,
-    cells: *const Cell,
-    rr: *const AtomicU64,
+    /// Two banks of destinations, then each set's round-robin counter:
+    /// atomics only, shared with no `unsafe`.
+    cells: Slice<Cell>,
+    rr: Slice<AtomicU64>,
 }
 
 // SAFETY: the region is shared memory that outlives every user; what is
@@ -92,8 +94,8 @@ impl DsShared {
     pub fn carve(carver: &mut Carver<'_>) -> Option<DsShared> {
         let header = carver.carve::<Header>(1)?;
         let text = carver.carve::<u8>(2 * MAX_LIST_TEXT)?;
-        let cells = carver.carve::<Cell>(2 * MAX_DESTINATIONS)?;
-        let rr = carver.carve::<AtomicU64>(MAX_SETS)?;
+        let cells = carver.slice(2 * MAX_DESTINATIONS, |_| Cell::default())?;
+        let rr = carver.slice(MAX_SETS, |_| AtomicU64::new(0))?;
         // SAFETY: freshly carved, zeroed, not yet shared; zero is a valid
         // value of every atomic here.
         unsafe { RobustMutex::init(&raw mut (*header).lock) }.ok()?;
@@ -127,8 +129,7 @@ impl DsShared {
     pub fn cell(&self, generation: u64, i: usize) -> Option<&Cell> {
         (i < MAX_DESTINATIONS).then(|| {
             let bank = (generation % 2) as usize;
-            // SAFETY: in bounds of the two carved banks.
-            unsafe { &*self.cells.add(bank * MAX_DESTINATIONS + i) }
+            &self.cells[bank * MAX_DESTINATIONS + i]
         })
     }
 
@@ -223,8 +224,7 @@ impl DsShared {
         if pos >= MAX_SETS {
             return 0;
         }
-        // SAFETY: in bounds of the carved counters.
-        unsafe { &*self.rr.add(pos) }.fetch_add(1, Ordering::Relaxed)
+        self.rr[pos].fetch_add(1, Ordering::Relaxed)
     }
 }
 
