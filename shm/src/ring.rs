@@ -77,11 +77,6 @@ impl Ring {
         })
     }
 
-    /// Bytes `cells` records of `record_bytes` take.
-    pub fn bytes_for(cells: usize, record_bytes: usize) -> usize {
-        cells * (record_bytes.div_ceil(8) * 8 + 28) + 2 * crate::CACHE_PAD
-    }
-
     pub fn capacity(&self) -> usize {
         self.cells
     }

@@ -167,6 +167,16 @@ impl Hooks {
         }
     }
 
+    /// Tables and a runtime: no helper.
+    pub const fn tables_and_runtime(carve: CarveFn, start: StartFn) -> Hooks {
+        Hooks {
+            carve: Some(carve),
+            start: Some(start),
+            helper: None,
+            used: None,
+        }
+    }
+
     /// Whether `config` runs module `m`'s hooks.
     pub fn used_by(m: &Module, config: &Config) -> bool {
         match m.hooks.and_then(|h| h.used) {

@@ -382,20 +382,22 @@ impl<'a> Worker<'a> {
         if let Some(code) = msg.status() {
             self.shared.count_reply(self.slot, code);
         }
-        // Our dispatcher probes' replies end here; tm's go to their
-        // transaction; the rest are routed statelessly.
-        let took = self
-            .replies_in
-            .clone()
-            .into_iter()
-            .any(|f| f(self, &msg, src))
-            || self.rt_replies.clone().into_iter().any(|m| {
-                self.with_runtime(usize::from(m), |rt, cx| rt.reply_in(cx, &msg, src))
-                    .unwrap_or(false)
-            });
-        if !took {
+        // tm's go to their transaction, our dispatcher probes' replies end
+        // here; the rest are routed statelessly.
+        if !self.reply_taken(&msg, src) {
             self.reply(&msg, src);
         }
+    }
+
+    /// Whether a module took the reply: a shell hook (tm), else a runtime
+    /// that takes replies (the dispatcher).
+    fn reply_taken(&mut self, msg: &Message<'_>, src: SocketAddr) -> bool {
+        (0..self.replies_in.len()).any(|i| (self.replies_in[i])(self, msg, src))
+            || (0..self.rt_replies.len()).any(|i| {
+                let m = usize::from(self.rt_replies[i]);
+                self.with_runtime(m, |rt, cx| rt.reply_in(cx, msg, src))
+                    .unwrap_or(false)
+            })
     }
 
     /// A datagram the parser refused: a request whose Via, From, To,
@@ -470,7 +472,7 @@ impl<'a> Worker<'a> {
         // A transaction's own ACK and retransmissions first (§17.2.3): the
         // ACK to a final reply tm sent must stop its Timer G, whatever the
         // to-tag, so the SL filter only sees what no transaction owns.
-        if self.requests_in.clone().into_iter().any(|f| f(self, msg)) {
+        if (0..self.requests_in.len()).any(|i| (self.requests_in[i])(self, msg)) {
             return;
         }
         if self.shared.ack_filter.check(msg, self.now_ms) == AckVerdict::Absorb {

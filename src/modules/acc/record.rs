@@ -94,7 +94,7 @@ pub fn parse_comment(c: &[u8]) -> (&[u8], &[u8]) {
 impl Record {
     /// `ACC: transaction answered: timestamp=…;method=…;…;name=value`:
     /// Kamailio's log line (time_mode 0), extras in `names`' order.
-    pub fn log_line(&self, kind: Kind, names: &[String]) -> String {
+    pub fn log_line<'n>(&self, kind: Kind, names: impl IntoIterator<Item = &'n str>) -> String {
         let mut s = String::with_capacity(160);
         s.push_str(kind.prefix());
         s.push_str(&format!("timestamp={}", self.time));
@@ -106,10 +106,7 @@ impl Record {
             ("code", &self.code),
             ("reason", &self.reason),
         ];
-        let extras = names
-            .iter()
-            .map(String::as_str)
-            .zip(self.extras.iter().map(Vec::as_slice));
+        let extras = names.into_iter().zip(self.extras.iter().map(Vec::as_slice));
         for (name, value) in core.into_iter().chain(extras) {
             s.push(';');
             s.push_str(name);
@@ -250,9 +247,8 @@ mod tests {
             reason: b"OK".to_vec(),
             extras: vec![b"1.2.3.4".to_vec(), Vec::new()],
         };
-        let names = ["src_ip".to_string(), "caller".to_string()];
         assert_eq!(
-            r.log_line(Kind::Answered, &names),
+            r.log_line(Kind::Answered, ["src_ip", "caller"]),
             "ACC: transaction answered: timestamp=1700000000;method=INVITE;from_tag=a;\
              to_tag=b;call_id=c;code=200;reason=OK;src_ip=1.2.3.4;caller="
         );

@@ -99,7 +99,8 @@ impl Acc<'_> {
     ) {
         if sinks.log {
             let p = self.params();
-            let line = Self::record(src, &p.log_extra).log_line(kind, &names(&p.log_extra));
+            let names = p.log_extra.iter().map(|e| e.name.as_str());
+            let line = Self::record(src, &p.log_extra).log_line(kind, names);
             log::log!(target: "acc", p.log_level, "{line}");
             if let Some(facility) = p.log_facility {
                 syslog(facility, p.log_level, &line);
@@ -159,8 +160,9 @@ impl Acc<'_> {
         if !missed.any() && !answered.any() {
             return 0;
         }
+        // The tables live in shared memory, not in `self`.
         let p = &self.shm.params;
-        let (table_acc, table_missed) = (p.table_acc.clone(), p.table_missed.clone());
+        let (table_acc, table_missed) = (p.table_acc.as_str(), p.table_missed.as_str());
         let reset = if missed.any() { p.missed_bits() } else { 0 };
         let mut st = std::mem::take(&mut self.st);
         let ctx = request_ctx(req.msg, req.source, req.local, &mut st);
@@ -172,8 +174,8 @@ impl Acc<'_> {
             to_tag,
         };
         // Kamailio's order: the missed call first, then the transaction.
-        self.account(cx, Kind::Missed, missed, &src, &table_missed);
-        self.account(cx, Kind::Answered, answered, &src, &table_acc);
+        self.account(cx, Kind::Missed, missed, &src, table_missed);
+        self.account(cx, Kind::Answered, answered, &src, table_acc);
         self.st = st;
         reset
     }
@@ -186,10 +188,6 @@ fn request_ctx<'a, 'm>(
     st: &'a mut ScriptState,
 ) -> MsgCtx<'a, 'm> {
     MsgCtx::new(msg, src, local, Proto::Udp, st)
-}
-
-fn names(extras: &[Extra]) -> Vec<String> {
-    extras.iter().map(|e| e.name.clone()).collect()
 }
 
 impl Runtime for Acc<'_> {

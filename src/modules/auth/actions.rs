@@ -66,12 +66,10 @@ pub static MODULE: Module = Module {
     ],
     run: None,
     counters: &["auth_failures"],
-    hooks: Some(&Hooks {
-        carve: Some(super::runtime::carve),
-        start: Some(super::runtime::start),
-        helper: None,
-        used: None,
-    }),
+    hooks: Some(&Hooks::tables_and_runtime(
+        super::runtime::carve,
+        super::runtime::start,
+    )),
     shell: None,
     unapplied: &[],
 };

@@ -52,12 +52,10 @@ pub static MODULE: Module = Module {
         "dispatcher_probes_failed",
         "dispatcher_state_changes",
     ],
-    hooks: Some(&Hooks {
-        carve: Some(super::runtime::carve),
-        start: Some(super::runtime::start),
-        helper: None,
-        used: None,
-    }),
+    hooks: Some(&Hooks::tables_and_runtime(
+        super::runtime::carve,
+        super::runtime::start,
+    )),
     shell: None,
     unapplied: &[],
 };

@@ -105,11 +105,18 @@ impl Worker<'_> {
             log::warn!("t_reply: no transaction (call t_newtran or t_relay first)");
             return -1;
         };
+        // A final reply is reported to the runtimes that want it, once.
+        let hooked = code >= 200 && self.tm_hooked(ctx.st.flags);
         let mut l = table.lock(t.bucket);
-        let fx = table
-            .slot(&mut l, t.idx, t.generation)
-            .and_then(|s| s.txn.on_t_reply(code, self.now_ms, &self.tm.timers));
-        let Some(fx) = fx else {
+        let decided = table.slot(&mut l, t.idx, t.generation).and_then(|s| {
+            let fx = s.txn.on_t_reply(code, self.now_ms, &self.tm.timers)?;
+            let report = hooked && s.txn.flags & REPORTED == 0;
+            if report {
+                s.txn.flags |= REPORTED;
+            }
+            Some((fx, report))
+        });
+        let Some((fx, report)) = decided else {
             return -1; // gone, or a final reply went upstream already
         };
         let tag = ctx
@@ -130,13 +137,7 @@ impl Worker<'_> {
             &mut reply,
         );
         self.tm_count(TmCounter::LocalReplies);
-        let unreported = table
-            .slot(&mut l, t.idx, t.generation)
-            .is_some_and(|s| s.txn.flags & REPORTED == 0);
-        if code >= 200 && unreported && self.tm_hooked(ctx.st.flags) {
-            if let Some(s) = table.slot(&mut l, t.idx, t.generation) {
-                s.txn.flags |= REPORTED;
-            }
+        if report {
             let req = TmRequest {
                 msg: ctx.msg,
                 source: ctx.src,
