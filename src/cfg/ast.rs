@@ -55,6 +55,18 @@ pub enum RouteKind {
     Branch,
 }
 
+impl RouteKind {
+    /// As the script writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RouteKind::Request => "route",
+            RouteKind::Failure => "failure_route",
+            RouteKind::Reply => "onreply_route",
+            RouteKind::Branch => "branch_route",
+        }
+    }
+}
+
 /// A route block; `name` is `None` for the main request route (`route`,
 /// `route[0]` and `request_route` all name it).
 #[derive(Debug, Clone, PartialEq)]

@@ -207,7 +207,7 @@ mod tests {
         let mut names: Vec<&str> = BUILTINS.iter().map(|b| b.name).collect();
         for m in MODULES {
             assert!(
-                m.actions.is_empty() || m.run.is_some() || m.hooks.is_some(),
+                m.actions.is_empty() || m.hooks.is_some_and(|h| h.start.is_some()),
                 "{} runs nothing",
                 m.name
             );

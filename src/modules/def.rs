@@ -12,8 +12,7 @@ use crate::cfg::fixup::Fixup;
 use crate::cfg::program::Param;
 use crate::cfg::{Config, ConfigError};
 use crate::modules::dispatcher::Failover;
-use crate::script::MsgCtx;
-use crate::server::worker::Worker;
+use crate::script::{MsgCtx, Outcome};
 use crate::sip::Message;
 
 /// A module parameter's type, as the SER module docs write it.
@@ -26,11 +25,6 @@ pub enum ParamType {
 /// A module's action arguments checked and converted once, at load (SER's
 /// "fixup"); an error names the argument's position.
 pub type FixupFn = fn(&Fixup<'_>, &[Arg]) -> Result<Vec<Param>, ConfigError>;
-
-/// Runs one of the module's actions (by its id) on the current message;
-/// SER's return convention (positive true, negative false, 0 ends the
-/// script).
-pub type RunFn = for<'w, 'm, 's> fn(&mut Worker<'w>, &mut MsgCtx<'m, 's>, u8, &[Param]) -> i32;
 
 /// The route blocks an action may run in, as a bit set of [`RouteKind`]s
 /// (Kamailio's `REQUEST_ROUTE | FAILURE_ROUTE | ...`).
@@ -65,7 +59,8 @@ impl Routes {
 #[derive(Debug)]
 pub struct ActionDef {
     pub name: &'static str,
-    /// The module's own number for it, which its [`RunFn`] matches on.
+    /// The module's own number for it, which its [`Runtime::call`]
+    /// matches on.
     pub id: u8,
     pub min_args: u8,
     pub max_args: u8,
@@ -105,35 +100,14 @@ pub struct Module {
     pub name: &'static str,
     pub params: &'static [(&'static str, ParamType)],
     pub actions: &'static [ActionDef],
-    /// Runs the actions in a worker through the worker itself (the
-    /// modules written before [`Runtime`]); `None` for a module without
-    /// actions or with a [`Runtime`].
-    pub run: Option<RunFn>,
     /// Its counters' names, each starting with the module's name and `_`
     /// (its group in `stats.get`); [`Counts::add`] takes an index here.
     pub counters: &'static [&'static str],
     /// Its runtime, shared tables and helper thread, when it has them.
     pub hooks: Option<&'static Hooks>,
-    /// Where the worker hands it messages and time (the modules written
-    /// before [`Runtime`]).
-    pub shell: Option<&'static ShellHooks>,
     /// Parameters the checker accepts (SER and Kamailio configs set them)
     /// but this build does not apply yet: said at start-up, not hidden.
     pub unapplied: &'static [&'static str],
-}
-
-/// A module's places in the worker's loop, for the modules that run on
-/// the worker itself.
-#[derive(Debug, Default)]
-pub struct ShellHooks {
-    /// A request before the script (tm: its transactions'
-    /// retransmissions and ACKs); true when it took it.
-    pub request_in: Option<for<'w, 'm> fn(&mut Worker<'w>, &Message<'m>) -> bool>,
-    /// A reply (tm: its branches'; the dispatcher: its probes'); true
-    /// when it took it.
-    pub reply_in: Option<for<'w, 'm> fn(&mut Worker<'w>, &Message<'m>, SocketAddr) -> bool>,
-    /// Each tick of the timer process (10 ms).
-    pub tick: Option<for<'w> fn(&mut Worker<'w>)>,
 }
 
 /// What a module with a [`Runtime`] gives the server.
@@ -247,7 +221,37 @@ pub struct Cx<'a> {
     /// Milliseconds on the monotonic clock, for this batch.
     pub now_ms: u64,
     pub counts: Counts<'a>,
+    /// The module's place in the module list.
+    pub me: usize,
     pub shell: &'a mut dyn Shell,
+}
+
+impl Cx<'_> {
+    /// Runs a route of the script on `ctx` (tm's failure_route,
+    /// onreply_route, branch_route) with this runtime, `rt`, lent to it:
+    /// the route's calls of the module's own actions reach `rt`, and
+    /// replies the route's other modules send go on `rt`'s transaction
+    /// ([`Runtime::reply_on_txn`]).
+    pub fn run_route(
+        &mut self,
+        kind: RouteKind,
+        route: u32,
+        ctx: &mut MsgCtx<'_, '_>,
+        rt: &mut dyn Runtime,
+    ) -> Outcome {
+        self.shell.run_route(kind, route, ctx, self.me, rt)
+    }
+}
+
+/// A datagram the kernel would not send, as a runtime that wants send
+/// failures hears of it.
+#[derive(Debug, Clone, Copy)]
+pub enum Refusal<'a> {
+    /// Refused by `sendmmsg`: the label the module gave it
+    /// ([`Shell::tag_last`]).
+    Tagged(u128),
+    /// An ICMP error came back for it: its start, as quoted.
+    Head(&'a [u8]),
 }
 
 /// What the worker does for any module (the only way one reaches
@@ -261,6 +265,11 @@ pub trait Shell {
     /// Replies statelessly (sl), whatever transaction there is.
     fn reply_stateless(&mut self, ctx: &mut MsgCtx<'_, '_>, code: u16, reason: &[u8]) -> i32;
 
+    /// The To tag a local reply to `req` carries (sl's signed tag, so
+    /// the ACK to it is recognised); `None` when `req` lacks what it is
+    /// computed from.
+    fn to_tag(&self, req: &Message<'_>) -> Option<crate::modules::sl::signature::ToTag>;
+
     /// Counts one of the shell's counters (those shared by modules
     /// written before their own lists).
     fn count(&self, c: crate::server::shared::Counter);
@@ -268,12 +277,64 @@ pub trait Shell {
     /// The socket (its index) the current message came in on.
     fn in_sock(&self) -> usize;
 
-    /// A host name's address (the process's cache, else the resolver).
-    fn resolve(&mut self, host: &str, port: u16) -> Option<SocketAddr>;
+    /// The address of socket `sock` (the last one if out of range).
+    fn local(&self, sock: usize) -> SocketAddr;
+
+    /// The socket to send to `dest` from: the current message's if its
+    /// address family fits, else the first that fits.
+    fn socket_for(&self, dest: SocketAddr) -> usize;
+
+    /// A host name's address (the process's cache, else the resolver),
+    /// IPv6 first if `prefer_v6`.
+    fn resolve(&mut self, host: &str, port: u16, prefer_v6: bool) -> Option<SocketAddr>;
+
+    /// A cleared buffer for a datagram to `dest` from socket `sock`,
+    /// sent with the batch.
+    fn push(&mut self, sock: usize, dest: SocketAddr) -> &mut Vec<u8>;
+
+    /// Takes back the last [`Shell::push`] (its message could not be
+    /// built).
+    fn pop(&mut self);
+
+    /// Labels the last push, so that the kernel refusing it reaches this
+    /// module as [`Refusal::Tagged`].
+    fn tag_last(&mut self, tag: u128);
 
     /// A new request to `to`, sent with the batch from the socket that
     /// fits: the address its Via names, and the buffer to write it into.
-    fn send_new(&mut self, to: SocketAddr) -> (SocketAddr, &mut Vec<u8>);
+    fn send_new(&mut self, to: SocketAddr) -> (SocketAddr, &mut Vec<u8>) {
+        let sock = self.socket_for(to);
+        let via = self.local(sock);
+        (via, self.push(sock, to))
+    }
+
+    /// Runs route `route` (of kind `kind`) on `ctx` with runtime `rt`
+    /// (module `me`) lent to it; script errors are counted and logged
+    /// here. See [`Cx::run_route`].
+    fn run_route(
+        &mut self,
+        kind: RouteKind,
+        route: u32,
+        ctx: &mut MsgCtx<'_, '_>,
+        me: usize,
+        rt: &mut dyn Runtime,
+    ) -> Outcome;
+
+    /// TMCB_REQUEST_IN to the runtimes that follow transactions' lives
+    /// ([`Wants::tm_lifecycle`]); the transaction keeps the selection as
+    /// they leave it.
+    fn tm_created(&mut self, sel: &mut Failover);
+
+    /// TMCB_DESTROY to the same runtimes.
+    fn tm_destroyed(&mut self, sel: &Failover);
+
+    /// Whether a runtime wants tm's callbacks ([`Wants::tm_events`]) for
+    /// a transaction with these script flags.
+    fn tm_hooked(&self, flags: u32) -> bool;
+
+    /// A tm callback to every runtime that wants it; the script flags
+    /// they reset.
+    fn tm_emit(&mut self, ev: &TmEvent<'_, '_>) -> u32;
 }
 
 /// A module's per-process state and behaviour.
@@ -290,11 +351,35 @@ pub trait Runtime {
     /// With `Wants::ticks`: each tick of the timer process (10 ms).
     fn tick(&mut self, _cx: &mut Cx<'_>) {}
 
-    /// With `Wants::replies`: a reply no transaction took; true when it
-    /// took it (the dispatcher's probes).
+    /// With `Wants::requests`: a request before the script (tm: its
+    /// transactions' retransmissions and ACKs); true when it took it.
+    fn request_in(&mut self, _cx: &mut Cx<'_>, _msg: &Message<'_>) -> bool {
+        false
+    }
+
+    /// With `Wants::replies`: a reply; true when it took it (tm: its
+    /// branches'; the dispatcher: its probes').
     fn reply_in(&mut self, _cx: &mut Cx<'_>, _msg: &Message<'_>, _src: SocketAddr) -> bool {
         false
     }
+
+    /// With `Wants::transactions`: a reply to the current request on its
+    /// transaction (`send_reply` once tm made one); `None` when it has
+    /// none, and the reply goes statelessly.
+    fn reply_on_txn(
+        &mut self,
+        _cx: &mut Cx<'_>,
+        _ctx: &mut MsgCtx<'_, '_>,
+        _code: u16,
+        _reason: &[u8],
+        _headers: &[u8],
+    ) -> Option<i32> {
+        None
+    }
+
+    /// With `Wants::send_failures`: a datagram to `dest` the kernel would
+    /// not send (tm: a branch's request ends with 477).
+    fn send_failed(&mut self, _cx: &mut Cx<'_>, _dest: SocketAddr, _what: Refusal<'_>) {}
 
     /// With `Wants::tm_lifecycle`, TMCB_REQUEST_IN: a transaction was
     /// created with the script's dispatcher selection (which it keeps, as
@@ -327,7 +412,11 @@ pub trait Runtime {
 pub struct Wants {
     pub per_message: bool,
     pub ticks: bool,
+    pub requests: bool,
     pub replies: bool,
+    /// It keeps transactions: [`Runtime::reply_on_txn`] (one module: tm).
+    pub transactions: bool,
+    pub send_failures: bool,
     pub tm_lifecycle: bool,
     /// tm's callbacks ([`Runtime::tm_wants`], [`Runtime::tm_event`]).
     pub tm_events: bool,
@@ -379,10 +468,8 @@ impl Module {
             name,
             params,
             actions: &[],
-            run: None,
             counters: &[],
             hooks: None,
-            shell: None,
             unapplied: &[],
         }
     }

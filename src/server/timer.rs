@@ -7,9 +7,6 @@ use super::worker::{Worker, now_ms};
 impl Worker<'_> {
     /// One tick's timer work of every loaded module, then its sends.
     pub(crate) fn tick(&mut self) {
-        for tick in self.ticks.clone() {
-            tick(self);
-        }
         for m in self.rt_ticks.clone() {
             self.with_runtime(usize::from(m), |rt, cx| rt.tick(cx));
         }

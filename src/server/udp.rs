@@ -8,7 +8,6 @@ use std::mem::{size_of, zeroed};
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, RawFd};
 
-use crate::modules::tm::key::BranchId;
 use crate::sip::limits::MAX_DATAGRAM;
 
 pub use super::limits::BATCH;
@@ -241,10 +240,10 @@ fn extended_errno(h: &libc::msghdr) -> Option<i32> {
 }
 
 /// A datagram the kernel refused (no route, ICMP unreachable), with the
-/// tm branch whose request it was, if any.
+/// label a module gave it, if any (tm: the branch whose request it was).
 #[derive(Debug, Clone, Copy)]
 pub struct SendFailure {
-    pub branch: Option<BranchId>,
+    pub tag: Option<u128>,
     pub dest: SocketAddr,
     pub error: io::ErrorKind,
 }
@@ -255,8 +254,8 @@ pub struct Outbox {
     dests: Vec<SocketAddr>,
     /// Index of the socket to send each from.
     socks: Vec<usize>,
-    /// The tm branch each carries the request of (`tag_last`).
-    branches: Vec<Option<BranchId>>,
+    /// The label a module gave each (`tag_last`).
+    tags: Vec<Option<u128>>,
     len: usize,
     /// Indices of one socket's datagrams during a flush (reused).
     picked: Vec<usize>,
@@ -292,7 +291,7 @@ impl Outbox {
             bufs: Vec::new(),
             dests: Vec::new(),
             socks: Vec::new(),
-            branches: Vec::new(),
+            tags: Vec::new(),
             len: 0,
             picked: Vec::new(),
             failures: Vec::new(),
@@ -319,22 +318,22 @@ impl Outbox {
             self.bufs.push(Vec::with_capacity(2048));
             self.dests.push(dest);
             self.socks.push(sock);
-            self.branches.push(None);
+            self.tags.push(None);
         }
         self.dests[self.len] = dest;
         self.socks[self.len] = sock;
-        self.branches[self.len] = None;
+        self.tags[self.len] = None;
         let b = &mut self.bufs[self.len];
         b.clear();
         self.len += 1;
         b
     }
 
-    /// Marks the last push as branch `id`'s request, so a failure to send
-    /// it is reported with the branch.
-    pub fn tag_last(&mut self, id: BranchId) {
+    /// Labels the last push, so a failure to send it is reported with
+    /// the label.
+    pub fn tag_last(&mut self, tag: u128) {
         if let Some(i) = self.len.checked_sub(1) {
-            self.branches[i] = Some(id);
+            self.tags[i] = Some(tag);
         }
     }
 
@@ -412,7 +411,7 @@ impl Outbox {
         for i in 0..self.len {
             if let Err(e) = c.send(self.socks[i], self.dests[i], &self.bufs[i]) {
                 self.failures.push(SendFailure {
-                    branch: self.branches[i],
+                    tag: self.tags[i],
                     dest: self.dests[i],
                     error: e.kind(),
                 });
@@ -465,7 +464,7 @@ impl Outbox {
                 let i = chunk[sent];
                 log::debug!("send to {} failed: {err}", self.dests[i]);
                 self.failures.push(SendFailure {
-                    branch: self.branches[i],
+                    tag: self.tags[i],
                     dest: self.dests[i],
                     error: err.kind(),
                 });

@@ -21,12 +21,11 @@ use crate::cfg::program::{ForwardKind, Param};
 use crate::cfg::registry::Func;
 use crate::cfg::settings::Proto;
 use crate::modules::MODULES;
-use crate::modules::def::{Counts, Cx, Hooks, Runtime, Shell, ShellHooks, Start, Wants};
+use crate::modules::def::{Counts, Cx, Hooks, Refusal, Runtime, Shell, Start, TmEvent, Wants};
+use crate::modules::dispatcher::Failover;
 use crate::modules::sl::{self, AckVerdict};
-use crate::modules::tm::state::TmState;
-use crate::modules::tm::stateful::Armed;
 use crate::modules::tm::txn::{SEND_FAILED, SEND_FAILED_REASON};
-use crate::script::{Destination, Host, MsgCtx, ScriptState, Vm};
+use crate::script::{Destination, Host, MsgCtx, Outcome, ScriptState, Vm};
 use crate::sip::{Message, Method};
 
 pub use super::limits::MAX_SOCKETS;
@@ -62,19 +61,6 @@ fn wanting(
         .enumerate()
         .filter(|(_, r)| r.as_ref().is_some_and(|r| which(r.wants())))
         .map(|(m, _)| m as u8)
-        .collect()
-}
-
-/// One kind of [`ShellHooks`] of the loaded modules, in list order.
-fn shell_hooks<F: Copy>(
-    config: &Config,
-    kind: impl Fn(&ShellHooks) -> Option<F>,
-) -> ArrayVec<F, MAX_HOOKS> {
-    MODULES
-        .iter()
-        .filter(|m| config.has_module(m.name))
-        .filter_map(|m| m.shell.and_then(&kind))
-        .take(MAX_HOOKS)
         .collect()
 }
 
@@ -115,15 +101,11 @@ pub struct Worker<'a> {
     /// Per message: the socket it came in on, and the time.
     pub(crate) in_sock: usize,
     pub(crate) now_ms: u64,
-    /// Reused buffers for reply headers and formatted reasons.
+    /// The kind of route running (branch_route may neither reply nor
+    /// relay).
+    route_kind: RouteKind,
+    /// A reused buffer for reply headers.
     headers: Vec<u8>,
-    pub(crate) text: Vec<u8>,
-    /// tm's per-process state (its table, timers, the transaction of the
-    /// message being scripted, its routes' state and buffers).
-    pub(crate) tm: TmState,
-    /// Header lines the next reply carries (the registrar's Contacts,
-    /// Min-Expires, auth challenges); cleared once sent.
-    pub(crate) reply_extra: Vec<u8>,
     /// The timer process reads its sockets too (they are its own).
     pub(crate) reads_own: bool,
     /// Failed sends: logged at most once a second; the list reused.
@@ -142,18 +124,15 @@ pub struct Worker<'a> {
     /// index ([`crate::modules::def::Wants`]).
     per_message: ArrayVec<u8, MAX_HOOKS>,
     pub(crate) rt_ticks: ArrayVec<u8, MAX_HOOKS>,
+    rt_requests: ArrayVec<u8, MAX_HOOKS>,
     rt_replies: ArrayVec<u8, MAX_HOOKS>,
-    pub(crate) rt_lifecycle: ArrayVec<u8, MAX_HOOKS>,
-    pub(crate) rt_tm_events: ArrayVec<u8, MAX_HOOKS>,
-    /// The loaded modules' places in the loop ([`ShellHooks`]).
-    requests_in: ArrayVec<RequestIn, MAX_HOOKS>,
-    replies_in: ArrayVec<ReplyIn, MAX_HOOKS>,
-    pub(crate) ticks: ArrayVec<Tick, MAX_HOOKS>,
+    /// The runtime that keeps transactions (tm), asked first to reply.
+    txn_owner: Option<u8>,
+    rt_send_failures: ArrayVec<u8, MAX_HOOKS>,
+    rt_lifecycle: ArrayVec<u8, MAX_HOOKS>,
+    rt_tm_events: ArrayVec<u8, MAX_HOOKS>,
 }
 
-type RequestIn = for<'w, 'm> fn(&mut Worker<'w>, &Message<'m>) -> bool;
-type ReplyIn = for<'w, 'm> fn(&mut Worker<'w>, &Message<'m>, SocketAddr) -> bool;
-type Tick = for<'w> fn(&mut Worker<'w>);
 /// Modules with a hook of one kind, at most: every module.
 const MAX_HOOKS: usize = crate::modules::MAX_MODULES;
 
@@ -177,10 +156,8 @@ impl<'a> Worker<'a> {
             dns: Resolver::new(),
             in_sock: 0,
             now_ms: 0,
+            route_kind: RouteKind::Request,
             headers: Vec::new(),
-            text: Vec::new(),
-            tm: TmState::new(config, shared),
-            reply_extra: Vec::new(),
             send_log: LogLimit::default(),
             send_failures: Vec::new(),
             refused: Vec::new(),
@@ -188,13 +165,13 @@ impl<'a> Worker<'a> {
             reads_own: false,
             per_message: wanting(&runtimes, |w| w.per_message),
             rt_ticks: wanting(&runtimes, |w| w.ticks),
+            rt_requests: wanting(&runtimes, |w| w.requests),
             rt_replies: wanting(&runtimes, |w| w.replies),
+            txn_owner: wanting(&runtimes, |w| w.transactions).first().copied(),
+            rt_send_failures: wanting(&runtimes, |w| w.send_failures),
             rt_lifecycle: wanting(&runtimes, |w| w.tm_lifecycle),
             rt_tm_events: wanting(&runtimes, |w| w.tm_events),
             runtimes,
-            requests_in: shell_hooks(config, |h| h.request_in),
-            replies_in: shell_hooks(config, |h| h.reply_in),
-            ticks: shell_hooks(config, |h| h.tick),
         }
     }
 
@@ -211,6 +188,7 @@ impl<'a> Worker<'a> {
         let mut cx = Cx {
             now_ms: self.now_ms,
             counts,
+            me: m,
             shell: self,
         };
         let r = f(&mut *rt, &mut cx);
@@ -218,11 +196,16 @@ impl<'a> Worker<'a> {
         Some(r)
     }
 
-    /// Counts one of tm's counters.
-    pub(crate) fn tm_count(&self, c: crate::modules::tm::TmCounter) {
-        self.shared
-            .counters
-            .add(self.slot, self.tm.counters_base + c as usize, 1);
+    /// Each runtime in `which` (indices into `runtimes`), in turn.
+    fn each_runtime(
+        &mut self,
+        which: for<'w> fn(&'w Worker<'a>) -> &'w ArrayVec<u8, MAX_HOOKS>,
+        mut f: impl FnMut(&mut (dyn Runtime + 'a), &mut Cx<'_>),
+    ) {
+        for i in 0..which(self).len() {
+            let m = usize::from(which(self)[i]);
+            self.with_runtime(m, &mut f);
+        }
     }
 
     pub(crate) fn count(&self, c: Counter) {
@@ -281,7 +264,8 @@ impl<'a> Worker<'a> {
             }
             self.outbox.take_failures(&mut failures);
             for f in &failures {
-                self.send_refused(f.dest, &std::io::Error::from(f.error), f.branch);
+                let what = f.tag.map(Refusal::Tagged);
+                self.send_refused(f.dest, &std::io::Error::from(f.error), what);
             }
         }
         self.send_failures = failures;
@@ -294,8 +278,7 @@ impl<'a> Worker<'a> {
         let mut got = std::mem::take(&mut self.refused);
         super::udp::read_errors(self.sockets[si].as_raw_fd(), &mut got);
         for r in &got {
-            let branch = crate::modules::tm::key::BranchId::in_head(&r.head);
-            self.send_refused(r.dest, &r.error, branch);
+            self.send_refused(r.dest, &r.error, Some(Refusal::Head(&r.head)));
         }
         let any = !got.is_empty();
         self.refused = got;
@@ -311,7 +294,7 @@ impl<'a> Worker<'a> {
         &mut self,
         dest: SocketAddr,
         error: &std::io::Error,
-        branch: Option<crate::modules::tm::key::BranchId>,
+        what: Option<Refusal<'_>>,
     ) {
         self.count(Counter::SendErrors);
         self.reachable.forget(dest);
@@ -321,8 +304,11 @@ impl<'a> Worker<'a> {
                 super::log_limit::held_text(held)
             );
         }
-        if let Some(id) = branch {
-            self.tm_send_failed(id, dest);
+        if let Some(what) = what {
+            self.each_runtime(
+                |w| &w.rt_send_failures,
+                |rt, cx| rt.send_failed(cx, dest, what),
+            );
         }
     }
 
@@ -389,15 +375,14 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// Whether a module took the reply: a shell hook (tm), else a runtime
-    /// that takes replies (the dispatcher).
+    /// Whether a module took the reply (tm, for its branches; the
+    /// dispatcher, for its probes).
     fn reply_taken(&mut self, msg: &Message<'_>, src: SocketAddr) -> bool {
-        (0..self.replies_in.len()).any(|i| (self.replies_in[i])(self, msg, src))
-            || (0..self.rt_replies.len()).any(|i| {
-                let m = usize::from(self.rt_replies[i]);
-                self.with_runtime(m, |rt, cx| rt.reply_in(cx, msg, src))
-                    .unwrap_or(false)
-            })
+        (0..self.rt_replies.len()).any(|i| {
+            let m = usize::from(self.rt_replies[i]);
+            self.with_runtime(m, |rt, cx| rt.reply_in(cx, msg, src))
+                .unwrap_or(false)
+        })
     }
 
     /// A datagram the parser refused: a request whose Via, From, To,
@@ -472,15 +457,18 @@ impl<'a> Worker<'a> {
         // A transaction's own ACK and retransmissions first (§17.2.3): the
         // ACK to a final reply tm sent must stop its Timer G, whatever the
         // to-tag, so the SL filter only sees what no transaction owns.
-        if (0..self.requests_in.len()).any(|i| (self.requests_in[i])(self, msg)) {
+        let taken = (0..self.rt_requests.len()).any(|i| {
+            let m = usize::from(self.rt_requests[i]);
+            self.with_runtime(m, |rt, cx| rt.request_in(cx, msg))
+                .unwrap_or(false)
+        });
+        if taken {
             return;
         }
         if self.shared.ack_filter.check(msg, self.now_ms) == AckVerdict::Absorb {
             self.count(Counter::AcksAbsorbed);
             return;
         }
-        self.tm.cur_txn = None;
-        self.tm.armed = Armed::default();
         for &m in &self.per_message {
             if let Some(rt) = self.runtimes[usize::from(m)].as_mut() {
                 rt.message_start();
@@ -491,10 +479,7 @@ impl<'a> Worker<'a> {
         let mut ctx = MsgCtx::new(msg, src, local, Proto::Udp, st);
         let vm = self.vm;
         let out = vm.run(main, &mut ctx, self);
-        if let Some(e) = out.error {
-            self.count(Counter::ScriptErrors);
-            log::warn!("script: {e}");
-        }
+        self.script_error(RouteKind::Request, &out);
         if out.dropped {
             self.count(Counter::Dropped);
         }
@@ -549,27 +534,28 @@ impl<'a> Worker<'a> {
             .unwrap_or(self.in_sock)
     }
 
-    /// A reply on the transaction if there is one, else stateless (SER's
-    /// `send_reply`); the reason is in `self.text`, extra headers in
-    /// `self.reply_extra` (cleared after).
-    pub(crate) fn reply_any(&mut self, ctx: &mut MsgCtx<'_, '_>, code: u16) -> i32 {
-        let r = match self.tm.cur_txn {
-            Some(_) => self.t_reply(ctx, code),
-            None => self.sl_reply(ctx, code),
-        };
-        self.reply_extra.clear();
-        r
+    /// A script run's error, counted and logged with its route's kind.
+    fn script_error(&self, kind: RouteKind, out: &Outcome) {
+        if let Some(e) = out.error {
+            self.count(Counter::ScriptErrors);
+            log::warn!("{}: {e}", kind.name());
+        }
     }
 
-    /// A stateless reply (sl); the reason is in `self.text`.
-    pub(crate) fn sl_reply(&mut self, ctx: &mut MsgCtx<'_, '_>, code: u16) -> i32 {
+    /// A stateless reply (sl), with extra header lines.
+    pub(crate) fn sl_reply(
+        &mut self,
+        ctx: &mut MsgCtx<'_, '_>,
+        code: u16,
+        reason: &[u8],
+        extra: &[u8],
+    ) -> i32 {
         if ctx.msg.method() == Some(Method::Ack) {
             // ACKs are never answered (RFC 3261 §17.2.1).
             return -1;
         }
         let dest = sl::reply_destination(ctx.msg, ctx.src);
         let buf = self.outbox.push(self.in_sock, dest);
-        let reason: &[u8] = &self.text;
         let sig = self.shared.ack_filter.signature();
         let contacts = std::iter::once(ctx.uri()).chain(ctx.branches());
         let signed = sl::build_reply(
@@ -579,7 +565,7 @@ impl<'a> Worker<'a> {
             reason,
             sig,
             contacts,
-            &self.reply_extra,
+            extra,
             &mut self.headers,
             buf,
         );
@@ -597,21 +583,50 @@ impl<'a> Worker<'a> {
         self.count(Counter::SlReplies);
         1
     }
+
+    /// Whether `func` may not run in the route running now: a
+    /// branch_route shapes one branch's request (as in Kamailio; a route
+    /// called from it is checked here, not at load).
+    fn refused_here(&self, func: Func) -> bool {
+        let def = func.def();
+        let refused = self.route_kind == RouteKind::Branch && !def.routes.allows(RouteKind::Branch);
+        if refused {
+            log::warn!("{} in branch_route: ignored", def.name);
+        }
+        refused
+    }
+}
+
+/// The runtime that keeps transactions, asked to reply on the current
+/// request's; `None`: no transaction, so a stateless reply.
+fn reply_on_txn(
+    rt: &mut dyn Runtime,
+    cx: &mut Cx<'_>,
+    ctx: &mut MsgCtx<'_, '_>,
+    code: u16,
+    reason: &[u8],
+    headers: &[u8],
+) -> Option<i32> {
+    rt.reply_on_txn(cx, ctx, code, reason, headers)
 }
 
 impl Shell for Worker<'_> {
     fn reply(&mut self, ctx: &mut MsgCtx<'_, '_>, code: u16, reason: &[u8], headers: &[u8]) -> i32 {
-        self.text.clear();
-        self.text.extend_from_slice(reason);
-        self.reply_extra.clear();
-        self.reply_extra.extend_from_slice(headers);
-        self.reply_any(ctx, code)
+        let on_txn = self.txn_owner.and_then(|m| {
+            self.with_runtime(usize::from(m), |rt, cx| {
+                reply_on_txn(rt, cx, ctx, code, reason, headers)
+            })
+            .flatten()
+        });
+        on_txn.unwrap_or_else(|| self.sl_reply(ctx, code, reason, headers))
     }
 
     fn reply_stateless(&mut self, ctx: &mut MsgCtx<'_, '_>, code: u16, reason: &[u8]) -> i32 {
-        self.text.clear();
-        self.text.extend_from_slice(reason);
-        self.sl_reply(ctx, code)
+        self.sl_reply(ctx, code, reason, b"")
+    }
+
+    fn to_tag(&self, req: &Message<'_>) -> Option<sl::signature::ToTag> {
+        self.shared.ack_filter.signature().to_tag(req)
     }
 
     fn count(&self, c: Counter) {
@@ -622,8 +637,28 @@ impl Shell for Worker<'_> {
         self.in_sock
     }
 
-    fn resolve(&mut self, host: &str, port: u16) -> Option<SocketAddr> {
-        self.dns.resolve(host, port, false)
+    fn local(&self, sock: usize) -> SocketAddr {
+        self.locals[sock.min(self.locals.len() - 1)]
+    }
+
+    fn socket_for(&self, dest: SocketAddr) -> usize {
+        Worker::socket_for(self, dest)
+    }
+
+    fn resolve(&mut self, host: &str, port: u16, prefer_v6: bool) -> Option<SocketAddr> {
+        self.dns.resolve(host, port, prefer_v6)
+    }
+
+    fn push(&mut self, sock: usize, dest: SocketAddr) -> &mut Vec<u8> {
+        self.outbox.push(sock, dest)
+    }
+
+    fn pop(&mut self) {
+        self.outbox.pop();
+    }
+
+    fn tag_last(&mut self, tag: u128) {
+        self.outbox.tag_last(tag);
     }
 
     fn send_new(&mut self, to: SocketAddr) -> (SocketAddr, &mut Vec<u8>) {
@@ -631,11 +666,59 @@ impl Shell for Worker<'_> {
         let via = self.listen[sock];
         (via, self.outbox.push(sock, to))
     }
+
+    fn run_route(
+        &mut self,
+        kind: RouteKind,
+        route: u32,
+        ctx: &mut MsgCtx<'_, '_>,
+        me: usize,
+        rt: &mut dyn Runtime,
+    ) -> Outcome {
+        let outer = std::mem::replace(&mut self.route_kind, kind);
+        let vm = self.vm;
+        let out = vm.run(route, ctx, &mut Lent { w: self, me, rt });
+        self.route_kind = outer;
+        self.script_error(kind, &out);
+        out
+    }
+
+    fn tm_created(&mut self, sel: &mut Failover) {
+        self.each_runtime(|w| &w.rt_lifecycle, |rt, cx| rt.tm_created(cx, sel));
+    }
+
+    fn tm_destroyed(&mut self, sel: &Failover) {
+        self.each_runtime(|w| &w.rt_lifecycle, |rt, cx| rt.tm_destroyed(cx, sel));
+    }
+
+    fn tm_hooked(&self, flags: u32) -> bool {
+        self.rt_tm_events.iter().any(|&m| {
+            self.runtimes[usize::from(m)]
+                .as_ref()
+                .is_some_and(|r| r.tm_wants(flags))
+        })
+    }
+
+    fn tm_emit(&mut self, ev: &TmEvent<'_, '_>) -> u32 {
+        let flags = match ev {
+            TmEvent::ResponseOut { req, .. } | TmEvent::Failure { req, .. } => req.flags,
+        };
+        let mut reset = 0;
+        self.each_runtime(
+            |w| &w.rt_tm_events,
+            |rt, cx| {
+                if rt.tm_wants(flags) {
+                    reset |= rt.tm_event(cx, ev);
+                }
+            },
+        );
+        reset
+    }
 }
 
 impl Host for Worker<'_> {
     fn forward(&mut self, ctx: &mut MsgCtx<'_, '_>, dest: &Destination) -> i32 {
-        if self.tm.in_branch_route {
+        if self.route_kind == RouteKind::Branch {
             log::warn!("forward in branch_route: ignored (the branch is tm's to send)");
             return -1;
         }
@@ -700,23 +783,152 @@ impl Host for Worker<'_> {
     }
 
     fn module(&mut self, ctx: &mut MsgCtx<'_, '_>, func: Func, args: &[Param]) -> i32 {
-        let def = func.def();
-        if self.tm.in_branch_route && !def.routes.allows(RouteKind::Branch) {
-            // As in Kamailio: a branch_route shapes one branch's request
-            // (a route called from it is checked here, not at load).
-            log::warn!("{} in branch_route: ignored", def.name);
+        if self.refused_here(func) {
             return -1;
         }
+        let id = func.def().id;
+        self.with_runtime(usize::from(func.module), |rt, cx| {
+            rt.call(cx, ctx, id, args)
+        })
+        .unwrap_or_else(|| no_runtime(func))
+    }
+}
+
+fn no_runtime(func: Func) -> i32 {
+    log::error!("{} has no runtime in this build", func.def().name);
+    -1
+}
+
+/// The worker while runtime `rt` (module `me`) is lent to a route it
+/// runs (tm's failure_route, onreply_route, branch_route): the route's
+/// calls of `me`'s actions reach `rt`, and a reply another module sends
+/// goes on `rt`'s transaction.
+struct Lent<'l, 'a> {
+    w: &'l mut Worker<'a>,
+    me: usize,
+    rt: &'l mut dyn Runtime,
+}
+
+impl Lent<'_, '_> {
+    /// The lent runtime's context, over the worker.
+    fn with_me<R>(&mut self, f: impl FnOnce(&mut dyn Runtime, &mut Cx<'_>) -> R) -> R {
+        let mut cx = Cx {
+            now_ms: self.w.now_ms,
+            counts: module_counts(self.w.shared, self.w.slot, self.me),
+            me: self.me,
+            shell: &mut *self.w,
+        };
+        f(&mut *self.rt, &mut cx)
+    }
+}
+
+impl Host for Lent<'_, '_> {
+    fn forward(&mut self, ctx: &mut MsgCtx<'_, '_>, dest: &Destination) -> i32 {
+        self.w.forward(ctx, dest)
+    }
+
+    fn module(&mut self, ctx: &mut MsgCtx<'_, '_>, func: Func, args: &[Param]) -> i32 {
+        if self.w.refused_here(func) {
+            return -1;
+        }
+        let id = func.def().id;
         let m = usize::from(func.module);
-        if let Some(r) = self.with_runtime(m, |rt, cx| rt.call(cx, ctx, def.id, args)) {
-            return r;
+        if m == self.me {
+            return self.with_me(|rt, cx| rt.call(cx, ctx, id, args));
         }
-        match func.module_def().run {
-            Some(run) => run(self, ctx, def.id, args),
-            None => {
-                log::error!("{} has no runtime in this build", def.name);
-                -1
-            }
+        // Another module: its shell is this, so its replies reach `me`.
+        let Some(mut rt) = self.w.runtimes.get_mut(m).and_then(Option::take) else {
+            return no_runtime(func);
+        };
+        let mut cx = Cx {
+            now_ms: self.w.now_ms,
+            counts: module_counts(self.w.shared, self.w.slot, m),
+            me: m,
+            shell: &mut *self,
+        };
+        let r = rt.call(&mut cx, ctx, id, args);
+        self.w.runtimes[m] = Some(rt);
+        r
+    }
+}
+
+impl Shell for Lent<'_, '_> {
+    fn reply(&mut self, ctx: &mut MsgCtx<'_, '_>, code: u16, reason: &[u8], headers: &[u8]) -> i32 {
+        match self.with_me(|rt, cx| reply_on_txn(rt, cx, ctx, code, reason, headers)) {
+            Some(r) => r,
+            None => Shell::reply(&mut *self.w, ctx, code, reason, headers),
         }
+    }
+
+    fn reply_stateless(&mut self, ctx: &mut MsgCtx<'_, '_>, code: u16, reason: &[u8]) -> i32 {
+        self.w.reply_stateless(ctx, code, reason)
+    }
+
+    fn to_tag(&self, req: &Message<'_>) -> Option<sl::signature::ToTag> {
+        self.w.to_tag(req)
+    }
+
+    fn count(&self, c: Counter) {
+        self.w.count(c);
+    }
+
+    fn in_sock(&self) -> usize {
+        self.w.in_sock
+    }
+
+    fn local(&self, sock: usize) -> SocketAddr {
+        Shell::local(&*self.w, sock)
+    }
+
+    fn socket_for(&self, dest: SocketAddr) -> usize {
+        self.w.socket_for(dest)
+    }
+
+    fn resolve(&mut self, host: &str, port: u16, prefer_v6: bool) -> Option<SocketAddr> {
+        self.w.dns.resolve(host, port, prefer_v6)
+    }
+
+    fn push(&mut self, sock: usize, dest: SocketAddr) -> &mut Vec<u8> {
+        self.w.outbox.push(sock, dest)
+    }
+
+    fn pop(&mut self) {
+        self.w.outbox.pop();
+    }
+
+    fn tag_last(&mut self, tag: u128) {
+        self.w.outbox.tag_last(tag);
+    }
+
+    fn send_new(&mut self, to: SocketAddr) -> (SocketAddr, &mut Vec<u8>) {
+        self.w.send_new(to)
+    }
+
+    /// Another module's route (none runs one yet) would not reach `me`.
+    fn run_route(
+        &mut self,
+        kind: RouteKind,
+        route: u32,
+        ctx: &mut MsgCtx<'_, '_>,
+        me: usize,
+        rt: &mut dyn Runtime,
+    ) -> Outcome {
+        self.w.run_route(kind, route, ctx, me, rt)
+    }
+
+    fn tm_created(&mut self, sel: &mut Failover) {
+        self.w.tm_created(sel);
+    }
+
+    fn tm_destroyed(&mut self, sel: &Failover) {
+        self.w.tm_destroyed(sel);
+    }
+
+    fn tm_hooked(&self, flags: u32) -> bool {
+        self.w.tm_hooked(flags)
+    }
+
+    fn tm_emit(&mut self, ev: &TmEvent<'_, '_>) -> u32 {
+        self.w.tm_emit(ev)
     }
 }

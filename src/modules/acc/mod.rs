@@ -75,7 +75,6 @@ pub static MODULE: Module = Module {
         action("acc_db_request", ACC_DB_REQUEST, (2, 2), comment_table, REQ),
         action("acc_request", ACC_REQUEST, (2, 2), comment_table, REQ),
     ],
-    run: None,
     counters: &[
         "acc_records",
         "acc_queue_full",
@@ -89,7 +88,6 @@ pub static MODULE: Module = Module {
         helper: Some(writer::run),
         used: None,
     }),
-    shell: None,
     unapplied: &[],
 };
 

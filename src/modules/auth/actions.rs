@@ -64,13 +64,11 @@ pub static MODULE: Module = Module {
             REQ,
         ),
     ],
-    run: None,
     counters: &["auth_failures"],
     hooks: Some(&Hooks::tables_and_runtime(
         super::runtime::carve,
         super::runtime::start,
     )),
-    shell: None,
     unapplied: &[],
 };
 

@@ -44,7 +44,6 @@ pub static MODULE: Module = Module {
         action("ds_mark_dst", DS_MARK_DST, (0, 1), mark, ANY),
         action("ds_is_from_list", DS_IS_FROM_LIST, (0, 1), from_list, ANY),
     ],
-    run: None,
     counters: &[
         "dispatcher_selected",
         "dispatcher_no_destination",
@@ -56,7 +55,6 @@ pub static MODULE: Module = Module {
         super::runtime::carve,
         super::runtime::start,
     )),
-    shell: None,
     unapplied: &[],
 };
 

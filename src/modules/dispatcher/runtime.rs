@@ -264,8 +264,9 @@ impl DsState {
                 for d in &set.dests {
                     p.keys.push(state::key(set.id, &d.uri));
                     let target = crate::modules::tm::relay::uri_target(d.uri.as_bytes());
-                    p.addrs
-                        .push(target.and_then(|(host, port, _)| cx.shell.resolve(&host, port)));
+                    p.addrs.push(
+                        target.and_then(|(host, port, _)| cx.shell.resolve(&host, port, false)),
+                    );
                 }
             }
             p.list = list;

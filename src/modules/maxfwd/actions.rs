@@ -20,10 +20,8 @@ pub static MODULE: Module = Module {
         limit,
         Routes::ANY,
     )],
-    run: None,
     counters: &[],
     hooks: Some(&Hooks::runtime(start)),
-    shell: None,
     unapplied: &[],
 };
 

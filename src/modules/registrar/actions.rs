@@ -31,7 +31,6 @@ pub static MODULE: Module = Module {
             Routes::REQUEST.or(Routes::FAILURE),
         ),
     ],
-    run: None,
     counters: &["registrar_accepted", "registrar_rejected"],
     hooks: Some(&Hooks {
         carve: None,
@@ -39,7 +38,6 @@ pub static MODULE: Module = Module {
         helper: None,
         used: Some(crate::modules::usrloc::upkeep::used),
     }),
-    shell: None,
     unapplied: &[],
 };
 

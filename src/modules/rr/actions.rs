@@ -24,10 +24,8 @@ pub static MODULE: Module = Module {
         action("record_route", RECORD_ROUTE, (0, 0), no_args, Routes::ANY),
         action("loose_route", LOOSE_ROUTE, (0, 0), no_args, Routes::ANY),
     ],
-    run: None,
     counters: &[],
     hooks: Some(&Hooks::runtime(start)),
-    shell: None,
     unapplied: &["enable_full_lr", "append_fromtag", "enable_double_rr"],
 };
 

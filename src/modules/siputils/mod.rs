@@ -9,10 +9,8 @@ pub static MODULE: Module = Module {
     name: "siputils",
     params: &[],
     actions: &[action("has_totag", 0, (0, 0), no_args, Routes::ANY)],
-    run: None,
     counters: &[],
     hooks: Some(&Hooks::runtime(start)),
-    shell: None,
     unapplied: &[],
 };
 

@@ -46,10 +46,8 @@ pub static MODULE: Module = Module {
             Routes::NOT_BRANCH,
         ),
     ],
-    run: None,
     counters: &[],
     hooks: Some(&Hooks::runtime(start)),
-    shell: None,
     unapplied: &[],
 };
 

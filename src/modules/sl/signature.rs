@@ -12,6 +12,9 @@ use crate::sip::Message;
 /// Length of a signed to-tag.
 pub const TAG_LEN: usize = 16 + 1 + 8;
 
+/// A signed to-tag.
+pub type ToTag = ArrayString<TAG_LEN>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Signature {
     prefix: [u8; 16],
@@ -45,7 +48,7 @@ impl Signature {
 
     /// The to-tag for a stateless reply to `req`; `None` when the request
     /// lacks what the signature covers.
-    pub fn to_tag(&self, req: &Message<'_>) -> Option<ArrayString<TAG_LEN>> {
+    pub fn to_tag(&self, req: &Message<'_>) -> Option<ToTag> {
         let check = Self::check(req)?;
         let mut tag = [0u8; TAG_LEN];
         tag[..16].copy_from_slice(&self.prefix);

@@ -3,16 +3,14 @@
 //! `t_on_failure`/`t_on_reply`/`t_on_branch(route)` arming the
 //! transaction's routes.
 
+use super::state::TmState;
 use crate::cfg::ConfigError;
 use crate::cfg::ast::{Arg, RouteKind};
 use crate::cfg::fixup::{Fixup, error, int_in, nonempty};
 use crate::cfg::program::Param;
-use crate::modules::def::{
-    Hooks, Module, ParamType, Routes, ShellHooks, action, bad_args, no_args,
-};
+use crate::modules::def::{Cx, Hooks, Module, ParamType, Routes, action, bad_args, no_args};
 use crate::modules::sl::actions::code_reason;
 use crate::script::MsgCtx;
-use crate::server::worker::Worker;
 
 use ParamType::Int;
 
@@ -78,19 +76,11 @@ pub static MODULE: Module = Module {
             Routes::ANY,
         ),
     ],
-    run: Some(run),
     counters: super::COUNTER_NAMES,
-    hooks: Some(&Hooks {
-        carve: Some(super::carve),
-        start: None,
-        helper: None,
-        used: None,
-    }),
-    shell: Some(&ShellHooks {
-        request_in: Some(|w, m| w.tm_absorb(m)),
-        reply_in: Some(|w, m, src| w.tm_reply(m, src)),
-        tick: Some(|w| w.tm_timers()),
-    }),
+    hooks: Some(&Hooks::tables_and_runtime(
+        super::carve,
+        super::state::start,
+    )),
     unapplied: &[
         "delete_timer",
         "max_inv_lifetime",
@@ -130,33 +120,42 @@ fn branch_route(fx: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
     Ok(vec![Param::Route(fx.route(RouteKind::Branch, &a[0])?)])
 }
 
-fn run(w: &mut Worker<'_>, ctx: &mut MsgCtx<'_, '_>, id: u8, args: &[Param]) -> i32 {
+pub(super) fn run(
+    tm: &mut TmState,
+    cx: &mut Cx<'_>,
+    ctx: &mut MsgCtx<'_, '_>,
+    id: u8,
+    args: &[Param],
+) -> i32 {
     match (id, args) {
         (T_REPLY, [Param::Int(code), Param::Fmt(reason)]) => {
-            w.text.clear();
-            crate::script::pv::format_into(reason, ctx, &mut w.text);
-            w.t_reply(ctx, *code as u16)
+            let mut text = std::mem::take(&mut tm.text);
+            text.clear();
+            crate::script::pv::format_into(reason, ctx, &mut text);
+            let r = tm.t_reply(cx, ctx, *code as u16, &text, b"");
+            tm.text = text;
+            r
         }
-        (T_RELAY | T_RELAY_TO_UDP, []) => w.t_relay(ctx, None),
+        (T_RELAY | T_RELAY_TO_UDP, []) => tm.t_relay(cx, ctx, None),
         (T_RELAY | T_RELAY_TO_UDP, [Param::Str(host), Param::Int(port)]) => {
-            w.t_relay(ctx, Some((host, *port as u16)))
+            tm.t_relay(cx, ctx, Some((host, *port as u16)))
         }
         (T_RELAY_TO_TCP, _) => {
             log::warn!("t_relay_to_tcp: only UDP is served yet");
             ctx.st.last_error = Some((500, "Unsupported Transport"));
             -1
         }
-        (T_NEWTRAN, []) => w.t_newtran(ctx),
+        (T_NEWTRAN, []) => tm.t_newtran(cx, ctx),
         (T_ON_FAILURE, [Param::Route(r)]) => {
-            w.tm.armed.failure = (*r + 1) as u16;
+            tm.armed.failure = (*r + 1) as u16;
             1
         }
         (T_ON_REPLY, [Param::Route(r)]) => {
-            w.tm.armed.reply = (*r + 1) as u16;
+            tm.armed.reply = (*r + 1) as u16;
             1
         }
         (T_ON_BRANCH, [Param::Route(r)]) => {
-            w.tm.armed.branch = (*r + 1) as u16;
+            tm.armed.branch = (*r + 1) as u16;
             1
         }
         _ => bad_args("tm", id),

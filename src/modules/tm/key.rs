@@ -109,6 +109,24 @@ impl BranchId {
         parts.next().is_none().then_some(id)
     }
 
+    /// As one number: the label tm gives a branch's request in the
+    /// outbox (`Shell::tag_last`).
+    pub fn pack(&self) -> u128 {
+        u128::from(self.bucket) << 72
+            | u128::from(self.slot) << 40
+            | u128::from(self.generation) << 8
+            | u128::from(self.branch)
+    }
+
+    pub fn unpack(v: u128) -> BranchId {
+        BranchId {
+            bucket: (v >> 72) as u32,
+            slot: (v >> 40) as u32,
+            generation: (v >> 8) as u32,
+            branch: v as u8,
+        }
+    }
+
     /// Ours in the top Via of the start of a request we sent (what an
     /// ICMP error quotes back, possibly cut short): its request line,
     /// then our Via, first of the headers.
@@ -215,6 +233,14 @@ mod tests {
         let mut full = String::from("z9hG4bK");
         full.push_str(&id.encode());
         assert_eq!(BranchId::decode(full.as_bytes()), Some(id));
+        assert_eq!(BranchId::unpack(id.pack()), id);
+        let max = BranchId {
+            bucket: u32::MAX,
+            slot: u32::MAX,
+            generation: u32::MAX,
+            branch: u8::MAX,
+        };
+        assert_eq!(BranchId::unpack(max.pack()), max);
         for bad in [
             "z9hG4bKsl0123456789abcdef",
             "z9hG4bKt1.2.3",

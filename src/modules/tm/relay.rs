@@ -7,8 +7,11 @@ use std::net::SocketAddr;
 
 use arrayvec::{ArrayString, ArrayVec};
 
+use super::state::{TmState, count};
 use super::stateful::TxnRef;
+use crate::cfg::ast::RouteKind;
 use crate::cfg::settings::Proto;
+use crate::modules::def::Cx;
 use crate::modules::tm::TmCounter;
 use crate::modules::tm::key::server_key;
 use crate::modules::tm::table::Locked;
@@ -18,7 +21,6 @@ use crate::script::MsgCtx;
 use crate::script::uri_ops::Rewrite;
 use crate::server::proxy::{self, ForwardError};
 use crate::server::shared::Counter;
-use crate::server::worker::Worker;
 use crate::sip::uri::{Host as UriHost, Scheme, Uri};
 use crate::sip::{Message, Method};
 use rser_shm::Chain;
@@ -68,47 +70,48 @@ fn ruri_is_new(ctx: &MsgCtx<'_, '_>, to: Option<(&str, u16)>) -> bool {
     ctx.uri_rewritten() || !ctx.st.dst_uri.is_empty() || to.is_some()
 }
 
-impl Worker<'_> {
+impl TmState {
     /// `t_relay()`, `t_relay(host, port)`, `t_relay_to_udp(host, port)`.
-    pub(crate) fn t_relay(&mut self, ctx: &mut MsgCtx<'_, '_>, to: Option<(&str, u16)>) -> i32 {
-        let Some(table) = self.tm.table else {
+    pub(crate) fn t_relay(
+        &mut self,
+        cx: &mut Cx<'_>,
+        ctx: &mut MsgCtx<'_, '_>,
+        to: Option<(&str, u16)>,
+    ) -> i32 {
+        let Some(table) = self.table else {
             return -1;
         };
         match ctx.msg.method() {
             // An ACK (for a 2xx) is its own transaction and has no reply:
             // relayed statelessly (§16.10's "forwarded statelessly" case).
-            Some(Method::Ack) => return self.relay_stateless(ctx, to),
-            Some(Method::Cancel) => return self.relay_cancel(&table, ctx),
+            Some(Method::Ack) => return self.relay_stateless(cx, ctx, to),
+            Some(Method::Cancel) => return self.relay_cancel(cx, &table, ctx),
             _ => {}
         }
-        if !self.tm.in_failure_route {
+        if !self.in_failure_route {
             // The request as the route leaves it, which the transaction
             // keeps to build every branch from (§16.6 but our Via).
-            if let Err(r) = self.build_stored(ctx) {
+            if let Err(r) = self.build_stored(cx, ctx) {
                 return r;
             }
         }
-        self.tm.hop_error = None;
-        let hops = self.resolve_hops(ctx, to, true);
-        if hops.is_empty() && self.tm.cur_txn.is_none() {
-            ctx.st.last_error = Some(
-                self.tm
-                    .hop_error
-                    .unwrap_or((500, "Unresolvable destination")),
-            );
+        self.hop_error = None;
+        let hops = self.resolve_hops(cx, ctx, to, true);
+        if hops.is_empty() && self.cur_txn.is_none() {
+            ctx.st.last_error = Some(self.hop_error.unwrap_or((500, "Unresolvable destination")));
             return -1;
         }
         let mut fx = Effects::new();
-        let (t, mut l) = match self.tm.cur_txn {
+        let (t, mut l) = match self.cur_txn {
             Some(t) => {
                 let mut l = table.lock(t.bucket);
                 // After t_newtran: the text as the route left it now, as
                 // long as no branch went out with the earlier one.
-                if !self.tm.in_failure_route
+                if !self.in_failure_route
                     && let Some(s) = table.slot(&mut l, t.idx, t.generation)
                     && s.txn.request_replaceable()
                 {
-                    if !table.pool.replace(&mut s.txn.request, &self.tm.stored) {
+                    if !table.pool.replace(&mut s.txn.request, &self.stored) {
                         log::warn!(
                             "tm: shared memory full; the request as first stored is relayed"
                         );
@@ -116,13 +119,13 @@ impl Worker<'_> {
                     // A selection made after t_newtran goes with it too.
                     if s.txn.ds.is_empty() && !ctx.st.ds.is_empty() {
                         let mut fo = ctx.st.ds;
-                        self.tm_created(&mut fo);
+                        cx.shell.tm_created(&mut fo);
                         s.txn.ds = fo;
                     }
                 }
                 (t, l)
             }
-            None => match self.insert_txn(&table, ctx, &mut fx) {
+            None => match self.insert_txn(cx, &table, ctx, &mut fx) {
                 Ok(Some(new)) => new,
                 Ok(None) => return 0, // a retransmission raced us: absorbed
                 Err(code) => return code,
@@ -131,24 +134,24 @@ impl Worker<'_> {
         let Some(s) = table.slot(&mut l, t.idx, t.generation) else {
             return -1;
         };
-        if self.tm.armed.reply != 0 {
-            s.txn.on_reply = self.tm.armed.reply;
+        if self.armed.reply != 0 {
+            s.txn.on_reply = self.armed.reply;
         }
-        if self.tm.armed.branch != 0 {
-            s.txn.on_branch = self.tm.armed.branch;
+        if self.armed.branch != 0 {
+            s.txn.on_branch = self.armed.branch;
         }
-        if !self.tm.in_failure_route {
-            s.txn.on_failure = self.tm.armed.failure;
+        if !self.in_failure_route {
+            s.txn.on_failure = self.armed.failure;
         }
         let mut started = false;
         for hop in &hops {
-            let Some(chain) = table.pool.store(&self.tm.uris[hop.uri.0..hop.uri.1]) else {
+            let Some(chain) = table.pool.store(&self.uris[hop.uri.0..hop.uri.1]) else {
                 log::warn!("tm: shared memory full; branch to {} not started", hop.dest);
                 break;
             };
             let request = match hop.request {
                 None => Some(Chain::EMPTY),
-                Some((a, b)) => table.pool.store(&self.tm.variants[a..b]),
+                Some((a, b)) => table.pool.store(&self.variants[a..b]),
             };
             let Some(request) = request else {
                 table.pool.free(chain);
@@ -169,14 +172,14 @@ impl Worker<'_> {
             branch.request = request;
             branch.dest = Peer::from(hop.dest);
             branch.sock = hop.sock as u8;
-            txn.start_branch(branch, b, self.now_ms, &self.tm.timers, &mut fx);
+            txn.start_branch(branch, b, cx.now_ms, &self.timers, &mut fx);
             started = true;
         }
-        if !started && !self.tm.in_failure_route {
+        if !started && !self.in_failure_route {
             let (txn, mut br) = table.view(s);
-            fx.extend(txn.no_branch_started(&mut br, self.now_ms, &self.tm.timers));
+            fx.extend(txn.no_branch_started(&mut br, cx.now_ms, &self.timers));
         }
-        let failure = self.tm_exec(&table, &mut l, t, &fx, None);
+        let failure = self.tm_exec(cx, &table, &mut l, t, &fx, None);
         drop(l);
         debug_assert!(failure.is_none(), "failure_route from t_relay");
         if started { 1 } else { -1 }
@@ -188,52 +191,53 @@ impl Worker<'_> {
     /// stateless relay's). Unresolvable ones are logged and skipped.
     fn resolve_hops(
         &mut self,
+        cx: &mut Cx<'_>,
         ctx: &MsgCtx<'_, '_>,
         to: Option<(&str, u16)>,
         branches: bool,
     ) -> ArrayVec<Hop, MAX_BRANCHES> {
-        self.tm.uris.clear();
-        self.tm.variants.clear();
-        let route = if branches { self.tm.armed.branch } else { 0 };
+        self.uris.clear();
+        self.variants.clear();
+        let route = if branches { self.armed.branch } else { 0 };
         // failure_route's own edits go on every branch it starts.
-        let mut base = std::mem::take(&mut self.tm.base_buf);
+        let mut base = std::mem::take(&mut self.base_buf);
         base.clear();
         let mut shared = None;
-        if branches && self.tm.in_failure_route && (!ctx.st.edits.is_empty() || ctx.st.record_route)
-        {
-            let local = self.locals[self.in_sock];
+        if branches && self.in_failure_route && (!ctx.st.edits.is_empty() || ctx.st.record_route) {
+            let local = cx.shell.local(cx.shell.in_sock());
             match proxy::build_edited(ctx, local, b"UDP", &mut base) {
                 Ok(()) => {
-                    self.tm.variants.extend_from_slice(&base);
+                    self.variants.extend_from_slice(&base);
                     shared = Some((0, base.len()));
                 }
                 Err(e) => log::warn!("failure_route: its changes are not applied: {e}"),
             }
         }
         // What branch_route works on: the text the branches share.
-        let stored = std::mem::take(&mut self.tm.stored);
-        let hops = match (route, shared, self.tm.in_failure_route) {
-            (0, _, _) => self.hops_for(ctx, to, 0, None, shared),
-            (_, None, true) => self.hops_for(ctx, to, route, Some(ctx.msg), shared),
+        let stored = std::mem::take(&mut self.stored);
+        let hops = match (route, shared, self.in_failure_route) {
+            (0, _, _) => self.hops_for(cx, ctx, to, 0, None, shared),
+            (_, None, true) => self.hops_for(cx, ctx, to, route, Some(ctx.msg), shared),
             _ => {
                 let text = if shared.is_some() { &base } else { &stored };
                 match Message::parse(text) {
-                    Ok(m) => self.hops_for(ctx, to, route, Some(&m), shared),
+                    Ok(m) => self.hops_for(cx, ctx, to, route, Some(&m), shared),
                     Err(e) => {
                         log::error!("tm: the request to relay does not parse: {e}");
-                        self.hops_for(ctx, to, 0, None, shared)
+                        self.hops_for(cx, ctx, to, 0, None, shared)
                     }
                 }
             }
         };
-        self.tm.stored = stored;
-        self.tm.base_buf = base;
+        self.stored = stored;
+        self.base_buf = base;
         hops
     }
 
     /// The hops of `resolve_hops`, with branch_route run on `on`.
     fn hops_for(
         &mut self,
+        cx: &mut Cx<'_>,
         ctx: &MsgCtx<'_, '_>,
         to: Option<(&str, u16)>,
         route: u16,
@@ -241,38 +245,38 @@ impl Worker<'_> {
         shared: Option<(usize, usize)>,
     ) -> ArrayVec<Hop, MAX_BRANCHES> {
         let mut hops = ArrayVec::new();
-        let prefer_v6 = self.locals[self.in_sock].is_ipv6();
+        let prefer_v6 = cx.shell.local(cx.shell.in_sock()).is_ipv6();
         let first = std::iter::once(ctx.uri());
         for (i, uri) in first.chain(ctx.branches()).enumerate() {
-            if i == 0 && self.tm.in_failure_route && !ruri_is_new(ctx, to) {
+            if i == 0 && self.in_failure_route && !ruri_is_new(ctx, to) {
                 // SER and Kamailio fork again from failure_route only to
                 // what the route added: the Request-URI that just failed
                 // goes out again only if the route rewrote it or set its
                 // next hop.
                 continue;
             }
-            let start = self.tm.uris.len();
+            let start = self.uris.len();
             let dst: &[u8] = if i == 0 { &ctx.st.dst_uri } else { b"" };
-            self.tm.branch_dst.clear();
+            self.branch_dst.clear();
             let request = match on {
-                Some(m) => match self.run_branch_route(route, m, ctx, uri, dst) {
+                Some(m) => match self.run_branch_route(cx, route, m, ctx, uri, dst) {
                     BranchVerdict::Dropped => continue,
                     BranchVerdict::Send(own) => own.or(shared),
                 },
                 None => {
-                    self.tm.uris.extend_from_slice(uri);
-                    self.tm.branch_dst.extend_from_slice(dst);
+                    self.uris.extend_from_slice(uri);
+                    self.branch_dst.extend_from_slice(dst);
                     shared
                 }
             };
-            let uri = &self.tm.uris[start..];
+            let uri = &self.uris[start..];
             let target = match to {
                 Some((h, p)) => {
                     let mut host = ArrayString::new();
                     let _ = host.try_push_str(h.trim_start_matches('[').trim_end_matches(']'));
                     Some((host, p, Proto::Udp))
                 }
-                None if !self.tm.branch_dst.is_empty() => uri_target(&self.tm.branch_dst),
+                None if !self.branch_dst.is_empty() => uri_target(&self.branch_dst),
                 None => uri_target(uri),
             };
             let Some((host, port, proto)) = target else {
@@ -280,11 +284,11 @@ impl Worker<'_> {
                     // RFC 3261 §8.2.2.1: a scheme we cannot route (tel:,
                     // a URN) is the caller's problem, not a server error.
                     log::debug!("tm: no route for {}", String::from_utf8_lossy(uri));
-                    self.tm.hop_error = Some(crate::sip::uri::UNSUPPORTED_SCHEME);
+                    self.hop_error = Some(crate::sip::uri::UNSUPPORTED_SCHEME);
                 } else {
                     log::warn!("tm: cannot send to {}", String::from_utf8_lossy(uri));
                 }
-                self.tm.uris.truncate(start);
+                self.uris.truncate(start);
                 continue;
             };
             if proto != Proto::Udp {
@@ -292,29 +296,25 @@ impl Worker<'_> {
                     "tm: {host}:{port} over {}: only UDP is served yet",
                     proto.name()
                 );
-                self.tm.uris.truncate(start);
+                self.uris.truncate(start);
                 continue;
             }
-            let Some(dest) = self.dns.resolve(&host, port, prefer_v6) else {
+            let Some(dest) = cx.shell.resolve(&host, port, prefer_v6) else {
                 log::warn!("tm: cannot resolve {host}");
-                self.tm.uris.truncate(start);
+                self.uris.truncate(start);
                 continue;
             };
-            if self
-                .tm
-                .blocklist
-                .is_some_and(|b| b.contains(dest, self.now_ms))
-            {
+            if self.blocklist.is_some_and(|b| b.contains(dest, cx.now_ms)) {
                 log::debug!("tm: {dest} is blocklisted; branch not sent");
-                self.tm_count(TmCounter::Blocklisted);
-                self.tm.hop_error = Some((503, "Destination Blocklisted"));
-                self.tm.uris.truncate(start);
+                count(cx, TmCounter::Blocklisted);
+                self.hop_error = Some((503, "Destination Blocklisted"));
+                self.uris.truncate(start);
                 continue;
             }
-            let sock = self.socket_for(dest);
+            let sock = cx.shell.socket_for(dest);
             if hops
                 .try_push(Hop {
-                    uri: (start, self.tm.uris.len()),
+                    uri: (start, self.uris.len()),
                     request,
                     dest,
                     sock,
@@ -334,68 +334,67 @@ impl Worker<'_> {
     /// changed any (Kamailio's per-branch changes).
     fn run_branch_route(
         &mut self,
+        cx: &mut Cx<'_>,
         route: u16,
         on: &Message<'_>,
         main: &MsgCtx<'_, '_>,
         uri: &[u8],
         dst: &[u8],
     ) -> BranchVerdict {
-        let mut st = std::mem::take(&mut self.tm.branch_st);
-        let local = self.locals[self.in_sock];
+        let mut st = std::mem::take(&mut self.branch_st);
+        let local = cx.shell.local(cx.shell.in_sock());
         let mut ctx = MsgCtx::new(on, main.src, local, Proto::Udp, &mut st);
         ctx.st.flags = main.st.flags;
         ctx.st.dst_uri.extend_from_slice(dst);
         if uri != on.request_uri_raw() {
             let _ = ctx.rewrite_uri(Rewrite::Uri(uri));
         }
-        self.tm.in_branch_route = true;
-        let vm = self.vm;
-        let out = vm.run(u32::from(route - 1), &mut ctx, self);
-        self.tm.in_branch_route = false;
-        if let Some(e) = out.error {
-            self.count(Counter::ScriptErrors);
-            log::warn!("branch_route: {e}");
-        }
+        let out = cx.run_route(RouteKind::Branch, u32::from(route - 1), &mut ctx, self);
         let verdict = if out.dropped {
             BranchVerdict::Dropped
         } else {
-            self.tm.uris.extend_from_slice(ctx.uri());
-            self.tm.branch_dst.extend_from_slice(&ctx.st.dst_uri);
-            let start = self.tm.variants.len();
+            self.uris.extend_from_slice(ctx.uri());
+            self.branch_dst.extend_from_slice(&ctx.st.dst_uri);
+            let start = self.variants.len();
             if ctx.st.edits.is_empty() && !ctx.st.record_route {
                 BranchVerdict::Send(None)
             } else {
-                match proxy::build_edited(&ctx, local, b"UDP", &mut self.tm.variants) {
-                    Ok(()) => BranchVerdict::Send(Some((start, self.tm.variants.len()))),
+                match proxy::build_edited(&ctx, local, b"UDP", &mut self.variants) {
+                    Ok(()) => BranchVerdict::Send(Some((start, self.variants.len()))),
                     Err(e) => {
-                        self.tm.variants.truncate(start);
+                        self.variants.truncate(start);
                         log::warn!("branch_route: its changes are not applied: {e}");
                         BranchVerdict::Send(None)
                     }
                 }
             }
         };
-        self.tm.branch_st = st;
+        self.branch_st = st;
         verdict
     }
 
     /// Relays statelessly to the first hop (ACK, or CANCEL without its
     /// INVITE here).
-    fn relay_stateless(&mut self, ctx: &mut MsgCtx<'_, '_>, to: Option<(&str, u16)>) -> i32 {
-        let hops = self.resolve_hops(ctx, to, false);
+    fn relay_stateless(
+        &mut self,
+        cx: &mut Cx<'_>,
+        ctx: &mut MsgCtx<'_, '_>,
+        to: Option<(&str, u16)>,
+    ) -> i32 {
+        let hops = self.resolve_hops(cx, ctx, to, false);
         let Some(hop) = hops.first() else {
             ctx.st.last_error = Some((500, "Unresolvable destination"));
             return -1;
         };
-        let via = self.locals[hop.sock];
-        let buf = self.outbox.push(hop.sock, hop.dest);
+        let via = cx.shell.local(hop.sock);
+        let buf = cx.shell.push(hop.sock, hop.dest);
         match proxy::build_request(ctx, via, b"UDP", true, buf) {
             Ok(()) => {
-                self.count(Counter::ForwardedRequests);
+                cx.shell.count(Counter::ForwardedRequests);
                 1
             }
             Err(e) => {
-                self.outbox.pop();
+                cx.shell.pop();
                 log::warn!("relay to {}: {e}", hop.dest);
                 -1
             }
@@ -404,7 +403,7 @@ impl Worker<'_> {
 
     /// A CANCEL (§16.10): answered 200 here and sent on every pending
     /// branch of its INVITE; without that INVITE, relayed statelessly.
-    fn relay_cancel(&mut self, table: &Table, ctx: &mut MsgCtx<'_, '_>) -> i32 {
+    fn relay_cancel(&mut self, cx: &mut Cx<'_>, table: &Table, ctx: &mut MsgCtx<'_, '_>) -> i32 {
         let Some(key) = server_key(ctx.msg, true) else {
             return -1;
         };
@@ -417,11 +416,9 @@ impl Worker<'_> {
             // rather than §16.10's stateless forward of a CANCEL that
             // cannot match anything downstream (a script may still
             // `forward()` it).
-            self.tm_count(TmCounter::CancelUnmatched);
-            self.text.clear();
-            self.text
-                .extend_from_slice(b"Call/Transaction Does Not Exist");
-            self.sl_reply(ctx, 481);
+            count(cx, TmCounter::CancelUnmatched);
+            cx.shell
+                .reply_stateless(ctx, 481, b"Call/Transaction Does Not Exist");
             return 1;
         };
         let t = TxnRef {
@@ -431,16 +428,14 @@ impl Worker<'_> {
         };
         // §16.10: the CANCEL is answered at once, before anything the
         // cancelled branches produce.
-        self.text.clear();
-        self.text.extend_from_slice(b"canceling");
-        self.sl_reply(ctx, 200);
-        self.cancel_answered(ctx);
+        cx.shell.reply_stateless(ctx, 200, b"canceling");
+        self.cancel_answered(cx, ctx);
         let fx = table.slot(&mut l, idx, generation).map(|s| {
             let (txn, mut br) = table.view(s);
-            txn.on_cancel(&mut br, self.now_ms, &self.tm.timers)
+            txn.on_cancel(&mut br, cx.now_ms, &self.timers)
         });
         if let Some(fx) = fx {
-            self.tm_exec(table, &mut l, t, &fx, None);
+            self.tm_exec(cx, table, &mut l, t, &fx, None);
         }
         drop(l);
         1
@@ -448,11 +443,11 @@ impl Worker<'_> {
 
     /// The CANCEL's own 200 as a tm callback (Kamailio's acc records it
     /// with `report_cancels`): the reply as sl wrote it.
-    fn cancel_answered(&mut self, ctx: &mut MsgCtx<'_, '_>) {
-        if !self.tm_hooked(ctx.st.flags) {
+    fn cancel_answered(&mut self, cx: &mut Cx<'_>, ctx: &mut MsgCtx<'_, '_>) {
+        if !cx.shell.tm_hooked(ctx.st.flags) {
             return;
         }
-        let tag = self.shared.ack_filter.signature().to_tag(ctx.msg);
+        let tag = cx.shell.to_tag(ctx.msg);
         let to_tag = match ctx.msg.to() {
             Ok(to) if to.tag.is_some() => to.tag.unwrap_or_default(),
             _ => tag.as_ref().map_or(&b""[..], |t| t.as_bytes()),
@@ -469,16 +464,16 @@ impl Worker<'_> {
             to_tag,
             has_body: false,
         };
-        ctx.st.flags &= !self.tm_emit(&ev);
+        ctx.st.flags &= !cx.shell.tm_emit(&ev);
     }
 
     /// Builds the request the transaction keeps into `stored`: the
     /// received one with the route's changes. Err: the script's return
     /// value (the error is left for `sl_reply_error`).
-    fn build_stored(&mut self, ctx: &mut MsgCtx<'_, '_>) -> Result<(), i32> {
-        let local = self.locals[self.in_sock];
-        self.tm.stored.clear();
-        proxy::build_request(ctx, local, b"UDP", false, &mut self.tm.stored).map_err(|e| {
+    fn build_stored(&mut self, cx: &mut Cx<'_>, ctx: &mut MsgCtx<'_, '_>) -> Result<(), i32> {
+        let local = cx.shell.local(cx.shell.in_sock());
+        self.stored.clear();
+        proxy::build_request(ctx, local, b"UDP", false, &mut self.stored).map_err(|e| {
             ctx.st.last_error = Some(match e {
                 ForwardError::MaxForwardsExhausted => (483, "Too Many Hops"),
                 ForwardError::Build(_) => (500, "Cannot Build Request"),
@@ -495,6 +490,7 @@ impl Worker<'_> {
     /// (replied or not).
     fn insert_txn<'t>(
         &mut self,
+        cx: &mut Cx<'_>,
         table: &'t Table,
         ctx: &mut MsgCtx<'_, '_>,
         fx: &mut Effects,
@@ -504,11 +500,11 @@ impl Worker<'_> {
             ctx.st.last_error = Some((400, "Bad Request"));
             return Err(-1);
         };
-        let stored = std::mem::take(&mut self.tm.stored);
+        let stored = std::mem::take(&mut self.stored);
         let bucket = table.bucket_of(key);
         let mut l = table.lock(bucket);
         if table.find(&l, bucket, key).is_some() {
-            self.tm.stored = stored;
+            self.stored = stored;
             return Ok(None);
         }
         let kind = if msg.method() == Some(Method::Invite) {
@@ -516,13 +512,13 @@ impl Worker<'_> {
         } else {
             Kind::NonInvite
         };
-        let mut txn = Txn::new(kind, self.now_ms, &self.tm.timers);
+        let mut txn = Txn::new(kind, cx.now_ms, &self.timers);
         txn.upstream = Peer::from(crate::modules::sl::reply_destination(msg, ctx.src));
         txn.source_port = ctx.src.port();
-        txn.in_sock = self.in_sock as u8;
+        txn.in_sock = cx.shell.in_sock() as u8;
         txn.script_flags = ctx.st.flags;
         let mut fo = ctx.st.ds;
-        self.tm_created(&mut fo);
+        cx.shell.tm_created(&mut fo);
         txn.ds = fo;
         let inserted = table
             .pool
@@ -534,22 +530,20 @@ impl Worker<'_> {
                     .insert(&mut l, bucket, key, txn)
                     .inspect_err(|_| table.pool.free(chain))
             });
-        self.tm.stored = stored;
+        self.stored = stored;
         let Ok((idx, generation)) = inserted else {
             drop(l);
-            self.tm_destroyed(&fo);
-            self.tm_count(TmCounter::TableFull);
-            if let Some(held) = self.tm.full_log.allow(self.now_ms) {
+            cx.shell.tm_destroyed(&fo);
+            count(cx, TmCounter::TableFull);
+            if let Some(held) = self.full_log.allow(cx.now_ms) {
                 log::warn!(
                     "tm: transaction table full ({} live); replying 503{}",
                     table.live(),
                     crate::server::log_limit::held_text(held)
                 );
             }
-            self.text.clear();
-            self.text
-                .extend_from_slice(b"Service Unavailable (transaction table full)");
-            self.sl_reply(ctx, 503);
+            cx.shell
+                .reply_stateless(ctx, 503, b"Service Unavailable (transaction table full)");
             return Err(0);
         };
         let t = TxnRef {
@@ -557,35 +551,34 @@ impl Worker<'_> {
             idx,
             generation,
         };
-        self.tm_count(TmCounter::Transactions);
+        count(cx, TmCounter::Transactions);
         if let Some(s) = table.slot(&mut l, idx, generation) {
-            s.txn
-                .on_created(self.tm.auto_100, self.now_ms, &self.tm.timers, fx);
+            s.txn.on_created(self.auto_100, cx.now_ms, &self.timers, fx);
         }
-        self.tm.cur_txn = Some(t);
+        self.cur_txn = Some(t);
         Ok(Some((t, l)))
     }
 
     /// `t_newtran()`: 1 when the transaction is new, 0 when the request is
     /// a retransmission (the script ends: SER's semantics).
-    pub(crate) fn t_newtran(&mut self, ctx: &mut MsgCtx<'_, '_>) -> i32 {
-        let Some(table) = self.tm.table else {
+    pub(crate) fn t_newtran(&mut self, cx: &mut Cx<'_>, ctx: &mut MsgCtx<'_, '_>) -> i32 {
+        let Some(table) = self.table else {
             return -1;
         };
-        if self.tm.cur_txn.is_some() {
+        if self.cur_txn.is_some() {
             return 1;
         }
         if let Some(Method::Ack | Method::Cancel) = ctx.msg.method() {
             return -1;
         }
         let mut fx = Effects::new();
-        if let Err(r) = self.build_stored(ctx) {
+        if let Err(r) = self.build_stored(cx, ctx) {
             return r;
         }
-        match self.insert_txn(&table, ctx, &mut fx) {
+        match self.insert_txn(cx, &table, ctx, &mut fx) {
             Ok(Some((t, mut l))) => {
                 // Sends the 100 if any, and arms the transaction's end.
-                self.tm_exec(&table, &mut l, t, &fx, None);
+                self.tm_exec(cx, &table, &mut l, t, &fx, None);
                 1
             }
             Ok(None) => 0,

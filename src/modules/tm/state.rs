@@ -2,13 +2,16 @@
 //! the transaction of the message being scripted and the routes it armed,
 //! the state of its own routes, and the buffers it reuses.
 
+use std::net::SocketAddr;
+
 use super::blocklist::Blocklist;
+use super::key::BranchId;
 use super::stateful::{Armed, TxnRef};
-use super::{Table, Timers};
-use crate::cfg::Config;
-use crate::script::ScriptState;
+use super::{Table, Timers, TmCounter, TmShm};
+use crate::cfg::program::Param;
+use crate::modules::def::{Cx, Refusal, Runtime, Start, Wants};
+use crate::script::{MsgCtx, ScriptState};
 use crate::server::log_limit::LogLimit;
-use crate::server::shared::Shared;
 
 pub struct TmState {
     /// The table, when tm is loaded.
@@ -49,14 +52,25 @@ pub struct TmState {
     pub hop_error: Option<(u16, &'static str)>,
     /// Table-full warnings, at most once a second.
     pub full_log: LogLimit,
-    /// Where tm's counters start among all.
-    pub counters_base: usize,
+    /// A formatted reason (`t_reply`'s).
+    pub text: Vec<u8>,
+}
+
+/// Counts one of tm's counters.
+pub fn count(cx: &Cx<'_>, c: TmCounter) {
+    cx.counts.add(c as usize, 1);
+}
+
+/// tm in a worker or the timer process, over its tables.
+pub fn start<'a>(s: &Start<'a>) -> Box<dyn Runtime + 'a> {
+    let shm = s.shm.and_then(|m| m.downcast_ref::<TmShm>());
+    Box::new(TmState::new(s.config, shm))
 }
 
 impl TmState {
-    pub fn new(config: &Config, shared: &Shared) -> TmState {
+    pub fn new(config: &crate::cfg::Config, shm: Option<&TmShm>) -> TmState {
         TmState {
-            table: shared.tm(),
+            table: shm.map(|t| t.table),
             timers: super::timers(config),
             auto_100: config.modparam_int("tm", "auto_inv_100", 1) != 0,
             cur_txn: None,
@@ -74,15 +88,74 @@ impl TmState {
             branch_dst: Vec::new(),
             variants: Vec::new(),
             base_buf: Vec::new(),
-            blocklist: shared.blocklist(),
+            blocklist: shm.and_then(|t| t.blocklist),
             blst_expire_ms: u64::from(config.settings.dst_blocklist_expire) * 1000,
             blst_methods: config.modparam_int("tm", "blst_methods_add", 1),
             hop_error: None,
             full_log: LogLimit::default(),
-            counters_base: crate::modules::MODULES
-                .iter()
-                .position(|m| m.name == "tm")
-                .map_or(0, crate::server::shared::counter_base),
+            text: Vec::new(),
         }
+    }
+}
+
+impl Runtime for TmState {
+    fn wants(&self) -> Wants {
+        Wants {
+            per_message: true,
+            ticks: true,
+            requests: true,
+            replies: true,
+            transactions: true,
+            send_failures: true,
+            ..Wants::default()
+        }
+    }
+
+    fn message_start(&mut self) {
+        self.cur_txn = None;
+        self.armed = Armed::default();
+    }
+
+    fn tick(&mut self, cx: &mut Cx<'_>) {
+        self.tm_timers(cx);
+    }
+
+    fn request_in(&mut self, cx: &mut Cx<'_>, msg: &crate::sip::Message<'_>) -> bool {
+        self.tm_absorb(cx, msg)
+    }
+
+    fn reply_in(
+        &mut self,
+        cx: &mut Cx<'_>,
+        msg: &crate::sip::Message<'_>,
+        src: SocketAddr,
+    ) -> bool {
+        self.tm_reply(cx, msg, src)
+    }
+
+    fn reply_on_txn(
+        &mut self,
+        cx: &mut Cx<'_>,
+        ctx: &mut MsgCtx<'_, '_>,
+        code: u16,
+        reason: &[u8],
+        headers: &[u8],
+    ) -> Option<i32> {
+        self.cur_txn?;
+        Some(self.t_reply(cx, ctx, code, reason, headers))
+    }
+
+    fn send_failed(&mut self, cx: &mut Cx<'_>, dest: SocketAddr, what: Refusal<'_>) {
+        let id = match what {
+            Refusal::Tagged(tag) => Some(BranchId::unpack(tag)),
+            Refusal::Head(head) => BranchId::in_head(head),
+        };
+        if let Some(id) = id {
+            self.tm_send_failed(cx, id, dest);
+        }
+    }
+
+    fn call(&mut self, cx: &mut Cx<'_>, ctx: &mut MsgCtx<'_, '_>, id: u8, args: &[Param]) -> i32 {
+        super::actions::run(self, cx, ctx, id, args)
     }
 }
