@@ -213,7 +213,7 @@ fn sipp_cancelled_calls_complete_through_t_relay() {
     assert_eq!(r.successful, Some(calls), "{}", r.summary);
     let tm = &r.stats["tm"];
     assert_eq!(tm["tm_acks_absorbed"], u64::from(calls), "{tm}");
-    assert_eq!(r.stats["core"]["acks_absorbed"], 0, "none taken by sl");
+    assert_eq!(r.stats["sl"]["sl_acks_absorbed"], 0, "none taken by sl");
 }
 
 /// Transactions live in shared memory: a worker (or the timer process)

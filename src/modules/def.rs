@@ -186,6 +186,16 @@ pub struct Start<'a> {
 impl<'a> Start<'a> {
     /// The tables module `name` carved, as type `T`: how a module uses
     /// another's (the registrar usrloc's).
+    /// Module `name`'s counters in this process's row: how a module
+    /// counts what it does to another's table (the registrar, usrloc's).
+    pub fn counts_of(&self, name: &str) -> Counts<'a> {
+        let m = super::MODULES.iter().position(|m| m.name == name);
+        Counts {
+            base: m.map_or(self.counts.base, crate::server::shared::counter_base),
+            ..self.counts
+        }
+    }
+
     pub fn shm_of<T: 'static>(&self, name: &str) -> Option<&'a T> {
         let m = super::MODULES.iter().position(|m| m.name == name)?;
         self.modules.get(m)?.as_ref()?.downcast_ref::<T>()
@@ -206,12 +216,6 @@ impl Counts<'_> {
     /// [`Module::counters`]).
     pub fn add(&self, i: usize, n: u64) {
         self.counters.add(self.slot, self.base + i, n);
-    }
-
-    /// Adds `n` to one of the shell's counters (those modules written
-    /// before their own lists share).
-    pub fn shell(&self, c: crate::server::shared::Counter, n: u64) {
-        self.counters.add(self.slot, c as usize, n);
     }
 }
 
@@ -270,8 +274,8 @@ pub trait Shell {
     /// computed from.
     fn to_tag(&self, req: &Message<'_>) -> Option<crate::modules::sl::signature::ToTag>;
 
-    /// Counts one of the shell's counters (those shared by modules
-    /// written before their own lists).
+    /// Counts one of the core's counters (messages forwarded, send
+    /// errors).
     fn count(&self, c: crate::server::shared::Counter);
 
     /// The socket (its index) the current message came in on.

@@ -75,7 +75,7 @@ impl Harness {
         // (one test's).
         let config: &'static Config = Box::leak(Box::new(config));
         let shared: &'static Shared = Box::leak(Box::new(
-            Shared::create(8 << 20, workers + 1, [7; 32], Some(config)).unwrap(),
+            Shared::create(8 << 20, workers + 1, Some(config)).unwrap(),
         ));
         let sockets: &'static [UdpSocket] = Box::leak(vec![sock].into_boxed_slice());
         let vm: &'static Vm<'static> = Box::leak(Box::new(Vm::new(config)));

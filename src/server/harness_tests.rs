@@ -150,7 +150,7 @@ fn cancel_relays_the_callees_487_and_the_ack_on_another_worker_stops_timer_g() {
     h.advance(5000);
     assert!(h.sent().is_empty(), "nothing after the ACK");
     assert_eq!(h.counter("tm_acks_absorbed"), 1);
-    assert_eq!(h.counter("acks_absorbed"), 0, "not the SL filter's");
+    assert_eq!(h.counter("sl_acks_absorbed"), 0, "not the SL filter's");
 }
 
 #[test]

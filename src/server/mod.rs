@@ -162,7 +162,7 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
         ),
         false => None,
     };
-    let shared = shared::Shared::create(shm_bytes, workers + 2, secret(), Some(&config))
+    let shared = shared::Shared::create(shm_bytes, workers + 2, Some(&config))
         .map_err(|e| StartError(e.to_string()))?;
     let ctl_path = opts
         .ctl_socket

@@ -1,6 +1,7 @@
 //! What the workers share, carved from the region at start-up: per-process
-//! counters, the SL ACK filter, with tm loaded the transaction table and
-//! its timer wheel, and with the registrar the user location table. Capacities follow the region's size.
+//! counters, the process table, then every used module's own tables (sl's
+//! ACK filter, tm's transactions, usrloc's bindings, ...). Capacities
+//! follow the region's size.
 
 use std::io;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -10,7 +11,6 @@ use rser_shm::{Carver, Counters, Region, Slice};
 use crate::cfg::Config;
 use crate::modules::MODULES;
 use crate::modules::def::ModuleShm;
-use crate::modules::sl::{AckFilter, Signature};
 use crate::modules::tm::Table;
 use crate::modules::tm::blocklist::Blocklist;
 use crate::modules::usrloc::Location;
@@ -36,8 +36,6 @@ counters! { Counter, COUNTER_NAMES, {
     Received => "received",
     ForwardedRequests => "forwarded_requests",
     ForwardedReplies => "forwarded_replies",
-    SlReplies => "sl_replies",
-    AcksAbsorbed => "acks_absorbed",
     ParseErrors => "parse_errors",
     BadRequests => "bad_requests",
     TooBig => "too_big",
@@ -52,15 +50,8 @@ counters! { Counter, COUNTER_NAMES, {
     Dropped => "dropped",
     ScriptErrors => "script_errors",
     SendErrors => "send_errors",
-    SlTableEvicted => "sl_table_evicted",
     LocksRecovered => "locks_recovered",
-    UsrlocTableFull => "usrloc_table_full",
-    UsrlocExpired => "usrloc_expired",
-    UsrlocDbErrors => "usrloc_db_errors",
 }}
-
-/// Share of the region given to the table of unsigned stateless replies.
-const SL_TABLE_SHARE: usize = 16;
 
 /// The region's pieces as carved, for the start-up log.
 #[derive(Default)]
@@ -142,11 +133,9 @@ pub struct Shared {
     _region: Region,
     pub counters: Counters,
     pub processes: Processes,
-    pub ack_filter: AckFilter,
     /// The tables of loaded modules with [`Hooks`], by their place in
     /// [`MODULES`].
     pub modules: Vec<Option<ModuleShm>>,
-    pub secret: [u8; 32],
 }
 
 /// Every counter's name: the shell's ([`COUNTER_NAMES`]), then each
@@ -170,12 +159,7 @@ pub fn counter_base(m: usize) -> usize {
 impl Shared {
     /// `slots`: counter rows, one per process that counts.
     /// `config`: the loaded modules with [`Hooks`] carve their tables.
-    pub fn create(
-        size_bytes: usize,
-        slots: usize,
-        secret: [u8; 32],
-        config: Option<&Config>,
-    ) -> io::Result<Shared> {
+    pub fn create(size_bytes: usize, slots: usize, config: Option<&Config>) -> io::Result<Shared> {
         let region = Region::create(size_bytes)?;
         let too_small = || {
             io::Error::new(
@@ -194,15 +178,6 @@ impl Shared {
         layout.row(
             "counters, processes",
             format!("{slots} processes x {} counters", counter_names().len()),
-            carver.used() - at,
-        );
-        let at = carver.used();
-        let sl_entries = (size_bytes / SL_TABLE_SHARE / AckFilter::BYTES_PER_ENTRY).max(64);
-        let ack_filter = AckFilter::carve(&mut carver, Signature::new(&secret), sl_entries)
-            .ok_or_else(too_small)?;
-        layout.row(
-            "sl",
-            format!("{sl_entries} stateless replies"),
             carver.used() - at,
         );
         let mut modules = Vec::with_capacity(MODULES.len());
@@ -225,9 +200,7 @@ impl Shared {
             _region: region,
             counters,
             processes,
-            ack_filter,
             modules,
-            secret,
         })
     }
 

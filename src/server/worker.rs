@@ -23,7 +23,7 @@ use crate::cfg::settings::Proto;
 use crate::modules::MODULES;
 use crate::modules::def::{Counts, Cx, Hooks, Refusal, Runtime, Shell, Start, TmEvent, Wants};
 use crate::modules::dispatcher::Failover;
-use crate::modules::sl::{self, AckVerdict};
+use crate::modules::sl::{self, AckFilter, AckVerdict, SlCounter, SlShm};
 use crate::modules::tm::txn::{SEND_FAILED, SEND_FAILED_REASON};
 use crate::script::{Destination, Host, MsgCtx, Outcome, ScriptState, Vm};
 use crate::sip::{Message, Method};
@@ -91,6 +91,10 @@ pub struct Worker<'a> {
     /// onreply_route, branch_route) as well as the main one.
     pub(crate) vm: &'a Vm<'a>,
     pub(crate) shared: &'a Shared,
+    /// sl's ACK filter and counters: the stateless replies every module
+    /// and the core send.
+    ack_filter: AckFilter,
+    sl_counts: Counts<'a>,
     pub(crate) sockets: &'a [UdpSocket],
     pub(crate) locals: Vec<SocketAddr>,
     /// The addresses we listen on, for the Via of requests we originate
@@ -145,10 +149,17 @@ impl<'a> Worker<'a> {
         vm: &'a Vm<'a>,
     ) -> Worker<'a> {
         let runtimes = start_runtimes(config, shared, slot);
+        let sl = MODULES.iter().position(|m| m.name == "sl").unwrap_or(0);
         Worker {
             slot,
             vm,
             shared,
+            // sl's hook carves it whatever the config (`used`).
+            ack_filter: shared
+                .module_shm::<SlShm>("sl")
+                .expect("sl's ACK filter is always carved")
+                .filter,
+            sl_counts: module_counts(shared, slot, sl),
             sockets,
             locals: sockets.iter().filter_map(|s| s.local_addr().ok()).collect(),
             listen: sockets.iter().filter_map(|s| s.local_addr().ok()).collect(),
@@ -439,7 +450,7 @@ impl<'a> Worker<'a> {
             if msg.method() != Some(Method::Ack) {
                 let dest = sl::reply_destination(msg, src);
                 let buf = self.outbox.push(self.in_sock, dest);
-                let sig = self.shared.ack_filter.signature();
+                let sig = self.ack_filter.signature();
                 sl::build_reply(
                     msg,
                     src,
@@ -465,8 +476,8 @@ impl<'a> Worker<'a> {
         if taken {
             return;
         }
-        if self.shared.ack_filter.check(msg, self.now_ms) == AckVerdict::Absorb {
-            self.count(Counter::AcksAbsorbed);
+        if self.ack_filter.check(msg, self.now_ms) == AckVerdict::Absorb {
+            self.sl_counts.add(SlCounter::AcksAbsorbed as usize, 1);
             return;
         }
         for &m in &self.per_message {
@@ -556,7 +567,7 @@ impl<'a> Worker<'a> {
         }
         let dest = sl::reply_destination(ctx.msg, ctx.src);
         let buf = self.outbox.push(self.in_sock, dest);
-        let sig = self.shared.ack_filter.signature();
+        let sig = self.ack_filter.signature();
         let contacts = std::iter::once(ctx.uri()).chain(ctx.branches());
         let signed = sl::build_reply(
             ctx.msg,
@@ -569,18 +580,15 @@ impl<'a> Worker<'a> {
             &mut self.headers,
             buf,
         );
-        let rec = self
-            .shared
-            .ack_filter
-            .on_reply(ctx.msg, signed, self.now_ms);
+        let rec = self.ack_filter.on_reply(ctx.msg, signed, self.now_ms);
         if rec.evicted {
-            self.count(Counter::SlTableEvicted);
+            self.sl_counts.add(SlCounter::TableEvicted as usize, 1);
         }
         if rec.recovered {
             self.count(Counter::LocksRecovered);
             log::warn!("sl: a worker died holding the reply table's lock; table reset");
         }
-        self.count(Counter::SlReplies);
+        self.sl_counts.add(SlCounter::Replies as usize, 1);
         1
     }
 
@@ -626,7 +634,7 @@ impl Shell for Worker<'_> {
     }
 
     fn to_tag(&self, req: &Message<'_>) -> Option<sl::signature::ToTag> {
-        self.shared.ack_filter.signature().to_tag(req)
+        self.ack_filter.signature().to_tag(req)
     }
 
     fn count(&self, c: Counter) {

@@ -6,19 +6,19 @@ use arrayvec::ArrayVec;
 
 use crate::cfg::Config;
 use crate::cfg::program::Param;
-use crate::modules::def::{Cx, Runtime, Start, bad_args};
+use crate::modules::def::{Counts, Cx, Runtime, Start, bad_args};
 use crate::modules::registrar::{self, Current, MAX_CONTACTS, Op, Reject, Request};
+use crate::modules::usrloc::UlCounter;
 use crate::modules::usrloc::db::Db;
 use crate::modules::usrloc::table::{DIRTY, Q_NONE};
 use crate::modules::usrloc::{self, DbMode, Location, Meta, unix_now};
 use crate::script::MsgCtx;
 use crate::script::uri_ops::Rewrite;
 use crate::server::log_limit::LogLimit;
-use crate::server::shared::Counter;
 use crate::sip::{Method, Uri};
 
 /// What a worker keeps for the registrar.
-pub struct RegistrarState {
+pub struct RegistrarState<'a> {
     pub location: Location,
     /// Location table names; a binding's `domain` indexes it.
     pub tables: Vec<String>,
@@ -33,10 +33,12 @@ pub struct RegistrarState {
     headers: Vec<u8>,
     /// Table-full warnings, at most once a second.
     full_log: LogLimit,
+    /// usrloc's counters (the table is usrloc's).
+    ul_counts: Counts<'a>,
 }
 
-impl RegistrarState {
-    pub fn new(config: &Config, location: Location) -> RegistrarState {
+impl<'a> RegistrarState<'a> {
+    pub fn new(config: &Config, location: Location, ul_counts: Counts<'a>) -> RegistrarState<'a> {
         RegistrarState {
             location,
             tables: usrloc::tables(&config.program),
@@ -49,6 +51,7 @@ impl RegistrarState {
             scratch: Vec::new(),
             headers: Vec::new(),
             full_log: LogLimit::default(),
+            ul_counts,
         }
     }
 
@@ -66,7 +69,7 @@ enum Written {
     Delete { contact: (usize, usize) },
 }
 
-impl RegistrarState {
+impl RegistrarState<'_> {
     /// `save(table)`: a REGISTER's bindings changed per §10.3 and the
     /// reply sent (200 with every binding, or the refusal).
     fn save(&mut self, cx: &mut Cx<'_>, ctx: &mut MsgCtx<'_, '_>, table: &str) -> i32 {
@@ -168,7 +171,7 @@ impl RegistrarState {
                         loc.remove(&mut l, idx, false);
                     }
                     drop(l);
-                    cx.shell.count(Counter::UsrlocTableFull);
+                    rs.ul_counts.add(UlCounter::TableFull as usize, 1);
                     if let Some(held) = rs.full_log.allow(cx.now_ms) {
                         log::warn!(
                             "usrloc: table full ({} bindings); REGISTER refused{}",
@@ -240,21 +243,21 @@ impl RegistrarState {
         drop(l);
         rs.scratch = texts;
         if rs.ul.db_mode == DbMode::WriteThrough {
-            rs.write_through(cx, domain, call_id, &written);
+            rs.write_through(domain, call_id, &written);
         }
         cx.counts.add(super::ACCEPTED, 1);
         cx.shell.reply(ctx, 200, b"OK", listing)
     }
 
     /// db_mode 1: the worker writes what save() changed.
-    fn write_through(&mut self, cx: &Cx<'_>, domain: u16, call_id: &[u8], w: &[Written]) {
+    fn write_through(&mut self, domain: u16, call_id: &[u8], w: &[Written]) {
         let rs = self;
         if rs.db.is_none() {
             let url = rs.ul.db_url.clone().unwrap_or_default();
             match Db::open(&url, &rs.tables) {
                 Ok(db) => rs.db = Some(db),
                 Err(e) => {
-                    cx.shell.count(Counter::UsrlocDbErrors);
+                    rs.ul_counts.add(UlCounter::DbErrors as usize, 1);
                     log::error!("{e}");
                     return;
                 }
@@ -276,7 +279,7 @@ impl RegistrarState {
                 }
             };
             if let Err(e) = r {
-                cx.shell.count(Counter::UsrlocDbErrors);
+                rs.ul_counts.add(UlCounter::DbErrors as usize, 1);
                 log::error!("{e}");
             }
         }
@@ -348,7 +351,7 @@ fn refuse(cx: &mut Cx<'_>, ctx: &mut MsgCtx<'_, '_>, headers: &mut Vec<u8>, r: R
     -1
 }
 
-impl Runtime for RegistrarState {
+impl Runtime for RegistrarState<'_> {
     fn call(&mut self, cx: &mut Cx<'_>, ctx: &mut MsgCtx<'_, '_>, id: u8, args: &[Param]) -> i32 {
         match (id, args) {
             (super::actions::SAVE, [Param::Str(t)]) => self.save(cx, ctx, t),
@@ -364,7 +367,11 @@ pub fn start<'a>(s: &Start<'a>) -> Box<dyn Runtime + 'a> {
         .shm_of::<Location>("usrloc")
         .copied()
         .expect("usrloc's table, carved wherever save() or lookup() is called");
-    Box::new(RegistrarState::new(s.config, location))
+    Box::new(RegistrarState::new(
+        s.config,
+        location,
+        s.counts_of("usrloc"),
+    ))
 }
 
 const REJECT_BAD_TO: Reject = Reject {

@@ -46,8 +46,13 @@ pub static MODULE: Module = Module {
             Routes::NOT_BRANCH,
         ),
     ],
-    counters: &[],
-    hooks: Some(&Hooks::runtime(start)),
+    counters: super::COUNTER_NAMES,
+    hooks: Some(&Hooks {
+        carve: Some(super::carve),
+        start: Some(start),
+        helper: None,
+        used: Some(|_| true),
+    }),
     unapplied: &[],
 };
 

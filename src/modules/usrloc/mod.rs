@@ -13,7 +13,15 @@ use crate::cfg::program::Program;
 use crate::modules::def::{Hooks, Module, ParamType};
 use crate::sip::Uri;
 
+crate::server::shared::counters! { UlCounter, COUNTER_NAMES, {
+    /// A REGISTER found the table full (503).
+    TableFull => "usrloc_table_full",
+    Expired => "usrloc_expired",
+    DbErrors => "usrloc_db_errors",
+}}
+
 pub static MODULE: Module = Module {
+    counters: COUNTER_NAMES,
     hooks: Some(&Hooks {
         carve: Some(upkeep::carve),
         start: None,

@@ -4,12 +4,12 @@
 
 use std::time::{Duration, Instant};
 
+use super::UlCounter;
 use super::db::Db;
 use super::table::{DELETED, DIRTY, Sweep};
 use super::{DbMode, Location, Meta, unix_now};
 use crate::cfg::Config;
 use crate::modules::def::{Carved, Start};
-use crate::server::shared::Counter;
 use rser_shm::Carver;
 
 /// Share of the region given to the bindings: a quarter beside tm, else
@@ -143,7 +143,7 @@ fn upkeep(loc: Location, s: &Start<'_>) {
             &mut buf,
         );
         if expired > 0 {
-            s.counts.shell(Counter::UsrlocExpired, expired);
+            s.counts.add(UlCounter::Expired as usize, expired);
         }
         if !write_now {
             continue;
@@ -171,7 +171,7 @@ fn upkeep(loc: Location, s: &Start<'_>) {
             Ok(())
         });
         if let Err(e) = r {
-            s.counts.shell(Counter::UsrlocDbErrors, 1);
+            s.counts.add(UlCounter::DbErrors as usize, 1);
             log::error!("{e}");
         }
     }

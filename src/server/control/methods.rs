@@ -385,7 +385,7 @@ mod tests {
              route { save(\"location\"); }\n",
         )
         .unwrap();
-        let shared = Shared::create(8 << 20, 3, [7; 32], Some(&config)).unwrap();
+        let shared = Shared::create(8 << 20, 3, Some(&config)).unwrap();
         shared.count(0, crate::server::shared::Counter::Received);
         let c = Control {
             shared: &shared,
