@@ -207,16 +207,29 @@ impl<'a> Worker<'a> {
         Some(r)
     }
 
+    /// Whether a runtime in `which` took the message (`f` true), asked
+    /// in list order until one does.
+    fn any_runtime(
+        &mut self,
+        which: for<'w> fn(&'w Worker<'a>) -> &'w ArrayVec<u8, MAX_HOOKS>,
+        mut f: impl FnMut(&mut (dyn Runtime + 'a), &mut Cx<'_>) -> bool,
+    ) -> bool {
+        (0..which(self).len()).any(|i| {
+            let m = usize::from(which(self)[i]);
+            self.with_runtime(m, &mut f).unwrap_or(false)
+        })
+    }
+
     /// Each runtime in `which` (indices into `runtimes`), in turn.
     fn each_runtime(
         &mut self,
         which: for<'w> fn(&'w Worker<'a>) -> &'w ArrayVec<u8, MAX_HOOKS>,
         mut f: impl FnMut(&mut (dyn Runtime + 'a), &mut Cx<'_>),
     ) {
-        for i in 0..which(self).len() {
-            let m = usize::from(which(self)[i]);
-            self.with_runtime(m, &mut f);
-        }
+        self.any_runtime(which, |rt, cx| {
+            f(rt, cx);
+            false
+        });
     }
 
     pub(crate) fn count(&self, c: Counter) {
@@ -389,11 +402,7 @@ impl<'a> Worker<'a> {
     /// Whether a module took the reply (tm, for its branches; the
     /// dispatcher, for its probes).
     fn reply_taken(&mut self, msg: &Message<'_>, src: SocketAddr) -> bool {
-        (0..self.rt_replies.len()).any(|i| {
-            let m = usize::from(self.rt_replies[i]);
-            self.with_runtime(m, |rt, cx| rt.reply_in(cx, msg, src))
-                .unwrap_or(false)
-        })
+        self.any_runtime(|w| &w.rt_replies, |rt, cx| rt.reply_in(cx, msg, src))
     }
 
     /// A datagram the parser refused: a request whose Via, From, To,
@@ -468,12 +477,7 @@ impl<'a> Worker<'a> {
         // A transaction's own ACK and retransmissions first (§17.2.3): the
         // ACK to a final reply tm sent must stop its Timer G, whatever the
         // to-tag, so the SL filter only sees what no transaction owns.
-        let taken = (0..self.rt_requests.len()).any(|i| {
-            let m = usize::from(self.rt_requests[i]);
-            self.with_runtime(m, |rt, cx| rt.request_in(cx, msg))
-                .unwrap_or(false)
-        });
-        if taken {
+        if self.any_runtime(|w| &w.rt_requests, |rt, cx| rt.request_in(cx, msg)) {
             return;
         }
         if self.ack_filter.check(msg, self.now_ms) == AckVerdict::Absorb {
@@ -605,24 +609,11 @@ impl<'a> Worker<'a> {
     }
 }
 
-/// The runtime that keeps transactions, asked to reply on the current
-/// request's; `None`: no transaction, so a stateless reply.
-fn reply_on_txn(
-    rt: &mut dyn Runtime,
-    cx: &mut Cx<'_>,
-    ctx: &mut MsgCtx<'_, '_>,
-    code: u16,
-    reason: &[u8],
-    headers: &[u8],
-) -> Option<i32> {
-    rt.reply_on_txn(cx, ctx, code, reason, headers)
-}
-
 impl Shell for Worker<'_> {
     fn reply(&mut self, ctx: &mut MsgCtx<'_, '_>, code: u16, reason: &[u8], headers: &[u8]) -> i32 {
         let on_txn = self.txn_owner.and_then(|m| {
             self.with_runtime(usize::from(m), |rt, cx| {
-                reply_on_txn(rt, cx, ctx, code, reason, headers)
+                rt.reply_on_txn(cx, ctx, code, reason, headers)
             })
             .flatten()
         });
@@ -862,7 +853,7 @@ impl Host for Lent<'_, '_> {
 
 impl Shell for Lent<'_, '_> {
     fn reply(&mut self, ctx: &mut MsgCtx<'_, '_>, code: u16, reason: &[u8], headers: &[u8]) -> i32 {
-        match self.with_me(|rt, cx| reply_on_txn(rt, cx, ctx, code, reason, headers)) {
+        match self.with_me(|rt, cx| rt.reply_on_txn(cx, ctx, code, reason, headers)) {
             Some(r) => r,
             None => Shell::reply(&mut *self.w, ctx, code, reason, headers),
         }
@@ -877,11 +868,11 @@ impl Shell for Lent<'_, '_> {
     }
 
     fn count(&self, c: Counter) {
-        self.w.count(c);
+        Shell::count(&*self.w, c);
     }
 
     fn in_sock(&self) -> usize {
-        self.w.in_sock
+        self.w.in_sock()
     }
 
     fn local(&self, sock: usize) -> SocketAddr {
@@ -889,23 +880,23 @@ impl Shell for Lent<'_, '_> {
     }
 
     fn socket_for(&self, dest: SocketAddr) -> usize {
-        self.w.socket_for(dest)
+        Shell::socket_for(&*self.w, dest)
     }
 
     fn resolve(&mut self, host: &str, port: u16, prefer_v6: bool) -> Option<SocketAddr> {
-        self.w.dns.resolve(host, port, prefer_v6)
+        self.w.resolve(host, port, prefer_v6)
     }
 
     fn push(&mut self, sock: usize, dest: SocketAddr) -> &mut Vec<u8> {
-        self.w.outbox.push(sock, dest)
+        self.w.push(sock, dest)
     }
 
     fn pop(&mut self) {
-        self.w.outbox.pop();
+        self.w.pop();
     }
 
     fn tag_last(&mut self, tag: u128) {
-        self.w.outbox.tag_last(tag);
+        self.w.tag_last(tag);
     }
 
     fn send_new(&mut self, to: SocketAddr) -> (SocketAddr, &mut Vec<u8>) {

@@ -33,10 +33,8 @@ pub struct TmState {
     pub failure_buf: Vec<u8>,
     /// Script state for onreply_route and failure_route.
     pub aux_st: ScriptState,
-    /// branch_route: whether it is running (no replies, no relaying from
-    /// it), its script state, the next hop it chose, and the branches'
-    /// own requests it (or failure_route) produced.
-    pub in_branch_route: bool,
+    /// branch_route: its script state, the next hop it chose, and the
+    /// branches' own requests it (or failure_route) produced.
     pub branch_st: ScriptState,
     pub branch_dst: Vec<u8>,
     pub variants: Vec<u8>,
@@ -83,7 +81,6 @@ impl TmState {
             uris: Vec::new(),
             failure_buf: Vec::new(),
             aux_st: ScriptState::new(),
-            in_branch_route: false,
             branch_st: ScriptState::new(),
             branch_dst: Vec::new(),
             variants: Vec::new(),
