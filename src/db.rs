@@ -10,12 +10,19 @@ use rusqlite::Connection;
 pub fn sqlite_path(url: &str) -> Result<PathBuf, String> {
     let rest = url
         .strip_prefix("sqlite://")
-        .ok_or_else(|| format!("db_url {url:?}: only sqlite:// URLs are served"))?;
+        .ok_or_else(|| {
+            format!("db_url {url:?}: only sqlite:// URLs are served by this build (MySQL and PostgreSQL are not yet)")
+        })?;
     if rest.is_empty() {
         return Err(format!("db_url {url:?} names no file"));
     }
     Ok(PathBuf::from(rest))
 }
+
+/// Said where a `db_url` is missing: SER and Kamailio default to a MySQL
+/// server on localhost, which this build does not serve.
+pub const SER_DEFAULT_URL_NOTE: &str = " (SER's default, mysql://ser:heslo@localhost/ser, \
+     needs a MySQL server, which this build does not serve yet)";
 
 /// A table name the script gave `save()`/`lookup()`, checked to be a
 /// plain identifier (it becomes an SQL table name).

@@ -70,7 +70,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let config = match cfg::load(&src) {
+    // The checks a start makes are made here too: a config -c passes
+    // starts, and what it accepts but does not do is said either way.
+    let path = std::fs::canonicalize(&cli.config).ok();
+    let config = match cfg::load_from(&src, path.as_deref()) {
         Ok(c) => c,
         Err(errors) => {
             for e in &errors {
@@ -79,6 +82,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    for w in &config.warnings {
+        eprintln!("{}:{w}", cli.config);
+    }
     if cli.check {
         if cli.dump {
             print!("{}", config.program.dump());
@@ -102,7 +108,7 @@ fn main() -> ExitCode {
         workers: cli.workers,
         shm_mb: cli.shm_mb,
         ctl_socket: cli.ctl_socket.clone(),
-        config_path: std::fs::canonicalize(&cli.config).ok(),
+        config_path: path,
     };
     if cli.daemon {
         if let Err(e) = daemonize() {

@@ -233,3 +233,130 @@ fn a_reply_or_relay_in_branch_route_is_refused_at_load() {
         ]
     );
 }
+
+/// What `rser -c` says of a config (errors and warnings), as a start
+/// would.
+fn said(src: &str) -> Vec<String> {
+    match super::load_from(src, None) {
+        Ok(c) => c.warnings.iter().map(ConfigError::to_string).collect(),
+        Err(e) => e.iter().map(ConfigError::to_string).collect(),
+    }
+}
+
+#[test]
+fn switches_rser_does_not_honour_are_warnings_naming_them() {
+    let w = said(
+        "fork=no\nlog_stderror=no\ncheck_via=no\ndns=yes\nrev_dns=no\nmhomed=yes\nroute { drop; }\n",
+    );
+    assert_eq!(w.len(), 5, "{w:#?}");
+    for (line, name) in [
+        (1, "fork=no"),
+        (2, "log_stderror=no"),
+        (3, "check_via=no"),
+        (4, "dns=yes"),
+        (6, "mhomed=yes"),
+    ] {
+        assert!(
+            w.iter().any(|l| l.starts_with(&format!("{line}:1: warning: {name}: accepted and ignored"))),
+            "{name}: {w:#?}"
+        );
+    }
+    // What rser does anyway is applied, not warned about.
+    assert!(
+        said("log_stderror=yes\ncheck_via=yes\ndns=no\nrev_dns=no\nmhomed=no\nroute { drop; }\n")
+            .is_empty()
+    );
+}
+
+#[test]
+fn what_a_start_refuses_minus_c_refuses() {
+    let one = |src: &str| {
+        let e = said(src);
+        assert_eq!(e.len(), 1, "{e:#?}");
+        e[0].clone()
+    };
+    assert_eq!(
+        one("listen=tcp:127.0.0.1:5060\nroute { drop; }\n"),
+        "1:1: error: listen on tcp:127.0.0.1: only UDP is served by this build (TCP and TLS are not yet)"
+    );
+    assert!(
+        one("loadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\nmodparam(\"usrloc\", \"db_mode\", 3)\nroute { save(\"location\"); }\n")
+            .starts_with(
+                "1:1: error: usrloc: db_mode 3 (database only, no memory cache) is not provided"
+            )
+    );
+    assert!(one(
+        "loadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\nmodparam(\"usrloc\", \"db_mode\", 2)\n\
+         modparam(\"usrloc\", \"db_url\", \"mysql://ser:heslo@localhost/ser\")\nroute { save(\"location\"); }\n"
+    )
+    .contains("usrloc: db_url \"mysql://ser:heslo@localhost/ser\": only sqlite:// URLs are served"));
+    assert!(one(
+        "loadmodule \"auth.so\"\nroute { if (!www_authorize(\"a\", \"subscriber\")) { drop; } }\n"
+    )
+    .contains("www_authorize/proxy_authorize need modparam(\"auth_db\", \"db_url\""));
+    // The language alone (`load`) does not ask.
+    assert!(load("listen=tcp:127.0.0.1:5060\nroute { drop; }\n").is_err());
+    assert!(
+        load("loadmodule \"usrloc.so\"\nmodparam(\"usrloc\", \"db_mode\", 3)\nroute { drop; }\n")
+            .is_ok()
+    );
+}
+
+#[test]
+fn accepted_unapplied_module_parameters_are_warnings() {
+    assert_eq!(
+        said("loadmodule \"rr.so\"\nmodparam(\"rr\", \"append_fromtag\", 1)\nroute { drop; }\n"),
+        [
+            "2:1: warning: modparam(\"rr\", \"append_fromtag\") is accepted but not applied by this build"
+        ]
+    );
+}
+
+#[test]
+fn tm_timers_under_100_are_said_to_be_milliseconds() {
+    let w = said(
+        "loadmodule \"tm.so\"\nmodparam(\"tm\", \"fr_timer\", 2)\nmodparam(\"tm\", \"fr_inv_timer\", 30000)\n\
+         modparam(\"tm\", \"wt_timer\", 50)\nroute { t_relay(); }\n",
+    );
+    assert_eq!(w.len(), 2, "{w:#?}");
+    assert!(
+        w[0].contains(
+            "\"fr_timer\", 2) is 2 milliseconds, raised to 10 (tm timers are in milliseconds"
+        ),
+        "{w:#?}"
+    );
+    assert!(w[0].contains("2 s is 2000"), "{w:#?}");
+    assert!(
+        w[1].contains("\"wt_timer\", 50) is 50 milliseconds ("),
+        "{w:#?}"
+    );
+}
+
+#[test]
+fn ser_08_constructs_load() {
+    let c = load(
+        "fifo=\"/tmp/ser_fifo\"\nfifo_mode=0660\nlisten=udp:[::1]:5062\n\
+         loadmodule \"/usr/lib/ser/modules/print.so\"\nloadmodule \"sl.so\"\nloadmodule \"rr.so\"\n\
+         loadmodule \"auth.so\"\nmodparam(\"auth\", \"calculate_ha1\", yes)\n\
+         modparam(\"auth\", \"password_column\", \"password\")\n\
+         route { sl_filter_ACK(); if (len_gt( max_len )) { drop; }; rewriteFromRoute(); print(\"hello\"); }\n",
+    )
+    .unwrap();
+    assert_eq!(c.settings.fifo.as_deref(), Some("/tmp/ser_fifo"));
+    assert_eq!(c.settings.fifo_mode, 0o660);
+    let l = &c.settings.listen[0];
+    assert_eq!(
+        (l.addr.to_string(), l.port),
+        ("::1".to_string(), Some(5062))
+    );
+    assert_eq!(c.modparam_int("auth", "calculate_ha1", -1), 1);
+    assert!(
+        c.program
+            .dump()
+            .contains(&format!("len_gt({})", crate::sip::limits::MAX_DATAGRAM))
+    );
+    assert_eq!(
+        one_error("fifo_mode=0777\nroute { drop; }\n"),
+        "1:1: error: 'fifo_mode' 0777: read and write bits only, and the owner's both (0600 to 0666)"
+    );
+}

@@ -503,6 +503,11 @@ impl Compiler<'_> {
             Builtin::SetFlag => Action::SetFlag(int_in(&a[0], 0, MAX_FLAG)? as u8),
             Builtin::ResetFlag => Action::ResetFlag(int_in(&a[0], 0, MAX_FLAG)? as u8),
             Builtin::IsFlagSet => Action::IsFlagSet(int_in(&a[0], 0, MAX_FLAG)? as u8),
+            // SER's `len_gt(max_len)`: longer than the largest message
+            // the server takes (SER's BUF_SIZE; rser's datagram bound).
+            Builtin::LenGt if matches!(&a[0], Arg::Word(w, _) if w == "max_len") => {
+                Action::LenGt(crate::sip::limits::MAX_DATAGRAM)
+            }
             Builtin::LenGt => Action::LenGt(int_in(&a[0], 0, i64::from(u32::MAX))? as usize),
             Builtin::Search => Action::Search(self.regex(&text(&a[0]), true, a[0].pos())?),
             Builtin::SearchAppend => Action::SearchAppend(

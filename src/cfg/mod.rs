@@ -27,22 +27,38 @@ pub use program::Program;
 use registry::ParamType;
 pub use settings::Settings;
 
-/// A problem in a config, at a position (`FILE:LINE:COL: error: msg`).
+/// A problem in a config, at a position (`FILE:LINE:COL: error: msg`),
+/// or a warning (`...: warning: msg`): something accepted that this build
+/// does not do as the config asks. `rser -c` and start-up say the same.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ConfigError {
     pub pos: Pos,
     pub msg: String,
+    pub warning: bool,
 }
 
 impl ConfigError {
     pub fn new(pos: Pos, msg: String) -> ConfigError {
-        ConfigError { pos, msg }
+        ConfigError {
+            pos,
+            msg,
+            warning: false,
+        }
+    }
+
+    pub fn warning(pos: Pos, msg: String) -> ConfigError {
+        ConfigError {
+            pos,
+            msg,
+            warning: true,
+        }
     }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: error: {}", self.pos, self.msg)
+        let kind = if self.warning { "warning" } else { "error" };
+        write!(f, "{}: {kind}: {}", self.pos, self.msg)
     }
 }
 
@@ -66,6 +82,9 @@ pub struct Config {
     /// The file it was read from, when known (Kamailio resolves relative
     /// file parameters, the dispatcher's list, against its directory).
     pub path: Option<std::path::PathBuf>,
+    /// What is accepted but not done as written (said by `-c` and logged
+    /// at start), in source order.
+    pub warnings: Vec<ConfigError>,
 }
 
 impl Config {
@@ -103,18 +122,45 @@ impl Config {
     }
 }
 
-/// Parses, checks and compiles a config. On failure returns every error
-/// found, in source order.
+/// Parses, checks and compiles a config (the language only: what the
+/// script's modules would refuse at start is [`load_from`]'s). On failure
+/// returns every error found, in source order (warnings among them).
 pub fn load(src: &str) -> Result<Config, Vec<ConfigError>> {
+    load_inner(src, None, false)
+}
+
+/// [`load`] for the config read from `path`, as `rser -c` and a start
+/// load it: relative file parameters (the dispatcher's list) resolve
+/// against its directory, and the checks a start makes (modules'
+/// parameters, database URLs, files named) are made here, so a config
+/// `rser -c` passes is one that starts.
+pub fn load_from(src: &str, path: Option<&std::path::Path>) -> Result<Config, Vec<ConfigError>> {
+    load_inner(src, path, true)
+}
+
+fn load_inner(
+    src: &str,
+    path: Option<&std::path::Path>,
+    as_started: bool,
+) -> Result<Config, Vec<ConfigError>> {
     let (script, syntax) = parser::parse(src);
     let mut errors: Vec<ConfigError> = syntax
         .into_iter()
         .map(|e| ConfigError::new(e.pos, e.msg))
         .collect();
-    let config = check_and_compile(&script, &mut errors);
+    let mut config = check_and_compile(&script, &mut errors);
+    config.path = path.map(std::path::Path::to_path_buf);
+    if as_started && errors.iter().all(|e| e.warning) {
+        start_checks(&script, &mut config, &mut errors);
+    }
+    let (mut warnings, mut errors): (Vec<_>, Vec<_>) = errors.into_iter().partition(|e| e.warning);
+    warnings.sort();
+    warnings.dedup();
     if errors.is_empty() {
+        config.warnings = warnings;
         Ok(config)
     } else {
+        errors.append(&mut warnings);
         errors.sort();
         errors.dedup();
         Err(errors)
@@ -133,6 +179,51 @@ fn check_and_compile(script: &Script, errors: &mut Vec<ConfigError>) -> Config {
         modparams,
         program,
         path: None,
+        warnings: Vec::new(),
+    }
+}
+
+/// What a start would refuse or not do as written, found now: each used
+/// module's own check (its parameters as its runtime reads them), and
+/// parameters accepted but not applied. An error is placed at the
+/// module's `loadmodule` line (its first `modparam`, or 1:1, if none).
+fn start_checks(script: &Script, config: &mut Config, errors: &mut Vec<ConfigError>) {
+    let first = Pos { line: 1, col: 1 };
+    for m in crate::modules::MODULES {
+        if !crate::modules::def::Hooks::used_by(m, config) {
+            continue;
+        }
+        let Some(check) = m.check else { continue };
+        let pos = script
+            .modules
+            .iter()
+            .find(|lm| registry::module_name_of_path(&lm.path) == m.name)
+            .map(|lm| lm.pos)
+            .or_else(|| {
+                script
+                    .modparams
+                    .iter()
+                    .find(|mp| mp.module == m.name)
+                    .map(|mp| mp.pos)
+            })
+            .unwrap_or(first);
+        match check(config) {
+            Ok(warnings) => {
+                errors.extend(warnings.into_iter().map(|w| ConfigError::warning(pos, w)))
+            }
+            Err(e) => errors.push(ConfigError::new(pos, format!("{}: {e}", m.name))),
+        }
+    }
+    for mp in &script.modparams {
+        if registry::module(&mp.module).is_some_and(|d| d.unapplied.contains(&mp.param.as_str())) {
+            errors.push(ConfigError::warning(
+                mp.pos,
+                format!(
+                    "modparam(\"{}\", \"{}\") is accepted but not applied by this build",
+                    mp.module, mp.param
+                ),
+            ));
+        }
     }
 }
 

@@ -228,7 +228,7 @@ impl Parser {
                 self.i += 1;
                 return Ok(Value::Int(n));
             }
-            Some(Tok::Word(_) | Tok::Int(_)) => {}
+            Some(Tok::Word(_) | Tok::Int(_) | Tok::LBracket) => {}
             _ => return self.fail("a value"),
         }
         let mut text = String::new();
@@ -241,6 +241,9 @@ impl Parser {
                 Tok::Int(n) => text.push_str(&n.to_string()),
                 Tok::Colon => text.push(':'),
                 Tok::Slash => text.push('/'),
+                // `udp:[::1]:5060`: an IPv6 address in brackets.
+                Tok::LBracket => text.push('['),
+                Tok::RBracket => text.push(']'),
                 _ => break,
             }
             self.i += 1;
@@ -250,7 +253,11 @@ impl Parser {
 
     fn continues_value(&self, ahead: usize, line: u32) -> bool {
         self.tokens.get(self.i + ahead).is_some_and(|t| {
-            t.pos.line == line && matches!(t.tok, Tok::Colon | Tok::Slash | Tok::Word(_))
+            t.pos.line == line
+                && matches!(
+                    t.tok,
+                    Tok::Colon | Tok::Slash | Tok::Word(_) | Tok::LBracket | Tok::RBracket
+                )
         })
     }
 
@@ -274,7 +281,18 @@ impl Parser {
         let value = match self.peek().cloned() {
             Some(Tok::Str(v)) => Value::Str(v),
             Some(Tok::Int(n)) => Value::Int(n),
-            _ => return self.fail("a string or a number"),
+            // SER's `modparam("auth", "calculate_ha1", yes)`.
+            Some(Tok::Word(w))
+                if matches!(w.to_ascii_lowercase().as_str(), "yes" | "on" | "true") =>
+            {
+                Value::Int(1)
+            }
+            Some(Tok::Word(w))
+                if matches!(w.to_ascii_lowercase().as_str(), "no" | "off" | "false") =>
+            {
+                Value::Int(0)
+            }
+            _ => return self.fail("a string, a number, yes or no"),
         };
         self.i += 1;
         self.expect(&Tok::RParen)?;

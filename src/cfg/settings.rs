@@ -45,6 +45,24 @@ pub struct Listen {
 }
 
 impl Listen {
+    /// Whether this build can serve it: UDP on a specific address.
+    pub fn servable(&self) -> Result<(), String> {
+        if self.proto != Proto::Udp {
+            return Err(format!(
+                "listen on {}:{}: only UDP is served by this build (TCP and TLS are not yet)",
+                self.proto.name(),
+                self.addr
+            ));
+        }
+        if self.addr.is_unspecified() {
+            return Err(format!(
+                "listen on {}: give a specific address (the Via and myself need one)",
+                self.addr
+            ));
+        }
+        Ok(())
+    }
+
     /// `udp:127.0.0.1:5060`, `127.0.0.1:5060`, `127.0.0.1`, `udp:[::1]:5060`.
     pub fn parse(s: &str) -> Result<Listen, String> {
         let (proto, rest) = s
@@ -126,6 +144,14 @@ pub struct Settings {
     pub use_dst_blocklist: bool,
     /// `dst_blocklist_expire=S`: how long they are skipped (seconds).
     pub dst_blocklist_expire: u32,
+    /// `fifo="/tmp/ser_fifo"`: SER's FIFO control interface, served by
+    /// the control process on this named pipe.
+    pub fifo: Option<String>,
+    /// `fifo_mode=0600`: the pipe's permission bits (octal).
+    pub fifo_mode: u32,
+    /// `auto_aliases=no`: `myself` is the listen addresses and `alias=`
+    /// only, not also the host's name and the names its addresses have.
+    pub auto_aliases: bool,
 }
 
 /// Upper bound on `children=`; more workers than this is a typo.
@@ -150,6 +176,9 @@ impl Default for Settings {
             metrics_port: None,
             use_dst_blocklist: false,
             dst_blocklist_expire: 60,
+            fifo: None,
+            fifo_mode: 0o600,
+            auto_aliases: true,
         }
     }
 }
@@ -164,17 +193,75 @@ impl Settings {
 pub fn settings(globals: &[Global], errors: &mut Vec<ConfigError>) -> Settings {
     let mut s = Settings::default();
     for g in globals {
-        if let Err(msg) = apply(&mut s, g) {
-            errors.push(ConfigError::new(g.pos, msg));
+        match apply(&mut s, g) {
+            Ok(()) => {}
+            Err(Said::Error(msg)) => errors.push(ConfigError::new(g.pos, msg)),
+            Err(Said::Warning(msg)) => errors.push(ConfigError::warning(g.pos, msg)),
         }
     }
     s
 }
 
-fn apply(s: &mut Settings, g: &Global) -> Result<(), String> {
+/// What `apply` says of a global: refused, or accepted and not done as
+/// written.
+enum Said {
+    Error(String),
+    Warning(String),
+}
+
+impl From<String> for Said {
+    fn from(msg: String) -> Said {
+        Said::Error(msg)
+    }
+}
+
+impl From<&str> for Said {
+    fn from(msg: &str) -> Said {
+        Said::Error(msg.to_string())
+    }
+}
+
+/// SER's switches rser accepts but does not honour when set the other
+/// way: the value it always runs with, and what it does instead.
+fn fixed_switch(name: &str, asked: bool) -> Result<(), Said> {
+    let (always, instead) = match name {
+        "fork" if asked => (
+            false,
+            "rser pre-forks its workers but stays in the foreground (--daemon detaches)",
+        ),
+        "fork" => (true, "rser always pre-forks workers (-n 1 runs one)"),
+        "log_stderror" => (true, "rser logs to standard error only, not to syslog"),
+        "check_via" => (
+            true,
+            "rser always drops a reply whose top Via is not its own (RFC 3261 §16.7 step 3)",
+        ),
+        "dns" | "rev_dns" => (
+            false,
+            "rser never looks the Via's sent-by up in DNS: received= is added whenever it is not the source address (RFC 3261 §18.2.1)",
+        ),
+        "mhomed" => (
+            false,
+            "rser sends from its listen socket of the destination's address family; it does not ask the routing table",
+        ),
+        _ => return Ok(()),
+    };
+    if asked == always {
+        return Ok(());
+    }
+    Err(Said::Warning(format!(
+        "{name}={}: accepted and ignored: {instead}",
+        if asked { "yes" } else { "no" }
+    )))
+}
+
+fn apply(s: &mut Settings, g: &Global) -> Result<(), Said> {
     let name = g.name.as_str();
     match name {
-        "listen" => s.listen.push(Listen::parse(&text(&g.value))?),
+        "listen" => {
+            let l = Listen::parse(&text(&g.value))?;
+            l.servable()?;
+            s.listen.push(l);
+        }
         "port" => s.port = int_in(name, &g.value, 1, 65535)? as u16,
         "children" => s.children = int_in(name, &g.value, 1, MAX_CHILDREN)? as u32,
         "alias" => {
@@ -186,12 +273,27 @@ fn apply(s: &mut Settings, g: &Global) -> Result<(), String> {
             });
         }
         "debug" | "log_level" => s.debug = int_in(name, &g.value, -10, 10)?,
-        "fork" => s.fork = boolean(name, &g.value)?,
-        "log_stderror" => s.log_stderror = boolean(name, &g.value)?,
-        "check_via" => s.check_via = boolean(name, &g.value)?,
-        "dns" => s.dns = boolean(name, &g.value)?,
-        "rev_dns" => s.rev_dns = boolean(name, &g.value)?,
-        "mhomed" => s.mhomed = boolean(name, &g.value)?,
+        "fork" | "log_stderror" | "check_via" | "dns" | "rev_dns" | "mhomed" => {
+            let v = boolean(name, &g.value)?;
+            match name {
+                "fork" => s.fork = v,
+                "log_stderror" => s.log_stderror = v,
+                "check_via" => s.check_via = v,
+                "dns" => s.dns = v,
+                "rev_dns" => s.rev_dns = v,
+                _ => s.mhomed = v,
+            }
+            fixed_switch(name, v)?;
+        }
+        "auto_aliases" => s.auto_aliases = boolean(name, &g.value)?,
+        "fifo" => {
+            let path = text(&g.value);
+            if path.is_empty() {
+                return Err("'fifo' expects a path".into());
+            }
+            s.fifo = Some(path);
+        }
+        "fifo_mode" => s.fifo_mode = file_mode(name, &g.value)?,
         "reuse_port" => s.reuse_port = boolean(name, &g.value)?,
         "ctl_socket" => {
             // Kamailio's ctl module writes `unix:/path`; take both.
@@ -207,9 +309,23 @@ fn apply(s: &mut Settings, g: &Global) -> Result<(), String> {
         "dst_blocklist_expire" | "dst_blacklist_expire" => {
             s.dst_blocklist_expire = int_in(name, &g.value, 1, 86_400)? as u32
         }
-        _ => return Err(format!("unknown global parameter '{name}'")),
+        _ => return Err(format!("unknown global parameter '{name}'").into()),
     }
     Ok(())
+}
+
+/// A permission mode, written in octal as in C (`0660`; the lexer reads
+/// the digits, so `660` means the same): read and write bits only.
+fn file_mode(name: &str, v: &Value) -> Result<u32, String> {
+    let digits = text(v);
+    let mode = u32::from_str_radix(digits.trim_start_matches("0o"), 8)
+        .map_err(|_| format!("'{name}' expects an octal mode such as 0600"))?;
+    if mode & !0o666 != 0 || mode & 0o600 != 0o600 {
+        return Err(format!(
+            "'{name}' {mode:04o}: read and write bits only, and the owner's both (0600 to 0666)"
+        ));
+    }
+    Ok(mode)
 }
 
 fn text(v: &Value) -> String {

@@ -106,9 +106,17 @@ pub struct Module {
     /// Its runtime, shared tables and helper thread, when it has them.
     pub hooks: Option<&'static Hooks>,
     /// Parameters the checker accepts (SER and Kamailio configs set them)
-    /// but this build does not apply yet: said at start-up, not hidden.
+    /// but this build does not apply yet: said by `-c` and at start-up.
     pub unapplied: &'static [&'static str],
+    /// Its parameters checked as its runtime and tables will read them
+    /// (by `rser -c` and before a start, when the config uses it):
+    /// warnings for what is accepted but done otherwise, or why the
+    /// config cannot run.
+    pub check: Option<ModuleCheck>,
 }
+
+/// A module's [`Module::check`].
+pub type ModuleCheck = fn(&Config) -> Result<Vec<String>, String>;
 
 /// What a module with a [`Runtime`] gives the server.
 #[derive(Debug)]
@@ -273,6 +281,10 @@ pub trait Shell {
     /// the ACK to it is recognised); `None` when `req` lacks what it is
     /// computed from.
     fn to_tag(&self, req: &Message<'_>) -> Option<crate::modules::sl::signature::ToTag>;
+
+    /// Whether `msg` is an ACK to a local stateless reply, which sl's
+    /// filter absorbs (SER's `sl_filter_ACK()`; counted when it is).
+    fn absorbs_ack(&mut self, msg: &Message<'_>) -> bool;
 
     /// Counts one of the core's counters (messages forwarded, send
     /// errors).
@@ -475,6 +487,7 @@ impl Module {
             counters: &[],
             hooks: None,
             unapplied: &[],
+            check: None,
         }
     }
 

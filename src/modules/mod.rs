@@ -8,6 +8,7 @@ pub mod def;
 pub mod dispatcher;
 pub mod exec;
 pub mod maxfwd;
+pub mod print;
 pub mod registrar;
 pub mod rr;
 pub mod siputils;
@@ -45,6 +46,7 @@ pub static MODULES: &[&Module] = &[
     &MYSQL,
     &DB_SQLITE,
     &acc::MODULE,
+    &print::MODULE,
 ];
 
 #[cfg(test)]

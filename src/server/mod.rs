@@ -57,15 +57,6 @@ impl From<io::Error> for StartError {
     }
 }
 
-/// Parameters a module accepts but does not apply yet, said at start-up.
-fn warn_not_applied(config: &Config) {
-    for (m, p, _) in &config.modparams {
-        if crate::cfg::registry::module(m).is_some_and(|d| d.unapplied.contains(p)) {
-            log::warn!("modparam(\"{m}\", \"{p}\") is accepted but not applied by this build");
-        }
-    }
-}
-
 /// The addresses to bind: `-l`, else `listen=` (port from `port=`), else
 /// 127.0.0.1 on `port=`.
 fn listen_addrs(config: &Config, opts: &Options) -> Result<Vec<SocketAddr>, StartError> {
@@ -83,19 +74,7 @@ fn listen_addrs(config: &Config, opts: &Options) -> Result<Vec<SocketAddr>, Star
     };
     let mut out = Vec::new();
     for l in &listens {
-        if l.proto != Proto::Udp {
-            return Err(StartError(format!(
-                "listen on {}:{}: only UDP is served yet",
-                l.proto.name(),
-                l.addr
-            )));
-        }
-        if l.addr.is_unspecified() {
-            return Err(StartError(format!(
-                "listen on {}: give a specific address (the Via and myself need one)",
-                l.addr
-            )));
-        }
+        l.servable().map_err(StartError)?;
         out.push(SocketAddr::new(l.addr, s.port_of(l)));
     }
     if out.len() > worker::MAX_SOCKETS {
@@ -124,7 +103,6 @@ pub(crate) fn secret() -> [u8; 32] {
 
 /// Runs the server until it is told to stop.
 pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
-    warn_not_applied(&config);
     let addrs = listen_addrs(&config, opts)?;
     let workers = opts.workers.unwrap_or(config.settings.children).max(1) as usize;
     let mode = if config.settings.reuse_port {

@@ -480,8 +480,7 @@ impl<'a> Worker<'a> {
         if self.any_runtime(|w| &w.rt_requests, |rt, cx| rt.request_in(cx, msg)) {
             return;
         }
-        if self.ack_filter.check(msg, self.now_ms) == AckVerdict::Absorb {
-            self.sl_counts.add(SlCounter::AcksAbsorbed as usize, 1);
+        if Shell::absorbs_ack(self, msg) {
             return;
         }
         for &m in &self.per_message {
@@ -626,6 +625,14 @@ impl Shell for Worker<'_> {
 
     fn to_tag(&self, req: &Message<'_>) -> Option<sl::signature::ToTag> {
         self.ack_filter.signature().to_tag(req)
+    }
+
+    fn absorbs_ack(&mut self, msg: &Message<'_>) -> bool {
+        let absorb = self.ack_filter.check(msg, self.now_ms) == AckVerdict::Absorb;
+        if absorb {
+            self.sl_counts.add(SlCounter::AcksAbsorbed as usize, 1);
+        }
+        absorb
     }
 
     fn count(&self, c: Counter) {
@@ -865,6 +872,10 @@ impl Shell for Lent<'_, '_> {
 
     fn to_tag(&self, req: &Message<'_>) -> Option<sl::signature::ToTag> {
         self.w.to_tag(req)
+    }
+
+    fn absorbs_ack(&mut self, msg: &Message<'_>) -> bool {
+        Shell::absorbs_ack(&mut *self.w, msg)
     }
 
     fn count(&self, c: Counter) {

@@ -89,6 +89,7 @@ pub static MODULE: Module = Module {
         used: None,
     }),
     unapplied: &[],
+    check: Some(check),
 };
 
 /// The longest record the queue takes (Kamailio's columns are at most
@@ -109,7 +110,30 @@ pub struct AccShm {
     pub request_tables: Vec<String>,
 }
 
+/// acc's parameters as a start reads them: a database this build serves,
+/// and one at all where the script writes records to it.
+fn check(config: &Config) -> Result<Vec<String>, String> {
+    let params = params::Params::from_config(config)?;
+    match &params.db_url {
+        Some(url) => {
+            crate::db::sqlite_path(url)?;
+        }
+        None if !config
+            .program
+            .string_args(&["acc_db_request", "acc_request"], 1)
+            .is_empty() =>
+        {
+            return Err(
+                "acc_db_request and acc_request need modparam(\"acc\", \"db_url\", ...)".into(),
+            );
+        }
+        None => {}
+    }
+    Ok(Vec::new())
+}
+
 fn carve(config: &Config, carver: &mut Carver<'_>, region: usize) -> Result<Carved, String> {
+    check(config)?;
     let params = params::Params::from_config(config)?;
     let request_tables = config
         .program

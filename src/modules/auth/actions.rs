@@ -36,6 +36,8 @@ pub static MODULE: Module = Module {
         // SER 0.8's auth module read credentials itself (the seed's
         // "Module Parameters" example sets it); auth_db has it now.
         ("db_url", Str),
+        ("calculate_ha1", Int),
+        ("password_column", Str),
     ],
     actions: &[
         with_db(action(
@@ -70,10 +72,17 @@ pub static MODULE: Module = Module {
         super::runtime::start,
     )),
     unapplied: &[],
+    check: Some(super::runtime::check),
 };
 
-pub static AUTH_DB: Module =
-    Module::params_only("auth_db", &[("db_url", Str), ("calculate_ha1", Int)]);
+pub static AUTH_DB: Module = Module::params_only(
+    "auth_db",
+    &[
+        ("db_url", Str),
+        ("calculate_ha1", Int),
+        ("password_column", Str),
+    ],
+);
 
 /// A realm (may be empty: the request's host) and a subscriber table.
 fn authorize(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {

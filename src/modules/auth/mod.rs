@@ -40,6 +40,9 @@ pub struct Params {
     /// column, Some(false) from the stored HA1 columns, None (unset) the
     /// password when the row has one, else the stored HA1.
     pub calculate_ha1: Option<bool>,
+    /// The subscriber column holding the password in clear (SER's and
+    /// Kamailio's `password_column`, default `password`).
+    pub password_column: String,
 }
 
 /// Parses auth's `algorithm` list.
@@ -56,6 +59,12 @@ pub fn parse_algorithms(list: &str) -> Result<ArrayVec<Algorithm, 2>, String> {
         return Err("auth algorithm: name MD5, SHA-256 or both".into());
     }
     Ok(out)
+}
+
+/// A parameter auth_db or (as in SER 0.8) auth sets; auth_db's first.
+fn either<'c>(c: &'c Config, param: &str) -> Option<&'c crate::cfg::ParamValue> {
+    c.modparam("auth_db", param)
+        .or_else(|| c.modparam("auth", param))
 }
 
 impl Params {
@@ -77,9 +86,14 @@ impl Params {
             secret: Some(c.modparam_str("auth", "secret", ""))
                 .filter(|s| !s.is_empty())
                 .map(str::to_string),
-            calculate_ha1: match c.modparam_int("auth_db", "calculate_ha1", -1) {
-                -1 => None,
-                n => Some(n != 0),
+            // SER 0.8 set these on auth; Kamailio on auth_db.
+            calculate_ha1: match either(c, "calculate_ha1") {
+                Some(crate::cfg::ParamValue::Int(n)) => Some(*n != 0),
+                _ => None,
+            },
+            password_column: match either(c, "password_column") {
+                Some(crate::cfg::ParamValue::Str(s)) => s.clone(),
+                _ => "password".to_string(),
             },
         }
     }

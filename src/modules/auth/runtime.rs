@@ -74,23 +74,48 @@ pub fn tables(program: &Program) -> Vec<String> {
 /// At start-up: the subscriber database opens and has its tables, or the
 /// server does not start.
 pub fn prepare(config: &Config) -> Result<(), String> {
-    crate::modules::auth::parse_algorithms(config.modparam_str(
-        "auth",
-        "algorithm",
-        crate::modules::auth::DEFAULT_ALGORITHMS,
-    ))?;
+    check(config)?;
     let tables = tables(&config.program);
-    if tables.is_empty() {
+    let Some(url) = Params::from_config(config)
+        .db_url
+        .filter(|_| !tables.is_empty())
+    else {
         return Ok(());
-    }
-    let url = Params::from_config(config).db_url.ok_or(
-        "www_authorize/proxy_authorize need modparam(\"auth_db\", \"db_url\", \"sqlite:///...\")",
-    )?;
+    };
     let conn = crate::db::connect(&url).map_err(|e| format!("auth {e}"))?;
     for t in &tables {
         subscriber::ensure(&conn, t)?;
     }
     Ok(())
+}
+
+/// auth's parameters as a start reads them (`rser -c` says the same):
+/// the algorithms, and a database this build serves when the script
+/// authorizes against one.
+pub fn check(config: &Config) -> Result<Vec<String>, String> {
+    crate::modules::auth::parse_algorithms(config.modparam_str(
+        "auth",
+        "algorithm",
+        crate::modules::auth::DEFAULT_ALGORITHMS,
+    ))?;
+    let params = Params::from_config(config);
+    crate::db::check_table_name(&params.password_column).map_err(|_| {
+        format!(
+            "password_column {:?}: not a plain SQL name",
+            params.password_column
+        )
+    })?;
+    if tables(&config.program).is_empty() {
+        return Ok(Vec::new());
+    }
+    let url = params.db_url.ok_or_else(|| {
+        format!(
+            "www_authorize/proxy_authorize need modparam(\"auth_db\", \"db_url\", \"sqlite:///FILE\"){}",
+            crate::db::SER_DEFAULT_URL_NOTE
+        )
+    })?;
+    crate::db::sqlite_path(&url)?;
+    Ok(Vec::new())
 }
 
 /// The realm the script names, or when it gives none the To host for
@@ -265,7 +290,7 @@ impl AuthState {
         let Some(conn) = &a.conn else {
             return Err(Failure::Database);
         };
-        let secret = match subscriber::find(conn, table, user, realm) {
+        let secret = match subscriber::find(conn, table, &a.params.password_column, user, realm) {
             Ok(Some(s)) => s,
             Ok(None) => return Err(Failure::UnknownUser),
             Err(e) => {

@@ -77,9 +77,12 @@ pub fn ensure(conn: &Connection, table: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The credentials of `user` at `domain`; the password in clear is read
+/// from `password_column` (auth's parameter, a checked SQL name).
 pub fn find(
     conn: &Connection,
     table: &str,
+    password_column: &str,
     user: &[u8],
     domain: &[u8],
 ) -> Result<Option<Secret>, String> {
@@ -87,7 +90,7 @@ pub fn find(
         return Ok(None);
     };
     conn.prepare_cached(&format!(
-        "SELECT password, ha1, ha1_sha256 FROM {table} WHERE username = ?1 AND domain = ?2"
+        "SELECT {password_column}, ha1, ha1_sha256 FROM {table} WHERE username = ?1 AND domain = ?2"
     ))
     .and_then(|mut st| {
         st.query_row(params![user, domain], |r| {
@@ -180,7 +183,7 @@ mod tests {
         let conn = Connection::open_in_memory().unwrap();
         add(&conn, "subscriber", "bob", "example.com", "secret", true).unwrap();
         add(&conn, "subscriber", "alice", "example.com", "pw", false).unwrap();
-        let s = find(&conn, "subscriber", b"bob", b"example.com")
+        let s = find(&conn, "subscriber", "password", b"bob", b"example.com")
             .unwrap()
             .unwrap();
         assert_eq!(s.password.as_deref(), Some("secret"));
@@ -206,7 +209,7 @@ mod tests {
         assert!(remove(&conn, "subscriber", "bob", "example.com").unwrap());
         assert!(!remove(&conn, "subscriber", "bob", "example.com").unwrap());
         assert!(
-            find(&conn, "subscriber", b"bob", b"example.com")
+            find(&conn, "subscriber", "password", b"bob", b"example.com")
                 .unwrap()
                 .is_none()
         );
@@ -216,7 +219,7 @@ mod tests {
     fn without_the_password_kept_the_hashes_serve() {
         let conn = Connection::open_in_memory().unwrap();
         add(&conn, "subscriber", "alice", "example.com", "pw", false).unwrap();
-        let s = find(&conn, "subscriber", b"alice", b"example.com")
+        let s = find(&conn, "subscriber", "password", b"alice", b"example.com")
             .unwrap()
             .unwrap();
         assert_eq!(s.password, None);
@@ -244,7 +247,7 @@ mod tests {
         .unwrap();
         add(&conn, "subscriber", "bob", "example.com", "pw", false).unwrap();
         assert!(
-            find(&conn, "subscriber", b"bob", b"example.com")
+            find(&conn, "subscriber", "password", b"bob", b"example.com")
                 .unwrap()
                 .is_some()
         );

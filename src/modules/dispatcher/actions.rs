@@ -56,6 +56,7 @@ pub static MODULE: Module = Module {
         super::runtime::start,
     )),
     unapplied: &[],
+    check: Some(super::runtime::check),
 };
 
 /// A set id, an algorithm this build provides, and a failover limit.

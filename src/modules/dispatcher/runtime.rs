@@ -691,6 +691,21 @@ impl Runtime for DsState {
     }
 }
 
+/// The dispatcher's parameters and list as a start reads them: a list
+/// file that parses, or a database this build serves.
+pub fn check(config: &Config) -> Result<Vec<String>, String> {
+    let params = DsParams::from_config(config, config.path.as_deref())?;
+    match &params.db_url {
+        Some(url) => {
+            crate::db::sqlite_path(url)?;
+        }
+        None => {
+            super::list::parse(&params.read_source()?).map_err(|e| e.join("; "))?;
+        }
+    }
+    Ok(Vec::new())
+}
+
 /// In the master: the shared state carved and the list put in force (a
 /// bad list stops the start).
 pub fn carve(config: &Config, carver: &mut Carver<'_>, _: usize) -> Result<Carved, String> {

@@ -23,6 +23,7 @@ pub static MODULE: Module = Module {
     counters: &[],
     hooks: Some(&Hooks::runtime(start)),
     unapplied: &[],
+    check: None,
 };
 
 fn limit(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {

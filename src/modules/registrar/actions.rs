@@ -39,6 +39,7 @@ pub static MODULE: Module = Module {
         used: Some(crate::modules::usrloc::upkeep::used),
     }),
     unapplied: &[],
+    check: None,
 };
 
 /// The location table's name, which becomes an SQL table's when usrloc

@@ -1,6 +1,6 @@
 //! rr's actions: `record_route()` and `loose_route()`.
 
-use super::{loose_route, record_route};
+use super::{loose_route, record_route, rewrite_from_route};
 use crate::cfg::program::Myself;
 use crate::cfg::program::Param;
 use crate::modules::def::{
@@ -12,6 +12,7 @@ use ParamType::Int;
 
 const RECORD_ROUTE: u8 = 0;
 const LOOSE_ROUTE: u8 = 1;
+const REWRITE_FROM_ROUTE: u8 = 2;
 
 pub static MODULE: Module = Module {
     name: "rr",
@@ -23,10 +24,19 @@ pub static MODULE: Module = Module {
     actions: &[
         action("record_route", RECORD_ROUTE, (0, 0), no_args, Routes::ANY),
         action("loose_route", LOOSE_ROUTE, (0, 0), no_args, Routes::ANY),
+        // SER 0.8's strict routing by a preloaded Route set.
+        action(
+            "rewriteFromRoute",
+            REWRITE_FROM_ROUTE,
+            (0, 0),
+            no_args,
+            Routes::REQUEST,
+        ),
     ],
     counters: &[],
     hooks: Some(&Hooks::runtime(start)),
     unapplied: &["enable_full_lr", "append_fromtag", "enable_double_rr"],
+    check: None,
 };
 
 /// rr in a process: the addresses and names `loose_route()` takes for
@@ -46,6 +56,7 @@ impl Runtime for RrRuntime {
         match id {
             RECORD_ROUTE => record_route(ctx),
             LOOSE_ROUTE => loose_route(ctx, &self.myself),
+            REWRITE_FROM_ROUTE => rewrite_from_route(ctx),
             _ => bad_args("rr", id),
         }
     }

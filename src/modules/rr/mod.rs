@@ -117,6 +117,37 @@ pub fn loose_route(ctx: &mut MsgCtx<'_, '_>, myself: &Myself) -> i32 {
     }
 }
 
+/// SER 0.8's `rewriteFromRoute()`: strict routing by a preloaded Route
+/// set (RFC 2543's, before §16.12 loose routing). The first Route value
+/// becomes the Request-URI and is removed; false without a Route.
+pub fn rewrite_from_route(ctx: &mut MsgCtx<'_, '_>) -> i32 {
+    let msg = ctx.msg;
+    if !msg.is_request() {
+        return FALSE;
+    }
+    let plan = || -> Result<Option<Plan<'_>>, Refusal> {
+        let set = RouteSet::of(msg).map_err(|_| Refusal::BadRoute)?;
+        if set.entries.is_empty() {
+            return Ok(None);
+        }
+        let mut p = Plan {
+            request_uri: Some(set.uri(0)?.raw),
+            ..Plan::default()
+        };
+        removal_edits(&set.entries, &[0], &mut p.edits)?;
+        Ok(Some(p))
+    };
+    match plan().and_then(|p| apply(ctx, p)) {
+        Ok(true) => TRUE,
+        Ok(false) => FALSE,
+        Err(r) => {
+            log::debug!("rewriteFromRoute: {r:?}");
+            ctx.st.last_error = Some(r.reply());
+            FALSE
+        }
+    }
+}
+
 /// Makes a plan's changes, all or none; false without a plan (no Route).
 fn apply(ctx: &mut MsgCtx<'_, '_>, p: Option<Plan<'_>>) -> Result<bool, Refusal> {
     let Some(mut p) = p else {

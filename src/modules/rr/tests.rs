@@ -549,3 +549,54 @@ fn the_script_sees_the_verdict() {
     assert!(dropped);
     assert!(forwarded.is_empty());
 }
+
+// ---- rewriteFromRoute() (SER 0.8) ----
+
+/// Runs rewriteFromRoute() on `raw` and builds the request forwarded.
+fn rewritten_from_route(raw: &[u8]) -> Routed {
+    let msg = Message::parse(raw).unwrap();
+    let mut st = ScriptState::new();
+    let local: SocketAddr = LOCAL.parse().unwrap();
+    let mut ctx = MsgCtx::new(&msg, SRC.parse().unwrap(), local, Proto::Udp, &mut st);
+    let verdict = rewrite_from_route(&mut ctx);
+    let mut sent = Vec::new();
+    build_request(&ctx, local, b"UDP", true, &mut sent).unwrap();
+    Routed {
+        verdict,
+        sent,
+        dst_uri: text(&ctx.st.dst_uri),
+        uri_rewritten: ctx.uri_rewritten(),
+        edits: ctx.st.edits.len(),
+        last_error: ctx.st.last_error,
+    }
+}
+
+#[test]
+fn rewrite_from_route_takes_the_first_preloaded_route_as_the_uri() {
+    // A preloaded strict route set on two lines, two values on the first.
+    let r = rewritten_from_route(&bye(
+        "sip:bob@biloxi.example",
+        &["<sip:p1.example>, <sip:p2.example>", "<sip:p3.example>"],
+    ));
+    assert_eq!(r.verdict, TRUE);
+    assert_eq!(r.ruri(), "sip:p1.example");
+    assert_eq!(r.routes(), ["sip:p2.example", "sip:p3.example"]);
+    assert!(r.dst_uri.is_empty());
+}
+
+#[test]
+fn rewrite_from_route_without_a_route_is_false_and_changes_nothing() {
+    let r = rewritten_from_route(&request("INVITE", "sip:bob@biloxi.example"));
+    assert_eq!(r.verdict, FALSE);
+    assert_eq!(r.ruri(), "sip:bob@biloxi.example");
+    assert!(!r.uri_rewritten);
+    assert_eq!(r.edits, 0);
+}
+
+#[test]
+fn rewrite_from_route_refuses_a_route_that_does_not_parse() {
+    let r = rewritten_from_route(&bye("sip:bob@biloxi.example", &["<sip:p1.example"]));
+    assert_eq!(r.verdict, FALSE);
+    assert!(r.last_error.is_some());
+    assert_eq!(r.ruri(), "sip:bob@biloxi.example");
+}

@@ -12,6 +12,7 @@ pub static MODULE: Module = Module {
     counters: &[],
     hooks: Some(&Hooks::runtime(start)),
     unapplied: &[],
+    check: None,
 };
 
 /// siputils keeps nothing per process.

@@ -15,6 +15,7 @@ use crate::script::MsgCtx;
 const SL_SEND_REPLY: u8 = 0;
 const SEND_REPLY: u8 = 1;
 const SL_REPLY_ERROR: u8 = 2;
+const SL_FILTER_ACK: u8 = 3;
 
 pub static MODULE: Module = Module {
     name: "sl",
@@ -45,6 +46,16 @@ pub static MODULE: Module = Module {
             no_args,
             Routes::NOT_BRANCH,
         ),
+        // SER 0.8: ends the script on an ACK to a local stateless reply.
+        // rser's filter absorbs those before any script runs, so here it
+        // only meets ACKs it does not own (true).
+        action(
+            "sl_filter_ACK",
+            SL_FILTER_ACK,
+            (0, 0),
+            no_args,
+            Routes::REQUEST,
+        ),
     ],
     counters: super::COUNTER_NAMES,
     hooks: Some(&Hooks {
@@ -54,6 +65,7 @@ pub static MODULE: Module = Module {
         used: Some(|_| true),
     }),
     unapplied: &[],
+    check: None,
 };
 
 /// A reply's code (100-699) and its reason, with pseudo-variables.
@@ -99,6 +111,10 @@ impl Runtime for Sl {
                 self.text = text;
                 r
             }
+            (SL_FILTER_ACK, []) => match cx.shell.absorbs_ack(ctx.msg) {
+                true => 0,
+                false => 1,
+            },
             (SL_REPLY_ERROR, []) => match ctx.st.last_error {
                 Some((code, reason)) => cx.shell.reply_stateless(ctx, code, reason.as_bytes()),
                 None => {

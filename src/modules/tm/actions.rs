@@ -91,6 +91,7 @@ pub static MODULE: Module = Module {
         "unix_tx_timeout",
         "restart_fr_on_each_reply",
     ],
+    check: Some(super::check),
 };
 
 /// No arguments, or a host and a port.

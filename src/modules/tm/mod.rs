@@ -67,6 +67,35 @@ pub fn timers(config: &Config) -> Timers {
     }
 }
 
+/// tm's timer parameters, all in milliseconds.
+const TIMER_PARAMS: &[&str] = &[
+    "fr_timer",
+    "fr_inv_timer",
+    "wt_timer",
+    "retr_timer1",
+    "retr_timer2",
+];
+
+/// `rser -c`'s word on tm's parameters: SER 0.8 counted its timers in
+/// seconds, Kamailio (and rser) in milliseconds, so `fr_timer=2` from an
+/// old script is a 2 ms timer; a value under 100 is said with its unit.
+pub fn check(config: &Config) -> Result<Vec<String>, String> {
+    let mut warnings = Vec::new();
+    for name in TIMER_PARAMS {
+        if let Some(crate::cfg::ParamValue::Int(v)) = config.modparam("tm", name)
+            && *v < 100
+        {
+            warnings.push(format!(
+                "modparam(\"tm\", \"{name}\", {v}) is {v} milliseconds{} (tm timers are in \
+                 milliseconds, as Kamailio's; SER 0.8 counted seconds: {v} s is {})",
+                if *v < 10 { ", raised to 10" } else { "" },
+                v * 1000
+            ));
+        }
+    }
+    Ok(warnings)
+}
+
 /// tm's tables in shared memory: the transactions (half the region) and,
 /// with `use_dst_blocklist`, the destination blocklist.
 pub struct TmShm {

@@ -28,6 +28,7 @@ pub static MODULE: Module = Module {
         helper: Some(upkeep::run),
         used: Some(upkeep::used),
     }),
+    check: Some(check),
     ..Module::params_only(
         "usrloc",
         &[
@@ -82,10 +83,18 @@ impl Params {
             0 => DbMode::Memory,
             1 => DbMode::WriteThrough,
             2 => DbMode::WriteBack,
-            n => return Err(format!("usrloc db_mode {n}: 0, 1 or 2")),
+            3 => {
+                return Err(
+                    "db_mode 3 (database only, no memory cache) is not provided: 0, 1 or 2".into(),
+                );
+            }
+            n => return Err(format!("db_mode {n}: 0, 1 or 2")),
         };
         if db_mode != DbMode::Memory && db_url.is_none() {
-            return Err("usrloc db_mode 1 and 2 need modparam(\"usrloc\", \"db_url\", ...)".into());
+            return Err(format!(
+                "db_mode 1 and 2 need modparam(\"usrloc\", \"db_url\", \"sqlite:///FILE\"){}",
+                crate::db::SER_DEFAULT_URL_NOTE
+            ));
         }
         Ok(Params {
             db_url,
@@ -96,6 +105,16 @@ impl Params {
             use_domain: c.modparam_int("usrloc", "use_domain", 0) != 0,
         })
     }
+}
+
+/// What a start checks of usrloc's parameters: the mode, and a database
+/// URL this build serves when the mode writes to one.
+fn check(config: &Config) -> Result<Vec<String>, String> {
+    let p = Params::from_config(config)?;
+    if let (Some(url), true) = (&p.db_url, p.db_mode != DbMode::Memory) {
+        crate::db::sqlite_path(url)?;
+    }
+    Ok(Vec::new())
 }
 
 /// The location tables the script names in `save()` and `lookup()`, in a
