@@ -278,7 +278,7 @@ fn t_uac_delivers_a_message_and_returns_its_final_reply() {
     );
     assert!(m.contains(&format!("To: <{uri}>")), "{m}");
 
-    // Through the proxy as next hop, and an INVITE refused.
+    // Through the proxy as next hop; an INVITE, its 2xx acknowledged.
     let uas = Peer::new();
     let uri = format!("sip:carol@{}", uas.addr);
     let responder = std::thread::spawn(move || {
@@ -293,7 +293,24 @@ fn t_uac_delivers_a_message_and_returns_its_final_reply() {
     );
     responder.join().unwrap();
     assert_eq!(r["result"]["code"], 481, "{r}");
-    let r = rpc(&sock, "tm.t_uac", json!(["INVITE", "sip:x@127.0.0.1"]));
+    let uas = Peer::new();
+    let uri = format!("sip:dan@{}", uas.addr);
+    let responder = std::thread::spawn(move || {
+        let (m, from) = expect(&uas, "INVITE ", SEC).expect("the INVITE arrives");
+        let ok = common::answer(&m, 200, "OK", "uas").replace(
+            "Content-Length: 0\r\n",
+            &format!("Contact: <sip:dan@{}>\r\nContent-Length: 0\r\n", uas.addr),
+        );
+        uas.send(from, &ok);
+        expect(&uas, "ACK ", SEC)
+            .expect("the 2xx is acknowledged")
+            .0
+    });
+    let r = rpc(&sock, "tm.t_uac", json!(["INVITE", uri]));
+    let ack = responder.join().unwrap();
+    assert_eq!(r["result"]["code"], 200, "{r}");
+    assert!(ack.contains("CSeq: 1 ACK\r\n"), "{ack}");
+    let r = rpc(&sock, "tm.t_uac", json!(["ACK", "sip:x@127.0.0.1"]));
     assert_eq!(r["error"]["code"], -32602, "{r}");
     let r = rpc(
         &sock,

@@ -358,7 +358,13 @@ pub fn supervise(
     }
     stop_all(&mut pids);
     if let Some(c) = &control {
-        let _ = std::fs::remove_file(&c.listeners.path);
+        // What the control process listened on goes with the server.
+        for path in [&c.listeners.unix_path, &c.listeners.fifo]
+            .into_iter()
+            .flatten()
+        {
+            let _ = std::fs::remove_file(path);
+        }
     }
     log::info!("stopped; counters: {}", shared.summary());
     log::info!(

@@ -146,11 +146,29 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
         .ctl_socket
         .as_ref()
         .or(config.settings.ctl_socket.as_ref());
-    let control = match ctl_path {
-        Some(path) => {
-            let listeners =
-                control::Listeners::bind(std::path::Path::new(path), config.settings.metrics_port)?;
-            log::info!("control interface on unix:{path}");
+    let fifo = config.settings.fifo.as_ref();
+    let control = match (ctl_path, fifo) {
+        (None, None) if config.settings.metrics_port.is_some() => {
+            return Err(StartError(
+                "metrics_port needs the control process: set ctl_socket, -s or fifo".into(),
+            ));
+        }
+        (None, None) => None,
+        _ => {
+            let listeners = control::Listeners::bind(
+                ctl_path.map(std::path::Path::new),
+                config.settings.metrics_port,
+                fifo.map(|f| (std::path::Path::new(f.as_str()), config.settings.fifo_mode)),
+            )?;
+            if let Some(path) = ctl_path {
+                log::info!("control interface on unix:{path}");
+            }
+            if let Some(path) = fifo {
+                log::info!(
+                    "fifo server on {path} (mode {:04o})",
+                    config.settings.fifo_mode
+                );
+            }
             if let Some(port) = config.settings.metrics_port {
                 log::info!("metrics on http://127.0.0.1:{port}/metrics");
             }
@@ -161,12 +179,6 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
                 started: crate::modules::usrloc::unix_now(),
             })
         }
-        None if config.settings.metrics_port.is_some() => {
-            return Err(StartError(
-                "metrics_port needs the control process: set ctl_socket or -s".into(),
-            ));
-        }
-        None => None,
     };
     master::supervise(&config, &shared, sockets, workers, control)?;
     Ok(())

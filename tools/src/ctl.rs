@@ -25,8 +25,18 @@ pub fn socket_path(socket: Option<&str>, config: Option<&str>) -> Result<String,
 
 /// Sends one request; the result, or the server's error as a message.
 pub fn call(socket: &str, method: &str, params: Value) -> Result<Value, String> {
+    call_within(socket, method, params, Duration::from_secs(10))
+}
+
+/// [`call`], waiting up to `within` for the answer (a transaction's end).
+pub fn call_within(
+    socket: &str,
+    method: &str,
+    params: Value,
+    within: Duration,
+) -> Result<Value, String> {
     let mut s = UnixStream::connect(socket).map_err(|e| format!("{socket}: {e}"))?;
-    let timeout = Some(Duration::from_secs(10));
+    let timeout = Some(within);
     s.set_read_timeout(timeout).map_err(|e| e.to_string())?;
     s.set_write_timeout(timeout).map_err(|e| e.to_string())?;
     let req = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1});

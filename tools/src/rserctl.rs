@@ -126,8 +126,9 @@ enum UlOp {
 enum TmOp {
     /// The transaction table's use and tm's counters.
     Stats,
-    /// Sends a non-INVITE request (MESSAGE, NOTIFY, ...) as a UAC and
-    /// prints its final reply.
+    /// Sends a request (MESSAGE, NOTIFY, OPTIONS, INVITE, ...) as a UAC
+    /// and prints its final reply; an INVITE's final reply is
+    /// acknowledged by the server.
     Uac {
         method: String,
         ruri: String,
@@ -247,7 +248,10 @@ fn run(cli: Cli) -> Result<String, String> {
                     body,
                 },
         } => {
-            let v = call(
+            // The answer comes when the transaction ends: fr_inv_timer
+            // after a provisional, two minutes by default.
+            let v = ctl::call_within(
+                &ctl::socket_path(socket, config)?,
                 "tm.t_uac",
                 json!([
                     method,
@@ -256,6 +260,7 @@ fn run(cli: Cli) -> Result<String, String> {
                     headers.join("\r\n"),
                     body
                 ]),
+                std::time::Duration::from_secs(300),
             )?;
             Ok(format!(
                 "{} {} (from {})",

@@ -1,8 +1,11 @@
-//! A non-INVITE client transaction started from outside (SER's FIFO
-//! `:t_uac_from:`, Kamailio's `tm.t_uac_wait`), as pure code on an
-//! injected clock: RFC 3261 §17.1.2.2's Timer E retransmissions (T1
-//! doubling up to T2, then every T2 once a provisional came) until a final
-//! reply or Timer F (fr_timer).
+//! A client transaction started from outside (SER's FIFO `:t_uac_from:`
+//! and `:t_uac_dlg:`, Kamailio's `tm.t_uac_wait`), its timers as pure code
+//! on an injected clock. Non-INVITE: RFC 3261 §17.1.2.2's Timer E
+//! retransmissions (T1 doubling up to T2, then every T2 once a provisional
+//! came) until a final reply or Timer F (fr_timer). INVITE: §17.1.1.2's
+//! Timer A (T1 doubling) until a provisional; no reply within fr_timer, or
+//! no final within fr_inv_timer of the provisional (Kamailio's timers
+//! standing for Timer B), ends it.
 
 use super::Timers;
 
@@ -26,6 +29,8 @@ pub struct Uac {
     deadline: u64,
     proceeding: bool,
     final_code: Option<u16>,
+    /// INVITE: what fr_inv_timer allows once a provisional came.
+    invite_wait: Option<u64>,
 }
 
 impl Uac {
@@ -38,7 +43,23 @@ impl Uac {
             deadline: now + timers.fr,
             proceeding: false,
             final_code: None,
+            invite_wait: None,
         }
+    }
+
+    /// An INVITE started (and first sent) at `now`.
+    pub fn invite(now: u64, timers: &Timers) -> Uac {
+        Uac {
+            t2: u64::MAX,
+            invite_wait: Some(timers.fr_inv),
+            ..Uac::new(now, timers)
+        }
+    }
+
+    /// Whether a provisional reply came (an INVITE then needs a CANCEL
+    /// to end it early, §9.1).
+    pub fn proceeding(&self) -> bool {
+        self.proceeding
     }
 
     /// A reply to the request.
@@ -48,6 +69,11 @@ impl Uac {
         }
         if code >= 200 {
             self.final_code = Some(code);
+        } else if let (Some(wait), false) = (self.invite_wait, self.proceeding) {
+            // §17.1.1.2: a provisional stops Timer A; fr_inv_timer runs.
+            self.proceeding = true;
+            self.retr_at = u64::MAX;
+            self.deadline = now + wait;
         } else if !self.proceeding {
             // §17.1.2.2: in Proceeding, retransmit every T2.
             self.proceeding = true;
@@ -104,6 +130,36 @@ mod tests {
         }
         assert_eq!(&sends[..5], [500, 1500, 3500, 7500, 11500]);
         assert_eq!(now, 32_000);
+    }
+
+    #[test]
+    fn an_invite_doubles_without_t2_until_a_provisional_then_waits_fr_inv() {
+        let mut u = Uac::invite(0, &T);
+        let mut sends = Vec::new();
+        let mut now = 0;
+        while now < 8000 {
+            match u.poll(now) {
+                Step::Send => sends.push(now),
+                Step::Wait(t) => now = t,
+                s => unreachable!("{s:?}"),
+            }
+        }
+        assert_eq!(sends, [500, 1500, 3500, 7500]);
+        u.on_reply(180, 8000);
+        assert!(u.proceeding());
+        assert_eq!(u.poll(8000), Step::Wait(128_000));
+        assert_eq!(u.poll(128_000), Step::TimedOut);
+        // No reply at all: fr_timer ends it.
+        let mut u = Uac::invite(0, &T);
+        let mut now = 0;
+        let end = loop {
+            match u.poll(now) {
+                Step::Send => {}
+                Step::Wait(t) => now = t,
+                s => break s,
+            }
+        };
+        assert_eq!((end, now), (Step::TimedOut, 32_000));
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub const METHODS: &[&str] = &[
     "ul.dump",
     "ul.lookup",
     "ul.rm",
+    "ul.rm_contact",
+    "ul.add",
     "tm.stats",
     "cfg.check",
     "dispatcher.list",
@@ -48,8 +50,6 @@ pub struct Control<'a> {
     pub db: Option<Db>,
     /// Where `dispatcher.reload` reads the list.
     pub ds_params: Option<DsParams>,
-    /// For `tm.t_uac`, when tm is loaded.
-    pub uac: Option<super::uac::UacSetup>,
 }
 
 /// The group of the shared tables' use (levels, not counts).
@@ -145,13 +145,13 @@ impl Control<'_> {
         }
     }
 
-    fn location(&self) -> Result<&usrloc::Location, RpcError> {
+    pub(super) fn location(&self) -> Result<&usrloc::Location, RpcError> {
         self.shared
             .module_shm::<usrloc::Location>("usrloc")
             .ok_or_else(|| RpcError::new(NOT_AVAILABLE, "the script keeps no user location"))
     }
 
-    fn table_index(&self, table: Option<&str>) -> Result<u16, RpcError> {
+    pub(super) fn table_index(&self, table: Option<&str>) -> Result<u16, RpcError> {
         match table {
             None if !self.ul_tables.is_empty() => Ok(0),
             None => Err(RpcError::new(NOT_AVAILABLE, "no location table")),
@@ -164,7 +164,7 @@ impl Control<'_> {
         }
     }
 
-    fn ul_dump(&self) -> Result<Value, RpcError> {
+    pub(super) fn ul_dump(&self) -> Result<Value, RpcError> {
         let loc = self.location()?;
         let now = unix_now();
         let mut tables: Vec<Map<String, Value>> =
@@ -200,7 +200,7 @@ impl Control<'_> {
         Ok(Value::Object(out))
     }
 
-    fn ul_lookup(&self, aor: &str, table: Option<&str>) -> Result<Value, RpcError> {
+    pub(super) fn ul_lookup(&self, aor: &str, table: Option<&str>) -> Result<Value, RpcError> {
         let loc = self.location()?;
         let domain = self.table_index(table)?;
         let key = loc.aor(domain, aor.as_bytes());
@@ -228,7 +228,7 @@ impl Control<'_> {
 
     /// Removes every binding of an AOR, as `Contact: *` would, and from the
     /// database as db_mode says.
-    fn ul_rm(&mut self, aor: &str, table: Option<&str>) -> Result<Value, RpcError> {
+    pub(super) fn ul_rm(&mut self, aor: &str, table: Option<&str>) -> Result<Value, RpcError> {
         let loc = *self.location()?;
         let domain = self.table_index(table)?;
         let key = loc.aor(domain, aor.as_bytes());
@@ -243,20 +243,32 @@ impl Control<'_> {
         if found.is_empty() {
             return Err(RpcError::new(NOT_FOUND, format!("no binding for '{aor}'")));
         }
-        if self.ul.db_mode == DbMode::WriteThrough {
-            let db = match self.db.take() {
-                Some(db) => db,
-                None => Db::open(self.ul.db_url.as_deref().unwrap_or(""), &self.ul_tables)
-                    .map_err(|e| RpcError::new(super::rpc::INTERNAL_ERROR, e))?,
-            };
-            let t = &self.ul_tables[domain as usize];
-            for f in &found {
-                db.delete(t, aor.as_bytes(), &buf[f.contact.0..f.contact.1])
-                    .map_err(|e| RpcError::new(super::rpc::INTERNAL_ERROR, e))?;
-            }
-            self.db = Some(db);
-        }
+        self.write_through(domain, |db, t| {
+            found
+                .iter()
+                .try_for_each(|f| db.delete(t, aor.as_bytes(), &buf[f.contact.0..f.contact.1]))
+        })?;
         Ok(json!({"aor": aor, "removed": found.len()}))
+    }
+
+    /// In db_mode 1, what changed written to table `domain`'s database
+    /// table now (db_mode 2's write-back finds it marked).
+    pub(super) fn write_through(
+        &mut self,
+        domain: u16,
+        write: impl FnOnce(&Db, &str) -> Result<(), String>,
+    ) -> Result<(), RpcError> {
+        if self.ul.db_mode != DbMode::WriteThrough {
+            return Ok(());
+        }
+        let db = match self.db.take() {
+            Some(db) => db,
+            None => Db::open(self.ul.db_url.as_deref().unwrap_or(""), &self.ul_tables)
+                .map_err(|e| RpcError::new(super::rpc::INTERNAL_ERROR, e))?,
+        };
+        let r = write(&db, &self.ul_tables[domain as usize]);
+        self.db = Some(db);
+        r.map_err(|e| RpcError::new(super::rpc::INTERNAL_ERROR, e))
     }
 
     fn tm_stats(&self) -> Result<Value, RpcError> {
@@ -286,7 +298,7 @@ impl Control<'_> {
         };
         let text = std::fs::read_to_string(&path)
             .map_err(|e| RpcError::new(NOT_FOUND, format!("{}: {e}", path.display())))?;
-        Ok(match crate::cfg::load(&text) {
+        Ok(match crate::cfg::load_from(&text, Some(&path)) {
             Ok(_) => json!({"path": path.display().to_string(), "ok": true, "errors": []}),
             Err(errors) => {
                 let list: Vec<String> = errors
@@ -333,9 +345,35 @@ impl Methods for Control<'_> {
             "ul.dump" => self.ul_dump(),
             "ul.lookup" => self.ul_lookup(p.required_str(0, "aor")?, p.str(1, "table")?),
             "ul.rm" => self.ul_rm(p.required_str(0, "aor")?, p.str(1, "table")?),
+            "ul.rm_contact" => self.ul_rm_contact(
+                p.required_str(0, "table")?,
+                p.required_str(1, "aor")?,
+                p.required_str(2, "contact")?,
+            ),
+            "ul.add" => {
+                let number = |i: usize, name: &str| -> Result<f64, RpcError> {
+                    match p.get(i, name) {
+                        Some(Value::Number(n)) => n.as_f64(),
+                        Some(Value::String(s)) => s.trim().parse().ok(),
+                        _ => None,
+                    }
+                    .ok_or_else(|| RpcError::params(format!("'{name}' must be a number")))
+                };
+                self.ul_add(
+                    p.required_str(0, "table")?,
+                    p.required_str(1, "aor")?,
+                    p.required_str(2, "contact")?,
+                    number(3, "expires")?,
+                    number(4, "q")?,
+                )
+            }
             "tm.stats" => self.tm_stats(),
             "cfg.check" => self.cfg_check(p.str(0, "path")?),
-            "tm.t_uac" => super::uac::t_uac(self.uac.as_ref(), p),
+            // Answered by the control loop when its transaction ends.
+            "tm.t_uac" => Err(RpcError::new(
+                super::rpc::INVALID_REQUEST,
+                "tm.t_uac is a request of its own, not in a batch",
+            )),
             "dst_blocklist.view" => super::blocklist::view(self.shared.blocklist().as_ref()),
             "dst_blocklist.delete" => {
                 super::blocklist::delete(self.shared.blocklist().as_ref(), p.str(0, "address")?)
@@ -395,7 +433,6 @@ mod tests {
             ul: usrloc::Params::default(),
             db: None,
             ds_params: None,
-            uac: None,
         };
         let samples = c.samples();
         for n in counter_names() {

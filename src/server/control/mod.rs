@@ -1,17 +1,20 @@
 //! The control interface, in a process of its own (forked and respawned by
 //! the master like the timer process): JSON-RPC 2.0 on a Unix socket of
-//! mode 0600 (`rpc.rs` framing, `methods.rs` the methods) and, with
-//! `metrics_port`, Prometheus' text format over HTTP (`prometheus.rs`).
-//! It reads and edits shared memory only; nothing it receives reaches a
-//! worker's packet path.
+//! mode 0600 (`rpc.rs` framing, `methods.rs` and `ul.rs` the methods),
+//! SER's FIFO on a named pipe (`fifo/`), with `metrics_port` Prometheus'
+//! text format over HTTP (`prometheus.rs`), and the requests it starts
+//! itself as a UAC (`uac/`). It reads and edits shared memory only;
+//! nothing it receives reaches a worker's packet path.
 
 mod blocklist;
 mod ds;
+pub mod fifo;
 pub mod methods;
 pub mod prometheus;
 pub mod rpc;
 mod serve;
 pub mod uac;
+mod ul;
 
 use std::io;
 use std::net::TcpListener;
@@ -22,40 +25,24 @@ use std::path::{Path, PathBuf};
 use crate::cfg::Config;
 use crate::server::shared::Shared;
 
-/// The listening sockets, bound by the master before any fork so a
-/// respawned control process takes them over.
+/// The listening sockets and the FIFO, bound and created by the master
+/// before any fork so a respawned control process takes them over.
 pub struct Listeners {
-    pub unix: UnixListener,
-    pub path: PathBuf,
+    pub unix: Option<UnixListener>,
+    pub unix_path: Option<PathBuf>,
     pub metrics: Option<TcpListener>,
+    pub fifo: Option<PathBuf>,
 }
 
 impl Listeners {
-    pub fn bind(path: &Path, metrics_port: Option<u16>) -> io::Result<Listeners> {
-        // A socket file left by a server that died is in the way; anything
-        // else at that path is not ours to remove.
-        if let Ok(meta) = std::fs::symlink_metadata(path) {
-            use std::os::unix::fs::FileTypeExt;
-            if !meta.file_type().is_socket() {
-                return Err(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    format!("ctl_socket {}: exists and is not a socket", path.display()),
-                ));
-            }
-            if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    format!(
-                        "ctl_socket {}: another server answers there",
-                        path.display()
-                    ),
-                ));
-            }
-            std::fs::remove_file(path)?;
-        }
-        let unix = UnixListener::bind(path)
-            .map_err(|e| io::Error::new(e.kind(), format!("ctl_socket {}: {e}", path.display())))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    /// The control socket at `ctl` (if any), `/metrics` on `metrics_port`,
+    /// the FIFO at `fifo` with its mode.
+    pub fn bind(
+        ctl: Option<&Path>,
+        metrics_port: Option<u16>,
+        fifo: Option<(&Path, u32)>,
+    ) -> io::Result<Listeners> {
+        let unix = ctl.map(bind_unix).transpose()?;
         let metrics = match metrics_port {
             Some(port) => Some(
                 TcpListener::bind(("127.0.0.1", port))
@@ -63,12 +50,44 @@ impl Listeners {
             ),
             None => None,
         };
+        if let Some((path, mode)) = fifo {
+            fifo::create(path, mode)?;
+        }
         Ok(Listeners {
             unix,
-            path: path.to_path_buf(),
+            unix_path: ctl.map(Path::to_path_buf),
             metrics,
+            fifo: fifo.map(|(p, _)| p.to_path_buf()),
         })
     }
+}
+
+fn bind_unix(path: &Path) -> io::Result<UnixListener> {
+    // A socket file left by a server that died is in the way; anything
+    // else at that path is not ours to remove.
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_socket() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("ctl_socket {}: exists and is not a socket", path.display()),
+            ));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!(
+                    "ctl_socket {}: another server answers there",
+                    path.display()
+                ),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let unix = UnixListener::bind(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("ctl_socket {}: {e}", path.display())))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(unix)
 }
 
 /// The control process's body.
@@ -89,7 +108,20 @@ pub fn run(
         ul: crate::modules::usrloc::Params::from_config(config).unwrap_or_default(),
         db: None,
         ds_params,
-        uac,
     };
-    serve::run(&mut ctl, &l.unix, l.metrics.as_ref())
+    let engine = uac.and_then(|u| match uac::Engine::new(u.local, u.timers) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            log::error!("control: the UAC's socket on {}: {e}", u.local.ip());
+            None
+        }
+    });
+    let fifo = l.fifo.as_deref().and_then(|p| match fifo::Fifo::open(p) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            log::error!("fifo {}: {e}", p.display());
+            None
+        }
+    });
+    serve::run(&mut ctl, engine, fifo, l)
 }

@@ -54,6 +54,10 @@ impl<'a> Params<'a> {
         Params(None)
     }
 
+    pub fn of(v: Option<&'a Value>) -> Params<'a> {
+        Params(v)
+    }
+
     /// Parameter `name`, or position `index` of an array.
     pub fn get(&self, index: usize, name: &str) -> Option<&'a Value> {
         match self.0 {
@@ -111,6 +115,33 @@ pub fn handle(text: &[u8], methods: &mut dyn Methods) -> Option<String> {
             (!out.is_empty()).then(|| Value::Array(out).to_string())
         }
         v => one(&v, methods).map(|r| r.to_string()),
+    }
+}
+
+/// A text holding one well-formed request (not a batch): its method, its
+/// id (`None` for a notification) and its parameters, for a method the
+/// caller answers later (`tm.t_uac`, when its transaction ends).
+pub fn single(text: &[u8]) -> Option<(String, Option<Value>, Option<Value>)> {
+    if text.len() > MAX_REQUEST {
+        return None;
+    }
+    let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(text) else {
+        return None;
+    };
+    let id = match obj.get("id") {
+        None => None,
+        Some(v @ (Value::String(_) | Value::Number(_) | Value::Null)) => Some(v.clone()),
+        Some(_) => return None,
+    };
+    let (method, params) = check(&obj).ok()?;
+    Some((method.to_string(), id, params.0.cloned()))
+}
+
+/// The response text to request `id`.
+pub fn answer(id: Value, r: Result<Value, RpcError>) -> String {
+    match r {
+        Ok(v) => json!({"jsonrpc": "2.0", "result": v, "id": id}).to_string(),
+        Err(e) => error(id, e).to_string(),
     }
 }
 
