@@ -81,6 +81,8 @@ pub fn run(job: &Job<'_>) -> Result<Finished, ExecError> {
     for (k, v) in job.env {
         cmd.env(k, v);
     }
+    // A group of its own, so what the shell starts dies with it.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = cmd.spawn().map_err(ExecError::Spawn)?;
     let result = pump(&mut child, job, deadline);
     match result {
@@ -102,7 +104,14 @@ pub fn run(job: &Job<'_>) -> Result<Finished, ExecError> {
     }
 }
 
+/// Kills the shell's whole process group (its pid is the group's id):
+/// the commands it started too, not the shell alone.
 fn kill(child: &mut Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // SAFETY: kill(2) on the group this child leads; no memory is
+        // touched.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+    }
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -229,6 +238,37 @@ mod tests {
         let r = run(&job("sleep 30", b"", 1));
         assert!(matches!(r, Err(ExecError::Timeout)), "{r:?}", r = r.err());
         assert!(start.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn what_the_shell_started_is_killed_with_it() {
+        let file = std::env::temp_dir().join(format!("rser-exec-pgrp-{}", std::process::id()));
+        let cmd = format!("sleep 30 & echo $! > {}; wait", file.display());
+        let r = run(&job(&cmd, b"", 1));
+        assert!(matches!(r, Err(ExecError::Timeout)));
+        let pid: i32 = std::fs::read_to_string(&file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let _ = std::fs::remove_file(&file);
+        // Gone, or a zombie waiting for init: not running.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .and_then(|r| r.split_whitespace().next())
+                        .map(str::to_string)
+                });
+            match state.as_deref() {
+                None | Some("Z") | Some("X") => break,
+                Some(s) => assert!(Instant::now() < deadline, "the shell's child is still {s}"),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     #[test]

@@ -241,3 +241,44 @@ fn with_no_branch_sent_the_caller_gets_503_at_once() {
     let finals = finals(&up);
     assert_eq!(finals, [503], "{up:?}");
 }
+
+#[test]
+fn a_route_recursing_past_its_bound_answers_500_and_an_ack_nothing() {
+    let mut h = Harness::new(&config("route(1);", "route[1] { route(1); }"), 1);
+    h.recv(addr(CALLER), &request("OPTIONS", "deep", "OPTIONS", None));
+    let up = h.sent_to(addr(CALLER));
+    assert_eq!(finals(&up), [500], "{up:?}");
+    h.recv(addr(CALLER), &request("ACK", "deep2", "ACK", Some("t")));
+    assert!(h.sent_to(addr(CALLER)).is_empty());
+}
+
+#[test]
+fn t_replicate_sends_a_copy_whose_replies_are_absorbed() {
+    let route = format!(
+        "t_replicate(\"sip:127.0.0.1:{OTHER}\");\n{}",
+        relay_to(CALLEE)
+    );
+    let mut h = Harness::new(&config(&route, "failure_route[1] { }"), 1);
+    h.recv(addr(CALLER), &request("MESSAGE", "rep", "MESSAGE", None));
+    let sent = h.sent();
+    let copy = sent
+        .iter()
+        .find(|s| s.to == addr(OTHER))
+        .expect("a copy to the replica");
+    // The Request-URI is the request's; only the destination differs.
+    assert_eq!(copy.first_line(), "MESSAGE sip:bob@example.com SIP/2.0");
+    assert!(
+        copy.header("Via").unwrap().contains(";branch=z9hG4bKrp"),
+        "{}",
+        copy.text
+    );
+    let relayed = sent
+        .iter()
+        .find(|s| s.to == addr(CALLEE))
+        .expect("the relay");
+    // The replica's 200 is absorbed; the callee's reaches the caller.
+    h.recv(addr(OTHER), &answer(copy, 200, "r"));
+    assert!(h.sent_to(addr(CALLER)).is_empty());
+    h.recv(addr(CALLEE), &answer(relayed, 202, "c"));
+    assert_eq!(finals(&h.sent_to(addr(CALLER))), [202]);
+}

@@ -43,6 +43,14 @@ impl From<BuildError> for ForwardError {
 /// branch when it has the magic cookie, else the transaction's other
 /// identifiers; and the Request-URI sent.
 pub fn branch(ctx: &MsgCtx<'_, '_>) -> ArrayString<18> {
+    branch_with(ctx, "sl")
+}
+
+/// The top Via branch of a copy `t_replicate()` sends: its replies are
+/// the replica's, absorbed (tm), not routed to the caller.
+pub const REPLICA_BRANCH: &[u8] = b"z9hG4bKrp";
+
+fn branch_with(ctx: &MsgCtx<'_, '_>, kind: &str) -> ArrayString<18> {
     let msg = ctx.msg;
     let mut h = Xxh3::new();
     match msg.top_via() {
@@ -62,7 +70,7 @@ pub fn branch(ctx: &MsgCtx<'_, '_>) -> ArrayString<18> {
     h.update(b"\0");
     h.update(ctx.uri());
     let mut s = ArrayString::new();
-    let _ = std::fmt::Write::write_fmt(&mut s, format_args!("sl{:016x}", h.digest()));
+    let _ = std::fmt::Write::write_fmt(&mut s, format_args!("{kind}{:016x}", h.digest()));
     s
 }
 
@@ -74,6 +82,27 @@ pub fn build_request(
     via: SocketAddr,
     transport: &[u8],
     stateless_via: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), ForwardError> {
+    build(ctx, via, transport, stateless_via.then_some("sl"), out)
+}
+
+/// The copy `t_replicate()` sends: the request as forwarded, its Via's
+/// branch marked as a replica's ([`REPLICA_BRANCH`]).
+pub fn build_replica(
+    ctx: &MsgCtx<'_, '_>,
+    via: SocketAddr,
+    transport: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), ForwardError> {
+    build(ctx, via, transport, Some("rp"), out)
+}
+
+fn build(
+    ctx: &MsgCtx<'_, '_>,
+    via: SocketAddr,
+    transport: &[u8],
+    branch_kind: Option<&str>,
     out: &mut Vec<u8>,
 ) -> Result<(), ForwardError> {
     let msg = ctx.msg;
@@ -109,8 +138,8 @@ pub fn build_request(
         IpAddr::V4(a) => std::fmt::Write::write_fmt(&mut host, format_args!("{a}")),
         IpAddr::V6(a) => std::fmt::Write::write_fmt(&mut host, format_args!("[{a}]")),
     };
-    if stateless_via {
-        let b = branch(ctx);
+    if let Some(kind) = branch_kind {
+        let b = branch_with(ctx, kind);
         e.push_via(transport, host.as_bytes(), Some(via.port()), b.as_bytes())?;
     }
     e.write(out)?;

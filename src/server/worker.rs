@@ -494,6 +494,12 @@ impl<'a> Worker<'a> {
         let vm = self.vm;
         let out = vm.run(main, &mut ctx, self);
         self.script_error(RouteKind::Request, &out);
+        // A script cut short by its bounds (route() too deep, too many
+        // steps) would leave the caller waiting: 500, as for a crash of
+        // the route (an ACK gets nothing, §17.1.1.3).
+        if out.error.is_some() && msg.method() != Some(Method::Ack) {
+            Shell::reply(self, &mut ctx, 500, b"Server Internal Error", b"");
+        }
         if out.dropped {
             self.count(Counter::Dropped);
         }

@@ -22,6 +22,7 @@ const T_REPLY: u8 = 4;
 const T_ON_FAILURE: u8 = 5;
 const T_ON_REPLY: u8 = 6;
 const T_ON_BRANCH: u8 = 7;
+const T_REPLICATE: u8 = 8;
 
 pub static MODULE: Module = Module {
     name: "tm",
@@ -75,6 +76,13 @@ pub static MODULE: Module = Module {
             branch_route,
             Routes::ANY,
         ),
+        action(
+            "t_replicate",
+            T_REPLICATE,
+            (1, 2),
+            replica_target,
+            Routes::REQUEST,
+        ),
     ],
     counters: super::COUNTER_NAMES,
     hooks: Some(&Hooks::tables_and_runtime(
@@ -117,8 +125,76 @@ fn reply_route(fx: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
     Ok(vec![Param::Route(fx.route(RouteKind::Reply, &a[0])?)])
 }
 
+/// `t_replicate("sip:host:port")` (Kamailio) or `t_replicate(host,
+/// port)` (SER 0.8): where the copy goes.
+fn replica_target(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
+    match a {
+        [uri] => {
+            let text = nonempty(uri)?;
+            let u = crate::sip::Uri::parse(text.as_bytes())
+                .map_err(|_| error(uri, format!("t_replicate: '{text}' is not a SIP URI")))?;
+            if u.transport.is_some_and(|t| !t.eq_ignore_ascii_case(b"udp")) {
+                return Err(error(
+                    uri,
+                    "t_replicate: only UDP is served by this build (TCP and TLS are not yet)"
+                        .into(),
+                ));
+            }
+            let host = String::from_utf8_lossy(u.host_text()).into_owned();
+            Ok(vec![
+                Param::Str(host.into()),
+                Param::Int(i64::from(u.port_or_default())),
+            ])
+        }
+        [host, port] => Ok(vec![
+            Param::Str(nonempty(host)?),
+            Param::Int(int_in(port, 1, 65535)?),
+        ]),
+        _ => unreachable!("arity checked"),
+    }
+}
+
 fn branch_route(fx: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
     Ok(vec![Param::Route(fx.route(RouteKind::Branch, &a[0])?)])
+}
+
+/// Sends a copy of the request, as forwarded, to `host:port`, without a
+/// transaction: the script's own forwarding is untouched, and the copy's
+/// replies are the replica's (absorbed by [`absorbs_replica_reply`]).
+fn replicate(cx: &mut Cx<'_>, ctx: &mut MsgCtx<'_, '_>, host: &str, port: u16) -> i32 {
+    let sock = cx.shell.in_sock();
+    let prefer_v6 = cx.shell.local(sock).is_ipv6();
+    let Some(to) = cx.shell.resolve(host, port, prefer_v6) else {
+        log::warn!("t_replicate: cannot resolve {host}");
+        return -1;
+    };
+    let sock = cx.shell.socket_for(to);
+    let via = cx.shell.local(sock);
+    let buf = cx.shell.push(sock, to);
+    match crate::server::proxy::build_replica(ctx, via, b"UDP", buf) {
+        Ok(()) => {
+            cx.counts.add(super::TmCounter::Replicated as usize, 1);
+            1
+        }
+        Err(e) => {
+            cx.shell.pop();
+            log::warn!("t_replicate to {to}: {e:?}");
+            -1
+        }
+    }
+}
+
+/// A reply to a copy `t_replicate()` sent: absorbed and counted.
+pub(super) fn absorbs_replica_reply(cx: &mut Cx<'_>, msg: &crate::sip::Message<'_>) -> bool {
+    let replica = msg
+        .top_via()
+        .ok()
+        .and_then(|v| v.branch)
+        .is_some_and(|b| b.starts_with(crate::server::proxy::REPLICA_BRANCH));
+    if replica {
+        cx.counts.add(super::TmCounter::ReplicaReplies as usize, 1);
+    }
+    replica
 }
 
 pub(super) fn run(
@@ -147,6 +223,9 @@ pub(super) fn run(
             -1
         }
         (T_NEWTRAN, []) => tm.t_newtran(cx, ctx),
+        (T_REPLICATE, [Param::Str(host), Param::Int(port)]) => {
+            replicate(cx, ctx, host, *port as u16)
+        }
         (T_ON_FAILURE, [Param::Route(r)]) => {
             tm.armed.failure = (*r + 1) as u16;
             1

@@ -45,6 +45,9 @@ crate::server::shared::counters! { TmCounter, COUNTER_NAMES, {
     SendFailed => "tm_send_failed",
     /// A tick of the timer process left due transactions for the next.
     TimerLag => "tm_timer_lag",
+    /// Copies `t_replicate()` sent, and their replies absorbed.
+    Replicated => "tm_replicated",
+    ReplicaReplies => "tm_replica_replies",
 }}
 pub use txn::{Effect, Timers};
 
@@ -81,6 +84,17 @@ const TIMER_PARAMS: &[&str] = &[
 /// old script is a 2 ms timer; a value under 100 is said with its unit.
 pub fn check(config: &Config) -> Result<Vec<String>, String> {
     let mut warnings = Vec::new();
+    if config
+        .program
+        .module_calls()
+        .any(|(f, _)| f.name() == "t_relay_to_tcp")
+    {
+        warnings.push(
+            "t_relay_to_tcp: TCP is not served by this build; it fails at run time \
+             (sl_reply_error() answers 500)"
+                .into(),
+        );
+    }
     for name in TIMER_PARAMS {
         if let Some(crate::cfg::ParamValue::Int(v)) = config.modparam("tm", name)
             && *v < 100

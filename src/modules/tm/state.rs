@@ -127,7 +127,7 @@ impl Runtime for TmState {
         msg: &crate::sip::Message<'_>,
         src: SocketAddr,
     ) -> bool {
-        self.tm_reply(cx, msg, src)
+        super::actions::absorbs_replica_reply(cx, msg) || self.tm_reply(cx, msg, src)
     }
 
     fn reply_on_txn(
