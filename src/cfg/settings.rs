@@ -144,6 +144,17 @@ pub struct Settings {
     pub use_dst_blocklist: bool,
     /// `dst_blocklist_expire=S`: how long they are skipped (seconds).
     pub dst_blocklist_expire: u32,
+    /// `blst_503=yes`: a 503 from a destination blocklists it for its
+    /// Retry-After (clamped to `blst_503_min_timeout`..`max`), or
+    /// `blst_503_def_timeout` without one (0: not at all).
+    pub blst_503: bool,
+    pub blst_503_def_timeout: u32,
+    pub blst_503_min_timeout: u32,
+    pub blst_503_max_timeout: u32,
+    /// Methods (Kamailio's bits: 1 INVITE, 2 CANCEL, 4 ACK, 8 BYE, ...)
+    /// whose failures add to the blocklist, and for which tm looks it up.
+    pub blst_methods_add: Option<u32>,
+    pub blst_methods_lookup: u32,
     /// `fifo="/tmp/ser_fifo"`: SER's FIFO control interface, served by
     /// the control process on this named pipe.
     pub fifo: Option<String>,
@@ -176,6 +187,13 @@ impl Default for Settings {
             metrics_port: None,
             use_dst_blocklist: false,
             dst_blocklist_expire: 60,
+            blst_503: false,
+            blst_503_def_timeout: 0,
+            blst_503_min_timeout: 0,
+            blst_503_max_timeout: 3600,
+            blst_methods_add: None,
+            // Kamailio's default: every method but BYE.
+            blst_methods_lookup: !8,
             fifo: None,
             fifo_mode: 0o600,
             auto_aliases: true,
@@ -198,6 +216,16 @@ pub fn settings(globals: &[Global], errors: &mut Vec<ConfigError>) -> Settings {
             Err(Said::Error(msg)) => errors.push(ConfigError::new(g.pos, msg)),
             Err(Said::Warning(msg)) => errors.push(ConfigError::warning(g.pos, msg)),
         }
+    }
+    let blst = globals.iter().find(|g| g.name.starts_with("blst_"));
+    if let (Some(g), false) = (blst, s.use_dst_blocklist) {
+        errors.push(ConfigError::warning(
+            g.pos,
+            format!(
+                "{}: no blocklist is kept without use_dst_blocklist=yes",
+                g.name
+            ),
+        ));
     }
     s
 }
@@ -286,6 +314,22 @@ fn apply(s: &mut Settings, g: &Global) -> Result<(), Said> {
             fixed_switch(name, v)?;
         }
         "auto_aliases" => s.auto_aliases = boolean(name, &g.value)?,
+        "blst_503" | "dst_blacklist_503" => s.blst_503 = boolean(name, &g.value)?,
+        "blst_503_def_timeout" => {
+            s.blst_503_def_timeout = int_in(name, &g.value, 0, 86_400)? as u32
+        }
+        "blst_503_min_timeout" => {
+            s.blst_503_min_timeout = int_in(name, &g.value, 0, 86_400)? as u32
+        }
+        "blst_503_max_timeout" => {
+            s.blst_503_max_timeout = int_in(name, &g.value, 0, 86_400)? as u32
+        }
+        "blst_methods_add" => {
+            s.blst_methods_add = Some(int_in(name, &g.value, 0, i64::from(u32::MAX))? as u32)
+        }
+        "blst_methods_lookup" => {
+            s.blst_methods_lookup = int_in(name, &g.value, 0, i64::from(u32::MAX))? as u32
+        }
         "fifo" => {
             let path = text(&g.value);
             if path.is_empty() {

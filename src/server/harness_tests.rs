@@ -282,3 +282,32 @@ fn t_replicate_sends_a_copy_whose_replies_are_absorbed() {
     h.recv(addr(CALLEE), &answer(relayed, 202, "c"));
     assert_eq!(finals(&h.sent_to(addr(CALLER))), [202]);
 }
+
+#[test]
+fn blst_503_skips_a_destination_for_its_retry_after() {
+    let cfg = format!(
+        "use_dst_blocklist=yes\nblst_503=yes\nblst_503_max_timeout=60\n{}",
+        config(&relay_to(CALLEE), "failure_route[1] { }")
+    );
+    let mut h = Harness::new(&cfg, 1);
+    h.recv(addr(CALLER), &request("MESSAGE", "b1", "MESSAGE", None));
+    let sent = h.sent_to(addr(CALLEE));
+    let busy = answer(&sent[0], 503, "x").replace(
+        "Content-Length: 0\r\n",
+        "Retry-After: 30\r\nContent-Length: 0\r\n",
+    );
+    h.recv(addr(CALLEE), &busy);
+    h.sent();
+    // Within Retry-After: not sent.
+    h.advance(1000);
+    h.recv(addr(CALLER), &request("MESSAGE", "b2", "MESSAGE", None));
+    assert!(h.sent_to(addr(CALLEE)).is_empty());
+    // A BYE is not looked up (Kamailio's blst_methods_lookup default).
+    h.recv(addr(CALLER), &request("BYE", "b3", "BYE", Some("t")));
+    assert_eq!(only(&h.sent_to(addr(CALLEE)), "BYE").len(), 1);
+    // After it, sent again.
+    h.advance(30_000);
+    h.sent();
+    h.recv(addr(CALLER), &request("MESSAGE", "b4", "MESSAGE", None));
+    assert_eq!(only(&h.sent_to(addr(CALLEE)), "MESSAGE").len(), 1);
+}

@@ -188,3 +188,60 @@ mod tests {
         assert_eq!(b.list(0).len(), WINDOW);
     }
 }
+
+/// A method's bit in Kamailio's method masks (`blst_methods_add`,
+/// `blst_methods_lookup`): INVITE 1, CANCEL 2, ACK 4, BYE 8, INFO 16,
+/// REGISTER 32, SUBSCRIBE 64, NOTIFY 128, MESSAGE 256, OPTIONS 512,
+/// PRACK 1024, UPDATE 2048, REFER 4096, PUBLISH 8192, others 1 << 19.
+pub fn method_bit(m: crate::sip::Method) -> u32 {
+    use crate::sip::Method::*;
+    match m {
+        Invite => 1,
+        Cancel => 2,
+        Ack => 4,
+        Bye => 8,
+        Info => 16,
+        Register => 32,
+        Subscribe => 64,
+        Notify => 128,
+        Message => 256,
+        Options => 512,
+        Prack => 1024,
+        Update => 2048,
+        Refer => 4096,
+        Publish => 8192,
+        Other => 1 << 19,
+    }
+}
+
+/// How long a 503 blocklists its sender (`blst_503`): its Retry-After
+/// seconds within the bounds, or the default without one; `None`: not.
+pub fn for_503(retry_after: Option<u32>, s: &crate::cfg::Settings) -> Option<u64> {
+    if !s.blst_503 {
+        return None;
+    }
+    let secs = match retry_after {
+        Some(r) => r.clamp(s.blst_503_min_timeout, s.blst_503_max_timeout),
+        None => s.blst_503_def_timeout,
+    };
+    (secs > 0).then_some(u64::from(secs) * 1000)
+}
+
+#[cfg(test)]
+mod rules_tests {
+    use super::*;
+
+    #[test]
+    fn a_503_blocklists_for_its_retry_after_within_bounds() {
+        let mut s = crate::cfg::Settings::default();
+        assert_eq!(for_503(Some(30), &s), None);
+        s.blst_503 = true;
+        assert_eq!(for_503(Some(30), &s), Some(30_000));
+        assert_eq!(for_503(None, &s), None);
+        s.blst_503_def_timeout = 5;
+        s.blst_503_max_timeout = 20;
+        assert_eq!(for_503(None, &s), Some(5_000));
+        assert_eq!(for_503(Some(30), &s), Some(20_000));
+        assert_eq!(method_bit(crate::sip::Method::Bye), 8);
+    }
+}

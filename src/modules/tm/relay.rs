@@ -304,7 +304,11 @@ impl TmState {
                 self.uris.truncate(start);
                 continue;
             };
-            if self.blocklist.is_some_and(|b| b.contains(dest, cx.now_ms)) {
+            let lookup = ctx
+                .msg
+                .method()
+                .is_some_and(|m| self.blst_lookup & super::blocklist::method_bit(m) != 0);
+            if lookup && self.blocklist.is_some_and(|b| b.contains(dest, cx.now_ms)) {
                 log::debug!("tm: {dest} is blocklisted; branch not sent");
                 count(cx, TmCounter::Blocklisted);
                 self.hop_error = Some((503, "Destination Blocklisted"));

@@ -45,6 +45,11 @@ pub struct TmState {
     pub blocklist: Option<Blocklist>,
     pub blst_expire_ms: u64,
     pub blst_methods: i64,
+    /// `blst_methods_lookup`: methods whose branches skip blocklisted
+    /// destinations.
+    pub blst_lookup: u32,
+    /// `blst_503`'s settings.
+    pub blst_settings: crate::cfg::Settings,
     /// Why the last resolve_hops skipped a destination, as the reply
     /// `sl_reply_error` gives when none was left (None: unresolvable).
     pub hop_error: Option<(u16, &'static str)>,
@@ -87,7 +92,12 @@ impl TmState {
             base_buf: Vec::new(),
             blocklist: shm.and_then(|t| t.blocklist),
             blst_expire_ms: u64::from(config.settings.dst_blocklist_expire) * 1000,
-            blst_methods: config.modparam_int("tm", "blst_methods_add", 1),
+            blst_methods: config.settings.blst_methods_add.map_or_else(
+                || config.modparam_int("tm", "blst_methods_add", 1),
+                i64::from,
+            ),
+            blst_lookup: config.settings.blst_methods_lookup,
+            blst_settings: config.settings.clone(),
             hop_error: None,
             full_log: LogLimit::default(),
             text: Vec::new(),

@@ -196,6 +196,9 @@ impl TmState {
             // False: the stateless path takes it upstream.
             return !Txn::late_reply_forwarded(invite, code);
         };
+        if code == 503 && !for_cancel {
+            self.blocklist_503(cx, msg, src);
+        }
         if on_reply != 0 && !for_cancel {
             // The script runs without the lock, which is taken again after.
             drop(l);
@@ -377,6 +380,24 @@ impl TmState {
                 self.blst_expire_ms / 1000
             );
         }
+    }
+
+    /// `blst_503`: a 503 from `src` skips it for its Retry-After.
+    fn blocklist_503(&mut self, cx: &mut Cx<'_>, msg: &Message<'_>, src: SocketAddr) {
+        let retry_after = msg.named(b"Retry-After").next().and_then(|h| {
+            let v = msg.value(h);
+            let digits = v.iter().take_while(|b| b.is_ascii_digit()).count();
+            std::str::from_utf8(&v[..digits]).ok()?.parse::<u32>().ok()
+        });
+        let (Some(ms), Some(list)) = (
+            super::blocklist::for_503(retry_after, &self.blst_settings),
+            self.blocklist,
+        ) else {
+            return;
+        };
+        list.add(src, cx.now_ms + ms, cx.now_ms);
+        count(cx, TmCounter::BlocklistAdded);
+        log::info!("tm: {src} answered 503; blocklisted for {} s", ms / 1000);
     }
 
     /// Skips `dest` for `dst_blocklist_expire`; false when no blocklist
