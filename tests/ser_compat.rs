@@ -216,3 +216,57 @@ fn its_database_default_is_refused_by_minus_c_as_by_a_start() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_ipv6_listen_address_from_the_config_file() {
+    let server = Server::start_as_configured(
+        "listen=udp:[::1]:0\nloadmodule \"sl.so\"\nloadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\n\
+         route { if (uri==myself) { if (method==\"REGISTER\") { save(\"location\"); exit; } \
+         sl_send_reply(\"200\", \"myself\"); exit; } sl_send_reply(\"404\", \"not myself\"); }\n",
+        1,
+        &[],
+    );
+    assert!(server.addr.is_ipv6(), "{}", server.addr);
+    let phone = Peer::on("::1");
+    // `[::1]:port` is myself; the reply's Via has received/rport as on v4.
+    let msg = phone.request("OPTIONS", &format!("sip:{}", server.addr), "v6-1", "");
+    phone.send(server.addr, &msg);
+    let (reply, _) = expect(&phone, "SIP/2.0 ", SEC).expect("a reply over IPv6");
+    assert!(reply.starts_with("SIP/2.0 200 myself"), "{reply}");
+    let via = header(&reply, "Via").unwrap();
+    assert!(
+        via.starts_with(&format!("SIP/2.0/UDP {}", phone.addr))
+            && via.contains(&format!("rport={}", phone.addr.port())),
+        "{via}"
+    );
+    assert_eq!(
+        status(&register(&server, &phone, "v6user", 1, "")),
+        Some(200)
+    );
+    let other = phone.request("OPTIONS", "sip:[::2]:5060", "v6-2", "");
+    phone.send(server.addr, &other);
+    assert!(expect(&phone, "SIP/2.0 404", SEC).is_some());
+}
+
+#[test]
+fn myself_matches_the_host_name_unless_auto_aliases_is_off() {
+    let host = {
+        let out = Command::new("hostname").output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .to_ascii_lowercase()
+    };
+    let script = "loadmodule \"sl.so\"\n\
+        route { if (uri==myself) { sl_send_reply(\"200\", \"myself\"); exit; } sl_send_reply(\"404\", \"other\"); }\n";
+    for (auto, want) in [("", "200"), ("auto_aliases=no\n", "404")] {
+        let server = Server::start(&format!("{auto}{script}"), 1, &[]);
+        let p = Peer::new();
+        let uri = format!("sip:{host}:{}", server.addr.port());
+        p.send(server.addr, &p.request("OPTIONS", &uri, "host-1", ""));
+        let (reply, _) = expect(&p, "SIP/2.0 ", SEC).expect("a reply");
+        assert!(
+            reply.starts_with(&format!("SIP/2.0 {want}")),
+            "{auto}: {reply}"
+        );
+    }
+}

@@ -86,6 +86,53 @@ fn listen_addrs(config: &Config, opts: &Options) -> Result<Vec<SocketAddr>, Star
     Ok(out)
 }
 
+/// This machine's host name (SER's and Kamailio's `myself` match it).
+fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default()
+}
+
+/// Kamailio's `auto_aliases`, without DNS: the host name, and the names
+/// `/etc/hosts` gives the listen addresses, each on every listen port
+/// (a reverse DNS lookup at start could stall it; it is not made).
+fn auto_aliases(host: &str, hosts: &str, addrs: &[SocketAddr]) -> Vec<crate::cfg::settings::Alias> {
+    let mut names: Vec<String> = Vec::new();
+    let mut add = |n: &str| {
+        let n = n.to_ascii_lowercase();
+        if !n.is_empty() && !names.contains(&n) {
+            names.push(n);
+        }
+    };
+    add(host);
+    for line in hosts.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        let mut words = line.split_whitespace();
+        let Some(ip) = words
+            .next()
+            .and_then(|w| w.parse::<std::net::IpAddr>().ok())
+        else {
+            continue;
+        };
+        if addrs.iter().any(|a| a.ip() == ip) {
+            words.for_each(&mut add);
+        }
+    }
+    let mut ports: Vec<u16> = addrs.iter().map(SocketAddr::port).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    names
+        .iter()
+        .flat_map(|n| {
+            ports.iter().map(|&p| crate::cfg::settings::Alias {
+                host: n.clone(),
+                port: Some(p),
+            })
+        })
+        .collect()
+}
+
 /// A secret for the sl to-tag signature and auth's nonces, fresh at
 /// every start.
 pub(crate) fn secret() -> [u8; 32] {
@@ -122,7 +169,20 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
             port: Some(a.port()),
         })
         .collect();
+    if settings.auto_aliases {
+        let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+        let names = auto_aliases(&host_name(), &hosts, &sockets.addrs);
+        settings.aliases.extend(names);
+    }
     config.program.myself = myself(&settings);
+    let names: Vec<String> = settings
+        .aliases
+        .iter()
+        .map(|a| a.port.map_or(a.host.clone(), |p| format!("{}:{p}", a.host)))
+        .collect();
+    if !names.is_empty() {
+        log::info!("myself also answers to: {}", names.join(", "));
+    }
     for a in &sockets.addrs {
         log::info!("listening on udp:{a}");
     }
@@ -182,4 +242,25 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
     };
     master::supervise(&config, &shared, sockets, workers, control)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_aliases_are_the_host_name_and_the_listen_addresses_names() {
+        let hosts = "127.0.0.1 localhost\n# 10.0.0.1 commented\n192.0.2.1 sip.example.net sip\n::1 ip6-localhost\n";
+        let addrs: Vec<SocketAddr> = vec!["192.0.2.1:5060".parse().unwrap()];
+        let a = auto_aliases("VM", hosts, &addrs);
+        let names: Vec<_> = a.iter().map(|a| (a.host.as_str(), a.port)).collect();
+        assert_eq!(
+            names,
+            [
+                ("vm", Some(5060)),
+                ("sip.example.net", Some(5060)),
+                ("sip", Some(5060))
+            ]
+        );
+    }
 }

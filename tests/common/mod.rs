@@ -23,6 +23,16 @@ impl Server {
     /// Writes `config` to a file and starts `rser -f` on 127.0.0.1:0 with
     /// `workers`; waits (10 s at most) for the port it listens on.
     pub fn start(config: &str, workers: u32, extra: &[&str]) -> Server {
+        Server::spawn(config, workers, extra, &["-l", "udp:127.0.0.1:0"])
+    }
+
+    /// [`Server::start`] on the config's own `listen=` (its port 0 lets
+    /// the kernel choose).
+    pub fn start_as_configured(config: &str, workers: u32, extra: &[&str]) -> Server {
+        Server::spawn(config, workers, extra, &[])
+    }
+
+    fn spawn(config: &str, workers: u32, extra: &[&str], listen: &[&str]) -> Server {
         let dir = std::env::temp_dir().join(format!(
             "rser-test-{}-{}",
             std::process::id(),
@@ -34,7 +44,8 @@ impl Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rser"))
             .arg("-f")
             .arg(&cfg)
-            .args(["-l", "udp:127.0.0.1:0", "-n", &workers.to_string()])
+            .args(listen)
+            .args(["-n", &workers.to_string()])
             // 8 MiB of shared memory unless the test sets its own.
             .args(if extra.contains(&"-m") {
                 &[][..]
