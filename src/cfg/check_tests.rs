@@ -360,3 +360,26 @@ fn ser_08_constructs_load() {
         "1:1: error: 'fifo_mode' 0777: read and write bits only, and the owner's both (0600 to 0666)"
     );
 }
+
+#[test]
+fn module_parameters_set_against_what_rser_does_are_warnings() {
+    let w = said(
+        "loadmodule \"sl.so\"\nloadmodule \"exec.so\"\nloadmodule \"acc.so\"\n\
+         modparam(\"sl\", \"bind_tm\", 0)\nmodparam(\"exec\", \"setvars\", 0)\n\
+         modparam(\"acc\", \"db_insert_mode\", 1)\nroute { drop; }\n",
+    );
+    assert_eq!(w.len(), 3, "{w:#?}");
+    for name in ["bind_tm 0", "setvars 0", "db_insert_mode"] {
+        assert!(
+            w.iter().any(
+                |l| l.contains(&format!("warning: {}", name.split(' ').next().unwrap()))
+                    && l.contains("accepted and ignored")
+            ),
+            "{name}: {w:#?}"
+        );
+    }
+    assert!(
+        said("loadmodule \"sl.so\"\nmodparam(\"sl\", \"bind_tm\", 1)\nroute { drop; }\n")
+            .is_empty()
+    );
+}

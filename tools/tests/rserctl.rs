@@ -190,6 +190,38 @@ fn every_control_command_against_a_running_server() {
         req.contains("Subject: hi") && req.ends_with("hello"),
         "{req}"
     );
+    // An INVITE: its 486 is reported, and acknowledged by the server.
+    let callee = UdpSocket::bind("127.0.0.1:0").unwrap();
+    callee
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let callee_uri = format!("sip:bob@{}", callee.local_addr().unwrap());
+    let responder = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        let (n, from) = callee.recv_from(&mut buf).expect("the INVITE arrives");
+        let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let mut reply = String::from("SIP/2.0 486 Busy Here\r\n");
+        for l in req.lines() {
+            if ["Via:", "From:", "Call-ID:", "CSeq:"]
+                .iter()
+                .any(|h| l.starts_with(h))
+            {
+                reply.push_str(l);
+                reply.push_str("\r\n");
+            } else if l.starts_with("To:") {
+                reply.push_str(l);
+                reply.push_str(";tag=busy\r\n");
+            }
+        }
+        reply.push_str("Content-Length: 0\r\n\r\n");
+        callee.send_to(reply.as_bytes(), from).unwrap();
+        let (n, _) = callee.recv_from(&mut buf).expect("the ACK arrives");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    });
+    let (ok, out, err) = rserctl(&["-s", s, "tm", "uac", "INVITE", &callee_uri]);
+    let ack = responder.join().unwrap();
+    assert!(ok && out.starts_with("486 Busy Here"), "{out}{err}");
+    assert!(ack.starts_with("ACK ") && ack.contains("tag=busy"), "{ack}");
     let (ok, out, _) = rserctl(&["-s", s, "cfg", "check"]);
     assert!(ok && out.ends_with(": ok\n"), "{out}");
     let (ok, out, _) = rserctl(&["-s", s, "rpc", "core.version"]);

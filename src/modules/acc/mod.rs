@@ -114,6 +114,13 @@ pub struct AccShm {
 /// and one at all where the script writes records to it.
 fn check(config: &Config) -> Result<Vec<String>, String> {
     let params = params::Params::from_config(config)?;
+    let mut warnings = Vec::new();
+    if config.modparam_int("acc", "db_insert_mode", 0) != 0 {
+        warnings.push(
+            "db_insert_mode: accepted and ignored: records are inserted by a helper thread, never by a worker"
+                .to_string(),
+        );
+    }
     match &params.db_url {
         Some(url) => {
             crate::db::sqlite_path(url)?;
@@ -129,7 +136,7 @@ fn check(config: &Config) -> Result<Vec<String>, String> {
         }
         None => {}
     }
-    Ok(Vec::new())
+    Ok(warnings)
 }
 
 fn carve(config: &Config, carver: &mut Carver<'_>, region: usize) -> Result<Carved, String> {

@@ -65,8 +65,20 @@ pub static MODULE: Module = Module {
         used: Some(|_| true),
     }),
     unapplied: &[],
-    check: None,
+    check: Some(check),
 };
+
+/// `bind_tm 0` asks sl never to reply on a transaction; rser's
+/// `send_reply` always does when tm made one (`sl_send_reply` never).
+fn check(config: &crate::cfg::Config) -> Result<Vec<String>, String> {
+    Ok(match config.modparam_int("sl", "bind_tm", 1) {
+        0 => vec![
+            "bind_tm 0: accepted and ignored: send_reply() replies on the transaction when tm made one"
+                .into(),
+        ],
+        _ => Vec::new(),
+    })
+}
 
 /// A reply's code (100-699) and its reason, with pseudo-variables.
 pub fn code_reason(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
