@@ -85,6 +85,10 @@ fn main() -> ExitCode {
     for w in &config.warnings {
         eprintln!("{}:{w}", cli.config);
     }
+    if let Err(e) = server::check_with_options(&config, cli.ctl_socket.as_deref()) {
+        eprintln!("{}: error: {e}", cli.config);
+        return ExitCode::FAILURE;
+    }
     if cli.check {
         if cli.dump {
             print!("{}", config.program.dump());

@@ -90,3 +90,32 @@ fn a_missing_file_is_an_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("/nonexistent/ser.cfg: error:"));
 }
+
+#[test]
+fn what_a_start_refuses_with_the_command_line_minus_c_refuses() {
+    let dir = std::env::temp_dir().join(format!("rser-check-opts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("metrics.cfg");
+    std::fs::write(&file, "metrics_port=9999\nroute { drop; }\n").unwrap();
+    let out = rser().arg("-c").arg("-f").arg(&file).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("metrics_port needs the control process"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // With -s, as a start with -s would, it passes.
+    let out = rser()
+        .arg("-c")
+        .arg("-f")
+        .arg(&file)
+        .args(["-s", "/tmp/unused.sock"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

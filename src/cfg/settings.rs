@@ -217,6 +217,16 @@ pub fn settings(globals: &[Global], errors: &mut Vec<ConfigError>) -> Settings {
             Err(Said::Warning(msg)) => errors.push(ConfigError::warning(g.pos, msg)),
         }
     }
+    let listens = globals.iter().filter(|g| g.name == "listen");
+    if let Some(g) = listens.clone().nth(crate::server::limits::MAX_SOCKETS) {
+        errors.push(ConfigError::new(
+            g.pos,
+            format!(
+                "at most {} listen addresses",
+                crate::server::limits::MAX_SOCKETS
+            ),
+        ));
+    }
     let blst = globals.iter().find(|g| g.name.starts_with("blst_"));
     if let (Some(g), false) = (blst, s.use_dst_blocklist) {
         errors.push(ConfigError::warning(

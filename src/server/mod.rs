@@ -57,6 +57,21 @@ impl From<io::Error> for StartError {
     }
 }
 
+/// What a start refuses of the config with the command line (`rser -c`
+/// says the same): `metrics_port` is served by the control process,
+/// which runs with a control socket (`ctl_socket`, `-s`) or `fifo`.
+pub fn check_with_options(config: &Config, ctl_socket: Option<&str>) -> Result<(), String> {
+    let s = &config.settings;
+    if s.metrics_port.is_some()
+        && s.ctl_socket.is_none()
+        && ctl_socket.is_none()
+        && s.fifo.is_none()
+    {
+        return Err("metrics_port needs the control process: set ctl_socket, -s or fifo".into());
+    }
+    Ok(())
+}
+
 /// The addresses to bind: `-l`, else `listen=` (port from `port=`), else
 /// 127.0.0.1 on `port=`.
 fn listen_addrs(config: &Config, opts: &Options) -> Result<Vec<SocketAddr>, StartError> {
@@ -207,12 +222,8 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
         .as_ref()
         .or(config.settings.ctl_socket.as_ref());
     let fifo = config.settings.fifo.as_ref();
+    check_with_options(&config, opts.ctl_socket.as_deref()).map_err(StartError)?;
     let control = match (ctl_path, fifo) {
-        (None, None) if config.settings.metrics_port.is_some() => {
-            return Err(StartError(
-                "metrics_port needs the control process: set ctl_socket, -s or fifo".into(),
-            ));
-        }
         (None, None) => None,
         _ => {
             let listeners = control::Listeners::bind(
