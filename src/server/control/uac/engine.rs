@@ -17,6 +17,8 @@ use crate::sip::{Message, Method, Uri};
 
 /// Transactions in flight at most (a full table refuses with 503).
 pub const MAX_INFLIGHT: usize = 64;
+/// Datagrams read from the UAC's socket per turn of the control loop.
+const MAX_READS: usize = 256;
 /// How long an ended INVITE answers retransmissions of its final reply
 /// with its ACK (64·T1, §17.1.1.2's Timer D and §13.2.2.4).
 const LINGER_T1S: u64 = 64;
@@ -166,11 +168,15 @@ impl Engine {
             .min()
     }
 
-    /// Reads every reply waiting on the socket; returns the transactions
-    /// that ended, with who to tell.
+    /// Reads the replies waiting on the socket (at most
+    /// [`MAX_READS`] a call, so a flood cannot hold the control loop);
+    /// the transactions that ended go to `ended`, with who to tell.
     pub fn on_readable(&mut self, now: u64, ended: &mut Vec<(Done, Outcome)>) {
         let mut buf = std::mem::take(&mut self.buf);
-        while let Ok((n, _)) = self.sock.recv_from(&mut buf) {
+        for _ in 0..MAX_READS {
+            let Ok((n, _)) = self.sock.recv_from(&mut buf) else {
+                break;
+            };
             self.on_reply(&buf[..n], now, ended);
         }
         self.buf = buf;
