@@ -216,6 +216,24 @@ fn t_uac_dlg_runs_an_invite_and_acknowledges_its_final_reply() {
         // A retransmitted 2xx is acknowledged again.
         uas.send(from, &ok);
         let (again, _) = expect(&uas, "ACK ", SEC).expect("the ACK again");
+        // The callee hangs up: a BYE to the INVITE's Contact gets 200.
+        let contact = common::header(&inv, "Contact").expect("the INVITE has a Contact");
+        let at: std::net::SocketAddr = contact
+            .trim_start_matches("<sip:rser@")
+            .trim_end_matches('>')
+            .parse()
+            .unwrap();
+        let bye = format!(
+            "BYE sip:rser@{at} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKbye1\r\nMax-Forwards: 70\r\n\
+             From: {to};tag=b1\r\nTo: {from}\r\nCall-ID: {cid}\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+            me = uas.addr,
+            to = common::header(&inv, "To").unwrap(),
+            from = common::header(&inv, "From").unwrap(),
+            cid = common::header(&inv, "Call-ID").unwrap(),
+        );
+        uas.send(at, &bye);
+        let (bye_ok, _) = expect(&uas, "SIP/2.0 ", SEC).expect("the BYE is answered");
+        assert!(bye_ok.starts_with("SIP/2.0 200"), "{bye_ok}");
         (inv, ack, again)
     });
     let r = Reply::new("inv");

@@ -127,8 +127,8 @@ enum TmOp {
     /// The transaction table's use and tm's counters.
     Stats,
     /// Sends a request (MESSAGE, NOTIFY, OPTIONS, INVITE, ...) as a UAC
-    /// and prints its final reply; an INVITE's final reply is
-    /// acknowledged by the server.
+    /// and prints its final reply (a final reply of 300 or more exits
+    /// 1); an INVITE's final reply is acknowledged by the server.
     Uac {
         method: String,
         ruri: String,
@@ -262,12 +262,18 @@ fn run(cli: Cli) -> Result<String, String> {
                 ]),
                 std::time::Duration::from_secs(300),
             )?;
-            Ok(format!(
+            let text = format!(
                 "{} {} (from {})",
                 v["code"],
                 v["reason"].as_str().unwrap_or(""),
                 v["destination"].as_str().unwrap_or("?")
-            ))
+            );
+            // A final reply of 300 or more fails the command, so a script
+            // can tell (the reply is still printed, on stderr).
+            match v["code"].as_u64() {
+                Some(code) if code < 300 => Ok(text),
+                _ => Err(text),
+            }
         }
         What::Dispatcher { op } => match op {
             DsOp::List => Ok(ctl::dispatcher_text(&call("dispatcher.list", json!([]))?)),

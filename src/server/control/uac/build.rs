@@ -86,6 +86,7 @@ pub fn request(ask: &Ask, local: SocketAddr, branch: &str) -> Result<Built, Stri
     let m = ask.method.to_ascii_uppercase();
     let mut extra = String::new();
     let (mut from, mut to) = (None, None);
+    let mut has_contact = false;
     let mut routes = Vec::new();
     for line in ask
         .headers
@@ -103,6 +104,7 @@ pub fn request(ask: &Ask, local: SocketAddr, branch: &str) -> Result<Built, Stri
             "from" | "f" => from = Some(value.trim().to_string()),
             "to" | "t" => to = Some(value.trim().to_string()),
             _ => {
+                has_contact |= name == "contact" || name == "m";
                 if name == "route" {
                     routes.push(value.trim().to_string());
                 }
@@ -127,6 +129,11 @@ pub fn request(ask: &Ask, local: SocketAddr, branch: &str) -> Result<Built, Stri
         format!("{from};tag={}", random_hex())
     };
     let to = to.unwrap_or_else(|| format!("<{}>", ask.ruri));
+    // §8.1.1.8: a request that can start a dialog carries a Contact; the
+    // UAC's own socket, whose requests the engine answers (a BYE: 200).
+    if !has_contact && matches!(method, Method::Invite | Method::Subscribe | Method::Refer) {
+        extra.push_str(&format!("Contact: <sip:rser@{local}>\r\n"));
+    }
     let via = format!("SIP/2.0/UDP {local};branch={branch};rport");
     let call_id = format!("{}@{host}", random_hex());
     let cseq = 1;
@@ -281,6 +288,22 @@ mod tests {
         assert_eq!(m.to().unwrap().uri.raw, b"sip:bob@192.0.2.7:5070");
         assert_eq!(m.body(), b"hello");
         assert_eq!(b.via, "SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bKx;rport");
+        assert_eq!(m.contacts().count(), 0);
+        // An INVITE gets the UAC's Contact unless it has one (§8.1.1.8).
+        let inv = request(&ask("INVITE", ""), LOCAL.parse().unwrap(), "z9hG4bKy").unwrap();
+        let m = Message::parse(&inv.text).unwrap();
+        let c: Vec<_> = m.contacts().collect();
+        assert_eq!(c.len(), 1);
+        assert!(
+            matches!(&c[0], Ok(crate::sip::Contact::Addr(n)) if n.uri.raw == b"sip:rser@127.0.0.1:40000")
+        );
+        let own = request(
+            &ask("INVITE", "Contact: <sip:me@192.0.2.1>"),
+            LOCAL.parse().unwrap(),
+            "z9hG4bKz",
+        )
+        .unwrap();
+        assert_eq!(Message::parse(&own.text).unwrap().contacts().count(), 1);
     }
 
     #[test]

@@ -45,14 +45,22 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// SER's FIFO report: the status line, then the reply's header lines.
+    /// SER's FIFO report: the status line, then the reply's header
+    /// lines, and its body after an empty line when it has one.
     pub fn fifo_text(&self) -> String {
         let mut t = format!("{} {}\n", self.code, self.reason);
         if let Some(r) = &self.reply {
-            let head = r.split("\r\n\r\n").next().unwrap_or("");
+            let (head, body) = r.split_once("\r\n\r\n").unwrap_or((r, ""));
             for line in head.split("\r\n").skip(1) {
                 t.push_str(line);
                 t.push('\n');
+            }
+            if !body.is_empty() {
+                t.push('\n');
+                t.push_str(&body.replace("\r\n", "\n"));
+                if !t.ends_with('\n') {
+                    t.push('\n');
+                }
             }
         }
         t
@@ -186,6 +194,9 @@ impl Engine {
         let Ok(reply) = Message::parse(data) else {
             return;
         };
+        if reply.is_request() {
+            return self.on_request(&reply);
+        }
         let (Some(code), Ok(via), Ok(cseq)) = (reply.status(), reply.top_via(), reply.cseq())
         else {
             return;
@@ -233,6 +244,29 @@ impl Engine {
         if t.linger_until.is_none() {
             self.txns.swap_remove(i);
         }
+    }
+
+    /// A request within a dialog an INVITE of ours started (its Contact
+    /// is this socket): a BYE ends it (200), an OPTIONS is answered, an
+    /// ACK needs nothing; anything else has no dialog here (481).
+    fn on_request(&mut self, req: &Message<'_>) {
+        let (code, reason): (u16, &[u8]) = match req.method() {
+            Some(Method::Ack) | None => return,
+            Some(Method::Bye | Method::Options) => (200, b"OK"),
+            Some(_) => (481, b"Call/Transaction Does Not Exist"),
+        };
+        let Ok(via) = req.top_via() else { return };
+        let port = match via.rport {
+            crate::sip::Rport::Value(p) => p,
+            _ => via.port.unwrap_or(5060),
+        };
+        let host = std::str::from_utf8(via.received.unwrap_or(via.host_raw)).unwrap_or_default();
+        let Ok(to) = target(&format!("sip:{host}:{port}")) else {
+            return;
+        };
+        let mut out = Vec::new();
+        crate::sip::build::write_reply(req, code, reason, Some(b"uac"), None, b"", b"", &mut out);
+        let _ = self.sock.send_to(&out, to);
     }
 
     /// Retransmissions and timers due at `now`.
