@@ -304,11 +304,13 @@ impl TmState {
                 self.uris.truncate(start);
                 continue;
             };
-            let lookup = ctx
-                .msg
-                .method()
-                .is_some_and(|m| self.blst_lookup & super::blocklist::method_bit(m) != 0);
-            if lookup && self.blocklist.is_some_and(|b| b.contains(dest, cx.now_ms)) {
+            let listed = self.blocklist.is_some_and(|b| {
+                ctx.msg
+                    .method()
+                    .is_some_and(|m| self.blst_lookup & super::blocklist::method_bit(m) != 0)
+                    && b.contains(dest, cx.now_ms)
+            });
+            if listed {
                 log::debug!("tm: {dest} is blocklisted; branch not sent");
                 count(cx, TmCounter::Blocklisted);
                 self.hop_error = Some((503, "Destination Blocklisted"));

@@ -137,7 +137,8 @@ impl Runtime for TmState {
         msg: &crate::sip::Message<'_>,
         src: SocketAddr,
     ) -> bool {
-        super::actions::absorbs_replica_reply(cx, msg) || self.tm_reply(cx, msg, src)
+        // tm's own branches first: a replica's reply is rare.
+        self.tm_reply(cx, msg, src) || super::actions::absorbs_replica_reply(cx, msg)
     }
 
     fn reply_on_txn(
