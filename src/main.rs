@@ -49,6 +49,19 @@ struct Cli {
     /// More verbose logging (repeatable); RUST_LOG overrides.
     #[arg(short = 'd', action = ArgAction::Count)]
     debug: u8,
+    /// Defines NAME (with VALUE) for the config's `#!ifdef` and its text,
+    /// as Kamailio's `-A` (repeatable).
+    #[arg(short = 'A', value_name = "NAME[=VALUE]")]
+    defines: Vec<String>,
+}
+
+/// A problem in the config, said as `FILE:LINE:COL: ...` (an included
+/// file names itself).
+fn said(config: &str, e: &cfg::ConfigError) -> String {
+    match e.file {
+        Some(_) => e.to_string(),
+        None => format!("{config}:{e}"),
+    }
 }
 
 /// SER's `debug=` level plus `-d`s onto a log filter.
@@ -73,17 +86,25 @@ fn main() -> ExitCode {
     // The checks a start makes are made here too: a config -c passes
     // starts, and what it accepts but does not do is said either way.
     let path = std::fs::canonicalize(&cli.config).ok();
-    let config = match cfg::load_from(&src, path.as_deref()) {
+    let defines: Vec<(String, Option<String>)> = cli
+        .defines
+        .iter()
+        .map(|d| match d.split_once('=') {
+            Some((n, v)) => (n.to_string(), Some(v.to_string())),
+            None => (d.clone(), None),
+        })
+        .collect();
+    let config = match cfg::load_with(&src, path.as_deref(), &defines) {
         Ok(c) => c,
         Err(errors) => {
             for e in &errors {
-                eprintln!("{}:{e}", cli.config);
+                eprintln!("{}", said(&cli.config, e));
             }
             return ExitCode::FAILURE;
         }
     };
     for w in &config.warnings {
-        eprintln!("{}:{w}", cli.config);
+        eprintln!("{}", said(&cli.config, w));
     }
     if let Err(e) = server::check_with_options(&config, cli.ctl_socket.as_deref()) {
         eprintln!("{}: error: {e}", cli.config);

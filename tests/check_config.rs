@@ -119,3 +119,52 @@ fn what_a_start_refuses_with_the_command_line_minus_c_refuses() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn kamailio_preprocessor_positions_in_the_files_as_written_and_minus_a() {
+    let dir = std::env::temp_dir().join(format!("rser-check-pp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let main = dir.join("main.cfg");
+    std::fs::write(
+        dir.join("inc.cfg"),
+        "# included\nloadmodule \"no_such_module.so\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &main,
+        "#!KAMAILIO\n#!define HOPS 10\ninclude_file \"inc.cfg\"\n#!ifdef WITH_BROKEN\n\
+         route { forwrd(); }\n#!endif\nloadmodule \"maxfwd.so\"\nloadmodule \"sl.so\"\n\
+         route { if (!mf_process_maxfwd_header(\"HOPS\")) { drop; } frobnicate(); }\n",
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let out = rser()
+            .arg("-c")
+            .arg("-f")
+            .arg(&main)
+            .args(extra)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let said = run(&[]);
+    let inc = dir.join("inc.cfg");
+    assert!(
+        said.contains(&format!(
+            "{}:2:1: error: unknown module 'no_such_module'",
+            inc.display()
+        )),
+        "{said}"
+    );
+    // The main file's own line numbers, after the include.
+    assert!(said.contains("main.cfg:9:"), "{said}");
+    assert!(said.contains("unknown action 'frobnicate'"), "{said}");
+    assert!(!said.contains("forwrd"), "{said}");
+    // -A turns the block on; its error is at its line.
+    let said = run(&["-A", "WITH_BROKEN"]);
+    assert!(
+        said.contains("main.cfg:5:9: error: unknown action 'forwrd'"),
+        "{said}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -8,6 +8,7 @@ pub mod compile;
 pub mod fixup;
 pub mod lexer;
 pub mod parser;
+pub mod preprocess;
 pub mod program;
 pub mod pv;
 pub mod registry;
@@ -32,6 +33,9 @@ pub use settings::Settings;
 /// does not do as the config asks. `rser -c` and start-up say the same.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ConfigError {
+    /// An included file's name; `None`: the file the caller loaded (its
+    /// name is the caller's to print).
+    pub file: Option<String>,
     pub pos: Pos,
     pub msg: String,
     pub warning: bool,
@@ -40,6 +44,7 @@ pub struct ConfigError {
 impl ConfigError {
     pub fn new(pos: Pos, msg: String) -> ConfigError {
         ConfigError {
+            file: None,
             pos,
             msg,
             warning: false,
@@ -48,6 +53,7 @@ impl ConfigError {
 
     pub fn warning(pos: Pos, msg: String) -> ConfigError {
         ConfigError {
+            file: None,
             pos,
             msg,
             warning: true,
@@ -58,6 +64,9 @@ impl ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = if self.warning { "warning" } else { "error" };
+        if let Some(file) = &self.file {
+            write!(f, "{file}:")?;
+        }
         write!(f, "{}: {kind}: {}", self.pos, self.msg)
     }
 }
@@ -126,7 +135,7 @@ impl Config {
 /// script's modules would refuse at start is [`load_from`]'s). On failure
 /// returns every error found, in source order (warnings among them).
 pub fn load(src: &str) -> Result<Config, Vec<ConfigError>> {
-    load_inner(src, None, false)
+    load_inner(src, None, &[], false)
 }
 
 /// [`load`] for the config read from `path`, as `rser -c` and a start
@@ -135,24 +144,60 @@ pub fn load(src: &str) -> Result<Config, Vec<ConfigError>> {
 /// parameters, database URLs, files named) are made here, so a config
 /// `rser -c` passes is one that starts.
 pub fn load_from(src: &str, path: Option<&std::path::Path>) -> Result<Config, Vec<ConfigError>> {
-    load_inner(src, path, true)
+    load_with(src, path, &[])
+}
+
+/// [`load_from`] with names defined before the text is read (Kamailio's
+/// `-A NAME[=VALUE]`).
+pub fn load_with(
+    src: &str,
+    path: Option<&std::path::Path>,
+    defines: &[(String, Option<String>)],
+) -> Result<Config, Vec<ConfigError>> {
+    load_inner(src, path, defines, true)
 }
 
 fn load_inner(
     src: &str,
     path: Option<&std::path::Path>,
+    defines: &[(String, Option<String>)],
     as_started: bool,
 ) -> Result<Config, Vec<ConfigError>> {
-    let (script, syntax) = parser::parse(src);
+    let read = |p: &std::path::Path| std::fs::read_to_string(p);
+    let (source, pp_errors) = preprocess::preprocess(src, path, defines, &read);
+    let (script, syntax) = parser::parse(&source.text);
     let mut errors: Vec<ConfigError> = syntax
         .into_iter()
         .map(|e| ConfigError::new(e.pos, e.msg))
         .collect();
+    let file_name = |file: u16| {
+        source.files[file as usize]
+            .as_ref()
+            .filter(|_| file != 0)
+            .map(|p| p.display().to_string())
+    };
     let mut config = check_and_compile(&script, &mut errors);
     config.path = path.map(std::path::Path::to_path_buf);
     if as_started && errors.iter().all(|e| e.warning) {
         start_checks(&script, &mut config, &mut errors);
     }
+    // Positions in the preprocessed text back to the files as written.
+    for e in &mut errors {
+        let o = source.origin(e.pos.line);
+        e.pos.line = o.line;
+        e.file = file_name(o.file);
+    }
+    errors.extend(pp_errors.into_iter().map(|e| {
+        let mut c = ConfigError::new(
+            Pos {
+                line: e.origin.line,
+                col: 1,
+            },
+            e.msg,
+        );
+        c.file = file_name(e.origin.file);
+        c
+    }));
     let (mut warnings, mut errors): (Vec<_>, Vec<_>) = errors.into_iter().partition(|e| e.warning);
     warnings.sort();
     warnings.dedup();
