@@ -142,6 +142,8 @@ pub enum Rhs {
     Word(String),
     /// `IP/len` or `IP/mask`.
     Net(String, String),
+    /// A pseudo-variable as written (`$fU`, `$hdr(X)`).
+    Pv(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -159,4 +161,10 @@ pub enum Expr {
     },
     /// An action whose return value is the condition.
     Call(Call),
+    /// A pseudo-variable alone (Kamailio: true when it has a value that is
+    /// not empty and not 0).
+    Pv {
+        pv: String,
+        pos: Pos,
+    },
 }

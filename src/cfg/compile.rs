@@ -209,6 +209,23 @@ impl Compiler<'_> {
                     call.pos,
                 ));
             }
+            Expr::Pv { pv, pos } => {
+                match self.pv(pv, *pos) {
+                    Ok(pv) => {
+                        self.prog.tests.push(Test::PvTrue(pv));
+                        let i = self.prog.tests.len() as u32 - 1;
+                        self.emit(Insn::Test(i), *pos);
+                    }
+                    Err(err) => self.error(err),
+                }
+                out.push(self.emit(
+                    Insn::JumpIf {
+                        target: UNPLACED,
+                        when,
+                    },
+                    *pos,
+                ));
+            }
             Expr::Cmp {
                 operand,
                 op,
@@ -236,7 +253,64 @@ impl Compiler<'_> {
 
     // ---- conditions ----
 
+    /// A pseudo-variable rser provides; any other is an error naming it.
+    fn pv(&self, text: &str, pos: Pos) -> Res<crate::cfg::pv::Pv> {
+        crate::cfg::pv::Pv::parse(text).ok_or_else(|| {
+            ConfigError::new(pos, format!("pseudo-variable '{text}' is not provided"))
+        })
+    }
+
+    /// `$pv op rhs` (Kamailio's comparisons: text case-sensitive, numbers
+    /// when the right side is one).
+    fn pv_test(&mut self, pv: &str, op: CmpOp, rhs: &Rhs, pos: Pos) -> Res<Test> {
+        let err = |msg: String| ConfigError::new(pos, msg);
+        let pv = self.pv(pv, pos)?;
+        let negate = matches!(op, CmpOp::Ne | CmpOp::NotMatch);
+        match (op, rhs) {
+            (CmpOp::Match | CmpOp::NotMatch, Rhs::Str(pattern)) => Ok(Test::PvRegex {
+                pv,
+                re: self.regex(pattern, false, pos)?,
+                negate,
+            }),
+            (CmpOp::Match | CmpOp::NotMatch, _) => {
+                Err(err("=~ needs a quoted regular expression".into()))
+            }
+            (CmpOp::Eq | CmpOp::Ne, Rhs::Pv(b)) => Ok(Test::PvPv {
+                a: pv,
+                b: self.pv(b, pos)?,
+                negate,
+            }),
+            (CmpOp::Eq | CmpOp::Ne, Rhs::Str(s) | Rhs::Word(s)) => Ok(Test::PvStr {
+                pv,
+                value: s.as_str().into(),
+                negate,
+            }),
+            (_, Rhs::Int(n)) => {
+                let op = match op {
+                    CmpOp::Eq => NumOp::Eq,
+                    CmpOp::Ne => NumOp::Ne,
+                    CmpOp::Lt => NumOp::Lt,
+                    CmpOp::Gt => NumOp::Gt,
+                    CmpOp::Le => NumOp::Le,
+                    _ => NumOp::Ge,
+                };
+                Ok(Test::PvNum {
+                    pv,
+                    op,
+                    value: *n,
+                })
+            }
+            _ => Err(err(
+                "compare a pseudo-variable with a string, a number, a regular expression or another pseudo-variable"
+                    .into(),
+            )),
+        }
+    }
+
     fn test(&mut self, operand: &str, op: CmpOp, rhs: &Rhs, pos: Pos) -> Res<Test> {
+        if operand.starts_with('$') {
+            return self.pv_test(operand, op, rhs, pos);
+        }
         let err = |msg: String| ConfigError::new(pos, msg);
         let operand =
             Operand::parse(operand).ok_or_else(|| err(format!("unknown operand '{operand}'")))?;
@@ -304,7 +378,7 @@ impl Compiler<'_> {
                     }
                     Rhs::Word(w) | Rhs::Str(w) => address(w).map_err(err)?,
                     Rhs::Net(ip, mask) => vec![net(ip, mask).map_err(err)?],
-                    Rhs::Int(_) => {
+                    Rhs::Int(_) | Rhs::Pv(_) => {
                         return Err(err(format!(
                             "'{}' compares with an address, a network, a hostname or myself",
                             operand.name()
@@ -323,7 +397,7 @@ impl Compiler<'_> {
                     Rhs::Str(s) | Rhs::Word(s) => s
                         .parse()
                         .map_err(|_| err(format!("'{}' compares with a number", operand.name())))?,
-                    Rhs::Net(..) => {
+                    Rhs::Net(..) | Rhs::Pv(_) => {
                         return Err(err(format!("'{}' compares with a number", operand.name())));
                     }
                 };

@@ -525,6 +525,24 @@ impl Parser {
         let Some(Tok::Word(w)) = self.peek().cloned() else {
             return self.fail("a condition");
         };
+        // Kamailio: a pseudo-variable as an operand.
+        if w.starts_with('$') {
+            let pv = self.pv_text()?;
+            let Some(op) = self.peek().and_then(cmp_op) else {
+                return Ok(Expr::Pv { pv, pos });
+            };
+            self.i += 1;
+            let rhs = match self.peek() {
+                Some(Tok::Word(r)) if r.starts_with('$') => Rhs::Pv(self.pv_text()?),
+                _ => self.rhs()?,
+            };
+            return Ok(Expr::Cmp {
+                operand: pv,
+                op,
+                rhs,
+                pos,
+            });
+        }
         // msg:len is written with a colon.
         let (operand, len) = match (self.peek_at(1), self.peek_at(2)) {
             (Some(Tok::Colon), Some(Tok::Word(x))) => (format!("{w}:{x}"), 3),
@@ -543,6 +561,35 @@ impl Parser {
             });
         }
         Ok(Expr::Call(self.call()?))
+    }
+
+    /// A pseudo-variable's text: `$name`, or `$name(` inner tokens `)`
+    /// (`$hdr(User-Agent)`, `$var(x)`, `$avp(s:id)`).
+    fn pv_text(&mut self) -> Result<String> {
+        let Some(Tok::Word(w)) = self.peek().cloned() else {
+            return self.fail("a pseudo-variable");
+        };
+        self.i += 1;
+        let mut text = w;
+        if self.peek() != Some(&Tok::LParen) {
+            return Ok(text);
+        }
+        self.i += 1;
+        text.push('(');
+        loop {
+            match self.peek().cloned() {
+                Some(Tok::RParen) => break,
+                Some(Tok::Word(x)) => text.push_str(&x),
+                Some(Tok::Int(n)) => text.push_str(&n.to_string()),
+                Some(Tok::Colon) => text.push(':'),
+                Some(Tok::Str(s)) => text.push_str(&s),
+                _ => return self.fail("')' closing the pseudo-variable"),
+            }
+            self.i += 1;
+        }
+        self.i += 1;
+        text.push(')');
+        Ok(text)
     }
 
     fn rhs(&mut self) -> Result<Rhs> {

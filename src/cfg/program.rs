@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use regex::bytes::Regex;
 
 use super::ast::RouteKind;
-use super::pv::Format;
+use super::pv::{Format, Pv};
 use super::registry::{Func, func_name};
 use super::settings::{Alias, Proto};
 use crate::sip::{Host as UriHost, Uri};
@@ -201,6 +201,31 @@ pub enum Test {
         v6: bool,
         negate: bool,
     },
+    /// Kamailio's `$pv == "text"` (case-sensitive, as its string compare).
+    PvStr {
+        pv: Pv,
+        value: Box<str>,
+        negate: bool,
+    },
+    PvRegex {
+        pv: Pv,
+        re: u32,
+        negate: bool,
+    },
+    /// `$pv <op> N`: the value read as an integer (none: false).
+    PvNum {
+        pv: Pv,
+        op: NumOp,
+        value: i64,
+    },
+    /// `$a == $b`: the two values' text.
+    PvPv {
+        a: Pv,
+        b: Pv,
+        negate: bool,
+    },
+    /// `if ($pv)`: a value that is neither empty nor `0`.
+    PvTrue(Pv),
 }
 
 /// Where a forward goes: a fixed host, or the current URI's.
@@ -460,6 +485,20 @@ impl Program {
             Test::AfIs { v6, negate } => {
                 format!("af {} {}", eq(*negate), if *v6 { "inet6" } else { "inet" })
             }
+            Test::PvStr { pv, value, negate } => {
+                format!("{} {} {value:?}", pv_name(pv), eq(*negate))
+            }
+            Test::PvRegex { pv, re, negate } => format!(
+                "{} {} /{}/",
+                pv_name(pv),
+                matches(*negate),
+                self.regexes[*re as usize].as_str()
+            ),
+            Test::PvNum { pv, op, value } => format!("{} {} {value}", pv_name(pv), op.symbol()),
+            Test::PvPv { a, b, negate } => {
+                format!("{} {} {}", pv_name(a), eq(*negate), pv_name(b))
+            }
+            Test::PvTrue(pv) => format!("{} is set", pv_name(pv)),
         }
     }
 
@@ -549,6 +588,14 @@ impl Route {
     fn label(&self) -> String {
         route_label(self.kind, self.name.as_deref())
     }
+}
+
+/// A pseudo-variable as `--dump` prints it.
+fn pv_name(pv: &Pv) -> String {
+    let f = super::pv::Format {
+        parts: Box::new([super::pv::Part::Var(pv.clone())]),
+    };
+    f.to_string().trim_matches('"').to_string()
 }
 
 #[cfg(test)]

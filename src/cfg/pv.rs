@@ -40,6 +40,17 @@ pub enum Pv {
     Reason,
     /// `$hdr(Name)`: the first header of that name.
     Header(Box<str>),
+    /// `$du`: the next hop when it is not the Request-URI.
+    DstUri,
+    /// `$ct`: the first Contact header's value.
+    Contact,
+    /// `$Ri`, `$Rp`: the local address and port the message came in on.
+    RecvIp,
+    RecvPort,
+    /// `$pr`: the transport (`udp`).
+    Proto,
+    /// `$null`: nothing.
+    Null,
 }
 
 const NAMES: &[(&str, Pv)] = &[
@@ -61,7 +72,27 @@ const NAMES: &[(&str, Pv)] = &[
     ("ua", Pv::UserAgent),
     ("rs", Pv::Status),
     ("rr", Pv::Reason),
+    ("du", Pv::DstUri),
+    ("ct", Pv::Contact),
+    ("Ri", Pv::RecvIp),
+    ("Rp", Pv::RecvPort),
+    ("pr", Pv::Proto),
 ];
+
+impl Pv {
+    /// A whole pseudo-variable as written (`$fU`, `$hdr(User-Agent)`,
+    /// `$null`); `None` for one rser does not provide.
+    pub fn parse(text: &str) -> Option<Pv> {
+        let rest = text.strip_prefix('$')?;
+        if rest == "null" {
+            return Some(Pv::Null);
+        }
+        match variable(rest) {
+            Some((pv, len)) if len == rest.len() => Some(pv),
+            _ => None,
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Part {
@@ -148,6 +179,7 @@ impl fmt::Display for Format {
             match p {
                 Part::Text(t) => write!(f, "{}", t.escape_debug())?,
                 Part::Var(Pv::Header(h)) => write!(f, "$hdr({h})")?,
+                Part::Var(Pv::Null) => write!(f, "$null")?,
                 Part::Var(v) => {
                     let name = NAMES.iter().find(|(_, p)| p == v).map_or("?", |(n, _)| n);
                     write!(f, "${name}")?

@@ -56,6 +56,9 @@ pub struct ScriptState {
     /// `ds_next_dst` (Kamailio's dispatcher AVPs); tm keeps it with the
     /// transaction for failure_route.
     pub ds: crate::modules::dispatcher::Failover,
+    /// Buffers pseudo-variables are read into for a condition (reused).
+    pub pv_value: Vec<u8>,
+    pub pv_other: Vec<u8>,
 }
 
 impl ScriptState {

@@ -10,6 +10,11 @@ use crate::sip::{NameAddr, Scheme, Uri};
 use super::ctx::MsgCtx;
 
 /// Appends the formatted text to `out`.
+/// One pseudo-variable's value, appended to `out`.
+pub fn pv_into(v: &Pv, ctx: &MsgCtx<'_, '_>, out: &mut Vec<u8>) {
+    value(v, ctx, out)
+}
+
 pub fn format_into(f: &Format, ctx: &MsgCtx<'_, '_>, out: &mut Vec<u8>) {
     for part in f.parts.iter() {
         match part {
@@ -62,6 +67,16 @@ fn value(v: &Pv, ctx: &MsgCtx<'_, '_>, out: &mut Vec<u8>) {
         }
         Pv::Reason => out.extend_from_slice(msg.reason()),
         Pv::Header(name) => header(ctx, name, out),
+        Pv::DstUri => out.extend_from_slice(&ctx.st.dst_uri),
+        Pv::Contact => header(ctx, "Contact", out),
+        Pv::RecvIp => {
+            let _ = write!(out, "{}", ctx.dst.ip());
+        }
+        Pv::RecvPort => {
+            let _ = write!(out, "{}", ctx.dst.port());
+        }
+        Pv::Proto => out.extend_from_slice(ctx.proto.name().as_bytes()),
+        Pv::Null => {}
     }
 }
 

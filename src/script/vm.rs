@@ -174,8 +174,30 @@ impl<'p> Vm<'p> {
 
     // ---- conditions ----
 
-    fn test(&self, t: &Test, ctx: &MsgCtx<'_, '_>) -> bool {
+    fn test(&self, t: &Test, ctx: &mut MsgCtx<'_, '_>) -> bool {
         match t {
+            Test::PvStr { pv, value, negate } => {
+                self.with_pv(pv, ctx, |v| v == value.as_bytes()) != *negate
+            }
+            Test::PvRegex { pv, re, negate } => {
+                let re = &self.prog.regexes[*re as usize];
+                self.with_pv(pv, ctx, |v| re.is_match(v)) != *negate
+            }
+            Test::PvNum { pv, op, value } => self.with_pv(pv, ctx, |v| {
+                std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<i64>().ok())
+                    .is_some_and(|n| op.holds(n, *value))
+            }),
+            Test::PvPv { a, b, negate } => {
+                let mut other = std::mem::take(&mut ctx.st.pv_other);
+                other.clear();
+                crate::script::pv::pv_into(b, ctx, &mut other);
+                let same = self.with_pv(a, ctx, |v| v == &other[..]);
+                ctx.st.pv_other = other;
+                same != *negate
+            }
+            Test::PvTrue(pv) => self.with_pv(pv, ctx, |v| !v.is_empty() && v != b"0"),
             Test::StrEq {
                 operand,
                 value,
@@ -221,6 +243,22 @@ impl<'p> Vm<'p> {
             Test::ProtoIs { proto, negate } => (ctx.proto == *proto) != *negate,
             Test::AfIs { v6, negate } => (ctx.src.is_ipv6() == *v6) != *negate,
         }
+    }
+
+    /// `f` on a pseudo-variable's value, read into the state's buffer (no
+    /// allocation once it has grown).
+    fn with_pv(
+        &self,
+        pv: &crate::cfg::pv::Pv,
+        ctx: &mut MsgCtx<'_, '_>,
+        f: impl FnOnce(&[u8]) -> bool,
+    ) -> bool {
+        let mut buf = std::mem::take(&mut ctx.st.pv_value);
+        buf.clear();
+        crate::script::pv::pv_into(pv, ctx, &mut buf);
+        let r = f(&buf);
+        ctx.st.pv_value = buf;
+        r
     }
 
     /// `uri==myself` (RFC 3261 §16.4): a URI that does not parse is not ours.

@@ -250,3 +250,52 @@ fn from_uri_and_to_uri_compare_with_myself_strings_and_regexes() {
         ["from us", "to elsewhere", "alice", "bob"]
     );
 }
+
+#[test]
+fn pseudo_variables_as_operands_kamailio_style() {
+    let c = config(
+        r#"
+        loadmodule "sl.so"
+        route {
+            if ($fU == "alice") { sl_send_reply("200", "from alice"); }
+            if ($fU == "Alice") { sl_send_reply("200", "case-insensitive"); }
+            if ($fu =~ "@atlanta\.example$") { sl_send_reply("200", "atlanta"); }
+            if ($rU != $fU) { sl_send_reply("200", "to someone else"); }
+            if ($cs > 314158 && $cs <= 314159) { sl_send_reply("200", "cseq"); }
+            if ($hdr(Contact)) { sl_send_reply("200", "has contact"); }
+            if (!$hdr(X-None)) { sl_send_reply("200", "no x-none"); }
+            if ($null) { sl_send_reply("200", "never"); }
+            if ($ct =~ "192\.0\.2\.10" || method == "X") { sl_send_reply("200", "contact host"); }
+        }
+    "#,
+    );
+    let r = run(&c, "INVITE", "sip:bob@biloxi.example");
+    assert_eq!(
+        replies(&r.events),
+        [
+            "from alice",
+            "atlanta",
+            "to someone else",
+            "cseq",
+            "has contact",
+            "no x-none",
+            "contact host"
+        ]
+    );
+    let r = run(&c, "INVITE", "sip:alice@biloxi.example");
+    assert!(!replies(&r.events).contains(&"to someone else".to_string()));
+}
+
+#[test]
+fn a_pseudo_variable_rser_does_not_provide_is_a_load_error() {
+    let e = crate::cfg::load("route { if ($var(x) == 1) { drop; } if ($fU < \"a\") { drop; } }")
+        .expect_err("errors");
+    let text: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        text,
+        [
+            "1:13: error: pseudo-variable '$var(x)' is not provided",
+            "1:41: error: compare a pseudo-variable with a string, a number, a regular expression or another pseudo-variable"
+        ]
+    );
+}
