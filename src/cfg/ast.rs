@@ -95,6 +95,36 @@ pub enum Stmt {
     Drop(Pos),
     /// `return` / `return(n)`.
     Return(Option<i64>, Pos),
+    /// Kamailio's `$var(x) = value;` (`$ru`, `$rU`, `$rd`, `$du` too).
+    Assign {
+        target: String,
+        value: ValueExpr,
+        pos: Pos,
+    },
+}
+
+/// The right side of an assignment.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ValueExpr {
+    /// A quoted string: its text as written (no pseudo-variables filled,
+    /// as Kamailio's expressions).
+    Str(String),
+    Int(i64),
+    Pv(String),
+    Bin(BinOp, Box<ValueExpr>, Box<ValueExpr>),
+}
+
+/// Kamailio's expression operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinOp {
+    /// Sum of numbers; with text on the left, concatenation.
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+    BitOr,
+    BitAnd,
 }
 
 /// An action call: `forward(192.168.0.1, 5060)`, `t_relay()`.

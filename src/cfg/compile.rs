@@ -8,7 +8,7 @@ use std::net::{IpAddr, ToSocketAddrs};
 use regex::bytes::{Regex, RegexBuilder};
 
 use super::ConfigError;
-use super::ast::{Arg, Call, CmpOp, Expr, Rhs, RouteKind, Script, Stmt};
+use super::ast::{Arg, Call, CmpOp, Expr, Rhs, RouteKind, Script, Stmt, ValueExpr};
 use super::fixup::{Fixup, int_in, nonempty, route_ref, show, text};
 use super::lexer::Pos;
 use super::program::{
@@ -71,6 +71,7 @@ fn stmt_pos(s: &Stmt) -> Pos {
         Stmt::If { pos, .. } => *pos,
         Stmt::Block(b) => b.last().map_or_else(Pos::default, stmt_pos),
         Stmt::Break(p) | Stmt::Exit(p) | Stmt::Drop(p) | Stmt::Return(_, p) => *p,
+        Stmt::Assign { pos, .. } => *pos,
     }
 }
 
@@ -137,6 +138,14 @@ impl Compiler<'_> {
 
     fn stmt(&mut self, s: &Stmt) {
         match s {
+            Stmt::Assign { target, value, pos } => match self.assign(target, value, *pos) {
+                Ok(action) => {
+                    self.prog.actions.push(action);
+                    let i = self.prog.actions.len() as u32 - 1;
+                    self.emit(Insn::Act(i), *pos);
+                }
+                Err(e) => self.error(e),
+            },
             Stmt::Call(call) => {
                 if let Some(insn) = self.call(call) {
                     self.emit(insn, call.pos);
@@ -252,6 +261,39 @@ impl Compiler<'_> {
     }
 
     // ---- conditions ----
+
+    /// `target = value`: a writable pseudo-variable and a value of
+    /// strings, numbers and pseudo-variables rser provides.
+    fn assign(&self, target: &str, value: &ValueExpr, pos: Pos) -> Res<Action> {
+        use crate::cfg::program::{AssignTarget, Val};
+        let target = match self.pv(target, pos)? {
+            crate::cfg::pv::Pv::Var(i) => AssignTarget::Var(i),
+            crate::cfg::pv::Pv::Ruri => AssignTarget::Ruri,
+            crate::cfg::pv::Pv::RuriUser => AssignTarget::RuriUser,
+            crate::cfg::pv::Pv::RuriDomain => AssignTarget::RuriDomain,
+            crate::cfg::pv::Pv::DstUri => AssignTarget::DstUri,
+            _ => {
+                return Err(ConfigError::new(
+                    pos,
+                    format!("'{target}' cannot be assigned ($var, $ru, $rU, $rd and $du can)"),
+                ));
+            }
+        };
+        fn val(c: &Compiler<'_>, v: &ValueExpr, pos: Pos) -> Res<Val> {
+            Ok(match v {
+                ValueExpr::Str(s) => Val::Str(s.as_str().into()),
+                ValueExpr::Int(n) => Val::Int(*n),
+                ValueExpr::Pv(p) => Val::Pv(c.pv(p, pos)?),
+                ValueExpr::Bin(op, a, b) => {
+                    Val::Bin(*op, Box::new(val(c, a, pos)?), Box::new(val(c, b, pos)?))
+                }
+            })
+        }
+        Ok(Action::Assign {
+            target,
+            value: val(self, value, pos)?,
+        })
+    }
 
     /// A pseudo-variable rser provides; any other is an error naming it.
     fn pv(&self, text: &str, pos: Pos) -> Res<crate::cfg::pv::Pv> {

@@ -49,6 +49,13 @@ pub enum Tok {
     Not,
     And,
     Or,
+    /// Kamailio's expression operators: `+`, `*`, `%`, `|`, `&` (a lone
+    /// `-` is a word, a `/` is [`Tok::Slash`]).
+    Plus,
+    Star,
+    Percent,
+    Pipe,
+    Amp,
 }
 
 impl fmt::Display for Tok {
@@ -79,6 +86,11 @@ impl fmt::Display for Tok {
             Tok::Not => "'!'",
             Tok::And => "'&&'",
             Tok::Or => "'||'",
+            Tok::Plus => "'+'",
+            Tok::Star => "'*'",
+            Tok::Percent => "'%'",
+            Tok::Pipe => "'|'",
+            Tok::Amp => "'&'",
         };
         f.write_str(s)
     }
@@ -257,6 +269,11 @@ impl Lexer<'_> {
             (b',', _) => (Tok::Comma, 1),
             (b':', _) => (Tok::Colon, 1),
             (b'/', _) => (Tok::Slash, 1),
+            (b'+', _) => (Tok::Plus, 1),
+            (b'*', _) => (Tok::Star, 1),
+            (b'%', _) => (Tok::Percent, 1),
+            (b'|', _) => (Tok::Pipe, 1),
+            (b'&', _) => (Tok::Amp, 1),
             _ => {
                 let shown = self.src[self.i..]
                     .utf8_chunks()

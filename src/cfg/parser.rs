@@ -3,8 +3,8 @@
 //! next one.
 
 use super::ast::{
-    Arg, Call, CmpOp, Expr, Global, LoadModule, ModParam, Rhs, RouteBlock, RouteKind, Script, Stmt,
-    Value,
+    Arg, BinOp, Call, CmpOp, Expr, Global, LoadModule, ModParam, Rhs, RouteBlock, RouteKind,
+    Script, Stmt, Value, ValueExpr,
 };
 use super::lexer::{Pos, Tok, Token, lex};
 
@@ -380,6 +380,13 @@ impl Parser {
                     Ok(Stmt::Drop(pos))
                 }
                 "return" => self.return_stmt(pos),
+                _ if w.starts_with('$') => {
+                    let target = self.pv_text()?;
+                    self.expect(&Tok::Assign)?;
+                    let value = self.value_expr()?;
+                    self.eat(&Tok::Semi);
+                    Ok(Stmt::Assign { target, value, pos })
+                }
                 _ => {
                     let call = self.call()?;
                     // SER scripts often omit ';' after a call (see the seeds).
@@ -561,6 +568,60 @@ impl Parser {
             });
         }
         Ok(Expr::Call(self.call()?))
+    }
+
+    /// An assignment's value: `+ - | &` over `* / %` over strings,
+    /// numbers, pseudo-variables and parentheses.
+    fn value_expr(&mut self) -> Result<ValueExpr> {
+        let mut left = self.value_term()?;
+        loop {
+            let op = match self.peek() {
+                Some(Tok::Plus) => BinOp::Add,
+                Some(Tok::Word(w)) if w == "-" => BinOp::Sub,
+                Some(Tok::Pipe) => BinOp::BitOr,
+                Some(Tok::Amp) => BinOp::BitAnd,
+                _ => return Ok(left),
+            };
+            self.i += 1;
+            let right = self.value_term()?;
+            left = ValueExpr::Bin(op, Box::new(left), Box::new(right));
+        }
+    }
+
+    fn value_term(&mut self) -> Result<ValueExpr> {
+        let mut left = self.value_factor()?;
+        loop {
+            let op = match self.peek() {
+                Some(Tok::Star) => BinOp::Mul,
+                Some(Tok::Slash) => BinOp::Div,
+                Some(Tok::Percent) => BinOp::Mod,
+                _ => return Ok(left),
+            };
+            self.i += 1;
+            let right = self.value_factor()?;
+            left = ValueExpr::Bin(op, Box::new(left), Box::new(right));
+        }
+    }
+
+    fn value_factor(&mut self) -> Result<ValueExpr> {
+        match self.peek().cloned() {
+            Some(Tok::Str(s)) => {
+                self.i += 1;
+                Ok(ValueExpr::Str(s))
+            }
+            Some(Tok::Int(n)) => {
+                self.i += 1;
+                Ok(ValueExpr::Int(n))
+            }
+            Some(Tok::Word(w)) if w.starts_with('$') => Ok(ValueExpr::Pv(self.pv_text()?)),
+            Some(Tok::LParen) => {
+                self.i += 1;
+                let e = self.value_expr()?;
+                self.expect(&Tok::RParen)?;
+                Ok(e)
+            }
+            _ => self.fail("a string, a number or a pseudo-variable"),
+        }
     }
 
     /// A pseudo-variable's text: `$name`, or `$name(` inner tokens `)`

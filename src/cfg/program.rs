@@ -228,6 +228,27 @@ pub enum Test {
     PvTrue(Pv),
 }
 
+/// What an assignment may write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssignTarget {
+    Var(u16),
+    /// `$ru`, `$rU`, `$rd`: the current Request-URI, its user, its host.
+    Ruri,
+    RuriUser,
+    RuriDomain,
+    /// `$du`: the next hop.
+    DstUri,
+}
+
+/// An assignment's value, compiled.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Val {
+    Str(Box<str>),
+    Int(i64),
+    Pv(Pv),
+    Bin(super::ast::BinOp, Box<Val>, Box<Val>),
+}
+
 /// Where a forward goes: a fixed host, or the current URI's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -275,6 +296,11 @@ pub struct SubstExpr {
 /// An action with its arguments resolved.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
+    /// `$var(x) = ...`, `$ru = ...`: the value evaluated, then stored.
+    Assign {
+        target: AssignTarget,
+        value: Val,
+    },
     Forward {
         kind: ForwardKind,
         target: Target,
@@ -504,6 +530,16 @@ impl Program {
 
     fn show_action(&self, a: &Action) -> String {
         match a {
+            Action::Assign { target, value } => {
+                let t = match target {
+                    AssignTarget::Var(i) => format!("$var({})", super::pv::var_name(*i)),
+                    AssignTarget::Ruri => "$ru".into(),
+                    AssignTarget::RuriUser => "$rU".into(),
+                    AssignTarget::RuriDomain => "$rd".into(),
+                    AssignTarget::DstUri => "$du".into(),
+                };
+                format!("{t} = {}", show_val(value))
+            }
             Action::Forward { kind, target, port } => {
                 let name = match kind {
                     ForwardKind::Forward => "forward",
@@ -587,6 +623,27 @@ pub fn route_label(kind: RouteKind, name: Option<&str>) -> String {
 impl Route {
     fn label(&self) -> String {
         route_label(self.kind, self.name.as_deref())
+    }
+}
+
+fn show_val(v: &Val) -> String {
+    use super::ast::BinOp::*;
+    match v {
+        Val::Str(s) => format!("{s:?}"),
+        Val::Int(n) => n.to_string(),
+        Val::Pv(p) => pv_name(p),
+        Val::Bin(op, a, b) => {
+            let op = match op {
+                Add => "+",
+                Sub => "-",
+                Mul => "*",
+                Div => "/",
+                Mod => "%",
+                BitOr => "|",
+                BitAnd => "&",
+            };
+            format!("({} {op} {})", show_val(a), show_val(b))
+        }
     }
 }
 

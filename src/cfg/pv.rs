@@ -51,6 +51,39 @@ pub enum Pv {
     Proto,
     /// `$null`: nothing.
     Null,
+    /// `$var(name)`: a worker's own variable (it keeps its value from one
+    /// message to the next, as Kamailio's), by its index in [`var_name`]'s
+    /// table.
+    Var(u16),
+}
+
+/// `$var` names, given indices as configs are loaded (in the master,
+/// before the workers fork, so every process has the same table).
+static VAR_NAMES: std::sync::Mutex<Vec<Box<str>>> = std::sync::Mutex::new(Vec::new());
+/// Distinct `$var` names at most.
+pub const MAX_VARS: usize = 1024;
+
+fn var_index(name: &str) -> Option<u16> {
+    let mut names = VAR_NAMES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(i) = names.iter().position(|n| &**n == name) {
+        return u16::try_from(i).ok();
+    }
+    if names.len() >= MAX_VARS {
+        return None;
+    }
+    names.push(name.into());
+    u16::try_from(names.len() - 1).ok()
+}
+
+/// The name of `$var` number `i`.
+pub fn var_name(i: u16) -> String {
+    VAR_NAMES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(usize::from(i))
+        .map_or_else(|| "?".to_string(), |n| n.to_string())
 }
 
 const NAMES: &[(&str, Pv)] = &[
@@ -149,6 +182,18 @@ impl Format {
 
 /// A variable at the start of `s` (after the `$`), and the bytes it spans.
 fn variable(s: &str) -> Option<(Pv, usize)> {
+    if let Some(rest) = s.strip_prefix("var(") {
+        let end = rest.find(')')?;
+        let name = &rest[..end];
+        let ok = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+        return ok
+            .then(|| var_index(name))
+            .flatten()
+            .map(|i| (Pv::Var(i), 4 + end + 1));
+    }
     if let Some(rest) = s.strip_prefix("hdr(") {
         let end = rest.find(')')?;
         let name = &rest[..end];
@@ -180,6 +225,7 @@ impl fmt::Display for Format {
                 Part::Text(t) => write!(f, "{}", t.escape_debug())?,
                 Part::Var(Pv::Header(h)) => write!(f, "$hdr({h})")?,
                 Part::Var(Pv::Null) => write!(f, "$null")?,
+                Part::Var(Pv::Var(i)) => write!(f, "$var({})", var_name(*i))?,
                 Part::Var(v) => {
                     let name = NAMES.iter().find(|(_, p)| p == v).map_or("?", |(n, _)| n);
                     write!(f, "${name}")?

@@ -59,6 +59,19 @@ pub struct ScriptState {
     /// Buffers pseudo-variables are read into for a condition (reused).
     pub pv_value: Vec<u8>,
     pub pv_other: Vec<u8>,
+    /// `$var(x)` values, by index; kept from one message to the next in
+    /// this process, as Kamailio's.
+    pub vars: Vec<VarValue>,
+}
+
+/// A `$var`'s value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum VarValue {
+    /// Never assigned (`$null`).
+    #[default]
+    Null,
+    Int(i64),
+    Str(Vec<u8>),
 }
 
 impl ScriptState {

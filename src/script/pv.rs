@@ -77,6 +77,13 @@ fn value(v: &Pv, ctx: &MsgCtx<'_, '_>, out: &mut Vec<u8>) {
         }
         Pv::Proto => out.extend_from_slice(ctx.proto.name().as_bytes()),
         Pv::Null => {}
+        Pv::Var(i) => match ctx.st.vars.get(usize::from(*i)) {
+            Some(crate::script::ctx::VarValue::Int(n)) => {
+                let _ = write!(out, "{n}");
+            }
+            Some(crate::script::ctx::VarValue::Str(s)) => out.extend_from_slice(s),
+            _ => {}
+        },
     }
 }
 

@@ -14,13 +14,13 @@ use arrayvec::{ArrayString, ArrayVec};
 
 use crate::cfg::Config;
 use crate::cfg::program::{
-    Action, ForwardKind, Insn, Operand, Param, PortSpec, Program, Target, Test,
+    Action, AssignTarget, ForwardKind, Insn, Operand, Param, PortSpec, Program, Target, Test, Val,
 };
 use crate::cfg::registry::Func;
 use crate::cfg::settings::Proto;
 use crate::sip::{Host as UriHost, Scheme, Uri};
 
-use super::ctx::MsgCtx;
+use super::ctx::{MsgCtx, VarValue};
 use super::exec::{self, Job};
 use super::pv::format_into;
 use super::textops;
@@ -270,6 +270,28 @@ impl<'p> Vm<'p> {
 
     fn act(&self, a: &Action, ctx: &mut MsgCtx<'_, '_>, host: &mut dyn Host) -> i32 {
         match a {
+            Action::Assign { target, value } => {
+                let v = eval(value, ctx);
+                match target {
+                    AssignTarget::Var(i) => {
+                        let i = usize::from(*i);
+                        if ctx.st.vars.len() <= i {
+                            ctx.st.vars.resize(i + 1, VarValue::Null);
+                        }
+                        ctx.st.vars[i] = v;
+                        TRUE
+                    }
+                    AssignTarget::Ruri => self.rewrite(ctx, Rewrite::Uri(&text_of(&v))),
+                    AssignTarget::RuriUser => self.rewrite(ctx, Rewrite::User(&text_of(&v))),
+                    AssignTarget::RuriDomain => self.rewrite(ctx, Rewrite::Host(&text_of(&v))),
+                    AssignTarget::DstUri => {
+                        let t = text_of(&v);
+                        ctx.st.dst_uri.clear();
+                        ctx.st.dst_uri.extend_from_slice(&t);
+                        TRUE
+                    }
+                }
+            }
             Action::Forward { kind, target, port } => {
                 match destination(ctx, *kind, target, *port) {
                     Some(dest) => host.forward(ctx, &dest),
@@ -544,4 +566,75 @@ fn destination(
         proto,
         kind,
     })
+}
+
+/// A value's text (a number in decimal).
+fn text_of(v: &VarValue) -> std::borrow::Cow<'_, [u8]> {
+    match v {
+        VarValue::Null => std::borrow::Cow::Borrowed(&[]),
+        VarValue::Int(n) => std::borrow::Cow::Owned(n.to_string().into_bytes()),
+        VarValue::Str(s) => std::borrow::Cow::Borrowed(s),
+    }
+}
+
+/// A value as a number: text is parsed (not a number: 0, as Kamailio).
+fn int_of(v: &VarValue) -> i64 {
+    match v {
+        VarValue::Null => 0,
+        VarValue::Int(n) => *n,
+        VarValue::Str(s) => std::str::from_utf8(s)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0),
+    }
+}
+
+/// An assignment's value. Pseudo-variables that are numbers in Kamailio
+/// (`$cs`, `$sp`, `$Rp`, `$rs`, `$rp`, an int `$var`) are numbers here.
+fn eval(v: &Val, ctx: &MsgCtx<'_, '_>) -> VarValue {
+    use crate::cfg::ast::BinOp;
+    use crate::cfg::pv::Pv;
+    match v {
+        Val::Str(s) => VarValue::Str(s.as_bytes().to_vec()),
+        Val::Int(n) => VarValue::Int(*n),
+        Val::Pv(Pv::Var(i)) => ctx
+            .st
+            .vars
+            .get(usize::from(*i))
+            .cloned()
+            .unwrap_or_default(),
+        Val::Pv(pv) => {
+            let mut out = Vec::new();
+            crate::script::pv::pv_into(pv, ctx, &mut out);
+            match pv {
+                Pv::CSeq | Pv::SrcPort | Pv::RecvPort | Pv::Status | Pv::RuriPort => {
+                    VarValue::Int(int_of(&VarValue::Str(out)))
+                }
+                Pv::Null => VarValue::Null,
+                _ => VarValue::Str(out),
+            }
+        }
+        Val::Bin(op, a, b) => {
+            let (a, b) = (eval(a, ctx), eval(b, ctx));
+            if let (BinOp::Add, VarValue::Str(mut s)) = (op, a.clone()) {
+                // Text on the left: concatenation.
+                s.extend_from_slice(&text_of(&b));
+                return VarValue::Str(s);
+            }
+            let (x, y) = (int_of(&a), int_of(&b));
+            VarValue::Int(match op {
+                BinOp::Add => x.wrapping_add(y),
+                BinOp::Sub => x.wrapping_sub(y),
+                BinOp::Mul => x.wrapping_mul(y),
+                BinOp::Div | BinOp::Mod if y == 0 => {
+                    log::warn!("script: division by zero gives 0");
+                    0
+                }
+                BinOp::Div => x.wrapping_div(y),
+                BinOp::Mod => x.wrapping_rem(y),
+                BinOp::BitOr => x | y,
+                BinOp::BitAnd => x & y,
+            })
+        }
+    }
 }

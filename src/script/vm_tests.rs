@@ -288,14 +288,94 @@ fn pseudo_variables_as_operands_kamailio_style() {
 
 #[test]
 fn a_pseudo_variable_rser_does_not_provide_is_a_load_error() {
-    let e = crate::cfg::load("route { if ($var(x) == 1) { drop; } if ($fU < \"a\") { drop; } }")
+    let e = crate::cfg::load("route { if ($avp(x) == 1) { drop; } if ($fU < \"a\") { drop; } }")
         .expect_err("errors");
     let text: Vec<String> = e.iter().map(|e| e.to_string()).collect();
     assert_eq!(
         text,
         [
-            "1:13: error: pseudo-variable '$var(x)' is not provided",
+            "1:13: error: pseudo-variable '$avp(x)' is not provided",
             "1:41: error: compare a pseudo-variable with a string, a number, a regular expression or another pseudo-variable"
         ]
     );
+}
+
+#[test]
+fn assignments_to_var_and_the_request_uri() {
+    let c = config(
+        r#"
+        loadmodule "sl.so"
+        route {
+            $var(n) = 2 + 3 * 4;
+            if ($var(n) == 14) { sl_send_reply("200", "precedence"); }
+            $var(s) = "user-" + $fU;
+            if ($var(s) == "user-alice") { sl_send_reply("200", "concatenated"); }
+            $var(m) = ($var(n) - 4) % 4 | 8;
+            if ($var(m) == 10) { sl_send_reply("200", "arithmetic"); }
+            $var(c) = $cs + 1;
+            if ($var(c) == 314160) { sl_send_reply("200", "cseq is a number"); }
+            $rU = "carol";
+            $rd = "example.net";
+            $du = "sip:10.0.0.1:5060";
+            if ($ru == "sip:carol@example.net" && $du == "sip:10.0.0.1:5060") {
+                sl_send_reply("200", "uri rewritten");
+            }
+            $var(z) = $var(n) / 0;
+            if ($var(z) == 0) { sl_send_reply("200", "division by zero is 0"); }
+        }
+    "#,
+    );
+    let r = run(&c, "INVITE", "sip:bob@biloxi.example");
+    assert_eq!(
+        replies(&r.events),
+        [
+            "precedence",
+            "concatenated",
+            "arithmetic",
+            "cseq is a number",
+            "uri rewritten",
+            "division by zero is 0"
+        ]
+    );
+    assert_eq!(r.uri, "sip:carol@example.net");
+    let e = crate::cfg::load("route { $fU = \"x\"; $var(a) = $nosuch; }").expect_err("errors");
+    let text: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        text,
+        [
+            "1:9: error: '$fU' cannot be assigned ($var, $ru, $rU, $rd and $du can)",
+            "1:20: error: pseudo-variable '$nosuch' is not provided"
+        ]
+    );
+}
+
+#[test]
+fn a_var_keeps_its_value_from_one_message_to_the_next() {
+    let c = config(
+        r#"
+        loadmodule "sl.so"
+        route {
+            $var(count) = $var(count) + 1;
+            if ($var(count) == 2) { sl_send_reply("200", "second"); }
+        }
+    "#,
+    );
+    let vm = crate::script::Vm::new(&c);
+    let mut st = crate::script::ScriptState::new();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let raw = request("OPTIONS", "sip:a@b");
+        let msg = crate::sip::Message::parse(&raw).unwrap();
+        let mut ctx = crate::script::MsgCtx::new(
+            &msg,
+            "192.0.2.1:5060".parse().unwrap(),
+            "192.0.2.2:5060".parse().unwrap(),
+            crate::cfg::settings::Proto::Udp,
+            &mut st,
+        );
+        let mut host = crate::script::testing::Recorder::for_program(&c.program);
+        vm.run(c.program.main_route().unwrap(), &mut ctx, &mut host);
+        seen.push(replies(&host.events).len());
+    }
+    assert_eq!(seen, [0, 1, 0]);
 }
