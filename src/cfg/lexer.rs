@@ -121,7 +121,28 @@ pub fn lex(src: &str) -> (Vec<Token>, Vec<LexError>) {
         errors: Vec::new(),
     };
     lx.run();
-    (lx.tokens, lx.errors)
+    (join_strings(lx.tokens), lx.errors)
+}
+
+/// Adjacent quoted strings are one (`"a" "b"` is `"ab"`, as C and
+/// Kamailio read them: long values split over lines).
+fn join_strings(tokens: Vec<Token>) -> Vec<Token> {
+    let mut out: Vec<Token> = Vec::with_capacity(tokens.len());
+    for t in tokens {
+        if let (
+            Tok::Str(next),
+            Some(Token {
+                tok: Tok::Str(prev),
+                ..
+            }),
+        ) = (&t.tok, out.last_mut())
+        {
+            prev.push_str(next);
+            continue;
+        }
+        out.push(t);
+    }
+    out
 }
 
 struct Lexer<'s> {
@@ -384,5 +405,17 @@ mod tests {
         assert!(e[1].msg.contains("unterminated string"));
         let (_, e) = lex("/* never closed");
         assert_eq!(e[0].msg, "unterminated /* comment");
+    }
+}
+
+#[cfg(test)]
+mod join_tests {
+    use super::*;
+
+    #[test]
+    fn adjacent_strings_are_one() {
+        let (t, e) = lex("modparam(\"acc\", \"log_extra\",\n\t\"a=$fU;\"\n\t\"b=$tU\")");
+        assert!(e.is_empty());
+        assert!(t.iter().any(|t| t.tok == Tok::Str("a=$fU;b=$tU".into())));
     }
 }

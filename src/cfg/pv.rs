@@ -51,6 +51,8 @@ pub enum Pv {
     Proto,
     /// `$null`: nothing.
     Null,
+    /// `$rc`, `$retcode`: the last action's or route's return value.
+    RetCode,
     /// `$var(name)`: a worker's own variable (it keeps its value from one
     /// message to the next, as Kamailio's), by its index in [`var_name`]'s
     /// table.
@@ -110,6 +112,7 @@ const NAMES: &[(&str, Pv)] = &[
     ("Ri", Pv::RecvIp),
     ("Rp", Pv::RecvPort),
     ("pr", Pv::Proto),
+    ("rc", Pv::RetCode),
 ];
 
 impl Pv {
@@ -117,8 +120,10 @@ impl Pv {
     /// `$null`); `None` for one rser does not provide.
     pub fn parse(text: &str) -> Option<Pv> {
         let rest = text.strip_prefix('$')?;
-        if rest == "null" {
-            return Some(Pv::Null);
+        match rest {
+            "null" => return Some(Pv::Null),
+            "rc" | "retcode" => return Some(Pv::RetCode),
+            _ => {}
         }
         match variable(rest) {
             Some((pv, len)) if len == rest.len() => Some(pv),
@@ -225,6 +230,7 @@ impl fmt::Display for Format {
                 Part::Text(t) => write!(f, "{}", t.escape_debug())?,
                 Part::Var(Pv::Header(h)) => write!(f, "$hdr({h})")?,
                 Part::Var(Pv::Null) => write!(f, "$null")?,
+                Part::Var(Pv::RetCode) => write!(f, "$rc")?,
                 Part::Var(Pv::Var(i)) => write!(f, "$var({})", var_name(*i))?,
                 Part::Var(v) => {
                     let name = NAMES.iter().find(|(_, p)| p == v).map_or("?", |(n, _)| n);

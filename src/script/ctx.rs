@@ -59,6 +59,8 @@ pub struct ScriptState {
     /// Buffers pseudo-variables are read into for a condition (reused).
     pub pv_value: Vec<u8>,
     pub pv_other: Vec<u8>,
+    /// The last action's or route's return value (Kamailio's `$rc`).
+    pub last_ret: i32,
     /// `$var(x)` values, by index; kept from one message to the next in
     /// this process, as Kamailio's.
     pub vars: Vec<VarValue>,
@@ -91,6 +93,7 @@ impl ScriptState {
         self.record_route = false;
         self.dst_uri.clear();
         self.ds = Default::default();
+        self.last_ret = 1;
     }
 }
 

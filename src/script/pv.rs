@@ -77,6 +77,9 @@ fn value(v: &Pv, ctx: &MsgCtx<'_, '_>, out: &mut Vec<u8>) {
         }
         Pv::Proto => out.extend_from_slice(ctx.proto.name().as_bytes()),
         Pv::Null => {}
+        Pv::RetCode => {
+            let _ = write!(out, "{}", ctx.st.last_ret);
+        }
         Pv::Var(i) => match ctx.st.vars.get(usize::from(*i)) {
             Some(crate::script::ctx::VarValue::Int(n)) => {
                 let _ = write!(out, "{n}");

@@ -139,6 +139,7 @@ impl<'p> Vm<'p> {
                 }
                 Insn::Act(a) => {
                     ret = self.act(&self.prog.actions[a as usize], ctx, host);
+                    ctx.st.last_ret = ret;
                     if ret == 0 {
                         return end(0, false, None);
                     }
@@ -161,6 +162,7 @@ impl<'p> Vm<'p> {
                 Insn::Jump(target) => pc = target as usize,
                 Insn::Return(v) => {
                     ret = v;
+                    ctx.st.last_ret = ret;
                     match stack.pop() {
                         Some(back) if ret != 0 => pc = back as usize,
                         _ => return end(ret, false, None),
@@ -607,7 +609,7 @@ fn eval(v: &Val, ctx: &MsgCtx<'_, '_>) -> VarValue {
             let mut out = Vec::new();
             crate::script::pv::pv_into(pv, ctx, &mut out);
             match pv {
-                Pv::CSeq | Pv::SrcPort | Pv::RecvPort | Pv::Status | Pv::RuriPort => {
+                Pv::CSeq | Pv::SrcPort | Pv::RecvPort | Pv::Status | Pv::RuriPort | Pv::RetCode => {
                     VarValue::Int(int_of(&VarValue::Str(out)))
                 }
                 Pv::Null => VarValue::Null,

@@ -379,3 +379,23 @@ fn a_var_keeps_its_value_from_one_message_to_the_next() {
     }
     assert_eq!(seen, [0, 1, 0]);
 }
+
+#[test]
+fn rc_is_the_last_return_value() {
+    let c = config(
+        r#"
+        loadmodule "sl.so"
+        route {
+            route(minus3);
+            $var(rc) = $rc;
+            if ($var(rc) == -3) { sl_send_reply("200", "rc -3"); }
+            if ($rc == 1) { sl_send_reply("200", "assignment returned 1"); }
+        }
+        route[minus3] { return(-3); }
+    "#,
+    );
+    assert_eq!(
+        replies(&run(&c, "INVITE", "sip:a@b").events),
+        ["rc -3", "assignment returned 1"]
+    );
+}
