@@ -311,3 +311,25 @@ fn blst_503_skips_a_destination_for_its_retry_after() {
     h.recv(addr(CALLER), &request("MESSAGE", "b4", "MESSAGE", None));
     assert_eq!(only(&h.sent_to(addr(CALLEE)), "MESSAGE").len(), 1);
 }
+
+#[test]
+fn textops_header_actions_edit_what_is_forwarded() {
+    let cfg = format!(
+        "loadmodule \"sl.so\"\nloadmodule \"textops.so\"\n\
+         route {{\n\
+           if (!is_method(\"INVITE|MESSAGE\")) {{ sl_send_reply(\"405\", \"No\"); exit; }}\n\
+           if (is_present_hf(\"Contact\") && !is_present_hf(\"X-Absent\")) {{ append_hf(\"X-From-User: $fU\"); }}\n\
+           remove_hf(\"Contact\");\n\
+           forward(\"127.0.0.1\", {CALLEE});\n\
+         }}\n"
+    );
+    let mut h = Harness::new(&cfg, 1);
+    h.recv(addr(CALLER), &request("MESSAGE", "tx", "MESSAGE", None));
+    let sent = h.sent_to(addr(CALLEE));
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let t = &sent[0].text;
+    assert!(t.contains("\r\nX-From-User: alice\r\n\r\n"), "{t}");
+    assert!(!t.contains("Contact:"), "{t}");
+    h.recv(addr(CALLER), &request("OPTIONS", "tx2", "OPTIONS", None));
+    assert_eq!(h.sent_to(addr(CALLER))[0].status(), Some(405));
+}

@@ -1,7 +1,47 @@
 //! textops: `search`, `search_append`, `replace`, `subst` over the
-//! received text. The VM runs them itself (`script/textops.rs`): they are
-//! built-ins this module only enables.
+//! received text, which the VM runs itself (`script/textops.rs`: built-ins
+//! this module enables), and Kamailio's header actions (`actions.rs`:
+//! `is_method`, `is_present_hf`, `append_hf`, `remove_hf`), a runtime.
 
-use crate::modules::def::Module;
+pub mod actions;
 
-pub static MODULE: Module = Module::params_only("textops", &[]);
+use crate::modules::def::{Hooks, Module, Routes, action};
+
+pub static MODULE: Module = Module {
+    name: "textops",
+    params: &[],
+    actions: &[
+        action(
+            "is_method",
+            actions::IS_METHOD,
+            (1, 1),
+            actions::methods,
+            Routes::ANY,
+        ),
+        action(
+            "is_present_hf",
+            actions::IS_PRESENT_HF,
+            (1, 1),
+            actions::header_name,
+            Routes::ANY,
+        ),
+        action(
+            "append_hf",
+            actions::APPEND_HF,
+            (1, 1),
+            actions::header_text,
+            Routes::ANY,
+        ),
+        action(
+            "remove_hf",
+            actions::REMOVE_HF,
+            (1, 1),
+            actions::header_name,
+            Routes::ANY,
+        ),
+    ],
+    counters: &[],
+    hooks: Some(&Hooks::runtime(actions::start)),
+    unapplied: &[],
+    check: None,
+};
