@@ -16,6 +16,7 @@ pub mod sl;
 pub mod textops;
 pub mod tm;
 pub mod usrloc;
+pub mod xlog;
 
 use def::Module;
 
@@ -47,6 +48,7 @@ pub static MODULES: &[&Module] = &[
     &DB_SQLITE,
     &acc::MODULE,
     &print::MODULE,
+    &xlog::MODULE,
 ];
 
 #[cfg(test)]
