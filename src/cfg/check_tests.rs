@@ -383,3 +383,32 @@ fn module_parameters_set_against_what_rser_does_are_warnings() {
             .is_empty()
     );
 }
+
+#[test]
+fn kamailio_globals_and_modules_are_accepted_or_said() {
+    let w = said(
+        "memdbg=5\nmemlog=5\nlog_facility=LOG_LOCAL0\nlog_prefix=\"{$mt $ci} \"\n\
+         tcp_connection_lifetime=3605\ntcp_max_connections=2048\nenable_sctp=no\n\
+         loadmodule \"kex.so\"\nloadmodule \"corex.so\"\nloadmodule \"tmx.so\"\nloadmodule \"pv.so\"\n\
+         loadmodule \"textopsx.so\"\nloadmodule \"jsonrpcs.so\"\nloadmodule \"ctl.so\"\n\
+         loadmodule \"cfg_rpc.so\"\nloadmodule \"counters.so\"\n\
+         modparam(\"jsonrpcs\", \"pretty_format\", 1)\nroute { drop; }\n",
+    );
+    assert!(w.iter().all(|l| l.contains(": warning: ")), "{w:#?}");
+    for needle in [
+        "1:1: warning: memdbg: accepted and ignored",
+        "3:1: warning: log_facility: accepted and ignored",
+        "4:1: warning: log_prefix: accepted and ignored",
+        "6:1: warning: tcp_max_connections: accepted and ignored: TCP and TLS are not served",
+        "jsonrpcs: its FIFO and datagram transports are not opened",
+        "ctl: kamcmd's binrpc socket is not opened",
+        "modparam(\"jsonrpcs\", \"pretty_format\") is accepted but not applied",
+    ] {
+        assert!(w.iter().any(|l| l.contains(needle)), "{needle}: {w:#?}");
+    }
+    assert!(!w.iter().any(|l| l.contains("enable_sctp")), "{w:#?}");
+    assert_eq!(
+        said("enable_tls=yes\nroute { drop; }\n"),
+        ["1:1: error: enable_tls=yes: TLS is not served by this build"]
+    );
+}

@@ -324,6 +324,66 @@ fn apply(s: &mut Settings, g: &Global) -> Result<(), Said> {
             fixed_switch(name, v)?;
         }
         "auto_aliases" => s.auto_aliases = boolean(name, &g.value)?,
+        // Kamailio's own allocator's debugging, and syslog: rser has
+        // neither.
+        "memdbg" | "memlog" | "mem_summary" | "mem_join" => {
+            int_in(name, &g.value, -10, 100)?;
+            return Err(Said::Warning(format!(
+                "{name}: accepted and ignored: rser has no memory debugging of Kamailio's kind"
+            )));
+        }
+        "log_facility" | "log_name" => {
+            return Err(Said::Warning(format!(
+                "{name}: accepted and ignored: rser logs to standard error only, not to syslog"
+            )));
+        }
+        "log_prefix" => {
+            return Err(Said::Warning(
+                "log_prefix: accepted and ignored: rser's log lines carry no per-message prefix"
+                    .into(),
+            ));
+        }
+        // The transports this build does not serve: a setting for them
+        // changes nothing (what would turn them on is refused).
+        "tcp_connection_lifetime"
+        | "tcp_max_connections"
+        | "tcp_accept_no_cl"
+        | "tls_max_connections"
+        | "tcp_children"
+        | "tcp_connect_timeout"
+        | "tcp_send_timeout" => {
+            return Err(Said::Warning(format!(
+                "{name}: accepted and ignored: TCP and TLS are not served by this build"
+            )));
+        }
+        "disable_tcp" | "enable_tls" | "enable_sctp" | "disable_sctp" => {
+            let on = boolean(name, &g.value)?;
+            let serves = match name {
+                "disable_tcp" | "disable_sctp" => !on,
+                _ => on,
+            };
+            // Asked to serve TLS or SCTP: refused; TCP (Kamailio's
+            // default) is said not to be served.
+            if serves && matches!(name, "enable_tls" | "enable_sctp") {
+                return Err(Said::Error(format!(
+                    "{name}=yes: {} is not served by this build",
+                    if name == "enable_tls" { "TLS" } else { "SCTP" }
+                )));
+            }
+            if serves {
+                return Err(Said::Warning(format!(
+                    "{name}={}: accepted and ignored: {} is not served by this build",
+                    if on { "yes" } else { "no" },
+                    if name.contains("sctp") {
+                        "SCTP"
+                    } else if name.contains("tls") {
+                        "TLS"
+                    } else {
+                        "TCP"
+                    }
+                )));
+            }
+        }
         "blst_503" | "dst_blacklist_503" => s.blst_503 = boolean(name, &g.value)?,
         "blst_503_def_timeout" => {
             s.blst_503_def_timeout = int_in(name, &g.value, 0, 86_400)? as u32

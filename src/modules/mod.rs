@@ -4,6 +4,7 @@
 
 pub mod acc;
 pub mod auth;
+pub mod compat;
 pub mod def;
 pub mod dispatcher;
 pub mod exec;
@@ -49,6 +50,15 @@ pub static MODULES: &[&Module] = &[
     &acc::MODULE,
     &print::MODULE,
     &xlog::MODULE,
+    &compat::PV,
+    &compat::KEX,
+    &compat::COREX,
+    &compat::TMX,
+    &compat::TEXTOPSX,
+    &compat::JSONRPCS,
+    &compat::CTL,
+    &compat::CFG_RPC,
+    &compat::COUNTERS,
 ];
 
 #[cfg(test)]

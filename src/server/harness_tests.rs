@@ -333,3 +333,19 @@ fn textops_header_actions_edit_what_is_forwarded() {
     h.recv(addr(CALLER), &request("OPTIONS", "tx2", "OPTIONS", None));
     assert_eq!(h.sent_to(addr(CALLER))[0].status(), Some(405));
 }
+
+#[test]
+fn t_is_set_and_t_is_canceled() {
+    let route = "if (!t_is_set(\"failure_route\")) { sl_send_reply(\"299\", \"unset\"); }\n\
+                 t_on_failure(\"1\");\n\
+                 if (t_is_set(\"failure_route\") && !t_is_set(\"branch_route\") && !t_is_canceled()) { sl_send_reply(\"298\", \"set\"); }";
+    let mut h = Harness::new(&config(route, "failure_route[1] { }"), 1);
+    h.recv(addr(CALLER), &request("MESSAGE", "isset", "MESSAGE", None));
+    assert_eq!(finals(&h.sent_to(addr(CALLER))), [299, 298]);
+    let e = crate::cfg::load(&config("t_is_set(\"nope_route\");", "")).expect_err("an error");
+    assert!(
+        e[0].msg
+            .contains("'nope_route' is not branch_route, failure_route or onreply_route"),
+        "{e:?}"
+    );
+}

@@ -20,6 +20,10 @@ pub static MODULE: Module = Module {
         ("default_q", Int),
         ("append_branches", Int),
         ("max_contacts", Int),
+        ("method_filtering", Int),
+        ("gruu_enabled", Int),
+        ("use_path", Int),
+        ("path_mode", Int),
     ],
     actions: &[
         action("save", SAVE, (1, 1), table, Routes::NOT_BRANCH),
@@ -39,8 +43,31 @@ pub static MODULE: Module = Module {
         used: Some(crate::modules::usrloc::upkeep::used),
     }),
     unapplied: &[],
-    check: None,
+    check: Some(check),
 };
+
+/// Kamailio's registrar switches rser does not do, said when turned on.
+fn check(config: &crate::cfg::Config) -> Result<Vec<String>, String> {
+    let mut w = Vec::new();
+    for (name, what) in [
+        (
+            "method_filtering",
+            "lookup() does not filter contacts by their methods",
+        ),
+        ("gruu_enabled", "no GRUUs (RFC 5627) are given"),
+        ("use_path", "Path headers (RFC 3327) are not stored"),
+    ] {
+        if config.modparam_int("registrar", name, 0) != 0 {
+            w.push(format!("{name}: accepted and ignored: {what}"));
+        }
+    }
+    if config.modparam("registrar", "path_mode").is_some()
+        && config.modparam_int("registrar", "use_path", 0) != 0
+    {
+        w.push("path_mode: accepted and ignored: Path is not stored".into());
+    }
+    Ok(w)
+}
 
 /// The location table's name, which becomes an SQL table's when usrloc
 /// persists.

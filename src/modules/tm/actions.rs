@@ -23,6 +23,8 @@ const T_ON_FAILURE: u8 = 5;
 const T_ON_REPLY: u8 = 6;
 const T_ON_BRANCH: u8 = 7;
 const T_REPLICATE: u8 = 8;
+const T_IS_SET: u8 = 9;
+const T_IS_CANCELED: u8 = 10;
 
 pub static MODULE: Module = Module {
     name: "tm",
@@ -39,6 +41,7 @@ pub static MODULE: Module = Module {
         ("ruri_matching", Int),
         ("via1_matching", Int),
         ("unix_tx_timeout", Int),
+        ("failure_reply_mode", Int),
         ("restart_fr_on_each_reply", Int),
         ("auto_inv_100", Int),
         ("blst_methods_add", Int),
@@ -76,6 +79,8 @@ pub static MODULE: Module = Module {
             branch_route,
             Routes::ANY,
         ),
+        action("t_is_set", T_IS_SET, (1, 1), route_kind_name, Routes::ANY),
+        action("t_is_canceled", T_IS_CANCELED, (0, 0), no_args, Routes::ANY),
         action(
             "t_replicate",
             T_REPLICATE,
@@ -98,6 +103,7 @@ pub static MODULE: Module = Module {
         "via1_matching",
         "unix_tx_timeout",
         "restart_fr_on_each_reply",
+        "failure_reply_mode",
     ],
     check: Some(super::check),
 };
@@ -123,6 +129,22 @@ fn failure_route(fx: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
 
 fn reply_route(fx: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
     Ok(vec![Param::Route(fx.route(RouteKind::Reply, &a[0])?)])
+}
+
+/// `t_is_set("branch_route" | "failure_route" | "onreply_route")`.
+fn route_kind_name(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
+    let which = match crate::cfg::fixup::text(&a[0]).as_str() {
+        "branch_route" => 0,
+        "failure_route" => 1,
+        "onreply_route" => 2,
+        other => {
+            return Err(error(
+                &a[0],
+                format!("t_is_set: '{other}' is not branch_route, failure_route or onreply_route"),
+            ));
+        }
+    };
+    Ok(vec![Param::Int(which)])
 }
 
 /// `t_replicate("sip:host:port")` (Kamailio) or `t_replicate(host,
@@ -223,6 +245,21 @@ pub(super) fn run(
             -1
         }
         (T_NEWTRAN, []) => tm.t_newtran(cx, ctx),
+        (T_IS_SET, [Param::Int(which)]) => {
+            let armed = match which {
+                0 => tm.armed.branch,
+                1 => tm.armed.failure,
+                _ => tm.armed.reply,
+            };
+            if armed != 0 { 1 } else { -1 }
+        }
+        // rser runs no failure_route for a cancelled transaction (Kamailio
+        // does, for the script to ask this), so there it is false; in the
+        // request route, whether a CANCEL ended the transaction already.
+        (T_IS_CANCELED, []) => match tm.is_canceled() {
+            true => 1,
+            false => -1,
+        },
         (T_REPLICATE, [Param::Str(host), Param::Int(port)]) => {
             replicate(cx, ctx, host, *port as u16)
         }

@@ -103,6 +103,17 @@ impl TmState {
     /// the reply is sent, kept for retransmissions, and ends the
     /// transaction's server side if final; `headers` are extra header
     /// lines.
+    /// Whether the current transaction was cancelled.
+    pub(crate) fn is_canceled(&self) -> bool {
+        let (Some(table), Some(t)) = (self.table, self.cur_txn) else {
+            return false;
+        };
+        let mut l = table.lock(t.bucket);
+        table
+            .slot(&mut l, t.idx, t.generation)
+            .is_some_and(|s| s.txn.canceled())
+    }
+
     pub(crate) fn t_reply(
         &mut self,
         cx: &mut Cx<'_>,

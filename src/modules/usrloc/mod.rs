@@ -36,6 +36,7 @@ pub static MODULE: Module = Module {
             ("db_mode", ParamType::Int),
             ("timer_interval", ParamType::Int),
             ("use_domain", ParamType::Int),
+            ("timer_procs", ParamType::Int),
         ],
     )
 };
@@ -114,7 +115,14 @@ fn check(config: &Config) -> Result<Vec<String>, String> {
     if let (Some(url), true) = (&p.db_url, p.db_mode != DbMode::Memory) {
         crate::db::sqlite_path(url)?;
     }
-    Ok(Vec::new())
+    let mut w = Vec::new();
+    if config.modparam_int("usrloc", "timer_procs", 0) != 0 {
+        w.push(
+            "timer_procs: accepted and ignored: usrloc's upkeep runs as a thread of the timer process"
+                .into(),
+        );
+    }
+    Ok(w)
 }
 
 /// The location tables the script names in `save()` and `lookup()`, in a
