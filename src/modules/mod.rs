@@ -12,6 +12,7 @@ pub mod maxfwd;
 pub mod print;
 pub mod registrar;
 pub mod rr;
+pub mod sanity;
 pub mod siputils;
 pub mod sl;
 pub mod textops;
@@ -50,6 +51,7 @@ pub static MODULES: &[&Module] = &[
     &acc::MODULE,
     &print::MODULE,
     &xlog::MODULE,
+    &sanity::MODULE,
     &compat::PV,
     &compat::KEX,
     &compat::COREX,

@@ -349,3 +349,16 @@ fn t_is_set_and_t_is_canceled() {
         "{e:?}"
     );
 }
+
+#[test]
+fn sanity_check_answers_400_and_is_false() {
+    let cfg = "loadmodule \"sl.so\"\nloadmodule \"sanity.so\"\nmodparam(\"sanity\", \"autodrop\", 0)\n\
+               route { if (!sanity_check(\"17895\", \"7\")) { exit; } sl_send_reply(\"200\", \"sane\"); }\n";
+    let mut h = Harness::new(cfg, 1);
+    h.recv(addr(CALLER), &request("OPTIONS", "sane", "OPTIONS", None));
+    assert_eq!(finals(&h.sent_to(addr(CALLER))), [200]);
+    // CSeq's method is not the request's (RFC 3261 §8.1.1.5).
+    h.recv(addr(CALLER), &request("OPTIONS", "insane", "BYE", None));
+    let up = h.sent_to(addr(CALLER));
+    assert_eq!(finals(&up), [400], "{up:?}");
+}
