@@ -95,12 +95,34 @@ pub enum Stmt {
     Drop(Pos),
     /// `return` / `return(n)`.
     Return(Option<i64>, Pos),
+    /// Kamailio's `switch ($pv) { case V: ... default: ... }`: cases fall
+    /// through to the next until a `break`, which leaves the switch.
+    Switch {
+        pv: String,
+        cases: Vec<Case>,
+        pos: Pos,
+    },
+    /// `while (cond) { ... }`; `break` leaves the loop.
+    While {
+        cond: Expr,
+        body: Vec<Stmt>,
+        pos: Pos,
+    },
     /// Kamailio's `$var(x) = value;` (`$ru`, `$rU`, `$rd`, `$du` too).
     Assign {
         target: String,
         value: ValueExpr,
         pos: Pos,
     },
+}
+
+/// A `case` (its value; `None`: `default`) and the statements up to the
+/// next one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Case {
+    pub value: Option<Rhs>,
+    pub body: Vec<Stmt>,
+    pub pos: Pos,
 }
 
 /// The right side of an assignment.

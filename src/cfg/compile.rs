@@ -37,6 +37,7 @@ pub fn compile(
         loaded,
         errors,
         kind: RouteKind::Request,
+        breaks: Vec::new(),
     };
     c.prog.myself = myself(settings);
     c.declare_routes(script);
@@ -71,7 +72,7 @@ fn stmt_pos(s: &Stmt) -> Pos {
         Stmt::If { pos, .. } => *pos,
         Stmt::Block(b) => b.last().map_or_else(Pos::default, stmt_pos),
         Stmt::Break(p) | Stmt::Exit(p) | Stmt::Drop(p) | Stmt::Return(_, p) => *p,
-        Stmt::Assign { pos, .. } => *pos,
+        Stmt::Assign { pos, .. } | Stmt::Switch { pos, .. } | Stmt::While { pos, .. } => *pos,
     }
 }
 
@@ -81,6 +82,9 @@ struct Compiler<'a> {
     errors: &'a mut Vec<ConfigError>,
     /// Kind of the route block being compiled.
     kind: RouteKind,
+    /// The `switch`es and `while`s being compiled, innermost last: the
+    /// jumps each `break` in them made, placed at their end.
+    breaks: Vec<Vec<usize>>,
 }
 
 /// Placeholder target of a jump not yet placed.
@@ -170,9 +174,30 @@ impl Compiler<'_> {
                 }
             }
             Stmt::Block(b) => self.stmts(b),
-            Stmt::Break(p) => {
-                self.emit(Insn::Return(1), *p);
+            // In a switch or a loop, `break` leaves it; else the route.
+            Stmt::Break(p) => match self.breaks.is_empty() {
+                true => {
+                    self.emit(Insn::Return(1), *p);
+                }
+                false => {
+                    let j = self.emit(Insn::Jump(UNPLACED), *p);
+                    if let Some(top) = self.breaks.last_mut() {
+                        top.push(j);
+                    }
+                }
+            },
+            Stmt::While { cond, body, pos } => {
+                let top = self.here();
+                let mut exit = Vec::new();
+                self.cond(cond, false, &mut exit);
+                self.breaks.push(Vec::new());
+                self.stmts(body);
+                self.emit(Insn::Jump(top), *pos);
+                let breaks = self.breaks.pop().unwrap_or_default();
+                self.place(&exit);
+                self.place(&breaks);
             }
+            Stmt::Switch { pv, cases, pos } => self.switch(pv, cases, *pos),
             Stmt::Exit(p) => {
                 self.emit(Insn::Exit, *p);
             }
@@ -261,6 +286,50 @@ impl Compiler<'_> {
     }
 
     // ---- conditions ----
+
+    /// `switch`: one test a case, each jumping to its body; the bodies in
+    /// order (a case falls through to the next); `default`, or the end,
+    /// when none matches.
+    fn switch(&mut self, pv: &str, cases: &[crate::cfg::ast::Case], pos: Pos) {
+        let mut to_body: Vec<Vec<usize>> = Vec::new();
+        for case in cases {
+            let mut jumps = Vec::new();
+            if let Some(value) = &case.value {
+                match self.pv_test(pv, CmpOp::Eq, value, case.pos) {
+                    Ok(t) => {
+                        self.prog.tests.push(t);
+                        let i = self.prog.tests.len() as u32 - 1;
+                        self.emit(Insn::Test(i), case.pos);
+                        jumps.push(self.emit(
+                            Insn::JumpIf {
+                                target: UNPLACED,
+                                when: true,
+                            },
+                            case.pos,
+                        ));
+                    }
+                    Err(e) => self.error(e),
+                }
+            }
+            to_body.push(jumps);
+        }
+        // No case matched: default, or past the switch.
+        let none = self.emit(Insn::Jump(UNPLACED), pos);
+        let default = cases.iter().position(|c| c.value.is_none());
+        if let Some(d) = default {
+            to_body[d].push(none);
+        }
+        self.breaks.push(Vec::new());
+        for (case, jumps) in cases.iter().zip(&to_body) {
+            self.place(jumps);
+            self.stmts(&case.body);
+        }
+        let mut breaks = self.breaks.pop().unwrap_or_default();
+        if default.is_none() {
+            breaks.push(none);
+        }
+        self.place(&breaks);
+    }
 
     /// `target = value`: a writable pseudo-variable and a value of
     /// strings, numbers and pseudo-variables rser provides.

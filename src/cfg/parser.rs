@@ -3,7 +3,7 @@
 //! next one.
 
 use super::ast::{
-    Arg, BinOp, Call, CmpOp, Expr, Global, LoadModule, ModParam, Rhs, RouteBlock, RouteKind,
+    Arg, BinOp, Call, Case, CmpOp, Expr, Global, LoadModule, ModParam, Rhs, RouteBlock, RouteKind,
     Script, Stmt, Value, ValueExpr,
 };
 use super::lexer::{Pos, Tok, Token, lex};
@@ -371,6 +371,15 @@ impl Parser {
             }
             Some(Tok::Word(w)) => match w.as_str() {
                 "if" => self.if_stmt(),
+                "switch" => self.switch_stmt(pos),
+                "while" => {
+                    self.i += 1;
+                    self.expect(&Tok::LParen)?;
+                    let cond = self.expr()?;
+                    self.expect(&Tok::RParen)?;
+                    let body = self.branch()?;
+                    Ok(Stmt::While { cond, body, pos })
+                }
                 "break" => self.keyword(Stmt::Break(pos)),
                 "exit" => self.keyword(Stmt::Exit(pos)),
                 "drop" if self.peek_at(1) != Some(&Tok::LParen) => self.keyword(Stmt::Drop(pos)),
@@ -437,6 +446,71 @@ impl Parser {
             otherwise,
             pos,
         })
+    }
+
+    fn switch_stmt(&mut self, pos: Pos) -> Result<Stmt> {
+        self.i += 1;
+        self.expect(&Tok::LParen)?;
+        let pv = match self.peek() {
+            Some(Tok::Word(w)) if w.starts_with('$') => self.pv_text()?,
+            _ => return self.fail("a pseudo-variable to switch on"),
+        };
+        self.expect(&Tok::RParen)?;
+        self.expect(&Tok::LBrace)?;
+        let mut cases = Vec::new();
+        loop {
+            let at = self.pos();
+            match self.peek().cloned() {
+                Some(Tok::RBrace) => {
+                    self.i += 1;
+                    break;
+                }
+                Some(Tok::Word(w)) if w == "case" => {
+                    self.i += 1;
+                    let value = match self.peek().cloned() {
+                        Some(Tok::Int(n)) => Rhs::Int(n),
+                        Some(Tok::Str(s)) => Rhs::Str(s),
+                        _ => return self.fail("a number or a quoted string after 'case'"),
+                    };
+                    self.i += 1;
+                    self.expect(&Tok::Colon)?;
+                    let body = self.case_body();
+                    cases.push(Case {
+                        value: Some(value),
+                        body,
+                        pos: at,
+                    });
+                }
+                Some(Tok::Word(w)) if w == "default" => {
+                    self.i += 1;
+                    self.expect(&Tok::Colon)?;
+                    let body = self.case_body();
+                    cases.push(Case {
+                        value: None,
+                        body,
+                        pos: at,
+                    });
+                }
+                _ => return self.fail("'case', 'default' or '}'"),
+            }
+        }
+        Ok(Stmt::Switch { pv, cases, pos })
+    }
+
+    /// A case's statements: up to the next `case`, `default` or `}`.
+    fn case_body(&mut self) -> Vec<Stmt> {
+        let mut body = Vec::new();
+        loop {
+            match self.peek() {
+                None | Some(Tok::RBrace) => return body,
+                Some(Tok::Word(w)) if w == "case" || w == "default" => return body,
+                Some(Tok::Semi) => self.i += 1,
+                Some(_) => match self.stmt() {
+                    Ok(st) => body.push(st),
+                    Err(()) => self.recover_statement(),
+                },
+            }
+        }
     }
 
     /// The body of `if`/`else`: a block or one statement.

@@ -399,3 +399,64 @@ fn rc_is_the_last_return_value() {
         ["rc -3", "assignment returned 1"]
     );
 }
+
+#[test]
+fn switch_falls_through_until_break_and_while_loops() {
+    let c = config(
+        r#"
+        loadmodule "sl.so"
+        route {
+            route(minus3);
+            $var(rc) = $rc;
+            switch ($var(rc)) {
+                case -1:
+                case -3:
+                    sl_send_reply("200", "not found");
+                case -2:
+                    sl_send_reply("200", "fell through");
+                    break;
+                case 1:
+                    sl_send_reply("200", "never");
+                default:
+                    sl_send_reply("200", "never either");
+            }
+            switch ($fU) {
+                case "bob":
+                    sl_send_reply("200", "bob");
+                    break;
+                default:
+                    sl_send_reply("200", "default");
+            }
+            $var(i) = 0;
+            while ($var(i) < 3) {
+                $var(i) = $var(i) + 1;
+                if ($var(i) == 2) { break; }
+            }
+            if ($var(i) == 2) { sl_send_reply("200", "loop broke at 2"); }
+            sl_send_reply("200", "after");
+        }
+        route[minus3] { return(-3); }
+    "#,
+    );
+    assert_eq!(
+        replies(&run(&c, "INVITE", "sip:a@b").events),
+        [
+            "not found",
+            "fell through",
+            "default",
+            "loop broke at 2",
+            "after"
+        ]
+    );
+    // A loop that never ends is cut by the step bound.
+    let c = config("route { $var(x) = 1; while ($var(x) == 1) { $var(y) = 2; } }");
+    let r = run(&c, "INVITE", "sip:a@b");
+    assert!(
+        matches!(
+            r.outcome.error,
+            Some(crate::script::vm::RunError::TooLong { .. })
+        ),
+        "{:?}",
+        r.outcome
+    );
+}
