@@ -20,6 +20,9 @@ const XINFO: u8 = 2;
 const XNOTICE: u8 = 3;
 const XWARN: u8 = 4;
 const XERR: u8 = 5;
+const XBUG: u8 = 6;
+const XALERT: u8 = 7;
+const XCRIT: u8 = 8;
 
 pub static MODULE: Module = Module {
     name: "xlog",
@@ -38,9 +41,9 @@ pub static MODULE: Module = Module {
         action("xnotice", XNOTICE, (1, 1), format_only, Routes::ANY),
         action("xwarn", XWARN, (1, 1), format_only, Routes::ANY),
         action("xerr", XERR, (1, 1), format_only, Routes::ANY),
-        action("xbug", XERR, (1, 1), format_only, Routes::ANY),
-        action("xalert", XERR, (1, 1), format_only, Routes::ANY),
-        action("xcrit", XERR, (1, 1), format_only, Routes::ANY),
+        action("xbug", XBUG, (1, 1), format_only, Routes::ANY),
+        action("xalert", XALERT, (1, 1), format_only, Routes::ANY),
+        action("xcrit", XCRIT, (1, 1), format_only, Routes::ANY),
     ],
     counters: &[],
     hooks: Some(&Hooks::runtime(start)),
@@ -138,7 +141,7 @@ impl Runtime for XLog {
             (XDBG, [Param::Fmt(f)]) => (3, f),
             (XINFO | XNOTICE, [Param::Fmt(f)]) => (2, f),
             (XWARN, [Param::Fmt(f)]) => (1, f),
-            (XERR, [Param::Fmt(f)]) => (0, f),
+            (XERR | XBUG | XALERT | XCRIT, [Param::Fmt(f)]) => (0, f),
             _ => return bad_args("xlog", id),
         };
         let level = match level {
