@@ -323,7 +323,9 @@ impl Parser {
         if kind == RouteKind::Request && name.as_deref() == Some("0") {
             name = None;
         }
-        if kind != RouteKind::Request && name.is_none() {
+        // `reply_route` / `onreply_route` alone: the core's reply route,
+        // run for every reply (Kamailio's).
+        if !matches!(kind, RouteKind::Request | RouteKind::Reply) && name.is_none() {
             let msg = format!("{word} needs a number or name in [ ]");
             self.errors.push(SyntaxError { pos, msg });
         }

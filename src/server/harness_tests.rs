@@ -362,3 +362,25 @@ fn sanity_check_answers_400_and_is_false() {
     let up = h.sent_to(addr(CALLER));
     assert_eq!(finals(&up), [400], "{up:?}");
 }
+
+#[test]
+fn the_core_reply_route_sees_every_reply_and_may_drop_it() {
+    let cfg = format!(
+        "loadmodule \"sl.so\"\nloadmodule \"tm.so\"\n\
+         route {{ rewritehostport(\"127.0.0.1:{CALLEE}\"); t_relay(); }}\n\
+         reply_route {{ if (status == \"183\") {{ drop; }} }}\n"
+    );
+    let mut h = Harness::new(&cfg, 1);
+    h.recv(addr(CALLER), &invite("rr"));
+    let sent = h.sent_to(addr(CALLEE));
+    let inv = only(&sent, "INVITE")[0].clone();
+    h.recv(addr(CALLEE), &answer(&inv, 183, "c"));
+    h.recv(addr(CALLEE), &answer(&inv, 180, "c"));
+    let up: Vec<u16> = h
+        .sent_to(addr(CALLER))
+        .iter()
+        .filter_map(Sent::status)
+        .collect();
+    // The 100 tm sends itself, then the 180; the 183 was dropped.
+    assert!(up.contains(&180) && !up.contains(&183), "{up:?}");
+}

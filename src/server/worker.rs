@@ -94,6 +94,8 @@ pub struct Worker<'a> {
     /// sl's ACK filter and counters: the stateless replies every module
     /// and the core send.
     ack_filter: AckFilter,
+    /// The core's reply route (`reply_route`), if the script has one.
+    reply_route: Option<u32>,
     sl_counts: Counts<'a>,
     pub(crate) sockets: &'a [UdpSocket],
     pub(crate) locals: Vec<SocketAddr>,
@@ -154,6 +156,7 @@ impl<'a> Worker<'a> {
             slot,
             vm,
             shared,
+            reply_route: vm.program().route(RouteKind::Reply, None),
             // sl's hook carves it whatever the config (`used`).
             ack_filter: shared
                 .module_shm::<SlShm>("sl")
@@ -391,6 +394,20 @@ impl<'a> Worker<'a> {
         }
         if let Some(code) = msg.status() {
             self.shared.count_reply(self.slot, code);
+        }
+        // The core's reply route (`reply_route`) sees every reply first;
+        // a `drop` there ends it.
+        if let Some(route) = self.reply_route {
+            let local = self.locals[self.in_sock];
+            let mut ctx = MsgCtx::new(&msg, src, local, Proto::Udp, st);
+            ctx.status = msg.status();
+            let vm = self.vm;
+            let out = vm.run(route, &mut ctx, self);
+            self.script_error(RouteKind::Reply, &out);
+            if out.dropped {
+                self.count(Counter::Dropped);
+                return;
+            }
         }
         // tm's go to their transaction, our dispatcher probes' replies end
         // here; the rest are routed statelessly.
