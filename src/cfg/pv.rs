@@ -53,6 +53,8 @@ pub enum Pv {
     Null,
     /// `$rc`, `$retcode`: the last action's or route's return value.
     RetCode,
+    /// `$T_branch_idx`: in branch_route, the branch's index (else 0).
+    BranchIdx,
     /// `$var(name)`: a worker's own variable (it keeps its value from one
     /// message to the next, as Kamailio's), by its index in [`var_name`]'s
     /// table.
@@ -123,6 +125,7 @@ impl Pv {
         match rest {
             "null" => return Some(Pv::Null),
             "rc" | "retcode" => return Some(Pv::RetCode),
+            "T_branch_idx" => return Some(Pv::BranchIdx),
             _ => {}
         }
         match variable(rest) {
@@ -187,6 +190,11 @@ impl Format {
 
 /// A variable at the start of `s` (after the `$`), and the bytes it spans.
 fn variable(s: &str) -> Option<(Pv, usize)> {
+    if let Some(rest) = s.strip_prefix("T_branch_idx")
+        && !rest.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Some((Pv::BranchIdx, "T_branch_idx".len()));
+    }
     if let Some(rest) = s.strip_prefix("var(") {
         let end = rest.find(')')?;
         let name = &rest[..end];
@@ -231,6 +239,7 @@ impl fmt::Display for Format {
                 Part::Var(Pv::Header(h)) => write!(f, "$hdr({h})")?,
                 Part::Var(Pv::Null) => write!(f, "$null")?,
                 Part::Var(Pv::RetCode) => write!(f, "$rc")?,
+                Part::Var(Pv::BranchIdx) => write!(f, "$T_branch_idx")?,
                 Part::Var(Pv::Var(i)) => write!(f, "$var({})", var_name(*i))?,
                 Part::Var(v) => {
                     let name = NAMES.iter().find(|(_, p)| p == v).map_or("?", |(n, _)| n);

@@ -61,6 +61,8 @@ pub struct ScriptState {
     pub pv_other: Vec<u8>,
     /// The last action's or route's return value (Kamailio's `$rc`).
     pub last_ret: i32,
+    /// In branch_route, the branch's index (Kamailio's `$T_branch_idx`).
+    pub branch_idx: u32,
     /// `$var(x)` values, by index; kept from one message to the next in
     /// this process, as Kamailio's.
     pub vars: Vec<VarValue>,
@@ -94,6 +96,7 @@ impl ScriptState {
         self.dst_uri.clear();
         self.ds = Default::default();
         self.last_ret = 1;
+        self.branch_idx = 0;
     }
 }
 

@@ -80,6 +80,9 @@ fn value(v: &Pv, ctx: &MsgCtx<'_, '_>, out: &mut Vec<u8>) {
         Pv::RetCode => {
             let _ = write!(out, "{}", ctx.st.last_ret);
         }
+        Pv::BranchIdx => {
+            let _ = write!(out, "{}", ctx.st.branch_idx);
+        }
         Pv::Var(i) => match ctx.st.vars.get(usize::from(*i)) {
             Some(crate::script::ctx::VarValue::Int(n)) => {
                 let _ = write!(out, "{n}");

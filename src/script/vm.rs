@@ -609,9 +609,13 @@ fn eval(v: &Val, ctx: &MsgCtx<'_, '_>) -> VarValue {
             let mut out = Vec::new();
             crate::script::pv::pv_into(pv, ctx, &mut out);
             match pv {
-                Pv::CSeq | Pv::SrcPort | Pv::RecvPort | Pv::Status | Pv::RuriPort | Pv::RetCode => {
-                    VarValue::Int(int_of(&VarValue::Str(out)))
-                }
+                Pv::CSeq
+                | Pv::SrcPort
+                | Pv::RecvPort
+                | Pv::Status
+                | Pv::RuriPort
+                | Pv::RetCode
+                | Pv::BranchIdx => VarValue::Int(int_of(&VarValue::Str(out))),
                 Pv::Null => VarValue::Null,
                 _ => VarValue::Str(out),
             }

@@ -384,3 +384,29 @@ fn the_core_reply_route_sees_every_reply_and_may_drop_it() {
     // The 100 tm sends itself, then the 180; the 183 was dropped.
     assert!(up.contains(&180) && !up.contains(&183), "{up:?}");
 }
+
+#[test]
+fn t_branch_idx_numbers_the_branches_in_branch_route() {
+    let cfg = format!(
+        "loadmodule \"sl.so\"\nloadmodule \"tm.so\"\nloadmodule \"textops.so\"\n\
+         route {{ rewritehostport(\"127.0.0.1:{CALLEE}\"); append_branch(\"sip:x@127.0.0.1:{OTHER}\"); \
+         t_on_branch(\"b\"); t_relay(); }}\n\
+         branch_route[b] {{ append_hf(\"X-Branch: $T_branch_idx\"); append_hf(\"X-Uri: $ru\"); }}\n"
+    );
+    let mut h = Harness::new(&cfg, 1);
+    h.recv(addr(CALLER), &invite("bidx"));
+    let to_callee = h.sent_to(addr(CALLEE));
+    let to_other = h.sent_to(addr(OTHER));
+    let first = &only(&to_callee, "INVITE")[0].text;
+    let second = &only(&to_other, "INVITE")[0].text;
+    // Each branch its own changes (two branch_route runs once built into
+    // one buffer, the second's overwriting the first's: a worker panic).
+    assert!(
+        first.contains("X-Branch: 0\r\nX-Uri: sip:bob@127.0.0.1:7002\r\n"),
+        "{first}"
+    );
+    assert!(
+        second.contains("X-Branch: 1\r\nX-Uri: sip:x@127.0.0.1:7003\r\n"),
+        "{second}"
+    );
+}

@@ -259,7 +259,7 @@ impl TmState {
             let dst: &[u8] = if i == 0 { &ctx.st.dst_uri } else { b"" };
             self.branch_dst.clear();
             let request = match on {
-                Some(m) => match self.run_branch_route(cx, route, m, ctx, uri, dst) {
+                Some(m) => match self.run_branch_route(cx, route, m, ctx, (uri, dst), hops.len()) {
                     BranchVerdict::Dropped => continue,
                     BranchVerdict::Send(own) => own.or(shared),
                 },
@@ -344,13 +344,15 @@ impl TmState {
         route: u16,
         on: &Message<'_>,
         main: &MsgCtx<'_, '_>,
-        uri: &[u8],
-        dst: &[u8],
+        (uri, dst): (&[u8], &[u8]),
+        idx: usize,
     ) -> BranchVerdict {
         let mut st = std::mem::take(&mut self.branch_st);
         let local = cx.shell.local(cx.shell.in_sock());
         let mut ctx = MsgCtx::new(on, main.src, local, Proto::Udp, &mut st);
         ctx.st.flags = main.st.flags;
+        // `$T_branch_idx`: the branch's place among those this relay makes.
+        ctx.st.branch_idx = idx as u32;
         ctx.st.dst_uri.extend_from_slice(dst);
         if uri != on.request_uri_raw() {
             let _ = ctx.rewrite_uri(Rewrite::Uri(uri));
@@ -365,7 +367,13 @@ impl TmState {
             if ctx.st.edits.is_empty() && !ctx.st.record_route {
                 BranchVerdict::Send(None)
             } else {
-                match proxy::build_edited(&ctx, local, b"UDP", &mut self.variants) {
+                // Built apart (a build starts its buffer afresh), then
+                // added after the earlier branches' variants.
+                let mut one = std::mem::take(&mut self.branch_buf);
+                let r = proxy::build_edited(&ctx, local, b"UDP", &mut one);
+                self.variants.extend_from_slice(&one);
+                self.branch_buf = one;
+                match r {
                     Ok(()) => BranchVerdict::Send(Some((start, self.variants.len()))),
                     Err(e) => {
                         self.variants.truncate(start);

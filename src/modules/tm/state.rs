@@ -38,6 +38,8 @@ pub struct TmState {
     pub branch_st: ScriptState,
     pub branch_dst: Vec<u8>,
     pub variants: Vec<u8>,
+    /// One branch's variant as built, before it joins `variants`.
+    pub branch_buf: Vec<u8>,
     pub base_buf: Vec<u8>,
     /// The destination blocklist: how long an address stays, and for
     /// which timed-out requests (`blst_methods_add`: 1 INVITE, other bits
@@ -89,6 +91,7 @@ impl TmState {
             branch_st: ScriptState::new(),
             branch_dst: Vec::new(),
             variants: Vec::new(),
+            branch_buf: Vec::new(),
             base_buf: Vec::new(),
             blocklist: shm.and_then(|t| t.blocklist),
             blst_expire_ms: u64::from(config.settings.dst_blocklist_expire) * 1000,
