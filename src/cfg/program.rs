@@ -322,6 +322,10 @@ pub enum Action {
     AppendBranch(Option<Box<str>>),
     RevertUri,
     SetFlag(u8),
+    /// Kamailio's `force_rport()`: as if the sender had asked for `rport`
+    /// (RFC 3581): replies go to its source port, and the Via forwarded
+    /// carries `rport=` and `received=`.
+    ForceRport,
     ResetFlag(u8),
     IsFlagSet(u8),
     LenGt(usize),
@@ -571,6 +575,7 @@ impl Program {
             Action::AppendBranch(Some(s)) => format!("append_branch({s:?})"),
             Action::RevertUri => "revert_uri()".into(),
             Action::SetFlag(f) => format!("setflag({f})"),
+            Action::ForceRport => "force_rport()".into(),
             Action::ResetFlag(f) => format!("resetflag({f})"),
             Action::IsFlagSet(f) => format!("isflagset({f})"),
             Action::LenGt(n) => format!("len_gt({n})"),

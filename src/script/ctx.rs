@@ -63,6 +63,9 @@ pub struct ScriptState {
     pub last_ret: i32,
     /// In branch_route, the branch's index (Kamailio's `$T_branch_idx`).
     pub branch_idx: u32,
+    /// `force_rport()` was called: the top Via is treated as asking for
+    /// `rport` (RFC 3581 §4).
+    pub force_rport: bool,
     /// `$var(x)` values, by index; kept from one message to the next in
     /// this process, as Kamailio's.
     pub vars: Vec<VarValue>,
@@ -97,6 +100,7 @@ impl ScriptState {
         self.ds = Default::default();
         self.last_ret = 1;
         self.branch_idx = 0;
+        self.force_rport = false;
     }
 }
 

@@ -346,6 +346,10 @@ impl<'p> Vm<'p> {
                 ctx.revert_uri();
                 TRUE
             }
+            Action::ForceRport => {
+                ctx.st.force_rport = true;
+                TRUE
+            }
             Action::SetFlag(f) => {
                 ctx.st.flags |= 1 << f;
                 TRUE

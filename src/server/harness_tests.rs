@@ -410,3 +410,33 @@ fn t_branch_idx_numbers_the_branches_in_branch_route() {
         "{second}"
     );
 }
+
+#[test]
+fn force_rport_answers_and_routes_to_the_source_port() {
+    // The sender's Via names port 9999, it sends from CALLER.
+    let req = request("MESSAGE", "frp", "MESSAGE", None).replace(
+        &format!("127.0.0.1:{CALLER};branch"),
+        "127.0.0.1:9999;branch",
+    );
+    let cfg = format!(
+        "loadmodule \"sl.so\"\nloadmodule \"tm.so\"\n\
+         route {{ if (method == \"OPTIONS\") {{ force_rport(); sl_send_reply(\"200\", \"ok\"); exit; }}\n\
+         force_rport(); rewritehostport(\"127.0.0.1:{CALLEE}\"); t_relay(); }}\n"
+    );
+    let mut h = Harness::new(&cfg, 1);
+    h.recv(addr(CALLER), &req.replace("MESSAGE", "OPTIONS"));
+    assert_eq!(finals(&h.sent_to(addr(CALLER))), [200]);
+    assert!(h.sent_to(addr(9999)).is_empty());
+    h.recv(addr(CALLER), &req);
+    let sent = h.sent_to(addr(CALLEE));
+    let fwd = only(&sent, "MESSAGE")[0].clone();
+    assert!(
+        fwd.text.contains(&format!(
+            "127.0.0.1:9999;branch=z9hG4bK-frp;rport={CALLER};received=127.0.0.1\r\n"
+        )),
+        "{}",
+        fwd.text
+    );
+    h.recv(addr(CALLEE), &answer(&fwd, 200, "c"));
+    assert_eq!(finals(&h.sent_to(addr(CALLER))), [200]);
+}

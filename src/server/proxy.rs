@@ -111,7 +111,7 @@ fn build(
     if ctx.uri_rewritten() {
         e.set_request_uri(ctx.uri())?;
     }
-    e.via_received(ctx.src.ip(), ctx.src.port())?;
+    e.via_received_forced(ctx.src.ip(), ctx.src.port(), ctx.st.force_rport)?;
     match msg.first(HeaderKind::MaxForwards) {
         Some(h) => {
             let v = msg

@@ -591,7 +591,7 @@ impl<'a> Worker<'a> {
             // ACKs are never answered (RFC 3261 §17.2.1).
             return -1;
         }
-        let dest = sl::reply_destination(ctx.msg, ctx.src);
+        let dest = sl::reply_destination_forced(ctx.msg, ctx.src, ctx.st.force_rport);
         let buf = self.outbox.push(self.in_sock, dest);
         let sig = self.ack_filter.signature();
         let contacts = std::iter::once(ctx.uri()).chain(ctx.branches());

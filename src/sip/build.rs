@@ -69,6 +69,9 @@ enum ViaAddition {
     RportValue(u16),
     /// `;received=ip` at the end of the value (RFC 3261 §18.2.1).
     Received(IpAddr),
+    /// `;rport=port` at the end of the value, for a sender that did not
+    /// ask (`force_rport()`).
+    RportParam(u16),
 }
 
 /// Where `received`/`rport` go in `msg`'s top Via, in offset order:
@@ -78,6 +81,7 @@ fn received_additions(
     msg: &Message<'_>,
     src_ip: IpAddr,
     src_port: u16,
+    force_rport: bool,
 ) -> Result<ArrayVec<(usize, ViaAddition), 2>, BuildError> {
     let h = msg
         .first(HeaderKind::Via)
@@ -99,6 +103,13 @@ fn received_additions(
         _ => None,
     };
     let mut out = ArrayVec::new();
+    if force_rport && via.rport == Rport::Absent {
+        // Both at the value's end, in this order (§4: with rport,
+        // received always).
+        out.push((h.value.end as usize, ViaAddition::RportParam(src_port)));
+        out.push((h.value.end as usize, ViaAddition::Received(src_ip)));
+        return Ok(out);
+    }
     if same_host && rport_at.is_none() {
         return Ok(out);
     }
@@ -134,7 +145,7 @@ pub fn write_reply(
     out.extend_from_slice(b"\r\n");
     let buf = req.buf();
     let additions = src
-        .and_then(|a| received_additions(req, a.ip(), a.port()).ok())
+        .and_then(|a| received_additions(req, a.ip(), a.port(), false).ok())
         .unwrap_or_default();
     let mut last_line = None;
     let mut top_via = true;
@@ -190,6 +201,10 @@ fn write_with_additions(
             ViaAddition::Received(ip) => {
                 out.extend_from_slice(b";received=");
                 let _ = std::io::Write::write_fmt(out, format_args!("{ip}"));
+            }
+            ViaAddition::RportParam(port) => {
+                out.extend_from_slice(b";rport=");
+                push_u32(out, u32::from(port));
             }
         }
         at = pos;
@@ -314,7 +329,18 @@ impl<'m, 'a, 'e> Edits<'m, 'a, 'e> {
     /// with `rport` asked for, the source port and `received` always
     /// (RFC 3581 §4).
     pub fn via_received(&mut self, src_ip: IpAddr, src_port: u16) -> Result<(), BuildError> {
-        for (at, add) in received_additions(self.msg, src_ip, src_port)? {
+        self.via_received_forced(src_ip, src_port, false)
+    }
+
+    /// [`Edits::via_received`], with `rport` added when the sender did not
+    /// ask for it but the script forced it (`force_rport()`).
+    pub fn via_received_forced(
+        &mut self,
+        src_ip: IpAddr,
+        src_port: u16,
+        force_rport: bool,
+    ) -> Result<(), BuildError> {
+        for (at, add) in received_additions(self.msg, src_ip, src_port, force_rport)? {
             self.insert_formatted(Span::new(at, at), |s| match add {
                 ViaAddition::RportValue(port) => {
                     put(s, b"=")?;
@@ -323,6 +349,10 @@ impl<'m, 'a, 'e> Edits<'m, 'a, 'e> {
                 ViaAddition::Received(ip) => {
                     put(s, b";received=")?;
                     put_ip(s, ip)
+                }
+                ViaAddition::RportParam(port) => {
+                    put(s, b";rport=")?;
+                    put_u32(s, u32::from(port))
                 }
             })?;
         }

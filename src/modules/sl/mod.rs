@@ -7,7 +7,7 @@ pub mod reply;
 pub mod signature;
 
 pub use ack_filter::{AckFilter, AckVerdict};
-pub use reply::{build_reply, reply_destination};
+pub use reply::{build_reply, reply_destination, reply_destination_forced};
 pub use signature::Signature;
 
 crate::server::shared::counters! { SlCounter, COUNTER_NAMES, {

@@ -55,6 +55,19 @@ pub fn build_reply<'c>(
 /// §18.2.2): the source address (the `received` we would add); its port
 /// when the client asked for `rport` (RFC 3581 §4), else the sent-by port.
 pub fn reply_destination(req: &Message<'_>, src: SocketAddr) -> SocketAddr {
+    reply_destination_forced(req, src, false)
+}
+
+/// [`reply_destination`]; with `force_rport` (the script's
+/// `force_rport()`), the source port whatever the Via asked.
+pub fn reply_destination_forced(
+    req: &Message<'_>,
+    src: SocketAddr,
+    force_rport: bool,
+) -> SocketAddr {
+    if force_rport {
+        return src;
+    }
     match req.top_via() {
         Ok(v) if v.rport == Rport::Absent => SocketAddr::new(src.ip(), v.port.unwrap_or(5060)),
         _ => src,

@@ -527,7 +527,11 @@ impl TmState {
             Kind::NonInvite
         };
         let mut txn = Txn::new(kind, cx.now_ms, &self.timers);
-        txn.upstream = Peer::from(crate::modules::sl::reply_destination(msg, ctx.src));
+        txn.upstream = Peer::from(crate::modules::sl::reply_destination_forced(
+            msg,
+            ctx.src,
+            ctx.st.force_rport,
+        ));
         txn.source_port = ctx.src.port();
         txn.in_sock = cx.shell.in_sock() as u8;
         txn.script_flags = ctx.st.flags;
