@@ -440,3 +440,29 @@ fn force_rport_answers_and_routes_to_the_source_port() {
     h.recv(addr(CALLEE), &answer(&fwd, 200, "c"));
     assert_eq!(finals(&h.sent_to(addr(CALLER))), [200]);
 }
+
+#[test]
+fn t_check_trans_finds_the_invite_a_cancel_is_for() {
+    let route = format!(
+        "if (method == \"CANCEL\") {{ if (t_check_trans()) {{ t_relay(); }} else {{ sl_send_reply(\"499\", \"no transaction\"); }} exit; }}\n\
+         if (!t_precheck_trans()) {{ t_check_trans(); }}\n{}",
+        relay_to(CALLEE)
+    );
+    let mut h = Harness::new(&config(&route, "failure_route[1] { }"), 1);
+    h.recv(addr(CALLER), &invite("chk"));
+    let sent = h.sent_to(addr(CALLEE));
+    let inv = only(&sent, "INVITE")[0].clone();
+    // §9.1: a CANCEL goes down once the branch had a provisional.
+    h.recv(addr(CALLEE), &answer(&inv, 180, "c"));
+    h.sent();
+    h.recv(addr(CALLER), &request("CANCEL", "chk", "CANCEL", None));
+    let up: Vec<u16> = h
+        .sent_to(addr(CALLER))
+        .iter()
+        .filter_map(Sent::status)
+        .collect();
+    assert!(up.contains(&200), "{up:?}");
+    assert_eq!(only(&h.sent_to(addr(CALLEE)), "CANCEL").len(), 1);
+    h.recv(addr(CALLER), &request("CANCEL", "nosuch", "CANCEL", None));
+    assert_eq!(finals(&h.sent_to(addr(CALLER))), [499]);
+}

@@ -25,6 +25,8 @@ const T_ON_BRANCH: u8 = 7;
 const T_REPLICATE: u8 = 8;
 const T_IS_SET: u8 = 9;
 const T_IS_CANCELED: u8 = 10;
+const T_CHECK_TRANS: u8 = 11;
+const T_PRECHECK_TRANS: u8 = 12;
 
 pub static MODULE: Module = Module {
     name: "tm",
@@ -80,6 +82,14 @@ pub static MODULE: Module = Module {
             Routes::ANY,
         ),
         action("t_is_set", T_IS_SET, (1, 1), route_kind_name, Routes::ANY),
+        action("t_check_trans", T_CHECK_TRANS, (0, 0), no_args, Routes::ANY),
+        action(
+            "t_precheck_trans",
+            T_PRECHECK_TRANS,
+            (0, 0),
+            no_args,
+            Routes::REQUEST,
+        ),
         action("t_is_canceled", T_IS_CANCELED, (0, 0), no_args, Routes::ANY),
         action(
             "t_replicate",
@@ -256,6 +266,12 @@ pub(super) fn run(
         // rser runs no failure_route for a cancelled transaction (Kamailio
         // does, for the script to ask this), so there it is false; in the
         // request route, whether a CANCEL ended the transaction already.
+        (T_CHECK_TRANS, []) => tm.t_check_trans(ctx),
+        // Kamailio's asks whether another process is at work on the same
+        // request before its transaction exists. Here two copies racing
+        // are resolved when the transaction is inserted (the later one is
+        // absorbed), so no script need wait: false.
+        (T_PRECHECK_TRANS, []) => -1,
         (T_IS_CANCELED, []) => match tm.is_canceled() {
             true => 1,
             false => -1,

@@ -103,6 +103,46 @@ impl TmState {
     /// the reply is sent, kept for retransmissions, and ends the
     /// transaction's server side if final; `headers` are extra header
     /// lines.
+    /// Kamailio's `t_check_trans()`. A CANCEL: true when its INVITE's
+    /// transaction is here (the script then relays it). An ACK: true when
+    /// it belongs to an INVITE transaction here (one to a 2xx: the ACK to
+    /// a non-2xx was absorbed before the script). A reply: true when it is
+    /// a branch's. Another request: its retransmissions never reach the
+    /// script (absorbed with the last reply resent), so a transaction
+    /// found is this request's own, made by `t_newtran()`: the script
+    /// ends (0), as Kamailio's for a retransmission; none: false.
+    pub(crate) fn t_check_trans(&self, ctx: &MsgCtx<'_, '_>) -> i32 {
+        let Some(table) = self.table else {
+            return -1;
+        };
+        let msg = ctx.msg;
+        if !msg.is_request() {
+            let ours = msg
+                .top_via()
+                .ok()
+                .and_then(|v| v.branch)
+                .and_then(super::key::BranchId::decode)
+                .is_some_and(|id| {
+                    let mut l = table.lock(id.bucket);
+                    table.slot(&mut l, id.slot, id.generation).is_some()
+                });
+            return if ours { 1 } else { -1 };
+        }
+        let cancel = msg.method() == Some(Method::Cancel);
+        let Some(key) = super::key::server_key(msg, cancel) else {
+            return -1;
+        };
+        let bucket = table.bucket_of(key);
+        let l = table.lock(bucket);
+        let found = table.find(&l, bucket, key).is_some();
+        drop(l);
+        match (found, msg.method()) {
+            (false, _) => -1,
+            (true, Some(Method::Cancel | Method::Ack)) => 1,
+            (true, _) => 0,
+        }
+    }
+
     /// Whether the current transaction was cancelled.
     pub(crate) fn is_canceled(&self) -> bool {
         let (Some(table), Some(t)) = (self.table, self.cur_txn) else {
