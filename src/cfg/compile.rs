@@ -693,6 +693,7 @@ impl Compiler<'_> {
             Builtin::RevertUri => Action::RevertUri,
             Builtin::SetFlag => Action::SetFlag(int_in(&a[0], 0, MAX_FLAG)? as u8),
             Builtin::ForceRport => Action::ForceRport,
+            Builtin::SetReplyNoConnect => Action::SetReplyNoConnect,
             Builtin::ResetFlag => Action::ResetFlag(int_in(&a[0], 0, MAX_FLAG)? as u8),
             Builtin::IsFlagSet => Action::IsFlagSet(int_in(&a[0], 0, MAX_FLAG)? as u8),
             // SER's `len_gt(max_len)`: longer than the largest message

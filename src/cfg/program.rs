@@ -326,6 +326,9 @@ pub enum Action {
     /// (RFC 3581): replies go to its source port, and the Via forwarded
     /// carries `rport=` and `received=`.
     ForceRport,
+    /// Kamailio's `set_reply_no_connect()`: a reply to this request is
+    /// not to open a connection (the sender's may be gone behind NAT).
+    SetReplyNoConnect,
     ResetFlag(u8),
     IsFlagSet(u8),
     LenGt(usize),
@@ -576,6 +579,7 @@ impl Program {
             Action::RevertUri => "revert_uri()".into(),
             Action::SetFlag(f) => format!("setflag({f})"),
             Action::ForceRport => "force_rport()".into(),
+            Action::SetReplyNoConnect => "set_reply_no_connect()".into(),
             Action::ResetFlag(f) => format!("resetflag({f})"),
             Action::IsFlagSet(f) => format!("isflagset({f})"),
             Action::LenGt(n) => format!("len_gt({n})"),

@@ -66,6 +66,10 @@ pub struct ScriptState {
     /// `force_rport()` was called: the top Via is treated as asking for
     /// `rport` (RFC 3581 §4).
     pub force_rport: bool,
+    /// `set_reply_no_connect()`: replies must not open a connection. Over
+    /// UDP, the only transport served yet, none is ever opened; a
+    /// connection-oriented transport reads this.
+    pub reply_no_connect: bool,
     /// `$var(x)` values, by index; kept from one message to the next in
     /// this process, as Kamailio's.
     pub vars: Vec<VarValue>,
@@ -101,6 +105,7 @@ impl ScriptState {
         self.last_ret = 1;
         self.branch_idx = 0;
         self.force_rport = false;
+        self.reply_no_connect = false;
     }
 }
 

@@ -346,6 +346,10 @@ impl<'p> Vm<'p> {
                 ctx.revert_uri();
                 TRUE
             }
+            Action::SetReplyNoConnect => {
+                ctx.st.reply_no_connect = true;
+                TRUE
+            }
             Action::ForceRport => {
                 ctx.st.force_rport = true;
                 TRUE

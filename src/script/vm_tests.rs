@@ -460,3 +460,22 @@ fn switch_falls_through_until_break_and_while_loops() {
         r.outcome
     );
 }
+
+#[test]
+fn set_reply_no_connect_and_force_rport_mark_the_message() {
+    let c = config("route { set_reply_no_connect(); force_rport(); }");
+    let vm = crate::script::Vm::new(&c);
+    let mut st = crate::script::ScriptState::new();
+    let raw = request("OPTIONS", "sip:a@b");
+    let msg = crate::sip::Message::parse(&raw).unwrap();
+    let mut ctx = crate::script::MsgCtx::new(
+        &msg,
+        "192.0.2.1:5060".parse().unwrap(),
+        "192.0.2.2:5060".parse().unwrap(),
+        crate::cfg::settings::Proto::Udp,
+        &mut st,
+    );
+    let mut host = crate::script::testing::Recorder::for_program(&c.program);
+    vm.run(c.program.main_route().unwrap(), &mut ctx, &mut host);
+    assert!(ctx.st.reply_no_connect && ctx.st.force_rport);
+}
