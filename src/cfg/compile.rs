@@ -337,6 +337,7 @@ impl Compiler<'_> {
         use crate::cfg::program::{AssignTarget, Val};
         let target = match self.pv(target, pos)? {
             crate::cfg::pv::Pv::Var(i) => AssignTarget::Var(i),
+            crate::cfg::pv::Pv::Avp(i) => AssignTarget::Avp(i),
             crate::cfg::pv::Pv::Ruri => AssignTarget::Ruri,
             crate::cfg::pv::Pv::RuriUser => AssignTarget::RuriUser,
             crate::cfg::pv::Pv::RuriDomain => AssignTarget::RuriDomain,
@@ -344,7 +345,9 @@ impl Compiler<'_> {
             _ => {
                 return Err(ConfigError::new(
                     pos,
-                    format!("'{target}' cannot be assigned ($var, $ru, $rU, $rd and $du can)"),
+                    format!(
+                        "'{target}' cannot be assigned ($var, $avp, $ru, $rU, $rd and $du can)"
+                    ),
                 ));
             }
         };
@@ -366,9 +369,19 @@ impl Compiler<'_> {
 
     /// A pseudo-variable rser provides; any other is an error naming it.
     fn pv(&self, text: &str, pos: Pos) -> Res<crate::cfg::pv::Pv> {
-        crate::cfg::pv::Pv::parse(text).ok_or_else(|| {
+        let pv = crate::cfg::pv::Pv::parse(text).ok_or_else(|| {
             ConfigError::new(pos, format!("pseudo-variable '{text}' is not provided"))
-        })
+        })?;
+        if matches!(pv, crate::cfg::pv::Pv::Avp(_)) && self.kind != RouteKind::Request {
+            return Err(ConfigError::new(
+                pos,
+                format!(
+                    "'{text}' in {}: AVPs are not carried with the transaction yet (request routes only)",
+                    self.kind.name()
+                ),
+            ));
+        }
+        Ok(pv)
     }
 
     /// `$pv op rhs` (Kamailio's comparisons: text case-sensitive, numbers

@@ -232,6 +232,8 @@ pub enum Test {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AssignTarget {
     Var(u16),
+    /// `$avp(name) = value` adds a value; `= $null` removes them all.
+    Avp(u16),
     /// `$ru`, `$rU`, `$rd`: the current Request-URI, its user, its host.
     Ruri,
     RuriUser,
@@ -540,6 +542,12 @@ impl Program {
             Action::Assign { target, value } => {
                 let t = match target {
                     AssignTarget::Var(i) => format!("$var({})", super::pv::var_name(*i)),
+                    AssignTarget::Avp(i) => {
+                        format!(
+                            "$avp({})",
+                            super::pv::var_name(*i).trim_start_matches("avp:")
+                        )
+                    }
                     AssignTarget::Ruri => "$ru".into(),
                     AssignTarget::RuriUser => "$rU".into(),
                     AssignTarget::RuriDomain => "$rd".into(),

@@ -55,6 +55,10 @@ pub enum Pv {
     RetCode,
     /// `$T_branch_idx`: in branch_route, the branch's index (else 0).
     BranchIdx,
+    /// `$avp(name)`: a value attached to the message being scripted (its
+    /// last one), in the request route only for now (Kamailio carries
+    /// AVPs with the transaction into failure and reply routes).
+    Avp(u16),
     /// `$var(name)`: a worker's own variable (it keeps its value from one
     /// message to the next, as Kamailio's), by its index in [`var_name`]'s
     /// table.
@@ -122,6 +126,18 @@ impl Pv {
     /// `$null`); `None` for one rser does not provide.
     pub fn parse(text: &str) -> Option<Pv> {
         let rest = text.strip_prefix('$')?;
+        if let Some(name) = rest.strip_prefix("avp(").and_then(|r| r.strip_suffix(')')) {
+            // `$avp(s:name)` is Kamailio's old form of `$avp(name)`.
+            let name = name.strip_prefix("s:").unwrap_or(name);
+            let ok = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+            return ok
+                .then(|| var_index(&format!("avp:{name}")))
+                .flatten()
+                .map(Pv::Avp);
+        }
         match rest {
             "null" => return Some(Pv::Null),
             "rc" | "retcode" => return Some(Pv::RetCode),
@@ -240,6 +256,9 @@ impl fmt::Display for Format {
                 Part::Var(Pv::Null) => write!(f, "$null")?,
                 Part::Var(Pv::RetCode) => write!(f, "$rc")?,
                 Part::Var(Pv::BranchIdx) => write!(f, "$T_branch_idx")?,
+                Part::Var(Pv::Avp(i)) => {
+                    write!(f, "$avp({})", var_name(*i).trim_start_matches("avp:"))?
+                }
                 Part::Var(Pv::Var(i)) => write!(f, "$var({})", var_name(*i))?,
                 Part::Var(v) => {
                     let name = NAMES.iter().find(|(_, p)| p == v).map_or("?", |(n, _)| n);

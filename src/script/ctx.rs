@@ -70,6 +70,8 @@ pub struct ScriptState {
     /// UDP, the only transport served yet, none is ever opened; a
     /// connection-oriented transport reads this.
     pub reply_no_connect: bool,
+    /// `$avp(name)` values of this message, in the order set.
+    pub avps: Vec<(u16, VarValue)>,
     /// `$var(x)` values, by index; kept from one message to the next in
     /// this process, as Kamailio's.
     pub vars: Vec<VarValue>,
@@ -106,6 +108,7 @@ impl ScriptState {
         self.branch_idx = 0;
         self.force_rport = false;
         self.reply_no_connect = false;
+        self.avps.clear();
     }
 }
 

@@ -80,6 +80,13 @@ fn value(v: &Pv, ctx: &MsgCtx<'_, '_>, out: &mut Vec<u8>) {
         Pv::RetCode => {
             let _ = write!(out, "{}", ctx.st.last_ret);
         }
+        Pv::Avp(i) => match ctx.st.avps.iter().rev().find(|(n, _)| n == i) {
+            Some((_, crate::script::ctx::VarValue::Int(n))) => {
+                let _ = write!(out, "{n}");
+            }
+            Some((_, crate::script::ctx::VarValue::Str(s))) => out.extend_from_slice(s),
+            _ => {}
+        },
         Pv::BranchIdx => {
             let _ = write!(out, "{}", ctx.st.branch_idx);
         }

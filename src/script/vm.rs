@@ -283,6 +283,17 @@ impl<'p> Vm<'p> {
                         ctx.st.vars[i] = v;
                         TRUE
                     }
+                    AssignTarget::Avp(i) => {
+                        if v == VarValue::Null {
+                            ctx.st.avps.retain(|(n, _)| n != i);
+                        } else if ctx.st.avps.len() < MAX_AVPS {
+                            ctx.st.avps.push((*i, v));
+                        } else {
+                            log::warn!("script: more than {MAX_AVPS} AVPs on one message; not set");
+                            return FALSE;
+                        }
+                        TRUE
+                    }
                     AssignTarget::Ruri => self.rewrite(ctx, Rewrite::Uri(&text_of(&v))),
                     AssignTarget::RuriUser => self.rewrite(ctx, Rewrite::User(&text_of(&v))),
                     AssignTarget::RuriDomain => self.rewrite(ctx, Rewrite::Host(&text_of(&v))),
@@ -578,6 +589,9 @@ fn destination(
     })
 }
 
+/// AVPs one message may carry.
+const MAX_AVPS: usize = 64;
+
 /// A value's text (a number in decimal).
 fn text_of(v: &VarValue) -> std::borrow::Cow<'_, [u8]> {
     match v {
@@ -612,6 +626,14 @@ fn eval(v: &Val, ctx: &MsgCtx<'_, '_>) -> VarValue {
             .vars
             .get(usize::from(*i))
             .cloned()
+            .unwrap_or_default(),
+        Val::Pv(Pv::Avp(i)) => ctx
+            .st
+            .avps
+            .iter()
+            .rev()
+            .find(|(n, _)| n == i)
+            .map(|(_, v)| v.clone())
             .unwrap_or_default(),
         Val::Pv(pv) => {
             let mut out = Vec::new();

@@ -479,3 +479,33 @@ fn set_reply_no_connect_and_force_rport_mark_the_message() {
     vm.run(c.program.main_route().unwrap(), &mut ctx, &mut host);
     assert!(ctx.st.reply_no_connect && ctx.st.force_rport);
 }
+
+#[test]
+fn avps_in_the_request_route() {
+    let c = config(
+        r#"
+        loadmodule "sl.so"
+        route {
+            $avp(oexten) = $rU;
+            $avp(s:n) = 1;
+            $avp(n) = 2;
+            if ($avp(oexten) == "bob" && $avp(n) == 2) { sl_send_reply("200", "last value"); }
+            $avp(n) = $null;
+            if (!$avp(n)) { sl_send_reply("200", "removed"); }
+        }
+    "#,
+    );
+    assert_eq!(
+        replies(&run(&c, "INVITE", "sip:bob@b").events),
+        ["last value", "removed"]
+    );
+    let e = crate::cfg::load(
+        "loadmodule \"tm.so\"\nroute { t_on_failure(\"f\"); }\nfailure_route[f] { if ($avp(x) == 1) { drop; } }",
+    )
+    .expect_err("an error");
+    assert!(
+        e[0].msg
+            .contains("'$avp(x)' in failure_route: AVPs are not carried with the transaction yet"),
+        "{e:?}"
+    );
+}
