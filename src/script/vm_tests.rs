@@ -288,13 +288,13 @@ fn pseudo_variables_as_operands_kamailio_style() {
 
 #[test]
 fn a_pseudo_variable_rser_does_not_provide_is_a_load_error() {
-    let e = crate::cfg::load("route { if ($avp(x) == 1) { drop; } if ($fU < \"a\") { drop; } }")
+    let e = crate::cfg::load("route { if ($sht(x) == 1) { drop; } if ($fU < \"a\") { drop; } }")
         .expect_err("errors");
     let text: Vec<String> = e.iter().map(|e| e.to_string()).collect();
     assert_eq!(
         text,
         [
-            "1:13: error: pseudo-variable '$avp(x)' is not provided",
+            "1:13: error: pseudo-variable '$sht(x)' is not provided",
             "1:41: error: compare a pseudo-variable with a string, a number, a regular expression or another pseudo-variable"
         ]
     );
@@ -343,7 +343,7 @@ fn assignments_to_var_and_the_request_uri() {
     assert_eq!(
         text,
         [
-            "1:9: error: '$fU' cannot be assigned ($var, $ru, $rU, $rd and $du can)",
+            "1:9: error: '$fU' cannot be assigned ($var, $avp, $ru, $rU, $rd and $du can)",
             "1:20: error: pseudo-variable '$nosuch' is not provided"
         ]
     );
