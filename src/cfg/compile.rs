@@ -707,6 +707,34 @@ impl Compiler<'_> {
             Builtin::SetFlag => Action::SetFlag(int_in(&a[0], 0, MAX_FLAG)? as u8),
             Builtin::ForceRport => Action::ForceRport,
             Builtin::SetReplyNoConnect => Action::SetReplyNoConnect,
+            Builtin::SetBFlag | Builtin::ResetBFlag | Builtin::IsBFlagSet => {
+                // Only the Request-URI's branch (0) has flags here; the
+                // routes that see a transaction's branches are refused.
+                if let Some(b) = a.get(1)
+                    && int_in(b, 0, 0).is_err()
+                {
+                    return Err(ConfigError::new(
+                        b.pos(),
+                        "branch flags of a branch other than 0 are not provided".into(),
+                    ));
+                }
+                if matches!(self.kind, RouteKind::Failure | RouteKind::Reply) {
+                    return Err(ConfigError::new(
+                        call.pos,
+                        format!(
+                            "{} in {}: a transaction's branch flags are not kept yet",
+                            call.name,
+                            self.kind.name()
+                        ),
+                    ));
+                }
+                let f = int_in(&a[0], 0, 31)? as u8;
+                match func {
+                    Builtin::SetBFlag => Action::SetBFlag(f),
+                    Builtin::ResetBFlag => Action::ResetBFlag(f),
+                    _ => Action::IsBFlagSet(f),
+                }
+            }
             Builtin::ResetFlag => Action::ResetFlag(int_in(&a[0], 0, MAX_FLAG)? as u8),
             Builtin::IsFlagSet => Action::IsFlagSet(int_in(&a[0], 0, MAX_FLAG)? as u8),
             // SER's `len_gt(max_len)`: longer than the largest message

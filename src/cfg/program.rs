@@ -331,6 +331,10 @@ pub enum Action {
     /// Kamailio's `set_reply_no_connect()`: a reply to this request is
     /// not to open a connection (the sender's may be gone behind NAT).
     SetReplyNoConnect,
+    /// Kamailio's branch flags, of the Request-URI's branch (0).
+    SetBFlag(u8),
+    ResetBFlag(u8),
+    IsBFlagSet(u8),
     ResetFlag(u8),
     IsFlagSet(u8),
     LenGt(usize),
@@ -588,6 +592,9 @@ impl Program {
             Action::SetFlag(f) => format!("setflag({f})"),
             Action::ForceRport => "force_rport()".into(),
             Action::SetReplyNoConnect => "set_reply_no_connect()".into(),
+            Action::SetBFlag(f) => format!("setbflag({f})"),
+            Action::ResetBFlag(f) => format!("resetbflag({f})"),
+            Action::IsBFlagSet(f) => format!("isbflagset({f})"),
             Action::ResetFlag(f) => format!("resetflag({f})"),
             Action::IsFlagSet(f) => format!("isflagset({f})"),
             Action::LenGt(n) => format!("len_gt({n})"),

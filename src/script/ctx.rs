@@ -70,6 +70,10 @@ pub struct ScriptState {
     /// UDP, the only transport served yet, none is ever opened; a
     /// connection-oriented transport reads this.
     pub reply_no_connect: bool,
+    /// The branch flags of the Request-URI's branch (Kamailio's
+    /// `setbflag`): `save()` keeps them with the contacts, `lookup()` gives
+    /// the chosen contact's back.
+    pub bflags: u32,
     /// `$avp(name)` values of this message, in the order set.
     pub avps: Vec<(u16, VarValue)>,
     /// `$var(x)` values, by index; kept from one message to the next in
@@ -109,6 +113,7 @@ impl ScriptState {
         self.force_rport = false;
         self.reply_no_connect = false;
         self.avps.clear();
+        self.bflags = 0;
     }
 }
 

@@ -357,6 +357,21 @@ impl<'p> Vm<'p> {
                 ctx.revert_uri();
                 TRUE
             }
+            Action::SetBFlag(f) => {
+                ctx.st.bflags |= 1 << f;
+                TRUE
+            }
+            Action::ResetBFlag(f) => {
+                ctx.st.bflags &= !(1 << f);
+                TRUE
+            }
+            Action::IsBFlagSet(f) => {
+                if ctx.st.bflags & (1 << f) != 0 {
+                    TRUE
+                } else {
+                    FALSE
+                }
+            }
             Action::SetReplyNoConnect => {
                 ctx.st.reply_no_connect = true;
                 TRUE

@@ -466,3 +466,47 @@ fn t_check_trans_finds_the_invite_a_cancel_is_for() {
     h.recv(addr(CALLER), &request("CANCEL", "nosuch", "CANCEL", None));
     assert_eq!(finals(&h.sent_to(addr(CALLER))), [499]);
 }
+
+#[test]
+fn branch_flags_are_kept_with_the_contact_and_given_back_by_lookup() {
+    let cfg = "loadmodule \"sl.so\"\nloadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\n\
+               route {\n\
+                 if (method == \"REGISTER\") { if ($hdr(X-Nat)) { setbflag(6); } save(\"location\"); exit; }\n\
+                 if (!lookup(\"location\")) { sl_send_reply(\"404\", \"Not Found\"); exit; }\n\
+                 if (isbflagset(6)) { sl_send_reply(\"299\", \"natted\"); } else { sl_send_reply(\"298\", \"not natted\"); }\n\
+               }\n";
+    let mut h = Harness::new(cfg, 1);
+    let register = |user: &str, nat: bool| {
+        request("REGISTER", &format!("reg-{user}"), "REGISTER", None)
+            .replace(
+                "To: <sip:bob@example.com>",
+                &format!("To: <sip:{user}@example.com>"),
+            )
+            .replace(
+                "Contact: <sip:alice@127.0.0.1:7001>",
+                &format!(
+                    "Contact: <sip:{user}@127.0.0.1:7001>{}",
+                    if nat { "\r\nX-Nat: 1" } else { "" }
+                ),
+            )
+    };
+    h.recv(addr(CALLER), &register("bob", true));
+    h.recv(addr(CALLER), &register("carol", false));
+    assert_eq!(finals(&h.sent_to(addr(CALLER))), [200, 200]);
+    h.recv(addr(OTHER), &request("INVITE", "call-bob", "INVITE", None));
+    let call_carol = request("INVITE", "call-carol", "INVITE", None)
+        .replace("sip:bob@example.com", "sip:carol@example.com");
+    h.recv(addr(OTHER), &call_carol);
+    // Replies go to the Via's sent-by, CALLER's.
+    assert_eq!(finals(&h.sent_to(addr(CALLER))), [299, 298]);
+    let e = crate::cfg::load(&config(
+        "t_on_failure(\"1\"); t_relay();",
+        "failure_route[1] { setbflag(1); }",
+    ))
+    .expect_err("an error");
+    assert!(
+        e[0].msg
+            .contains("setbflag in failure_route: a transaction's branch flags are not kept yet"),
+        "{e:?}"
+    );
+}

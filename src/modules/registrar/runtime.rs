@@ -147,6 +147,7 @@ impl RegistrarState<'_> {
             q: w.q.unwrap_or(Q_NONE),
             sock: cx.shell.in_sock() as u8,
             cseq: cseq.number,
+            cflags: ctx.st.bflags,
             expires: now + u64::from(w.expires),
             updated: now,
         };
@@ -324,6 +325,8 @@ impl RegistrarState<'_> {
         {
             return -1;
         }
+        // The contact's branch flags (`setbflag` at its REGISTER).
+        ctx.st.bflags = found[0].meta.cflags;
         ctx.clear_branches();
         let more = if rs.reg.append_branches {
             &found[1..]

@@ -351,6 +351,9 @@ impl TmState {
         let local = cx.shell.local(cx.shell.in_sock());
         let mut ctx = MsgCtx::new(on, main.src, local, Proto::Udp, &mut st);
         ctx.st.flags = main.st.flags;
+        if idx == 0 {
+            ctx.st.bflags = main.st.bflags;
+        }
         // `$T_branch_idx`: the branch's place among those this relay makes.
         ctx.st.branch_idx = idx as u32;
         ctx.st.dst_uri.extend_from_slice(dst);

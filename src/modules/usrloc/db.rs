@@ -35,9 +35,26 @@ impl Db {
                 "CREATE TABLE IF NOT EXISTS {t} (\
                    aor BLOB NOT NULL, contact BLOB NOT NULL, call_id BLOB NOT NULL, \
                    cseq INTEGER NOT NULL, q INTEGER, expires INTEGER NOT NULL, \
-                   updated INTEGER NOT NULL, PRIMARY KEY (aor, contact))"
+                   updated INTEGER NOT NULL, cflags INTEGER NOT NULL DEFAULT 0, \
+                   PRIMARY KEY (aor, contact))"
             ))
             .map_err(|e| err(&format!("create table {t}"), e))?;
+            // A table made before branch flags were kept gets their column.
+            let has_cflags = conn
+                .query_row(
+                    &format!("SELECT 1 FROM pragma_table_info('{t}') WHERE name = 'cflags'"),
+                    [],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map_err(|e| err("table info", e))?
+                .is_some();
+            if !has_cflags {
+                conn.execute_batch(&format!(
+                    "ALTER TABLE {t} ADD COLUMN cflags INTEGER NOT NULL DEFAULT 0"
+                ))
+                .map_err(|e| err(&format!("add cflags to {t}"), e))?;
+            }
         }
         Ok(Db { conn })
     }
@@ -47,7 +64,7 @@ impl Db {
         let mut st = self
             .conn
             .prepare(&format!(
-                "SELECT aor, contact, call_id, cseq, q, expires, updated FROM {table} \
+                "SELECT aor, contact, call_id, cseq, q, expires, updated, cflags FROM {table} \
                  WHERE expires > ?1"
             ))
             .map_err(|e| err("load", e))?;
@@ -60,6 +77,7 @@ impl Db {
                     call_id: r.get(2)?,
                     meta: Meta {
                         cseq: r.get::<_, i64>(3)? as u32,
+                        cflags: r.get::<_, i64>(7)? as u32,
                         q: q.map_or(Q_NONE, |q| q.clamp(0, 1000) as u16),
                         sock: 0,
                         expires: r.get::<_, i64>(5)? as u64,
@@ -85,8 +103,8 @@ impl Db {
         self.conn
             .prepare_cached(&format!(
                 "INSERT OR REPLACE INTO {table} \
-                 (aor, contact, call_id, cseq, q, expires, updated) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                 (aor, contact, call_id, cseq, q, expires, updated, cflags) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
             ))
             .and_then(|mut st| {
                 st.execute(params![
@@ -96,7 +114,8 @@ impl Db {
                     i64::from(m.cseq),
                     q,
                     m.expires as i64,
-                    m.updated as i64
+                    m.updated as i64,
+                    i64::from(m.cflags)
                 ])
             })
             .map(|_| ())
@@ -178,9 +197,28 @@ mod tests {
             q: 500,
             sock: 3,
             cseq: 7,
+            cflags: 0x40,
             expires,
             updated: 100,
         }
+    }
+
+    #[test]
+    fn a_table_without_cflags_gets_the_column() {
+        let (url, dir) = temp_url("cflags");
+        let conn = crate::db::connect(&url).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE location (aor BLOB NOT NULL, contact BLOB NOT NULL, call_id BLOB NOT NULL, \
+             cseq INTEGER NOT NULL, q INTEGER, expires INTEGER NOT NULL, updated INTEGER NOT NULL, \
+             PRIMARY KEY (aor, contact)); \
+             INSERT INTO location VALUES (x'61', x'62', x'63', 1, NULL, 9999999999, 1);",
+        )
+        .unwrap();
+        drop(conn);
+        let db = Db::open(&url, &["location".to_string()]).unwrap();
+        let rows = db.load("location", 0).unwrap();
+        assert_eq!((rows.len(), rows[0].meta.cflags), (1, 0));
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
@@ -216,6 +254,7 @@ mod tests {
         assert_eq!(rows.len(), 1, "b expired, x deleted");
         assert_eq!(rows[0].contact, b"sip:a@h");
         assert_eq!(rows[0].meta.q, 500);
+        assert_eq!(rows[0].meta.cflags, 0x40, "branch flags are kept");
         assert_eq!(rows[0].meta.sock, 0, "sockets are not kept across restarts");
         assert_eq!(db.delete_expired("location", 60).unwrap(), 1);
         let _ = std::fs::remove_dir_all(dir);

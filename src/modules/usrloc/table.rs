@@ -35,6 +35,9 @@ pub struct Binding {
     aor_len: u16,
     contact_len: u16,
     pub cseq: u32,
+    /// The branch flags the REGISTER's script set (Kamailio's `cflags`):
+    /// `lookup()` gives them back to the call's branch.
+    pub cflags: u32,
     aor_hash: u64,
     /// Unix seconds.
     pub expires: u64,
@@ -58,6 +61,7 @@ pub struct Meta {
     pub q: u16,
     pub sock: u8,
     pub cseq: u32,
+    pub cflags: u32,
     pub expires: u64,
     pub updated: u64,
 }
@@ -111,6 +115,7 @@ impl Location {
             aor_len: 0,
             contact_len: 0,
             cseq: 0,
+            cflags: 0,
             aor_hash: 0,
             expires: 0,
             updated: 0,
@@ -323,6 +328,7 @@ fn meta_of(b: &Binding) -> Meta {
         q: b.q,
         sock: b.sock,
         cseq: b.cseq,
+        cflags: b.cflags,
         expires: b.expires,
         updated: b.updated,
     }
@@ -332,6 +338,7 @@ fn set_meta(b: &mut Binding, m: Meta) {
     b.q = m.q;
     b.sock = m.sock;
     b.cseq = m.cseq;
+    b.cflags = m.cflags;
     b.expires = m.expires;
     b.updated = m.updated;
 }

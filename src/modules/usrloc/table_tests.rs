@@ -12,6 +12,7 @@ fn table(bytes: usize) -> (Region, Location) {
 
 fn meta(expires: u64) -> Meta {
     Meta {
+        cflags: 0,
         q: Q_NONE,
         sock: 0,
         cseq: 1,

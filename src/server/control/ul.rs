@@ -49,6 +49,7 @@ impl Control<'_> {
             },
             sock: 0,
             cseq: ADDED_CSEQ,
+            cflags: 0,
             expires: now + expires as u64,
             updated: now,
         };
