@@ -1,0 +1,144 @@
+//! Debian's stock kamailio.cfg (Kamailio 5.6, package `kamailio`, copied
+//! from the installed package by the test; `tests/setup.sh` installs it)
+//! through `rser -c` unchanged, then doing its default job with only the
+//! listen address given (`-l`): registrations saved, calls between
+//! registered users looked up and record-routed, in-dialog requests
+//! through route[WITHINDLG], CANCEL through t_check_trans, and the
+//! User-Agent scanner filter.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Peer, Server, answer, expect, header, headers, status, temp_dir};
+
+const SEC: Duration = Duration::from_secs(3);
+const STOCK: &str = "/etc/kamailio/kamailio.cfg";
+
+fn stock() -> String {
+    std::fs::read_to_string(STOCK)
+        .unwrap_or_else(|e| panic!("{STOCK}: {e} (tests/setup.sh installs Debian's kamailio)"))
+}
+
+fn register(server: &Server, p: &Peer, user: &str, ua: &str) -> Option<String> {
+    let msg = format!(
+        "REGISTER sip:{srv} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-reg-{user}-{ua};rport\r\n\
+         Max-Forwards: 70\r\nTo: <sip:{user}@{host}>\r\nFrom: <sip:{user}@{host}>;tag=r-{user}\r\n\
+         Call-ID: reg-{user}-{ua}\r\nCSeq: 1 REGISTER\r\nContact: <sip:{user}@{me}>\r\nExpires: 600\r\n\
+         User-Agent: {ua}\r\nContent-Length: 0\r\n\r\n",
+        srv = server.addr,
+        host = server.addr.ip(),
+        me = p.addr
+    );
+    p.send(server.addr, &msg);
+    expect(p, "SIP/2.0 ", Duration::from_millis(700)).map(|(m, _)| m)
+}
+
+fn invite(server: &Server, from: &Peer, to_user: &str, call: &str) -> String {
+    format!(
+        "INVITE sip:{to_user}@{srv} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{call};rport\r\n\
+         Max-Forwards: 70\r\nTo: <sip:{to_user}@{host}>\r\nFrom: <sip:alice@{host}>;tag=a-{call}\r\n\
+         Call-ID: {call}\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@{me}>\r\nContent-Length: 0\r\n\r\n",
+        srv = server.addr,
+        host = server.addr.ip(),
+        me = from.addr
+    )
+}
+
+#[test]
+fn the_stock_config_checks_clean() {
+    let dir = temp_dir("kamailio-stock-check");
+    let file = dir.join("kamailio.cfg");
+    std::fs::write(&file, stock()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rser"))
+        .arg("-c")
+        .arg("-f")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(!said.contains(": error:"), "{said}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_stock_config_registers_calls_cancels_and_filters_scanners() {
+    let server = Server::start(&stock(), 2, &["-m", "32"]);
+    let (alice, bob) = (Peer::new(), Peer::new());
+    let ok = register(&server, &alice, "alice", "softphone").expect("a reply to REGISTER");
+    assert_eq!(status(&ok), Some(200), "{ok}");
+    assert_eq!(
+        status(&register(&server, &bob, "bob", "softphone").unwrap()),
+        Some(200)
+    );
+    // The User-Agent filter: a scanner gets nothing.
+    let scanner = Peer::new();
+    assert!(register(&server, &scanner, "mallory", "friendly-scanner").is_none());
+
+    // A call: looked up, record-routed, answered; ACK and BYE follow the
+    // route set through route[WITHINDLG].
+    alice.send(server.addr, &invite(&server, &alice, "bob", "call-1"));
+    let (inv, from) = expect(&bob, "INVITE ", SEC).expect("the INVITE reaches bob");
+    assert!(
+        inv.starts_with(&format!("INVITE sip:bob@{} SIP/2.0", bob.addr)),
+        "{inv}"
+    );
+    let rr = headers(&inv, "Record-Route");
+    assert_eq!(rr.len(), 1, "{inv}");
+    assert!(rr[0].contains(";lr"), "{inv}");
+    let ok = answer(&inv, 200, "OK", "b1").replace(
+        "Content-Length: 0\r\n",
+        &format!("Contact: <sip:bob@{}>\r\nContent-Length: 0\r\n", bob.addr),
+    );
+    bob.send(from, &ok);
+    let (ok, _) = expect(&alice, "SIP/2.0 200", SEC).expect("the 200 reaches alice");
+    assert_eq!(header(&ok, "Record-Route"), Some(rr[0]));
+    let route = rr[0];
+    let in_dialog = |method: &str, cseq: u32| {
+        format!(
+            "{method} sip:bob@{b} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{method}-1;rport\r\n\
+             Max-Forwards: 70\r\nRoute: {route}\r\nTo: <sip:bob@{host}>;tag=b1\r\n\
+             From: <sip:alice@{host}>;tag=a-call-1\r\nCall-ID: call-1\r\nCSeq: {cseq} {method}\r\n\
+             Content-Length: 0\r\n\r\n",
+            b = bob.addr,
+            me = alice.addr,
+            host = server.addr.ip()
+        )
+    };
+    alice.send(server.addr, &in_dialog("ACK", 1));
+    assert!(
+        expect(&bob, "ACK ", SEC).is_some(),
+        "the ACK follows the route"
+    );
+    alice.send(server.addr, &in_dialog("BYE", 2));
+    let (bye, from) = expect(&bob, "BYE ", SEC).expect("the BYE follows the route");
+    bob.send(from, &answer(&bye, 200, "OK", "b1"));
+    assert!(
+        expect(&alice, "SIP/2.0 200", SEC).is_some(),
+        "the BYE's 200"
+    );
+
+    // CANCEL: t_check_trans finds the INVITE; bob's 487 reaches alice.
+    alice.send(server.addr, &invite(&server, &alice, "bob", "call-2"));
+    let (inv, from) = expect(&bob, "INVITE ", SEC).expect("the second INVITE");
+    bob.send(from, &answer(&inv, 180, "Ringing", "b2"));
+    assert!(expect(&alice, "SIP/2.0 180", SEC).is_some());
+    let cancel = invite(&server, &alice, "bob", "call-2")
+        .replacen("INVITE", "CANCEL", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL")
+        .replace(&format!("Contact: <sip:alice@{}>\r\n", alice.addr), "");
+    alice.send(server.addr, &cancel);
+    let (c, from) = expect(&bob, "CANCEL ", SEC).expect("the CANCEL reaches bob");
+    bob.send(from, &answer(&c, 200, "OK", "b2"));
+    bob.send(from, &answer(&inv, 487, "Request Terminated", "b2"));
+    assert!(
+        expect(&alice, "SIP/2.0 487", SEC).is_some(),
+        "the 487 reaches alice"
+    );
+
+    // Not registered: 404.
+    alice.send(server.addr, &invite(&server, &alice, "nobody", "call-3"));
+    assert!(expect(&alice, "SIP/2.0 404", SEC).is_some());
+}
