@@ -18,7 +18,10 @@
 # printed at the end and written to DIR/summary.md.
 #
 # Usage: bench/compare.sh [--quick] [--out DIR] [--report-only] [SCENARIO ...]
-#   SCENARIO: options forward call register register-auth dispatcher (default: all)
+#   SCENARIO: options forward call register register-auth dispatcher
+#             stock-call stock-register (default: all); the stock-* ones run
+#             Debian's /etc/kamailio/kamailio.cfg on both proxies (package
+#             kamailio), only its children set here
 #   --quick        2 s trials (10 at most), short latency and CPU runs: a smoke run
 #   --out DIR      where JSON, .hgrm, .svg, logs and summary.md go
 #                  (default bench/results/DATE-TIME)
@@ -43,7 +46,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=SCRIPTDIR/scripts/lib.sh
 . bench/scripts/lib.sh
 
-ALL_SCENARIOS=(options forward call register register-auth dispatcher)
+ALL_SCENARIOS=(options forward call register register-auth dispatcher stock-call stock-register)
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 die() { echo "compare.sh: error: $*" >&2; exit 1; }
@@ -479,6 +482,14 @@ scenario_def() {
         # Calls (as `call`) balanced over three UAS destinations.
         KAM_CFG=bench/configs/kamailio/dispatcher.cfg RSER_CFG=bench/configs/dispatcher.cfg
         GEN=(--scenario call --uas "$UAS_ADDR" --uas-count 3) ;;
+    stock-call)
+        # Calls to the UAS's address: not ours, so the stock script's
+        # route(SIPOUT) relays them, record-routed.
+        KAM_CFG=/etc/kamailio/kamailio.cfg RSER_CFG=/etc/kamailio/kamailio.cfg
+        GEN=(--scenario call --uas "$UAS_ADDR") ;;
+    stock-register)
+        KAM_CFG=/etc/kamailio/kamailio.cfg RSER_CFG=/etc/kamailio/kamailio.cfg
+        GEN=(--scenario register --users "$SCRATCH/users.csv" --domain "$DOMAIN") ;;
     *) die "no definition for scenario $1" ;;
     esac
 }
