@@ -485,11 +485,15 @@ scenario_def() {
     stock-call)
         # Calls to the UAS's address: not ours, so the stock script's
         # route(SIPOUT) relays them, record-routed.
+        # From a user of the proxy's own domain: the stock script relays
+        # only for those (route[AUTH]: not an open relay).
         KAM_CFG=/etc/kamailio/kamailio.cfg RSER_CFG=/etc/kamailio/kamailio.cfg
-        GEN=(--scenario call --uas "$UAS_ADDR") ;;
+        GEN=(--scenario call --uas "$UAS_ADDR" --from "sip:bench@${PROXY_ADDR%:*}") ;;
     stock-register)
+        # Addresses of the proxy's own domain (its address: the stock
+        # script has no alias).
         KAM_CFG=/etc/kamailio/kamailio.cfg RSER_CFG=/etc/kamailio/kamailio.cfg
-        GEN=(--scenario register --users "$SCRATCH/users.csv" --domain "$DOMAIN") ;;
+        GEN=(--scenario register --users "$SCRATCH/users.csv" --domain "${PROXY_ADDR%:*}") ;;
     *) die "no definition for scenario $1" ;;
     esac
 }

@@ -62,6 +62,10 @@ struct Args {
     /// Domain of the registered addresses (default: the target's host).
     #[arg(long)]
     domain: Option<String>,
+    /// The calls' From URI (a proxy relaying only for its own users wants
+    /// one of its domain).
+    #[arg(long, default_value = "sip:bench@rser-bench")]
+    from: String,
     /// A transaction with no final reply by then has failed.
     #[arg(long, default_value = "8s", value_parser = parse_duration)]
     timeout: Duration,
@@ -172,6 +176,7 @@ fn run(args: &Args) -> Result<(), String> {
             locals: sockets.uac_addrs.clone(),
             users: users.clone(),
             domain: domain.clone(),
+            caller: args.from.clone(),
             loss: args.loss / 100.0,
             timeout_us: args.timeout.as_micros() as u64,
             max_inflight: args.max_inflight,

@@ -71,6 +71,9 @@ pub struct Setup {
     pub locals: Vec<SocketAddr>,
     pub users: Vec<User>,
     pub domain: String,
+    /// The calls' From URI (`--from`): a proxy that relays only for its
+    /// own users (Kamailio's stock config) needs one of its domain.
+    pub caller: String,
     /// Share of our own datagrams dropped, 0..1.
     pub loss: f64,
     pub timeout_us: u64,
@@ -394,16 +397,16 @@ impl Driver {
         };
         // In a dialog, From and To stay those of the INVITE; a
         // registration's are both the address of record.
-        const CALLER: &[u8] = b"sip:bench@rser-bench";
+        let caller = self.setup.caller.as_bytes();
         let (ruri, from_uri, to_uri, to_tag): (&[u8], &[u8], &[u8], _) = match s.state {
             UacState::Bye => (
                 &s.ruri,
-                CALLER,
+                caller,
                 b"sip:service@rser-bench",
                 Some(&s.to_tag[..]),
             ),
             UacState::Registering { .. } => (&uri_a, &uri_b, &uri_b, None),
-            _ => (&uri_a, CALLER, &uri_a, None),
+            _ => (&uri_a, caller, &uri_a, None),
         };
         let req = Request {
             method,
@@ -658,7 +661,7 @@ impl Driver {
             local,
             ids,
             seq: s.seq,
-            from_uri: b"sip:bench@rser-bench",
+            from_uri: self.setup.caller.as_bytes(),
             to_uri: b"sip:service@rser-bench",
             to_tag: Some(&s.to_tag),
             cseq: s.cseq,
@@ -689,7 +692,7 @@ impl Driver {
             local,
             ids,
             seq: s.seq,
-            from_uri: b"sip:bench@rser-bench",
+            from_uri: self.setup.caller.as_bytes(),
             to_uri: ruri.as_bytes(),
             to_tag,
             cseq: s.cseq,

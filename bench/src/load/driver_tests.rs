@@ -39,6 +39,7 @@ fn driver_with(scenario: Scenario, users: Vec<User>, loss: f64, max_inflight: us
         locals: vec!["127.0.0.1:4000".parse().unwrap()],
         users,
         domain: "example.net".into(),
+        caller: "sip:bench@rser-bench".into(),
         loss,
         timeout_us: 8_000_000,
         max_inflight,
