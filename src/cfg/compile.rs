@@ -244,21 +244,8 @@ impl Compiler<'_> {
                 ));
             }
             Expr::Pv { pv, pos } => {
-                match self.pv(pv, *pos) {
-                    Ok(pv) => {
-                        self.prog.tests.push(Test::PvTrue(pv));
-                        let i = self.prog.tests.len() as u32 - 1;
-                        self.emit(Insn::Test(i), *pos);
-                    }
-                    Err(err) => self.error(err),
-                }
-                out.push(self.emit(
-                    Insn::JumpIf {
-                        target: UNPLACED,
-                        when,
-                    },
-                    *pos,
-                ));
+                let t = self.pv(pv, *pos).map(Test::PvTrue);
+                out.push(self.test_jump(t, *pos, when));
             }
             Expr::Cmp {
                 operand,
@@ -266,23 +253,30 @@ impl Compiler<'_> {
                 rhs,
                 pos,
             } => {
-                match self.test(operand, *op, rhs, *pos) {
-                    Ok(t) => {
-                        self.prog.tests.push(t);
-                        let i = self.prog.tests.len() as u32 - 1;
-                        self.emit(Insn::Test(i), *pos);
-                    }
-                    Err(err) => self.error(err),
-                }
-                out.push(self.emit(
-                    Insn::JumpIf {
-                        target: UNPLACED,
-                        when,
-                    },
-                    *pos,
-                ));
+                let t = self.test(operand, *op, rhs, *pos);
+                out.push(self.test_jump(t, *pos, when));
             }
         }
+    }
+
+    /// Emits test `t` (an error is recorded instead) and a jump, not yet
+    /// placed, taken when its truth is `when`; returns the jump.
+    fn test_jump(&mut self, t: Res<Test>, pos: Pos, when: bool) -> usize {
+        match t {
+            Ok(t) => {
+                self.prog.tests.push(t);
+                let i = self.prog.tests.len() as u32 - 1;
+                self.emit(Insn::Test(i), pos);
+            }
+            Err(err) => self.error(err),
+        }
+        self.emit(
+            Insn::JumpIf {
+                target: UNPLACED,
+                when,
+            },
+            pos,
+        )
     }
 
     // ---- conditions ----
@@ -295,21 +289,8 @@ impl Compiler<'_> {
         for case in cases {
             let mut jumps = Vec::new();
             if let Some(value) = &case.value {
-                match self.pv_test(pv, CmpOp::Eq, value, case.pos) {
-                    Ok(t) => {
-                        self.prog.tests.push(t);
-                        let i = self.prog.tests.len() as u32 - 1;
-                        self.emit(Insn::Test(i), case.pos);
-                        jumps.push(self.emit(
-                            Insn::JumpIf {
-                                target: UNPLACED,
-                                when: true,
-                            },
-                            case.pos,
-                        ));
-                    }
-                    Err(e) => self.error(e),
-                }
+                let t = self.pv_test(pv, CmpOp::Eq, value, case.pos);
+                jumps.push(self.test_jump(t, case.pos, true));
             }
             to_body.push(jumps);
         }

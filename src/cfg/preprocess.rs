@@ -157,7 +157,7 @@ impl Pp<'_> {
                         None => break,
                     }
                 }
-                self.directive(&line, origin, depth);
+                self.directive(&line, origin);
                 for k in 0..=taken {
                     self.emit(
                         "",
@@ -183,7 +183,7 @@ impl Pp<'_> {
         }
     }
 
-    fn directive(&mut self, text: &str, at: Origin, depth: usize) {
+    fn directive(&mut self, text: &str, at: Origin) {
         let text = text.trim();
         let (word, rest) = text
             .split_once(|c: char| c.is_whitespace())
@@ -271,7 +271,6 @@ impl Pp<'_> {
             },
             _ => self.error(at, format!("unknown preprocessor directive '#!{word}'")),
         }
-        let _ = depth;
     }
 
     fn include(&mut self, target: (&str, bool), at: Origin, depth: usize) {

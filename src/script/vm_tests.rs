@@ -14,6 +14,23 @@ fn replies(events: &[Event]) -> Vec<String> {
         .collect()
 }
 
+/// Runs the main route of `c` on an OPTIONS with the worker's state `st`
+/// (kept by the caller from one message to the next); the replies sent.
+fn replies_keeping(c: &crate::cfg::Config, st: &mut crate::script::ScriptState) -> Vec<String> {
+    let raw = request("OPTIONS", "sip:a@b");
+    let msg = crate::sip::Message::parse(&raw).unwrap();
+    let mut ctx = crate::script::MsgCtx::new(
+        &msg,
+        "192.0.2.1:5060".parse().unwrap(),
+        "192.0.2.2:5060".parse().unwrap(),
+        crate::cfg::settings::Proto::Udp,
+        st,
+    );
+    let mut host = crate::script::testing::Recorder::for_program(&c.program);
+    crate::script::Vm::new(c).run(c.program.main_route().unwrap(), &mut ctx, &mut host);
+    replies(&host.events)
+}
+
 #[test]
 fn route_calls_return_values_and_break() {
     let c = config(
@@ -360,23 +377,8 @@ fn a_var_keeps_its_value_from_one_message_to_the_next() {
         }
     "#,
     );
-    let vm = crate::script::Vm::new(&c);
     let mut st = crate::script::ScriptState::new();
-    let mut seen = Vec::new();
-    for _ in 0..3 {
-        let raw = request("OPTIONS", "sip:a@b");
-        let msg = crate::sip::Message::parse(&raw).unwrap();
-        let mut ctx = crate::script::MsgCtx::new(
-            &msg,
-            "192.0.2.1:5060".parse().unwrap(),
-            "192.0.2.2:5060".parse().unwrap(),
-            crate::cfg::settings::Proto::Udp,
-            &mut st,
-        );
-        let mut host = crate::script::testing::Recorder::for_program(&c.program);
-        vm.run(c.program.main_route().unwrap(), &mut ctx, &mut host);
-        seen.push(replies(&host.events).len());
-    }
+    let seen: Vec<usize> = (0..3).map(|_| replies_keeping(&c, &mut st).len()).collect();
     assert_eq!(seen, [0, 1, 0]);
 }
 
@@ -464,20 +466,9 @@ fn switch_falls_through_until_break_and_while_loops() {
 #[test]
 fn set_reply_no_connect_and_force_rport_mark_the_message() {
     let c = config("route { set_reply_no_connect(); force_rport(); }");
-    let vm = crate::script::Vm::new(&c);
     let mut st = crate::script::ScriptState::new();
-    let raw = request("OPTIONS", "sip:a@b");
-    let msg = crate::sip::Message::parse(&raw).unwrap();
-    let mut ctx = crate::script::MsgCtx::new(
-        &msg,
-        "192.0.2.1:5060".parse().unwrap(),
-        "192.0.2.2:5060".parse().unwrap(),
-        crate::cfg::settings::Proto::Udp,
-        &mut st,
-    );
-    let mut host = crate::script::testing::Recorder::for_program(&c.program);
-    vm.run(c.program.main_route().unwrap(), &mut ctx, &mut host);
-    assert!(ctx.st.reply_no_connect && ctx.st.force_rport);
+    replies_keeping(&c, &mut st);
+    assert!(st.reply_no_connect && st.force_rport);
 }
 
 #[test]

@@ -93,12 +93,22 @@ fn text(b: &[u8]) -> String {
 /// and builds the request forwarded from LOCAL.
 fn loose_route_with(raw: &[u8], prepare: impl FnOnce(&mut MsgCtx<'_, '_>)) -> Routed {
     let c = myself_config();
+    routed_by(raw, prepare, |ctx| loose_route(ctx, &c.program.myself))
+}
+
+/// Runs `action` on `raw` (after `prepare`) and builds the request
+/// forwarded from LOCAL.
+fn routed_by(
+    raw: &[u8],
+    prepare: impl FnOnce(&mut MsgCtx<'_, '_>),
+    action: impl FnOnce(&mut MsgCtx<'_, '_>) -> i32,
+) -> Routed {
     let msg = Message::parse(raw).unwrap();
     let mut st = ScriptState::new();
     let local: SocketAddr = LOCAL.parse().unwrap();
     let mut ctx = MsgCtx::new(&msg, SRC.parse().unwrap(), local, Proto::Udp, &mut st);
     prepare(&mut ctx);
-    let verdict = loose_route(&mut ctx, &c.program.myself);
+    let verdict = action(&mut ctx);
     let mut sent = Vec::new();
     build_request(&ctx, local, b"UDP", true, &mut sent).unwrap();
     Routed {
@@ -554,21 +564,7 @@ fn the_script_sees_the_verdict() {
 
 /// Runs rewriteFromRoute() on `raw` and builds the request forwarded.
 fn rewritten_from_route(raw: &[u8]) -> Routed {
-    let msg = Message::parse(raw).unwrap();
-    let mut st = ScriptState::new();
-    let local: SocketAddr = LOCAL.parse().unwrap();
-    let mut ctx = MsgCtx::new(&msg, SRC.parse().unwrap(), local, Proto::Udp, &mut st);
-    let verdict = rewrite_from_route(&mut ctx);
-    let mut sent = Vec::new();
-    build_request(&ctx, local, b"UDP", true, &mut sent).unwrap();
-    Routed {
-        verdict,
-        sent,
-        dst_uri: text(&ctx.st.dst_uri),
-        uri_rewritten: ctx.uri_rewritten(),
-        edits: ctx.st.edits.len(),
-        last_error: ctx.st.last_error,
-    }
+    routed_by(raw, |_| {}, rewrite_from_route)
 }
 
 #[test]

@@ -214,15 +214,35 @@ pub fn method_bit(m: crate::sip::Method) -> u32 {
     }
 }
 
+/// `blst_503` and its timeouts (seconds), from the core's settings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rule503 {
+    pub on: bool,
+    pub default: u32,
+    pub min: u32,
+    pub max: u32,
+}
+
+impl Rule503 {
+    pub fn of(s: &crate::cfg::Settings) -> Rule503 {
+        Rule503 {
+            on: s.blst_503,
+            default: s.blst_503_def_timeout,
+            min: s.blst_503_min_timeout,
+            max: s.blst_503_max_timeout,
+        }
+    }
+}
+
 /// How long a 503 blocklists its sender (`blst_503`): its Retry-After
 /// seconds within the bounds, or the default without one; `None`: not.
-pub fn for_503(retry_after: Option<u32>, s: &crate::cfg::Settings) -> Option<u64> {
-    if !s.blst_503 {
+pub fn for_503(retry_after: Option<u32>, r: Rule503) -> Option<u64> {
+    if !r.on {
         return None;
     }
     let secs = match retry_after {
-        Some(r) => r.clamp(s.blst_503_min_timeout, s.blst_503_max_timeout),
-        None => s.blst_503_def_timeout,
+        Some(ra) => ra.clamp(r.min, r.max),
+        None => r.default,
     };
     (secs > 0).then_some(u64::from(secs) * 1000)
 }
@@ -234,14 +254,14 @@ mod rules_tests {
     #[test]
     fn a_503_blocklists_for_its_retry_after_within_bounds() {
         let mut s = crate::cfg::Settings::default();
-        assert_eq!(for_503(Some(30), &s), None);
+        assert_eq!(for_503(Some(30), Rule503::of(&s)), None);
         s.blst_503 = true;
-        assert_eq!(for_503(Some(30), &s), Some(30_000));
-        assert_eq!(for_503(None, &s), None);
+        assert_eq!(for_503(Some(30), Rule503::of(&s)), Some(30_000));
+        assert_eq!(for_503(None, Rule503::of(&s)), None);
         s.blst_503_def_timeout = 5;
         s.blst_503_max_timeout = 20;
-        assert_eq!(for_503(None, &s), Some(5_000));
-        assert_eq!(for_503(Some(30), &s), Some(20_000));
+        assert_eq!(for_503(None, Rule503::of(&s)), Some(5_000));
+        assert_eq!(for_503(Some(30), Rule503::of(&s)), Some(20_000));
         assert_eq!(method_bit(crate::sip::Method::Bye), 8);
     }
 }

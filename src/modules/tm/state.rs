@@ -51,7 +51,7 @@ pub struct TmState {
     /// destinations.
     pub blst_lookup: u32,
     /// `blst_503`'s settings.
-    pub blst_settings: crate::cfg::Settings,
+    pub blst_503: super::blocklist::Rule503,
     /// Why the last resolve_hops skipped a destination, as the reply
     /// `sl_reply_error` gives when none was left (None: unresolvable).
     pub hop_error: Option<(u16, &'static str)>,
@@ -100,7 +100,7 @@ impl TmState {
                 i64::from,
             ),
             blst_lookup: config.settings.blst_methods_lookup,
-            blst_settings: config.settings.clone(),
+            blst_503: super::blocklist::Rule503::of(&config.settings),
             hop_error: None,
             full_log: LogLimit::default(),
             text: Vec::new(),

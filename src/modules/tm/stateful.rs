@@ -441,7 +441,7 @@ impl TmState {
             std::str::from_utf8(&v[..digits]).ok()?.parse::<u32>().ok()
         });
         let (Some(ms), Some(list)) = (
-            super::blocklist::for_503(retry_after, &self.blst_settings),
+            super::blocklist::for_503(retry_after, self.blst_503),
             self.blocklist,
         ) else {
             return;

@@ -103,8 +103,8 @@ fn serve_fifo(ctl: &mut Control<'_>, uac: Option<&mut Engine>, e: Event, now: u6
                     return;
                 }
             };
-            if let Answer::Now(text) = commands::run(ctl, uac, &req, path, now) {
-                fifo::reply(&req.reply, &text);
+            if let Answer::Now(text) = commands::run(ctl, uac, &req, path.clone(), now) {
+                fifo::reply_to(path.as_deref(), &text);
             }
         }
         Event::Unknown { command, reply } => {
@@ -123,11 +123,7 @@ fn serve_fifo(ctl: &mut Control<'_>, uac: Option<&mut Engine>, e: Event, now: u6
 /// Tells whoever started a transaction how it ended.
 fn tell(done: Done, outcome: &Outcome) {
     match done {
-        Done::Fifo(path) => {
-            if let Err(e) = fifo::write_reply(&path, &outcome.fifo_text()) {
-                log::warn!("fifo: reply file {}: {e}", path.display());
-            }
-        }
+        Done::Fifo(path) => fifo::reply_to(Some(&path), &outcome.fifo_text()),
         Done::Rpc(mut stream, id) => {
             let _ = stream.set_write_timeout(Some(CLIENT_TIME));
             let text = rpc::answer(id, Ok(outcome.json()));

@@ -182,15 +182,23 @@ pub fn write_reply(path: &Path, text: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// Answers to its reply file (logged when it cannot be written).
+/// Answers to the reply file a request named (logged when it cannot be
+/// written, or when it named none).
 pub fn reply(name: &str, text: &str) {
     match reply_path(name) {
-        Ok(Some(p)) => {
-            if let Err(e) = write_reply(&p, text) {
+        Ok(p) => reply_to(p.as_deref(), text),
+        Err(e) => log::warn!("fifo: {e}"),
+    }
+}
+
+/// [`reply`] to a reply file already found.
+pub fn reply_to(path: Option<&Path>, text: &str) {
+    match path {
+        Some(p) => {
+            if let Err(e) = write_reply(p, text) {
                 log::warn!("fifo: reply file {}: {e}", p.display());
             }
         }
-        Ok(None) => log::info!("fifo: a request named no reply file: {}", text.trim_end()),
-        Err(e) => log::warn!("fifo: {e}"),
+        None => log::info!("fifo: a request named no reply file: {}", text.trim_end()),
     }
 }
