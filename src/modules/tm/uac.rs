@@ -82,6 +82,15 @@ impl Uac {
         }
     }
 
+    /// When `poll` next has something to do (now, if a final reply came),
+    /// without doing it.
+    pub fn due(&self) -> u64 {
+        match self.final_code {
+            Some(_) => 0,
+            None => self.retr_at.min(self.deadline),
+        }
+    }
+
     /// What to do at `now`.
     pub fn poll(&mut self, now: u64) -> Step {
         if let Some(code) = self.final_code {
@@ -148,6 +157,7 @@ mod tests {
         u.on_reply(180, 8000);
         assert!(u.proceeding());
         assert_eq!(u.poll(8000), Step::Wait(128_000));
+        assert_eq!(u.due(), 128_000);
         assert_eq!(u.poll(128_000), Step::TimedOut);
         // No reply at all: fr_timer ends it.
         let mut u = Uac::invite(0, &T);

@@ -44,7 +44,7 @@ pub fn run(
     let mut ended = Vec::new();
     loop {
         let now = now_ms();
-        let due = uac.as_mut().and_then(|e| e.next_due(now));
+        let due = uac.as_ref().and_then(Engine::next_due);
         let sleep = due.map_or(MAX_SLEEP_MS, |d| d.saturating_sub(now).min(MAX_SLEEP_MS));
         // Fixed slots: unix, metrics, fifo, uac (-1: none).
         let fd = |o: Option<i32>| libc::pollfd {

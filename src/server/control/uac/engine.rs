@@ -165,14 +165,11 @@ impl Engine {
 
     /// When the loop must come back (a retransmission or a timer), if any
     /// transaction is in flight.
-    pub fn next_due(&mut self, now: u64) -> Option<u64> {
+    /// (Asking must not advance a transaction's timers: `tick` does.)
+    pub fn next_due(&self) -> Option<u64> {
         self.txns
-            .iter_mut()
-            .map(|t| match (t.linger_until, t.clock.poll(now)) {
-                (Some(until), _) => until,
-                (None, Step::Wait(at)) => at,
-                _ => now,
-            })
+            .iter()
+            .map(|t| t.linger_until.unwrap_or_else(|| t.clock.due()))
             .min()
     }
 
