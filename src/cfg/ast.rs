@@ -134,6 +134,19 @@ pub enum ValueExpr {
     Int(i64),
     Pv(String),
     Bin(BinOp, Box<ValueExpr>, Box<ValueExpr>),
+    /// `strlen(v)`, `strempty(v)`, `defined $pv`.
+    Unary(UnOp, Box<ValueExpr>),
+}
+
+/// Kamailio's unary operators on a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnOp {
+    /// The length of the value's text.
+    Strlen,
+    /// 1 when the value's text is empty.
+    Strempty,
+    /// 1 when a pseudo-variable has a value (not `$null`).
+    Defined,
 }
 
 /// Kamailio's expression operators.
@@ -217,6 +230,21 @@ pub enum Expr {
     /// not empty and not 0).
     Pv {
         pv: String,
+        pos: Pos,
+    },
+    /// Any other value as a condition (`strempty($fU)`, `$var(n) % 2`):
+    /// true as a pseudo-variable alone is.
+    Value {
+        v: ValueExpr,
+        pos: Pos,
+    },
+    /// Values compared (`strlen($rU) > 4`, `$var(a) + 1 == $var(b)`):
+    /// numbers when the left is one (or either is, for `<` and `>`), else
+    /// their text.
+    Values {
+        a: ValueExpr,
+        op: CmpOp,
+        b: ValueExpr,
         pos: Pos,
     },
 }

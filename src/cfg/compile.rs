@@ -13,7 +13,7 @@ use super::fixup::{Fixup, int_in, nonempty, route_ref, show, text};
 use super::lexer::Pos;
 use super::program::{
     Action, ForwardKind, Insn, Myself, Net, NumOp, Operand, PortSpec, Program, Route, SubstExpr,
-    Target, Test, route_label,
+    Target, Test, Val, route_label,
 };
 use super::pv::Format;
 use super::registry::{self, Builtin, Resolved};
@@ -256,6 +256,14 @@ impl Compiler<'_> {
                 let t = self.test(operand, *op, rhs, *pos);
                 out.push(self.test_jump(t, *pos, when));
             }
+            Expr::Value { v, pos } => {
+                let t = self.val(v, *pos).map(Test::ValTrue);
+                out.push(self.test_jump(t, *pos, when));
+            }
+            Expr::Values { a, op, b, pos } => {
+                let t = self.values_test(a, *op, b, *pos);
+                out.push(self.test_jump(t, *pos, when));
+            }
         }
     }
 
@@ -315,7 +323,7 @@ impl Compiler<'_> {
     /// `target = value`: a writable pseudo-variable and a value of
     /// strings, numbers and pseudo-variables rser provides.
     fn assign(&self, target: &str, value: &ValueExpr, pos: Pos) -> Res<Action> {
-        use crate::cfg::program::{AssignTarget, Val};
+        use crate::cfg::program::AssignTarget;
         let target = match self.pv(target, pos)? {
             crate::cfg::pv::Pv::Var(i) => AssignTarget::Var(i),
             crate::cfg::pv::Pv::Avp(i) => AssignTarget::Avp(i),
@@ -332,27 +340,61 @@ impl Compiler<'_> {
                 ));
             }
         };
-        fn val(c: &Compiler<'_>, v: &ValueExpr, pos: Pos) -> Res<Val> {
-            Ok(match v {
-                ValueExpr::Str(s) => Val::Str(s.as_str().into()),
-                ValueExpr::Int(n) => Val::Int(*n),
-                ValueExpr::Pv(p) => Val::Pv(c.pv(p, pos)?),
-                ValueExpr::Bin(op, a, b) => {
-                    Val::Bin(*op, Box::new(val(c, a, pos)?), Box::new(val(c, b, pos)?))
-                }
-            })
-        }
         Ok(Action::Assign {
             target,
-            value: val(self, value, pos)?,
+            value: self.val(value, pos)?,
+        })
+    }
+
+    /// A value of strings, numbers, pseudo-variables and operators.
+    fn val(&self, v: &ValueExpr, pos: Pos) -> Res<Val> {
+        use crate::cfg::ast::UnOp;
+        Ok(match v {
+            ValueExpr::Str(s) => Val::Str(s.as_str().into()),
+            ValueExpr::Int(n) => Val::Int(*n),
+            ValueExpr::Pv(p) => Val::Pv(self.pv(p, pos)?),
+            ValueExpr::Bin(op, a, b) => Val::Bin(
+                *op,
+                Box::new(self.val(a, pos)?),
+                Box::new(self.val(b, pos)?),
+            ),
+            ValueExpr::Unary(UnOp::Defined, inner) if !matches!(**inner, ValueExpr::Pv(_)) => {
+                return Err(ConfigError::new(
+                    pos,
+                    "'defined' applies to a pseudo-variable".to_string(),
+                ));
+            }
+            ValueExpr::Unary(op, inner) => Val::Unary(*op, Box::new(self.val(inner, pos)?)),
+        })
+    }
+
+    /// `a op b` on values (not a pseudo-variable against a plain value:
+    /// [`Compiler::pv_test`] has direct tests for those).
+    fn values_test(&mut self, a: &ValueExpr, op: CmpOp, b: &ValueExpr, pos: Pos) -> Res<Test> {
+        let a = self.val(a, pos)?;
+        let Some(num) = num_op(op) else {
+            let ValueExpr::Str(pattern) = b else {
+                return Err(ConfigError::new(
+                    pos,
+                    "=~ needs a quoted regular expression".to_string(),
+                ));
+            };
+            return Ok(Test::ValRegex {
+                a,
+                re: self.regex(pattern, false, pos)?,
+                negate: op == CmpOp::NotMatch,
+            });
+        };
+        Ok(Test::Values {
+            a,
+            op: num,
+            b: self.val(b, pos)?,
         })
     }
 
     /// A pseudo-variable rser provides; any other is an error naming it.
     fn pv(&self, text: &str, pos: Pos) -> Res<crate::cfg::pv::Pv> {
-        let pv = crate::cfg::pv::Pv::parse(text).ok_or_else(|| {
-            ConfigError::new(pos, format!("pseudo-variable '{text}' is not provided"))
-        })?;
+        let pv = crate::cfg::pv::Pv::parse_checked(text).map_err(|e| ConfigError::new(pos, e))?;
         if matches!(pv, crate::cfg::pv::Pv::Avp(_)) && self.kind != RouteKind::Request {
             return Err(ConfigError::new(
                 pos,
@@ -371,15 +413,17 @@ impl Compiler<'_> {
         let err = |msg: String| ConfigError::new(pos, msg);
         let pv = self.pv(pv, pos)?;
         let negate = matches!(op, CmpOp::Ne | CmpOp::NotMatch);
-        match (op, rhs) {
-            (CmpOp::Match | CmpOp::NotMatch, Rhs::Str(pattern)) => Ok(Test::PvRegex {
+        let Some(num) = num_op(op) else {
+            let Rhs::Str(pattern) = rhs else {
+                return Err(err("=~ needs a quoted regular expression".into()));
+            };
+            return Ok(Test::PvRegex {
                 pv,
                 re: self.regex(pattern, false, pos)?,
                 negate,
-            }),
-            (CmpOp::Match | CmpOp::NotMatch, _) => {
-                Err(err("=~ needs a quoted regular expression".into()))
-            }
+            });
+        };
+        match (op, rhs) {
             (CmpOp::Eq | CmpOp::Ne, Rhs::Pv(b)) => Ok(Test::PvPv {
                 a: pv,
                 b: self.pv(b, pos)?,
@@ -390,21 +434,22 @@ impl Compiler<'_> {
                 value: s.as_str().into(),
                 negate,
             }),
-            (_, Rhs::Int(n)) => {
-                let op = match op {
-                    CmpOp::Eq => NumOp::Eq,
-                    CmpOp::Ne => NumOp::Ne,
-                    CmpOp::Lt => NumOp::Lt,
-                    CmpOp::Gt => NumOp::Gt,
-                    CmpOp::Le => NumOp::Le,
-                    _ => NumOp::Ge,
-                };
-                Ok(Test::PvNum {
-                    pv,
-                    op,
-                    value: *n,
-                })
-            }
+            (_, Rhs::Int(n)) => Ok(Test::PvNum {
+                pv,
+                op: num,
+                value: *n,
+            }),
+            // Text ordered (`$fU < "m"`): the general comparison.
+            (_, Rhs::Str(s)) => Ok(Test::Values {
+                a: Val::Pv(pv),
+                op: num,
+                b: Val::Str(s.as_str().into()),
+            }),
+            (_, Rhs::Pv(b)) => Ok(Test::Values {
+                a: Val::Pv(pv),
+                op: num,
+                b: Val::Pv(self.pv(b, pos)?),
+            }),
             _ => Err(err(
                 "compare a pseudo-variable with a string, a number, a regular expression or another pseudo-variable"
                     .into(),
@@ -663,7 +708,7 @@ impl Compiler<'_> {
                 };
                 Action::Log {
                     level: level as i8,
-                    msg: Format::parse(&text(msg)),
+                    msg: Format::parse(&text(msg)).map_err(|e| ConfigError::new(msg.pos(), e))?,
                 }
             }
             Builtin::Strip => Action::Strip(int_in(&a[0], 0, MAX_URI_LEN as i64)? as usize),
@@ -746,6 +791,19 @@ impl Compiler<'_> {
 }
 
 /// A route block's kind as a script names it.
+/// A comparison as an order; `None` for a regular expression's.
+fn num_op(op: CmpOp) -> Option<NumOp> {
+    Some(match op {
+        CmpOp::Eq => NumOp::Eq,
+        CmpOp::Ne => NumOp::Ne,
+        CmpOp::Lt => NumOp::Lt,
+        CmpOp::Gt => NumOp::Gt,
+        CmpOp::Le => NumOp::Le,
+        CmpOp::Ge => NumOp::Ge,
+        CmpOp::Match | CmpOp::NotMatch => return None,
+    })
+}
+
 fn route_kind_label(kind: RouteKind) -> &'static str {
     match kind {
         RouteKind::Request => "a request route",

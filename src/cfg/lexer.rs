@@ -252,6 +252,11 @@ impl Lexer<'_> {
         while self.peek(0).is_some_and(is_word_byte) {
             self.bump();
         }
+        // Kamailio's `$name(...)` and `$(pv{tr})` are one word, whatever
+        // their parentheses hold (`$hdr(User-Agent)`, `$sht(t=>k)`).
+        if self.src[from] == b'$' && self.peek(0) == Some(b'(') && !self.pv_parens(start) {
+            return;
+        }
         let text = &self.src[from..self.i];
         let digits = text.strip_prefix(b"-").unwrap_or(text);
         let tok = if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) {
@@ -263,6 +268,33 @@ impl Lexer<'_> {
             Tok::Word(String::from_utf8_lossy(text).into_owned())
         };
         self.tokens.push(Token { tok, pos: start });
+    }
+
+    /// Consumes a pseudo-variable's `(...)` up to the matching `)`
+    /// (braces of transformations may hold parentheses); false, with an
+    /// error, when the line ends first.
+    fn pv_parens(&mut self, start: Pos) -> bool {
+        let (mut depth, mut braces) = (0usize, 0usize);
+        while let Some(b) = self.peek(0) {
+            if b == b'\n' {
+                break;
+            }
+            self.bump();
+            match b {
+                b'{' => braces += 1,
+                b'}' => braces = braces.saturating_sub(1),
+                b'(' if braces == 0 => depth += 1,
+                b')' if braces == 0 => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.error(start, "a pseudo-variable's ')' is missing");
+        false
     }
 
     fn punct(&mut self, start: Pos, b: u8) {
@@ -375,6 +407,21 @@ mod tests {
         assert!(t.contains(&Tok::Or));
         assert!(t.contains(&Tok::Ne));
         assert!(t.windows(3).any(|x| x == [w("uri"), Tok::Colon, w("host")]));
+    }
+
+    #[test]
+    fn pseudo_variables_with_parentheses_are_one_word() {
+        assert_eq!(
+            toks("$sht(t=>k) = $(hdr(To){tobody.uri}{s.select,0,)});"),
+            vec![
+                w("$sht(t=>k)"),
+                Tok::Assign,
+                w("$(hdr(To){tobody.uri}{s.select,0,)})"),
+                Tok::Semi
+            ]
+        );
+        let (_, e) = lex("$var(x\n);");
+        assert!(e[0].msg.contains("')' is missing"), "{e:?}");
     }
 
     #[test]

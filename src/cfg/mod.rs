@@ -13,6 +13,7 @@ pub mod program;
 pub mod pv;
 pub mod registry;
 pub mod settings;
+pub mod transform;
 
 #[cfg(test)]
 mod check_tests;

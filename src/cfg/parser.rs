@@ -4,7 +4,7 @@
 
 use super::ast::{
     Arg, BinOp, Call, Case, CmpOp, Expr, Global, LoadModule, ModParam, Rhs, RouteBlock, RouteKind,
-    Script, Stmt, Value, ValueExpr,
+    Script, Stmt, UnOp, Value, ValueExpr,
 };
 use super::lexer::{Pos, Tok, Token, lex};
 
@@ -608,23 +608,9 @@ impl Parser {
         let Some(Tok::Word(w)) = self.peek().cloned() else {
             return self.fail("a condition");
         };
-        // Kamailio: a pseudo-variable as an operand.
-        if w.starts_with('$') {
-            let pv = self.pv_text()?;
-            let Some(op) = self.peek().and_then(cmp_op) else {
-                return Ok(Expr::Pv { pv, pos });
-            };
-            self.i += 1;
-            let rhs = match self.peek() {
-                Some(Tok::Word(r)) if r.starts_with('$') => Rhs::Pv(self.pv_text()?),
-                _ => self.rhs()?,
-            };
-            return Ok(Expr::Cmp {
-                operand: pv,
-                op,
-                rhs,
-                pos,
-            });
+        // Kamailio: values as operands (`$fU`, `strlen($rU)`, `$var(a) + 1`).
+        if w.starts_with('$') || UNARY.contains(&w.as_str()) {
+            return self.value_condition(pos);
         }
         // msg:len is written with a colon.
         let (operand, len) = match (self.peek_at(1), self.peek_at(2)) {
@@ -644,6 +630,59 @@ impl Parser {
             });
         }
         Ok(Expr::Call(self.call()?))
+    }
+
+    /// A condition on values; a pseudo-variable compared with a plain
+    /// right side stays [`Expr::Cmp`] (compiled to a direct test).
+    fn value_condition(&mut self, pos: Pos) -> Result<Expr> {
+        let a = self.value_expr()?;
+        let Some(op) = self.peek().and_then(cmp_op) else {
+            return Ok(match a {
+                ValueExpr::Pv(pv) => Expr::Pv { pv, pos },
+                v => Expr::Value { v, pos },
+            });
+        };
+        self.i += 1;
+        let value_next = match self.peek() {
+            Some(Tok::Str(_) | Tok::Int(_) | Tok::LParen) => true,
+            Some(Tok::Word(w)) => w.starts_with('$') || UNARY.contains(&w.as_str()),
+            _ => false,
+        };
+        let b = if value_next {
+            self.value_expr()?
+        } else if let ValueExpr::Pv(pv) = a {
+            // `$rd == myself`, `$si == 10.0.0.0/8`.
+            let rhs = self.rhs()?;
+            return Ok(Expr::Cmp {
+                operand: pv,
+                op,
+                rhs,
+                pos,
+            });
+        } else {
+            return self.fail("a value to compare with");
+        };
+        Ok(match (a, b) {
+            (ValueExpr::Pv(operand), ValueExpr::Str(s)) => Expr::Cmp {
+                operand,
+                op,
+                rhs: Rhs::Str(s),
+                pos,
+            },
+            (ValueExpr::Pv(operand), ValueExpr::Int(n)) => Expr::Cmp {
+                operand,
+                op,
+                rhs: Rhs::Int(n),
+                pos,
+            },
+            (ValueExpr::Pv(operand), ValueExpr::Pv(other)) => Expr::Cmp {
+                operand,
+                op,
+                rhs: Rhs::Pv(other),
+                pos,
+            },
+            (a, b) => Expr::Values { a, op, b, pos },
+        })
     }
 
     /// An assignment's value: `+ - | &` over `* / %` over strings,
@@ -690,6 +729,24 @@ impl Parser {
                 Ok(ValueExpr::Int(n))
             }
             Some(Tok::Word(w)) if w.starts_with('$') => Ok(ValueExpr::Pv(self.pv_text()?)),
+            Some(Tok::Word(w)) if UNARY.contains(&w.as_str()) => {
+                self.i += 1;
+                let op = match w.as_str() {
+                    "strlen" => UnOp::Strlen,
+                    "strempty" => UnOp::Strempty,
+                    _ => UnOp::Defined,
+                };
+                // `defined $x` needs no parentheses; the others take them.
+                let v = if op == UnOp::Defined {
+                    self.value_factor()?
+                } else {
+                    self.expect(&Tok::LParen)?;
+                    let v = self.value_expr()?;
+                    self.expect(&Tok::RParen)?;
+                    v
+                };
+                Ok(ValueExpr::Unary(op, Box::new(v)))
+            }
             Some(Tok::LParen) => {
                 self.i += 1;
                 let e = self.value_expr()?;
@@ -700,33 +757,16 @@ impl Parser {
         }
     }
 
-    /// A pseudo-variable's text: `$name`, or `$name(` inner tokens `)`
-    /// (`$hdr(User-Agent)`, `$var(x)`, `$avp(s:id)`).
+    /// A pseudo-variable's text: the lexer keeps `$name(...)` and
+    /// `$(pv{tr})` in one word.
     fn pv_text(&mut self) -> Result<String> {
-        let Some(Tok::Word(w)) = self.peek().cloned() else {
-            return self.fail("a pseudo-variable");
-        };
-        self.i += 1;
-        let mut text = w;
-        if self.peek() != Some(&Tok::LParen) {
-            return Ok(text);
-        }
-        self.i += 1;
-        text.push('(');
-        loop {
-            match self.peek().cloned() {
-                Some(Tok::RParen) => break,
-                Some(Tok::Word(x)) => text.push_str(&x),
-                Some(Tok::Int(n)) => text.push_str(&n.to_string()),
-                Some(Tok::Colon) => text.push(':'),
-                Some(Tok::Str(s)) => text.push_str(&s),
-                _ => return self.fail("')' closing the pseudo-variable"),
+        match self.peek().cloned() {
+            Some(Tok::Word(w)) if w.starts_with('$') => {
+                self.i += 1;
+                Ok(w)
             }
-            self.i += 1;
+            _ => self.fail("a pseudo-variable"),
         }
-        self.i += 1;
-        text.push(')');
-        Ok(text)
     }
 
     fn rhs(&mut self) -> Result<Rhs> {
@@ -750,6 +790,9 @@ impl Parser {
         Ok(Rhs::Net(w, mask))
     }
 }
+
+/// Kamailio's unary operators, written as words.
+const UNARY: &[&str] = &["strlen", "strempty", "defined"];
 
 fn cmp_op(t: &Tok) -> Option<CmpOp> {
     Some(match t {

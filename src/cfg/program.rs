@@ -106,6 +106,11 @@ pub enum NumOp {
 
 impl NumOp {
     pub fn holds(self, a: i64, b: i64) -> bool {
+        self.orders(a, b)
+    }
+
+    /// The comparison on anything ordered (numbers, text).
+    pub fn orders<T: Ord>(self, a: T, b: T) -> bool {
         match self {
             NumOp::Eq => a == b,
             NumOp::Ne => a != b,
@@ -226,6 +231,20 @@ pub enum Test {
     },
     /// `if ($pv)`: a value that is neither empty nor `0`.
     PvTrue(Pv),
+    /// Any other value as a condition, true as [`Test::PvTrue`].
+    ValTrue(Val),
+    /// Values compared: as numbers when the left is one (or either is,
+    /// for `<`, `>`, `<=`, `>=`), else as text (case-sensitive).
+    Values {
+        a: Val,
+        op: NumOp,
+        b: Val,
+    },
+    ValRegex {
+        a: Val,
+        re: u32,
+        negate: bool,
+    },
 }
 
 /// What an assignment may write.
@@ -249,6 +268,7 @@ pub enum Val {
     Int(i64),
     Pv(Pv),
     Bin(super::ast::BinOp, Box<Val>, Box<Val>),
+    Unary(super::ast::UnOp, Box<Val>),
 }
 
 /// Where a forward goes: a fixed host, or the current URI's.
@@ -538,6 +558,16 @@ impl Program {
                 format!("{} {} {}", pv_name(a), eq(*negate), pv_name(b))
             }
             Test::PvTrue(pv) => format!("{} is set", pv_name(pv)),
+            Test::ValTrue(v) => format!("{} is set", show_val(v)),
+            Test::Values { a, op, b } => {
+                format!("{} {} {}", show_val(a), op.symbol(), show_val(b))
+            }
+            Test::ValRegex { a, re, negate } => format!(
+                "{} {} /{}/",
+                show_val(a),
+                matches(*negate),
+                self.regexes[*re as usize].as_str()
+            ),
         }
     }
 
@@ -667,6 +697,14 @@ fn show_val(v: &Val) -> String {
                 BitAnd => "&",
             };
             format!("({} {op} {})", show_val(a), show_val(b))
+        }
+        Val::Unary(op, v) => {
+            let op = match op {
+                super::ast::UnOp::Strlen => "strlen",
+                super::ast::UnOp::Strempty => "strempty",
+                super::ast::UnOp::Defined => "defined",
+            };
+            format!("{op}({})", show_val(v))
         }
     }
 }

@@ -63,6 +63,18 @@ pub enum Pv {
     /// message to the next, as Kamailio's), by its index in [`var_name`]'s
     /// table.
     Var(u16),
+    /// `$(pv{tr}...)`: a variable's value through Kamailio's
+    /// transformations.
+    Tr(Box<Transformed>),
+}
+
+/// A pseudo-variable and the transformations applied to its value, with
+/// the text as written (for printing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transformed {
+    pub pv: Pv,
+    pub trs: Box<[super::transform::Tr]>,
+    pub text: Box<str>,
 }
 
 /// `$var` names, given indices as configs are loaded (in the master,
@@ -125,28 +137,16 @@ impl Pv {
     /// A whole pseudo-variable as written (`$fU`, `$hdr(User-Agent)`,
     /// `$null`); `None` for one rser does not provide.
     pub fn parse(text: &str) -> Option<Pv> {
-        let rest = text.strip_prefix('$')?;
-        if let Some(name) = rest.strip_prefix("avp(").and_then(|r| r.strip_suffix(')')) {
-            // `$avp(s:name)` is Kamailio's old form of `$avp(name)`.
-            let name = name.strip_prefix("s:").unwrap_or(name);
-            let ok = !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
-            return ok
-                .then(|| var_index(&format!("avp:{name}")))
-                .flatten()
-                .map(Pv::Avp);
-        }
-        match rest {
-            "null" => return Some(Pv::Null),
-            "rc" | "retcode" => return Some(Pv::RetCode),
-            "T_branch_idx" => return Some(Pv::BranchIdx),
-            _ => {}
-        }
-        match variable(rest) {
-            Some((pv, len)) if len == rest.len() => Some(pv),
-            _ => None,
+        Pv::parse_checked(text).ok()
+    }
+
+    /// As [`Pv::parse`], with the reason when it is not one rser provides.
+    pub fn parse_checked(text: &str) -> Result<Pv, String> {
+        let not = || format!("pseudo-variable '{text}' is not provided");
+        let rest = text.strip_prefix('$').ok_or_else(not)?;
+        match variable(rest)? {
+            Some((pv, len)) if len == rest.len() => Ok(pv),
+            _ => Err(not()),
         }
     }
 }
@@ -164,14 +164,15 @@ pub struct Format {
 }
 
 impl Format {
-    pub fn parse(s: &str) -> Format {
+    /// Splits `s`; an error is a `$(...)` variable that is not one.
+    pub fn parse(s: &str) -> Result<Format, String> {
         let mut parts = Vec::new();
         let mut text = String::new();
         let mut rest = s;
         while let Some(i) = rest.find('$') {
             text.push_str(&rest[..i]);
             let after = &rest[i + 1..];
-            match variable(after) {
+            match variable(after)? {
                 Some((pv, len)) => {
                     if !text.is_empty() {
                         parts.push(Part::Text(std::mem::take(&mut text).into()));
@@ -189,9 +190,9 @@ impl Format {
         if !text.is_empty() {
             parts.push(Part::Text(text.into()));
         }
-        Format {
+        Ok(Format {
             parts: parts.into(),
-        }
+        })
     }
 
     /// The text when there are no variables.
@@ -204,46 +205,104 @@ impl Format {
     }
 }
 
-/// A variable at the start of `s` (after the `$`), and the bytes it spans.
-fn variable(s: &str) -> Option<(Pv, usize)> {
-    if let Some(rest) = s.strip_prefix("T_branch_idx")
-        && !rest.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
-    {
-        return Some((Pv::BranchIdx, "T_branch_idx".len()));
+/// A variable at the start of `s` (after the `$`), and the bytes it spans;
+/// `None` when none starts there (the `$` is text). An error is a
+/// `$(...)` form, which can only mean a variable, that is not one.
+fn variable(s: &str) -> Result<Option<(Pv, usize)>, String> {
+    if s.starts_with('(') {
+        return transformed(s).map(Some);
     }
-    if let Some(rest) = s.strip_prefix("var(") {
-        let end = rest.find(')')?;
-        let name = &rest[..end];
-        let ok = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
-        return ok
-            .then(|| var_index(name))
-            .flatten()
-            .map(|i| (Pv::Var(i), 4 + end + 1));
+    // Names longer than two letters first (`$rUx` is not `$rU`).
+    let word_len = s
+        .bytes()
+        .position(|b| !(b.is_ascii_alphanumeric() || b == b'_'))
+        .unwrap_or(s.len());
+    match &s[..word_len] {
+        "T_branch_idx" => return Ok(Some((Pv::BranchIdx, word_len))),
+        "null" => return Ok(Some((Pv::Null, word_len))),
+        "retcode" => return Ok(Some((Pv::RetCode, word_len))),
+        _ => {}
     }
-    if let Some(rest) = s.strip_prefix("hdr(") {
-        let end = rest.find(')')?;
-        let name = &rest[..end];
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return None;
-        }
-        return Some((Pv::Header(name.into()), 4 + end + 1));
+    if s[word_len..].starts_with('(') {
+        let Some(end) = s[word_len..].find(')') else {
+            return Ok(None);
+        };
+        let arg = &s[word_len + 1..word_len + end];
+        let len = word_len + end + 1;
+        let name_ok = |extra: &[u8]| {
+            !arg.is_empty()
+                && arg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || extra.contains(&b))
+        };
+        let pv = match &s[..word_len] {
+            "var" if name_ok(b".") => var_index(arg).map(Pv::Var),
+            // `$avp(s:name)` is Kamailio's old form of `$avp(name)`.
+            "avp" => {
+                let name = arg.strip_prefix("s:").unwrap_or(arg);
+                let ok = !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+                ok.then(|| var_index(&format!("avp:{name}")))
+                    .flatten()
+                    .map(Pv::Avp)
+            }
+            "hdr" if name_ok(b"-") => Some(Pv::Header(arg.into())),
+            _ => None,
+        };
+        return Ok(pv.map(|pv| (pv, len)));
     }
-    let two = s.get(..2)?;
-    // `$rUx` is not `$rU` followed by `x`: variables end at a non-word byte.
-    if s[2..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
-        return None;
+    if word_len != 2 {
+        return Ok(None);
     }
-    NAMES
+    Ok(NAMES
         .iter()
-        .find(|(n, _)| *n == two)
-        .map(|(_, pv)| (pv.clone(), 2))
+        .find(|(n, _)| *n == &s[..2])
+        .map(|(_, pv)| (pv.clone(), 2)))
+}
+
+/// `(pv{tr}...)` at the start of `s`: the variable (written without its
+/// `$`) and its transformations, up to the matching `)`.
+fn transformed(s: &str) -> Result<(Pv, usize), String> {
+    let mut depth = 0usize;
+    let mut braces = 0usize;
+    let mut end = None;
+    for (i, b) in s.bytes().enumerate() {
+        match b {
+            b'{' => braces += 1,
+            b'}' => braces = braces.saturating_sub(1),
+            b'(' if braces == 0 => depth += 1,
+            b')' if braces == 0 => {
+                depth -= 1;
+                if depth == 0 {
+                    end = Some(i);
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let end = end.ok_or_else(|| format!("'${s}': ')' missing"))?;
+    let inner = &s[1..end];
+    let split = inner.find('{').unwrap_or(inner.len());
+    let (name, chain) = inner.split_at(split);
+    let pv = match variable(name)? {
+        Some((pv, len)) if len == name.len() => pv,
+        _ => return Err(format!("pseudo-variable '${name}' is not provided")),
+    };
+    let trs = super::transform::parse_chain(chain)?;
+    if trs.is_empty() {
+        return Ok((pv, end + 1));
+    }
+    Ok((
+        Pv::Tr(Box::new(Transformed {
+            pv,
+            trs: trs.into(),
+            text: format!("${}", &s[..=end]).into(),
+        })),
+        end + 1,
+    ))
 }
 
 impl fmt::Display for Format {
@@ -260,6 +319,7 @@ impl fmt::Display for Format {
                     write!(f, "$avp({})", var_name(*i).trim_start_matches("avp:"))?
                 }
                 Part::Var(Pv::Var(i)) => write!(f, "$var({})", var_name(*i))?,
+                Part::Var(Pv::Tr(t)) => f.write_str(&t.text)?,
                 Part::Var(v) => {
                     let name = NAMES.iter().find(|(_, p)| p == v).map_or("?", |(n, _)| n);
                     write!(f, "${name}")?
@@ -276,7 +336,7 @@ mod tests {
 
     #[test]
     fn splits_text_and_variables() {
-        let f = Format::parse("Invalid user - $fU");
+        let f = Format::parse("Invalid user - $fU").unwrap();
         assert_eq!(
             &f.parts[..],
             &[
@@ -291,13 +351,13 @@ mod tests {
     fn unknown_dollars_stay_text() {
         // exec's shell variables and prices are not pseudo-variables.
         for s in ["echo $SRCIP", "costs 5$", "$rUx", "$hdr()", "$$"] {
-            assert_eq!(Format::parse(s).as_literal(), Some(s), "{s}");
+            assert_eq!(Format::parse(s).unwrap().as_literal(), Some(s), "{s}");
         }
     }
 
     #[test]
     fn header_variables() {
-        let f = Format::parse("$hdr(User-Agent)!");
+        let f = Format::parse("$hdr(User-Agent)!").unwrap();
         assert_eq!(
             &f.parts[..],
             &[
@@ -305,5 +365,31 @@ mod tests {
                 Part::Text("!".into())
             ]
         );
+    }
+
+    #[test]
+    fn transformed_variables() {
+        use crate::cfg::transform::{NameAddrPart, Tr, UriPart};
+        let f = Format::parse("to $(hdr(To){tobody.uri}{uri.user}), $(var(n){s.len})").unwrap();
+        let Part::Var(Pv::Tr(t)) = &f.parts[1] else {
+            panic!("{f:?}")
+        };
+        assert_eq!(t.pv, Pv::Header("To".into()));
+        assert_eq!(
+            &t.trs[..],
+            &[Tr::NameAddr(NameAddrPart::Uri), Tr::Uri(UriPart::User)]
+        );
+        assert_eq!(
+            f.to_string(),
+            "\"to $(hdr(To){tobody.uri}{uri.user}), $(var(n){s.len})\""
+        );
+        // Without transformations, `$(ru)` is `$ru`.
+        assert_eq!(Pv::parse("$(ru)"), Some(Pv::Ruri));
+        assert!(matches!(Pv::parse("$(fu{uri.host})"), Some(Pv::Tr(_))));
+        let e = Format::parse("x $(ru{s.bogus}) y").unwrap_err();
+        assert!(e.contains("s.bogus"), "{e}");
+        let e = Pv::parse_checked("$(xy{s.len})").unwrap_err();
+        assert!(e.contains("'$xy' is not provided"), "{e}");
+        assert!(Pv::parse_checked("$(ru{s.len}").is_err());
     }
 }

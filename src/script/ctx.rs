@@ -91,6 +91,30 @@ pub enum VarValue {
     Str(Vec<u8>),
 }
 
+impl VarValue {
+    /// The value's text (a number in decimal, `$null` empty).
+    pub fn text(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self {
+            VarValue::Null => std::borrow::Cow::Borrowed(&[]),
+            VarValue::Int(n) => std::borrow::Cow::Owned(n.to_string().into_bytes()),
+            VarValue::Str(s) => std::borrow::Cow::Borrowed(s),
+        }
+    }
+
+    /// The value as a number: text is parsed (not a number: 0, as
+    /// Kamailio).
+    pub fn int(&self) -> i64 {
+        match self {
+            VarValue::Null => 0,
+            VarValue::Int(n) => *n,
+            VarValue::Str(s) => std::str::from_utf8(s)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0),
+        }
+    }
+}
+
 impl ScriptState {
     pub fn new() -> ScriptState {
         ScriptState::default()

@@ -5,6 +5,7 @@ pub mod ctx;
 pub mod exec;
 pub mod pv;
 pub mod textops;
+pub mod transform;
 pub mod uri_ops;
 pub mod vm;
 

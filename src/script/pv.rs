@@ -7,7 +7,7 @@ use std::io::Write as _;
 use crate::cfg::pv::{Format, Part, Pv};
 use crate::sip::{NameAddr, Scheme, Uri};
 
-use super::ctx::MsgCtx;
+use super::ctx::{MsgCtx, VarValue};
 
 /// Appends the formatted text to `out`.
 /// One pseudo-variable's value, appended to `out`.
@@ -97,6 +97,50 @@ fn value(v: &Pv, ctx: &MsgCtx<'_, '_>, out: &mut Vec<u8>) {
             Some(crate::script::ctx::VarValue::Str(s)) => out.extend_from_slice(s),
             _ => {}
         },
+        Pv::Tr(_) => out.extend_from_slice(&typed(v, ctx).text()),
+    }
+}
+
+/// A pseudo-variable's value with its type: numbers where Kamailio's are
+/// (`$cs`, `$sp`, `$Rp`, `$rs`, `$rp`, `$rc`, an int `$var`, `{s.len}`),
+/// `$null` for an unset `$var` or `$avp`.
+pub fn typed(v: &Pv, ctx: &MsgCtx<'_, '_>) -> VarValue {
+    match v {
+        Pv::Var(i) => ctx
+            .st
+            .vars
+            .get(usize::from(*i))
+            .cloned()
+            .unwrap_or_default(),
+        Pv::Avp(i) => ctx
+            .st
+            .avps
+            .iter()
+            .rev()
+            .find(|(n, _)| n == i)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default(),
+        Pv::Null => VarValue::Null,
+        Pv::Tr(t) => t
+            .trs
+            .iter()
+            .fold(typed(&t.pv, ctx), |v, tr| super::transform::apply(tr, v)),
+        _ => {
+            let mut out = Vec::new();
+            value(v, ctx, &mut out);
+            match v {
+                Pv::CSeq
+                | Pv::SrcPort
+                | Pv::RecvPort
+                | Pv::Status
+                | Pv::RuriPort
+                | Pv::RetCode
+                | Pv::BranchIdx => VarValue::Int(VarValue::Str(out).int()),
+                // What the message does not have (a header, `$du`) is `$null`.
+                _ if out.is_empty() => VarValue::Null,
+                _ => VarValue::Str(out),
+            }
+        }
     }
 }
 

@@ -200,6 +200,29 @@ impl<'p> Vm<'p> {
                 same != *negate
             }
             Test::PvTrue(pv) => self.with_pv(pv, ctx, |v| !v.is_empty() && v != b"0"),
+            Test::ValTrue(v) => match eval(v, ctx) {
+                VarValue::Null => false,
+                VarValue::Int(n) => n != 0,
+                VarValue::Str(s) => !s.is_empty() && s != b"0",
+            },
+            Test::Values { a, op, b } => {
+                let (a, b) = (eval(a, ctx), eval(b, ctx));
+                let ordering = !matches!(
+                    op,
+                    crate::cfg::program::NumOp::Eq | crate::cfg::program::NumOp::Ne
+                );
+                let numbers =
+                    matches!(a, VarValue::Int(_)) || (ordering && matches!(b, VarValue::Int(_)));
+                if numbers {
+                    op.holds(a.int(), b.int())
+                } else {
+                    op.orders(&*a.text(), &*b.text())
+                }
+            }
+            Test::ValRegex { a, re, negate } => {
+                let re = &self.prog.regexes[*re as usize];
+                re.is_match(&eval(a, ctx).text()) != *negate
+            }
             Test::StrEq {
                 operand,
                 value,
@@ -294,11 +317,11 @@ impl<'p> Vm<'p> {
                         }
                         TRUE
                     }
-                    AssignTarget::Ruri => self.rewrite(ctx, Rewrite::Uri(&text_of(&v))),
-                    AssignTarget::RuriUser => self.rewrite(ctx, Rewrite::User(&text_of(&v))),
-                    AssignTarget::RuriDomain => self.rewrite(ctx, Rewrite::Host(&text_of(&v))),
+                    AssignTarget::Ruri => self.rewrite(ctx, Rewrite::Uri(&v.text())),
+                    AssignTarget::RuriUser => self.rewrite(ctx, Rewrite::User(&v.text())),
+                    AssignTarget::RuriDomain => self.rewrite(ctx, Rewrite::Host(&v.text())),
                     AssignTarget::DstUri => {
-                        let t = text_of(&v);
+                        let t = v.text();
                         ctx.st.dst_uri.clear();
                         ctx.st.dst_uri.extend_from_slice(&t);
                         TRUE
@@ -607,72 +630,31 @@ fn destination(
 /// AVPs one message may carry.
 const MAX_AVPS: usize = 64;
 
-/// A value's text (a number in decimal).
-fn text_of(v: &VarValue) -> std::borrow::Cow<'_, [u8]> {
-    match v {
-        VarValue::Null => std::borrow::Cow::Borrowed(&[]),
-        VarValue::Int(n) => std::borrow::Cow::Owned(n.to_string().into_bytes()),
-        VarValue::Str(s) => std::borrow::Cow::Borrowed(s),
-    }
-}
-
-/// A value as a number: text is parsed (not a number: 0, as Kamailio).
-fn int_of(v: &VarValue) -> i64 {
-    match v {
-        VarValue::Null => 0,
-        VarValue::Int(n) => *n,
-        VarValue::Str(s) => std::str::from_utf8(s)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0),
-    }
-}
-
 /// An assignment's value. Pseudo-variables that are numbers in Kamailio
 /// (`$cs`, `$sp`, `$Rp`, `$rs`, `$rp`, an int `$var`) are numbers here.
 fn eval(v: &Val, ctx: &MsgCtx<'_, '_>) -> VarValue {
     use crate::cfg::ast::BinOp;
-    use crate::cfg::pv::Pv;
     match v {
         Val::Str(s) => VarValue::Str(s.as_bytes().to_vec()),
         Val::Int(n) => VarValue::Int(*n),
-        Val::Pv(Pv::Var(i)) => ctx
-            .st
-            .vars
-            .get(usize::from(*i))
-            .cloned()
-            .unwrap_or_default(),
-        Val::Pv(Pv::Avp(i)) => ctx
-            .st
-            .avps
-            .iter()
-            .rev()
-            .find(|(n, _)| n == i)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default(),
-        Val::Pv(pv) => {
-            let mut out = Vec::new();
-            crate::script::pv::pv_into(pv, ctx, &mut out);
-            match pv {
-                Pv::CSeq
-                | Pv::SrcPort
-                | Pv::RecvPort
-                | Pv::Status
-                | Pv::RuriPort
-                | Pv::RetCode
-                | Pv::BranchIdx => VarValue::Int(int_of(&VarValue::Str(out))),
-                Pv::Null => VarValue::Null,
-                _ => VarValue::Str(out),
-            }
+        Val::Pv(pv) => crate::script::pv::typed(pv, ctx),
+        Val::Unary(op, v) => {
+            use crate::cfg::ast::UnOp;
+            let v = eval(v, ctx);
+            VarValue::Int(match op {
+                UnOp::Strlen => i64::try_from(v.text().len()).unwrap_or(i64::MAX),
+                UnOp::Strempty => i64::from(v.text().is_empty()),
+                UnOp::Defined => i64::from(v != VarValue::Null),
+            })
         }
         Val::Bin(op, a, b) => {
             let (a, b) = (eval(a, ctx), eval(b, ctx));
             if let (BinOp::Add, VarValue::Str(mut s)) = (op, a.clone()) {
                 // Text on the left: concatenation.
-                s.extend_from_slice(&text_of(&b));
+                s.extend_from_slice(&b.text());
                 return VarValue::Str(s);
             }
-            let (x, y) = (int_of(&a), int_of(&b));
+            let (x, y) = (a.int(), b.int());
             VarValue::Int(match op {
                 BinOp::Add => x.wrapping_add(y),
                 BinOp::Sub => x.wrapping_sub(y),

@@ -305,14 +305,18 @@ fn pseudo_variables_as_operands_kamailio_style() {
 
 #[test]
 fn a_pseudo_variable_rser_does_not_provide_is_a_load_error() {
-    let e = crate::cfg::load("route { if ($sht(x) == 1) { drop; } if ($fU < \"a\") { drop; } }")
-        .expect_err("errors");
+    let e = crate::cfg::load(
+        "route { if ($sht(x) == 1) { drop; } if ($(fU{s.nope}) == 1) { drop; } $var(x) = $(ru{s.substr,1}); if (defined \"x\") { drop; } }",
+    )
+    .expect_err("errors");
     let text: Vec<String> = e.iter().map(|e| e.to_string()).collect();
     assert_eq!(
         text,
         [
             "1:13: error: pseudo-variable '$sht(x)' is not provided",
-            "1:41: error: compare a pseudo-variable with a string, a number, a regular expression or another pseudo-variable"
+            "1:41: error: transformation '{s.nope}' is not provided",
+            "1:71: error: {s.substr,1}: s.substr takes 2 argument(s)",
+            "1:104: error: 'defined' applies to a pseudo-variable",
         ]
     );
 }
@@ -499,4 +503,65 @@ fn avps_in_the_request_route() {
             .contains("'$avp(x)' in failure_route: AVPs are not carried with the transaction yet"),
         "{e:?}"
     );
+}
+
+#[test]
+fn expressions_strlen_defined_strempty_and_arithmetic_in_conditions() {
+    let c = config(
+        r#"
+        loadmodule "sl.so"
+        route {
+            if (strlen($fU) == 5) { sl_send_reply("200", "strlen"); }
+            if (strlen($rU) > 2 && strlen($rU) < 4) { sl_send_reply("200", "bob is 3"); }
+            if (strempty($hdr(X-None))) { sl_send_reply("200", "strempty"); }
+            if (!strempty($fU)) { sl_send_reply("200", "not empty"); }
+            if (defined $var(never)) { sl_send_reply("200", "never"); }
+            $var(n) = 7;
+            if (defined $var(n)) { sl_send_reply("200", "defined"); }
+            if (defined $hdr(X-None)) { sl_send_reply("200", "never"); }
+            if ($var(n) + 1 == 8) { sl_send_reply("200", "sum"); }
+            if ($var(n) % 2) { sl_send_reply("200", "odd"); }
+            if ($fU < "b" && $rU >= "bob") { sl_send_reply("200", "text order"); }
+            if ($var(n) * 2 > $cs - 314140) { sl_send_reply("200", "never"); }
+            if ($rs == "") { sl_send_reply("200", "no status in a request"); }
+            if ($fU + "@" + $fd =~ "^alice@atlanta") { sl_send_reply("200", "joined"); }
+            if ($(fu{uri.user}) == $fU && $(fu{uri.host}{s.len}) == 15) { sl_send_reply("200", "tr"); }
+            if ($(hdr(To){tobody.uri}{uri.user}{s.toupper}) == "BOB") { sl_send_reply("200", "to"); }
+        }
+    "#,
+    );
+    let r = run(&c, "INVITE", "sip:bob@biloxi.example");
+    assert_eq!(
+        replies(&r.events),
+        [
+            "strlen",
+            "bob is 3",
+            "strempty",
+            "not empty",
+            "defined",
+            "sum",
+            "odd",
+            "text order",
+            "no status in a request",
+            "joined",
+            "tr",
+            "to"
+        ]
+    );
+}
+
+#[test]
+fn transformations_in_assignments_and_formats() {
+    let c = config(
+        r#"
+        loadmodule "sl.so"
+        route {
+            $var(u) = $(ru{uri.user}{s.substr,0,3});
+            $var(n) = $(var(u){s.len}) * 10;
+            sl_send_reply("200", "$var(u) $var(n) $(fu{uri.host}{s.select,0,.}) $(ci{s.md5}{s.len})");
+        }
+    "#,
+    );
+    let r = run(&c, "INVITE", "sip:bobby@biloxi.example");
+    assert_eq!(replies(&r.events), ["bob 30 atlanta 32"]);
 }

@@ -194,7 +194,7 @@ pub fn extras(s: &str) -> Result<Vec<Extra>, String> {
                 .split_once('=')
                 .ok_or_else(|| format!("acc extra '{item}': expected name=$pv"))?;
             let (name, value) = (name.trim(), value.trim());
-            let format = Format::parse(value);
+            let format = Format::parse(value)?;
             match (&format.parts[..], name.is_empty()) {
                 ([Part::Var(_)], false) => Ok(Extra {
                     name: name.to_string(),

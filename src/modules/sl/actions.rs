@@ -4,7 +4,7 @@
 
 use crate::cfg::ConfigError;
 use crate::cfg::ast::Arg;
-use crate::cfg::fixup::{Fixup, int_in, text};
+use crate::cfg::fixup::{Fixup, error, int_in, text};
 use crate::cfg::program::Param;
 use crate::cfg::pv::Format;
 use crate::modules::def::{
@@ -84,7 +84,7 @@ fn check(config: &crate::cfg::Config) -> Result<Vec<String>, String> {
 pub fn code_reason(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
     Ok(vec![
         Param::Int(int_in(&a[0], 100, 699)?),
-        Param::Fmt(Format::parse(&text(&a[1]))),
+        Param::Fmt(Format::parse(&text(&a[1])).map_err(|e| error(&a[1], e))?),
     ])
 }
 

@@ -65,7 +65,9 @@ pub fn header_text(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> 
     if !t.ends_with("\r\n") {
         t = t.trim_end_matches(['\r', '\n']).to_string() + "\r\n";
     }
-    Ok(vec![Param::Fmt(Format::parse(&t))])
+    Ok(vec![Param::Fmt(
+        Format::parse(&t).map_err(|e| error(&a[0], e))?,
+    )])
 }
 
 /// textops keeps nothing per process.

@@ -77,7 +77,7 @@ fn level_of(name: &str) -> Option<i64> {
 /// A format whose every `$` starts a pseudo-variable rser provides.
 fn checked_format(a: &Arg) -> Result<Format, ConfigError> {
     let t = text(a);
-    let f = Format::parse(&t);
+    let f = Format::parse(&t).map_err(|e| error(a, e))?;
     let literal: String = f
         .parts
         .iter()
@@ -168,14 +168,14 @@ mod tests {
         );
         assert!(ok.is_ok(), "{ok:?}");
         let e = crate::cfg::load(
-            "loadmodule \"xlog.so\"\nroute { xlog(\"L_LOUD\", \"x\"); xlog(\"$avp(x) $(ru{s.len})\"); }",
+            "loadmodule \"xlog.so\"\nroute { xlog(\"L_LOUD\", \"x\"); xlog(\"$nope(x) $(ru{s.len})\"); }",
         )
         .expect_err("errors");
         let text: Vec<String> = e.iter().map(|e| e.to_string()).collect();
         assert_eq!(text.len(), 2, "{text:?}");
         assert!(text[0].contains("'L_LOUD' is not a log level"), "{text:?}");
         assert!(
-            text[1].contains("pseudo-variable in '$avp(x)' is not provided"),
+            text[1].contains("pseudo-variable in '$nope(x)' is not provided"),
             "{text:?}"
         );
     }
