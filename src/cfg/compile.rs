@@ -395,15 +395,6 @@ impl Compiler<'_> {
     /// A pseudo-variable rser provides; any other is an error naming it.
     fn pv(&self, text: &str, pos: Pos) -> Res<crate::cfg::pv::Pv> {
         let pv = crate::cfg::pv::Pv::parse_checked(text).map_err(|e| ConfigError::new(pos, e))?;
-        if matches!(pv, crate::cfg::pv::Pv::Avp(_)) && self.kind != RouteKind::Request {
-            return Err(ConfigError::new(
-                pos,
-                format!(
-                    "'{text}' in {}: AVPs are not carried with the transaction yet (request routes only)",
-                    self.kind.name()
-                ),
-            ));
-        }
         Ok(pv)
     }
 

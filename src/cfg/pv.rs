@@ -56,8 +56,8 @@ pub enum Pv {
     /// `$T_branch_idx`: in branch_route, the branch's index (else 0).
     BranchIdx,
     /// `$avp(name)`: a value attached to the message being scripted (its
-    /// last one), in the request route only for now (Kamailio carries
-    /// AVPs with the transaction into failure and reply routes).
+    /// last one); a transaction keeps them for its branch, reply and
+    /// failure routes, as Kamailio's.
     Avp(u16),
     /// `$var(name)`: a worker's own variable (it keeps its value from one
     /// message to the next, as Kamailio's), by its index in [`var_name`]'s

@@ -76,6 +76,8 @@ pub struct ScriptState {
     pub bflags: u32,
     /// `$avp(name)` values of this message, in the order set.
     pub avps: Vec<(u16, VarValue)>,
+    /// An `$avp` was set or removed (a transaction's are written back).
+    pub avps_changed: bool,
     /// `$var(x)` values, by index; kept from one message to the next in
     /// this process, as Kamailio's.
     pub vars: Vec<VarValue>,
@@ -137,6 +139,7 @@ impl ScriptState {
         self.force_rport = false;
         self.reply_no_connect = false;
         self.avps.clear();
+        self.avps_changed = false;
         self.bflags = 0;
     }
 }

@@ -1,6 +1,7 @@
 //! Running the compiled routing script: the per-message context, the VM,
 //! and the actions it runs itself (URI rewriting, textops, exec).
 
+pub mod avp;
 pub mod ctx;
 pub mod exec;
 pub mod pv;

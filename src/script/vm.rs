@@ -307,6 +307,7 @@ impl<'p> Vm<'p> {
                         TRUE
                     }
                     AssignTarget::Avp(i) => {
+                        ctx.st.avps_changed = true;
                         if v == VarValue::Null {
                             ctx.st.avps.retain(|(n, _)| n != i);
                         } else if ctx.st.avps.len() < MAX_AVPS {

@@ -48,6 +48,9 @@ crate::server::shared::counters! { TmCounter, COUNTER_NAMES, {
     /// Copies `t_replicate()` sent, and their replies absorbed.
     Replicated => "tm_replicated",
     ReplicaReplies => "tm_replica_replies",
+    /// A transaction's `$avp`s over `script::avp::MAX_AVP_BYTES`, or
+    /// with shared memory full: not kept for its failure and reply routes.
+    AvpsNotKept => "tm_avps_not_kept",
 }}
 pub use txn::{Effect, Timers};
 

@@ -142,6 +142,13 @@ impl TmState {
         }
         if !self.in_failure_route {
             s.txn.on_failure = self.armed.failure;
+            super::stateful::keep_avps(
+                cx,
+                &table,
+                &mut s.txn.avps,
+                &ctx.st.avps,
+                &mut self.avp_buf,
+            );
         }
         let mut started = false;
         for hop in &hops {
@@ -351,6 +358,7 @@ impl TmState {
         let local = cx.shell.local(cx.shell.in_sock());
         let mut ctx = MsgCtx::new(on, main.src, local, Proto::Udp, &mut st);
         ctx.st.flags = main.st.flags;
+        ctx.st.avps.clone_from(&main.st.avps);
         if idx == 0 {
             ctx.st.bflags = main.st.bflags;
         }

@@ -31,6 +31,8 @@ pub struct TmState {
     pub uri_buf: Vec<u8>,
     pub uris: Vec<u8>,
     pub failure_buf: Vec<u8>,
+    /// A transaction's `$avp`s, encoded.
+    pub avp_buf: Vec<u8>,
     /// Script state for onreply_route and failure_route.
     pub aux_st: ScriptState,
     /// branch_route: its script state, the next hop it chose, and the
@@ -87,6 +89,7 @@ impl TmState {
             uri_buf: Vec::new(),
             uris: Vec::new(),
             failure_buf: Vec::new(),
+            avp_buf: Vec::new(),
             aux_st: ScriptState::new(),
             branch_st: ScriptState::new(),
             branch_dst: Vec::new(),

@@ -57,6 +57,30 @@ pub struct Armed {
     pub branch: u16,
 }
 
+/// Keeps `avps` as a transaction's (`slot`), replacing what it had; what
+/// does not fit is not kept, with a log line and a count.
+pub(crate) fn keep_avps(
+    cx: &Cx<'_>,
+    table: &Table,
+    slot: &mut rser_shm::Chain,
+    avps: &[(u16, crate::script::ctx::VarValue)],
+    buf: &mut Vec<u8>,
+) {
+    if avps.is_empty() && slot.is_empty() {
+        return;
+    }
+    buf.clear();
+    let kept = crate::script::avp::encode(avps, buf) && table.pool.replace(slot, buf);
+    if !kept {
+        count(cx, TmCounter::AvpsNotKept);
+        log::warn!(
+            "tm: the transaction's $avp values ({} of them) are not kept for its failure and reply routes (over {} bytes, or shared memory full)",
+            avps.len(),
+            crate::script::avp::MAX_AVP_BYTES
+        );
+    }
+}
+
 impl TmState {
     /// Before the script: a retransmission of a request whose transaction
     /// exists gets the last reply again (§17.2.1, §17.2.2), and the ACK to
@@ -238,10 +262,13 @@ impl TmState {
             generation: id.generation,
         };
         let mut l = table.lock(t.bucket);
-        let Some(on_reply) = table
-            .slot(&mut l, t.idx, t.generation)
-            .map(|s| s.txn.on_reply)
-        else {
+        let Some(on_reply) = table.slot(&mut l, t.idx, t.generation).map(|s| {
+            if s.txn.on_reply != 0 {
+                self.avp_buf.clear();
+                table.pool.read(s.txn.avps, &mut self.avp_buf);
+            }
+            s.txn.on_reply
+        }) else {
             count(cx, TmCounter::RepliesLate);
             let invite = msg.cseq().is_ok_and(|c| c.method == Method::Invite);
             // False: the stateless path takes it upstream.
@@ -258,6 +285,17 @@ impl TmState {
                 return true; // onreply_route dropped a provisional reply
             }
             l = table.lock(t.bucket);
+            if self.aux_st.avps_changed
+                && let Some(s) = table.slot(&mut l, t.idx, t.generation)
+            {
+                keep_avps(
+                    cx,
+                    &table,
+                    &mut s.txn.avps,
+                    &self.aux_st.avps,
+                    &mut self.avp_buf,
+                );
+            }
         }
         let Some(s) = table.slot(&mut l, t.idx, t.generation) else {
             return true;
@@ -292,6 +330,8 @@ impl TmState {
         let mut st = std::mem::take(&mut self.aux_st);
         let local = cx.shell.local(cx.shell.in_sock());
         let mut ctx = MsgCtx::new(msg, src, local, Proto::Udp, &mut st);
+        crate::script::avp::decode(&self.avp_buf, &mut ctx.st.avps);
+        ctx.st.avps_changed = false;
         let out = cx.run_route(RouteKind::Reply, u32::from(route - 1), &mut ctx, self);
         self.aux_st = st;
         out.dropped
@@ -311,6 +351,8 @@ impl TmState {
                 return;
             };
             table.pool.read(s.txn.request, &mut buf);
+            self.avp_buf.clear();
+            table.pool.read(s.txn.avps, &mut self.avp_buf);
             (
                 s.txn.script_flags,
                 s.txn.ds,
@@ -330,6 +372,8 @@ impl TmState {
                 ctx.status = Some(code);
                 ctx.st.flags = flags;
                 ctx.st.ds = ds;
+                crate::script::avp::decode(&self.avp_buf, &mut ctx.st.avps);
+                ctx.st.avps_changed = false;
                 cx.run_route(RouteKind::Failure, u32::from(route - 1), &mut ctx, self);
             }
             Err(e) => log::error!("tm: stored request does not parse: {e}"),
@@ -349,6 +393,16 @@ impl TmState {
         s.txn.script_flags = self.aux_st.flags;
         // ds_next_dst moved on (and the call's load with it).
         s.txn.ds = self.aux_st.ds;
+        // So do the AVPs it set (Kamailio's are the transaction's).
+        if self.aux_st.avps_changed {
+            keep_avps(
+                cx,
+                &table,
+                &mut s.txn.avps,
+                &self.aux_st.avps,
+                &mut self.avp_buf,
+            );
+        }
         let added = s.txn.nbranch > before;
         let fx = {
             let (txn, mut br) = table.view(s);

@@ -224,7 +224,12 @@ impl Table {
             self.pool.free(std::mem::take(&mut b.uri));
             self.pool.free(std::mem::take(&mut b.request));
         }
-        for c in [&mut txn.request, &mut txn.reply, &mut txn.best] {
+        for c in [
+            &mut txn.request,
+            &mut txn.reply,
+            &mut txn.best,
+            &mut txn.avps,
+        ] {
             self.pool.free(std::mem::replace(c, Chain::EMPTY));
         }
         for r in s.branch {

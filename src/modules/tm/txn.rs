@@ -205,6 +205,9 @@ pub struct Txn {
     pub reply: Chain,
     /// The best final reply kept for failure_route (empty: local reply).
     pub best: Chain,
+    /// The script's `$avp`s (`script::avp`'s encoding), given back to
+    /// failure and reply routes and kept as they leave them.
+    pub avps: Chain,
     /// Next retransmission of a non-2xx final reply (Timer G; 0: none).
     pub reply_retr_at: u64,
     pub reply_interval: u64,
