@@ -327,6 +327,7 @@ impl Compiler<'_> {
         let target = match self.pv(target, pos)? {
             crate::cfg::pv::Pv::Var(i) => AssignTarget::Var(i),
             crate::cfg::pv::Pv::Avp(i) => AssignTarget::Avp(i),
+            crate::cfg::pv::Pv::Xavp(x) => AssignTarget::Xavp(x),
             crate::cfg::pv::Pv::Ruri => AssignTarget::Ruri,
             crate::cfg::pv::Pv::RuriUser => AssignTarget::RuriUser,
             crate::cfg::pv::Pv::RuriDomain => AssignTarget::RuriDomain,
@@ -335,7 +336,7 @@ impl Compiler<'_> {
                 return Err(ConfigError::new(
                     pos,
                     format!(
-                        "'{target}' cannot be assigned ($var, $avp, $ru, $rU, $rd and $du can)"
+                        "'{target}' cannot be assigned ($var, $avp, $xavp, $ru, $rU, $rd and $du can)"
                     ),
                 ));
             }

@@ -253,6 +253,7 @@ pub enum AssignTarget {
     Var(u16),
     /// `$avp(name) = value` adds a value; `= $null` removes them all.
     Avp(u16),
+    Xavp(super::pv::XavpRef),
     /// `$ru`, `$rU`, `$rd`: the current Request-URI, its user, its host.
     Ruri,
     RuriUser,
@@ -582,6 +583,7 @@ impl Program {
                             super::pv::var_name(*i).trim_start_matches("avp:")
                         )
                     }
+                    AssignTarget::Xavp(x) => pv_name(&Pv::Xavp(*x)),
                     AssignTarget::Ruri => "$ru".into(),
                     AssignTarget::RuriUser => "$rU".into(),
                     AssignTarget::RuriDomain => "$rd".into(),

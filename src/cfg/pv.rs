@@ -63,9 +63,56 @@ pub enum Pv {
     /// message to the next, as Kamailio's), by its index in [`var_name`]'s
     /// table.
     Var(u16),
+    /// `$xavp(name[index]=>field)`: a field of an XAVP (Kamailio's
+    /// structured AVPs), kept with the transaction as `$avp`s are.
+    Xavp(XavpRef),
     /// `$(pv{tr}...)`: a variable's value through Kamailio's
     /// transformations.
     Tr(Box<Transformed>),
+}
+
+/// Which XAVP and field: names as indices in [`var_name`]'s table; no
+/// index is Kamailio's "the newest" (and, assigned to, "a new one").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct XavpRef {
+    pub name: u16,
+    pub index: Option<u8>,
+    pub field: Option<u16>,
+}
+
+/// `name` or `name[i]`.
+fn indexed(s: &str) -> Option<(&str, Option<u8>)> {
+    let (name, index) = match s.split_once('[') {
+        Some((n, rest)) => (n, Some(rest.strip_suffix(']')?.parse().ok()?)),
+        None => (s, None),
+    };
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+    ok.then_some((name, index))
+}
+
+/// `$xavp(root[i]=>field)`'s inside. A field's own index is not
+/// supported (the newest value is read).
+fn xavp_ref(arg: &str) -> Option<XavpRef> {
+    let (root, field) = match arg.split_once("=>") {
+        Some((r, f)) => (r, Some(f)),
+        None => (arg, None),
+    };
+    let (name, index) = indexed(root.trim())?;
+    let field = match field {
+        Some(f) => match indexed(f.trim())? {
+            (f, None) => Some(var_index(&format!("xavp.f:{f}"))?),
+            (_, Some(_)) => return None,
+        },
+        None => None,
+    };
+    Some(XavpRef {
+        name: var_index(&format!("xavp:{name}"))?,
+        index,
+        field,
+    })
 }
 
 /// A pseudo-variable and the transformations applied to its value, with
@@ -249,6 +296,7 @@ fn variable(s: &str) -> Result<Option<(Pv, usize)>, String> {
                     .map(Pv::Avp)
             }
             "hdr" if name_ok(b"-") => Some(Pv::Header(arg.into())),
+            "xavp" => xavp_ref(arg).map(Pv::Xavp),
             _ => None,
         };
         return Ok(pv.map(|pv| (pv, len)));
@@ -320,6 +368,16 @@ impl fmt::Display for Format {
                 }
                 Part::Var(Pv::Var(i)) => write!(f, "$var({})", var_name(*i))?,
                 Part::Var(Pv::Tr(t)) => f.write_str(&t.text)?,
+                Part::Var(Pv::Xavp(x)) => {
+                    write!(f, "$xavp({}", var_name(x.name).trim_start_matches("xavp:"))?;
+                    if let Some(i) = x.index {
+                        write!(f, "[{i}]")?;
+                    }
+                    if let Some(field) = x.field {
+                        write!(f, "=>{}", var_name(field).trim_start_matches("xavp.f:"))?;
+                    }
+                    f.write_str(")")?
+                }
                 Part::Var(v) => {
                     let name = NAMES.iter().find(|(_, p)| p == v).map_or("?", |(n, _)| n);
                     write!(f, "${name}")?

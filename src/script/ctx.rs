@@ -75,9 +75,7 @@ pub struct ScriptState {
     /// the chosen contact's back.
     pub bflags: u32,
     /// `$avp(name)` values of this message, in the order set.
-    pub avps: Vec<(u16, VarValue)>,
-    /// An `$avp` was set or removed (a transaction's are written back).
-    pub avps_changed: bool,
+    pub avps: super::avp::Avps,
     /// `$var(x)` values, by index; kept from one message to the next in
     /// this process, as Kamailio's.
     pub vars: Vec<VarValue>,
@@ -139,7 +137,6 @@ impl ScriptState {
         self.force_rport = false;
         self.reply_no_connect = false;
         self.avps.clear();
-        self.avps_changed = false;
         self.bflags = 0;
     }
 }

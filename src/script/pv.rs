@@ -80,13 +80,7 @@ fn value(v: &Pv, ctx: &MsgCtx<'_, '_>, out: &mut Vec<u8>) {
         Pv::RetCode => {
             let _ = write!(out, "{}", ctx.st.last_ret);
         }
-        Pv::Avp(i) => match ctx.st.avps.iter().rev().find(|(n, _)| n == i) {
-            Some((_, crate::script::ctx::VarValue::Int(n))) => {
-                let _ = write!(out, "{n}");
-            }
-            Some((_, crate::script::ctx::VarValue::Str(s))) => out.extend_from_slice(s),
-            _ => {}
-        },
+        Pv::Avp(_) | Pv::Xavp(_) => out.extend_from_slice(&typed(v, ctx).text()),
         Pv::BranchIdx => {
             let _ = write!(out, "{}", ctx.st.branch_idx);
         }
@@ -112,13 +106,12 @@ pub fn typed(v: &Pv, ctx: &MsgCtx<'_, '_>) -> VarValue {
             .get(usize::from(*i))
             .cloned()
             .unwrap_or_default(),
-        Pv::Avp(i) => ctx
+        Pv::Avp(i) => ctx.st.avps.get(*i).cloned().unwrap_or_default(),
+        Pv::Xavp(x) => ctx
             .st
             .avps
-            .iter()
-            .rev()
-            .find(|(n, _)| n == i)
-            .map(|(_, v)| v.clone())
+            .xget(x.name, x.index.unwrap_or(0), x.field)
+            .cloned()
             .unwrap_or_default(),
         Pv::Null => VarValue::Null,
         Pv::Tr(t) => t

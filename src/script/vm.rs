@@ -20,6 +20,7 @@ use crate::cfg::registry::Func;
 use crate::cfg::settings::Proto;
 use crate::sip::{Host as UriHost, Scheme, Uri};
 
+use super::avp::MAX_AVPS;
 use super::ctx::{MsgCtx, VarValue};
 use super::exec::{self, Job};
 use super::pv::format_into;
@@ -306,18 +307,22 @@ impl<'p> Vm<'p> {
                         ctx.st.vars[i] = v;
                         TRUE
                     }
-                    AssignTarget::Avp(i) => {
-                        ctx.st.avps_changed = true;
-                        if v == VarValue::Null {
-                            ctx.st.avps.retain(|(n, _)| n != i);
-                        } else if ctx.st.avps.len() < MAX_AVPS {
-                            ctx.st.avps.push((*i, v));
-                        } else {
-                            log::warn!("script: more than {MAX_AVPS} AVPs on one message; not set");
-                            return FALSE;
+                    AssignTarget::Avp(i) => match ctx.st.avps.set(*i, v) {
+                        Ok(()) => TRUE,
+                        Err(e) => {
+                            log::warn!(
+                                "script: $avp not set: {e:?} (at most {MAX_AVPS} a message)"
+                            );
+                            FALSE
                         }
-                        TRUE
-                    }
+                    },
+                    AssignTarget::Xavp(x) => match ctx.st.avps.xset(x.name, x.index, x.field, v) {
+                        Ok(()) => TRUE,
+                        Err(e) => {
+                            log::warn!("script: $xavp not set: {e:?}");
+                            FALSE
+                        }
+                    },
                     AssignTarget::Ruri => self.rewrite(ctx, Rewrite::Uri(&v.text())),
                     AssignTarget::RuriUser => self.rewrite(ctx, Rewrite::User(&v.text())),
                     AssignTarget::RuriDomain => self.rewrite(ctx, Rewrite::Host(&v.text())),
@@ -627,9 +632,6 @@ fn destination(
         kind,
     })
 }
-
-/// AVPs one message may carry.
-const MAX_AVPS: usize = 64;
 
 /// An assignment's value. Pseudo-variables that are numbers in Kamailio
 /// (`$cs`, `$sp`, `$Rp`, `$rs`, `$rp`, an int `$var`) are numbers here.

@@ -364,7 +364,7 @@ fn assignments_to_var_and_the_request_uri() {
     assert_eq!(
         text,
         [
-            "1:9: error: '$fU' cannot be assigned ($var, $avp, $ru, $rU, $rd and $du can)",
+            "1:9: error: '$fU' cannot be assigned ($var, $avp, $xavp, $ru, $rU, $rd and $du can)",
             "1:20: error: pseudo-variable '$nosuch' is not provided"
         ]
     );
@@ -561,4 +561,27 @@ fn transformations_in_assignments_and_formats() {
     );
     let r = run(&c, "INVITE", "sip:bobby@biloxi.example");
     assert_eq!(replies(&r.events), ["bob 30 atlanta 32"]);
+}
+
+#[test]
+fn xavps_fields_and_indices() {
+    let c = config(
+        r#"
+        loadmodule "sl.so"
+        route {
+            $xavp(c=>user) = "alice";
+            $xavp(c[0]=>n) = 1;
+            $xavp(c=>user) = "bob";
+            $xavp(c[0]=>n) = $xavp(c[1]=>n) + 1;
+            sl_send_reply("200", "$xavp(c=>user) $xavp(c[0]=>n) $xavp(c[1]=>user)");
+            if (!defined $xavp(c[2]=>user) && defined $xavp(c)) { sl_send_reply("200", "two"); }
+            $xavp(c) = $null;
+            if (!defined $xavp(c=>user)) { sl_send_reply("200", "gone"); }
+        }
+    "#,
+    );
+    assert_eq!(
+        replies(&run(&c, "INVITE", "sip:bob@b").events),
+        ["bob 2 alice", "two", "gone"]
+    );
 }

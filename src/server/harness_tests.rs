@@ -512,15 +512,15 @@ fn branch_flags_are_kept_with_the_contact_and_given_back_by_lookup() {
 }
 
 #[test]
-fn avps_go_with_the_transaction_into_branch_reply_and_failure_routes() {
+fn avps_and_xavps_go_with_the_transaction_into_branch_reply_and_failure_routes() {
     let cfg = format!(
         "loadmodule \"sl.so\"\nloadmodule \"tm.so\"\nloadmodule \"textops.so\"\n\
-         route {{ $avp(next) = \"sip:bob@127.0.0.1:{OTHER}\"; $avp(n) = 1; \
+         route {{ $xavp(call=>next) = \"sip:bob@127.0.0.1:{OTHER}\"; $avp(n) = 1; \
          rewritehostport(\"127.0.0.1:{CALLEE}\"); \
          t_on_failure(\"1\"); t_on_reply(\"r\"); t_on_branch(\"b\"); t_relay(); }}\n\
          branch_route[b] {{ append_hf(\"X-N: $avp(n)\"); }}\n\
          onreply_route[r] {{ if ($rs == 180) {{ $avp(n) = $avp(n) + 1; }} }}\n\
-         failure_route[1] {{ $ru = $avp(next); append_hf(\"X-Seen: $avp(n)\"); t_on_branch(\"b\"); t_relay(); }}\n"
+         failure_route[1] {{ $ru = $xavp(call[0]=>next); append_hf(\"X-Seen: $avp(n)\"); t_on_branch(\"b\"); t_relay(); }}\n"
     );
     // Two workers: the replies come in on the other one.
     let mut h = Harness::new(&cfg, 2);

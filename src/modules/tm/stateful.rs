@@ -63,19 +63,18 @@ pub(crate) fn keep_avps(
     cx: &Cx<'_>,
     table: &Table,
     slot: &mut rser_shm::Chain,
-    avps: &[(u16, crate::script::ctx::VarValue)],
+    avps: &crate::script::avp::Avps,
     buf: &mut Vec<u8>,
 ) {
     if avps.is_empty() && slot.is_empty() {
         return;
     }
     buf.clear();
-    let kept = crate::script::avp::encode(avps, buf) && table.pool.replace(slot, buf);
+    let kept = avps.encode(buf) && table.pool.replace(slot, buf);
     if !kept {
         count(cx, TmCounter::AvpsNotKept);
         log::warn!(
-            "tm: the transaction's $avp values ({} of them) are not kept for its failure and reply routes (over {} bytes, or shared memory full)",
-            avps.len(),
+            "tm: the transaction's $avp and $xavp values are not kept for its failure and reply routes (over {} bytes, or shared memory full)",
             crate::script::avp::MAX_AVP_BYTES
         );
     }
@@ -285,7 +284,7 @@ impl TmState {
                 return true; // onreply_route dropped a provisional reply
             }
             l = table.lock(t.bucket);
-            if self.aux_st.avps_changed
+            if self.aux_st.avps.changed
                 && let Some(s) = table.slot(&mut l, t.idx, t.generation)
             {
                 keep_avps(
@@ -330,8 +329,7 @@ impl TmState {
         let mut st = std::mem::take(&mut self.aux_st);
         let local = cx.shell.local(cx.shell.in_sock());
         let mut ctx = MsgCtx::new(msg, src, local, Proto::Udp, &mut st);
-        crate::script::avp::decode(&self.avp_buf, &mut ctx.st.avps);
-        ctx.st.avps_changed = false;
+        ctx.st.avps.decode(&self.avp_buf);
         let out = cx.run_route(RouteKind::Reply, u32::from(route - 1), &mut ctx, self);
         self.aux_st = st;
         out.dropped
@@ -372,8 +370,7 @@ impl TmState {
                 ctx.status = Some(code);
                 ctx.st.flags = flags;
                 ctx.st.ds = ds;
-                crate::script::avp::decode(&self.avp_buf, &mut ctx.st.avps);
-                ctx.st.avps_changed = false;
+                ctx.st.avps.decode(&self.avp_buf);
                 cx.run_route(RouteKind::Failure, u32::from(route - 1), &mut ctx, self);
             }
             Err(e) => log::error!("tm: stored request does not parse: {e}"),
@@ -394,7 +391,7 @@ impl TmState {
         // ds_next_dst moved on (and the call's load with it).
         s.txn.ds = self.aux_st.ds;
         // So do the AVPs it set (Kamailio's are the transaction's).
-        if self.aux_st.avps_changed {
+        if self.aux_st.avps.changed {
             keep_avps(
                 cx,
                 &table,
