@@ -412,3 +412,29 @@ fn kamailio_globals_and_modules_are_accepted_or_said() {
         ["1:1: error: enable_tls=yes: TLS is not served by this build"]
     );
 }
+
+#[test]
+fn htables_are_declared_before_use_and_database_ones_are_refused() {
+    let e = said("route { if ($sht(a=>x) == 1) { drop; } }");
+    assert!(e[0].contains("needs the htable module"), "{e:?}");
+    let e = said(
+        "loadmodule \"htable.so\"\nmodparam(\"htable\", \"htable\", \"a=>size=4;\")\nroute { $sht(b=>$si) = 1; sht_reset(\"c\"); }",
+    );
+    assert!(e[0].contains("uses table(s) b, c not declared"), "{e:?}");
+    let e = said(
+        "loadmodule \"htable.so\"\nmodparam(\"htable\", \"htable\", \"a=>size=4;dbtable=htable;\")\nroute { drop; }",
+    );
+    assert!(e[0].contains("dbtable is not supported"), "{e:?}");
+    let e = said(
+        "loadmodule \"htable.so\"\nmodparam(\"htable\", \"htable\", \"a=>sise=4\")\nroute { sht_rm_name_re(\"a=>[\"); }",
+    );
+    assert!(e[0].contains("bad regular expression \"[\""), "{e:?}");
+    let e = said(
+        "loadmodule \"htable.so\"\nmodparam(\"htable\", \"htable\", \"a=>sise=4\")\nroute { drop; }",
+    );
+    assert!(e[0].contains("unknown attribute 'sise'"), "{e:?}");
+    let ok = said(
+        "loadmodule \"htable.so\"\nmodparam(\"htable\", \"htable\", \"ipban=>size=8;autoexpire=300;\")\nroute { if ($sht(ipban=>$si) != $null) { drop; } sht_rm_value_re(\"ipban=>^1$\"); }",
+    );
+    assert!(ok.is_empty(), "{ok:?}");
+}

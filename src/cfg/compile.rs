@@ -328,6 +328,7 @@ impl Compiler<'_> {
             crate::cfg::pv::Pv::Var(i) => AssignTarget::Var(i),
             crate::cfg::pv::Pv::Avp(i) => AssignTarget::Avp(i),
             crate::cfg::pv::Pv::Xavp(x) => AssignTarget::Xavp(x),
+            crate::cfg::pv::Pv::Sht(r) => AssignTarget::Sht(r),
             crate::cfg::pv::Pv::Ruri => AssignTarget::Ruri,
             crate::cfg::pv::Pv::RuriUser => AssignTarget::RuriUser,
             crate::cfg::pv::Pv::RuriDomain => AssignTarget::RuriDomain,
@@ -336,7 +337,7 @@ impl Compiler<'_> {
                 return Err(ConfigError::new(
                     pos,
                     format!(
-                        "'{target}' cannot be assigned ($var, $avp, $xavp, $ru, $rU, $rd and $du can)"
+                        "'{target}' cannot be assigned ($var, $avp, $xavp, $sht, $ru, $rU, $rd and $du can)"
                     ),
                 ));
             }
@@ -396,6 +397,12 @@ impl Compiler<'_> {
     /// A pseudo-variable rser provides; any other is an error naming it.
     fn pv(&self, text: &str, pos: Pos) -> Res<crate::cfg::pv::Pv> {
         let pv = crate::cfg::pv::Pv::parse_checked(text).map_err(|e| ConfigError::new(pos, e))?;
+        if matches!(pv, crate::cfg::pv::Pv::Sht(_)) && !self.loaded.contains("htable") {
+            return Err(ConfigError::new(
+                pos,
+                format!("'{text}' needs the htable module (loadmodule \"htable.so\")"),
+            ));
+        }
         Ok(pv)
     }
 

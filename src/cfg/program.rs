@@ -248,12 +248,14 @@ pub enum Test {
 }
 
 /// What an assignment may write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AssignTarget {
     Var(u16),
     /// `$avp(name) = value` adds a value; `= $null` removes them all.
     Avp(u16),
     Xavp(super::pv::XavpRef),
+    /// `$sht(table=>key) = value`; `= $null` removes the item.
+    Sht(Box<super::pv::ShtRef>),
     /// `$ru`, `$rU`, `$rd`: the current Request-URI, its user, its host.
     Ruri,
     RuriUser,
@@ -442,6 +444,74 @@ impl Program {
         })
     }
 
+    /// Every pseudo-variable the program reads or writes, nested ones (a
+    /// transformation's, an htable key's) included.
+    pub fn each_pv(&self, f: &mut dyn FnMut(&Pv)) {
+        fn pv(p: &Pv, f: &mut dyn FnMut(&Pv)) {
+            f(p);
+            match p {
+                Pv::Tr(t) => pv(&t.pv, f),
+                Pv::Sht(r) => format(&r.key, f),
+                _ => {}
+            }
+        }
+        fn format(fmt: &super::pv::Format, f: &mut dyn FnMut(&Pv)) {
+            for part in fmt.parts.iter() {
+                if let super::pv::Part::Var(p) = part {
+                    pv(p, f);
+                }
+            }
+        }
+        fn val(v: &Val, f: &mut dyn FnMut(&Pv)) {
+            match v {
+                Val::Pv(p) => pv(p, f),
+                Val::Bin(_, a, b) => {
+                    val(a, f);
+                    val(b, f);
+                }
+                Val::Unary(_, a) => val(a, f),
+                Val::Str(_) | Val::Int(_) => {}
+            }
+        }
+        for t in &self.tests {
+            match t {
+                Test::PvStr { pv: p, .. }
+                | Test::PvRegex { pv: p, .. }
+                | Test::PvNum { pv: p, .. }
+                | Test::PvTrue(p) => pv(p, f),
+                Test::PvPv { a, b, .. } => {
+                    pv(a, f);
+                    pv(b, f);
+                }
+                Test::ValTrue(a) | Test::ValRegex { a, .. } => val(a, f),
+                Test::Values { a, b, .. } => {
+                    val(a, f);
+                    val(b, f);
+                }
+                _ => {}
+            }
+        }
+        for a in &self.actions {
+            match a {
+                Action::Assign { target, value } => {
+                    if let AssignTarget::Sht(r) = target {
+                        pv(&Pv::Sht(r.clone()), f);
+                    }
+                    val(value, f);
+                }
+                Action::Log { msg, .. } => format(msg, f),
+                Action::Module { args, .. } => {
+                    for p in args.iter() {
+                        if let Param::Fmt(fmt) = p {
+                            format(fmt, f);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// Whether the script calls any action of module `module`.
     pub fn calls_module(&self, module: &str) -> bool {
         self.module_calls()
@@ -584,6 +654,7 @@ impl Program {
                         )
                     }
                     AssignTarget::Xavp(x) => pv_name(&Pv::Xavp(*x)),
+                    AssignTarget::Sht(r) => pv_name(&Pv::Sht(r.clone())),
                     AssignTarget::Ruri => "$ru".into(),
                     AssignTarget::RuriUser => "$rU".into(),
                     AssignTarget::RuriDomain => "$rd".into(),

@@ -66,6 +66,9 @@ pub enum Pv {
     /// `$xavp(name[index]=>field)`: a field of an XAVP (Kamailio's
     /// structured AVPs), kept with the transaction as `$avp`s are.
     Xavp(XavpRef),
+    /// `$sht(table=>key)`: an item of an htable (in shared memory, the
+    /// same for every worker); the key may hold pseudo-variables.
+    Sht(Box<ShtRef>),
     /// `$(pv{tr}...)`: a variable's value through Kamailio's
     /// transformations.
     Tr(Box<Transformed>),
@@ -78,6 +81,43 @@ pub struct XavpRef {
     pub name: u16,
     pub index: Option<u8>,
     pub field: Option<u16>,
+}
+
+/// Which htable item: the table's name as an index in [`var_name`]'s
+/// table, and the key's format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShtRef {
+    pub table: u16,
+    pub key: Format,
+}
+
+impl ShtRef {
+    /// The table's name as written.
+    pub fn table_name(&self) -> String {
+        var_name(self.table).trim_start_matches("sht:").to_string()
+    }
+}
+
+/// `$sht(table=>key)`'s inside.
+fn sht_ref(arg: &str) -> Result<Option<ShtRef>, String> {
+    let Some((table, key)) = arg.split_once("=>") else {
+        return Ok(None);
+    };
+    let table = table.trim();
+    if table.is_empty()
+        || !table
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return Ok(None);
+    }
+    let Some(index) = var_index(&format!("sht:{table}")) else {
+        return Ok(None);
+    };
+    Ok(Some(ShtRef {
+        table: index,
+        key: Format::parse(key)?,
+    }))
 }
 
 /// `name` or `name[i]`.
@@ -271,7 +311,8 @@ fn variable(s: &str) -> Result<Option<(Pv, usize)>, String> {
         _ => {}
     }
     if s[word_len..].starts_with('(') {
-        let Some(end) = s[word_len..].find(')') else {
+        // The key of `$sht(t=>$var(k))` has parentheses of its own.
+        let Some(end) = matching_paren(&s[word_len..]) else {
             return Ok(None);
         };
         let arg = &s[word_len + 1..word_len + end];
@@ -297,6 +338,7 @@ fn variable(s: &str) -> Result<Option<(Pv, usize)>, String> {
             }
             "hdr" if name_ok(b"-") => Some(Pv::Header(arg.into())),
             "xavp" => xavp_ref(arg).map(Pv::Xavp),
+            "sht" => sht_ref(arg)?.map(|r| Pv::Sht(Box::new(r))),
             _ => None,
         };
         return Ok(pv.map(|pv| (pv, len)));
@@ -310,27 +352,31 @@ fn variable(s: &str) -> Result<Option<(Pv, usize)>, String> {
         .map(|(_, pv)| (pv.clone(), 2)))
 }
 
-/// `(pv{tr}...)` at the start of `s`: the variable (written without its
-/// `$`) and its transformations, up to the matching `)`.
-fn transformed(s: &str) -> Result<(Pv, usize), String> {
-    let mut depth = 0usize;
-    let mut braces = 0usize;
-    let mut end = None;
+/// Where the `(` starting `s` closes (parentheses nest; braces of
+/// transformations may hold any).
+fn matching_paren(s: &str) -> Option<usize> {
+    let (mut depth, mut braces) = (0usize, 0usize);
     for (i, b) in s.bytes().enumerate() {
         match b {
             b'{' => braces += 1,
             b'}' => braces = braces.saturating_sub(1),
             b'(' if braces == 0 => depth += 1,
             b')' if braces == 0 => {
-                depth -= 1;
+                depth = depth.checked_sub(1)?;
                 if depth == 0 {
-                    end = Some(i);
-                    break;
+                    return Some(i);
                 }
             }
             _ => {}
         }
     }
+    None
+}
+
+/// `(pv{tr}...)` at the start of `s`: the variable (written without its
+/// `$`) and its transformations, up to the matching `)`.
+fn transformed(s: &str) -> Result<(Pv, usize), String> {
+    let end = matching_paren(s);
     let end = end.ok_or_else(|| format!("'${s}': ')' missing"))?;
     let inner = &s[1..end];
     let split = inner.find('{').unwrap_or(inner.len());
@@ -368,6 +414,10 @@ impl fmt::Display for Format {
                 }
                 Part::Var(Pv::Var(i)) => write!(f, "$var({})", var_name(*i))?,
                 Part::Var(Pv::Tr(t)) => f.write_str(&t.text)?,
+                Part::Var(Pv::Sht(r)) => {
+                    let key = r.key.to_string();
+                    write!(f, "$sht({}=>{})", r.table_name(), key.trim_matches('"'))?
+                }
                 Part::Var(Pv::Xavp(x)) => {
                     write!(f, "$xavp({}", var_name(x.name).trim_start_matches("xavp:"))?;
                     if let Some(i) = x.index {

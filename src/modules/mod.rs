@@ -8,6 +8,7 @@ pub mod compat;
 pub mod def;
 pub mod dispatcher;
 pub mod exec;
+pub mod htable;
 pub mod maxfwd;
 pub mod print;
 pub mod registrar;
@@ -61,6 +62,7 @@ pub static MODULES: &[&Module] = &[
     &compat::CTL,
     &compat::CFG_RPC,
     &compat::COUNTERS,
+    &htable::MODULE,
 ];
 
 #[cfg(test)]

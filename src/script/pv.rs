@@ -80,7 +80,7 @@ fn value(v: &Pv, ctx: &MsgCtx<'_, '_>, out: &mut Vec<u8>) {
         Pv::RetCode => {
             let _ = write!(out, "{}", ctx.st.last_ret);
         }
-        Pv::Avp(_) | Pv::Xavp(_) => out.extend_from_slice(&typed(v, ctx).text()),
+        Pv::Avp(_) | Pv::Xavp(_) | Pv::Sht(_) => out.extend_from_slice(&typed(v, ctx).text()),
         Pv::BranchIdx => {
             let _ = write!(out, "{}", ctx.st.branch_idx);
         }
@@ -113,6 +113,11 @@ pub fn typed(v: &Pv, ctx: &MsgCtx<'_, '_>) -> VarValue {
             .xget(x.name, x.index.unwrap_or(0), x.field)
             .cloned()
             .unwrap_or_default(),
+        Pv::Sht(r) => {
+            let mut key = Vec::new();
+            format_into(&r.key, ctx, &mut key);
+            crate::modules::htable::get(r.table, &key)
+        }
         Pv::Null => VarValue::Null,
         Pv::Tr(t) => t
             .trs

@@ -316,6 +316,21 @@ impl<'p> Vm<'p> {
                             FALSE
                         }
                     },
+                    AssignTarget::Sht(r) => {
+                        let mut key = Vec::new();
+                        crate::script::pv::format_into(&r.key, ctx, &mut key);
+                        match crate::modules::htable::set(r.table, &key, &v) {
+                            Ok(()) => TRUE,
+                            Err(e) => {
+                                log::warn!(
+                                    "script: $sht({}=>{}) not set: {e:?}",
+                                    r.table_name(),
+                                    String::from_utf8_lossy(&key)
+                                );
+                                FALSE
+                            }
+                        }
+                    }
                     AssignTarget::Xavp(x) => match ctx.st.avps.xset(x.name, x.index, x.field, v) {
                         Ok(()) => TRUE,
                         Err(e) => {

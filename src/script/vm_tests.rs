@@ -306,14 +306,14 @@ fn pseudo_variables_as_operands_kamailio_style() {
 #[test]
 fn a_pseudo_variable_rser_does_not_provide_is_a_load_error() {
     let e = crate::cfg::load(
-        "route { if ($sht(x) == 1) { drop; } if ($(fU{s.nope}) == 1) { drop; } $var(x) = $(ru{s.substr,1}); if (defined \"x\") { drop; } }",
+        "route { if ($nop(x) == 1) { drop; } if ($(fU{s.nope}) == 1) { drop; } $var(x) = $(ru{s.substr,1}); if (defined \"x\") { drop; } }",
     )
     .expect_err("errors");
     let text: Vec<String> = e.iter().map(|e| e.to_string()).collect();
     assert_eq!(
         text,
         [
-            "1:13: error: pseudo-variable '$sht(x)' is not provided",
+            "1:13: error: pseudo-variable '$nop(x)' is not provided",
             "1:41: error: transformation '{s.nope}' is not provided",
             "1:71: error: {s.substr,1}: s.substr takes 2 argument(s)",
             "1:104: error: 'defined' applies to a pseudo-variable",
@@ -364,7 +364,7 @@ fn assignments_to_var_and_the_request_uri() {
     assert_eq!(
         text,
         [
-            "1:9: error: '$fU' cannot be assigned ($var, $avp, $xavp, $ru, $rU, $rd and $du can)",
+            "1:9: error: '$fU' cannot be assigned ($var, $avp, $xavp, $sht, $ru, $rU, $rd and $du can)",
             "1:20: error: pseudo-variable '$nosuch' is not provided"
         ]
     );

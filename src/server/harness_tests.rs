@@ -534,3 +534,31 @@ fn avps_and_xavps_go_with_the_transaction_into_branch_reply_and_failure_routes()
     assert!(second.text.contains("X-N: 2\r\n"), "{}", second.text);
     assert_eq!(h.counter("tm_avps_not_kept"), 0);
 }
+
+#[test]
+fn sht_items_are_shared_by_the_workers() {
+    let cfg = "loadmodule \"sl.so\"\nloadmodule \"htable.so\"\n\
+         modparam(\"htable\", \"htable\", \"seen=>size=4;autoexpire=300\")\n\
+         modparam(\"htable\", \"htable\", \"hits=>size=2;initval=0\")\n\
+         route {\n\
+           $sht(hits=>$fU) = $sht(hits=>$fU) + 1;\n\
+           if ($sht(seen=>$si) == $null) { $sht(seen=>$si) = $ci; sl_send_reply(\"404\", \"first $sht(hits=>$fU)\"); exit; }\n\
+           sl_send_reply(\"200\", \"again $sht(seen=>$si) $sht(hits=>$fU)\");\n\
+           if ($sht(hits=>$fU) >= 3) { sht_reset(\"seen\"); }\n\
+         }\n";
+    let mut h = Harness::new(cfg, 2);
+    let reason = |h: &mut Harness| {
+        let sent = h.sent_to(addr(CALLER));
+        sent[0].first_line().to_string()
+    };
+    h.recv_on(0, addr(CALLER), &request("OPTIONS", "s1", "OPTIONS", None));
+    assert_eq!(reason(&mut h), "SIP/2.0 404 first 1");
+    // The other worker sees what the first stored.
+    h.recv_on(1, addr(CALLER), &request("OPTIONS", "s2", "OPTIONS", None));
+    assert_eq!(reason(&mut h), "SIP/2.0 200 again s1 2");
+    h.recv_on(1, addr(CALLER), &request("OPTIONS", "s3", "OPTIONS", None));
+    assert_eq!(reason(&mut h), "SIP/2.0 200 again s1 3");
+    // sht_reset emptied "seen", not "hits".
+    h.recv_on(0, addr(CALLER), &request("OPTIONS", "s4", "OPTIONS", None));
+    assert_eq!(reason(&mut h), "SIP/2.0 404 first 4");
+}
