@@ -190,11 +190,7 @@ thread_local! {
     static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+use crate::modules::usrloc::unix_now;
 
 /// The declared table a `$sht` names (its index in the name table).
 fn def_of(h: &Htables, name_index: u16) -> Option<(u16, &TableDef)> {

@@ -22,6 +22,7 @@ pub const METHODS: &[&str] = &[
     "core.uptime",
     "core.ps",
     "stats.get",
+    "stats.get_statistics",
     "ul.dump",
     "ul.lookup",
     "ul.rm",
@@ -35,6 +36,13 @@ pub const METHODS: &[&str] = &[
     "tm.t_uac",
     "dst_blocklist.view",
     "dst_blocklist.delete",
+    "htable.get",
+    "htable.sv",
+    "htable.seti",
+    "htable.delete",
+    "htable.dump",
+    "htable.reset",
+    "htable.listTables",
     "system.listMethods",
 ];
 
@@ -45,6 +53,8 @@ pub struct Control<'a> {
     /// Unix seconds at start.
     pub started: u64,
     pub ul_tables: Vec<String>,
+    /// htable's declared tables.
+    pub ht_tables: Vec<crate::modules::htable::TableDef>,
     pub ul: usrloc::Params,
     /// Opened on the first `ul.rm` in db_mode 1.
     pub db: Option<Db>,
@@ -143,6 +153,46 @@ impl Control<'_> {
             )),
             _ => Ok(Value::Object(groups)),
         }
+    }
+
+    /// Kamailio's `stats.get_statistics`: `all`, `group:` or names
+    /// (`group:name` or `name`), as `group:name = value` lines.
+    fn get_statistics(&self, p: &Params) -> Result<Value, RpcError> {
+        let mut wanted = Vec::new();
+        // Positional names (kamcmd's), or one named `statistics` (a
+        // name or a list).
+        for i in 0..64 {
+            match p.get(i, "statistics") {
+                Some(Value::String(s)) => wanted.push(s.as_str()),
+                Some(Value::Array(a)) => wanted.extend(a.iter().filter_map(Value::as_str)),
+                _ => break,
+            }
+            if p.is_named() {
+                break;
+            }
+        }
+        if wanted.is_empty() {
+            wanted.push("all");
+        }
+        let samples = self.samples();
+        let mut out = Vec::new();
+        for w in wanted {
+            for s in &samples {
+                let hit = match w.split_once(':') {
+                    _ if w == "all" => true,
+                    Some((g, "")) => s.group == g,
+                    Some((g, n)) => s.group == g && s.name == n,
+                    None => s.name == w,
+                };
+                if hit {
+                    out.push(json!(format!("{}:{} = {}", s.group, s.name, s.value)));
+                }
+            }
+        }
+        if out.is_empty() {
+            return Err(RpcError::new(NOT_FOUND, "no such statistic"));
+        }
+        Ok(Value::Array(out))
     }
 
     pub(super) fn location(&self) -> Result<&usrloc::Location, RpcError> {
@@ -342,6 +392,12 @@ impl Methods for Control<'_> {
             }
             "core.ps" => Ok(self.ps()),
             "stats.get" => self.stats(p.str(0, "group")?),
+            "stats.get_statistics" => self.get_statistics(p),
+            m if m.starts_with("htable.") => super::htable::Tables {
+                items: self.shared.module_shm("htable"),
+                defs: &self.ht_tables,
+            }
+            .call(m, p),
             "ul.dump" => self.ul_dump(),
             "ul.lookup" => self.ul_lookup(p.required_str(0, "aor")?, p.str(1, "table")?),
             "ul.rm" => self.ul_rm(p.required_str(0, "aor")?, p.str(1, "table")?),
@@ -430,6 +486,7 @@ mod tests {
             config_path: None,
             started: 0,
             ul_tables: vec!["location".into()],
+            ht_tables: Vec::new(),
             ul: usrloc::Params::default(),
             db: None,
             ds_params: None,
@@ -442,6 +499,18 @@ mod tests {
         assert_eq!(v["core"]["received"], 1);
         assert!(v.get("tm").is_none());
         assert_eq!(c.stats(Some("nope:")).unwrap_err().code, NOT_FOUND);
+        let lines = c
+            .get_statistics(&Params::of(Some(&json!(["core:received", "tm:"]))))
+            .unwrap();
+        assert_eq!(lines[0], "core:received = 1", "{lines}");
+        assert!(
+            lines.as_array().unwrap()[1..]
+                .iter()
+                .all(|l| l.as_str().unwrap().starts_with("tm:")),
+            "{lines}"
+        );
+        let all = c.get_statistics(&Params::none()).unwrap();
+        assert_eq!(all.as_array().unwrap().len(), c.samples().len());
         let all = c.stats(None).unwrap();
         assert!(all["shm"]["tm_transactions_capacity"].as_u64().unwrap() > 0);
     }

@@ -9,6 +9,7 @@
 mod blocklist;
 mod ds;
 pub mod fifo;
+mod htable;
 pub mod methods;
 pub mod prometheus;
 pub mod rpc;
@@ -105,6 +106,7 @@ pub fn run(
         config_path,
         started,
         ul_tables: crate::modules::usrloc::tables(&config.program),
+        ht_tables: crate::modules::htable::tables(config).unwrap_or_default(),
         ul: crate::modules::usrloc::Params::from_config(config).unwrap_or_default(),
         db: None,
         ds_params,

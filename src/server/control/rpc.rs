@@ -58,6 +58,11 @@ impl<'a> Params<'a> {
         Params(v)
     }
 
+    /// Whether the parameters are named (an object), not positional.
+    pub fn is_named(&self) -> bool {
+        matches!(self.0, Some(Value::Object(_)))
+    }
+
     /// Parameter `name`, or position `index` of an array.
     pub fn get(&self, index: usize, name: &str) -> Option<&'a Value> {
         match self.0 {
