@@ -11,7 +11,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Peer, Server, answer, expect, header, headers, status, temp_dir};
+use common::{Peer, Server, answer, digest_answer, expect, header, headers, status, temp_dir};
 
 const SEC: Duration = Duration::from_secs(3);
 const STOCK: &str = "/etc/kamailio/kamailio.cfg";
@@ -141,4 +141,76 @@ fn the_stock_config_registers_calls_cancels_and_filters_scanners() {
     // Not registered: 404.
     alice.send(server.addr, &invite(&server, &alice, "nobody", "call-3"));
     assert!(expect(&alice, "SIP/2.0 404", SEC).is_some());
+}
+
+/// `WITH_AUTH` (with its database named on the command line, as
+/// `-A DBURL=...`, since the stock file names MySQL's in `WITH_MYSQL`):
+/// REGISTER is challenged with 401 for the From domain and accepted with
+/// the subscriber's password; a call from a local user is challenged with
+/// 407, then relayed.
+#[test]
+fn with_auth_registrations_and_calls_are_challenged() {
+    let dir = temp_dir("kamailio-stock-auth");
+    let db = dir.join("auth.db");
+    let url = format!("DBURL=\"sqlite://{}\"", db.display());
+    let conn = rser::db::connect(&format!("sqlite://{}", db.display())).unwrap();
+    for user in ["alice", "bob"] {
+        // use_domain is 0 in the stock file: the user name alone counts.
+        rser::modules::auth::subscriber::add(&conn, "subscriber", user, "anywhere", "pw", true)
+            .unwrap();
+    }
+    drop(conn);
+    let server = Server::start(&stock(), 2, &["-A", "WITH_AUTH", "-A", &url]);
+    let (alice, bob) = (Peer::new(), Peer::new());
+    let uri = format!("sip:{}", server.addr);
+    let reg = |p: &Peer, user: &str, cseq: u32, auth: &str| {
+        let msg = format!(
+            "REGISTER {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-ra-{user}-{cseq};rport\r\n\
+             Max-Forwards: 70\r\nTo: <sip:{user}@{host}>\r\nFrom: <sip:{user}@{host}>;tag=r{cseq}\r\n\
+             Call-ID: rega-{user}\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:{user}@{me}>\r\n\
+             Expires: 600\r\n{auth}Content-Length: 0\r\n\r\n",
+            me = p.addr,
+            host = server.addr.ip()
+        );
+        p.send(server.addr, &msg);
+        expect(p, "SIP/2.0 ", SEC).expect("a reply to REGISTER").0
+    };
+    for (p, user) in [(&alice, "alice"), (&bob, "bob")] {
+        let challenge = reg(p, user, 1, "");
+        assert_eq!(status(&challenge), Some(401), "{challenge}");
+        let realm = format!("realm=\"{}\"", server.addr.ip());
+        assert!(challenge.contains(&realm), "{challenge}");
+        let wrong = digest_answer(&challenge, user, "nope", "REGISTER", &uri);
+        assert_eq!(status(&reg(p, user, 2, &wrong)), Some(401));
+        let challenge = reg(p, user, 3, "");
+        let auth = digest_answer(&challenge, user, "pw", "REGISTER", &uri);
+        let ok = reg(p, user, 4, &auth);
+        assert_eq!(status(&ok), Some(200), "{ok}");
+    }
+    // From a local user (the From URI is myself: the proxy's address and
+    // port), so route[AUTH] asks for credentials.
+    let local = |s: String| {
+        s.replace(
+            &format!("From: <sip:alice@{}>", server.addr.ip()),
+            &format!("From: <sip:alice@{}>", server.addr),
+        )
+    };
+    alice.send(
+        server.addr,
+        &local(invite(&server, &alice, "bob", "auth-call")),
+    );
+    let (challenge, _) = expect(&alice, "SIP/2.0 407", SEC).expect("a 407 to the INVITE");
+    let req_uri = format!("sip:bob@{}", server.addr);
+    let auth = digest_answer(&challenge, "alice", "pw", "INVITE", &req_uri);
+    let again = local(invite(&server, &alice, "bob", "auth-call"))
+        .replace("CSeq: 1 INVITE", "CSeq: 2 INVITE")
+        .replace("branch=z9hG4bK-auth-call", "branch=z9hG4bK-auth-call-2")
+        .replace("Content-Length: 0", &format!("{auth}Content-Length: 0"));
+    alice.send(server.addr, &again);
+    let (inv, _) = expect(&bob, "INVITE ", SEC).expect("the authenticated INVITE reaches bob");
+    assert!(
+        !inv.contains("Proxy-Authorization"),
+        "consume_credentials() removed them: {inv}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -9,8 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Peer, Server, answer, expect, header, headers, status, temp_dir};
-use rser::modules::auth::digest::{self, Algorithm, Challenge};
+use common::{Peer, Server, answer, digest_answer, expect, header, headers, status, temp_dir};
 use rser::modules::auth::subscriber;
 
 const SEC: Duration = Duration::from_secs(3);
@@ -163,28 +162,8 @@ fn the_quick_start_config_with_authentication_on() {
     assert_eq!(status(&challenge), Some(401), "{challenge}");
     let www = header(&challenge, "WWW-Authenticate").unwrap();
     assert!(www.contains("realm=\"iptel.org\""), "{www}");
-    let nonce = www
-        .split("nonce=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
     let uri = format!("sip:{}", server.addr);
-    let ha1 = digest::ha1(Algorithm::Md5, b"alice", b"iptel.org", b"alices secret");
-    let resp = digest::response(
-        Algorithm::Md5,
-        ha1.as_bytes(),
-        &Challenge {
-            nonce: nonce.as_bytes(),
-            qop_auth: None,
-            method: b"REGISTER",
-            uri: uri.as_bytes(),
-        },
-    );
-    let auth = format!(
-        "Authorization: Digest username=\"alice\", realm=\"iptel.org\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{resp}\"\r\n"
-    );
+    let auth = digest_answer(&challenge, "alice", "alices secret", "REGISTER", &uri);
     let ok = register(&server, &alice, "alice", 2, &auth);
     assert_eq!(status(&ok), Some(200), "{ok}");
     let _ = std::fs::remove_dir_all(&dir);

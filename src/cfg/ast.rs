@@ -53,7 +53,15 @@ pub enum RouteKind {
     Reply,
     /// `branch_route[N]`.
     Branch,
+    /// `event_route[group:event]`: run when rser raises the event
+    /// ([`EVENTS`]).
+    Event,
 }
+
+/// The events rser raises, each run once at start by the first worker
+/// on a stand-in OPTIONS (Kamailio's "faked" message): `core:worker-one-init`
+/// and `htable:mod-init` (Kamailio's, to fill htables).
+pub const EVENTS: &[&str] = &["htable:mod-init", "core:worker-one-init"];
 
 impl RouteKind {
     /// As the script writes it.
@@ -63,6 +71,7 @@ impl RouteKind {
             RouteKind::Failure => "failure_route",
             RouteKind::Reply => "onreply_route",
             RouteKind::Branch => "branch_route",
+            RouteKind::Event => "event_route",
         }
     }
 }

@@ -126,6 +126,16 @@ impl Compiler<'_> {
                 self.error(ConfigError::new(r.pos, format!("{label} is defined twice")));
                 0
             };
+            let name = r.name.as_deref().unwrap_or("");
+            if r.kind == RouteKind::Event && !crate::cfg::ast::EVENTS.contains(&name) {
+                self.error(ConfigError::warning(
+                    r.pos,
+                    format!(
+                        "event_route[{name}]: rser raises no such event, so it never runs (it raises {})",
+                        crate::cfg::ast::EVENTS.join(", ")
+                    ),
+                ));
+            }
             self.prog.routes.push(Route {
                 kind: r.kind,
                 name: r.name.as_deref().map(Into::into),
@@ -616,8 +626,14 @@ impl Compiler<'_> {
     fn resolve(&mut self, call: &Call) -> Res<Insn> {
         let name = call.name.as_str();
         let err = |msg: String| ConfigError::new(call.pos, msg);
-        let found =
-            registry::resolve(name).ok_or_else(|| err(format!("unknown action '{name}'")))?;
+        let found = registry::resolve(name).ok_or_else(|| {
+            err(match registry::not_provided_action(name) {
+                Some((module, what)) => {
+                    format!("'{name}' is module {module}'s, which rser does not provide: {what}")
+                }
+                None => format!("unknown action '{name}'"),
+            })
+        })?;
         let providers: Vec<&str> = match found {
             Resolved::Builtin(d) => d.modules.to_vec(),
             Resolved::Module(f) => f.providers().collect(),
@@ -809,6 +825,7 @@ fn route_kind_label(kind: RouteKind) -> &'static str {
         RouteKind::Failure => "failure_route",
         RouteKind::Reply => "onreply_route",
         RouteKind::Branch => "branch_route",
+        RouteKind::Event => "event_route",
     }
 }
 

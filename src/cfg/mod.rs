@@ -282,7 +282,13 @@ fn modules(script: &Script, errors: &mut Vec<ConfigError>) -> Vec<&'static str> 
             Some(_) => {}
             None => errors.push(ConfigError::new(
                 lm.pos,
-                format!("unknown module '{name}' (loadmodule \"{}\")", lm.path),
+                match registry::not_provided(name) {
+                    Some(what) => format!(
+                        "module '{name}' is not provided by rser: {what} (loadmodule \"{}\"; its modparams are not checked)",
+                        lm.path
+                    ),
+                    None => format!("unknown module '{name}' (loadmodule \"{}\")", lm.path),
+                },
             )),
         }
     }
@@ -296,44 +302,72 @@ fn modparams(
 ) -> Vec<(&'static str, &'static str, ParamValue)> {
     let mut out = Vec::new();
     for mp in &script.modparams {
-        let fail = |msg: String| ConfigError::new(mp.pos, msg);
-        let Some(module) = registry::module(&mp.module) else {
-            errors.push(fail(format!("modparam for unknown module '{}'", mp.module)));
-            continue;
-        };
-        if !loaded.contains(&module.name) {
-            errors.push(fail(format!(
-                "modparam for module '{}', which is not loaded",
-                module.name
-            )));
-            continue;
+        // Kamailio's `modparam("a|b", ...)` sets it on each module named
+        // that has the parameter.
+        let mut found = false;
+        let mut wrong = Vec::new();
+        for name in mp.module.split('|').map(str::trim) {
+            match modparam(script, loaded, mp, name) {
+                Ok(entry) => {
+                    found = true;
+                    out.extend(entry);
+                }
+                Err(e) => wrong.push(ConfigError::new(mp.pos, e)),
+            }
         }
-        let Some(&(param, ty)) = module.params.iter().find(|(p, _)| *p == mp.param) else {
-            errors.push(fail(format!(
-                "module '{}' has no parameter '{}'",
-                module.name, mp.param
-            )));
-            continue;
-        };
-        let value = match (ty, &mp.value) {
-            (ParamType::Int, Value::Int(n)) => ParamValue::Int(*n),
-            (ParamType::Str, Value::Str(s)) => ParamValue::Str(s.clone()),
-            (ParamType::Int, _) => {
-                errors.push(fail(format!(
-                    "parameter '{param}' of module '{}' is a number (int), not a string",
-                    module.name
-                )));
-                continue;
-            }
-            (ParamType::Str, _) => {
-                errors.push(fail(format!(
-                    "parameter '{param}' of module '{}' is a quoted string (str)",
-                    module.name
-                )));
-                continue;
-            }
-        };
-        out.push((module.name, param, value));
+        if !found {
+            errors.extend(wrong);
+        }
     }
     out
+}
+
+/// One module's `modparam`: the checked entry, `None` for a module rser
+/// does not provide (said at its loadmodule), or what is wrong.
+fn modparam(
+    script: &Script,
+    loaded: &[&'static str],
+    mp: &crate::cfg::ast::ModParam,
+    name: &str,
+) -> Result<Option<(&'static str, &'static str, ParamValue)>, String> {
+    let Some(module) = registry::module(name) else {
+        let said = script
+            .modules
+            .iter()
+            .any(|lm| registry::module_name_of_path(&lm.path) == name);
+        return if said {
+            Ok(None)
+        } else {
+            Err(format!("modparam for unknown module '{name}'"))
+        };
+    };
+    if !loaded.contains(&module.name) {
+        return Err(format!(
+            "modparam for module '{}', which is not loaded",
+            module.name
+        ));
+    }
+    let Some(&(param, ty)) = module.params.iter().find(|(p, _)| *p == mp.param) else {
+        return Err(format!(
+            "module '{}' has no parameter '{}'",
+            module.name, mp.param
+        ));
+    };
+    let value = match (ty, &mp.value) {
+        (ParamType::Int, Value::Int(n)) => ParamValue::Int(*n),
+        (ParamType::Str, Value::Str(s)) => ParamValue::Str(s.clone()),
+        (ParamType::Int, _) => {
+            return Err(format!(
+                "parameter '{param}' of module '{}' is a number (int), not a string",
+                module.name
+            ));
+        }
+        (ParamType::Str, _) => {
+            return Err(format!(
+                "parameter '{param}' of module '{}' is a quoted string (str)",
+                module.name
+            ));
+        }
+    };
+    Ok(Some((module.name, param, value)))
 }

@@ -52,6 +52,7 @@ fn route_kind(word: &str) -> Option<RouteKind> {
         "failure_route" => RouteKind::Failure,
         "onreply_route" | "reply_route" => RouteKind::Reply,
         "branch_route" => RouteKind::Branch,
+        "event_route" => RouteKind::Event,
         _ => return None,
     })
 }
@@ -317,6 +318,17 @@ impl Parser {
                 _ => return self.fail("a route number or name"),
             });
             self.i += 1;
+            // An event's name: `core:worker-one-init`.
+            while kind == RouteKind::Event && self.eat(&Tok::Colon) {
+                let Some(Tok::Word(w)) = self.peek().cloned() else {
+                    return self.fail("an event name after ':'");
+                };
+                self.i += 1;
+                if let Some(n) = &mut name {
+                    n.push(':');
+                    n.push_str(&w);
+                }
+            }
             self.expect(&Tok::RBracket)?;
         }
         // route, route[0] and request_route are all the main route.

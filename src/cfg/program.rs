@@ -740,6 +740,7 @@ pub fn route_label(kind: RouteKind, name: Option<&str>) -> String {
         RouteKind::Failure => "failure_route",
         RouteKind::Reply => "onreply_route",
         RouteKind::Branch => "branch_route",
+        RouteKind::Event => "event_route",
     };
     match name {
         Some(n) => format!("{k}[{n}]"),

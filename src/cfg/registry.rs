@@ -14,6 +14,84 @@ pub fn module(name: &str) -> Option<&'static Module> {
     MODULES.iter().copied().find(|m| m.name == name)
 }
 
+/// Kamailio's modules rser does not provide, with what they do: `-c`
+/// says so (and which of the stock config's `WITH_*` they serve) rather
+/// than "unknown module".
+const NOT_PROVIDED: &[(&str, &str)] = &[
+    (
+        "db_mysql",
+        "MySQL/MariaDB databases (WITH_MYSQL); rser's modules read SQLite (db_url \"sqlite:///FILE\")",
+    ),
+    (
+        "db_postgres",
+        "PostgreSQL databases; rser's modules read SQLite (db_url \"sqlite:///FILE\")",
+    ),
+    ("db_redis", "Redis as a database"),
+    ("ndb_redis", "Redis commands from the script"),
+    ("pike", "flood detection (WITH_ANTIFLOOD)"),
+    ("tls", "TLS (WITH_TLS); rser serves UDP only"),
+    ("nathelper", "NAT traversal helpers (WITH_NAT)"),
+    ("rtpproxy", "RTPProxy control (WITH_NAT)"),
+    ("rtpengine", "RTPEngine control (WITH_RTPENGINE)"),
+    (
+        "xhttp",
+        "HTTP serving (WITH_JSONRPC's xhttp); rser's JSON-RPC is on ctl_socket (-s)",
+    ),
+    ("debugger", "the script debugger (WITH_DEBUG)"),
+    ("permissions", "address-based authorization (WITH_IPAUTH)"),
+    ("alias_db", "database aliases (WITH_ALIASDB)"),
+    ("speeddial", "speed dial (WITH_SPEEDDIAL)"),
+    ("domain", "the domain table (WITH_MULTIDOMAIN)"),
+    ("presence", "presence (WITH_PRESENCE)"),
+    ("presence_xml", "presence (WITH_PRESENCE)"),
+    ("dialog", "dialog tracking"),
+    ("uac", "UAC functions (uac_replace_from, uac_auth)"),
+    ("dmq", "DMQ replication"),
+    ("topoh", "topology hiding"),
+    ("siptrace", "SIP tracing"),
+    ("path", "Path headers (RFC 3327)"),
+    ("outbound", "SIP outbound (RFC 5626)"),
+];
+
+/// Functions of the modules in [`NOT_PROVIDED`] that Kamailio's stock
+/// config calls, so `-c` names the module an unknown action needs.
+const NOT_PROVIDED_ACTIONS: &[(&str, &str)] = &[
+    ("pike_check_req", "pike"),
+    ("nat_uac_test", "nathelper"),
+    ("fix_nated_register", "nathelper"),
+    ("fix_nated_contact", "nathelper"),
+    ("set_contact_alias", "nathelper"),
+    ("add_contact_alias", "nathelper"),
+    ("handle_ruri_alias", "nathelper"),
+    ("rtpproxy_manage", "rtpproxy"),
+    ("rtpengine_manage", "rtpengine"),
+    ("allow_source_address", "permissions"),
+    ("alias_db_lookup", "alias_db"),
+    ("sd_lookup", "speeddial"),
+    ("is_from_local", "domain"),
+    ("is_domain_local", "domain"),
+    ("lookup_domain", "domain"),
+    ("handle_publish", "presence"),
+    ("handle_subscribe", "presence"),
+    ("dlg_manage", "dialog"),
+    ("uac_replace_from", "uac"),
+    ("sql_query", "sqlops"),
+];
+
+/// The module rser does not provide that an action comes from.
+pub fn not_provided_action(action: &str) -> Option<(&'static str, &'static str)> {
+    let (_, module) = NOT_PROVIDED_ACTIONS.iter().find(|(a, _)| *a == action)?;
+    Some((module, not_provided(module)?))
+}
+
+/// What Kamailio's module `name` would do, when rser does not provide it.
+pub fn not_provided(name: &str) -> Option<&'static str> {
+    NOT_PROVIDED
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, what)| *what)
+}
+
 /// The module a `loadmodule` path selects: the file name without its
 /// directory and `.so` (`/usr/lib/ser/modules/sl.so` and `sl.so` are `sl`).
 pub fn module_name_of_path(path: &str) -> &str {

@@ -36,7 +36,8 @@ impl Routes {
     pub const FAILURE: Routes = Routes(2);
     pub const ONREPLY: Routes = Routes(4);
     pub const BRANCH: Routes = Routes(8);
-    pub const ANY: Routes = Routes(15);
+    pub const EVENT: Routes = Routes(16);
+    pub const ANY: Routes = Routes(31);
     /// Replying and relaying: not in branch_route, which shapes one
     /// branch's request (as in Kamailio).
     pub const NOT_BRANCH: Routes = Routes(7);
@@ -51,6 +52,7 @@ impl Routes {
             RouteKind::Failure => Routes::FAILURE,
             RouteKind::Reply => Routes::ONREPLY,
             RouteKind::Branch => Routes::BRANCH,
+            RouteKind::Event => Routes::EVENT,
         };
         self.0 & bit.0 != 0
     }

@@ -84,8 +84,12 @@ impl Harness {
             w.outbox = Outbox::capturing();
             w
         };
+        let mut all: Vec<Worker<'static>> = (0..workers).map(make).collect();
+        if let Some(first) = all.first_mut() {
+            first.start_events();
+        }
         Harness {
-            workers: (0..workers).map(make).collect(),
+            workers: all,
             timer: make(workers),
             st: ScriptState::new(),
             main: config.program.main_route(),

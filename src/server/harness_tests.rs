@@ -562,3 +562,23 @@ fn sht_items_are_shared_by_the_workers() {
     h.recv_on(0, addr(CALLER), &request("OPTIONS", "s4", "OPTIONS", None));
     assert_eq!(reason(&mut h), "SIP/2.0 404 first 4");
 }
+
+#[test]
+fn start_up_event_routes_run_once_in_the_first_worker() {
+    let cfg = "loadmodule \"sl.so\"\nloadmodule \"htable.so\"\nloadmodule \"xlog.so\"\n\
+         modparam(\"htable\", \"htable\", \"a=>size=4\")\n\
+         event_route[htable:mod-init] { $sht(a=>k) = \"preloaded\"; $sht(a=>n) = 1; }\n\
+         event_route[core:worker-one-init] { $sht(a=>n) = $sht(a=>n) + 1; xlog(\"L_INFO\", \"first worker up\"); }\n\
+         event_route[xhttp:request] { exit; }\n\
+         route { sl_send_reply(\"200\", \"$sht(a=>k) $sht(a=>n)\"); }\n";
+    let mut h = Harness::new(cfg, 2);
+    for w in 0..2 {
+        h.recv_on(
+            w,
+            addr(CALLER),
+            &request("OPTIONS", &format!("e{w}"), "OPTIONS", None),
+        );
+        let sent = h.sent_to(addr(CALLER));
+        assert_eq!(sent[0].first_line(), "SIP/2.0 200 preloaded 2");
+    }
+}

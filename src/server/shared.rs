@@ -133,6 +133,9 @@ pub struct Shared {
     _region: Region,
     pub counters: Counters,
     pub processes: Processes,
+    /// Set by the first worker once it ran the start-up events: a
+    /// respawned one does not run them again.
+    started: Slice<std::sync::atomic::AtomicBool>,
     /// The tables of loaded modules with [`Hooks`], by their place in
     /// [`MODULES`].
     pub modules: Vec<Option<ModuleShm>>,
@@ -175,6 +178,9 @@ impl Shared {
         let counters =
             Counters::carve(&mut carver, slots, counter_names()).ok_or_else(too_small)?;
         let processes = Processes::carve(&mut carver, slots).ok_or_else(too_small)?;
+        let started = carver
+            .one(std::sync::atomic::AtomicBool::new(false))
+            .ok_or_else(too_small)?;
         layout.row(
             "counters, processes",
             format!("{slots} processes x {} counters", counter_names().len()),
@@ -200,6 +206,7 @@ impl Shared {
             _region: region,
             counters,
             processes,
+            started,
             modules,
         })
     }
@@ -230,6 +237,12 @@ impl Shared {
     pub fn module_shm<T: 'static>(&self, name: &str) -> Option<&T> {
         let m = MODULES.iter().position(|m| m.name == name)?;
         self.modules.get(m)?.as_ref()?.downcast_ref::<T>()
+    }
+
+    /// True the first time it is asked after the server started (the
+    /// start-up events run once, whatever restarts follow).
+    pub fn first_start(&self) -> bool {
+        !self.started[0].swap(true, Ordering::AcqRel)
     }
 
     pub fn count(&self, slot: usize, c: Counter) {

@@ -239,8 +239,44 @@ impl<'a> Worker<'a> {
         self.shared.count(self.slot, c);
     }
 
+    /// The first worker, once a server start: the event routes rser raises
+    /// at start ([`EVENTS`](crate::cfg::ast::EVENTS)), each on a stand-in
+    /// OPTIONS from and to our first address (Kamailio's faked message).
+    pub fn start_events(&mut self) {
+        if self.slot != 0 || !self.shared.first_start() {
+            return;
+        }
+        const FAKED: &[u8] = b"OPTIONS sip:you@rser.invalid SIP/2.0\r\n\
+            Via: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK-rser-event\r\n\
+            From: <sip:you@rser.invalid>;tag=notag\r\nTo: <sip:you@rser.invalid>;tag=notag\r\n\
+            Call-ID: rser-event\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+        let Ok(msg) = Message::parse(FAKED) else {
+            return;
+        };
+        let local = self
+            .locals
+            .first()
+            .copied()
+            .unwrap_or(([127, 0, 0, 1], 0).into());
+        let mut st = ScriptState::new();
+        for event in crate::cfg::ast::EVENTS {
+            let Some(route) = self.vm.program().route(RouteKind::Event, Some(event)) else {
+                continue;
+            };
+            let mut ctx = MsgCtx::new(&msg, local, local, Proto::Udp, &mut st);
+            self.route_kind = RouteKind::Event;
+            let vm = self.vm;
+            let out = vm.run(route, &mut ctx, self);
+            self.route_kind = RouteKind::Request;
+            self.script_error(RouteKind::Event, &out);
+            log::info!("event_route[{event}] ran");
+        }
+        self.flush();
+    }
+
     /// Serves forever (until the process is signalled).
     pub fn run(&mut self) -> ! {
+        self.start_events();
         let mut rx = RxBatch::new();
         let mut st = ScriptState::new();
         let main = self.vm.program().main_route();

@@ -350,3 +350,50 @@ pub fn in_private_netns(test: &str) -> bool {
     );
     false
 }
+
+/// The `Authorization` (401) or `Proxy-Authorization` (407) header line
+/// answering `challenge`'s MD5 digest challenge (no qop) for `user` with
+/// `password`, on a request of `method` to `uri`.
+#[allow(dead_code)]
+pub fn digest_answer(
+    challenge: &str,
+    user: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+) -> String {
+    use rser::modules::auth::digest::{self, Algorithm, Challenge};
+    let (asked, answer) = if status(challenge) == Some(407) {
+        ("Proxy-Authenticate", "Proxy-Authorization")
+    } else {
+        ("WWW-Authenticate", "Authorization")
+    };
+    let www = header(challenge, asked).expect("a challenge");
+    let field = |name: &str| {
+        www.split(&format!("{name}=\""))
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .expect("the challenge's field")
+            .to_string()
+    };
+    let (realm, nonce) = (field("realm"), field("nonce"));
+    let ha1 = digest::ha1(
+        Algorithm::Md5,
+        user.as_bytes(),
+        realm.as_bytes(),
+        password.as_bytes(),
+    );
+    let resp = digest::response(
+        Algorithm::Md5,
+        ha1.as_bytes(),
+        &Challenge {
+            nonce: nonce.as_bytes(),
+            qop_auth: None,
+            method: method.as_bytes(),
+            uri: uri.as_bytes(),
+        },
+    );
+    format!(
+        "{answer}: Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{resp}\"\r\n"
+    )
+}

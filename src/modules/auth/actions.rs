@@ -1,11 +1,14 @@
 //! auth's and auth_db's actions: `www_authorize`/`proxy_authorize(realm,
 //! table)`, `www_challenge`/`proxy_challenge(realm, qop)`,
-//! `check_to()`/`check_from()`, `consume_credentials()`.
+//! `check_to()`/`check_from()`, `consume_credentials()`, and Kamailio's
+//! `auth_check(realm, table, flags)` / `auth_challenge(realm, flags)`
+//! (401 for a REGISTER, else 407; the realm may hold pseudo-variables).
 
 use crate::cfg::ConfigError;
 use crate::cfg::ast::Arg;
-use crate::cfg::fixup::{Fixup, int_in, nonempty, text};
+use crate::cfg::fixup::{Fixup, error, int_in, nonempty, text};
 use crate::cfg::program::Param;
+use crate::cfg::pv::Format;
 use crate::modules::def::{ActionDef, Hooks, Module, ParamType, Routes, action, no_args};
 
 use ParamType::{Int, Str};
@@ -17,6 +20,16 @@ pub(super) const PROXY_CHALLENGE: u8 = 3;
 pub(super) const CHECK_TO: u8 = 4;
 pub(super) const CHECK_FROM: u8 = 5;
 pub(super) const CONSUME_CREDENTIALS: u8 = 6;
+pub(super) const AUTH_CHECK: u8 = 7;
+pub(super) const AUTH_CHALLENGE: u8 = 8;
+
+/// `auth_check`'s flags: the authenticated user must be the To user (a
+/// REGISTER) or the From user (any other request).
+pub(super) const CHECK_IDENTITY: i64 = 1;
+/// `auth_challenge`'s flags: offer qop=auth (2, qop=auth-int, is offered
+/// as auth); 4: add the header to the reply without sending it (not
+/// supported: refused at load).
+pub(super) const QOP_AUTH: i64 = 1 | 2;
 
 /// An action auth_db provides as well (SER 0.8's auth read credentials
 /// itself; auth_db does now).
@@ -58,6 +71,14 @@ pub static MODULE: Module = Module {
         action("proxy_challenge", PROXY_CHALLENGE, (2, 2), challenge, REQ),
         with_db(action("check_to", CHECK_TO, (0, 0), no_args, REQ)),
         with_db(action("check_from", CHECK_FROM, (0, 0), no_args, REQ)),
+        with_db(action("auth_check", AUTH_CHECK, (3, 3), auth_check, REQ)),
+        action(
+            "auth_challenge",
+            AUTH_CHALLENGE,
+            (2, 2),
+            auth_challenge,
+            REQ,
+        ),
         action(
             "consume_credentials",
             CONSUME_CREDENTIALS,
@@ -81,6 +102,8 @@ pub static AUTH_DB: Module = Module::params_only(
         ("db_url", Str),
         ("calculate_ha1", Int),
         ("password_column", Str),
+        ("use_domain", Int),
+        ("load_credentials", Str),
     ],
 );
 
@@ -89,6 +112,44 @@ fn authorize(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
     Ok(vec![
         Param::Str(text(&a[0]).into()),
         Param::Str(nonempty(&a[1])?),
+    ])
+}
+
+/// `auth_check`: a realm with pseudo-variables, a table, flags (1: the
+/// user must be the To/From user; Kamailio's other bits select what rser
+/// does anyway or are refused).
+fn auth_check(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
+    let flags = int_in(&a[2], 0, 31)?;
+    if flags & !CHECK_IDENTITY != 0 {
+        return Err(error(
+            &a[2],
+            format!(
+                "auth_check flags {flags}: only 0 and 1 (check the To/From user) are supported"
+            ),
+        ));
+    }
+    Ok(vec![
+        Param::Fmt(Format::parse(&text(&a[0])).map_err(|e| error(&a[0], e))?),
+        Param::Str(nonempty(&a[1])?),
+        Param::Int(flags),
+    ])
+}
+
+/// `auth_challenge`: a realm with pseudo-variables and flags (1 or 2:
+/// offer qop=auth).
+fn auth_challenge(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
+    let flags = int_in(&a[1], 0, 31)?;
+    if flags & !QOP_AUTH != 0 {
+        return Err(error(
+            &a[1],
+            format!(
+                "auth_challenge flags {flags}: only 0, 1 and 2 (qop) are supported; 4 (header without a reply) is not"
+            ),
+        ));
+    }
+    Ok(vec![
+        Param::Fmt(Format::parse(&text(&a[0])).map_err(|e| error(&a[0], e))?),
+        Param::Int(flags),
     ])
 }
 

@@ -43,6 +43,9 @@ pub struct Params {
     /// The subscriber column holding the password in clear (SER's and
     /// Kamailio's `password_column`, default `password`).
     pub password_column: String,
+    /// auth_db's `use_domain`: the subscriber's domain must be the realm
+    /// (rser's behaviour when unset, as SER's); 0: the user name alone.
+    pub use_domain: bool,
 }
 
 /// Parses auth's `algorithm` list.
@@ -95,6 +98,7 @@ impl Params {
                 Some(crate::cfg::ParamValue::Str(s)) => s.clone(),
                 _ => "password".to_string(),
             },
+            use_domain: c.modparam_int("auth_db", "use_domain", 1) != 0,
         }
     }
 }

@@ -68,7 +68,7 @@ impl AuthState {
 
 /// The subscriber tables the script authorizes against.
 pub fn tables(program: &Program) -> Vec<String> {
-    program.string_args(&["www_authorize", "proxy_authorize"], 1)
+    program.string_args(&["www_authorize", "proxy_authorize", "auth_check"], 1)
 }
 
 /// At start-up: the subscriber database opens and has its tables, or the
@@ -99,6 +99,15 @@ pub fn check(config: &Config) -> Result<Vec<String>, String> {
         crate::modules::auth::DEFAULT_ALGORITHMS,
     ))?;
     let params = Params::from_config(config);
+    if !config
+        .modparam_str("auth_db", "load_credentials", "")
+        .is_empty()
+    {
+        return Err(
+            "auth_db load_credentials: loading subscriber columns into AVPs is not supported (set it to \"\")"
+                .into(),
+        );
+    }
     crate::db::check_table_name(&params.password_column).map_err(|_| {
         format!(
             "password_column {:?}: not a plain SQL name",
@@ -290,7 +299,13 @@ impl AuthState {
         let Some(conn) = &a.conn else {
             return Err(Failure::Database);
         };
-        let secret = match subscriber::find(conn, table, &a.params.password_column, user, realm) {
+        let secret = match subscriber::find(
+            conn,
+            table,
+            &a.params.password_column,
+            user,
+            a.params.use_domain.then_some(realm),
+        ) {
             Ok(Some(s)) => s,
             Ok(None) => return Err(Failure::UnknownUser),
             Err(e) => {
@@ -396,6 +411,13 @@ impl AuthState {
 
     /// `check_to()` / `check_from()`: the authenticated user is the To
     /// (From) URI's user.
+    /// A realm argument with its pseudo-variables filled.
+    fn realm_text(&self, realm: &crate::cfg::pv::Format, ctx: &MsgCtx<'_, '_>) -> String {
+        let mut out = Vec::new();
+        crate::script::pv::format_into(realm, ctx, &mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
     fn check_user(&self, ctx: &MsgCtx<'_, '_>, to: bool) -> i32 {
         let a = self;
         if a.user.is_empty() {
@@ -430,6 +452,21 @@ impl Runtime for AuthState {
             }
             (WWW_CHALLENGE | PROXY_CHALLENGE, [Param::Str(realm), Param::Int(qop)]) => {
                 self.challenge(cx, ctx, realm, *qop != 0, id == PROXY_CHALLENGE)
+            }
+            (AUTH_CHECK, [Param::Fmt(realm), Param::Str(table), Param::Int(flags)]) => {
+                let realm = self.realm_text(realm, ctx);
+                let register = ctx.msg.method() == Some(crate::sip::Method::Register);
+                let r = self.authorize(cx, ctx, &realm, table, !register);
+                if r > 0 && flags & CHECK_IDENTITY != 0 && self.check_user(ctx, register) < 0 {
+                    // Kamailio's -8: the user is not the To/From user.
+                    return -8;
+                }
+                r
+            }
+            (AUTH_CHALLENGE, [Param::Fmt(realm), Param::Int(flags)]) => {
+                let realm = self.realm_text(realm, ctx);
+                let register = ctx.msg.method() == Some(crate::sip::Method::Register);
+                self.challenge(cx, ctx, &realm, flags & QOP_AUTH != 0, !register)
             }
             (CHECK_TO, []) => self.check_user(ctx, true),
             (CHECK_FROM, []) => self.check_user(ctx, false),

@@ -84,24 +84,33 @@ pub fn find(
     table: &str,
     password_column: &str,
     user: &[u8],
-    domain: &[u8],
+    domain: Option<&[u8]>,
 ) -> Result<Option<Secret>, String> {
-    let (Ok(user), Ok(domain)) = (std::str::from_utf8(user), std::str::from_utf8(domain)) else {
+    let Ok(user) = std::str::from_utf8(user) else {
         return Ok(None);
     };
-    conn.prepare_cached(&format!(
-        "SELECT {password_column}, ha1, ha1_sha256 FROM {table} WHERE username = ?1 AND domain = ?2"
-    ))
-    .and_then(|mut st| {
-        st.query_row(params![user, domain], |r| {
-            Ok(Secret {
-                password: r.get(0)?,
-                ha1: r.get(1)?,
-                ha1_sha256: r.get(2)?,
-            })
+    let row = |r: &rusqlite::Row<'_>| {
+        Ok(Secret {
+            password: r.get(0)?,
+            ha1: r.get(1)?,
+            ha1_sha256: r.get(2)?,
         })
-        .optional()
-    })
+    };
+    let select =
+        format!("SELECT {password_column}, ha1, ha1_sha256 FROM {table} WHERE username = ?1");
+    match domain {
+        // auth_db's use_domain=0: the user name alone.
+        None => conn
+            .prepare_cached(&select)
+            .and_then(|mut st| st.query_row(params![user], row).optional()),
+        Some(domain) => {
+            let Ok(domain) = std::str::from_utf8(domain) else {
+                return Ok(None);
+            };
+            conn.prepare_cached(&format!("{select} AND domain = ?2"))
+                .and_then(|mut st| st.query_row(params![user, domain], row).optional())
+        }
+    }
     .map_err(|e| err("query", e))
 }
 
@@ -183,10 +192,22 @@ mod tests {
         let conn = Connection::open_in_memory().unwrap();
         add(&conn, "subscriber", "bob", "example.com", "secret", true).unwrap();
         add(&conn, "subscriber", "alice", "example.com", "pw", false).unwrap();
-        let s = find(&conn, "subscriber", "password", b"bob", b"example.com")
-            .unwrap()
-            .unwrap();
+        let s = find(
+            &conn,
+            "subscriber",
+            "password",
+            b"bob",
+            Some(b"example.com"),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(s.password.as_deref(), Some("secret"));
+        // use_domain=0: the user name alone finds it.
+        assert!(
+            find(&conn, "subscriber", "password", b"bob", None)
+                .unwrap()
+                .is_some()
+        );
         let from_password = s.ha1(Algorithm::Sha256, b"bob", b"example.com").unwrap();
         let stored = Secret {
             password: None,
@@ -209,9 +230,15 @@ mod tests {
         assert!(remove(&conn, "subscriber", "bob", "example.com").unwrap());
         assert!(!remove(&conn, "subscriber", "bob", "example.com").unwrap());
         assert!(
-            find(&conn, "subscriber", "password", b"bob", b"example.com")
-                .unwrap()
-                .is_none()
+            find(
+                &conn,
+                "subscriber",
+                "password",
+                b"bob",
+                Some(b"example.com")
+            )
+            .unwrap()
+            .is_none()
         );
     }
 
@@ -219,9 +246,15 @@ mod tests {
     fn without_the_password_kept_the_hashes_serve() {
         let conn = Connection::open_in_memory().unwrap();
         add(&conn, "subscriber", "alice", "example.com", "pw", false).unwrap();
-        let s = find(&conn, "subscriber", "password", b"alice", b"example.com")
-            .unwrap()
-            .unwrap();
+        let s = find(
+            &conn,
+            "subscriber",
+            "password",
+            b"alice",
+            Some(b"example.com"),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(s.password, None);
         assert_eq!(
             s.ha1(Algorithm::Md5, b"alice", b"example.com"),
@@ -247,9 +280,15 @@ mod tests {
         .unwrap();
         add(&conn, "subscriber", "bob", "example.com", "pw", false).unwrap();
         assert!(
-            find(&conn, "subscriber", "password", b"bob", b"example.com")
-                .unwrap()
-                .is_some()
+            find(
+                &conn,
+                "subscriber",
+                "password",
+                b"bob",
+                Some(b"example.com")
+            )
+            .unwrap()
+            .is_some()
         );
     }
 }
