@@ -19,11 +19,11 @@
 #
 # Usage: bench/compare.sh [--quick] [--out DIR] [--report-only] [SCENARIO ...]
 #   SCENARIO: options forward call register register-auth dispatcher
-#             stock-register (default: all); stock-register runs Debian's
-#             /etc/kamailio/kamailio.cfg on both proxies (package kamailio),
-#             only its children set here. (Calls through that script go
-#             only to users registered with it, which rser-bench's call
-#             scenario does not make: not measured yet.)
+#             stock-register stock-call (default: all); the stock ones run
+#             Debian's /etc/kamailio/kamailio.cfg on both proxies (package
+#             kamailio), only its children set here; stock-call registers
+#             the UAS as sip:service@PROXY first (--callee) and calls it
+#             from the proxy's own domain, as the script requires.
 #   --quick        2 s trials (10 at most), short latency and CPU runs: a smoke run
 #   --out DIR      where JSON, .hgrm, .svg, logs and summary.md go
 #                  (default bench/results/DATE-TIME)
@@ -48,7 +48,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=SCRIPTDIR/scripts/lib.sh
 . bench/scripts/lib.sh
 
-ALL_SCENARIOS=(options forward call register register-auth dispatcher stock-register)
+ALL_SCENARIOS=(options forward call register register-auth dispatcher stock-register stock-call)
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 die() { echo "compare.sh: error: $*" >&2; exit 1; }
@@ -283,6 +283,10 @@ goal("registrar (register)", "register", "clean rate ≥ 1.5×", g_ratio("regist
 goal("registrar with digest auth (register-auth)", "register-auth", "clean rate ≥ 1.5×",
      g_ratio("register-auth", 1.5))
 goal("dispatcher (round robin over 3)", "dispatcher", "clean rate ≥ 2×", g_ratio("dispatcher", 2))
+goal("Kamailio's stock config, registrations (stock-register)", "stock-register", "clean rate ≥ 2×",
+     g_ratio("stock-register", 2))
+goal("Kamailio's stock config, calls (stock-call)", "stock-call", "clean rate ≥ 2×",
+     g_ratio("stock-call", 2))
 
 if "dispatcher" in scenarios:
     spread = []
@@ -489,6 +493,13 @@ scenario_def() {
         # script has no alias).
         KAM_CFG=/etc/kamailio/kamailio.cfg RSER_CFG=/etc/kamailio/kamailio.cfg
         GEN=(--scenario register --users "$SCRATCH/users.csv" --domain "${PROXY_ADDR%:*}") ;;
+    stock-call)
+        # A call between users of the proxy's domain: the callee is
+        # looked up in the location table, the call record-routed, ACK
+        # and BYE through route[WITHINDLG].
+        KAM_CFG=/etc/kamailio/kamailio.cfg RSER_CFG=/etc/kamailio/kamailio.cfg
+        GEN=(--scenario call --uas "$UAS_ADDR" --callee "sip:service@$PROXY_ADDR"
+            --from "sip:bench@$PROXY_ADDR") ;;
     *) die "no definition for scenario $1" ;;
     esac
 }

@@ -92,6 +92,19 @@ fn run_scenario(
     workers: u32,
     calls: u32,
     rate: u32,
+    during: impl FnMut(&Server),
+) -> Calls {
+    run_prepared(scenario, config, workers, (calls, rate), |_, _| {}, during)
+}
+
+/// [`run_scenario`], with `prepare` run once the uas listens (on the port
+/// it is given), before the uac starts.
+fn run_prepared(
+    scenario: Scenario,
+    config: &str,
+    workers: u32,
+    (calls, rate): (u32, u32),
+    prepare: impl FnOnce(&Server, u16),
     mut during: impl FnMut(&Server),
 ) -> Calls {
     assert!(
@@ -116,6 +129,7 @@ fn run_scenario(
             .expect("sipp uas starts"),
     );
     std::thread::sleep(Duration::from_millis(300));
+    prepare(&server, uas_port);
     let mut uac = Killed(
         sipp()
             .current_dir(&dir)
@@ -337,4 +351,37 @@ fn sipp_calls_are_accounted_start_and_stop() {
         "{}",
         r.stats["acc"]
     );
+}
+
+/// Debian's stock kamailio.cfg (Kamailio 5.6; `tests/setup.sh` installs
+/// it) unchanged: the uas registered as `service`, sipp's uac calls
+/// sip:service@proxy, which the script looks up, record-routes and relays;
+/// ACK and BYE follow the route set (`bench/sipp/*_reorder.xml`; sipp's
+/// built-in uac ignores Record-Route, and the script answers such a BYE
+/// 404 "Not here", as Kamailio's does) through route[WITHINDLG]. Every
+/// call completes.
+#[test]
+fn sipp_calls_complete_through_the_stock_kamailio_cfg() {
+    let stock = std::fs::read_to_string("/etc/kamailio/kamailio.cfg")
+        .expect("/etc/kamailio/kamailio.cfg (tests/setup.sh installs Debian's kamailio)");
+    let register = |server: &Server, uas_port: u16| {
+        let uas = std::net::SocketAddr::from(([127, 0, 0, 1], uas_port));
+        let reply = common::register_contact(server.addr, "service", uas);
+        assert_eq!(common::status(&reply), Some(200), "{reply}");
+    };
+    let r = run_prepared(
+        Scenario::Files("reorder"),
+        &stock,
+        2,
+        (50, 25),
+        register,
+        |_| {},
+    );
+    assert!(r.success, "sipp uac failed\n{}", r.summary);
+    assert_eq!(r.successful, Some(50), "{}", r.summary);
+    // The one registration; each call's INVITE and BYE statefully, the
+    // ACK statelessly, no reply from the script itself but the REGISTER's.
+    assert_eq!(r.stats["registrar"]["registrar_accepted"], 1, "{}", r.stats);
+    assert_eq!(r.stats["tm"]["tm_transactions"], 100, "{}", r.stats);
+    assert_eq!(r.stats["sl"]["sl_replies"], 1, "{}", r.stats);
 }

@@ -397,3 +397,22 @@ pub fn digest_answer(
         "{answer}: Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{resp}\"\r\n"
     )
 }
+
+/// Registers `user`@`server`'s address with `contact` as its Contact
+/// (expires 600) from a socket of its own; the final reply.
+#[allow(dead_code)]
+pub fn register_contact(server: SocketAddr, user: &str, contact: SocketAddr) -> String {
+    let p = Peer::new();
+    let msg = format!(
+        "REGISTER sip:{server} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-regc-{user};rport\r\n\
+         Max-Forwards: 70\r\nTo: <sip:{user}@{host}>\r\nFrom: <sip:{user}@{host}>;tag=rc\r\n\
+         Call-ID: regc-{user}@{me}\r\nCSeq: 1 REGISTER\r\nContact: <sip:{user}@{contact}>\r\n\
+         Expires: 600\r\nContent-Length: 0\r\n\r\n",
+        me = p.addr,
+        host = server.ip()
+    );
+    p.send(server, &msg);
+    expect(&p, "SIP/2.0 2", Duration::from_secs(3))
+        .map(|(m, _)| m)
+        .unwrap_or_default()
+}

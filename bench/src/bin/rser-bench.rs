@@ -66,6 +66,12 @@ struct Args {
     /// one of its domain).
     #[arg(long, default_value = "sip:bench@rser-bench")]
     from: String,
+    /// Calls go to this address of record at the proxy (`call`), whose
+    /// contact is our UAS: registered with the proxy (one REGISTER,
+    /// expires 3600) before the run, so a registrar-proxy (Kamailio's
+    /// stock config) looks it up. Default: the UAS's own address.
+    #[arg(long)]
+    callee: Option<String>,
     /// A transaction with no final reply by then has failed.
     #[arg(long, default_value = "8s", value_parser = parse_duration)]
     timeout: Duration,
@@ -106,6 +112,44 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("duration out of range: {s}"));
     }
     Ok(Duration::from_secs_f64(v * scale))
+}
+
+/// Registers `aor` at `target` with our UAS as its contact; an error
+/// unless a 200 comes within three tries of a second.
+fn register_callee(target: SocketAddr, aor: &str, uas: SocketAddr) -> Result<(), String> {
+    let sock = std::net::UdpSocket::bind((target.ip(), 0)).map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(Duration::from_secs(1)))
+        .map_err(|e| e.to_string())?;
+    let me = sock.local_addr().map_err(|e| e.to_string())?;
+    let user = aor
+        .strip_prefix("sip:")
+        .and_then(|r| r.split('@').next())
+        .ok_or_else(|| format!("--callee {aor}: not sip:user@host"))?;
+    for attempt in 0..3 {
+        let msg = format!(
+            "REGISTER sip:{target} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-callee-{attempt};rport\r\n\
+             Max-Forwards: 70\r\nTo: <{aor}>\r\nFrom: <{aor}>;tag=callee\r\n\
+             Call-ID: rser-bench-callee@{me}\r\nCSeq: {n} REGISTER\r\n\
+             Contact: <sip:{user}@{uas}>\r\nExpires: 3600\r\nContent-Length: 0\r\n\r\n",
+            n = attempt + 1
+        );
+        sock.send_to(msg.as_bytes(), target)
+            .map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 4096];
+        while let Ok((n, _)) = sock.recv_from(&mut buf) {
+            let reply = String::from_utf8_lossy(&buf[..n]);
+            if reply.starts_with("SIP/2.0 200") {
+                return Ok(());
+            }
+            if !reply.starts_with("SIP/2.0 1") {
+                let first = reply.lines().next().unwrap_or("");
+                return Err(format!("--callee {aor}: the REGISTER got {first}"));
+            }
+        }
+    }
+    Err(format!(
+        "--callee {aor}: no 200 to the REGISTER from {target}"
+    ))
 }
 
 fn main() -> ExitCode {
@@ -162,6 +206,9 @@ fn run(args: &Args) -> Result<(), String> {
         .domain
         .clone()
         .unwrap_or_else(|| args.target.ip().to_string());
+    if let Some(aor) = &args.callee {
+        register_callee(args.target, aor, sockets.uas_addr.unwrap_or(args.uas))?;
+    }
     let run_base = std::process::id().wrapping_mul(2_654_435_761).wrapping_add(
         std::time::SystemTime::now()
             .elapsed()
@@ -177,6 +224,7 @@ fn run(args: &Args) -> Result<(), String> {
             users: users.clone(),
             domain: domain.clone(),
             caller: args.from.clone(),
+            callee: args.callee.clone(),
             loss: args.loss / 100.0,
             timeout_us: args.timeout.as_micros() as u64,
             max_inflight: args.max_inflight,

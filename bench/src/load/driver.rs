@@ -74,6 +74,9 @@ pub struct Setup {
     /// The calls' From URI (`--from`): a proxy that relays only for its
     /// own users (Kamailio's stock config) needs one of its domain.
     pub caller: String,
+    /// The calls' Request-URI and To (`--callee`): an address of record
+    /// the proxy looks up. None: our UAS's own address.
+    pub callee: Option<String>,
     /// Share of our own datagrams dropped, 0..1.
     pub loss: f64,
     pub timeout_us: u64,
@@ -375,7 +378,12 @@ impl Driver {
                 "OPTIONS"
             }
             UacState::Inviting { .. } => {
-                let _ = write!(uri_a, "sip:service@{uas}");
+                match &setup.callee {
+                    Some(aor) => uri_a.extend_from_slice(aor.as_bytes()),
+                    None => {
+                        let _ = write!(uri_a, "sip:service@{uas}");
+                    }
+                }
                 let _ = write!(extra, "Contact: <sip:bench@{local}>\r\n");
                 "INVITE"
             }
@@ -685,7 +693,10 @@ impl Driver {
         let s = &mut self.slots[slot as usize];
         let local = self.setup.locals[s.peer];
         let to_tag = msg.to().ok().and_then(|t| t.tag);
-        let ruri = format!("sip:service@{}", self.setup.uas);
+        let ruri = match &self.setup.callee {
+            Some(aor) => aor.clone(),
+            None => format!("sip:service@{}", self.setup.uas),
+        };
         Request {
             method: "ACK",
             ruri: ruri.as_bytes(),

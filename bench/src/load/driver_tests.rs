@@ -40,6 +40,7 @@ fn driver_with(scenario: Scenario, users: Vec<User>, loss: f64, max_inflight: us
         users,
         domain: "example.net".into(),
         caller: "sip:bench@rser-bench".into(),
+        callee: None,
         loss,
         timeout_us: 8_000_000,
         max_inflight,
