@@ -76,9 +76,6 @@ pub struct ScriptState {
     pub bflags: u32,
     /// `$avp(name)` values of this message, in the order set.
     pub avps: super::avp::Avps,
-    /// `$var(x)` values, by index; kept from one message to the next in
-    /// this process, as Kamailio's.
-    pub vars: Vec<VarValue>,
 }
 
 /// A `$var`'s value.

@@ -8,6 +8,7 @@ pub mod pv;
 pub mod textops;
 pub mod transform;
 pub mod uri_ops;
+pub mod vars;
 pub mod vm;
 
 #[cfg(test)]

@@ -84,13 +84,7 @@ fn value(v: &Pv, ctx: &MsgCtx<'_, '_>, out: &mut Vec<u8>) {
         Pv::BranchIdx => {
             let _ = write!(out, "{}", ctx.st.branch_idx);
         }
-        Pv::Var(i) => match ctx.st.vars.get(usize::from(*i)) {
-            Some(crate::script::ctx::VarValue::Int(n)) => {
-                let _ = write!(out, "{n}");
-            }
-            Some(crate::script::ctx::VarValue::Str(s)) => out.extend_from_slice(s),
-            _ => {}
-        },
+        Pv::Var(i) => super::vars::text_into(*i, out),
         Pv::Tr(_) => out.extend_from_slice(&typed(v, ctx).text()),
     }
 }
@@ -100,12 +94,7 @@ fn value(v: &Pv, ctx: &MsgCtx<'_, '_>, out: &mut Vec<u8>) {
 /// `$null` for an unset `$var` or `$avp`.
 pub fn typed(v: &Pv, ctx: &MsgCtx<'_, '_>) -> VarValue {
     match v {
-        Pv::Var(i) => ctx
-            .st
-            .vars
-            .get(usize::from(*i))
-            .cloned()
-            .unwrap_or_default(),
+        Pv::Var(i) => super::vars::get(*i),
         Pv::Avp(i) => ctx.st.avps.get(*i).cloned().unwrap_or_default(),
         Pv::Xavp(x) => ctx
             .st

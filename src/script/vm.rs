@@ -300,11 +300,7 @@ impl<'p> Vm<'p> {
                 let v = eval(value, ctx);
                 match target {
                     AssignTarget::Var(i) => {
-                        let i = usize::from(*i);
-                        if ctx.st.vars.len() <= i {
-                            ctx.st.vars.resize(i + 1, VarValue::Null);
-                        }
-                        ctx.st.vars[i] = v;
+                        super::vars::set(*i, v);
                         TRUE
                     }
                     AssignTarget::Avp(i) => match ctx.st.avps.set(*i, v) {
