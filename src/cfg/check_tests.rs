@@ -460,3 +460,18 @@ fn kamailios_modules_rser_lacks_are_named_with_what_they_do() {
     assert!(e[2].contains("unknown module 'nathelper'"), "{e:?}");
     assert!(e[3].contains("'pike_check_req' is module pike's"), "{e:?}");
 }
+
+#[test]
+fn onsend_route_is_said_to_be_unsupported_and_event_routes_parse() {
+    let e = said("onsend_route { if ($snd(ip) == \"10.0.0.1\") { drop; } }\nroute { drop; }");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].starts_with("1:1: error: onsend_route is not supported"), "{e:?}");
+    let w = said(
+        "event_route[core:worker-one-init] { return; }\nevent_route[tm:local-request] { return; }\nroute { drop; }",
+    );
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("2:1: warning: event_route[tm:local-request]: rser raises no such event"),
+        "{w:?}"
+    );
+}

@@ -173,6 +173,15 @@ impl Parser {
                     self.route_block(&mut s)
                 }
                 Tok::Word(_) if self.peek_at(1) == Some(&Tok::Assign) => self.global(&mut s),
+                // Kamailio's route before each send: parsed, not run.
+                Tok::Word(w) if w == "onsend_route" => {
+                    let pos = self.pos();
+                    self.errors.push(SyntaxError {
+                        pos,
+                        msg: "onsend_route is not supported by rser (it would run before each request is sent, with $snd)".into(),
+                    });
+                    Err(())
+                }
                 _ => self.fail("a global parameter, loadmodule, modparam or a route block"),
             };
             if ok.is_err() {
