@@ -106,7 +106,18 @@ fn every_method_answers_over_the_socket() {
     );
     assert!(contacts[0]["expires"].as_u64().unwrap() <= 600);
     let dump = rpc(&sock, "ul.dump", json!([]))["result"].clone();
-    assert!(dump["location"]["alice"].is_array(), "{dump}");
+    // Kamailio's shape.
+    let domain = &dump["Domains"][0]["Domain"];
+    assert_eq!(domain["Domain"], "location", "{dump}");
+    let info = &domain["AoRs"][0]["Info"];
+    assert_eq!(info["AoR"], "alice", "{dump}");
+    assert!(
+        info["Contacts"][0]["Contact"]["Address"]
+            .as_str()
+            .unwrap()
+            .starts_with("sip:alice@"),
+        "{dump}"
+    );
     assert_eq!(
         rpc(&sock, "ul.rm", json!(["alice"]))["result"]["removed"],
         1

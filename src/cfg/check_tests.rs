@@ -465,7 +465,10 @@ fn kamailios_modules_rser_lacks_are_named_with_what_they_do() {
 fn onsend_route_is_said_to_be_unsupported_and_event_routes_parse() {
     let e = said("onsend_route { if ($snd(ip) == \"10.0.0.1\") { drop; } }\nroute { drop; }");
     assert_eq!(e.len(), 1, "{e:?}");
-    assert!(e[0].starts_with("1:1: error: onsend_route is not supported"), "{e:?}");
+    assert!(
+        e[0].starts_with("1:1: error: onsend_route is not supported"),
+        "{e:?}"
+    );
     let w = said(
         "event_route[core:worker-one-init] { return; }\nevent_route[tm:local-request] { return; }\nroute { drop; }",
     );

@@ -118,16 +118,40 @@ fn contacts_text(aor: &str, contacts: &Value, out: &mut String) {
     }
 }
 
-/// `ul.dump`: each table, its AORs and their contacts.
+/// `ul.dump` (Kamailio's shape): each table, its AORs and their contacts.
 pub fn ul_dump_text(v: &Value) -> String {
     let mut out = String::new();
-    for (table, aors) in v.as_object().into_iter().flatten() {
+    for d in v["Domains"].as_array().into_iter().flatten() {
+        let d = &d["Domain"];
+        let aors = d["AoRs"].as_array().map_or(&[][..], |a| a.as_slice());
         out.push_str(&format!(
-            "table {table}: {} AORs\n",
-            aors.as_object().map_or(0, |a| a.len())
+            "table {}: {} AORs\n",
+            d["Domain"].as_str().unwrap_or("?"),
+            aors.len()
         ));
-        for (aor, contacts) in aors.as_object().into_iter().flatten() {
-            contacts_text(aor, contacts, &mut out);
+        for a in aors {
+            let info = &a["Info"];
+            // Back to the field names `ul.lookup` answers with.
+            let contacts: Vec<Value> = info["Contacts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| {
+                    let c = &c["Contact"];
+                    serde_json::json!({
+                        "contact": c["Address"],
+                        "expires": c["Expires"],
+                        "q": if c["Q"] == -1 { Value::Null } else { c["Q"].clone() },
+                        "call_id": c["Call-ID"],
+                        "cseq": c["CSeq"],
+                    })
+                })
+                .collect();
+            contacts_text(
+                info["AoR"].as_str().unwrap_or("?"),
+                &Value::Array(contacts),
+                &mut out,
+            );
         }
     }
     out.trim_end().to_string()

@@ -377,7 +377,53 @@ fn contact_json(contact: &[u8], call_id: &[u8], m: &usrloc::Meta, now: u64) -> V
         "q": q,
         "call_id": String::from_utf8_lossy(call_id),
         "cseq": m.cseq,
+        "cflags": m.cflags,
+        "last_modified": m.updated,
     })
+}
+
+/// `ul.dump` as Kamailio's usrloc answers it (`Domains`, `Domain`,
+/// `AoRs`, `Info`, `Contacts`, `Contact` with Kamailio's field names), from
+/// rser's table-to-AORs map; fields rser does not keep (User-Agent,
+/// Received, Path, Socket, Ruid...) are left out rather than made up.
+fn kamailio_ul_dump(tables: &Map<String, Value>, capacity: usize) -> Value {
+    let domains: Vec<Value> = tables
+        .iter()
+        .map(|(table, aors)| {
+            let aors = aors.as_object().cloned().unwrap_or_default();
+            let records = aors.len();
+            let list: Vec<Value> = aors
+                .into_iter()
+                .map(|(aor, contacts)| {
+                    let contacts: Vec<Value> = contacts
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|c| {
+                            json!({"Contact": {
+                                "Address": c["contact"],
+                                "Expires": c["expires"],
+                                // Kamailio's -1: no q given.
+                                "Q": if c["q"].is_null() { json!(-1) } else { c["q"].clone() },
+                                "Call-ID": c["call_id"],
+                                "CSeq": c["cseq"],
+                                "CFlags": c["cflags"],
+                                "Last-Modified": c["last_modified"],
+                            }})
+                        })
+                        .collect();
+                    json!({"Info": {"AoR": aor, "Contacts": contacts}})
+                })
+                .collect();
+            json!({"Domain": {
+                "Domain": table,
+                "Size": capacity,
+                "AoRs": list,
+                "Stats": {"Records": records},
+            }})
+        })
+        .collect();
+    json!({ "Domains": domains })
 }
 
 impl Methods for Control<'_> {
@@ -398,7 +444,13 @@ impl Methods for Control<'_> {
                 defs: &self.ht_tables,
             }
             .call(m, p),
-            "ul.dump" => self.ul_dump(),
+            "ul.dump" => {
+                let capacity = self.location()?.capacity();
+                match self.ul_dump()? {
+                    Value::Object(tables) => Ok(kamailio_ul_dump(&tables, capacity)),
+                    other => Ok(other),
+                }
+            }
             "ul.lookup" => self.ul_lookup(p.required_str(0, "aor")?, p.str(1, "table")?),
             "ul.rm" => self.ul_rm(p.required_str(0, "aor")?, p.str(1, "table")?),
             "ul.rm_contact" => self.ul_rm_contact(
