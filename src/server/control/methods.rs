@@ -332,8 +332,12 @@ impl Control<'_> {
             .filter(|s| s.group == "tm")
             .map(|s| (s.name, json!(s.value)))
             .collect();
+        let count = |name: &str| tm_counters.get(name).cloned().unwrap_or(json!(0));
         Ok(json!({
+            // Kamailio's names, where rser counts the same thing.
             "current": tm.live(),
+            "total": count("tm_transactions"),
+            "rpl_generated": count("tm_local_replies"),
             "capacity": tm.capacity(),
             "pool_free_blocks": tm.pool_free_blocks(),
             "counters": tm_counters,
