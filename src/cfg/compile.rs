@@ -747,6 +747,10 @@ impl Compiler<'_> {
             Builtin::RevertUri => Action::RevertUri,
             Builtin::SetFlag => Action::SetFlag(int_in(&a[0], 0, MAX_FLAG)? as u8),
             Builtin::ForceRport => Action::ForceRport,
+            Builtin::IsMyself => Action::IsMyself(
+                Format::parse(&text(&a[0])).map_err(|e| ConfigError::new(a[0].pos(), e))?,
+            ),
+            Builtin::IsDstUriSet => Action::IsDstUriSet,
             Builtin::SetReplyNoConnect => Action::SetReplyNoConnect,
             Builtin::SetBFlag | Builtin::ResetBFlag | Builtin::IsBFlagSet => {
                 // Only the Request-URI's branch (0) has flags here; the

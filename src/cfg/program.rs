@@ -351,6 +351,11 @@ pub enum Action {
     /// (RFC 3581): replies go to its source port, and the Via forwarded
     /// carries `rport=` and `received=`.
     ForceRport,
+    /// Kamailio's `is_myself(uri)`: the URI (pseudo-variables filled) is
+    /// one of ours (RFC 3261 §16.4).
+    IsMyself(Format),
+    /// kex's `isdsturiset()`: a next hop (`$du`) is set.
+    IsDstUriSet,
     /// Kamailio's `set_reply_no_connect()`: a reply to this request is
     /// not to open a connection (the sender's may be gone behind NAT).
     SetReplyNoConnect,
@@ -694,6 +699,8 @@ impl Program {
             Action::RevertUri => "revert_uri()".into(),
             Action::SetFlag(f) => format!("setflag({f})"),
             Action::ForceRport => "force_rport()".into(),
+            Action::IsMyself(f) => format!("is_myself({f})"),
+            Action::IsDstUriSet => "isdsturiset()".into(),
             Action::SetReplyNoConnect => "set_reply_no_connect()".into(),
             Action::SetBFlag(f) => format!("setbflag({f})"),
             Action::ResetBFlag(f) => format!("resetbflag({f})"),

@@ -120,6 +120,8 @@ pub enum Builtin {
     SetFlag,
     ForceRport,
     SetReplyNoConnect,
+    IsMyself,
+    IsDstUriSet,
     SetBFlag,
     ResetBFlag,
     IsBFlagSet,
@@ -189,6 +191,8 @@ pub const BUILTINS: &[BuiltinDef] = &[
     def("revert_uri", Builtin::RevertUri, CORE, 0, 0),
     def("setflag", Builtin::SetFlag, CORE, 1, 1),
     def("force_rport", Builtin::ForceRport, CORE, 0, 0),
+    def("is_myself", Builtin::IsMyself, CORE, 1, 1),
+    def("isdsturiset", Builtin::IsDstUriSet, &["kex"], 0, 0),
     def(
         "set_reply_no_connect",
         Builtin::SetReplyNoConnect,

@@ -420,6 +420,21 @@ impl<'p> Vm<'p> {
                 ctx.st.force_rport = true;
                 TRUE
             }
+            Action::IsMyself(f) => {
+                let mut uri = std::mem::take(&mut ctx.st.pv_value);
+                uri.clear();
+                format_into(f, ctx, &mut uri);
+                let mine = self.uri_is_myself(&uri);
+                ctx.st.pv_value = uri;
+                if mine { TRUE } else { FALSE }
+            }
+            Action::IsDstUriSet => {
+                if ctx.st.dst_uri.is_empty() {
+                    FALSE
+                } else {
+                    TRUE
+                }
+            }
             Action::SetFlag(f) => {
                 ctx.st.flags |= 1 << f;
                 TRUE

@@ -582,3 +582,40 @@ fn start_up_event_routes_run_once_in_the_first_worker() {
         assert_eq!(sent[0].first_line(), "SIP/2.0 200 preloaded 2");
     }
 }
+
+#[test]
+fn registered_is_myself_isdsturiset_and_siputils_uri_actions() {
+    let cfg = "loadmodule \"sl.so\"\nloadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\n\
+               loadmodule \"siputils.so\"\nloadmodule \"kex.so\"\n\
+               route {\n\
+                 if (method == \"REGISTER\") { save(\"location\"); exit; }\n\
+                 if (!is_request() || is_reply()) { drop; }\n\
+                 $var(out) = \"\";\n\
+                 if (registered(\"location\")) { $var(out) = $var(out) + \"reg \"; }\n\
+                 if (is_myself(\"sip:$Ri:$Rp\")) { $var(out) = $var(out) + \"me \"; }\n\
+                 if (!is_myself(\"sip:example.org\")) { $var(out) = $var(out) + \"notme \"; }\n\
+                 if (!isdsturiset()) { $du = \"sip:192.0.2.1\"; if (isdsturiset()) { $var(out) = $var(out) + \"du \"; } }\n\
+                 if (uri_param(\"user\", \"phone\") && uri_param(\"user\") && !uri_param(\"x\")) { $var(out) = $var(out) + \"uparam \"; }\n\
+                 add_uri_param(\"x=1\");\n\
+                 if (uri_param(\"x\", \"1\")) { $var(out) = $var(out) + \"added\"; }\n\
+                 sl_send_reply(\"200\", \"$var(out)\");\n\
+               }\n";
+    let mut h = Harness::new(cfg, 1);
+    h.recv(addr(CALLER), &request("REGISTER", "reg", "REGISTER", None));
+    assert_eq!(finals(&h.sent_to(addr(CALLER))), [200]);
+    let options = |call: &str, ruri: &str| {
+        request("OPTIONS", call, "OPTIONS", None).replacen("sip:bob@example.com", ruri, 1)
+    };
+    h.recv(
+        addr(CALLER),
+        &options("o1", "sip:bob@example.com;user=phone"),
+    );
+    let sent = h.sent_to(addr(CALLER));
+    assert_eq!(
+        sent[0].first_line(),
+        "SIP/2.0 200 reg me notme du uparam added"
+    );
+    h.recv(addr(CALLER), &options("o2", "sip:nobody@example.com"));
+    let sent = h.sent_to(addr(CALLER));
+    assert_eq!(sent[0].first_line(), "SIP/2.0 200 me notme du added");
+}

@@ -1,4 +1,5 @@
-//! The registrar's actions: `save(table)` and `lookup(table)`.
+//! The registrar's actions: `save(table)`, `lookup(table)` and
+//! `registered(table)` (Kamailio's: the Request-URI's AOR has a binding).
 
 use crate::cfg::ConfigError;
 use crate::cfg::ast::Arg;
@@ -10,6 +11,7 @@ use ParamType::Int;
 
 pub(super) const SAVE: u8 = 0;
 pub(super) const LOOKUP: u8 = 1;
+pub(super) const REGISTERED: u8 = 2;
 
 pub static MODULE: Module = Module {
     name: "registrar",
@@ -34,6 +36,7 @@ pub static MODULE: Module = Module {
             table,
             Routes::REQUEST.or(Routes::FAILURE),
         ),
+        action("registered", REGISTERED, (1, 1), table, Routes::ANY),
     ],
     counters: &["registrar_accepted", "registrar_rejected"],
     hooks: Some(&Hooks {

@@ -289,6 +289,28 @@ impl RegistrarState<'_> {
     /// `lookup(table)`: the Request-URI becomes the AOR's best contact and
     /// the others join the destination set (highest q first, then the
     /// most recently registered). False when it has none.
+    /// `registered(table)`: whether the Request-URI's AOR has a binding
+    /// that has not expired; the message is not changed.
+    fn registered(&mut self, ctx: &MsgCtx<'_, '_>, table: &str) -> i32 {
+        let Some(domain) = self.domain(table) else {
+            return -1;
+        };
+        let Ok(uri) = Uri::parse(ctx.uri()) else {
+            return -1;
+        };
+        usrloc::aor_of(&uri, self.ul.use_domain, &mut self.aor);
+        if self.aor.is_empty() {
+            return -1;
+        }
+        let aor = self.location.aor(domain, &self.aor);
+        self.texts.clear();
+        let l = self.location.lock(&aor);
+        let found = self
+            .location
+            .find(&l, &aor, Some(unix_now()), &mut self.texts);
+        if found.is_empty() { -1 } else { 1 }
+    }
+
     fn lookup(&mut self, ctx: &mut MsgCtx<'_, '_>, table: &str) -> i32 {
         let rs = self;
         let Some(domain) = rs.domain(table) else {
@@ -359,6 +381,7 @@ impl Runtime for RegistrarState<'_> {
         match (id, args) {
             (super::actions::SAVE, [Param::Str(t)]) => self.save(cx, ctx, t),
             (super::actions::LOOKUP, [Param::Str(t)]) => self.lookup(ctx, t),
+            (super::actions::REGISTERED, [Param::Str(t)]) => self.registered(ctx, t),
             _ => bad_args("registrar", id),
         }
     }

@@ -128,7 +128,7 @@ fn check(config: &Config) -> Result<Vec<String>, String> {
 /// The location tables the script names in `save()` and `lookup()`, in a
 /// fixed order: a binding's `domain` is an index into it.
 pub fn tables(program: &Program) -> Vec<String> {
-    program.string_args(&["save", "lookup"], 0)
+    program.string_args(&["save", "lookup", "registered"], 0)
 }
 
 /// The address-of-record a URI names: its user, and `@host` (lowercase)
