@@ -506,3 +506,20 @@ pub fn bad_args(module: &str, id: u8) -> i32 {
     log::error!("{module}: action {id} run with arguments its fixup never makes");
     -1
 }
+
+/// Regular expressions a module's actions carry as text (their fixup
+/// checked that they compile), compiled once per process on first use.
+#[derive(Default)]
+pub struct Regexes(std::collections::HashMap<Box<str>, regex::bytes::Regex>);
+
+impl Regexes {
+    /// `re` compiled (`None` only if it does not compile, which the
+    /// fixup ruled out).
+    pub fn get(&mut self, re: &str) -> Option<&regex::bytes::Regex> {
+        if !self.0.contains_key(re) {
+            let compiled = crate::cfg::compile::build_regex(re, false, false).ok()?;
+            self.0.insert(re.into(), compiled);
+        }
+        self.0.get(re)
+    }
+}

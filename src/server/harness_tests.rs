@@ -619,3 +619,21 @@ fn registered_is_myself_isdsturiset_and_siputils_uri_actions() {
     let sent = h.sent_to(addr(CALLER));
     assert_eq!(sent[0].first_line(), "SIP/2.0 200 me notme du added");
 }
+
+#[test]
+fn t_check_status_in_failure_route() {
+    let more = format!(
+        "failure_route[1] {{ if (t_check_status(\"486|408\")) {{ rewritehostport(\"127.0.0.1:{OTHER}\"); t_relay(); }} }}"
+    );
+    let mut h = Harness::new(&config(&relay_to(CALLEE), &more), 1);
+    for (call, code, retried) in [("busy", 486, true), ("gone", 404, false)] {
+        h.recv(addr(CALLER), &invite(call));
+        let inv = only(&h.sent_to(addr(CALLEE)), "INVITE")[0].clone();
+        h.recv(addr(CALLEE), &answer(&inv, code, "no"));
+        let again = only(&h.sent_to(addr(OTHER)), "INVITE").len();
+        assert_eq!(again == 1, retried, "{code}");
+        if !retried {
+            assert_eq!(finals(&h.sent_to(addr(CALLER))), [404]);
+        }
+    }
+}

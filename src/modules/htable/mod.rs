@@ -20,7 +20,7 @@ use crate::cfg::program::Param;
 use crate::cfg::pv::Pv;
 use crate::cfg::{Config, ParamValue};
 use crate::modules::def::{
-    Carved, Cx, Hooks, Module, ParamType, Routes, Runtime, Start, action, bad_args,
+    Carved, Cx, Hooks, Module, ParamType, Regexes, Routes, Runtime, Start, action, bad_args,
 };
 use crate::script::MsgCtx;
 use crate::script::ctx::VarValue;
@@ -277,7 +277,7 @@ fn carve(
 struct HtRuntime {
     h: Option<Htables>,
     /// The actions' expressions, compiled once.
-    regexes: std::collections::HashMap<String, regex::bytes::Regex>,
+    regexes: Regexes,
     interval: Duration,
     next_sweep: Instant,
     /// The store's refused sets, as last counted.
@@ -333,15 +333,10 @@ impl Runtime for HtRuntime {
         let t = t as u16;
         let re = match re {
             None => None,
-            Some(re) => {
-                if !self.regexes.contains_key(&**re) {
-                    let Ok(compiled) = crate::cfg::compile::build_regex(re, false, false) else {
-                        return -1;
-                    };
-                    self.regexes.insert(re.to_string(), compiled);
-                }
-                self.regexes.get(&**re)
-            }
+            Some(re) => match self.regexes.get(re) {
+                Some(re) => Some(re),
+                None => return -1,
+            },
         };
         let by_name = id == RM_NAME_RE;
         h.items.sweep(

@@ -27,6 +27,7 @@ const T_IS_SET: u8 = 9;
 const T_IS_CANCELED: u8 = 10;
 const T_CHECK_TRANS: u8 = 11;
 const T_PRECHECK_TRANS: u8 = 12;
+const T_CHECK_STATUS: u8 = 13;
 
 pub static MODULE: Module = Module {
     name: "tm",
@@ -92,6 +93,13 @@ pub static MODULE: Module = Module {
         ),
         action("t_is_canceled", T_IS_CANCELED, (0, 0), no_args, Routes::ANY),
         action(
+            "t_check_status",
+            T_CHECK_STATUS,
+            (1, 1),
+            status_regex,
+            Routes::ANY,
+        ),
+        action(
             "t_replicate",
             T_REPLICATE,
             (1, 2),
@@ -131,6 +139,14 @@ fn host_port(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
             "t_relay takes no arguments, or a host and a port".into(),
         )),
     }
+}
+
+/// `t_check_status`'s regular expression (Kamailio's: unanchored, so
+/// "48" matches 486).
+fn status_regex(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
+    let re = nonempty(&a[0])?;
+    crate::cfg::compile::build_regex(&re, false, false).map_err(|e| error(&a[0], e))?;
+    Ok(vec![Param::Str(re)])
 }
 
 fn failure_route(fx: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
@@ -272,6 +288,21 @@ pub(super) fn run(
         // are resolved when the transaction is inserted (the later one is
         // absorbed), so no script need wait: false.
         (T_PRECHECK_TRANS, []) => -1,
+        // The reply's status in onreply_route, the winning one in
+        // failure_route, else the last the transaction sent upstream.
+        (T_CHECK_STATUS, [Param::Str(re)]) => {
+            let Some(code) = ctx.status.or_else(|| tm.last_reply_code()) else {
+                return -1;
+            };
+            let Some(re) = tm.regexes.get(re) else {
+                return -1;
+            };
+            if re.is_match(code.to_string().as_bytes()) {
+                1
+            } else {
+                -1
+            }
+        }
         (T_IS_CANCELED, []) => match tm.is_canceled() {
             true => 1,
             false => -1,

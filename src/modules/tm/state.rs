@@ -61,6 +61,8 @@ pub struct TmState {
     pub full_log: LogLimit,
     /// A formatted reason (`t_reply`'s).
     pub text: Vec<u8>,
+    /// `t_check_status`'s expressions, compiled once.
+    pub regexes: crate::modules::def::Regexes,
 }
 
 /// Counts one of tm's counters.
@@ -107,6 +109,7 @@ impl TmState {
             hop_error: None,
             full_log: LogLimit::default(),
             text: Vec::new(),
+            regexes: Default::default(),
         }
     }
 }

@@ -167,6 +167,14 @@ impl TmState {
     }
 
     /// Whether the current transaction was cancelled.
+    /// The code of the last reply the current transaction sent upstream.
+    pub(crate) fn last_reply_code(&self) -> Option<u16> {
+        let (table, t) = (self.table?, self.cur_txn?);
+        let mut l = table.lock(t.bucket);
+        let code = table.slot(&mut l, t.idx, t.generation)?.txn.reply_code;
+        (code != 0).then_some(code)
+    }
+
     pub(crate) fn is_canceled(&self) -> bool {
         let (Some(table), Some(t)) = (self.table, self.cur_txn) else {
             return false;
