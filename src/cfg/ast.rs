@@ -56,6 +56,11 @@ pub enum RouteKind {
     /// `event_route[group:event]`: run when rser raises the event
     /// ([`EVENTS`]).
     Event,
+    /// `onsend_route`: run before a request goes out (a stateless
+    /// forward, each branch `t_relay` starts) on the request, with the
+    /// destination in `$snd(ip)`, `$snd(port)`; `drop` keeps it from
+    /// going.
+    OnSend,
 }
 
 /// The events rser raises, each run once at start by the first worker
@@ -72,6 +77,7 @@ impl RouteKind {
             RouteKind::Reply => "onreply_route",
             RouteKind::Branch => "branch_route",
             RouteKind::Event => "event_route",
+            RouteKind::OnSend => "onsend_route",
         }
     }
 }

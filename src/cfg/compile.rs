@@ -830,6 +830,7 @@ fn route_kind_label(kind: RouteKind) -> &'static str {
         RouteKind::Reply => "onreply_route",
         RouteKind::Branch => "branch_route",
         RouteKind::Event => "event_route",
+        RouteKind::OnSend => "onsend_route",
     }
 }
 

@@ -53,6 +53,7 @@ fn route_kind(word: &str) -> Option<RouteKind> {
         "onreply_route" | "reply_route" => RouteKind::Reply,
         "branch_route" => RouteKind::Branch,
         "event_route" => RouteKind::Event,
+        "onsend_route" => RouteKind::OnSend,
         _ => return None,
     })
 }
@@ -173,15 +174,6 @@ impl Parser {
                     self.route_block(&mut s)
                 }
                 Tok::Word(_) if self.peek_at(1) == Some(&Tok::Assign) => self.global(&mut s),
-                // Kamailio's route before each send: parsed, not run.
-                Tok::Word(w) if w == "onsend_route" => {
-                    let pos = self.pos();
-                    self.errors.push(SyntaxError {
-                        pos,
-                        msg: "onsend_route is not supported by rser (it would run before each request is sent, with $snd)".into(),
-                    });
-                    Err(())
-                }
                 _ => self.fail("a global parameter, loadmodule, modparam or a route block"),
             };
             if ok.is_err() {
@@ -346,7 +338,11 @@ impl Parser {
         }
         // `reply_route` / `onreply_route` alone: the core's reply route,
         // run for every reply (Kamailio's).
-        if !matches!(kind, RouteKind::Request | RouteKind::Reply) && name.is_none() {
+        if !matches!(
+            kind,
+            RouteKind::Request | RouteKind::Reply | RouteKind::OnSend
+        ) && name.is_none()
+        {
             let msg = format!("{word} needs a number or name in [ ]");
             self.errors.push(SyntaxError { pos, msg });
         }

@@ -748,6 +748,7 @@ pub fn route_label(kind: RouteKind, name: Option<&str>) -> String {
         RouteKind::Reply => "onreply_route",
         RouteKind::Branch => "branch_route",
         RouteKind::Event => "event_route",
+        RouteKind::OnSend => "onsend_route",
     };
     match name {
         Some(n) => format!("{k}[{n}]"),

@@ -66,12 +66,25 @@ pub enum Pv {
     /// `$xavp(name[index]=>field)`: a field of an XAVP (Kamailio's
     /// structured AVPs), kept with the transaction as `$avp`s are.
     Xavp(XavpRef),
+    /// `$snd(ip)`, `$snd(port)`, `$snd(af)`, `$snd(proto)` (and
+    /// `$sndto(...)`): in onsend_route, where the request goes.
+    Snd(SndField),
     /// `$sht(table=>key)`: an item of an htable (in shared memory, the
     /// same for every worker); the key may hold pseudo-variables.
     Sht(Box<ShtRef>),
     /// `$(pv{tr}...)`: a variable's value through Kamailio's
     /// transformations.
     Tr(Box<Transformed>),
+}
+
+/// What of the destination `$snd` gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SndField {
+    Ip,
+    Port,
+    /// `inet` or `inet6`.
+    Af,
+    Proto,
 }
 
 /// Which XAVP and field: names as indices in [`var_name`]'s table; no
@@ -338,6 +351,13 @@ fn variable(s: &str) -> Result<Option<(Pv, usize)>, String> {
             }
             "hdr" if name_ok(b"-") => Some(Pv::Header(arg.into())),
             "xavp" => xavp_ref(arg).map(Pv::Xavp),
+            "snd" | "sndto" => match arg {
+                "ip" => Some(Pv::Snd(SndField::Ip)),
+                "port" => Some(Pv::Snd(SndField::Port)),
+                "af" => Some(Pv::Snd(SndField::Af)),
+                "proto" => Some(Pv::Snd(SndField::Proto)),
+                _ => None,
+            },
             "sht" => sht_ref(arg)?.map(|r| Pv::Sht(Box::new(r))),
             _ => None,
         };
@@ -414,6 +434,9 @@ impl fmt::Display for Format {
                 }
                 Part::Var(Pv::Var(i)) => write!(f, "$var({})", var_name(*i))?,
                 Part::Var(Pv::Tr(t)) => f.write_str(&t.text)?,
+                Part::Var(Pv::Snd(field)) => {
+                    write!(f, "$snd({})", format!("{field:?}").to_ascii_lowercase())?
+                }
                 Part::Var(Pv::Sht(r)) => {
                     let key = r.key.to_string();
                     write!(f, "$sht({}=>{})", r.table_name(), key.trim_matches('"'))?

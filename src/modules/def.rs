@@ -37,7 +37,8 @@ impl Routes {
     pub const ONREPLY: Routes = Routes(4);
     pub const BRANCH: Routes = Routes(8);
     pub const EVENT: Routes = Routes(16);
-    pub const ANY: Routes = Routes(31);
+    pub const ONSEND: Routes = Routes(32);
+    pub const ANY: Routes = Routes(63);
     /// Replying and relaying: not in branch_route, which shapes one
     /// branch's request (as in Kamailio).
     pub const NOT_BRANCH: Routes = Routes(7);
@@ -53,6 +54,7 @@ impl Routes {
             RouteKind::Reply => Routes::ONREPLY,
             RouteKind::Branch => Routes::BRANCH,
             RouteKind::Event => Routes::EVENT,
+            RouteKind::OnSend => Routes::ONSEND,
         };
         self.0 & bit.0 != 0
     }
@@ -337,6 +339,10 @@ pub trait Shell {
         me: usize,
         rt: &mut dyn Runtime,
     ) -> Outcome;
+
+    /// The script's onsend_route, if it has one, on a request about to go
+    /// to `to` (its flags `flags`): false when the route dropped it.
+    fn on_send(&mut self, msg: &Message<'_>, src: SocketAddr, flags: u32, to: SocketAddr) -> bool;
 
     /// TMCB_REQUEST_IN to the runtimes that follow transactions' lives
     /// ([`Wants::tm_lifecycle`]); the transaction keeps the selection as

@@ -76,6 +76,8 @@ pub struct ScriptState {
     pub bflags: u32,
     /// `$avp(name)` values of this message, in the order set.
     pub avps: super::avp::Avps,
+    /// In onsend_route: where the request goes (`$snd(ip)`, `$snd(port)`).
+    pub snd: Option<SocketAddr>,
 }
 
 /// A `$var`'s value.
@@ -134,6 +136,7 @@ impl ScriptState {
         self.force_rport = false;
         self.reply_no_connect = false;
         self.avps.clear();
+        self.snd = None;
         self.bflags = 0;
     }
 }

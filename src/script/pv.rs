@@ -86,6 +86,16 @@ fn value(v: &Pv, ctx: &MsgCtx<'_, '_>, out: &mut Vec<u8>) {
         }
         Pv::Var(i) => super::vars::text_into(*i, out),
         Pv::Tr(_) => out.extend_from_slice(&typed(v, ctx).text()),
+        Pv::Snd(field) => {
+            let Some(to) = ctx.st.snd else { return };
+            let _ = match field {
+                crate::cfg::pv::SndField::Ip => write!(out, "{}", to.ip()),
+                crate::cfg::pv::SndField::Port => write!(out, "{}", to.port()),
+                crate::cfg::pv::SndField::Af if to.is_ipv6() => write!(out, "inet6"),
+                crate::cfg::pv::SndField::Af => write!(out, "inet"),
+                crate::cfg::pv::SndField::Proto => write!(out, "udp"),
+            };
+        }
     }
 }
 
@@ -122,7 +132,10 @@ pub fn typed(v: &Pv, ctx: &MsgCtx<'_, '_>) -> VarValue {
                 | Pv::Status
                 | Pv::RuriPort
                 | Pv::RetCode
-                | Pv::BranchIdx => VarValue::Int(VarValue::Str(out).int()),
+                | Pv::BranchIdx
+                | Pv::Snd(crate::cfg::pv::SndField::Port) => {
+                    VarValue::Int(VarValue::Str(out).int())
+                }
                 // What the message does not have (a header, `$du`) is `$null`.
                 _ if out.is_empty() => VarValue::Null,
                 _ => VarValue::Str(out),

@@ -637,3 +637,31 @@ fn t_check_status_in_failure_route() {
         }
     }
 }
+
+#[test]
+fn onsend_route_sees_each_destination_and_may_drop_the_request() {
+    let cfg = format!(
+        "loadmodule \"sl.so\"\nloadmodule \"tm.so\"\nloadmodule \"xlog.so\"\n\
+         route {{\n\
+           if ($hdr(X-Port) == \"{CALLEE}\") {{ forward(127.0.0.1, {CALLEE}); exit; }}\n\
+           if ($hdr(X-Port) == \"{OTHER}\") {{ forward(127.0.0.1, {OTHER}); exit; }}\n\
+           rewritehostport(\"127.0.0.1:{CALLEE}\"); append_branch(\"sip:x@127.0.0.1:{OTHER}\");\n\
+           if (!t_relay()) {{ sl_reply_error(); }}\n\
+         }}\n\
+         onsend_route {{ xlog(\"L_INFO\", \"to $snd(ip):$snd(port) $snd(af)\"); if ($snd(port) == {OTHER}) {{ drop; }} }}\n"
+    );
+    let mut h = Harness::new(&cfg, 1);
+    h.recv(addr(CALLER), &invite("onsend"));
+    assert_eq!(only(&h.sent_to(addr(CALLEE)), "INVITE").len(), 1);
+    assert!(h.sent_to(addr(OTHER)).is_empty());
+    // Stateless: the same route decides.
+    for (port, sent) in [(CALLEE, 1), (OTHER, 0)] {
+        let opt = request("OPTIONS", &format!("o{port}"), "OPTIONS", None).replace(
+            "Content-Length: 0",
+            &format!("X-Port: {port}\r\nContent-Length: 0"),
+        );
+        h.recv(addr(CALLER), &opt);
+        assert_eq!(h.sent_to(addr(port)).len(), sent, "{port}");
+    }
+    assert_eq!(h.counter("dropped"), 2);
+}

@@ -96,6 +96,10 @@ pub struct Worker<'a> {
     ack_filter: AckFilter,
     /// The core's reply route (`reply_route`), if the script has one.
     reply_route: Option<u32>,
+    /// Kamailio's `onsend_route`, if the script has one, and the script
+    /// state it runs with.
+    onsend_route: Option<u32>,
+    onsend_st: ScriptState,
     sl_counts: Counts<'a>,
     pub(crate) sockets: &'a [UdpSocket],
     pub(crate) locals: Vec<SocketAddr>,
@@ -157,6 +161,8 @@ impl<'a> Worker<'a> {
             vm,
             shared,
             reply_route: vm.program().route(RouteKind::Reply, None),
+            onsend_route: vm.program().route(RouteKind::OnSend, None),
+            onsend_st: ScriptState::new(),
             // sl's hook carves it whatever the config (`used`).
             ack_filter: shared
                 .module_shm::<SlShm>("sl")
@@ -748,6 +754,28 @@ impl Shell for Worker<'_> {
         out
     }
 
+    fn on_send(&mut self, msg: &Message<'_>, src: SocketAddr, flags: u32, to: SocketAddr) -> bool {
+        let Some(route) = self.onsend_route else {
+            return true;
+        };
+        let mut st = std::mem::take(&mut self.onsend_st);
+        let local = self.locals[self.socket_for(to)];
+        let mut ctx = MsgCtx::new(msg, src, local, Proto::Udp, &mut st);
+        ctx.st.flags = flags;
+        ctx.st.snd = Some(to);
+        let outer = std::mem::replace(&mut self.route_kind, RouteKind::OnSend);
+        let vm = self.vm;
+        let out = vm.run(route, &mut ctx, self);
+        self.route_kind = outer;
+        self.script_error(RouteKind::OnSend, &out);
+        self.onsend_st = st;
+        if out.dropped {
+            self.count(Counter::Dropped);
+            log::debug!("onsend_route dropped the request to {to}");
+        }
+        !out.dropped
+    }
+
     fn tm_created(&mut self, sel: &mut Failover) {
         self.each_runtime(|w| &w.rt_lifecycle, |rt, cx| rt.tm_created(cx, sel));
     }
@@ -802,6 +830,9 @@ impl Host for Worker<'_> {
             ctx.st.last_error = Some((500, "Cannot Resolve Destination"));
             return -1;
         };
+        if !self.on_send(ctx.msg, ctx.src, ctx.st.flags, to) {
+            return -1;
+        }
         let sock = self.socket_for(to);
         let via = self.locals[sock];
         let buf = self.outbox.push(sock, to);
@@ -983,6 +1014,10 @@ impl Shell for Lent<'_, '_> {
         rt: &mut dyn Runtime,
     ) -> Outcome {
         self.w.run_route(kind, route, ctx, me, rt)
+    }
+
+    fn on_send(&mut self, msg: &Message<'_>, src: SocketAddr, flags: u32, to: SocketAddr) -> bool {
+        self.w.on_send(msg, src, flags, to)
     }
 
     fn tm_created(&mut self, sel: &mut Failover) {

@@ -96,7 +96,13 @@ impl TmState {
             }
         }
         self.hop_error = None;
-        let hops = self.resolve_hops(cx, ctx, to, true);
+        let mut hops = self.resolve_hops(cx, ctx, to, true);
+        // onsend_route may keep a branch from going.
+        let before = hops.len();
+        hops.retain(|h| cx.shell.on_send(ctx.msg, ctx.src, ctx.st.flags, h.dest));
+        if hops.len() < before && hops.is_empty() {
+            self.hop_error = Some((477, "Dropped by onsend_route"));
+        }
         if hops.is_empty() && self.cur_txn.is_none() {
             ctx.st.last_error = Some(self.hop_error.unwrap_or((500, "Unresolvable destination")));
             return -1;
