@@ -385,3 +385,47 @@ fn a_destination_that_times_out_is_blocklisted_until_cleared() {
     assert_eq!(stats["result"]["tm"]["tm_blocklist_added"], 1, "{stats}");
     assert!(stats["result"]["tm"]["tm_blocklisted"].as_u64().unwrap() >= 1);
 }
+
+/// `event_route[tm:local-request]` runs on each request the UAC sends:
+/// its header edits go with it, its `drop` keeps it from going.
+#[test]
+fn local_requests_pass_through_event_route_tm_local_request() {
+    let dir = temp_dir("t-uac-local");
+    let sock = dir.join("ctl.sock");
+    let server = Server::start(
+        "loadmodule \"sl.so\"\nloadmodule \"tm.so\"\nloadmodule \"textops.so\"\nloadmodule \"xlog.so\"\n\
+         route { t_relay(); }\n\
+         event_route[tm:local-request] {\n\
+           xlog(\"L_INFO\", \"local $rm to $ru via $snd(ip):$snd(port)\");\n\
+           if (is_method(\"OPTIONS\")) { drop; }\n\
+           append_hf(\"X-Local: $rm\");\n\
+         }\n",
+        2,
+        &["-s", sock.to_str().unwrap()],
+    );
+    let uas = Peer::new();
+    let uri = format!("sip:bob@{}", uas.addr);
+    let responder = std::thread::spawn(move || {
+        let (m, from) = expect(&uas, "MESSAGE ", SEC).expect("the MESSAGE arrives");
+        uas.send(from, &common::answer(&m, 200, "Delivered", "uas"));
+        m
+    });
+    let r = rpc(&sock, "tm.t_uac", json!(["MESSAGE", uri, ".", "", "hi"]));
+    let m = responder.join().unwrap();
+    assert_eq!(r["result"]["code"], 200, "{r}");
+    assert!(m.contains("X-Local: MESSAGE\r\n"), "{m}");
+    assert!(m.ends_with("\r\n\r\nhi"), "{m}");
+    let r = rpc(&sock, "tm.t_uac", json!(["OPTIONS", uri]));
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("dropped by event_route[tm:local-request]")),
+        "{r}"
+    );
+    assert!(
+        server
+            .wait_log("local MESSAGE to sip:bob@", Duration::from_secs(2))
+            .is_some()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -63,10 +63,18 @@ pub enum RouteKind {
     OnSend,
 }
 
-/// The events rser raises, each run once at start by the first worker
-/// on a stand-in OPTIONS (Kamailio's "faked" message): `core:worker-one-init`
-/// and `htable:mod-init` (Kamailio's, to fill htables).
-pub const EVENTS: &[&str] = &["htable:mod-init", "core:worker-one-init"];
+/// The events rser raises at start, each run once by the first worker on
+/// a stand-in OPTIONS (Kamailio's "faked" message): `htable:mod-init`
+/// (Kamailio's, to fill htables), then `core:worker-one-init`.
+pub const START_EVENTS: &[&str] = &["htable:mod-init", "core:worker-one-init"];
+
+/// `tm:local-request`: run on each request tm sends of its own (JSON-RPC's
+/// `tm.t_uac`, the FIFO's `t_uac_dlg`), before it goes; its text changes
+/// (`append_hf`, `remove_hf`) go with it, its `drop` keeps it from going.
+pub const LOCAL_REQUEST: &str = "tm:local-request";
+
+/// Every event rser raises.
+pub const EVENTS: &[&str] = &["htable:mod-init", "core:worker-one-init", LOCAL_REQUEST];
 
 impl RouteKind {
     /// As the script writes it.

@@ -473,11 +473,11 @@ fn onsend_and_event_routes_parse() {
         "{e:?}"
     );
     let w = said(
-        "event_route[core:worker-one-init] { return; }\nevent_route[tm:local-request] { return; }\nroute { drop; }",
+        "event_route[core:worker-one-init] { return; }\nevent_route[tm:local-request] { return; }\nevent_route[xhttp:request] { return; }\nroute { drop; }",
     );
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(
-        w[0].starts_with("2:1: warning: event_route[tm:local-request]: rser raises no such event"),
+        w[0].starts_with("3:1: warning: event_route[xhttp:request]: rser raises no such event"),
         "{w:?}"
     );
 }

@@ -223,6 +223,7 @@ pub struct ControlSetup {
 
 /// Forks the control process (counter row `slot`); returns its pid.
 fn spawn_control(
+    slot: usize,
     config: &Config,
     shared: &Shared,
     sockets: &Sockets,
@@ -237,6 +238,7 @@ fn spawn_control(
             shared.tm().map(|_| super::control::uac::UacSetup {
                 timers: crate::modules::tm::timers(config),
                 local: sockets.addrs[0],
+                slot,
             }),
             c.started,
             &c.listeners,
@@ -303,7 +305,7 @@ pub fn supervise(
             Role::Worker => spawn(slot, config, shared, sockets)?,
             Role::Timer => spawn_timer(slot, config, shared, sockets)?,
             Role::Control => match &control {
-                Some(c) => spawn_control(config, shared, sockets, c)?,
+                Some(c) => spawn_control(slot, config, shared, sockets, c)?,
                 None => unreachable!("a control slot only with a control setup"),
             },
         };

@@ -265,7 +265,7 @@ impl<'a> Worker<'a> {
             .copied()
             .unwrap_or(([127, 0, 0, 1], 0).into());
         let mut st = ScriptState::new();
-        for event in crate::cfg::ast::EVENTS {
+        for event in crate::cfg::ast::START_EVENTS {
             let Some(route) = self.vm.program().route(RouteKind::Event, Some(event)) else {
                 continue;
             };
@@ -278,6 +278,39 @@ impl<'a> Worker<'a> {
             log::info!("event_route[{event}] ran");
         }
         self.flush();
+    }
+
+    /// `event_route[tm:local-request]` on a request tm sends of its own
+    /// (`text`, from `from` to `to`): its text edits applied to `text`;
+    /// false when the route dropped it. Run in the control process, whose
+    /// UAC sends these (this worker is its host there, sending nothing).
+    pub fn local_request(&mut self, text: &mut Vec<u8>, from: SocketAddr, to: SocketAddr) -> bool {
+        let Some(route) = self
+            .vm
+            .program()
+            .route(RouteKind::Event, Some(crate::cfg::ast::LOCAL_REQUEST))
+        else {
+            return true;
+        };
+        let Ok(msg) = Message::parse(text) else {
+            return true;
+        };
+        let mut st = std::mem::take(&mut self.onsend_st);
+        let mut ctx = MsgCtx::new(&msg, from, from, Proto::Udp, &mut st);
+        ctx.st.snd = Some(to);
+        let outer = std::mem::replace(&mut self.route_kind, RouteKind::Event);
+        let vm = self.vm;
+        let out = vm.run(route, &mut ctx, self);
+        self.route_kind = outer;
+        self.script_error(RouteKind::Event, &out);
+        let mut edited = Vec::new();
+        let changed = !ctx.st.edits.is_empty() || ctx.st.record_route;
+        let built = changed && proxy::build_edited(&ctx, from, b"UDP", &mut edited).is_ok();
+        self.onsend_st = st;
+        if built {
+            *text = edited;
+        }
+        !out.dropped
     }
 
     /// Serves forever (until the process is signalled).
@@ -813,6 +846,10 @@ impl Host for Worker<'_> {
     fn forward(&mut self, ctx: &mut MsgCtx<'_, '_>, dest: &Destination) -> i32 {
         if self.route_kind == RouteKind::Branch {
             log::warn!("forward in branch_route: ignored (the branch is tm's to send)");
+            return -1;
+        }
+        if matches!(self.route_kind, RouteKind::Event | RouteKind::OnSend) {
+            log::warn!("forward in {}: ignored", self.route_kind.name());
             return -1;
         }
         if dest.proto != Proto::Udp {

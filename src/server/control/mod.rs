@@ -24,6 +24,7 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
 use crate::cfg::Config;
+use crate::cfg::ast::RouteKind;
 use crate::server::shared::Shared;
 
 /// The listening sockets and the FIFO, bound and created by the master
@@ -111,13 +112,36 @@ pub fn run(
         db: None,
         ds_params,
     };
-    let engine = uac.and_then(|u| match uac::Engine::new(u.local, u.timers) {
+    // event_route[tm:local-request]: the script runs here, on each request
+    // the UAC sends, with a worker of this process's own as its host (its
+    // socket, on the UAC's address, sends nothing). Declared before the
+    // engine, which holds it.
+    let local_route = config
+        .program
+        .route(RouteKind::Event, Some(crate::cfg::ast::LOCAL_REQUEST))
+        .is_some();
+    let vm = crate::script::Vm::new(config);
+    let host_socket: Vec<std::net::UdpSocket> = match (&uac, local_route) {
+        (Some(u), true) => std::net::UdpSocket::bind((u.local.ip(), 0))
+            .map_err(|err| log::error!("control: event_route[tm:local-request]'s socket: {err}"))
+            .into_iter()
+            .collect(),
+        _ => Vec::new(),
+    };
+    let slot = uac.as_ref().map(|u| u.slot);
+    let mut engine = uac.and_then(|u| match uac::Engine::new(u.local, u.timers) {
         Ok(e) => Some(e),
         Err(e) => {
             log::error!("control: the UAC's socket on {}: {e}", u.local.ip());
             None
         }
     });
+    if let (Some(e), Some(slot), false) = (&mut engine, slot, host_socket.is_empty()) {
+        let mut host = crate::server::worker::Worker::new(slot, config, shared, &host_socket, &vm);
+        e.on_local_request(Box::new(move |text, from, to| {
+            host.local_request(text, from, to)
+        }));
+    }
     let fifo = l.fifo.as_deref().and_then(|p| match fifo::Fifo::open(p) {
         Ok(f) => Some(f),
         Err(e) => {

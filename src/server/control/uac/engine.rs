@@ -92,17 +92,23 @@ struct Txn {
     cancelled: bool,
 }
 
-pub struct Engine {
+pub struct Engine<'a> {
     sock: UdpSocket,
     local: SocketAddr,
     timers: Timers,
     txns: Vec<Txn>,
     buf: Vec<u8>,
+    /// The script's `event_route[tm:local-request]` on each new request
+    /// (its text, where it goes): false when the route dropped it.
+    local_request: Option<LocalRequest<'a>>,
 }
 
-impl Engine {
+/// See [`Engine::on_local_request`].
+pub type LocalRequest<'a> = Box<dyn FnMut(&mut Vec<u8>, SocketAddr, SocketAddr) -> bool + 'a>;
+
+impl<'a> Engine<'a> {
     /// A socket on `listen`'s address (an ephemeral port).
-    pub fn new(listen: SocketAddr, timers: Timers) -> std::io::Result<Engine> {
+    pub fn new(listen: SocketAddr, timers: Timers) -> std::io::Result<Engine<'a>> {
         let sock = UdpSocket::bind(SocketAddr::new(listen.ip(), 0))?;
         sock.set_nonblocking(true)?;
         let local = sock.local_addr()?;
@@ -112,6 +118,7 @@ impl Engine {
             timers,
             txns: Vec::new(),
             buf: vec![0u8; crate::sip::limits::MAX_DATAGRAM],
+            local_request: None,
         })
     }
 
@@ -123,6 +130,17 @@ impl Engine {
         self.txns.len()
     }
 
+    /// Runs `f` (the script's `event_route[tm:local-request]`) on each new
+    /// request before it goes.
+    pub fn on_local_request(&mut self, f: LocalRequest<'a>) {
+        self.local_request = Some(f);
+    }
+
+    /// The UAC's own address (the Via's).
+    pub fn local(&self) -> SocketAddr {
+        self.local
+    }
+
     /// Starts a transaction; a request that cannot start is refused at
     /// once, with a SIP code and reason (400 what is wrong, 503 full,
     /// 500 the destination does not resolve or the send fails).
@@ -131,7 +149,7 @@ impl Engine {
             return Err((503, format!("{MAX_INFLIGHT} transactions in flight"), done));
         }
         let branch = format!("z9hG4bKuac{}", build::random_hex());
-        let req = match build::request(ask, self.local, &branch) {
+        let mut req = match build::request(ask, self.local, &branch) {
             Ok(r) => r,
             Err(e) => return Err((400, e, done)),
         };
@@ -143,6 +161,11 @@ impl Engine {
             Ok(a) => a,
             Err(e) => return Err((500, e, done)),
         };
+        if let Some(f) = &mut self.local_request
+            && !f(&mut req.text, self.local, to)
+        {
+            return Err((403, "dropped by event_route[tm:local-request]".into(), done));
+        }
         if let Err(e) = self.sock.send_to(&req.text, to) {
             return Err((500, format!("send to {to}: {e}"), done));
         }

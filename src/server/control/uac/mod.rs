@@ -23,6 +23,9 @@ pub struct UacSetup {
     /// The first listen address: the Via's sent-by host, and the address
     /// the UAC's socket binds (on an ephemeral port).
     pub local: SocketAddr,
+    /// The control process's counter row (its script host's, for
+    /// `event_route[tm:local-request]`).
+    pub slot: usize,
 }
 
 /// `tm.t_uac`'s parameters, as Kamailio's: method, Request-URI, next hop
