@@ -339,6 +339,7 @@ impl Compiler<'_> {
             crate::cfg::pv::Pv::Avp(i) => AssignTarget::Avp(i),
             crate::cfg::pv::Pv::Xavp(x) => AssignTarget::Xavp(x),
             crate::cfg::pv::Pv::Sht(r) => AssignTarget::Sht(r),
+            crate::cfg::pv::Pv::Branch => AssignTarget::Branch,
             crate::cfg::pv::Pv::Ruri => AssignTarget::Ruri,
             crate::cfg::pv::Pv::RuriUser => AssignTarget::RuriUser,
             crate::cfg::pv::Pv::RuriDomain => AssignTarget::RuriDomain,
@@ -347,7 +348,7 @@ impl Compiler<'_> {
                 return Err(ConfigError::new(
                     pos,
                     format!(
-                        "'{target}' cannot be assigned ($var, $avp, $xavp, $sht, $ru, $rU, $rd and $du can)"
+                        "'{target}' cannot be assigned ($var, $avp, $xavp, $sht, $ru, $rU, $rd, $du and $br can)"
                     ),
                 ));
             }

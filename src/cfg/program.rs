@@ -256,6 +256,8 @@ pub enum AssignTarget {
     Xavp(super::pv::XavpRef),
     /// `$sht(table=>key) = value`; `= $null` removes the item.
     Sht(Box<super::pv::ShtRef>),
+    /// `$br = uri`: the first branch set (`$null`: removed).
+    Branch,
     /// `$ru`, `$rU`, `$rd`: the current Request-URI, its user, its host.
     Ruri,
     RuriUser,
@@ -660,6 +662,7 @@ impl Program {
                     }
                     AssignTarget::Xavp(x) => pv_name(&Pv::Xavp(*x)),
                     AssignTarget::Sht(r) => pv_name(&Pv::Sht(r.clone())),
+                    AssignTarget::Branch => "$br".into(),
                     AssignTarget::Ruri => "$ru".into(),
                     AssignTarget::RuriUser => "$rU".into(),
                     AssignTarget::RuriDomain => "$rd".into(),

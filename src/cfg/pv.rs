@@ -66,6 +66,9 @@ pub enum Pv {
     /// `$xavp(name[index]=>field)`: a field of an XAVP (Kamailio's
     /// structured AVPs), kept with the transaction as `$avp`s are.
     Xavp(XavpRef),
+    /// `$br`: the first branch beyond the current URI (`append_branch`,
+    /// `lookup`'s other contacts).
+    Branch,
     /// `$snd(ip)`, `$snd(port)`, `$snd(af)`, `$snd(proto)` (and
     /// `$sndto(...)`): in onsend_route, where the request goes.
     Snd(SndField),
@@ -321,6 +324,7 @@ fn variable(s: &str) -> Result<Option<(Pv, usize)>, String> {
         "T_branch_idx" => return Ok(Some((Pv::BranchIdx, word_len))),
         "null" => return Ok(Some((Pv::Null, word_len))),
         "retcode" => return Ok(Some((Pv::RetCode, word_len))),
+        "br" => return Ok(Some((Pv::Branch, word_len))),
         _ => {}
     }
     if s[word_len..].starts_with('(') {
@@ -434,6 +438,7 @@ impl fmt::Display for Format {
                 }
                 Part::Var(Pv::Var(i)) => write!(f, "$var({})", var_name(*i))?,
                 Part::Var(Pv::Tr(t)) => f.write_str(&t.text)?,
+                Part::Var(Pv::Branch) => write!(f, "$br")?,
                 Part::Var(Pv::Snd(field)) => {
                     write!(f, "$snd({})", format!("{field:?}").to_ascii_lowercase())?
                 }

@@ -254,6 +254,27 @@ impl<'a, 'm> MsgCtx<'a, 'm> {
             .push(current(&st.uri, st.uri_rewritten, self.msg))
     }
 
+    /// Kamailio's `$br = uri`: the first branch beyond the current URI
+    /// becomes `uri` (added if there is none); `None` removes it. False
+    /// when the set is full.
+    pub fn set_first_branch(&mut self, uri: Option<&[u8]>) -> bool {
+        let b = &mut self.st.branches;
+        match uri {
+            None if b.len > 0 => {
+                b.bufs[..b.len].rotate_left(1);
+                b.len -= 1;
+                true
+            }
+            None => true,
+            Some(u) if b.len > 0 => {
+                b.bufs[0].clear();
+                b.bufs[0].extend_from_slice(u);
+                true
+            }
+            Some(u) => b.push(u),
+        }
+    }
+
     pub fn clear_branches(&mut self) {
         self.st.branches.len = 0;
     }

@@ -86,6 +86,7 @@ fn value(v: &Pv, ctx: &MsgCtx<'_, '_>, out: &mut Vec<u8>) {
         }
         Pv::Var(i) => super::vars::text_into(*i, out),
         Pv::Tr(_) => out.extend_from_slice(&typed(v, ctx).text()),
+        Pv::Branch => out.extend_from_slice(ctx.branches().next().unwrap_or_default()),
         Pv::Snd(field) => {
             let Some(to) = ctx.st.snd else { return };
             let _ = match field {

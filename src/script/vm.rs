@@ -312,6 +312,15 @@ impl<'p> Vm<'p> {
                             FALSE
                         }
                     },
+                    AssignTarget::Branch => {
+                        let uri = (v != VarValue::Null).then(|| v.text());
+                        if ctx.set_first_branch(uri.as_deref()) {
+                            TRUE
+                        } else {
+                            log::warn!("script: $br not set: the destination set is full");
+                            FALSE
+                        }
+                    }
                     AssignTarget::Sht(r) => {
                         let mut key = Vec::new();
                         crate::script::pv::format_into(&r.key, ctx, &mut key);

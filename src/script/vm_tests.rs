@@ -364,7 +364,7 @@ fn assignments_to_var_and_the_request_uri() {
     assert_eq!(
         text,
         [
-            "1:9: error: '$fU' cannot be assigned ($var, $avp, $xavp, $sht, $ru, $rU, $rd and $du can)",
+            "1:9: error: '$fU' cannot be assigned ($var, $avp, $xavp, $sht, $ru, $rU, $rd, $du and $br can)",
             "1:20: error: pseudo-variable '$nosuch' is not provided"
         ]
     );
@@ -583,5 +583,30 @@ fn xavps_fields_and_indices() {
     assert_eq!(
         replies(&run(&c, "INVITE", "sip:bob@b").events),
         ["bob 2 alice", "two", "gone"]
+    );
+}
+
+#[test]
+fn br_is_the_first_branch_and_can_be_set() {
+    let c = config(
+        r#"
+        loadmodule "sl.so"
+        route {
+            if ($br == $null) { sl_send_reply("200", "none"); }
+            $br = "sip:a@x";
+            append_branch("sip:b@x");
+            sl_send_reply("200", "$br");
+            $br = "sip:c@x";
+            sl_send_reply("200", "$br");
+            $br = $null;
+            sl_send_reply("200", "$br");
+            $br = $null;
+            if (strempty($br)) { sl_send_reply("200", "empty"); }
+        }
+    "#,
+    );
+    assert_eq!(
+        replies(&run(&c, "INVITE", "sip:bob@b").events),
+        ["none", "sip:a@x", "sip:c@x", "sip:b@x", "empty"]
     );
 }
