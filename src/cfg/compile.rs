@@ -340,6 +340,7 @@ impl Compiler<'_> {
             crate::cfg::pv::Pv::Xavp(x) => AssignTarget::Xavp(x),
             crate::cfg::pv::Pv::Sht(r) => AssignTarget::Sht(r),
             crate::cfg::pv::Pv::Branch => AssignTarget::Branch,
+            crate::cfg::pv::Pv::ForceSend => AssignTarget::ForceSend,
             crate::cfg::pv::Pv::Ruri => AssignTarget::Ruri,
             crate::cfg::pv::Pv::RuriUser => AssignTarget::RuriUser,
             crate::cfg::pv::Pv::RuriDomain => AssignTarget::RuriDomain,
@@ -348,7 +349,7 @@ impl Compiler<'_> {
                 return Err(ConfigError::new(
                     pos,
                     format!(
-                        "'{target}' cannot be assigned ($var, $avp, $xavp, $sht, $ru, $rU, $rd, $du and $br can)"
+                        "'{target}' cannot be assigned ($var, $avp, $xavp, $sht, $ru, $rU, $rd, $du, $br and $fs can)"
                     ),
                 ));
             }

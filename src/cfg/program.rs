@@ -258,6 +258,9 @@ pub enum AssignTarget {
     Sht(Box<super::pv::ShtRef>),
     /// `$br = uri`: the first branch set (`$null`: removed).
     Branch,
+    /// `$fs = "udp:IP:PORT"`: requests go out from that listen address
+    /// (`$null`: the usual choice again).
+    ForceSend,
     /// `$ru`, `$rU`, `$rd`: the current Request-URI, its user, its host.
     Ruri,
     RuriUser,
@@ -663,6 +666,7 @@ impl Program {
                     AssignTarget::Xavp(x) => pv_name(&Pv::Xavp(*x)),
                     AssignTarget::Sht(r) => pv_name(&Pv::Sht(r.clone())),
                     AssignTarget::Branch => "$br".into(),
+                    AssignTarget::ForceSend => "$fs".into(),
                     AssignTarget::Ruri => "$ru".into(),
                     AssignTarget::RuriUser => "$rU".into(),
                     AssignTarget::RuriDomain => "$rd".into(),

@@ -66,6 +66,8 @@ pub enum Pv {
     /// `$xavp(name[index]=>field)`: a field of an XAVP (Kamailio's
     /// structured AVPs), kept with the transaction as `$avp`s are.
     Xavp(XavpRef),
+    /// `$fs`: the forced send socket (`udp:IP:PORT`), if set.
+    ForceSend,
     /// `$br`: the first branch beyond the current URI (`append_branch`,
     /// `lookup`'s other contacts).
     Branch,
@@ -325,6 +327,7 @@ fn variable(s: &str) -> Result<Option<(Pv, usize)>, String> {
         "null" => return Ok(Some((Pv::Null, word_len))),
         "retcode" => return Ok(Some((Pv::RetCode, word_len))),
         "br" => return Ok(Some((Pv::Branch, word_len))),
+        "fs" => return Ok(Some((Pv::ForceSend, word_len))),
         _ => {}
     }
     if s[word_len..].starts_with('(') {
@@ -439,6 +442,7 @@ impl fmt::Display for Format {
                 Part::Var(Pv::Var(i)) => write!(f, "$var({})", var_name(*i))?,
                 Part::Var(Pv::Tr(t)) => f.write_str(&t.text)?,
                 Part::Var(Pv::Branch) => write!(f, "$br")?,
+                Part::Var(Pv::ForceSend) => write!(f, "$fs")?,
                 Part::Var(Pv::Snd(field)) => {
                     write!(f, "$snd({})", format!("{field:?}").to_ascii_lowercase())?
                 }

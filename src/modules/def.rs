@@ -340,6 +340,10 @@ pub trait Shell {
         rt: &mut dyn Runtime,
     ) -> Outcome;
 
+    /// The socket a request to `dest` goes from, `forced` (`$fs`) if set
+    /// (`None` when that is not a listen address).
+    fn send_socket(&self, forced: Option<SocketAddr>, dest: SocketAddr) -> Option<usize>;
+
     /// The script's onsend_route, if it has one, on a request about to go
     /// to `to` (its flags `flags`): false when the route dropped it.
     fn on_send(&mut self, msg: &Message<'_>, src: SocketAddr, flags: u32, to: SocketAddr) -> bool;

@@ -78,6 +78,9 @@ pub struct ScriptState {
     pub avps: super::avp::Avps,
     /// In onsend_route: where the request goes (`$snd(ip)`, `$snd(port)`).
     pub snd: Option<SocketAddr>,
+    /// Kamailio's `$fs`: the local socket requests go out from (a listen
+    /// address), instead of the one that fits the destination.
+    pub force_send: Option<SocketAddr>,
 }
 
 /// A `$var`'s value.
@@ -137,6 +140,7 @@ impl ScriptState {
         self.reply_no_connect = false;
         self.avps.clear();
         self.snd = None;
+        self.force_send = None;
         self.bflags = 0;
     }
 }

@@ -86,6 +86,11 @@ fn value(v: &Pv, ctx: &MsgCtx<'_, '_>, out: &mut Vec<u8>) {
         }
         Pv::Var(i) => super::vars::text_into(*i, out),
         Pv::Tr(_) => out.extend_from_slice(&typed(v, ctx).text()),
+        Pv::ForceSend => {
+            if let Some(a) = ctx.st.force_send {
+                let _ = write!(out, "udp:{a}");
+            }
+        }
         Pv::Branch => out.extend_from_slice(ctx.branches().next().unwrap_or_default()),
         Pv::Snd(field) => {
             let Some(to) = ctx.st.snd else { return };

@@ -312,6 +312,19 @@ impl<'p> Vm<'p> {
                             FALSE
                         }
                     },
+                    AssignTarget::ForceSend => match force_send(&v) {
+                        Ok(a) => {
+                            ctx.st.force_send = a;
+                            TRUE
+                        }
+                        Err(()) => {
+                            log::warn!(
+                                "script: $fs = {:?}: not udp:IP:PORT (rser serves UDP only)",
+                                String::from_utf8_lossy(&v.text())
+                            );
+                            FALSE
+                        }
+                    },
                     AssignTarget::Branch => {
                         let uri = (v != VarValue::Null).then(|| v.text());
                         if ctx.set_first_branch(uri.as_deref()) {
@@ -666,6 +679,18 @@ fn destination(
         proto,
         kind,
     })
+}
+
+/// `$fs`'s value: `[udp:]IP:PORT` (an IPv6 address in brackets), or
+/// `$null` for none.
+fn force_send(v: &VarValue) -> Result<Option<std::net::SocketAddr>, ()> {
+    if *v == VarValue::Null {
+        return Ok(None);
+    }
+    let text = v.text();
+    let text = std::str::from_utf8(&text).map_err(|_| ())?;
+    let addr = text.strip_prefix("udp:").unwrap_or(text);
+    addr.parse().map(Some).map_err(|_| ())
 }
 
 /// An assignment's value. Pseudo-variables that are numbers in Kamailio

@@ -364,7 +364,7 @@ fn assignments_to_var_and_the_request_uri() {
     assert_eq!(
         text,
         [
-            "1:9: error: '$fU' cannot be assigned ($var, $avp, $xavp, $sht, $ru, $rU, $rd, $du and $br can)",
+            "1:9: error: '$fU' cannot be assigned ($var, $avp, $xavp, $sht, $ru, $rU, $rd, $du, $br and $fs can)",
             "1:20: error: pseudo-variable '$nosuch' is not provided"
         ]
     );

@@ -665,3 +665,36 @@ fn onsend_route_sees_each_destination_and_may_drop_the_request() {
     }
     assert_eq!(h.counter("dropped"), 2);
 }
+
+#[test]
+fn fs_forces_the_sending_socket_and_must_be_a_listen_address() {
+    let cfg = format!(
+        "loadmodule \"sl.so\"\nloadmodule \"tm.so\"\n\
+         route {{\n\
+           $fs = \"tcp:127.0.0.1:5060\"; if (strempty($fs)) {{ $var(bad) = 1; }}\n\
+           if ($hdr(X-Fs) == \"ours\") {{ $fs = \"udp:\" + $Ri + \":\" + $Rp; }}\n\
+           if ($hdr(X-Fs) == \"foreign\") {{ $fs = \"udp:192.0.2.9:5060\"; }}\n\
+           rewritehostport(\"127.0.0.1:{CALLEE}\");\n\
+           if (!t_relay()) {{ sl_send_reply(\"500\", \"fs $fs bad $var(bad)\"); }}\n\
+         }}\n"
+    );
+    let mut h = Harness::new(&cfg, 1);
+    for (which, sent) in [("ours", 1), ("foreign", 0)] {
+        let inv = invite(which).replace(
+            "Content-Length: 0",
+            &format!("X-Fs: {which}\r\nContent-Length: 0"),
+        );
+        h.recv(addr(CALLER), &inv);
+        assert_eq!(
+            only(&h.sent_to(addr(CALLEE)), "INVITE").len(),
+            sent,
+            "{which}"
+        );
+    }
+    let up = h.sent_to(addr(CALLER));
+    let refused = up.iter().find(|s| s.status() == Some(500)).expect("a 500");
+    assert_eq!(
+        refused.first_line(),
+        "SIP/2.0 500 fs udp:192.0.2.9:5060 bad 1"
+    );
+}

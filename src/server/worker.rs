@@ -636,6 +636,26 @@ impl<'a> Worker<'a> {
 
     /// The socket to send to `dest` from: the one the message came in on if
     /// the address family fits, else the first that fits.
+    /// The socket a request to `dest` goes from: `$fs`'s, if the script
+    /// set one (`None`, logged, when it is not a listen address), else
+    /// the one that fits.
+    pub(crate) fn send_socket(
+        &self,
+        forced: Option<SocketAddr>,
+        dest: SocketAddr,
+    ) -> Option<usize> {
+        match forced {
+            None => Some(self.socket_for(dest)),
+            Some(a) => {
+                let found = self.locals.iter().position(|l| *l == a);
+                if found.is_none() {
+                    log::warn!("$fs = udp:{a}: not one of our listen addresses; not sent");
+                }
+                found
+            }
+        }
+    }
+
     pub(crate) fn socket_for(&self, dest: SocketAddr) -> usize {
         if self.locals[self.in_sock].is_ipv6() == dest.is_ipv6() {
             return self.in_sock;
@@ -787,6 +807,10 @@ impl Shell for Worker<'_> {
         out
     }
 
+    fn send_socket(&self, forced: Option<SocketAddr>, dest: SocketAddr) -> Option<usize> {
+        Worker::send_socket(self, forced, dest)
+    }
+
     fn on_send(&mut self, msg: &Message<'_>, src: SocketAddr, flags: u32, to: SocketAddr) -> bool {
         let Some(route) = self.onsend_route else {
             return true;
@@ -870,7 +894,9 @@ impl Host for Worker<'_> {
         if !self.on_send(ctx.msg, ctx.src, ctx.st.flags, to) {
             return -1;
         }
-        let sock = self.socket_for(to);
+        let Some(sock) = self.send_socket(ctx.st.force_send, to) else {
+            return -1;
+        };
         let via = self.locals[sock];
         let buf = self.outbox.push(sock, to);
         let built = match dest.kind {
@@ -1051,6 +1077,10 @@ impl Shell for Lent<'_, '_> {
         rt: &mut dyn Runtime,
     ) -> Outcome {
         self.w.run_route(kind, route, ctx, me, rt)
+    }
+
+    fn send_socket(&self, forced: Option<SocketAddr>, dest: SocketAddr) -> Option<usize> {
+        self.w.send_socket(forced, dest)
     }
 
     fn on_send(&mut self, msg: &Message<'_>, src: SocketAddr, flags: u32, to: SocketAddr) -> bool {

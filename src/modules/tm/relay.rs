@@ -330,7 +330,10 @@ impl TmState {
                 self.uris.truncate(start);
                 continue;
             }
-            let sock = cx.shell.socket_for(dest);
+            let Some(sock) = cx.shell.send_socket(ctx.st.force_send, dest) else {
+                self.uris.truncate(start);
+                continue;
+            };
             if hops
                 .try_push(Hop {
                     uri: (start, self.uris.len()),
