@@ -44,13 +44,14 @@ fn start_with(name: &str, nonce_expire: u32, algorithms: Option<&str>) -> Fixtur
     drop(conn);
     let cfg = format!(
         "loadmodule \"sl.so\"\nloadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\n\
-         loadmodule \"auth.so\"\nloadmodule \"auth_db.so\"\n\
+         loadmodule \"auth.so\"\nloadmodule \"auth_db.so\"\nloadmodule \"xlog.so\"\n\
          modparam(\"auth_db\", \"db_url\", \"{url}\")\n\
          modparam(\"auth\", \"nonce_expire\", {nonce_expire})\n\
          {algorithms}\
          route {{\n\
            if (method == \"REGISTER\") {{\n\
              if (!www_authorize(\"{REALM}\", \"subscriber\")) {{\n\
+               xlog(\"L_WARN\", \"www_authorize returned $rc\\n\");\n\
                www_challenge(\"{REALM}\", \"1\"); exit;\n\
              }}\n\
              if (!check_to()) {{ sl_send_reply(\"403\", \"Forbidden\"); exit; }}\n\
@@ -195,6 +196,12 @@ fn a_wrong_password_and_a_replayed_count_are_challenged_again() {
         f.phone.addr
     );
     assert!(line.contains(&want), "{line}");
+    // The action's value, as Kamailio's: -2 a wrong password, -6 a reused
+    // nonce count.
+    for rc in ["-2", "-6"] {
+        let said = format!("www_authorize returned {rc}");
+        assert!(f.rser.wait_log(&said, SEC).is_some(), "{said}");
+    }
     // An unknown user is challenged too; from another source, logged too.
     let other = Peer::on("127.0.0.2");
     let nobody = authorization(Algorithm::Md5, "eve", "x", &nonce, 9);
@@ -207,6 +214,7 @@ fn a_wrong_password_and_a_replayed_count_are_challenged_again() {
         .expect("the second source's failure is logged");
     assert!(line.contains("auth: failed for user=\"eve\""), "{line}");
     assert!(line.contains("unknown user"), "{line}");
+    assert!(f.rser.wait_log("www_authorize returned -3", SEC).is_some());
 }
 
 #[test]

@@ -156,6 +156,20 @@ enum Failure {
 }
 
 impl Failure {
+    /// The action's value, as Kamailio's auth functions return it (for a
+    /// script's `switch ($rc)`): -2 wrong password, -3 unknown user, -4
+    /// stale nonce, -5 no credentials, -6 reused nonce, else -1.
+    fn code(self) -> i32 {
+        match self {
+            Failure::WrongPassword => -2,
+            Failure::UnknownUser => -3,
+            Failure::Stale => -4,
+            Failure::NoCredentials => -5,
+            Failure::Replayed => -6,
+            Failure::Malformed | Failure::BadNonce | Failure::Database => -1,
+        }
+    }
+
     fn text(self) -> &'static str {
         match self {
             Failure::NoCredentials => "no credentials",
@@ -227,7 +241,10 @@ impl AuthState {
                 log_failure(ctx, realm, why, &mut self.failure_log, cx.now_ms);
             }
         }
-        if r.is_ok() { 1 } else { -1 }
+        match r {
+            Ok(()) => 1,
+            Err(why) => why.code(),
+        }
     }
 
     fn authorize_in(
