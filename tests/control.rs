@@ -429,3 +429,43 @@ fn local_requests_pass_through_event_route_tm_local_request() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// kamctl (Kamailio's own tool, its default RPCFIFO engine) against
+/// rser's jsonrpcs FIFO: `kamctl ul show`, `kamctl rpc`, `kamctl stats`.
+#[test]
+fn kamctl_talks_to_the_jsonrpcs_fifo() {
+    let dir = temp_dir("kamctl");
+    let fifo = dir.join("kamailio_rpc.fifo");
+    let server = Server::start(
+        &format!(
+            "loadmodule \"sl.so\"\nloadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\n\
+             loadmodule \"jsonrpcs.so\"\nmodparam(\"jsonrpcs\", \"fifo_name\", \"{}\")\n\
+             route {{ if (method == \"REGISTER\") {{ save(\"location\"); exit; }} }}\n",
+            fifo.display()
+        ),
+        1,
+        &[],
+    );
+    let p = Peer::new();
+    let reply = common::register_contact(server.addr, "alice", p.addr);
+    assert_eq!(common::status(&reply), Some(200), "{reply}");
+    let kamctl = |args: &[&str]| {
+        let out = std::process::Command::new("kamctl")
+            .args(args)
+            .env("RPCFIFOPATH", &fifo)
+            .output()
+            .expect("kamctl runs (tests/setup.sh installs Debian's kamailio)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let shown = kamctl(&["ul", "show"]);
+    assert!(shown.contains("\"AoR\":\"alice\""), "{shown}");
+    assert!(shown.contains(&format!("sip:alice@{}", p.addr)), "{shown}");
+    let up = kamctl(&["rpc", "core.uptime"]);
+    assert!(up.contains("\"uptime\""), "{up}");
+    let stats = kamctl(&["stats", "registrar"]);
+    assert!(
+        stats.contains("registrar:registrar_accepted = 1"),
+        "{stats}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -222,15 +222,20 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
         .as_ref()
         .or(config.settings.ctl_socket.as_ref());
     let fifo = config.settings.fifo.as_ref();
+    let rpc_fifo = control::rpcfifo::path_of(&config);
     check_with_options(&config, opts.ctl_socket.as_deref()).map_err(StartError)?;
-    let control = match (ctl_path, fifo) {
-        (None, None) => None,
+    let control = match (ctl_path, fifo, &rpc_fifo) {
+        (None, None, None) => None,
         _ => {
             let listeners = control::Listeners::bind(
                 ctl_path.map(std::path::Path::new),
                 config.settings.metrics_port,
                 fifo.map(|f| (std::path::Path::new(f.as_str()), config.settings.fifo_mode)),
+                rpc_fifo.as_ref().map(|(p, m)| (p.as_path(), *m)),
             )?;
+            if let Some((path, mode)) = &rpc_fifo {
+                log::info!("jsonrpcs fifo on {} (mode {mode:04o})", path.display());
+            }
             if let Some(path) = ctl_path {
                 log::info!("control interface on unix:{path}");
             }

@@ -21,14 +21,22 @@ pub static COREX: Module =
 pub static TMX: Module = Module::params_only("tmx", &[("prefork", Int)]).unapplied(&["prefork"]);
 pub static TEXTOPSX: Module = Module::params_only("textopsx", &[]);
 
-/// jsonrpcs: Kamailio's JSON-RPC transports; rser's JSON-RPC is the
-/// control process's (`ctl_socket`, `-s`).
+/// jsonrpcs: Kamailio's JSON-RPC transports. Its FIFO (`kamctl`'s) is
+/// served by the control process (`server/control/rpcfifo.rs`); its
+/// datagram socket is not. rser's JSON-RPC is on `ctl_socket` (`-s`) too.
 pub static JSONRPCS: Module = Module {
-    check: Some(|_: &Config| {
-        Ok(vec![
-            "jsonrpcs: its FIFO and datagram transports are not opened; rser's JSON-RPC 2.0 is on ctl_socket (or -s)"
-                .into(),
-        ])
+    check: Some(|c: &Config| {
+        let mut w = Vec::new();
+        if matches!(c.modparam_int("jsonrpcs", "transport", 0), 0 | 2) {
+            w.push("jsonrpcs: its datagram transport is not opened (its FIFO is, for kamctl); rser's JSON-RPC 2.0 is also on ctl_socket (or -s)".into());
+        }
+        if !matches!(
+            c.modparam_str("jsonrpcs", "fifo_reply_dir", "/tmp/"),
+            "/tmp" | "/tmp/"
+        ) {
+            w.push("jsonrpcs: fifo_reply_dir: accepted and ignored: replies go to /tmp, as SER's FIFO's".into());
+        }
+        Ok(w)
     }),
     ..Module::params_only(
         "jsonrpcs",
@@ -37,16 +45,11 @@ pub static JSONRPCS: Module = Module {
             ("transport", Int),
             ("fifo_name", Str),
             ("fifo_mode", Int),
+            ("fifo_reply_dir", Str),
             ("dgram_socket", Str),
         ],
     )
-    .unapplied(&[
-        "pretty_format",
-        "transport",
-        "fifo_name",
-        "fifo_mode",
-        "dgram_socket",
-    ])
+    .unapplied(&["pretty_format", "dgram_socket"])
 };
 
 /// ctl: kamcmd's binrpc; not served.

@@ -13,6 +13,7 @@ mod htable;
 pub mod methods;
 pub mod prometheus;
 pub mod rpc;
+pub mod rpcfifo;
 mod serve;
 pub mod uac;
 mod ul;
@@ -34,6 +35,8 @@ pub struct Listeners {
     pub unix_path: Option<PathBuf>,
     pub metrics: Option<TcpListener>,
     pub fifo: Option<PathBuf>,
+    /// Kamailio's jsonrpcs FIFO (`kamctl`'s), when the config loads it.
+    pub rpc_fifo: Option<PathBuf>,
 }
 
 impl Listeners {
@@ -43,6 +46,7 @@ impl Listeners {
         ctl: Option<&Path>,
         metrics_port: Option<u16>,
         fifo: Option<(&Path, u32)>,
+        rpc_fifo: Option<(&Path, u32)>,
     ) -> io::Result<Listeners> {
         let unix = ctl.map(bind_unix).transpose()?;
         let metrics = match metrics_port {
@@ -55,11 +59,28 @@ impl Listeners {
         if let Some((path, mode)) = fifo {
             fifo::create(path, mode)?;
         }
+        // kamctl's FIFO is a convenience: one that cannot be made (no
+        // right to Kamailio's run directory, say) is said, not fatal.
+        let rpc_fifo = rpc_fifo.filter(|(path, mode)| {
+            // Kamailio's run directory may not exist where it never ran.
+            let made = path
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| fifo::create(path, *mode));
+            if let Err(e) = &made {
+                log::error!(
+                    "jsonrpcs fifo {}: {e}; kamctl will not reach this server",
+                    path.display()
+                );
+            }
+            made.is_ok()
+        });
         Ok(Listeners {
             unix,
             unix_path: ctl.map(Path::to_path_buf),
             metrics,
             fifo: fifo.map(|(p, _)| p.to_path_buf()),
+            rpc_fifo: rpc_fifo.map(|(p, _)| p.to_path_buf()),
         })
     }
 }
@@ -149,5 +170,15 @@ pub fn run(
             None
         }
     });
-    serve::run(&mut ctl, engine, fifo, l)
+    let rpc_fifo = l
+        .rpc_fifo
+        .as_deref()
+        .and_then(|p| match rpcfifo::RpcFifo::open(p) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                log::error!("jsonrpcs fifo {}: {e}", p.display());
+                None
+            }
+        });
+    serve::run(&mut ctl, engine, (fifo, rpc_fifo), l)
 }

@@ -22,6 +22,7 @@ use super::prometheus;
 use super::rpc::{
     self, INTERNAL_ERROR, INVALID_PARAMS, MAX_REQUEST, NOT_AVAILABLE, Params, RpcError,
 };
+use super::rpcfifo::{Framed, RpcFifo};
 use super::uac::{self, Done, Engine, Outcome};
 use crate::server::worker::now_ms;
 
@@ -37,16 +38,17 @@ const MAX_SLEEP_MS: u64 = 1000;
 pub fn run(
     ctl: &mut Control<'_>,
     mut uac: Option<Engine>,
-    mut fifo: Option<Fifo>,
+    (mut fifo, mut rpc_fifo): (Option<Fifo>, Option<RpcFifo>),
     l: &Listeners,
 ) -> ! {
     let mut events = Vec::new();
+    let mut rpc_requests = Vec::new();
     let mut ended = Vec::new();
     loop {
         let now = now_ms();
         let due = uac.as_ref().and_then(Engine::next_due);
         let sleep = due.map_or(MAX_SLEEP_MS, |d| d.saturating_sub(now).min(MAX_SLEEP_MS));
-        // Fixed slots: unix, metrics, fifo, uac (-1: none).
+        // Fixed slots: unix, metrics, fifo, uac, jsonrpcs fifo (-1: none).
         let fd = |o: Option<i32>| libc::pollfd {
             fd: o.unwrap_or(-1),
             events: libc::POLLIN,
@@ -57,6 +59,7 @@ pub fn run(
             fd(l.metrics.as_ref().map(|m| m.as_raw_fd())),
             fd(fifo.as_ref().map(Fifo::fd)),
             fd(uac.as_ref().map(Engine::fd)),
+            fd(rpc_fifo.as_ref().map(RpcFifo::fd)),
         ];
         // SAFETY: fds is a live array of pollfd of the given length.
         unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, sleep as i32) };
@@ -78,6 +81,14 @@ pub fn run(
             f.framer.idle(now, &mut events);
             for e in events.drain(..) {
                 serve_fifo(ctl, uac.as_mut(), e, now);
+            }
+        }
+        if let Some(f) = rpc_fifo.as_mut()
+            && fds[4].revents != 0
+        {
+            f.on_readable(&mut rpc_requests);
+            for r in rpc_requests.drain(..) {
+                serve_rpc_fifo(ctl, r);
             }
         }
         if let Some(e) = uac.as_mut() {
@@ -117,6 +128,25 @@ fn serve_fifo(ctl: &mut Control<'_>, uac: Option<&mut Engine>, e: Event, now: u6
                 fifo::reply(&r, &format!("400 {reason}\n"));
             }
         }
+    }
+}
+
+/// A jsonrpcs FIFO request (`kamctl`'s) answered in its reply file.
+fn serve_rpc_fifo(ctl: &mut Control<'_>, r: Framed) {
+    match r {
+        Framed::Request { text, reply } => {
+            let path = match fifo::reply_path(&reply) {
+                Ok(p) => p,
+                Err(e) => {
+                    log::warn!("jsonrpcs fifo: {e}");
+                    return;
+                }
+            };
+            if let Some(answer) = rpc::handle(text.as_bytes(), ctl) {
+                fifo::reply_to(path.as_deref(), &format!("{answer}\n"));
+            }
+        }
+        Framed::Refused(reason) => log::warn!("jsonrpcs fifo: {reason}"),
     }
 }
 

@@ -49,11 +49,10 @@ pub fn create(path: &Path, mode: u32) -> io::Result<()> {
         .map_err(|e| io::Error::new(e.kind(), format!("fifo {}: {e}", path.display())))
 }
 
-/// The pipe as the control process reads it.
-pub struct Fifo {
+/// A named pipe the control process reads, whatever its framing.
+pub struct Pipe {
     path: PathBuf,
     file: File,
-    pub framer: Framer,
 }
 
 fn open_read(path: &Path) -> io::Result<File> {
@@ -63,12 +62,11 @@ fn open_read(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-impl Fifo {
-    pub fn open(path: &Path) -> io::Result<Fifo> {
-        Ok(Fifo {
+impl Pipe {
+    pub fn open(path: &Path) -> io::Result<Pipe> {
+        Ok(Pipe {
             path: path.to_path_buf(),
             file: open_read(path)?,
-            framer: Framer::default(),
         })
     }
 
@@ -76,27 +74,55 @@ impl Fifo {
         self.file.as_raw_fd()
     }
 
-    /// Reads what the writers wrote (bounded per call); at the end of
-    /// every writer, closes what they left and opens the pipe again (a
-    /// fresh read end waits for the next writer instead of reporting the
-    /// end again).
-    pub fn on_readable(&mut self, now: u64, out: &mut Vec<Event>) {
+    /// Reads what the writers wrote (bounded per call), each piece to
+    /// `got`; at the end of every writer, `got(None)`, and the pipe is
+    /// opened again (a fresh read end waits for the next writer instead
+    /// of reporting the end again).
+    pub fn read(&mut self, mut got: impl FnMut(Option<&[u8]>)) {
         let mut buf = [0u8; 8192];
         for _ in 0..64 {
             match self.file.read(&mut buf) {
                 Ok(0) => {
-                    self.framer.end_of_writers(out);
+                    got(None);
                     match open_read(&self.path) {
                         Ok(f) => self.file = f,
                         Err(e) => log::error!("fifo {}: reopen: {e}", self.path.display()),
                     }
                     return;
                 }
-                Ok(n) => self.framer.feed(&buf[..n], now, out),
+                Ok(n) => got(Some(&buf[..n])),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => return,
             }
         }
+    }
+}
+
+/// SER's FIFO as the control process reads it.
+pub struct Fifo {
+    pipe: Pipe,
+    pub framer: Framer,
+}
+
+impl Fifo {
+    pub fn open(path: &Path) -> io::Result<Fifo> {
+        Ok(Fifo {
+            pipe: Pipe::open(path)?,
+            framer: Framer::default(),
+        })
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.pipe.fd()
+    }
+
+    /// Frames what the writers wrote into requests (`out`).
+    pub fn on_readable(&mut self, now: u64, out: &mut Vec<Event>) {
+        let framer = &mut self.framer;
+        self.pipe.read(|piece| match piece {
+            Some(bytes) => framer.feed(bytes, now, out),
+            None => framer.end_of_writers(out),
+        });
     }
 }
 
