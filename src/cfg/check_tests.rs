@@ -400,7 +400,7 @@ fn kamailio_globals_and_modules_are_accepted_or_said() {
         "3:1: warning: log_facility: accepted and ignored",
         "4:1: warning: log_prefix: accepted and ignored",
         "6:1: warning: tcp_max_connections: accepted and ignored: TCP and TLS are not served",
-        "jsonrpcs: its FIFO and datagram transports are not opened",
+        "jsonrpcs: its datagram transport is not opened (its FIFO is, for kamctl)",
         "ctl: kamcmd's binrpc socket is not opened",
         "modparam(\"jsonrpcs\", \"pretty_format\") is accepted but not applied",
     ] {
