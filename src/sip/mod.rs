@@ -17,6 +17,7 @@ pub mod message;
 pub mod name_addr;
 pub mod salvage;
 pub mod scan;
+pub mod stream;
 pub mod uri;
 pub mod validate;
 pub mod values;

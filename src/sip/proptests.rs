@@ -86,3 +86,44 @@ fn seeds_frame() {
         assert!(exercise(seed));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// A stream of seeds and garbage, cut anywhere: framing never panics,
+    /// every frame it hands on is within the buffer, and it stops.
+    #[test]
+    fn stream_framing_never_panics(
+        picks in proptest::collection::vec((0usize..SEEDS.len(), any::<bool>()), 1..6),
+        noise in proptest::collection::vec(any::<u8>(), 0..64),
+        cuts in proptest::collection::vec(1usize..512, 1..8),
+    ) {
+        let mut bytes = Vec::new();
+        for (i, crlf) in picks {
+            bytes.extend_from_slice(SEEDS[i]);
+            if crlf {
+                bytes.extend_from_slice(b"\r\n\r\n");
+            }
+        }
+        bytes.extend_from_slice(&noise);
+        let mut b = super::stream::StreamBuf::default();
+        let mut at = 0;
+        for (n, cut) in cuts.iter().cycle().enumerate().take(64) {
+            let end = (at + cut).min(bytes.len());
+            b.feed(&bytes[at..end], n as u64);
+            let mut total = 0;
+            if b.drain(n as u64, |e| {
+                if let super::stream::Event::Message(m) = e {
+                    total += m.len();
+                }
+            }).is_err() {
+                break;
+            }
+            prop_assert!(total <= bytes.len());
+            at = end;
+            if at == bytes.len() {
+                break;
+            }
+        }
+    }
+}
