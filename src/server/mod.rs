@@ -13,6 +13,7 @@ pub mod master;
 pub mod proxy;
 mod reachable;
 pub mod shared;
+pub mod tcp;
 mod timer;
 pub mod udp;
 pub mod worker;

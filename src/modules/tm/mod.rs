@@ -15,7 +15,6 @@ pub mod actions;
 pub mod blocklist;
 pub mod build;
 pub mod key;
-pub mod peer;
 pub mod relay;
 pub mod state;
 pub mod stateful;

@@ -12,11 +12,11 @@ use super::stateful::TxnRef;
 use crate::cfg::ast::RouteKind;
 use crate::cfg::settings::Proto;
 use crate::modules::def::Cx;
+use crate::modules::tm::Table;
 use crate::modules::tm::TmCounter;
 use crate::modules::tm::key::server_key;
 use crate::modules::tm::table::Locked;
 use crate::modules::tm::txn::{Effects, Kind, MAX_BRANCHES, Txn};
-use crate::modules::tm::{Table, peer::Peer};
 use crate::script::MsgCtx;
 use crate::script::uri_ops::Rewrite;
 use crate::server::proxy::{self, ForwardError};
@@ -24,6 +24,7 @@ use crate::server::shared::Counter;
 use crate::sip::uri::{Host as UriHost, Scheme, Uri};
 use crate::sip::{Message, Method};
 use rser_shm::Chain;
+use rser_shm::Peer;
 
 /// One destination of a relay, resolved before any lock is taken.
 struct Hop {

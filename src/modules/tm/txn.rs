@@ -9,7 +9,7 @@
 use arrayvec::ArrayVec;
 use rser_shm::Chain;
 
-use super::peer::Peer;
+use rser_shm::Peer;
 
 pub use crate::sip::limits::MAX_BRANCHES;
 
