@@ -472,6 +472,28 @@ fn onsend_and_event_routes_parse() {
         e[0].contains("'sl_send_reply' may not be called in onsend_route"),
         "{e:?}"
     );
+    let e = said(
+        "loadmodule \"textops.so\"\nonsend_route { append_hf(\"X: y\"); rewritehost(\"h\"); $du = \"sip:x\"; $var(n) = 1; }\nevent_route[core:worker-one-init] { forward(\"h\"); }\nroute { drop; }",
+    );
+    assert_eq!(e.len(), 4, "{e:#?}");
+    assert!(
+        e[0].contains("'append_hf' may not be called in onsend_route"),
+        "{e:?}"
+    );
+    assert!(
+        e[1].contains(
+            "'rewritehost' may not be called in onsend_route: it runs on the request as built"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e[2].contains("'$du' cannot be assigned in onsend_route"),
+        "{e:?}"
+    );
+    assert!(
+        e[3].contains("'forward' may not be called in event_route: no message is routed there"),
+        "{e:?}"
+    );
     let w = said(
         "event_route[core:worker-one-init] { return; }\nevent_route[tm:local-request] { return; }\nevent_route[xhttp:request] { return; }\nroute { drop; }",
     );

@@ -334,7 +334,24 @@ impl Compiler<'_> {
     /// strings, numbers and pseudo-variables rser provides.
     fn assign(&self, target: &str, value: &ValueExpr, pos: Pos) -> Res<Action> {
         use crate::cfg::program::AssignTarget;
-        let target = match self.pv(target, pos)? {
+        let pv = self.pv(target, pos)?;
+        let variable = matches!(
+            pv,
+            crate::cfg::pv::Pv::Var(_)
+                | crate::cfg::pv::Pv::Avp(_)
+                | crate::cfg::pv::Pv::Xavp(_)
+                | crate::cfg::pv::Pv::Sht(_)
+        );
+        if matches!(self.kind, RouteKind::OnSend | RouteKind::Event) && !variable {
+            return Err(ConfigError::new(
+                pos,
+                format!(
+                    "'{target}' cannot be assigned in {} (variables can: $var, $avp, $xavp, $sht)",
+                    route_kind_label(self.kind)
+                ),
+            ));
+        }
+        let target = match pv {
             crate::cfg::pv::Pv::Var(i) => AssignTarget::Var(i),
             crate::cfg::pv::Pv::Avp(i) => AssignTarget::Avp(i),
             crate::cfg::pv::Pv::Xavp(x) => AssignTarget::Xavp(x),
@@ -660,6 +677,20 @@ impl Compiler<'_> {
             )));
         }
         let action = match found {
+            Resolved::Builtin(d)
+                if matches!(self.kind, RouteKind::OnSend | RouteKind::Event)
+                    && !allowed_outside_routing(d.builtin, self.kind) =>
+            {
+                return Err(err(format!(
+                    "'{name}' may not be called in {}: {}",
+                    route_kind_label(self.kind),
+                    if self.kind == RouteKind::OnSend {
+                        "it runs on the request as built (log, flags, variables and drop)"
+                    } else {
+                        "no message is routed there"
+                    }
+                )));
+            }
             Resolved::Builtin(d) if d.builtin == Builtin::Route => {
                 let idx =
                     self.route_ref(RouteKind::Request, &text(&call.args[0]), call.args[0].pos())?;
@@ -812,6 +843,28 @@ impl Compiler<'_> {
 }
 
 /// A route block's kind as a script names it.
+/// The core's actions that make sense where no message is being routed:
+/// onsend_route (the request is already built) and event routes (the
+/// stand-in or local request; tm:local-request's text edits are applied).
+fn allowed_outside_routing(b: Builtin, kind: RouteKind) -> bool {
+    match b {
+        Builtin::Log
+        | Builtin::SetFlag
+        | Builtin::ResetFlag
+        | Builtin::IsFlagSet
+        | Builtin::IsBFlagSet
+        | Builtin::LenGt
+        | Builtin::Route
+        | Builtin::IsMyself
+        | Builtin::IsDstUriSet => true,
+        // Text edits: tm:local-request sends them, onsend_route could not.
+        Builtin::Search | Builtin::SearchAppend | Builtin::Replace | Builtin::Subst => {
+            kind == RouteKind::Event
+        }
+        _ => false,
+    }
+}
+
 /// A comparison as an order; `None` for a regular expression's.
 fn num_op(op: CmpOp) -> Option<NumOp> {
     Some(match op {

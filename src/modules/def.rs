@@ -37,8 +37,11 @@ impl Routes {
     pub const ONREPLY: Routes = Routes(4);
     pub const BRANCH: Routes = Routes(8);
     pub const EVENT: Routes = Routes(16);
+    /// onsend_route: only what neither routes nor changes the request
+    /// (xlog, htable's actions) opts in.
     pub const ONSEND: Routes = Routes(32);
-    pub const ANY: Routes = Routes(63);
+    /// Every route a message is routed in, and event routes.
+    pub const ANY: Routes = Routes(31);
     /// Replying and relaying: not in branch_route, which shapes one
     /// branch's request (as in Kamailio).
     pub const NOT_BRANCH: Routes = Routes(7);

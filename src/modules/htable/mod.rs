@@ -33,6 +33,9 @@ crate::server::shared::counters! { HtCounter, COUNTER_NAMES, {
     Expired => "htable_expired",
 }}
 
+/// Everywhere a script runs, onsend_route included.
+const EVERYWHERE: Routes = Routes::ANY.or(Routes::ONSEND);
+
 const RM_NAME_RE: u8 = 0;
 const RM_VALUE_RE: u8 = 1;
 const RESET: u8 = 2;
@@ -60,7 +63,7 @@ pub static MODULE: Module = Module {
             table_regex,
             Routes::ANY,
         ),
-        action("sht_reset", RESET, (1, 1), table_only, Routes::ANY),
+        action("sht_reset", RESET, (1, 1), table_only, EVERYWHERE),
     ],
     counters: COUNTER_NAMES,
     hooks: Some(&Hooks::tables_and_runtime(carve, start)),

@@ -14,6 +14,9 @@ use crate::cfg::pv::Format;
 use crate::modules::def::{Cx, Hooks, Module, ParamType, Routes, Runtime, Start, action, bad_args};
 use crate::script::MsgCtx;
 
+/// Everywhere a script runs, onsend_route included.
+const LOGGING: Routes = Routes::ANY.or(Routes::ONSEND);
+
 const XLOG: u8 = 0;
 const XDBG: u8 = 1;
 const XINFO: u8 = 2;
@@ -35,15 +38,15 @@ pub static MODULE: Module = Module {
         ("log_colors", ParamType::Str),
     ],
     actions: &[
-        action("xlog", XLOG, (1, 2), level_format, Routes::ANY),
-        action("xdbg", XDBG, (1, 1), format_only, Routes::ANY),
-        action("xinfo", XINFO, (1, 1), format_only, Routes::ANY),
-        action("xnotice", XNOTICE, (1, 1), format_only, Routes::ANY),
-        action("xwarn", XWARN, (1, 1), format_only, Routes::ANY),
-        action("xerr", XERR, (1, 1), format_only, Routes::ANY),
-        action("xbug", XBUG, (1, 1), format_only, Routes::ANY),
-        action("xalert", XALERT, (1, 1), format_only, Routes::ANY),
-        action("xcrit", XCRIT, (1, 1), format_only, Routes::ANY),
+        action("xlog", XLOG, (1, 2), level_format, LOGGING),
+        action("xdbg", XDBG, (1, 1), format_only, LOGGING),
+        action("xinfo", XINFO, (1, 1), format_only, LOGGING),
+        action("xnotice", XNOTICE, (1, 1), format_only, LOGGING),
+        action("xwarn", XWARN, (1, 1), format_only, LOGGING),
+        action("xerr", XERR, (1, 1), format_only, LOGGING),
+        action("xbug", XBUG, (1, 1), format_only, LOGGING),
+        action("xalert", XALERT, (1, 1), format_only, LOGGING),
+        action("xcrit", XCRIT, (1, 1), format_only, LOGGING),
     ],
     counters: &[],
     hooks: Some(&Hooks::runtime(start)),
