@@ -698,3 +698,49 @@ fn fs_forces_the_sending_socket_and_must_be_a_listen_address() {
         "SIP/2.0 500 fs udp:192.0.2.9:5060 bad 1"
     );
 }
+
+#[test]
+fn t_branch_timeout_and_t_branch_replied_in_failure_route() {
+    let more = "failure_route[1] {\n\
+        if (t_branch_timeout() && t_any_timeout()) {\n\
+          if (t_branch_replied()) { t_reply(\"480\", \"rang out\"); } else { t_reply(\"504\", \"silent\"); }\n\
+        } else if (t_any_replied() && !t_any_timeout()) { t_reply(\"600\", \"refused\"); }\n\
+      }";
+    let mut h = Harness::new(&config(&relay_to(CALLEE), more), 1);
+    // Silent: fr_timer (2 s) ends it unreplied.
+    h.recv(addr(CALLER), &invite("silent"));
+    h.advance(2500);
+    // Rang, then fr_inv_timer (10 s) ends it.
+    h.recv(addr(CALLER), &invite("rang"));
+    let inv = only(&h.sent_to(addr(CALLEE)), "INVITE")
+        .into_iter()
+        .find(|s| s.text.contains("Call-ID: rang"))
+        .unwrap()
+        .clone();
+    h.recv(addr(CALLEE), &answer(&inv, 180, "ring"));
+    h.advance(10_500);
+    // Refused at once.
+    h.recv(addr(CALLER), &invite("busy"));
+    let inv = only(&h.sent_to(addr(CALLEE)), "INVITE")
+        .into_iter()
+        .find(|s| s.text.contains("Call-ID: busy"))
+        .unwrap()
+        .clone();
+    h.recv(addr(CALLEE), &answer(&inv, 486, "busy"));
+    let mut lines: Vec<String> = h
+        .sent_to(addr(CALLER))
+        .iter()
+        .filter(|s| s.status().is_some_and(|c| c >= 400))
+        .map(|s| s.first_line().to_string())
+        .collect();
+    // Each final once (Timer G resends the first two until an ACK).
+    lines.dedup();
+    assert_eq!(
+        lines,
+        [
+            "SIP/2.0 504 silent",
+            "SIP/2.0 480 rang out",
+            "SIP/2.0 600 refused"
+        ]
+    );
+}

@@ -28,6 +28,10 @@ const T_IS_CANCELED: u8 = 10;
 const T_CHECK_TRANS: u8 = 11;
 const T_PRECHECK_TRANS: u8 = 12;
 const T_CHECK_STATUS: u8 = 13;
+const T_BRANCH_TIMEOUT: u8 = 14;
+const T_BRANCH_REPLIED: u8 = 15;
+const T_ANY_TIMEOUT: u8 = 16;
+const T_ANY_REPLIED: u8 = 17;
 
 pub static MODULE: Module = Module {
     name: "tm",
@@ -98,6 +102,36 @@ pub static MODULE: Module = Module {
             (1, 1),
             status_regex,
             Routes::ANY,
+        ),
+        // tmx's: what became of the winning branch, or of any, in
+        // failure_route.
+        action(
+            "t_branch_timeout",
+            T_BRANCH_TIMEOUT,
+            (0, 0),
+            no_args,
+            Routes::FAILURE,
+        ),
+        action(
+            "t_branch_replied",
+            T_BRANCH_REPLIED,
+            (0, 0),
+            no_args,
+            Routes::FAILURE,
+        ),
+        action(
+            "t_any_timeout",
+            T_ANY_TIMEOUT,
+            (0, 0),
+            no_args,
+            Routes::FAILURE,
+        ),
+        action(
+            "t_any_replied",
+            T_ANY_REPLIED,
+            (0, 0),
+            no_args,
+            Routes::FAILURE,
         ),
         action(
             "t_replicate",
@@ -302,6 +336,15 @@ pub(super) fn run(
             } else {
                 -1
             }
+        }
+        (T_BRANCH_TIMEOUT | T_BRANCH_REPLIED | T_ANY_TIMEOUT | T_ANY_REPLIED, []) => {
+            use super::txn::{REPLIED, TIMED_OUT};
+            let what = match id {
+                T_BRANCH_TIMEOUT | T_ANY_TIMEOUT => TIMED_OUT,
+                _ => REPLIED,
+            };
+            let any = matches!(id, T_ANY_TIMEOUT | T_ANY_REPLIED);
+            if tm.branch_history(what, any) { 1 } else { -1 }
         }
         (T_IS_CANCELED, []) => match tm.is_canceled() {
             true => 1,

@@ -167,6 +167,25 @@ impl TmState {
     }
 
     /// Whether the current transaction was cancelled.
+    /// In failure_route: whether the winning branch (`any`: any branch)
+    /// has `what` (`txn::REPLIED`, `txn::TIMED_OUT`) in its history.
+    pub(crate) fn branch_history(&self, what: u8, any: bool) -> bool {
+        let (Some(table), Some(t)) = (self.table, self.cur_txn) else {
+            return false;
+        };
+        let mut l = table.lock(t.bucket);
+        let Some(s) = table.slot(&mut l, t.idx, t.generation) else {
+            return false;
+        };
+        let best = usize::from(s.txn.best_branch);
+        let (_, br) = table.view(s);
+        if any {
+            br.iter().any(|b| b.happened(what))
+        } else {
+            br.get(best).is_some_and(|b| b.happened(what))
+        }
+    }
+
     /// The code of the last reply the current transaction sent upstream.
     pub(crate) fn last_reply_code(&self) -> Option<u16> {
         let (table, t) = (self.table?, self.cur_txn?);

@@ -116,9 +116,22 @@ pub struct Branch {
     pub cancel_end_at: u64,
     /// The request could not be sent (the branch ended with 477).
     pub unsent: bool,
+    /// What happened to it: [`REPLIED`], [`TIMED_OUT`] (tmx's
+    /// `t_branch_replied`, `t_branch_timeout`).
+    pub history: u8,
 }
 
+/// [`Branch::history`]: a reply came from its destination.
+pub const REPLIED: u8 = 1;
+/// [`Branch::history`]: its fr_timer or fr_inv_timer ran out.
+pub const TIMED_OUT: u8 = 2;
+
 impl Branch {
+    /// Its history, as tmx's `t_branch_replied`/`t_branch_timeout` ask.
+    pub fn happened(&self, what: u8) -> bool {
+        self.history & what != 0
+    }
+
     /// A final reply came, or the branch ended locally: its request
     /// timers stop.
     fn complete(&mut self, code: u16) {
@@ -402,6 +415,7 @@ impl Txn {
         br.cancel = CancelState::None;
         br.code = 0;
         br.unsent = false;
+        br.history = 0;
         // Over UDP the request is retransmitted from T1 (§17.1.1.2, §17.1.2.2).
         br.retr_interval = timers.t1;
         br.retr_at = now + timers.t1;
@@ -497,6 +511,7 @@ impl Txn {
         if branch.state == BranchState::Free {
             return fx;
         }
+        branch.history |= REPLIED;
         if code < 200 {
             self.on_provisional(br, b, code, now, timers, &mut fx);
             return fx;
@@ -736,6 +751,7 @@ impl Txn {
                             start_cancel(b, now, timers);
                             fx.push(Effect::SendCancel(i));
                         }
+                        b.history |= TIMED_OUT;
                         b.complete(408);
                     }
                     ended.push(i);
