@@ -744,3 +744,38 @@ fn t_branch_timeout_and_t_branch_replied_in_failure_route() {
         ]
     );
 }
+
+#[test]
+fn t_set_fr_gives_a_transaction_its_own_timers() {
+    // tm's fr_inv_timer is 10 s here; this call's is 30 s (and 1 s
+    // before any reply).
+    let route =
+        format!("t_set_fr(30000, 1000); rewritehostport(\"127.0.0.1:{CALLEE}\"); t_relay();");
+    let mut h = Harness::new(&config(&route, ""), 1);
+    // The final replies of one call (Timer G resends them: once each).
+    let finals_of = |h: &mut Harness, call: &str| {
+        let mut codes: Vec<u16> = h
+            .sent_to(addr(CALLER))
+            .iter()
+            .filter(|s| s.text.contains(&format!("Call-ID: {call}\r\n")))
+            .filter_map(Sent::status)
+            .filter(|c| *c >= 200)
+            .collect();
+        codes.dedup();
+        codes
+    };
+    h.recv(addr(CALLER), &invite("long"));
+    let inv = only(&h.sent_to(addr(CALLEE)), "INVITE")[0].clone();
+    h.recv(addr(CALLEE), &answer(&inv, 180, "ring"));
+    h.advance(20_000);
+    assert!(
+        finals_of(&mut h, "long").is_empty(),
+        "still ringing after tm's 10 s"
+    );
+    h.advance(11_000);
+    assert_eq!(finals_of(&mut h, "long"), [408]);
+    // Unanswered: its own 1 s fr_timer.
+    h.recv(addr(CALLER), &invite("quiet"));
+    h.advance(1_500);
+    assert_eq!(finals_of(&mut h, "quiet"), [408]);
+}

@@ -32,6 +32,7 @@ const T_BRANCH_TIMEOUT: u8 = 14;
 const T_BRANCH_REPLIED: u8 = 15;
 const T_ANY_TIMEOUT: u8 = 16;
 const T_ANY_REPLIED: u8 = 17;
+const T_SET_FR: u8 = 18;
 
 pub static MODULE: Module = Module {
     name: "tm",
@@ -133,6 +134,7 @@ pub static MODULE: Module = Module {
             no_args,
             Routes::FAILURE,
         ),
+        action("t_set_fr", T_SET_FR, (1, 2), fr_timers, Routes::NOT_BRANCH),
         action(
             "t_replicate",
             T_REPLICATE,
@@ -173,6 +175,12 @@ fn host_port(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
             "t_relay takes no arguments, or a host and a port".into(),
         )),
     }
+}
+
+/// `t_set_fr(fr_inv_ms [, fr_ms])`: 0 keeps tm's; at most a day.
+fn fr_timers(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
+    let ms = |x: Option<&Arg>| x.map_or(Ok(0), |x| int_in(x, 0, 86_400_000));
+    Ok(vec![Param::Int(ms(a.first())?), Param::Int(ms(a.get(1))?)])
 }
 
 /// `t_check_status`'s regular expression (Kamailio's: unanchored, so
@@ -345,6 +353,10 @@ pub(super) fn run(
             };
             let any = matches!(id, T_ANY_TIMEOUT | T_ANY_REPLIED);
             if tm.branch_history(what, any) { 1 } else { -1 }
+        }
+        (T_SET_FR, [Param::Int(fr_inv), Param::Int(fr)]) => {
+            (tm.armed.fr_inv_ms, tm.armed.fr_ms) = (*fr_inv as u32, *fr as u32);
+            1
         }
         (T_IS_CANCELED, []) => match tm.is_canceled() {
             true => 1,

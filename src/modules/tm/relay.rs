@@ -147,6 +147,14 @@ impl TmState {
         if self.armed.branch != 0 {
             s.txn.on_branch = self.armed.branch;
         }
+        if self.armed.fr_inv_ms != 0 || self.armed.fr_ms != 0 {
+            s.txn.set_fr(
+                self.armed.fr_inv_ms,
+                self.armed.fr_ms,
+                cx.now_ms,
+                &self.timers,
+            );
+        }
         if !self.in_failure_route {
             s.txn.on_failure = self.armed.failure;
             super::stateful::keep_avps(

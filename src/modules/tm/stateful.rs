@@ -55,6 +55,10 @@ pub struct Armed {
     pub failure: u16,
     pub reply: u16,
     pub branch: u16,
+    /// `t_set_fr`'s fr_inv_timer and fr_timer (ms; 0: tm's), for the
+    /// transaction `t_relay` makes or goes on with.
+    pub fr_inv_ms: u32,
+    pub fr_ms: u32,
 }
 
 /// Keeps `avps` as a transaction's (`slot`), replacing what it had; what

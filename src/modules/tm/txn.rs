@@ -226,6 +226,10 @@ pub struct Txn {
     pub reply_interval: u64,
     /// When the transaction ends (Timer H, or wt_timer).
     pub end_at: u64,
+    /// tmx's `t_set_fr`: this transaction's fr_inv_timer and fr_timer
+    /// in ms (0: tm's).
+    pub fr_inv_ms: u32,
+    pub fr_ms: u32,
 }
 
 /// What the caller must do, in order.
@@ -288,6 +292,30 @@ impl Txn {
             // longer than fr_inv_timer, no reply longer than 64*T1.
             end_at: now + timers.fr.max(timers.fr_inv) + timers.t64(),
             ..Txn::default()
+        }
+    }
+
+    /// `t_set_fr(fr_inv, fr)`: this transaction's own timers for the
+    /// branches it starts from now (0: tm's); its end waits for them.
+    pub fn set_fr(&mut self, fr_inv_ms: u32, fr_ms: u32, now: u64, timers: &Timers) {
+        (self.fr_inv_ms, self.fr_ms) = (fr_inv_ms, fr_ms);
+        let longest = self.fr(timers).max(self.fr_inv(timers));
+        self.end_at = self.end_at.max(now + longest + timers.t64());
+    }
+
+    fn fr(&self, timers: &Timers) -> u64 {
+        if self.fr_ms == 0 {
+            timers.fr
+        } else {
+            u64::from(self.fr_ms)
+        }
+    }
+
+    fn fr_inv(&self, timers: &Timers) -> u64 {
+        if self.fr_inv_ms == 0 {
+            timers.fr_inv
+        } else {
+            u64::from(self.fr_inv_ms)
         }
     }
 
@@ -419,7 +447,7 @@ impl Txn {
         // Over UDP the request is retransmitted from T1 (§17.1.1.2, §17.1.2.2).
         br.retr_interval = timers.t1;
         br.retr_at = now + timers.t1;
-        br.fr_at = now + timers.fr;
+        br.fr_at = now + self.fr(timers);
         fx.push(Effect::SendBranch(b));
     }
 
@@ -588,7 +616,7 @@ impl Txn {
             if self.is_invite() {
                 // §17.1.1.2: retransmissions stop; Timer C replaces fr.
                 branch.retr_at = 0;
-                branch.fr_at = now + timers.fr_inv;
+                branch.fr_at = now + self.fr_inv(timers);
             } else {
                 // §17.1.2.2: retransmit at T2 while proceeding.
                 branch.retr_interval = timers.t2;
