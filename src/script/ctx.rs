@@ -78,6 +78,9 @@ pub struct ScriptState {
     pub avps: super::avp::Avps,
     /// In onsend_route: where the request goes (`$snd(ip)`, `$snd(port)`).
     pub snd: Option<SocketAddr>,
+    /// textops' `append_to_reply`: header lines for the replies this
+    /// message gets from the script (sl's, tm's `t_reply`, auth's).
+    pub reply_headers: Vec<u8>,
     /// Kamailio's `$fs`: the local socket requests go out from (a listen
     /// address), instead of the one that fits the destination.
     pub force_send: Option<SocketAddr>,
@@ -141,6 +144,7 @@ impl ScriptState {
         self.avps.clear();
         self.snd = None;
         self.force_send = None;
+        self.reply_headers.clear();
         self.bflags = 0;
     }
 }
@@ -281,6 +285,17 @@ impl<'a, 'm> MsgCtx<'a, 'm> {
 
     pub fn clear_branches(&mut self) {
         self.st.branches.len = 0;
+    }
+
+    /// `extra` header lines with `append_to_reply`'s after them, for a
+    /// reply the script sends.
+    pub fn reply_header_lines<'x>(&'x self, extra: &'x [u8]) -> std::borrow::Cow<'x, [u8]> {
+        if self.st.reply_headers.is_empty() {
+            return std::borrow::Cow::Borrowed(extra);
+        }
+        let mut all = extra.to_vec();
+        all.extend_from_slice(&self.st.reply_headers);
+        std::borrow::Cow::Owned(all)
     }
 
     /// Records a text edit; false when there are too many or it overlaps one.

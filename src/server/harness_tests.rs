@@ -779,3 +779,51 @@ fn t_set_fr_gives_a_transaction_its_own_timers() {
     h.advance(1_500);
     assert_eq!(finals_of(&mut h, "quiet"), [408]);
 }
+
+#[test]
+fn header_actions_by_regular_expression() {
+    let cfg = format!(
+        "loadmodule \"sl.so\"\nloadmodule \"textops.so\"\n\
+         route {{\n\
+           if (!is_present_hf_re(\"^x-(foo|bar)$\")) {{ sl_send_reply(\"500\", \"not seen\"); exit; }}\n\
+           if (is_present_hf_re(\"^x-none$\")) {{ sl_send_reply(\"500\", \"seen\"); exit; }}\n\
+           remove_hf_re(\"^X-\");\n\
+           forward(127.0.0.1, {CALLEE});\n\
+         }}\n"
+    );
+    let mut h = Harness::new(&cfg, 1);
+    let req = request("OPTIONS", "re", "OPTIONS", None).replace(
+        "Content-Length: 0",
+        "X-Foo: 1\r\nX-Bar: 2, 3\r\nSubject: kept\r\nContent-Length: 0",
+    );
+    h.recv(addr(CALLER), &req);
+    let out = h.sent_to(addr(CALLEE));
+    assert_eq!(out.len(), 1, "{:?}", h.sent_to(addr(CALLER)));
+    assert!(
+        !out[0].text.contains("X-Foo") && !out[0].text.contains("X-Bar"),
+        "{}",
+        out[0].text
+    );
+    assert!(out[0].text.contains("Subject: kept\r\n"), "{}", out[0].text);
+}
+
+#[test]
+fn append_to_reply_goes_with_sl_and_tm_replies() {
+    let cfg = "loadmodule \"sl.so\"\nloadmodule \"tm.so\"\nloadmodule \"textops.so\"\n\
+               route {\n\
+                 append_to_reply(\"X-Why: $rm\");\n\
+                 if (method == \"OPTIONS\") { sl_send_reply(\"403\", \"no\"); exit; }\n\
+                 t_newtran(); t_reply(\"486\", \"busy\");\n\
+               }\n";
+    let mut h = Harness::new(cfg, 1);
+    h.recv(addr(CALLER), &request("OPTIONS", "a2r-1", "OPTIONS", None));
+    h.recv(addr(CALLER), &invite("a2r-2"));
+    let up = h.sent_to(addr(CALLER));
+    let reply = |code| {
+        up.iter()
+            .find(|s| s.status() == Some(code))
+            .unwrap_or_else(|| panic!("{code}: {up:?}"))
+    };
+    assert_eq!(reply(403).header("X-Why"), Some("OPTIONS"));
+    assert_eq!(reply(486).header("X-Why"), Some("INVITE"));
+}

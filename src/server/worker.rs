@@ -690,6 +690,7 @@ impl<'a> Worker<'a> {
         let buf = self.outbox.push(self.in_sock, dest);
         let sig = self.ack_filter.signature();
         let contacts = std::iter::once(ctx.uri()).chain(ctx.branches());
+        let extra = ctx.reply_header_lines(extra);
         let signed = sl::build_reply(
             ctx.msg,
             ctx.src,
@@ -697,7 +698,7 @@ impl<'a> Worker<'a> {
             reason,
             sig,
             contacts,
-            extra,
+            &extra,
             &mut self.headers,
             buf,
         );

@@ -16,6 +16,12 @@ pub const IS_METHOD: u8 = 0;
 pub const IS_PRESENT_HF: u8 = 1;
 pub const APPEND_HF: u8 = 2;
 pub const REMOVE_HF: u8 = 3;
+pub const IS_PRESENT_HF_RE: u8 = 4;
+pub const REMOVE_HF_RE: u8 = 5;
+pub const APPEND_TO_REPLY: u8 = 6;
+
+/// Bytes `append_to_reply` may add to one message's replies.
+const MAX_REPLY_HEADERS: usize = 4096;
 
 const TRUE: i32 = 1;
 const FALSE: i32 = -1;
@@ -52,6 +58,15 @@ pub fn header_name(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> 
     Ok(vec![Param::Str(name.into())])
 }
 
+/// A regular expression on header names (as written, compact forms
+/// included), matched case-insensitively as Kamailio's.
+pub fn name_regex(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
+    let re = text(&a[0]);
+    crate::cfg::compile::build_regex(&format!("(?i){re}"), false, false)
+        .map_err(|e| error(&a[0], e))?;
+    Ok(vec![Param::Str(format!("(?i){re}").into())])
+}
+
 /// `append_hf`'s header line(s), pseudo-variables filled per message; a
 /// missing line break is added, as a header must end with one.
 pub fn header_text(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
@@ -71,10 +86,36 @@ pub fn header_text(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> 
 }
 
 /// textops keeps nothing per process.
-pub struct TextOps;
+/// textops' runtime: the `*_re` actions' expressions, compiled once.
+#[derive(Default)]
+pub struct TextOps {
+    regexes: crate::modules::def::Regexes,
+}
 
 pub fn start<'a>(_: &Start<'a>) -> Box<dyn Runtime + 'a> {
-    Box::new(TextOps)
+    Box::new(TextOps::default())
+}
+
+/// Removes whole header lines (values sharing a line share its span:
+/// each line once); false when there are none, or too many edits.
+fn remove_lines(ctx: &mut MsgCtx<'_, '_>, mut lines: Vec<(usize, usize)>) -> i32 {
+    lines.dedup();
+    if lines.is_empty() {
+        return FALSE;
+    }
+    let mut batch: Vec<TextEdit> = lines
+        .into_iter()
+        .map(|(start, end)| TextEdit {
+            start,
+            end,
+            text: Vec::new(),
+        })
+        .collect();
+    if ctx.add_edits(&mut batch) {
+        TRUE
+    } else {
+        FALSE
+    }
 }
 
 impl Runtime for TextOps {
@@ -114,28 +155,40 @@ impl Runtime for TextOps {
                 }
             }
             (REMOVE_HF, [Param::Str(name)]) => {
-                // Values sharing a line share its span: each line once.
-                let mut lines: Vec<(usize, usize)> = ctx
+                let lines: Vec<(usize, usize)> = ctx
                     .msg
                     .named(name.as_bytes())
                     .map(|h| (h.line.start as usize, h.line.end as usize))
                     .collect();
-                lines.dedup();
-                if lines.is_empty() {
-                    return FALSE;
+                remove_lines(ctx, lines)
+            }
+            (APPEND_TO_REPLY, [Param::Fmt(f)]) => {
+                let mut lines = std::mem::take(&mut ctx.st.reply_headers);
+                let at = lines.len();
+                crate::script::pv::format_into(f, ctx, &mut lines);
+                let fits = lines.len() <= MAX_REPLY_HEADERS;
+                if !fits {
+                    lines.truncate(at);
+                    log::warn!("append_to_reply: over {MAX_REPLY_HEADERS} bytes; not added");
                 }
-                let mut batch: Vec<TextEdit> = lines
-                    .into_iter()
-                    .map(|(start, end)| TextEdit {
-                        start,
-                        end,
-                        text: Vec::new(),
-                    })
+                ctx.st.reply_headers = lines;
+                if fits { TRUE } else { FALSE }
+            }
+            (IS_PRESENT_HF_RE | REMOVE_HF_RE, [Param::Str(re)]) => {
+                let Some(re) = self.regexes.get(re) else {
+                    return FALSE;
+                };
+                let msg = ctx.msg;
+                let lines: Vec<(usize, usize)> = msg
+                    .headers()
+                    .iter()
+                    .filter(|h| re.is_match(msg.name(h)))
+                    .map(|h| (h.line.start as usize, h.line.end as usize))
                     .collect();
-                if ctx.add_edits(&mut batch) {
-                    TRUE
-                } else {
-                    FALSE
+                match id {
+                    IS_PRESENT_HF_RE if lines.is_empty() => FALSE,
+                    IS_PRESENT_HF_RE => TRUE,
+                    _ => remove_lines(ctx, lines),
                 }
             }
             _ => bad_args("textops", id),

@@ -241,13 +241,14 @@ impl TmState {
             .then(|| cx.shell.to_tag(ctx.msg))
             .flatten();
         let mut reply = std::mem::take(&mut self.local_reply);
+        let headers = ctx.reply_header_lines(headers);
         write_reply(
             ctx.msg,
             code,
             reason,
             tag.as_ref().map(|t| t.as_bytes()),
             None,
-            headers,
+            &headers,
             b"",
             &mut reply,
         );
