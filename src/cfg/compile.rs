@@ -830,10 +830,15 @@ impl Compiler<'_> {
                 self.regex(&text(&a[0]), true, a[0].pos())?,
                 text(&a[1]).into(),
             ),
-            Builtin::Subst => {
+            Builtin::Subst | Builtin::SubstUri => {
                 let s = subst(&text(&a[0])).map_err(|m| ConfigError::new(a[0].pos(), m))?;
                 self.prog.substs.push(s);
-                Action::Subst(self.prog.substs.len() as u32 - 1)
+                let i = self.prog.substs.len() as u32 - 1;
+                if func == Builtin::Subst {
+                    Action::Subst(i)
+                } else {
+                    Action::SubstUri(i)
+                }
             }
             Builtin::ExecDset => Action::ExecDset(nonempty(&a[0])?),
             Builtin::ExecMsg => Action::ExecMsg(nonempty(&a[0])?),

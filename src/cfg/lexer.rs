@@ -196,7 +196,8 @@ impl Lexer<'_> {
                     }
                 }
                 b'/' if self.peek(1) == Some(b'*') => self.block_comment(start),
-                b'"' => self.string(start),
+                // Kamailio takes 'single-quoted' strings too.
+                b'"' | b'\'' => self.string(start, b),
                 _ if is_word_byte(b) => self.word(start),
                 _ => self.punct(start, b),
             }
@@ -218,20 +219,21 @@ impl Lexer<'_> {
         }
     }
 
-    fn string(&mut self, start: Pos) {
+    fn string(&mut self, start: Pos, quote: u8) {
         self.bump();
         let mut bytes = Vec::new();
         loop {
             match self.bump() {
                 None | Some(b'\n') => {
-                    return self.error(start, "unterminated string (a '\"' is missing)");
+                    let q = quote as char;
+                    return self.error(start, format!("unterminated string (a '{q}' is missing)"));
                 }
-                Some(b'"') => break,
+                Some(c) if c == quote => break,
                 Some(b'\\') => match self.bump() {
                     Some(b'n') => bytes.push(b'\n'),
                     Some(b'r') => bytes.push(b'\r'),
                     Some(b't') => bytes.push(b'\t'),
-                    Some(c @ (b'"' | b'\\')) => bytes.push(c),
+                    Some(c) if c == quote || c == b'\\' => bytes.push(c),
                     // Regular expressions keep their escapes: "\." stays "\.".
                     Some(c) => bytes.extend_from_slice(&[b'\\', c]),
                     None => return self.error(start, "unterminated string"),
@@ -422,6 +424,22 @@ mod tests {
         );
         let (_, e) = lex("$var(x\n);");
         assert!(e[0].msg.contains("')' is missing"), "{e:?}");
+    }
+
+    #[test]
+    fn single_quoted_strings() {
+        assert_eq!(
+            toks(r#"subst_uri('/^sip:(.*)$/sip:\1;x=\'y\'/') "it's""#),
+            vec![
+                w("subst_uri"),
+                Tok::LParen,
+                Tok::Str(r"/^sip:(.*)$/sip:\1;x='y'/".into()),
+                Tok::RParen,
+                Tok::Str("it's".into())
+            ]
+        );
+        let (_, e) = lex("'open");
+        assert!(e[0].msg.contains("a ''' is missing"), "{e:?}");
     }
 
     #[test]

@@ -375,6 +375,8 @@ pub enum Action {
     SearchAppend(u32, Box<str>),
     Replace(u32, Box<str>),
     Subst(u32),
+    /// textops' `subst_uri('/re/replacement/flags')` on the current URI.
+    SubstUri(u32),
     ExecDset(Box<str>),
     ExecMsg(Box<str>),
     /// Run by the module's runtime through the VM's host.
@@ -723,10 +725,15 @@ impl Program {
             Action::Replace(re, s) => {
                 format!("replace(/{}/, {s:?})", self.regexes[*re as usize].as_str())
             }
-            Action::Subst(i) => {
+            Action::Subst(i) | Action::SubstUri(i) => {
                 let s = &self.substs[*i as usize];
                 let g = if s.global { "g" } else { "" };
-                format!("subst(/{}/{}/{g})", s.re.as_str(), s.replacement)
+                let name = if matches!(a, Action::Subst(_)) {
+                    "subst"
+                } else {
+                    "subst_uri"
+                };
+                format!("{name}(/{}/{}/{g})", s.re.as_str(), s.replacement)
             }
             Action::ExecDset(c) => format!("exec_dset({c:?})"),
             Action::ExecMsg(c) => format!("exec_msg({c:?})"),

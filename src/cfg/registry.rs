@@ -134,6 +134,7 @@ pub enum Builtin {
     SearchAppend,
     Replace,
     Subst,
+    SubstUri,
     // exec
     ExecDset,
     ExecMsg,
@@ -211,6 +212,7 @@ pub const BUILTINS: &[BuiltinDef] = &[
     def("search_append", Builtin::SearchAppend, &["textops"], 2, 2),
     def("replace", Builtin::Replace, &["textops"], 2, 2),
     def("subst", Builtin::Subst, &["textops"], 1, 1),
+    def("subst_uri", Builtin::SubstUri, &["textops"], 1, 1),
     def("exec_dset", Builtin::ExecDset, &["exec"], 1, 1),
     def("exec_msg", Builtin::ExecMsg, &["exec"], 1, 1),
 ];

@@ -57,6 +57,29 @@ pub fn subst(ctx: &mut MsgCtx<'_, '_>, s: &SubstExpr) -> i32 {
     if done > 0 { TRUE } else { FALSE }
 }
 
+/// `subst_uri`'s work: `text` with the expression's matches replaced
+/// (the first, or all with `g`); `None` when nothing matched.
+pub fn subst_text(text: &[u8], s: &SubstExpr) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut last = 0;
+    let mut matched = false;
+    for caps in s.re.captures_iter(text) {
+        matched = true;
+        let whole = caps.get(0).expect("group 0 always matches");
+        out.extend_from_slice(&text[last..whole.start()]);
+        out.extend_from_slice(&expand(&caps, s.replacement.as_bytes()));
+        last = whole.end();
+        if !s.global {
+            break;
+        }
+    }
+    if !matched {
+        return None;
+    }
+    out.extend_from_slice(&text[last..]);
+    Some(out)
+}
+
 fn edit(ctx: &mut MsgCtx<'_, '_>, start: usize, end: usize, text: Vec<u8>) -> i32 {
     if ctx.add_edit(TextEdit { start, end, text }) {
         TRUE

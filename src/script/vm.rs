@@ -473,6 +473,12 @@ impl<'p> Vm<'p> {
             }
             Action::Replace(re, s) => textops::replace(ctx, &self.prog.regexes[*re as usize], s),
             Action::Subst(i) => textops::subst(ctx, &self.prog.substs[*i as usize]),
+            Action::SubstUri(i) => {
+                match textops::subst_text(ctx.uri(), &self.prog.substs[*i as usize]) {
+                    Some(uri) => self.rewrite(ctx, Rewrite::Uri(&uri)),
+                    None => FALSE,
+                }
+            }
             Action::ExecDset(cmd) => self.exec_dset(ctx, cmd),
             Action::ExecMsg(cmd) => self.exec_msg(ctx, cmd),
             Action::Module { func, args } => host.module(ctx, *func, args),

@@ -610,3 +610,21 @@ fn br_is_the_first_branch_and_can_be_set() {
         ["none", "sip:a@x", "sip:c@x", "sip:b@x", "empty"]
     );
 }
+
+#[test]
+fn subst_uri_rewrites_the_current_uri() {
+    let c = config(
+        r#"
+        loadmodule "sl.so"
+        loadmodule "textops.so"
+        route {
+            if (subst_uri('/^sip:([0-9]+)@(.*)$/sip:+49\1@\2;user=phone/')) { sl_send_reply("200", "$ru"); }
+            if (!subst_uri('/^tel:/x/')) { sl_send_reply("200", "no match"); }
+        }
+    "#,
+    );
+    assert_eq!(
+        replies(&run(&c, "INVITE", "sip:3012345@gw.example").events),
+        ["sip:+493012345@gw.example;user=phone", "no match"]
+    );
+}
