@@ -177,9 +177,10 @@ fn host_port(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
     }
 }
 
-/// `t_set_fr(fr_inv_ms [, fr_ms])`: 0 keeps tm's; at most a day.
+/// `t_set_fr(fr_inv_ms [, fr_ms])`: 0 keeps tm's; kept in tenths of a
+/// second, up to 6,553,500 ms (109 minutes).
 fn fr_timers(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
-    let ms = |x: Option<&Arg>| x.map_or(Ok(0), |x| int_in(x, 0, 86_400_000));
+    let ms = |x: Option<&Arg>| x.map_or(Ok(0), |x| int_in(x, 0, 6_553_500));
     Ok(vec![Param::Int(ms(a.first())?), Param::Int(ms(a.get(1))?)])
 }
 

@@ -107,11 +107,11 @@ pub struct Branch {
     pub request: Chain,
     /// Next request retransmission (0: none).
     pub retr_at: u64,
-    pub retr_interval: u64,
+    pub retr_interval: u32,
     /// When the branch gives up waiting (fr_timer / fr_inv_timer).
     pub fr_at: u64,
     pub cancel_retr_at: u64,
-    pub cancel_interval: u64,
+    pub cancel_interval: u32,
     /// When the CANCEL gives up (64*T1, Timer F).
     pub cancel_end_at: u64,
     /// The request could not be sent (the branch ended with 477).
@@ -223,13 +223,14 @@ pub struct Txn {
     pub avps: Chain,
     /// Next retransmission of a non-2xx final reply (Timer G; 0: none).
     pub reply_retr_at: u64,
-    pub reply_interval: u64,
+    pub reply_interval: u32,
+    /// tmx's `t_set_fr`: this transaction's fr_inv_timer and fr_timer in
+    /// tenths of a second (0: tm's); small, as a transaction must fit
+    /// its 2 KiB.
+    pub fr_inv_ds: u16,
+    pub fr_ds: u16,
     /// When the transaction ends (Timer H, or wt_timer).
     pub end_at: u64,
-    /// tmx's `t_set_fr`: this transaction's fr_inv_timer and fr_timer
-    /// in ms (0: tm's).
-    pub fr_inv_ms: u32,
-    pub fr_ms: u32,
 }
 
 /// What the caller must do, in order.
@@ -265,6 +266,11 @@ pub enum Effect {
 
 pub type Effects = ArrayVec<Effect, { 4 * MAX_BRANCHES + 8 }>;
 
+/// A timer's interval (ms) as the narrower field it is kept in.
+fn ms32(ms: u64) -> u32 {
+    u32::try_from(ms).unwrap_or(u32::MAX)
+}
+
 /// Whether final reply `new` beats `old` for forwarding (§16.7 step 6: a
 /// 6xx, else the lowest class; within a class the first stays).
 pub fn better(new: u16, old: u16) -> bool {
@@ -298,24 +304,25 @@ impl Txn {
     /// `t_set_fr(fr_inv, fr)`: this transaction's own timers for the
     /// branches it starts from now (0: tm's); its end waits for them.
     pub fn set_fr(&mut self, fr_inv_ms: u32, fr_ms: u32, now: u64, timers: &Timers) {
-        (self.fr_inv_ms, self.fr_ms) = (fr_inv_ms, fr_ms);
+        let ds = |ms: u32| u16::try_from(ms.div_ceil(100)).unwrap_or(u16::MAX);
+        (self.fr_inv_ds, self.fr_ds) = (ds(fr_inv_ms), ds(fr_ms));
         let longest = self.fr(timers).max(self.fr_inv(timers));
         self.end_at = self.end_at.max(now + longest + timers.t64());
     }
 
     fn fr(&self, timers: &Timers) -> u64 {
-        if self.fr_ms == 0 {
+        if self.fr_ds == 0 {
             timers.fr
         } else {
-            u64::from(self.fr_ms)
+            u64::from(self.fr_ds) * 100
         }
     }
 
     fn fr_inv(&self, timers: &Timers) -> u64 {
-        if self.fr_inv_ms == 0 {
+        if self.fr_inv_ds == 0 {
             timers.fr_inv
         } else {
-            u64::from(self.fr_inv_ms)
+            u64::from(self.fr_inv_ds) * 100
         }
     }
 
@@ -376,7 +383,7 @@ impl Txn {
         if self.is_invite() && code >= 300 {
             self.uas = UasState::Completed;
             self.reply_retr_at = now + timers.t1;
-            self.reply_interval = timers.t1;
+            self.reply_interval = ms32(timers.t1);
             self.end_at = now + timers.t64(); // Timer H
         } else {
             self.uas = if self.is_invite() {
@@ -445,7 +452,7 @@ impl Txn {
         br.unsent = false;
         br.history = 0;
         // Over UDP the request is retransmitted from T1 (§17.1.1.2, §17.1.2.2).
-        br.retr_interval = timers.t1;
+        br.retr_interval = ms32(timers.t1);
         br.retr_at = now + timers.t1;
         br.fr_at = now + self.fr(timers);
         fx.push(Effect::SendBranch(b));
@@ -619,7 +626,7 @@ impl Txn {
                 branch.fr_at = now + self.fr_inv(timers);
             } else {
                 // §17.1.2.2: retransmit at T2 while proceeding.
-                branch.retr_interval = timers.t2;
+                branch.retr_interval = ms32(timers.t2);
                 branch.retr_at = now + timers.t2;
             }
         }
@@ -759,11 +766,11 @@ impl Txn {
                     // INVITE: Timer A doubles without a cap (§17.1.1.2);
                     // non-INVITE: Timer E doubles up to T2 (§17.1.2.2).
                     b.retr_interval = if self.is_invite() {
-                        b.retr_interval * 2
+                        b.retr_interval.saturating_mul(2)
                     } else {
-                        (b.retr_interval * 2).min(timers.t2)
+                        b.retr_interval.saturating_mul(2).min(ms32(timers.t2))
                     };
-                    b.retr_at = now + b.retr_interval;
+                    b.retr_at = now + u64::from(b.retr_interval);
                 }
                 if b.fr_at != 0 && now >= b.fr_at {
                     if b.state == BranchState::Calling {
@@ -791,8 +798,8 @@ impl Txn {
                     b.cancel_retr_at = 0;
                 } else if b.cancel_retr_at != 0 && now >= b.cancel_retr_at {
                     fx.push(Effect::SendCancel(i));
-                    b.cancel_interval = (b.cancel_interval * 2).min(timers.t2);
-                    b.cancel_retr_at = now + b.cancel_interval;
+                    b.cancel_interval = b.cancel_interval.saturating_mul(2).min(ms32(timers.t2));
+                    b.cancel_retr_at = now + u64::from(b.cancel_interval);
                 }
             }
         }
@@ -808,8 +815,8 @@ impl Txn {
         if self.reply_retr_at != 0 && now >= self.reply_retr_at {
             // Timer G: the non-2xx final again, until the ACK (§17.2.1).
             fx.push(Effect::ResendReply);
-            self.reply_interval = (self.reply_interval * 2).min(timers.t2);
-            self.reply_retr_at = now + self.reply_interval;
+            self.reply_interval = self.reply_interval.saturating_mul(2).min(ms32(timers.t2));
+            self.reply_retr_at = now + u64::from(self.reply_interval);
         }
         if now >= self.end_at && self.flags & IN_FAILURE == 0 && !self.busy(br) {
             fx.push(Effect::Delete);
@@ -851,7 +858,7 @@ impl Txn {
 
 fn start_cancel(b: &mut Branch, now: u64, timers: &Timers) {
     b.cancel = CancelState::Sent;
-    b.cancel_interval = timers.t1;
+    b.cancel_interval = ms32(timers.t1);
     b.cancel_retr_at = now + timers.t1;
     b.cancel_end_at = now + timers.t64();
 }
