@@ -1,5 +1,27 @@
-//! Stream transports (TCP, TLS; issue 20), under way: the shared table of
-//! connections (`conns.rs`). Framing is `sip::stream`. Not yet wired to
-//! sockets: rser serves UDP only so far.
+//! Stream transports (TCP, TLS): issue 20, under way. What exists: the
+//! shared table of connections (`conns.rs`); the framing of SIP on a
+//! stream is `sip::stream`. Nothing here is wired to a socket yet: rser
+//! serves UDP only so far.
+//!
+//! The design these pieces are for (no process sits on the path of
+//! every connection, unlike Kamailio's TCP main process):
+//! - Each worker listens on its own SO_REUSEPORT socket per `tcp:`/`tls:`
+//!   listen address, so the kernel spreads new connections over the
+//!   workers; a worker owns the connections it accepted or opened (the
+//!   only process that reads or writes their sockets), in its own poll
+//!   set next to the UDP socket, each with a `sip::stream::StreamBuf`
+//!   and a bounded output buffer.
+//! - `conns.rs` says, in shared memory, who owns the connection to a
+//!   peer (and its RFC 5923 aliases). A worker that must send on a
+//!   connection it does not own (a reply whose request another worker
+//!   read, a request to a registered phone's connection) hands the bytes
+//!   to the owner through the owner's queue in shared memory (a
+//!   `rser_shm::Ring`) and wakes it with its eventfd; with no connection,
+//!   it opens one itself and owns it.
+//! - A worker that dies takes its connections with it: the master drops
+//!   its entries (`Conns::remove_owner`), the peers reconnect to any
+//!   other worker, and the respawned worker starts with none.
+//! - TLS is rustls over the same connections, its sessions in the owning
+//!   worker's memory only.
 
 pub mod conns;
