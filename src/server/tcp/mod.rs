@@ -1,7 +1,7 @@
-//! Stream transports (TCP, TLS): issue 20, under way. What exists: the
-//! shared table of connections (`conns.rs`) and the workers' hand-off
-//! queues (`handoff.rs`); the framing of SIP on a stream is
-//! `sip::stream`. Nothing here is wired to a socket yet: rser
+//! Stream transports (TCP, TLS): issue 20, under way. What exists: one
+//! connection as its worker drives it (`conn.rs`), the shared table of
+//! connections (`conns.rs`) and the workers' hand-off queues
+//! (`handoff.rs`); the framing of SIP on a stream is `sip::stream`. Nothing here is wired to a socket yet: rser
 //! serves UDP only so far.
 //!
 //! The design these pieces are for (no process sits on the path of
@@ -25,5 +25,6 @@
 //! - TLS is rustls over the same connections, its sessions in the owning
 //!   worker's memory only.
 
+pub mod conn;
 pub mod conns;
 pub mod handoff;
