@@ -1,7 +1,9 @@
 //! Stream transports (TCP, TLS): issue 20, under way. What exists: one
 //! connection as its worker drives it (`conn.rs`), the shared table of
-//! connections (`conns.rs`) and the workers' hand-off queues
-//! (`handoff.rs`); the framing of SIP on a stream is `sip::stream`. Nothing here is wired to a socket yet: rser
+//! connections (`conns.rs`), the workers' hand-off queues (`handoff.rs`)
+//! and a worker's stream side over them (`endpoint.rs`: accepting,
+//! reading, sending here or handing off); the framing of SIP on a stream
+//! is `sip::stream`. Nothing here is wired to a socket yet: rser
 //! serves UDP only so far.
 //!
 //! The design these pieces are for (no process sits on the path of
@@ -27,4 +29,5 @@
 
 pub mod conn;
 pub mod conns;
+pub mod endpoint;
 pub mod handoff;
