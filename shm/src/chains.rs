@@ -138,6 +138,29 @@ impl<T: Linked> Chains<T> {
         self.nlocks
     }
 
+    /// Visits every live record, one stripe locked at a time: `f` gets
+    /// the lock and the record's index, and may change or remove it. A
+    /// bucket's records are listed before any is visited (at most 256 a
+    /// bucket per pass), so removing one does not cut the walk.
+    pub fn visit(&self, mut f: impl FnMut(&mut Stripe<'_>, u32)) {
+        for stripe in 0..self.nlocks {
+            let mut l = self.lock(stripe);
+            let mut bucket = stripe;
+            while bucket < self.nbuckets {
+                let mut idxs = [0u32; 256];
+                let mut n = 0;
+                for (slot, idx) in idxs.iter_mut().zip(self.chain(&l, bucket)) {
+                    *slot = idx;
+                    n += 1;
+                }
+                for &idx in &idxs[..n] {
+                    f(&mut l, idx);
+                }
+                bucket += self.nlocks;
+            }
+        }
+    }
+
     fn stripe_of(&self, bucket: u32) -> u32 {
         bucket % self.nlocks
     }

@@ -276,27 +276,16 @@ impl Lexer<'_> {
     /// (braces of transformations may hold parentheses); false, with an
     /// error, when the line ends first.
     fn pv_parens(&mut self, start: Pos) -> bool {
-        let (mut depth, mut braces) = (0usize, 0usize);
-        while let Some(b) = self.peek(0) {
-            if b == b'\n' {
-                break;
-            }
+        let rest = &self.src[self.i..];
+        let line = &rest[..memchr::memchr(b'\n', rest).unwrap_or(rest.len())];
+        let end = super::pv::matching_paren(line);
+        for _ in 0..end.map_or(line.len(), |e| e + 1) {
             self.bump();
-            match b {
-                b'{' => braces += 1,
-                b'}' => braces = braces.saturating_sub(1),
-                b'(' if braces == 0 => depth += 1,
-                b')' if braces == 0 => {
-                    depth -= 1;
-                    if depth == 0 {
-                        return true;
-                    }
-                }
-                _ => {}
-            }
         }
-        self.error(start, "a pseudo-variable's ')' is missing");
-        false
+        if end.is_none() {
+            self.error(start, "a pseudo-variable's ')' is missing");
+        }
+        end.is_some()
     }
 
     fn punct(&mut self, start: Pos, b: u8) {

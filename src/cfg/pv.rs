@@ -116,6 +116,11 @@ impl ShtRef {
     }
 }
 
+/// The index `$sht(table=>...)` refers to table `table` by.
+pub fn sht_table_id(table: &str) -> Option<u16> {
+    var_index(&format!("sht:{table}"))
+}
+
 /// `$sht(table=>key)`'s inside.
 fn sht_ref(arg: &str) -> Result<Option<ShtRef>, String> {
     let Some((table, key)) = arg.split_once("=>") else {
@@ -129,7 +134,7 @@ fn sht_ref(arg: &str) -> Result<Option<ShtRef>, String> {
     {
         return Ok(None);
     }
-    let Some(index) = var_index(&format!("sht:{table}")) else {
+    let Some(index) = sht_table_id(table) else {
         return Ok(None);
     };
     Ok(Some(ShtRef {
@@ -332,7 +337,7 @@ fn variable(s: &str) -> Result<Option<(Pv, usize)>, String> {
     }
     if s[word_len..].starts_with('(') {
         // The key of `$sht(t=>$var(k))` has parentheses of its own.
-        let Some(end) = matching_paren(&s[word_len..]) else {
+        let Some(end) = matching_paren(&s.as_bytes()[word_len..]) else {
             return Ok(None);
         };
         let arg = &s[word_len + 1..word_len + end];
@@ -381,9 +386,9 @@ fn variable(s: &str) -> Result<Option<(Pv, usize)>, String> {
 
 /// Where the `(` starting `s` closes (parentheses nest; braces of
 /// transformations may hold any).
-fn matching_paren(s: &str) -> Option<usize> {
+pub(crate) fn matching_paren(s: &[u8]) -> Option<usize> {
     let (mut depth, mut braces) = (0usize, 0usize);
-    for (i, b) in s.bytes().enumerate() {
+    for (i, &b) in s.iter().enumerate() {
         match b {
             b'{' => braces += 1,
             b'}' => braces = braces.saturating_sub(1),
@@ -403,7 +408,7 @@ fn matching_paren(s: &str) -> Option<usize> {
 /// `(pv{tr}...)` at the start of `s`: the variable (written without its
 /// `$`) and its transformations, up to the matching `)`.
 fn transformed(s: &str) -> Result<(Pv, usize), String> {
-    let end = matching_paren(s);
+    let end = matching_paren(s.as_bytes());
     let end = end.ok_or_else(|| format!("'${s}': ')' missing"))?;
     let inner = &s[1..end];
     let split = inner.find('{').unwrap_or(inner.len());

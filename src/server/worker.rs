@@ -270,11 +270,7 @@ impl<'a> Worker<'a> {
                 continue;
             };
             let mut ctx = MsgCtx::new(&msg, local, local, Proto::Udp, &mut st);
-            self.route_kind = RouteKind::Event;
-            let vm = self.vm;
-            let out = vm.run(route, &mut ctx, self);
-            self.route_kind = RouteKind::Request;
-            self.script_error(RouteKind::Event, &out);
+            self.run_here(RouteKind::Event, route, &mut ctx);
             log::info!("event_route[{event}] ran");
         }
         self.flush();
@@ -298,11 +294,7 @@ impl<'a> Worker<'a> {
         let mut st = std::mem::take(&mut self.onsend_st);
         let mut ctx = MsgCtx::new(&msg, from, from, Proto::Udp, &mut st);
         ctx.st.snd = Some(to);
-        let outer = std::mem::replace(&mut self.route_kind, RouteKind::Event);
-        let vm = self.vm;
-        let out = vm.run(route, &mut ctx, self);
-        self.route_kind = outer;
-        self.script_error(RouteKind::Event, &out);
+        let out = self.run_here(RouteKind::Event, route, &mut ctx);
         let mut edited = Vec::new();
         let changed = !ctx.st.edits.is_empty() || ctx.st.record_route;
         let built = changed && proxy::build_edited(&ctx, from, b"UDP", &mut edited).is_ok();
@@ -311,6 +303,17 @@ impl<'a> Worker<'a> {
             *text = edited;
         }
         !out.dropped
+    }
+
+    /// Runs route `route` as a route of `kind`, this worker the script's
+    /// host; its errors counted and logged.
+    fn run_here(&mut self, kind: RouteKind, route: u32, ctx: &mut MsgCtx<'_, '_>) -> Outcome {
+        let outer = std::mem::replace(&mut self.route_kind, kind);
+        let vm = self.vm;
+        let out = vm.run(route, ctx, self);
+        self.route_kind = outer;
+        self.script_error(kind, &out);
+        out
     }
 
     /// Serves forever (until the process is signalled).
@@ -821,11 +824,7 @@ impl Shell for Worker<'_> {
         let mut ctx = MsgCtx::new(msg, src, local, Proto::Udp, &mut st);
         ctx.st.flags = flags;
         ctx.st.snd = Some(to);
-        let outer = std::mem::replace(&mut self.route_kind, RouteKind::OnSend);
-        let vm = self.vm;
-        let out = vm.run(route, &mut ctx, self);
-        self.route_kind = outer;
-        self.script_error(RouteKind::OnSend, &out);
+        let out = self.run_here(RouteKind::OnSend, route, &mut ctx);
         self.onsend_st = st;
         if out.dropped {
             self.count(Counter::Dropped);

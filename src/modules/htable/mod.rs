@@ -184,6 +184,9 @@ fn check(config: &Config) -> Result<Vec<String>, String> {
 pub struct Htables {
     items: Items,
     defs: Arc<[TableDef]>,
+    /// Each declared table's name as `$sht` refers to it (its index in
+    /// the pseudo-variables' name table), in `defs`' order.
+    ids: Arc<[Option<u16>]>,
 }
 
 thread_local! {
@@ -197,9 +200,7 @@ use crate::modules::usrloc::unix_now;
 
 /// The declared table a `$sht` names (its index in the name table).
 fn def_of(h: &Htables, name_index: u16) -> Option<(u16, &TableDef)> {
-    let name = crate::cfg::pv::var_name(name_index);
-    let name = name.trim_start_matches("sht:");
-    let i = h.defs.iter().position(|d| d.name == name)?;
+    let i = h.ids.iter().position(|id| *id == Some(name_index))?;
     Some((u16::try_from(i).ok()?, &h.defs[i]))
 }
 
@@ -291,7 +292,11 @@ struct HtRuntime {
 fn start<'a>(s: &Start<'a>) -> Box<dyn Runtime + 'a> {
     let items = s.shm.and_then(|m| m.downcast_ref::<Items>()).copied();
     let defs: Arc<[TableDef]> = tables(s.config).unwrap_or_default().into();
-    let h = items.map(|items| Htables { items, defs });
+    let ids: Arc<[Option<u16>]> = defs
+        .iter()
+        .map(|d| crate::cfg::pv::sht_table_id(&d.name))
+        .collect();
+    let h = items.map(|items| Htables { items, defs, ids });
     CURRENT.with_borrow_mut(|c| c.clone_from(&h));
     let interval = Duration::from_secs(
         u64::try_from(s.config.modparam_int("htable", "timer_interval", 20)).unwrap_or(20),

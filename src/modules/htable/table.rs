@@ -3,7 +3,6 @@
 //! wrote (`$sht(name=>key)`). An item is a fixed record and one pool
 //! chain holding its key and, for text, its value.
 
-use arrayvec::ArrayVec;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rser_shm::{CachePadded, Carver, Chain, Chains, Linked, Links, Pool, Slice, Stripe};
@@ -225,42 +224,33 @@ impl Items {
         mut remove: impl FnMut(&Entry<'_>) -> bool,
         buf: &mut Vec<u8>,
     ) -> usize {
-        let (nbuckets, nstripes) = (self.records.nbuckets(), self.records.nstripes());
         let mut removed = 0;
-        for stripe in 0..nstripes {
-            let mut l = self.records.lock(stripe);
-            let mut bucket = stripe;
-            while bucket < nbuckets {
-                let idxs: ArrayVec<u32, 256> = self.records.chain(&l, bucket).take(256).collect();
-                for idx in idxs {
-                    let Some(it) = self.records.get(&l, idx) else {
-                        continue;
-                    };
-                    let gone = if it.expires != 0 && it.expires <= now {
-                        true
-                    } else {
-                        buf.clear();
-                        self.pool.read(it.text, buf);
-                        let k = usize::from(it.key_len).min(buf.len());
-                        let value = match it.kind {
-                            1 => VarValue::Int(it.int),
-                            _ => VarValue::Str(buf[k..].to_vec()),
-                        };
-                        remove(&Entry {
-                            table: it.table,
-                            key: &buf[..k],
-                            value,
-                            expires: it.expires,
-                        })
-                    };
-                    if gone {
-                        self.drop_item(&mut l, idx);
-                        removed += 1;
-                    }
-                }
-                bucket += nstripes;
+        self.records.visit(|l, idx| {
+            let Some(it) = self.records.get(l, idx) else {
+                return;
+            };
+            let gone = if it.expires != 0 && it.expires <= now {
+                true
+            } else {
+                buf.clear();
+                self.pool.read(it.text, buf);
+                let k = usize::from(it.key_len).min(buf.len());
+                let value = match it.kind {
+                    1 => VarValue::Int(it.int),
+                    _ => VarValue::Str(buf[k..].to_vec()),
+                };
+                remove(&Entry {
+                    table: it.table,
+                    key: &buf[..k],
+                    value,
+                    expires: it.expires,
+                })
+            };
+            if gone {
+                self.drop_item(l, idx);
+                removed += 1;
             }
-        }
+        });
         removed
     }
 }

@@ -274,26 +274,17 @@ impl Location {
     /// record's fields and text (AOR, contact and Call-ID lengths first)
     /// and says whether to remove it.
     pub fn sweep(&self, mut f: impl FnMut(&mut Binding, &[u8]) -> Sweep, buf: &mut Vec<u8>) {
-        let (nbuckets, nstripes) = (self.records.nbuckets(), self.records.nstripes());
-        for stripe in 0..nstripes {
-            let mut l = self.records.lock(stripe);
-            let mut bucket = stripe;
-            while bucket < nbuckets {
-                let idxs: ArrayVec<u32, 256> = self.records.chain(&l, bucket).take(256).collect();
-                for idx in idxs {
-                    let Some(b) = self.records.get_mut(&mut l, idx) else {
-                        continue;
-                    };
-                    buf.clear();
-                    self.pool.read(b.text, buf);
-                    if f(b, buf) == Sweep::Remove {
-                        self.pool.free(std::mem::take(&mut b.text));
-                        self.records.remove(&mut l, idx);
-                    }
-                }
-                bucket += nstripes;
+        self.records.visit(|l, idx| {
+            let Some(b) = self.records.get_mut(l, idx) else {
+                return;
+            };
+            buf.clear();
+            self.pool.read(b.text, buf);
+            if f(b, buf) == Sweep::Remove {
+                self.pool.free(std::mem::take(&mut b.text));
+                self.records.remove(l, idx);
             }
-        }
+        });
     }
 }
 

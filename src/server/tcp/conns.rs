@@ -247,8 +247,13 @@ impl Conns {
     /// Connection `id` is gone: its record goes (its aliases go when next
     /// met).
     pub fn remove(&self, id: ConnId) {
-        if self.get(id).is_some() {
-            self.remove_record(id);
+        let mut l = self.records.lock(id.bucket);
+        let same = self
+            .records
+            .get(&l, id.idx)
+            .is_some_and(|r| r.generation == id.generation && !r.alias);
+        if same {
+            self.records.remove(&mut l, id.idx);
         }
     }
 
@@ -256,22 +261,11 @@ impl Conns {
     /// (their sockets died with it); the number removed.
     pub fn remove_owner(&self, owner: u16) -> usize {
         let mut removed = 0;
-        for stripe in 0..self.records.nstripes() {
-            let mut l = self.records.lock(stripe);
-            let mut bucket = stripe;
-            while bucket < self.records.nbuckets() {
-                let mine: Vec<u32> = self
-                    .records
-                    .chain(&l, bucket)
-                    .filter(|&i| self.records.get(&l, i).is_some_and(|r| r.owner == owner))
-                    .take(1024)
-                    .collect();
-                for i in mine {
-                    removed += usize::from(self.records.remove(&mut l, i));
-                }
-                bucket += self.records.nstripes();
+        self.records.visit(|l, idx| {
+            if self.records.get(l, idx).is_some_and(|r| r.owner == owner) {
+                removed += usize::from(self.records.remove(l, idx));
             }
-        }
+        });
         removed
     }
 }
