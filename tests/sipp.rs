@@ -73,6 +73,26 @@ impl Scenario {
     }
 }
 
+/// The transports the sipp pair uses (`-t`: `u1` UDP, `t1` one TCP
+/// connection, `tn` one per call); rser listens on TCP too when either is
+/// not UDP.
+#[derive(Clone, Copy)]
+struct Transports {
+    uac: &'static str,
+    uas: &'static str,
+}
+
+const UDP: Transports = Transports {
+    uac: "u1",
+    uas: "u1",
+};
+
+impl Transports {
+    fn tcp(self) -> bool {
+        self.uac != "u1" || self.uas != "u1"
+    }
+}
+
 /// Runs `calls` sipp uac calls at `rate` through rser started on `config`
 /// (`{uas_port}` in it is replaced), with `workers`; `during` runs every
 /// 500 ms while the calls go on.
@@ -94,13 +114,22 @@ fn run_scenario(
     rate: u32,
     during: impl FnMut(&Server),
 ) -> Calls {
-    run_prepared(scenario, config, workers, (calls, rate), |_, _| {}, during)
+    run_prepared(
+        scenario,
+        UDP,
+        config,
+        workers,
+        (calls, rate),
+        |_, _| {},
+        during,
+    )
 }
 
 /// [`run_scenario`], with `prepare` run once the uas listens (on the port
 /// it is given), before the uac starts.
 fn run_prepared(
     scenario: Scenario,
+    t: Transports,
     config: &str,
     workers: u32,
     (calls, rate): (u32, u32),
@@ -116,11 +145,22 @@ fn run_prepared(
     let dir = std::env::temp_dir().join(format!("rser-sipp-{}-{uas_port}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let sock = dir.join("ctl.sock");
-    let server = Server::start(&config, workers, &["-s", sock.to_str().unwrap()]);
+    let ctl = ["-s", sock.to_str().unwrap()];
+    let server = match t.tcp() {
+        true => Server::start_tcp(&config, workers, &ctl),
+        false => Server::start(&config, workers, &ctl),
+    };
+    let target = match t.uac {
+        "u1" => server.addr,
+        _ => server.tcp.expect("rser listens on TCP"),
+    };
+    // sipp's default socket limit exceeds the machine's open-file limit.
+    let transport = |side: &'static str| ["-t", side, "-max_socket", "1000"];
     let _uas = Killed(
         sipp()
             .current_dir(&dir)
             .args(scenario.args("uas"))
+            .args(transport(t.uas))
             .args(["-i", "127.0.0.1", "-p", &uas_port.to_string()])
             .args(["-nostdin", "-timeout", "90"])
             .stdout(Stdio::null())
@@ -134,7 +174,8 @@ fn run_prepared(
         sipp()
             .current_dir(&dir)
             .args(scenario.args("uac"))
-            .arg(server.addr.to_string())
+            .args(transport(t.uac))
+            .arg(target.to_string())
             .args(["-i", "127.0.0.1", "-p", &free_port().to_string()])
             .args(["-m", &calls.to_string(), "-r", &rate.to_string()])
             .args(["-nostdin", "-timeout", "60"])
@@ -214,6 +255,45 @@ fn sipp_calls_complete_through_t_relay() {
     let r = run_calls(STATEFUL, 2, 50, 25, |_| {});
     assert!(r.success, "sipp uac failed\n{}", r.summary);
     assert_eq!(r.successful, Some(50), "{}", r.summary);
+}
+
+/// The same over TCP (RFC 3261 §18.3): sipp's callers on one connection
+/// (`t1`) and on one per call (`tn`), the callee on one; stateless
+/// (`forward_tcp`) and stateful (`t_relay_to_tcp` with record-routing);
+/// and a caller over UDP reaching a callee over TCP. Every call completes,
+/// and over TCP tm retransmits nothing.
+#[test]
+fn sipp_calls_complete_over_tcp() {
+    let stateless = r#"
+loadmodule "sl.so"
+loadmodule "maxfwd.so"
+route {
+    if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); break; };
+    forward_tcp(127.0.0.1, {uas_port});
+}
+"#;
+    let stateful = STATEFUL.replace(
+        "t_relay()) { sl_reply_error",
+        "t_relay_to_tcp()) { sl_reply_error",
+    );
+    let one = |uac, uas, config: &str| {
+        let t = Transports { uac, uas };
+        let r = run_prepared(Scenario::Builtin, t, config, 2, (50, 25), |_, _| {}, |_| {});
+        assert!(r.success, "{uac}/{uas}: sipp uac failed\n{}", r.summary);
+        assert_eq!(r.successful, Some(50), "{uac}/{uas}: {}", r.summary);
+        r.stats
+    };
+    for (uac, uas) in [("t1", "t1"), ("tn", "t1")] {
+        one(uac, uas, stateless);
+        let stats = one(uac, uas, &stateful);
+        assert_eq!(stats["tm"]["tm_transactions"], 100, "{stats}");
+        assert_eq!(stats["core"]["tcp_connect_failed"], 0, "{stats}");
+    }
+    let stats = one("u1", "t1", &stateful);
+    assert_eq!(
+        stats["core"]["tcp_connected"], 1,
+        "one connection to the callee: {stats}"
+    );
 }
 
 /// A sipp pair playing INVITE, 180, CANCEL, 200, 487, ACK through tm:
@@ -371,6 +451,7 @@ fn sipp_calls_complete_through_the_stock_kamailio_cfg() {
     };
     let r = run_prepared(
         Scenario::Files("reorder"),
+        UDP,
         &stock,
         2,
         (50, 25),

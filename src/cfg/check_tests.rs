@@ -276,8 +276,8 @@ fn what_a_start_refuses_minus_c_refuses() {
         e[0].clone()
     };
     assert_eq!(
-        one("listen=tcp:127.0.0.1:5060\nroute { drop; }\n"),
-        "1:1: error: listen on tcp:127.0.0.1: only UDP is served by this build (TCP and TLS are not yet)"
+        one("listen=tls:127.0.0.1:5061\nroute { drop; }\n"),
+        "1:1: error: listen on tls:127.0.0.1: only UDP and TCP are served by this build (TLS and SCTP are not yet)"
     );
     assert!(
         one("loadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\nmodparam(\"usrloc\", \"db_mode\", 3)\nroute { save(\"location\"); }\n")
@@ -295,7 +295,7 @@ fn what_a_start_refuses_minus_c_refuses() {
     )
     .contains("www_authorize/proxy_authorize need modparam(\"auth_db\", \"db_url\""));
     // The language alone (`load`) does not ask.
-    assert!(load("listen=tcp:127.0.0.1:5060\nroute { drop; }\n").is_err());
+    assert!(load("listen=tls:127.0.0.1:5061\nroute { drop; }\n").is_err());
     assert!(
         load("loadmodule \"usrloc.so\"\nmodparam(\"usrloc\", \"db_mode\", 3)\nroute { drop; }\n")
             .is_ok()
@@ -388,7 +388,7 @@ fn module_parameters_set_against_what_rser_does_are_warnings() {
 fn kamailio_globals_and_modules_are_accepted_or_said() {
     let w = said(
         "memdbg=5\nmemlog=5\nlog_facility=LOG_LOCAL0\nlog_prefix=\"{$mt $ci} \"\n\
-         tcp_connection_lifetime=3605\ntcp_max_connections=2048\nenable_sctp=no\n\
+         tcp_children=4\ntcp_max_connections=2048\nenable_sctp=no\n\
          loadmodule \"kex.so\"\nloadmodule \"corex.so\"\nloadmodule \"tmx.so\"\nloadmodule \"pv.so\"\n\
          loadmodule \"textopsx.so\"\nloadmodule \"jsonrpcs.so\"\nloadmodule \"ctl.so\"\n\
          loadmodule \"cfg_rpc.so\"\nloadmodule \"counters.so\"\n\
@@ -399,7 +399,7 @@ fn kamailio_globals_and_modules_are_accepted_or_said() {
         "1:1: warning: memdbg: accepted and ignored",
         "3:1: warning: log_facility: accepted and ignored",
         "4:1: warning: log_prefix: accepted and ignored",
-        "6:1: warning: tcp_max_connections: accepted and ignored: TCP and TLS are not served",
+        "5:1: warning: tcp_children: accepted and ignored: every worker serves TCP",
         "jsonrpcs: its datagram transport is not opened (its FIFO is, for kamctl)",
         "ctl: kamcmd's binrpc socket is not opened",
         "modparam(\"jsonrpcs\", \"pretty_format\") is accepted but not applied",

@@ -731,12 +731,6 @@ impl Compiler<'_> {
                     Builtin::ForwardTcp => ForwardKind::Tcp,
                     _ => ForwardKind::Send,
                 };
-                if kind == ForwardKind::Tcp {
-                    self.errors.push(ConfigError::warning(
-                        call.pos,
-                        "forward_tcp: TCP is not served by this build; it fails at run time".into(),
-                    ));
-                }
                 let target = match a.first() {
                     None => Target::UriHost,
                     Some(h) => host_arg(h)?,

@@ -34,6 +34,22 @@ impl Proto {
             Proto::Sctp => "sctp",
         }
     }
+
+    /// Its name in a Via's sent-protocol (RFC 3261 §20.42).
+    pub fn via_name(self) -> &'static [u8] {
+        match self {
+            Proto::Udp => b"UDP",
+            Proto::Tcp => b"TCP",
+            Proto::Tls => b"TLS",
+            Proto::Sctp => b"SCTP",
+        }
+    }
+
+    /// A stream transport: reliable, so no retransmissions (RFC 3261
+    /// §17.1.1.2, §17.2.1), and framed by Content-Length (§18.3).
+    pub fn is_stream(self) -> bool {
+        matches!(self, Proto::Tcp | Proto::Tls)
+    }
 }
 
 /// `listen=[proto:]addr[:port]`; `port` falls back to `port=` or 5060.
@@ -45,11 +61,11 @@ pub struct Listen {
 }
 
 impl Listen {
-    /// Whether this build can serve it: UDP on a specific address.
+    /// Whether this build can serve it: UDP or TCP on a specific address.
     pub fn servable(&self) -> Result<(), String> {
-        if self.proto != Proto::Udp {
+        if !matches!(self.proto, Proto::Udp | Proto::Tcp) {
             return Err(format!(
-                "listen on {}:{}: only UDP is served by this build (TCP and TLS are not yet)",
+                "listen on {}:{}: only UDP and TCP are served by this build (TLS and SCTP are not yet)",
                 self.proto.name(),
                 self.addr
             ));
@@ -163,6 +179,18 @@ pub struct Settings {
     /// `auto_aliases=no`: `myself` is the listen addresses and `alias=`
     /// only, not also the host's name and the names its addresses have.
     pub auto_aliases: bool,
+    /// Seconds an unused TCP connection is kept (Kamailio's
+    /// `tcp_connection_lifetime`).
+    pub tcp_connection_lifetime: u32,
+    /// TCP connections open at once, accepted and opened (Kamailio's
+    /// `tcp_max_connections`).
+    pub tcp_max_connections: u32,
+    /// Seconds a connection we open may take to be accepted, and a
+    /// write may wait on a peer that does not read.
+    pub tcp_connect_timeout: u32,
+    pub tcp_send_timeout: u32,
+    /// `disable_tcp=yes`: a `tcp:` listen address is refused.
+    pub disable_tcp: bool,
 }
 
 /// Upper bound on `children=`; more workers than this is a typo.
@@ -197,6 +225,12 @@ impl Default for Settings {
             fifo: None,
             fifo_mode: 0o600,
             auto_aliases: true,
+            // Kamailio's defaults.
+            tcp_connection_lifetime: 120,
+            tcp_max_connections: 2048,
+            tcp_connect_timeout: 10,
+            tcp_send_timeout: 10,
+            disable_tcp: false,
         }
     }
 }
@@ -343,26 +377,44 @@ fn apply(s: &mut Settings, g: &Global) -> Result<(), Said> {
                     .into(),
             ));
         }
+        "tcp_connection_lifetime" => {
+            s.tcp_connection_lifetime = int_in(name, &g.value, 1, 86_400 * 30)? as u32
+        }
+        "tcp_max_connections" => s.tcp_max_connections = int_in(name, &g.value, 1, 1 << 20)? as u32,
+        "tcp_connect_timeout" => s.tcp_connect_timeout = int_in(name, &g.value, 1, 3600)? as u32,
+        "tcp_send_timeout" => s.tcp_send_timeout = int_in(name, &g.value, 1, 3600)? as u32,
+        "tcp_children" => {
+            int_in(name, &g.value, 0, MAX_CHILDREN)?;
+            return Err(Said::Warning(
+                "tcp_children: accepted and ignored: every worker serves TCP as well as UDP \
+                 (children=)"
+                    .into(),
+            ));
+        }
+        "tcp_accept_no_cl" => {
+            if boolean(name, &g.value)? {
+                return Err(Said::Error(
+                    "tcp_accept_no_cl=yes: rser requires Content-Length on streams \
+                     (RFC 3261 §18.3)"
+                        .into(),
+                ));
+            }
+        }
         // The transports this build does not serve: a setting for them
         // changes nothing (what would turn them on is refused).
-        "tcp_connection_lifetime"
-        | "tcp_max_connections"
-        | "tcp_accept_no_cl"
-        | "tls_max_connections"
-        | "tcp_children"
-        | "tcp_connect_timeout"
-        | "tcp_send_timeout" => {
+        "tls_max_connections" => {
             return Err(Said::Warning(format!(
-                "{name}: accepted and ignored: TCP and TLS are not served by this build"
+                "{name}: accepted and ignored: TLS is not served by this build"
             )));
         }
-        "disable_tcp" | "enable_tls" | "enable_sctp" | "disable_sctp" => {
+        "disable_tcp" => s.disable_tcp = boolean(name, &g.value)?,
+        "enable_tls" | "enable_sctp" | "disable_sctp" => {
             let on = boolean(name, &g.value)?;
             let serves = match name {
-                "disable_tcp" | "disable_sctp" => !on,
+                "disable_sctp" => !on,
                 _ => on,
             };
-            // Asked to serve TLS or SCTP: refused; TCP (Kamailio's
+            // Asked to serve TLS or SCTP: refused; SCTP left on (Kamailio's
             // default) is said not to be served.
             if serves && matches!(name, "enable_tls" | "enable_sctp") {
                 return Err(Said::Error(format!(
@@ -374,13 +426,7 @@ fn apply(s: &mut Settings, g: &Global) -> Result<(), Said> {
                 return Err(Said::Warning(format!(
                     "{name}={}: accepted and ignored: {} is not served by this build",
                     if on { "yes" } else { "no" },
-                    if name.contains("sctp") {
-                        "SCTP"
-                    } else if name.contains("tls") {
-                        "TLS"
-                    } else {
-                        "TCP"
-                    }
+                    if name.contains("sctp") { "SCTP" } else { "TLS" }
                 )));
             }
         }

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use crate::cfg::ast::{Arg, RouteKind};
 use crate::cfg::fixup::Fixup;
 use crate::cfg::program::Param;
+use crate::cfg::settings::Proto;
 use crate::cfg::{Config, ConfigError};
 use crate::modules::dispatcher::Failover;
 use crate::script::{MsgCtx, Outcome};
@@ -303,9 +304,13 @@ pub trait Shell {
     /// The address of socket `sock` (the last one if out of range).
     fn local(&self, sock: usize) -> SocketAddr;
 
-    /// The socket to send to `dest` from: the current message's if its
-    /// address family fits, else the first that fits.
+    /// The UDP socket to send to `dest` from: the current message's if it
+    /// is UDP and its address family fits, else the first that fits.
     fn socket_for(&self, dest: SocketAddr) -> usize;
+
+    /// The transport of socket `sock` (a stream's sockets follow the UDP
+    /// ones), for the Via of what is sent from it.
+    fn transport(&self, sock: usize) -> Proto;
 
     /// A host name's address (the process's cache, else the resolver),
     /// IPv6 first if `prefer_v6`.
@@ -343,9 +348,15 @@ pub trait Shell {
         rt: &mut dyn Runtime,
     ) -> Outcome;
 
-    /// The socket a request to `dest` goes from, `forced` (`$fs`) if set
-    /// (`None` when that is not a listen address).
-    fn send_socket(&self, forced: Option<SocketAddr>, dest: SocketAddr) -> Option<usize>;
+    /// The socket a request to `dest` over `proto` goes from, `forced`
+    /// (`$fs`) if set (`None` when that is not a listen address, or no
+    /// socket serves `proto`).
+    fn send_socket(
+        &self,
+        forced: Option<SocketAddr>,
+        dest: SocketAddr,
+        proto: Proto,
+    ) -> Option<usize>;
 
     /// The script's onsend_route, if it has one, on a request about to go
     /// to `to` (its flags `flags`): false when the route dropped it.

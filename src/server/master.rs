@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -55,6 +55,23 @@ fn bind_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
     Ok(s.into())
 }
 
+/// Connections a listening socket queues before its worker accepts them.
+const TCP_BACKLOG: i32 = 1024;
+
+fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // Each worker listens on its own socket of the group; the kernel
+    // spreads new connections over them (no process accepts for all).
+    s.set_reuse_port(true)?;
+    s.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.bind(&addr.into())?;
+    s.listen(TCP_BACKLOG)?;
+    Ok(s.into())
+}
+
 /// The master's sockets: in shared mode the ones every worker reads; in
 /// reuse-port mode one set per worker slot, bound on the same ports.
 pub struct Sockets {
@@ -62,6 +79,12 @@ pub struct Sockets {
     /// Bound addresses (ports resolved when 0 was asked for).
     pub addrs: Vec<SocketAddr>,
     shared: Vec<UdpSocket>,
+    /// `tcp:` listen addresses, bound.
+    pub tcp_addrs: Vec<SocketAddr>,
+    /// Per worker slot, its listening socket on each `tcp:` address. The
+    /// master keeps them, so a respawned worker takes over its slot's
+    /// socket with the connections queued on it.
+    tcp: Vec<Vec<TcpListener>>,
 }
 
 impl Sockets {
@@ -78,7 +101,41 @@ impl Sockets {
             mode,
             addrs: bound,
             shared,
+            tcp_addrs: Vec::new(),
+            tcp: Vec::new(),
         })
+    }
+
+    /// One listening socket per worker on each of `addrs` (a port 0 is
+    /// chosen by the first bind; the rest join it).
+    pub fn bind_tcp(&mut self, addrs: &[SocketAddr], workers: usize) -> io::Result<()> {
+        let cannot = |a: &SocketAddr, e: io::Error| {
+            io::Error::new(e.kind(), format!("cannot listen on tcp:{a}: {e}"))
+        };
+        let mut bound = Vec::new();
+        let mut per_slot: Vec<Vec<TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
+        for a in addrs {
+            let mut at = *a;
+            for slot in per_slot.iter_mut() {
+                let l = bind_tcp(at).map_err(|e| cannot(a, e))?;
+                at = l.local_addr()?;
+                slot.push(l);
+            }
+            bound.push(at);
+        }
+        self.tcp_addrs = bound;
+        self.tcp = per_slot;
+        Ok(())
+    }
+
+    /// Worker `slot`'s own listening sockets, as new descriptors.
+    fn tcp_for(&self, slot: usize) -> io::Result<Vec<TcpListener>> {
+        self.tcp
+            .get(slot)
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .map(TcpListener::try_clone)
+            .collect()
     }
 
     /// In reuse-port mode the master's own sockets would take a share of
@@ -163,6 +220,13 @@ fn fork_child(sockets: &Sockets, body: impl FnOnce()) -> io::Result<Pid> {
                     unsafe { libc::close(std::os::fd::AsRawFd::as_raw_fd(s)) };
                 }
             }
+            // Every worker's listening sockets: a worker took copies of
+            // its own before (`tcp_for`); one it kept of another's would
+            // outlive that worker.
+            for l in sockets.tcp.iter().flatten() {
+                // SAFETY: as above, never used or dropped here again.
+                unsafe { libc::close(std::os::fd::AsRawFd::as_raw_fd(l)) };
+            }
             body();
             // A child's loop never returns; if it did, it must not go on
             // as a second master.
@@ -202,6 +266,12 @@ fn spawn_timer(
             let mut timer = Worker::new(slot, config, shared, &socks, &vm);
             // Probes carry the listening address in their Via.
             timer.listen = sockets.addrs.clone();
+            // It sends on the workers' connections (through their
+            // owners), never opening or reading one.
+            if let Err(e) = timer.serve_streams(Vec::new(), &sockets.tcp_addrs) {
+                log::error!("timer process: {e}");
+                std::process::exit(3);
+            }
             // Its own ports (reuse-port mode) get only replies to what it
             // sent, from peers that answer to the source port: it reads
             // them. The shared socket is the workers' to read.
@@ -257,6 +327,7 @@ fn spawn(slot: usize, config: &Config, shared: &Shared, sockets: &Sockets) -> io
         SocketMode::ReusePort if !sockets.shared.is_empty() && slot == 0 => Some(sockets.clones()?),
         SocketMode::ReusePort => None,
     };
+    let listeners = sockets.tcp_for(slot)?;
     fork_child(sockets, || {
         let socks = match inherited {
             Some(s) => s,
@@ -270,6 +341,10 @@ fn spawn(slot: usize, config: &Config, shared: &Shared, sockets: &Sockets) -> io
         };
         let vm = Vm::new(config);
         let mut worker = Worker::new(slot, config, shared, &socks, &vm);
+        if let Err(e) = worker.serve_streams(listeners, &sockets.tcp_addrs) {
+            log::error!("worker {slot}: {e}");
+            std::process::exit(3);
+        }
         worker.run()
     })
 }
@@ -325,6 +400,7 @@ pub fn supervise(
             .addrs
             .iter()
             .map(|a| format!("udp:{a}"))
+            .chain(sockets.tcp_addrs.iter().map(|a| format!("tcp:{a}")))
             .collect::<Vec<_>>()
             .join(", ")
     );
@@ -347,6 +423,14 @@ pub fn supervise(
                     Role::Control => "control process",
                 };
                 log::warn!("{role} {slot} (pid {pid}) ended: {status:?}; starting a new one");
+                // Its connections died with it: other workers must not hand
+                // it sends for them, and its peers reconnect to any worker.
+                if let Some(streams) = &shared.streams {
+                    let gone = streams.conns.remove_owner(slot as u16);
+                    if gone > 0 {
+                        log::warn!("{role} {slot} took {gone} TCP connections with it");
+                    }
+                }
                 match start(slot, &sockets) {
                     Ok(new) => {
                         pids.insert(new, slot);

@@ -74,8 +74,11 @@ pub fn check_with_options(config: &Config, ctl_socket: Option<&str>) -> Result<(
 }
 
 /// The addresses to bind: `-l`, else `listen=` (port from `port=`), else
-/// 127.0.0.1 on `port=`.
-fn listen_addrs(config: &Config, opts: &Options) -> Result<Vec<SocketAddr>, StartError> {
+/// 127.0.0.1 on `port=`; UDP ones, then TCP ones.
+fn listen_addrs(
+    config: &Config,
+    opts: &Options,
+) -> Result<(Vec<SocketAddr>, Vec<SocketAddr>), StartError> {
     let s = &config.settings;
     let listens: Vec<Listen> = if !opts.listen.is_empty() {
         opts.listen.clone()
@@ -88,18 +91,32 @@ fn listen_addrs(config: &Config, opts: &Options) -> Result<Vec<SocketAddr>, Star
             port: None,
         }]
     };
-    let mut out = Vec::new();
+    let (mut udp, mut tcp) = (Vec::new(), Vec::new());
     for l in &listens {
         l.servable().map_err(StartError)?;
-        out.push(SocketAddr::new(l.addr, s.port_of(l)));
+        let a = SocketAddr::new(l.addr, s.port_of(l));
+        match l.proto {
+            Proto::Tcp => tcp.push(a),
+            _ => udp.push(a),
+        }
     }
-    if out.len() > worker::MAX_SOCKETS {
+    if !tcp.is_empty() && s.disable_tcp {
+        return Err(StartError(
+            "a tcp: listen address with disable_tcp=yes".into(),
+        ));
+    }
+    if udp.is_empty() {
+        return Err(StartError(
+            "listen on at least one UDP address (rser does not serve TCP alone yet)".into(),
+        ));
+    }
+    if udp.len() + tcp.len() > worker::MAX_SOCKETS {
         return Err(StartError(format!(
             "at most {} listen addresses",
             worker::MAX_SOCKETS
         )));
     }
-    Ok(out)
+    Ok((udp, tcp))
 }
 
 /// This machine's host name (SER's and Kamailio's `myself` match it).
@@ -166,28 +183,42 @@ pub(crate) fn secret() -> [u8; 32] {
 
 /// Runs the server until it is told to stop.
 pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
-    let addrs = listen_addrs(&config, opts)?;
+    let (addrs, tcp_addrs) = listen_addrs(&config, opts)?;
     let workers = opts.workers.unwrap_or(config.settings.children).max(1) as usize;
     let mode = if config.settings.reuse_port {
         SocketMode::ReusePort
     } else {
         SocketMode::Shared
     };
-    let sockets = Sockets::bind(&addrs, mode)?;
+    let mut sockets = Sockets::bind(&addrs, mode)?;
+    sockets.bind_tcp(&tcp_addrs, workers)?;
     // myself is what we really listen on (ports chosen by the kernel too).
     let mut settings = config.settings.clone();
-    settings.listen = sockets
-        .addrs
-        .iter()
-        .map(|a| Listen {
-            proto: Proto::Udp,
-            addr: a.ip(),
-            port: Some(a.port()),
-        })
-        .collect();
+    let bound = |proto: Proto, addrs: &[SocketAddr]| -> Vec<Listen> {
+        addrs
+            .iter()
+            .map(|a| Listen {
+                proto,
+                addr: a.ip(),
+                port: Some(a.port()),
+            })
+            .collect()
+    };
+    settings.listen = bound(Proto::Udp, &sockets.addrs);
+    settings
+        .listen
+        .extend(bound(Proto::Tcp, &sockets.tcp_addrs));
+    // The shared tables for connections are carved when TCP is served.
+    config.settings.listen = settings.listen.clone();
     if settings.auto_aliases {
         let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
-        let names = auto_aliases(&host_name(), &hosts, &sockets.addrs);
+        let all: Vec<SocketAddr> = sockets
+            .addrs
+            .iter()
+            .chain(&sockets.tcp_addrs)
+            .copied()
+            .collect();
+        let names = auto_aliases(&host_name(), &hosts, &all);
         settings.aliases.extend(names);
     }
     config.program.myself = myself(&settings);
@@ -201,6 +232,9 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
     }
     for a in &sockets.addrs {
         log::info!("listening on udp:{a}");
+    }
+    for a in &sockets.tcp_addrs {
+        log::info!("listening on tcp:{a}");
     }
     let shm_bytes = opts.shm_mb.max(1) << 20;
     // Counter and process rows: the workers, the timer process, the

@@ -240,6 +240,17 @@ pub fn reply_next_hop<'b>(
     })
 }
 
+/// The transport a reply goes on: the one the next Via names (UDP if it
+/// names another or none).
+pub fn reply_transport(reply: &Message<'_>) -> crate::cfg::settings::Proto {
+    use crate::cfg::settings::Proto;
+    match reply.vias().nth(1) {
+        Some(Ok(v)) if v.transport.eq_ignore_ascii_case(b"TCP") => Proto::Tcp,
+        Some(Ok(v)) if v.transport.eq_ignore_ascii_case(b"TLS") => Proto::Tls,
+        _ => Proto::Udp,
+    }
+}
+
 /// Writes the reply without its top Via.
 pub fn build_reply_forward(reply: &Message<'_>, out: &mut Vec<u8>) -> Result<(), BuildError> {
     let mut e = Edits::new(reply);

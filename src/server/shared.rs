@@ -51,6 +51,17 @@ counters! { Counter, COUNTER_NAMES, {
     ScriptErrors => "script_errors",
     SendErrors => "send_errors",
     LocksRecovered => "locks_recovered",
+    /// Stream connections (Kamailio's `tcp:` counters).
+    TcpAccepted => "tcp_accepted",
+    TcpConnected => "tcp_connected",
+    TcpClosed => "tcp_closed",
+    /// Refused: the table, this worker, or a per-source limit is full.
+    TcpRefused => "tcp_refused",
+    TcpConnectFailed => "tcp_connect_failed",
+    /// Closed for bad framing (no Content-Length, too large, too slow).
+    TcpFramingErrors => "tcp_framing_errors",
+    /// A send handed to another worker could not be queued.
+    TcpHandoffFailed => "tcp_handoff_failed",
 }}
 
 /// The region's pieces as carved, for the start-up log.
@@ -139,6 +150,8 @@ pub struct Shared {
     /// The tables of loaded modules with [`Hooks`], by their place in
     /// [`MODULES`].
     pub modules: Vec<Option<ModuleShm>>,
+    /// TCP's connection table and hand-off queues, when TCP is served.
+    pub streams: Option<super::tcp::Streams>,
 }
 
 /// Every counter's name: the shell's ([`COUNTER_NAMES`]), then each
@@ -201,6 +214,20 @@ impl Shared {
                 c.shm
             }));
         }
+        let streams = match config {
+            Some(c) if c.settings.listen.iter().any(|l| l.proto.is_stream()) => {
+                let at = carver.used();
+                let max = c.settings.tcp_max_connections as usize;
+                let s = super::tcp::Streams::carve(&mut carver, max, slots)?;
+                layout.row(
+                    "tcp connections, hand-off queues",
+                    format!("{max} connections, {slots} queues"),
+                    carver.used() - at,
+                );
+                Some(s)
+            }
+            _ => None,
+        };
         layout.log(size_bytes, carver.used());
         Ok(Shared {
             _region: region,
@@ -208,6 +235,7 @@ impl Shared {
             processes,
             started,
             modules,
+            streams,
         })
     }
 

@@ -248,6 +248,28 @@ pub struct SendFailure {
     pub error: io::ErrorKind,
 }
 
+/// Sends a message on a stream (TCP): from the worker's socket `sock`
+/// (an index past its UDP sockets) to `dest`, with the label a module
+/// gave it.
+pub trait StreamSend {
+    fn send(
+        &mut self,
+        sock: usize,
+        dest: SocketAddr,
+        bytes: &[u8],
+        tag: Option<u128>,
+    ) -> io::Result<()>;
+}
+
+/// No streams: a stream's socket index is not one.
+pub struct NoStreams;
+
+impl StreamSend for NoStreams {
+    fn send(&mut self, _: usize, _: SocketAddr, _: &[u8], _: Option<u128>) -> io::Result<()> {
+        Err(io::ErrorKind::NotFound.into())
+    }
+}
+
 /// Datagrams to send, collected while a batch is handled.
 pub struct Outbox {
     bufs: Vec<Vec<u8>>,
@@ -348,8 +370,13 @@ impl Outbox {
     }
 
     /// Sends the last push at once (not with the batch), to learn whether
-    /// the kernel takes it; it leaves the outbox either way.
-    pub fn send_last_now<S: AsRawFd>(&mut self, sockets: &[S]) -> io::Result<()> {
+    /// the kernel takes it; it leaves the outbox either way. A socket index
+    /// past `sockets` is a stream's: `stream` sends it.
+    pub fn send_last_now<S: AsRawFd>(
+        &mut self,
+        sockets: &[S],
+        stream: &mut impl StreamSend,
+    ) -> io::Result<()> {
         let Some(i) = self.len.checked_sub(1) else {
             return Ok(());
         };
@@ -358,7 +385,7 @@ impl Outbox {
             return c.send(self.socks[i], self.dests[i], &self.bufs[i]);
         }
         let Some(sock) = sockets.get(self.socks[i]) else {
-            return Err(io::ErrorKind::NotFound.into());
+            return stream.send(self.socks[i], self.dests[i], &self.bufs[i], self.tags[i]);
         };
         // SAFETY: all-zero is a valid sockaddr_storage.
         let mut name: libc::sockaddr_storage = unsafe { zeroed() };
@@ -385,13 +412,28 @@ impl Outbox {
         }
     }
 
-    /// Sends everything with `sendmmsg`, per socket; returns how many
-    /// datagrams failed (each kept for [`Outbox::take_failures`]).
-    pub fn flush<S: AsRawFd>(&mut self, sockets: &[S]) -> usize {
+    /// Sends everything with `sendmmsg`, per socket, and what goes on a
+    /// stream (a socket index past `sockets`) through `stream`; returns how
+    /// many failed (each kept for [`Outbox::take_failures`]).
+    pub fn flush<S: AsRawFd>(&mut self, sockets: &[S], stream: &mut impl StreamSend) -> usize {
         if self.capture.is_some() {
             return self.flush_captured();
         }
         let mut failed = 0;
+        for i in 0..self.len {
+            if self.socks[i] < sockets.len() {
+                continue;
+            }
+            if let Err(e) = stream.send(self.socks[i], self.dests[i], &self.bufs[i], self.tags[i]) {
+                log::debug!("send to tcp:{} failed: {e}", self.dests[i]);
+                self.failures.push(SendFailure {
+                    tag: self.tags[i],
+                    dest: self.dests[i],
+                    error: e.kind(),
+                });
+                failed += 1;
+            }
+        }
         let mut picked = std::mem::take(&mut self.picked);
         for (si, sock) in sockets.iter().enumerate() {
             picked.clear();

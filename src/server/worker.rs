@@ -14,7 +14,8 @@ use super::log_limit::LogLimit;
 use super::proxy::{self, ForwardError, NextHop, ReplyError};
 use super::reachable::Reachable;
 use super::shared::{Counter, Shared};
-use super::udp::{Outbox, RxBatch};
+use super::tcp::endpoint::{Endpoint, Happened, Inbox, Limits};
+use super::udp::{NoStreams, Outbox, RxBatch, StreamSend};
 use crate::cfg::Config;
 use crate::cfg::ast::RouteKind;
 use crate::cfg::program::{ForwardKind, Param};
@@ -102,7 +103,17 @@ pub struct Worker<'a> {
     onsend_st: ScriptState,
     sl_counts: Counts<'a>,
     pub(crate) sockets: &'a [UdpSocket],
+    /// Every socket's address: the UDP ones (`sockets`), then one per
+    /// `tcp:` listen address; `protos` says which is which.
     pub(crate) locals: Vec<SocketAddr>,
+    pub(crate) protos: Vec<Proto>,
+    /// The stream side, when TCP is served: connections this process
+    /// owns, and the epoll set the loop waits on.
+    stream: Option<Endpoint<'a>>,
+    /// Messages read from streams in one wait, and what else happened.
+    inbox: Inbox,
+    happened: Vec<Happened>,
+    tcp_limits: Limits,
     /// The addresses we listen on, for the Via of requests we originate
     /// (the timer process may send from other ports).
     pub(crate) listen: Vec<SocketAddr>,
@@ -171,6 +182,15 @@ impl<'a> Worker<'a> {
             sl_counts: module_counts(shared, slot, sl),
             sockets,
             locals: sockets.iter().filter_map(|s| s.local_addr().ok()).collect(),
+            protos: sockets.iter().map(|_| Proto::Udp).collect(),
+            stream: None,
+            inbox: Inbox::default(),
+            happened: Vec::new(),
+            tcp_limits: Limits {
+                lifetime_ms: u64::from(config.settings.tcp_connection_lifetime) * 1000,
+                connect_ms: u64::from(config.settings.tcp_connect_timeout) * 1000,
+                send_ms: u64::from(config.settings.tcp_send_timeout) * 1000,
+            },
             listen: sockets.iter().filter_map(|s| s.local_addr().ok()).collect(),
             outbox: Outbox::new(),
             dns: Resolver::new(),
@@ -316,9 +336,54 @@ impl<'a> Worker<'a> {
         out
     }
 
+    /// Serves TCP too: `tcp_addrs` become sockets after the UDP ones,
+    /// `listeners` (this worker's, on those addresses in order) accept
+    /// into the shared table. With none (the timer process) it only sends,
+    /// through the connections' owners.
+    pub fn serve_streams(
+        &mut self,
+        listeners: Vec<std::net::TcpListener>,
+        tcp_addrs: &[SocketAddr],
+    ) -> std::io::Result<()> {
+        let Some(streams) = self.shared.streams.as_ref() else {
+            return Ok(());
+        };
+        if tcp_addrs.is_empty() {
+            return Ok(());
+        }
+        let first = self.locals.len();
+        for a in tcp_addrs {
+            self.locals.push(*a);
+            self.listen.push(*a);
+            self.protos.push(Proto::Tcp);
+        }
+        let may_open = !listeners.is_empty();
+        let listeners = listeners
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| (l, first + i))
+            .collect();
+        let e = Endpoint::new(
+            self.slot as u16,
+            listeners,
+            &streams.conns,
+            &streams.handoff,
+            may_open,
+            self.tcp_limits,
+        )?;
+        for (i, sock) in self.sockets.iter().enumerate() {
+            e.watch_udp(std::os::fd::AsFd::as_fd(sock), i)?;
+        }
+        self.stream = Some(e);
+        Ok(())
+    }
+
     /// Serves forever (until the process is signalled).
     pub fn run(&mut self) -> ! {
         self.start_events();
+        if self.stream.is_some() {
+            self.run_with_streams();
+        }
         let mut rx = RxBatch::new();
         let mut st = ScriptState::new();
         let main = self.vm.program().main_route();
@@ -354,6 +419,98 @@ impl<'a> Worker<'a> {
         }
     }
 
+    /// The loop with TCP: one epoll wait for every socket, listener and
+    /// connection; UDP batches as without, then the messages the streams
+    /// gave, each with its connection's socket, then one flush.
+    fn run_with_streams(&mut self) -> ! {
+        let mut rx = RxBatch::new();
+        let mut st = ScriptState::new();
+        let main = self.vm.program().main_route();
+        let mut inbox = std::mem::take(&mut self.inbox);
+        let mut happened = std::mem::take(&mut self.happened);
+        loop {
+            let mut udp = ArrayVec::new();
+            inbox.clear();
+            happened.clear();
+            if let Some(e) = self.stream.as_mut() {
+                e.wait(1000, now_ms, &mut udp, &mut inbox, &mut happened);
+            }
+            self.now_ms = now_ms();
+            self.stream_events(&happened);
+            for si in udp {
+                // Bounded per wake: the other sockets get their turn.
+                for _ in 0..4 {
+                    match rx.recv(self.sockets[si].as_raw_fd(), true) {
+                        Ok(n) => {
+                            self.in_sock = si;
+                            for i in 0..n {
+                                let (data, src) = rx.get(i);
+                                if let Some(src) = src {
+                                    self.datagram(data, src, &mut st, main);
+                                }
+                            }
+                            if n < super::udp::BATCH {
+                                break;
+                            }
+                        }
+                        Err(e) if super::udp::is_icmp_error(&e) => self.read_refusals(si),
+                        Err(_) => break,
+                    }
+                }
+            }
+            for i in 0..inbox.len() {
+                let (_, peer, sock, data) = inbox.get(i);
+                self.in_sock = sock;
+                self.datagram(Some(data), peer, &mut st, main);
+            }
+            self.flush();
+        }
+    }
+
+    /// What happened to connections: counted; a connection we opened that
+    /// failed ends the tm branches whose requests it held (477).
+    fn stream_events(&mut self, happened: &[Happened]) {
+        for h in happened {
+            match h {
+                Happened::Accepted(peer) => {
+                    self.count(Counter::TcpAccepted);
+                    log::debug!("tcp: accepted {peer}");
+                }
+                Happened::Connected(peer) => {
+                    self.count(Counter::TcpConnected);
+                    log::debug!("tcp: connected to {peer}");
+                }
+                Happened::Closed(peer, why) => {
+                    self.count(Counter::TcpClosed);
+                    if matches!(why, super::tcp::conn::Closed::Framing(_)) {
+                        self.count(Counter::TcpFramingErrors);
+                    }
+                    log::debug!("tcp: {peer} closed: {why:?}");
+                }
+                Happened::Refused(peer) => {
+                    self.count(Counter::TcpRefused);
+                    if let Some(held) = self.send_log.allow(self.now_ms) {
+                        log::warn!(
+                            "tcp: connection from {peer} refused: at tcp_max_connections{}",
+                            super::log_limit::held_text(held)
+                        );
+                    }
+                }
+                Happened::ConnectFailed(peer, kind, tags) => {
+                    self.count(Counter::TcpConnectFailed);
+                    let error = std::io::Error::from(*kind);
+                    if tags.is_empty() {
+                        self.send_refused(*peer, &error, None);
+                    }
+                    for tag in tags {
+                        self.send_refused(*peer, &error, Some(Refusal::Tagged(*tag)));
+                    }
+                }
+                Happened::HandoffLost => self.count(Counter::TcpHandoffFailed),
+            }
+        }
+    }
+
     /// Sends what the batch produced, then deals with what could not be
     /// sent: a tm branch ends (which may produce a reply upstream, sent in
     /// a further round, `SEND_ROUNDS` at most), anything else is counted and
@@ -364,7 +521,12 @@ impl<'a> Worker<'a> {
             if self.outbox.is_empty() {
                 break;
             }
-            if self.outbox.flush(self.sockets) == 0 {
+            let now = self.now_ms;
+            let failed = match self.stream.as_mut() {
+                Some(e) => self.outbox.flush(self.sockets, &mut Streamer(e, now)),
+                None => self.outbox.flush(self.sockets, &mut NoStreams),
+            };
+            if failed == 0 {
                 break;
             }
             self.outbox.take_failures(&mut failures);
@@ -374,6 +536,17 @@ impl<'a> Worker<'a> {
             }
         }
         self.send_failures = failures;
+    }
+
+    /// Sends the outbox's last push at once (see `Outbox::send_last_now`).
+    fn send_last_now(&mut self) -> std::io::Result<()> {
+        let now = self.now_ms;
+        match self.stream.as_mut() {
+            Some(e) => self
+                .outbox
+                .send_last_now(self.sockets, &mut Streamer(e, now)),
+            None => self.outbox.send_last_now(self.sockets, &mut NoStreams),
+        }
     }
 
     /// The ICMP errors queued on socket `si` (RFC 1122's port or host
@@ -477,7 +650,7 @@ impl<'a> Worker<'a> {
         // a `drop` there ends it.
         if let Some(route) = self.reply_route {
             let local = self.locals[self.in_sock];
-            let mut ctx = MsgCtx::new(&msg, src, local, Proto::Udp, st);
+            let mut ctx = MsgCtx::new(&msg, src, local, self.protos[self.in_sock], st);
             ctx.status = msg.status();
             let vm = self.vm;
             let out = vm.run(route, &mut ctx, self);
@@ -552,7 +725,8 @@ impl<'a> Worker<'a> {
         if let Err(e) = mandatory {
             self.count(Counter::BadRequests);
             if msg.method() != Some(Method::Ack) {
-                let dest = sl::reply_destination(msg, src);
+                let stream = self.protos[self.in_sock].is_stream();
+                let dest = sl::reply_destination_forced(msg, src, stream);
                 let buf = self.outbox.push(self.in_sock, dest);
                 let sig = self.ack_filter.signature();
                 sl::build_reply(
@@ -585,7 +759,11 @@ impl<'a> Worker<'a> {
         }
         let Some(main) = main else { return };
         let local = self.locals[self.in_sock];
-        let mut ctx = MsgCtx::new(msg, src, local, Proto::Udp, st);
+        let proto = self.protos[self.in_sock];
+        let mut ctx = MsgCtx::new(msg, src, local, proto, st);
+        // On a stream, replies go back on the connection (RFC 3261
+        // §18.2.2): its far end is the source, whatever the Via says.
+        ctx.st.force_rport |= proto.is_stream();
         let vm = self.vm;
         let out = vm.run(main, &mut ctx, self);
         self.script_error(RouteKind::Request, &out);
@@ -625,7 +803,12 @@ impl<'a> Worker<'a> {
             self.count(Counter::SendErrors);
             return;
         };
-        let sock = self.socket_for(dest);
+        let proto = proxy::reply_transport(msg);
+        let Some(sock) = self.socket_of(proto, dest) else {
+            self.count(Counter::SendErrors);
+            log::debug!("reply to {}:{dest}: no such socket", proto.name());
+            return;
+        };
         let buf = self.outbox.push(sock, dest);
         match proxy::build_reply_forward(msg, buf) {
             Ok(()) => self.count(Counter::ForwardedReplies),
@@ -646,27 +829,47 @@ impl<'a> Worker<'a> {
         &self,
         forced: Option<SocketAddr>,
         dest: SocketAddr,
+        proto: Proto,
     ) -> Option<usize> {
         match forced {
-            None => Some(self.socket_for(dest)),
-            Some(a) => {
-                let found = self.locals.iter().position(|l| *l == a);
+            None => {
+                let found = self.socket_of(proto, dest);
                 if found.is_none() {
-                    log::warn!("$fs = udp:{a}: not one of our listen addresses; not sent");
+                    log::warn!(
+                        "no {} listen address to send to {dest} from; not sent",
+                        proto.name()
+                    );
+                }
+                found
+            }
+            Some(a) => {
+                let found = (0..self.locals.len())
+                    .find(|&i| self.locals[i] == a && self.protos[i] == proto);
+                if found.is_none() {
+                    log::warn!(
+                        "$fs = {}:{a}: not one of our listen addresses; not sent",
+                        proto.name()
+                    );
                 }
                 found
             }
         }
     }
 
-    pub(crate) fn socket_for(&self, dest: SocketAddr) -> usize {
-        if self.locals[self.in_sock].is_ipv6() == dest.is_ipv6() {
-            return self.in_sock;
+    /// The socket of transport `proto` to send to `dest` from: the
+    /// current message's if it fits, else the first that does.
+    pub(crate) fn socket_of(&self, proto: Proto, dest: SocketAddr) -> Option<usize> {
+        let fits = |i: usize| self.protos[i] == proto && self.locals[i].is_ipv6() == dest.is_ipv6();
+        if fits(self.in_sock) {
+            return Some(self.in_sock);
         }
-        self.locals
-            .iter()
-            .position(|l| l.is_ipv6() == dest.is_ipv6())
-            .unwrap_or(self.in_sock)
+        (0..self.locals.len()).find(|&i| fits(i))
+    }
+
+    pub(crate) fn socket_for(&self, dest: SocketAddr) -> usize {
+        self.socket_of(Proto::Udp, dest)
+            .or_else(|| self.protos.iter().position(|p| *p == Proto::Udp))
+            .unwrap_or(0)
     }
 
     /// A script run's error, counted and logged with its route's kind.
@@ -773,6 +976,10 @@ impl Shell for Worker<'_> {
         Worker::socket_for(self, dest)
     }
 
+    fn transport(&self, sock: usize) -> Proto {
+        self.protos.get(sock).copied().unwrap_or(Proto::Udp)
+    }
+
     fn resolve(&mut self, host: &str, port: u16, prefer_v6: bool) -> Option<SocketAddr> {
         self.dns.resolve(host, port, prefer_v6)
     }
@@ -811,8 +1018,13 @@ impl Shell for Worker<'_> {
         out
     }
 
-    fn send_socket(&self, forced: Option<SocketAddr>, dest: SocketAddr) -> Option<usize> {
-        Worker::send_socket(self, forced, dest)
+    fn send_socket(
+        &self,
+        forced: Option<SocketAddr>,
+        dest: SocketAddr,
+        proto: Proto,
+    ) -> Option<usize> {
+        Worker::send_socket(self, forced, dest, proto)
     }
 
     fn on_send(&mut self, msg: &Message<'_>, src: SocketAddr, flags: u32, to: SocketAddr) -> bool {
@@ -876,9 +1088,9 @@ impl Host for Worker<'_> {
             log::warn!("forward in {}: ignored", self.route_kind.name());
             return -1;
         }
-        if dest.proto != Proto::Udp {
+        if !matches!(dest.proto, Proto::Udp | Proto::Tcp) {
             log::warn!(
-                "forward to {}:{} over {}: only UDP is served yet",
+                "forward to {}:{} over {}: not served by this build",
                 dest.host,
                 dest.port,
                 dest.proto.name()
@@ -894,10 +1106,12 @@ impl Host for Worker<'_> {
         if !self.on_send(ctx.msg, ctx.src, ctx.st.flags, to) {
             return -1;
         }
-        let Some(sock) = self.send_socket(ctx.st.force_send, to) else {
+        let Some(sock) = self.send_socket(ctx.st.force_send, to, dest.proto) else {
+            ctx.st.last_error = Some((500, "Unsupported Transport"));
             return -1;
         };
         let via = self.locals[sock];
+        let transport = self.protos[sock].via_name();
         let buf = self.outbox.push(sock, to);
         let built = match dest.kind {
             // send(): the message as received (SER's "send as is").
@@ -905,7 +1119,7 @@ impl Host for Worker<'_> {
                 buf.extend_from_slice(ctx.msg.buf());
                 Ok(())
             }
-            _ => proxy::build_request(ctx, via, b"UDP", true, buf),
+            _ => proxy::build_request(ctx, via, transport, true, buf),
         };
         match built {
             Ok(()) if self.reachable.knows(to, self.now_ms) => {
@@ -914,7 +1128,7 @@ impl Host for Worker<'_> {
                 self.count(Counter::ForwardedRequests);
                 1
             }
-            Ok(()) => match self.outbox.send_last_now(self.sockets) {
+            Ok(()) => match self.send_last_now() {
                 // A next hop not seen lately is tried at once: a refused
                 // send returns false so the script can reply (Kamailio
                 // sends every forward at once).
@@ -950,6 +1164,21 @@ impl Host for Worker<'_> {
             rt.call(cx, ctx, id, args)
         })
         .unwrap_or_else(|| no_runtime(func))
+    }
+}
+
+/// The outbox's way onto streams: this process's endpoint, at `.1`.
+struct Streamer<'e, 't>(&'e mut Endpoint<'t>, u64);
+
+impl StreamSend for Streamer<'_, '_> {
+    fn send(
+        &mut self,
+        sock: usize,
+        dest: SocketAddr,
+        bytes: &[u8],
+        tag: Option<u128>,
+    ) -> std::io::Result<()> {
+        self.0.send_to(dest, sock, bytes, tag, self.1)
     }
 }
 
@@ -1047,6 +1276,10 @@ impl Shell for Lent<'_, '_> {
         Shell::socket_for(&*self.w, dest)
     }
 
+    fn transport(&self, sock: usize) -> Proto {
+        Shell::transport(&*self.w, sock)
+    }
+
     fn resolve(&mut self, host: &str, port: u16, prefer_v6: bool) -> Option<SocketAddr> {
         self.w.resolve(host, port, prefer_v6)
     }
@@ -1079,8 +1312,13 @@ impl Shell for Lent<'_, '_> {
         self.w.run_route(kind, route, ctx, me, rt)
     }
 
-    fn send_socket(&self, forced: Option<SocketAddr>, dest: SocketAddr) -> Option<usize> {
-        self.w.send_socket(forced, dest)
+    fn send_socket(
+        &self,
+        forced: Option<SocketAddr>,
+        dest: SocketAddr,
+        proto: Proto,
+    ) -> Option<usize> {
+        self.w.send_socket(forced, dest, proto)
     }
 
     fn on_send(&mut self, msg: &Message<'_>, src: SocketAddr, flags: u32, to: SocketAddr) -> bool {

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
+    /// Its TCP address, when it listens on one.
+    pub tcp: Option<SocketAddr>,
     /// Lines the server logs, read on a thread.
     pub log: Receiver<String>,
     dir: PathBuf,
@@ -24,6 +26,16 @@ impl Server {
     /// `workers`; waits (10 s at most) for the port it listens on.
     pub fn start(config: &str, workers: u32, extra: &[&str]) -> Server {
         Server::spawn(config, workers, extra, &["-l", "udp:127.0.0.1:0"])
+    }
+
+    /// [`Server::start`], listening on TCP too (another ephemeral port).
+    pub fn start_tcp(config: &str, workers: u32, extra: &[&str]) -> Server {
+        Server::spawn(
+            config,
+            workers,
+            extra,
+            &["-l", "udp:127.0.0.1:0", "-l", "tcp:127.0.0.1:0"],
+        )
     }
 
     /// [`Server::start`] on the config's own `listen=` (its port 0 lets
@@ -80,9 +92,13 @@ impl Server {
             }
         };
         // Workers are forked after the port is bound; wait for them.
+        let mut tcp = None;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = rx.recv_timeout(left).expect("rser starts its workers");
+            if let Some(a) = line.split("listening on tcp:").nth(1) {
+                tcp = tcp.or(a.trim().parse().ok());
+            }
             if line.contains("serving with") {
                 break;
             }
@@ -90,6 +106,7 @@ impl Server {
         Server {
             child,
             addr,
+            tcp,
             log: rx,
             dir,
         }

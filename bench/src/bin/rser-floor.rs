@@ -72,7 +72,10 @@ fn main() {
                         };
                         out.push(0, dest).extend_from_slice(data);
                     }
-                    out.flush(std::slice::from_ref(&*sock));
+                    out.flush(
+                        std::slice::from_ref(&*sock),
+                        &mut rser::server::udp::NoStreams,
+                    );
                 }
             })
         })

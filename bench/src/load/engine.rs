@@ -131,7 +131,7 @@ pub fn run(
             }
         }
         driver.on_timers(now, &mut Outgoing(&mut outbox));
-        send_failures += outbox.flush(&sockets.all);
+        send_failures += outbox.flush(&sockets.all, &mut rser::server::udp::NoStreams);
         for (i, s) in sockets.all.iter().enumerate() {
             // Bounded: a flood on one socket must not stall the others.
             for _ in 0..8 {
@@ -149,7 +149,7 @@ pub fn run(
                 }
             }
         }
-        send_failures += outbox.flush(&sockets.all);
+        send_failures += outbox.flush(&sockets.all, &mut rser::server::udp::NoStreams);
         let now = us(Instant::now());
         if progress && now >= next_progress {
             next_progress += 1_000_000;

@@ -3,11 +3,13 @@
 //! `t_on_failure`/`t_on_reply`/`t_on_branch(route)` arming the
 //! transaction's routes.
 
+use super::relay::RelayTo;
 use super::state::TmState;
 use crate::cfg::ConfigError;
 use crate::cfg::ast::{Arg, RouteKind};
 use crate::cfg::fixup::{Fixup, error, int_in, nonempty};
 use crate::cfg::program::Param;
+use crate::cfg::settings::Proto;
 use crate::modules::def::{Cx, Hooks, Module, ParamType, Routes, action, bad_args, no_args};
 use crate::modules::sl::actions::code_reason;
 use crate::script::MsgCtx;
@@ -304,14 +306,17 @@ pub(super) fn run(
             tm.text = text;
             r
         }
-        (T_RELAY | T_RELAY_TO_UDP, []) => tm.t_relay(cx, ctx, None),
-        (T_RELAY | T_RELAY_TO_UDP, [Param::Str(host), Param::Int(port)]) => {
-            tm.t_relay(cx, ctx, Some((host, *port as u16)))
-        }
-        (T_RELAY_TO_TCP, _) => {
-            log::warn!("t_relay_to_tcp: only UDP is served yet");
-            ctx.st.last_error = Some((500, "Unsupported Transport"));
-            -1
+        (T_RELAY | T_RELAY_TO_UDP | T_RELAY_TO_TCP, _) => {
+            let proto = match id {
+                T_RELAY_TO_UDP => Some(Proto::Udp),
+                T_RELAY_TO_TCP => Some(Proto::Tcp),
+                _ => None,
+            };
+            let host = match args {
+                [Param::Str(host), Param::Int(port)] => Some((&**host, *port as u16)),
+                _ => None,
+            };
+            tm.t_relay(cx, ctx, RelayTo { host, proto })
         }
         (T_NEWTRAN, []) => tm.t_newtran(cx, ctx),
         (T_IS_SET, [Param::Int(which)]) => {

@@ -15,6 +15,8 @@ pub struct OurVia {
     pub host: ArrayString<48>,
     pub port: u16,
     pub branch: ArrayString<48>,
+    /// The sent-protocol's transport (`UDP`, `TCP`).
+    pub transport: &'static [u8],
 }
 
 impl OurVia {
@@ -28,11 +30,19 @@ impl OurVia {
             host,
             port: local.port(),
             branch,
+            transport: b"UDP",
         }
     }
 
+    /// The same Via over another transport.
+    pub fn over(self, transport: &'static [u8]) -> OurVia {
+        OurVia { transport, ..self }
+    }
+
     fn write(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"Via: SIP/2.0/UDP ");
+        out.extend_from_slice(b"Via: SIP/2.0/");
+        out.extend_from_slice(self.transport);
+        out.push(b' ');
         out.extend_from_slice(self.host.as_bytes());
         out.push(b':');
         push_u32(out, u32::from(self.port));
@@ -56,7 +66,7 @@ pub fn branch_request(
         e.set_request_uri(uri)?;
     }
     e.push_via(
-        b"UDP",
+        via.transport,
         via.host.as_bytes(),
         Some(via.port),
         via.branch.as_bytes(),

@@ -86,17 +86,6 @@ const TIMER_PARAMS: &[&str] = &[
 /// old script is a 2 ms timer; a value under 100 is said with its unit.
 pub fn check(config: &Config) -> Result<Vec<String>, String> {
     let mut warnings = Vec::new();
-    if config
-        .program
-        .module_calls()
-        .any(|(f, _)| f.name() == "t_relay_to_tcp")
-    {
-        warnings.push(
-            "t_relay_to_tcp: TCP is not served by this build; it fails at run time \
-             (sl_reply_error() answers 500)"
-                .into(),
-        );
-    }
     for name in TIMER_PARAMS {
         if let Some(crate::cfg::ParamValue::Int(v)) = config.modparam("tm", name)
             && *v < 100

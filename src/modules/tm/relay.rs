@@ -67,8 +67,17 @@ pub(crate) fn uri_target(uri: &[u8]) -> Option<(ArrayString<255>, u16, Proto)> {
 /// Whether the current Request-URI makes a new branch in failure_route:
 /// rewritten there, sent to a next hop set there, or relayed to an
 /// explicit host.
-fn ruri_is_new(ctx: &MsgCtx<'_, '_>, to: Option<(&str, u16)>) -> bool {
-    ctx.uri_rewritten() || !ctx.st.dst_uri.is_empty() || to.is_some()
+fn ruri_is_new(ctx: &MsgCtx<'_, '_>, to: RelayTo<'_>) -> bool {
+    ctx.uri_rewritten() || !ctx.st.dst_uri.is_empty() || to.host.is_some()
+}
+
+/// Where `t_relay` and its kin send: an explicit host and port
+/// (`t_relay_to_udp(h, p)`), else the destination set; over a transport
+/// the action forces (`t_relay_to_tcp()`), else the URI's.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RelayTo<'s> {
+    pub host: Option<(&'s str, u16)>,
+    pub proto: Option<Proto>,
 }
 
 impl TmState {
@@ -77,7 +86,7 @@ impl TmState {
         &mut self,
         cx: &mut Cx<'_>,
         ctx: &mut MsgCtx<'_, '_>,
-        to: Option<(&str, u16)>,
+        to: RelayTo<'_>,
     ) -> i32 {
         let Some(table) = self.table else {
             return -1;
@@ -194,6 +203,7 @@ impl TmState {
             branch.request = request;
             branch.dest = Peer::from(hop.dest);
             branch.sock = hop.sock as u8;
+            branch.reliable = cx.shell.transport(hop.sock).is_stream();
             txn.start_branch(branch, b, cx.now_ms, &self.timers, &mut fx);
             started = true;
         }
@@ -215,7 +225,7 @@ impl TmState {
         &mut self,
         cx: &mut Cx<'_>,
         ctx: &MsgCtx<'_, '_>,
-        to: Option<(&str, u16)>,
+        to: RelayTo<'_>,
         branches: bool,
     ) -> ArrayVec<Hop, MAX_BRANCHES> {
         self.uris.clear();
@@ -227,7 +237,8 @@ impl TmState {
         let mut shared = None;
         if branches && self.in_failure_route && (!ctx.st.edits.is_empty() || ctx.st.record_route) {
             let local = cx.shell.local(cx.shell.in_sock());
-            match proxy::build_edited(ctx, local, b"UDP", &mut base) {
+            let transport = cx.shell.transport(cx.shell.in_sock()).via_name();
+            match proxy::build_edited(ctx, local, transport, &mut base) {
                 Ok(()) => {
                     self.variants.extend_from_slice(&base);
                     shared = Some((0, base.len()));
@@ -261,7 +272,7 @@ impl TmState {
         &mut self,
         cx: &mut Cx<'_>,
         ctx: &MsgCtx<'_, '_>,
-        to: Option<(&str, u16)>,
+        to: RelayTo<'_>,
         route: u16,
         on: Option<&Message<'_>>,
         shared: Option<(usize, usize)>,
@@ -292,7 +303,7 @@ impl TmState {
                 }
             };
             let uri = &self.uris[start..];
-            let target = match to {
+            let target = match to.host {
                 Some((h, p)) => {
                     let mut host = ArrayString::new();
                     let _ = host.try_push_str(h.trim_start_matches('[').trim_end_matches(']'));
@@ -300,7 +311,8 @@ impl TmState {
                 }
                 None if !self.branch_dst.is_empty() => uri_target(&self.branch_dst),
                 None => uri_target(uri),
-            };
+            }
+            .map(|(h, p, proto)| (h, p, to.proto.unwrap_or(proto)));
             let Some((host, port, proto)) = target else {
                 if !crate::sip::uri::is_sip_scheme(uri) {
                     // RFC 3261 §8.2.2.1: a scheme we cannot route (tel:,
@@ -313,11 +325,12 @@ impl TmState {
                 self.uris.truncate(start);
                 continue;
             };
-            if proto != Proto::Udp {
+            if !matches!(proto, Proto::Udp | Proto::Tcp) {
                 log::warn!(
-                    "tm: {host}:{port} over {}: only UDP is served yet",
+                    "tm: {host}:{port} over {}: not served by this build",
                     proto.name()
                 );
+                self.hop_error = Some((500, "Unsupported Transport"));
                 self.uris.truncate(start);
                 continue;
             }
@@ -339,7 +352,8 @@ impl TmState {
                 self.uris.truncate(start);
                 continue;
             }
-            let Some(sock) = cx.shell.send_socket(ctx.st.force_send, dest) else {
+            let Some(sock) = cx.shell.send_socket(ctx.st.force_send, dest, proto) else {
+                self.hop_error = Some((500, "Unsupported Transport"));
                 self.uris.truncate(start);
                 continue;
             };
@@ -374,7 +388,7 @@ impl TmState {
     ) -> BranchVerdict {
         let mut st = std::mem::take(&mut self.branch_st);
         let local = cx.shell.local(cx.shell.in_sock());
-        let mut ctx = MsgCtx::new(on, main.src, local, Proto::Udp, &mut st);
+        let mut ctx = MsgCtx::new(on, main.src, local, main.proto, &mut st);
         ctx.st.flags = main.st.flags;
         ctx.st.avps.clone_from(&main.st.avps);
         if idx == 0 {
@@ -399,7 +413,8 @@ impl TmState {
                 // Built apart (a build starts its buffer afresh), then
                 // added after the earlier branches' variants.
                 let mut one = std::mem::take(&mut self.branch_buf);
-                let r = proxy::build_edited(&ctx, local, b"UDP", &mut one);
+                let transport = cx.shell.transport(cx.shell.in_sock()).via_name();
+                let r = proxy::build_edited(&ctx, local, transport, &mut one);
                 self.variants.extend_from_slice(&one);
                 self.branch_buf = one;
                 match r {
@@ -422,7 +437,7 @@ impl TmState {
         &mut self,
         cx: &mut Cx<'_>,
         ctx: &mut MsgCtx<'_, '_>,
-        to: Option<(&str, u16)>,
+        to: RelayTo<'_>,
     ) -> i32 {
         let hops = self.resolve_hops(cx, ctx, to, false);
         let Some(hop) = hops.first() else {
@@ -430,8 +445,9 @@ impl TmState {
             return -1;
         };
         let via = cx.shell.local(hop.sock);
+        let transport = cx.shell.transport(hop.sock).via_name();
         let buf = cx.shell.push(hop.sock, hop.dest);
-        match proxy::build_request(ctx, via, b"UDP", true, buf) {
+        match proxy::build_request(ctx, via, transport, true, buf) {
             Ok(()) => {
                 cx.shell.count(Counter::ForwardedRequests);
                 1
@@ -515,8 +531,9 @@ impl TmState {
     /// value (the error is left for `sl_reply_error`).
     fn build_stored(&mut self, cx: &mut Cx<'_>, ctx: &mut MsgCtx<'_, '_>) -> Result<(), i32> {
         let local = cx.shell.local(cx.shell.in_sock());
+        let transport = cx.shell.transport(cx.shell.in_sock()).via_name();
         self.stored.clear();
-        proxy::build_request(ctx, local, b"UDP", false, &mut self.stored).map_err(|e| {
+        proxy::build_request(ctx, local, transport, false, &mut self.stored).map_err(|e| {
             ctx.st.last_error = Some(match e {
                 ForwardError::MaxForwardsExhausted => (483, "Too Many Hops"),
                 ForwardError::Build(_) => (500, "Cannot Build Request"),
@@ -563,6 +580,7 @@ impl TmState {
         ));
         txn.source_port = ctx.src.port();
         txn.in_sock = cx.shell.in_sock() as u8;
+        txn.reliable = cx.shell.transport(cx.shell.in_sock()).is_stream();
         txn.script_flags = ctx.st.flags;
         let mut fo = ctx.st.ds;
         cx.shell.tm_created(&mut fo);

@@ -15,7 +15,6 @@ use arrayvec::ArrayVec;
 
 use super::state::{TmState, count};
 use crate::cfg::ast::RouteKind;
-use crate::cfg::settings::Proto;
 use crate::modules::def::Cx;
 use crate::modules::def::{TmEvent, TmRequest};
 use crate::modules::tm::Table;
@@ -360,7 +359,8 @@ impl TmState {
     ) -> bool {
         let mut st = std::mem::take(&mut self.aux_st);
         let local = cx.shell.local(cx.shell.in_sock());
-        let mut ctx = MsgCtx::new(msg, src, local, Proto::Udp, &mut st);
+        let proto = cx.shell.transport(cx.shell.in_sock());
+        let mut ctx = MsgCtx::new(msg, src, local, proto, &mut st);
         ctx.st.avps.decode(&self.avp_buf);
         let out = cx.run_route(RouteKind::Reply, u32::from(route - 1), &mut ctx, self);
         self.aux_st = st;
@@ -374,7 +374,7 @@ impl TmState {
         let Some(table) = self.table else { return };
         let mut buf = std::mem::take(&mut self.failure_buf);
         buf.clear();
-        let (flags, ds, code, source, before) = {
+        let (flags, ds, code, source, before, in_sock) = {
             let mut l = table.lock(t.bucket);
             let Some(s) = table.slot(&mut l, t.idx, t.generation) else {
                 self.failure_buf = buf;
@@ -389,6 +389,7 @@ impl TmState {
                 s.txn.best_code,
                 s.txn.source(),
                 s.txn.nbranch,
+                usize::from(s.txn.in_sock),
             )
         };
         let mut st = std::mem::take(&mut self.aux_st);
@@ -398,7 +399,8 @@ impl TmState {
         match Message::parse(&buf) {
             Ok(msg) => {
                 let local = cx.shell.local(cx.shell.in_sock());
-                let mut ctx = MsgCtx::new(&msg, source, local, Proto::Udp, &mut st);
+                let proto = cx.shell.transport(in_sock);
+                let mut ctx = MsgCtx::new(&msg, source, local, proto, &mut st);
                 ctx.status = Some(code);
                 ctx.st.flags = flags;
                 ctx.st.ds = ds;
@@ -796,7 +798,8 @@ impl TmState {
             generation: t.generation,
             branch: b,
         };
-        let via = OurVia::new(cx.shell.local(sock), id.encode());
+        let via = OurVia::new(cx.shell.local(sock), id.encode())
+            .over(cx.shell.transport(sock).via_name());
         let out = cx.shell.push(sock, dest);
         let built = match (e, reply) {
             (Effect::SendBranch(_), _) => tmbuild::branch_request(stored, &self.uri_buf, &via, out),

@@ -98,6 +98,10 @@ pub struct Branch {
     pub code: u16,
     /// Socket index to send from.
     pub sock: u8,
+    /// Sent over a stream (TCP): nothing is retransmitted (RFC 3261
+    /// §17.1.1.2, §17.1.2.2: Timers A and E are for unreliable
+    /// transports); its timeouts still run.
+    pub reliable: bool,
     pub dest: Peer,
     /// The branch's Request-URI.
     pub uri: Chain,
@@ -196,6 +200,9 @@ pub struct Txn {
     pub best_kept: u8,
     /// Socket the request came in on, and where replies go (§18.2.2).
     pub in_sock: u8,
+    /// It came over a stream: a final reply is not retransmitted (§17.2.1,
+    /// Timer G is for unreliable transports).
+    pub reliable: bool,
     pub upstream: Peer,
     /// The port the request came from (`$sp`); its address is
     /// `upstream`'s, which replies go to (§18.2.2: the source address,
@@ -382,7 +389,7 @@ impl Txn {
         self.reply_code = code;
         if self.is_invite() && code >= 300 {
             self.uas = UasState::Completed;
-            self.reply_retr_at = now + timers.t1;
+            self.reply_retr_at = if self.reliable { 0 } else { now + timers.t1 };
             self.reply_interval = ms32(timers.t1);
             self.end_at = now + timers.t64(); // Timer H
         } else {
@@ -453,7 +460,7 @@ impl Txn {
         br.history = 0;
         // Over UDP the request is retransmitted from T1 (§17.1.1.2, §17.1.2.2).
         br.retr_interval = ms32(timers.t1);
-        br.retr_at = now + timers.t1;
+        br.retr_at = if br.reliable { 0 } else { now + timers.t1 };
         br.fr_at = now + self.fr(timers);
         fx.push(Effect::SendBranch(b));
     }
@@ -627,7 +634,7 @@ impl Txn {
             } else {
                 // §17.1.2.2: retransmit at T2 while proceeding.
                 branch.retr_interval = ms32(timers.t2);
-                branch.retr_at = now + timers.t2;
+                branch.retr_at = if branch.reliable { 0 } else { now + timers.t2 };
             }
         }
         if branch.state == BranchState::Completed {
@@ -859,6 +866,6 @@ impl Txn {
 fn start_cancel(b: &mut Branch, now: u64, timers: &Timers) {
     b.cancel = CancelState::Sent;
     b.cancel_interval = ms32(timers.t1);
-    b.cancel_retr_at = now + timers.t1;
+    b.cancel_retr_at = if b.reliable { 0 } else { now + timers.t1 };
     b.cancel_end_at = now + timers.t64();
 }

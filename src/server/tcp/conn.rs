@@ -1,13 +1,22 @@
 //! One connection as its owning worker drives it: the socket, never
-//! blocking; the bytes read and not yet framed (`sip::stream`); the bytes
-//! to write that the socket did not take yet, bounded; and when it was
-//! last used, for `tcp_connection_lifetime`.
+//! blocking (a connection we open is connected in the background); the
+//! bytes read and not yet framed (`sip::stream`); the bytes to write that
+//! the socket did not take yet, bounded; and when it was last used, for
+//! `tcp_connection_lifetime`.
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
+use nix::sys::epoll::EpollFlags;
+use socket2::{Domain, Socket, Type};
+
+use super::endpoint::Limits;
 use crate::sip::stream::{Event, StreamBuf, StreamError};
+
+/// Labels of sends queued while a connection is being opened, kept to
+/// report its failure (tm's branches); more are not kept.
+const MAX_TAGS: usize = 16;
 
 /// Bytes a connection may hold unsent; more is refused (the peer is not
 /// reading).
@@ -27,6 +36,11 @@ pub enum Closed {
     Error(ErrorKind),
     /// Unused for longer than its lifetime.
     Idle,
+    /// A connection we opened was not accepted (refused, or not within
+    /// `tcp_connect_timeout`).
+    ConnectFailed(ErrorKind),
+    /// The peer took nothing we wrote for `tcp_send_timeout`.
+    SendTimeout,
 }
 
 /// A message that cannot be queued: the connection holds too much unsent.
@@ -36,32 +50,117 @@ pub struct OutputFull;
 pub struct Conn {
     sock: TcpStream,
     pub peer: SocketAddr,
+    /// The worker's socket index it stands for (its local address).
+    pub sock_index: usize,
     input: StreamBuf,
     output: VecDeque<u8>,
     last_used: u64,
+    /// Opened by us and not yet accepted: since when.
+    connecting_since: Option<u64>,
+    /// Since when output has waited with no byte taken.
+    stalled_since: Option<u64>,
+    tags: Vec<u128>,
+    /// Whether epoll is asked for writability now.
+    armed_out: bool,
 }
 
 impl Conn {
     /// Drives `sock` (made non-blocking here) from `now`.
-    pub fn new(sock: TcpStream, peer: SocketAddr, now: u64) -> std::io::Result<Conn> {
+    pub fn new(
+        sock: TcpStream,
+        peer: SocketAddr,
+        sock_index: usize,
+        now: u64,
+    ) -> std::io::Result<Conn> {
         sock.set_nonblocking(true)?;
         sock.set_nodelay(true)?;
         Ok(Conn {
             sock,
             peer,
+            sock_index,
             input: StreamBuf::default(),
             output: VecDeque::new(),
             last_used: now,
+            connecting_since: None,
+            stalled_since: None,
+            tags: Vec::new(),
+            armed_out: false,
         })
+    }
+
+    /// Opens a connection to `peer` without waiting for it: sends queue
+    /// until it is accepted ([`Conn::on_writable`]).
+    pub fn connect(peer: SocketAddr, sock_index: usize, now: u64) -> std::io::Result<Conn> {
+        let s = Socket::new(Domain::for_address(peer), Type::STREAM, None)?;
+        s.set_nonblocking(true)?;
+        let pending = match s.connect(&peer.into()) {
+            Ok(()) => false,
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => true,
+            Err(e) => return Err(e),
+        };
+        let mut c = Conn::new(s.into(), peer, sock_index, now)?;
+        c.connecting_since = pending.then_some(now);
+        c.armed_out = pending;
+        Ok(c)
+    }
+
+    pub fn socket(&self) -> &TcpStream {
+        &self.sock
     }
 
     pub fn fd(&self) -> std::os::fd::RawFd {
         std::os::fd::AsRawFd::as_raw_fd(&self.sock)
     }
 
+    /// Whether it is still being opened.
+    pub fn connecting(&self) -> bool {
+        self.connecting_since.is_some()
+    }
+
     /// Whether it has bytes waiting to be written (poll for writable).
     pub fn wants_write(&self) -> bool {
-        !self.output.is_empty()
+        !self.output.is_empty() || self.connecting()
+    }
+
+    /// What epoll is to watch for now.
+    pub fn interest(&self) -> EpollFlags {
+        match self.wants_write() {
+            true => EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT,
+            false => EpollFlags::EPOLLIN,
+        }
+    }
+
+    /// The new interest, when writability is to be watched or no longer.
+    pub fn interest_changed(&mut self) -> Option<EpollFlags> {
+        let want = self.wants_write();
+        (want != self.armed_out).then(|| {
+            self.armed_out = want;
+            self.interest()
+        })
+    }
+
+    /// The labels of sends made while it was being opened.
+    pub fn into_tags(self) -> Vec<u128> {
+        self.tags
+    }
+
+    /// The socket is writable (or failed): an open completes, queued
+    /// output is written.
+    pub fn on_writable(&mut self, now: u64) -> Result<(), Closed> {
+        if self.connecting_since.is_some() {
+            match self.sock.take_error() {
+                Ok(None) => {}
+                Ok(Some(e)) | Err(e) => return Err(Closed::ConnectFailed(e.kind())),
+            }
+            if self.sock.peer_addr().is_err() {
+                // Not yet: a spurious wake-up.
+                return Ok(());
+            }
+            self.connecting_since = None;
+            self.tags.clear();
+            self.last_used = now;
+        }
+        self.flush(now)
     }
 
     /// The socket is readable: each complete message to `on`; keep-alive
@@ -91,7 +190,7 @@ impl Conn {
         }
         // RFC 5626 §3.5.1: each ping answered with a pong.
         for _ in 0..pings {
-            let _ = self.send(b"\r\n");
+            let _ = self.send(b"\r\n", None, now);
         }
         Ok(())
     }
@@ -110,27 +209,42 @@ impl Conn {
             .map_err(Closed::Framing)
     }
 
-    /// Queues `bytes` and writes what the socket takes now.
-    pub fn send(&mut self, bytes: &[u8]) -> Result<(), OutputFull> {
+    /// Queues `bytes` (labelled `tag`, reported should the connection
+    /// never open) and writes what the socket takes now.
+    pub fn send(&mut self, bytes: &[u8], tag: Option<u128>, now: u64) -> Result<(), OutputFull> {
         if self.output.len() + bytes.len() > MAX_OUTPUT {
             return Err(OutputFull);
         }
         self.output.extend(bytes);
-        let _ = self.flush();
+        self.last_used = now;
+        if self.connecting() {
+            if let Some(t) = tag.filter(|_| self.tags.len() < MAX_TAGS) {
+                self.tags.push(t);
+            }
+            return Ok(());
+        }
+        // An error here is seen again when epoll reports the socket.
+        let _ = self.flush(now);
         Ok(())
     }
 
-    /// The socket is writable (or a send was queued): writes what it
-    /// takes.
-    pub fn flush(&mut self) -> Result<(), Closed> {
+    /// Writes what the socket takes of the queued output.
+    pub fn flush(&mut self, now: u64) -> Result<(), Closed> {
+        if self.connecting() {
+            return Ok(());
+        }
         while !self.output.is_empty() {
             let (front, _) = self.output.as_slices();
             match self.sock.write(front) {
                 Ok(0) => return Err(Closed::Error(ErrorKind::WriteZero)),
                 Ok(n) => {
                     self.output.drain(..n);
+                    self.stalled_since = None;
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.stalled_since.get_or_insert(now);
+                    break;
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(Closed::Error(e.kind())),
             }
@@ -138,10 +252,19 @@ impl Conn {
         Ok(())
     }
 
-    /// Whether it has been unused for longer than `lifetime_ms`, or a
-    /// message has been left unfinished too long (a slow sender).
-    pub fn expired(&mut self, now: u64, lifetime_ms: u64) -> Option<Closed> {
-        if now.saturating_sub(self.last_used) > lifetime_ms {
+    /// Why it is to close now, if it is: unused for longer than its
+    /// lifetime, a message left unfinished too long (a slow sender), an
+    /// open or a write that takes too long.
+    pub fn expired(&mut self, now: u64, limits: &Limits) -> Option<Closed> {
+        let over =
+            |since: Option<u64>, limit: u64| since.is_some_and(|t| now.saturating_sub(t) > limit);
+        if over(self.connecting_since, limits.connect_ms) {
+            return Some(Closed::ConnectFailed(ErrorKind::TimedOut));
+        }
+        if over(self.stalled_since, limits.send_ms) {
+            return Some(Closed::SendTimeout);
+        }
+        if now.saturating_sub(self.last_used) > limits.lifetime_ms {
             return Some(Closed::Idle);
         }
         self.input.drain(now, |_| {}).err().map(Closed::Framing)
@@ -157,7 +280,7 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (server, peer) = l.accept().unwrap();
-        (Conn::new(server, peer, 0).unwrap(), client)
+        (Conn::new(server, peer, 0, 0).unwrap(), client)
     }
 
     fn wait_readable(c: &Conn) {
@@ -190,7 +313,7 @@ mod tests {
         }
         assert_eq!(got, [OPTIONS, OPTIONS]);
         let ok = b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n";
-        c.send(ok).unwrap();
+        c.send(ok, None, 1).unwrap();
         peer.set_read_timeout(Some(std::time::Duration::from_secs(2)))
             .unwrap();
         let mut back = vec![0u8; 2 + ok.len()];
@@ -229,8 +352,13 @@ mod tests {
             "the message before the end is kept"
         );
         let (mut c, _peer) = pair();
-        assert_eq!(c.expired(100, 1000), None);
-        assert_eq!(c.expired(1001, 1000), Some(Closed::Idle));
+        let limits = Limits {
+            lifetime_ms: 1000,
+            connect_ms: 1000,
+            send_ms: 1000,
+        };
+        assert_eq!(c.expired(100, &limits), None);
+        assert_eq!(c.expired(1001, &limits), Some(Closed::Idle));
     }
 
     #[test]
@@ -238,11 +366,11 @@ mod tests {
         let (mut c, _peer) = pair();
         let chunk = vec![b'x'; 64 * 1024];
         let mut queued = 0;
-        while c.send(&chunk).is_ok() {
+        while c.send(&chunk, None, 0).is_ok() {
             queued += 1;
             assert!(queued < 1000, "bounded");
         }
-        assert_eq!(c.send(&chunk), Err(OutputFull));
+        assert_eq!(c.send(&chunk, None, 0), Err(OutputFull));
         assert!(c.wants_write());
     }
 }

@@ -31,3 +31,32 @@ pub mod conn;
 pub mod conns;
 pub mod endpoint;
 pub mod handoff;
+
+/// Messages a worker's hand-off queue holds before a sender is refused.
+const HANDOFF_CELLS: usize = 64;
+/// The largest message handed to another worker to send (a larger one,
+/// rare, is refused and counted).
+pub const HANDOFF_BYTES: usize = 8 * 1024;
+
+/// The stream transports' tables in shared memory, carved when a `tcp:`
+/// address is listened on.
+pub struct Streams {
+    pub conns: conns::Conns,
+    pub handoff: handoff::Handoff,
+}
+
+impl Streams {
+    /// Room for `max_connections` connections (and as many aliases), and
+    /// a hand-off queue for each of `slots` processes.
+    pub fn carve(
+        carver: &mut rser_shm::Carver<'_>,
+        max_connections: usize,
+        slots: usize,
+    ) -> std::io::Result<Streams> {
+        let conns = conns::Conns::carve(carver, max_connections * 2).ok_or_else(|| {
+            std::io::Error::other("shared memory too small for tcp_max_connections")
+        })?;
+        let handoff = handoff::Handoff::carve(carver, slots, HANDOFF_CELLS, HANDOFF_BYTES)?;
+        Ok(Streams { conns, handoff })
+    }
+}
