@@ -10,6 +10,13 @@ pub struct Peer {
     v6: bool,
 }
 
+impl Peer {
+    /// The port (0 for the default value, an address never set).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
 impl From<SocketAddr> for Peer {
     fn from(a: SocketAddr) -> Peer {
         let mut ip = [0; 16];

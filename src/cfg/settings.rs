@@ -191,6 +191,10 @@ pub struct Settings {
     pub tcp_send_timeout: u32,
     /// `disable_tcp=yes`: a `tcp:` listen address is refused.
     pub disable_tcp: bool,
+    /// `tcp_accept_aliases=yes`: a request over TCP whose top Via has an
+    /// `alias` parameter (RFC 5923) makes its sent-by reach the same
+    /// connection.
+    pub tcp_accept_aliases: bool,
 }
 
 /// Upper bound on `children=`; more workers than this is a typo.
@@ -231,6 +235,7 @@ impl Default for Settings {
             tcp_connect_timeout: 10,
             tcp_send_timeout: 10,
             disable_tcp: false,
+            tcp_accept_aliases: false,
         }
     }
 }
@@ -408,6 +413,7 @@ fn apply(s: &mut Settings, g: &Global) -> Result<(), Said> {
             )));
         }
         "disable_tcp" => s.disable_tcp = boolean(name, &g.value)?,
+        "tcp_accept_aliases" => s.tcp_accept_aliases = boolean(name, &g.value)?,
         "enable_tls" | "enable_sctp" | "disable_sctp" => {
             let on = boolean(name, &g.value)?;
             let serves = match name {

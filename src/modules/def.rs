@@ -312,6 +312,9 @@ pub trait Shell {
     /// ones), for the Via of what is sent from it.
     fn transport(&self, sock: usize) -> Proto;
 
+    /// Whether a TCP connection to `peer` is open (in any worker).
+    fn connected(&self, peer: SocketAddr) -> bool;
+
     /// A host name's address (the process's cache, else the resolver),
     /// IPv6 first if `prefer_v6`.
     fn resolve(&mut self, host: &str, port: u16, prefer_v6: bool) -> Option<SocketAddr>;

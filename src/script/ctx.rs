@@ -154,21 +154,33 @@ impl ScriptState {
 #[derive(Debug, Default)]
 struct Branches {
     bufs: Vec<Vec<u8>>,
+    /// Each branch's next hop when it is not its URI (its `$du`; empty:
+    /// none).
+    dsts: Vec<Vec<u8>>,
     len: usize,
 }
 
 impl Branches {
     /// Adds a URI; false when the set (the current URI included) is full.
     fn push(&mut self, uri: &[u8]) -> bool {
+        self.push_to(uri, b"")
+    }
+
+    /// Adds a URI with its next hop `dst`.
+    fn push_to(&mut self, uri: &[u8], dst: &[u8]) -> bool {
         if self.len + 1 >= MAX_BRANCHES {
             return false;
         }
         if self.bufs.len() == self.len {
             self.bufs.push(Vec::new());
+            self.dsts.push(Vec::new());
         }
         let b = &mut self.bufs[self.len];
         b.clear();
         b.extend_from_slice(uri);
+        let d = &mut self.dsts[self.len];
+        d.clear();
+        d.extend_from_slice(dst);
         self.len += 1;
         true
     }
@@ -255,6 +267,18 @@ impl<'a, 'm> MsgCtx<'a, 'm> {
         self.st.branches.push(uri)
     }
 
+    /// Adds a URI reached through next hop `dst` (lookup()'s contact
+    /// registered over a connection).
+    pub fn append_branch_to(&mut self, uri: &[u8], dst: &[u8]) -> bool {
+        self.st.branches.push_to(uri, dst)
+    }
+
+    /// Branch `i`'s next hop beyond the current URI's (empty: its URI).
+    pub fn branch_dst(&self, i: usize) -> &[u8] {
+        let b = &self.st.branches;
+        if i < b.len { &b.dsts[i] } else { b"" }
+    }
+
     /// `append_branch()`: the current URI joins the destination set.
     pub fn append_current_uri(&mut self) -> bool {
         let st = &mut *self.st;
@@ -270,6 +294,7 @@ impl<'a, 'm> MsgCtx<'a, 'm> {
         match uri {
             None if b.len > 0 => {
                 b.bufs[..b.len].rotate_left(1);
+                b.dsts[..b.len].rotate_left(1);
                 b.len -= 1;
                 true
             }
@@ -277,6 +302,7 @@ impl<'a, 'm> MsgCtx<'a, 'm> {
             Some(u) if b.len > 0 => {
                 b.bufs[0].clear();
                 b.bufs[0].extend_from_slice(u);
+                b.dsts[0].clear();
                 true
             }
             Some(u) => b.push(u),

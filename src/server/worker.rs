@@ -114,6 +114,10 @@ pub struct Worker<'a> {
     inbox: Inbox,
     happened: Vec<Happened>,
     tcp_limits: Limits,
+    /// `tcp_accept_aliases`.
+    accept_aliases: bool,
+    /// The connection the current message came on, if a stream's.
+    in_conn: Option<super::tcp::conns::ConnId>,
     /// The addresses we listen on, for the Via of requests we originate
     /// (the timer process may send from other ports).
     pub(crate) listen: Vec<SocketAddr>,
@@ -186,6 +190,8 @@ impl<'a> Worker<'a> {
             stream: None,
             inbox: Inbox::default(),
             happened: Vec::new(),
+            accept_aliases: config.settings.tcp_accept_aliases,
+            in_conn: None,
             tcp_limits: Limits {
                 lifetime_ms: u64::from(config.settings.tcp_connection_lifetime) * 1000,
                 connect_ms: u64::from(config.settings.tcp_connect_timeout) * 1000,
@@ -459,10 +465,12 @@ impl<'a> Worker<'a> {
                 }
             }
             for i in 0..inbox.len() {
-                let (_, peer, sock, data) = inbox.get(i);
+                let (conn, peer, sock, data) = inbox.get(i);
                 self.in_sock = sock;
+                self.in_conn = Some(conn);
                 self.datagram(Some(data), peer, &mut st, main);
             }
+            self.in_conn = None;
             self.flush();
         }
     }
@@ -743,6 +751,9 @@ impl<'a> Worker<'a> {
             }
             return;
         }
+        if self.accept_aliases {
+            self.accept_alias(msg, src);
+        }
         // A transaction's own ACK and retransmissions first (§17.2.3): the
         // ACK to a final reply tm sent must stop its Timer G, whatever the
         // to-tag, so the SL filter only sees what no transaction owns.
@@ -775,6 +786,31 @@ impl<'a> Worker<'a> {
         }
         if out.dropped {
             self.count(Counter::Dropped);
+        }
+    }
+
+    /// RFC 5923 §5: a request over a connection whose top Via carries
+    /// `alias` makes the Via's sent-by port (at the connection's address)
+    /// reach that connection, so requests to the phone's own port reuse it
+    /// (Kamailio's `tcp_accept_aliases`).
+    fn accept_alias(&mut self, msg: &Message<'_>, src: SocketAddr) {
+        let (Some(conn), Some(streams)) = (self.in_conn, self.shared.streams.as_ref()) else {
+            return;
+        };
+        let Ok(via) = msg.top_via() else { return };
+        let alias = via
+            .param_iter()
+            .any(|p| p.is_ok_and(|p| p.name.eq_ignore_ascii_case(b"alias")));
+        if !alias {
+            return;
+        }
+        let at = SocketAddr::new(src.ip(), via.port.unwrap_or(5060));
+        if streams
+            .conns
+            .alias(conn, at, super::tcp::conns::Stream::Tcp)
+            .is_err()
+        {
+            self.count(Counter::TcpRefused);
         }
     }
 
@@ -978,6 +1014,13 @@ impl Shell for Worker<'_> {
 
     fn transport(&self, sock: usize) -> Proto {
         self.protos.get(sock).copied().unwrap_or(Proto::Udp)
+    }
+
+    fn connected(&self, peer: SocketAddr) -> bool {
+        self.shared
+            .streams
+            .as_ref()
+            .is_some_and(|s| s.conns.find(peer, super::tcp::conns::Stream::Tcp).is_some())
     }
 
     fn resolve(&mut self, host: &str, port: u16, prefer_v6: bool) -> Option<SocketAddr> {
@@ -1278,6 +1321,10 @@ impl Shell for Lent<'_, '_> {
 
     fn transport(&self, sock: usize) -> Proto {
         Shell::transport(&*self.w, sock)
+    }
+
+    fn connected(&self, peer: SocketAddr) -> bool {
+        Shell::connected(&*self.w, peer)
     }
 
     fn resolve(&mut self, host: &str, port: u16, prefer_v6: bool) -> Option<SocketAddr> {

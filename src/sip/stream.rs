@@ -39,6 +39,18 @@ pub enum StreamError {
     TooSlow,
 }
 
+impl StreamError {
+    /// The reason phrase of the 400 a request that caused it gets.
+    pub fn reason(self) -> Option<&'static str> {
+        match self {
+            StreamError::NoContentLength => Some("Missing Content-Length"),
+            StreamError::BadContentLength => Some("Bad Content-Length"),
+            StreamError::TooBig => Some("Message Too Large"),
+            StreamError::TooSlow => None,
+        }
+    }
+}
+
 impl std::fmt::Display for StreamError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -179,6 +191,11 @@ impl StreamBuf {
     /// Bytes waiting to be framed.
     pub fn pending(&self) -> usize {
         self.buf.len()
+    }
+
+    /// Those bytes: after a framing error, the message that caused it.
+    pub fn pending_bytes(&self) -> &[u8] {
+        &self.buf
     }
 }
 

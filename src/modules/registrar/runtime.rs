@@ -28,6 +28,8 @@ pub struct RegistrarState<'a> {
     db: Option<Db>,
     aor: Vec<u8>,
     texts: Vec<u8>,
+    /// A contact's next hop through its connection (reused).
+    dst: Vec<u8>,
     scratch: Vec<u8>,
     /// A reply's header lines (reused).
     headers: Vec<u8>,
@@ -48,6 +50,7 @@ impl<'a> RegistrarState<'a> {
             db: None,
             aor: Vec::new(),
             texts: Vec::new(),
+            dst: Vec::new(),
             scratch: Vec::new(),
             headers: Vec::new(),
             full_log: LogLimit::default(),
@@ -143,9 +146,16 @@ impl RegistrarState<'_> {
             Request::Update(w) => w,
             _ => &[],
         };
+        // Over a stream, the phone is reached through its connection
+        // (behind NAT the only way in): the binding keeps its far end.
+        let received = match cx.shell.transport(cx.shell.in_sock()).is_stream() {
+            true => rser_shm::Peer::from(ctx.src),
+            false => rser_shm::Peer::default(),
+        };
         let meta_for = |w: &registrar::Wanted<'_>| Meta {
             q: w.q.unwrap_or(Q_NONE),
             sock: cx.shell.in_sock() as u8,
+            received,
             cseq: cseq.number,
             cflags: ctx.st.bflags,
             expires: now + u64::from(w.expires),
@@ -311,7 +321,7 @@ impl RegistrarState<'_> {
         if found.is_empty() { -1 } else { 1 }
     }
 
-    fn lookup(&mut self, ctx: &mut MsgCtx<'_, '_>, table: &str) -> i32 {
+    fn lookup(&mut self, cx: &mut Cx<'_>, ctx: &mut MsgCtx<'_, '_>, table: &str) -> i32 {
         let rs = self;
         let Some(domain) = rs.domain(table) else {
             return -1;
@@ -333,6 +343,19 @@ impl RegistrarState<'_> {
         if found.is_empty() {
             return -1;
         }
+        // A contact registered over a connection that is gone cannot be
+        // reached (a new connection to it would not get through a NAT):
+        // left out, and if none is left, 480 at once.
+        let before = found.len();
+        found.retain(|f| f.meta.received.port() == 0 || cx.shell.connected(f.meta.received.into()));
+        if found.is_empty() {
+            log::debug!(
+                "lookup: the {before} contact(s) of {} were registered over connections now closed",
+                String::from_utf8_lossy(&rs.aor)
+            );
+            ctx.st.last_error = Some((480, "Temporarily Unavailable"));
+            return -1;
+        }
         // Q_NONE sorts below any q (as Kamailio's unspecified q does).
         let rank = |q: u16| if q == Q_NONE { -1 } else { i32::from(q) };
         found.sort_by(|a, b| {
@@ -349,6 +372,10 @@ impl RegistrarState<'_> {
         }
         // The contact's branch flags (`setbflag` at its REGISTER).
         ctx.st.bflags = found[0].meta.cflags;
+        let mut dst = std::mem::take(&mut rs.dst);
+        if connection_uri(&found[0].meta, &mut dst) {
+            ctx.st.dst_uri.clone_from(&dst);
+        }
         ctx.clear_branches();
         let more = if rs.reg.append_branches {
             &found[1..]
@@ -356,12 +383,29 @@ impl RegistrarState<'_> {
             &[]
         };
         for f in more {
-            if !ctx.append_branch(&texts[f.contact.0..f.contact.1]) {
+            if !connection_uri(&f.meta, &mut dst) {
+                dst.clear();
+            }
+            if !ctx.append_branch_to(&texts[f.contact.0..f.contact.1], &dst) {
                 break;
             }
         }
+        rs.dst = dst;
         1
     }
+}
+
+/// The next hop of a contact registered over a connection (its far end,
+/// over TCP) into `out`; false for one that was not.
+fn connection_uri(meta: &Meta, out: &mut Vec<u8>) -> bool {
+    use std::io::Write as _;
+    if meta.received.port() == 0 {
+        return false;
+    }
+    out.clear();
+    let a = std::net::SocketAddr::from(meta.received);
+    let _ = write!(out, "sip:{a};transport=tcp");
+    true
 }
 
 /// A refusal from save(), replied.
@@ -380,7 +424,7 @@ impl Runtime for RegistrarState<'_> {
     fn call(&mut self, cx: &mut Cx<'_>, ctx: &mut MsgCtx<'_, '_>, id: u8, args: &[Param]) -> i32 {
         match (id, args) {
             (super::actions::SAVE, [Param::Str(t)]) => self.save(cx, ctx, t),
-            (super::actions::LOOKUP, [Param::Str(t)]) => self.lookup(ctx, t),
+            (super::actions::LOOKUP, [Param::Str(t)]) => self.lookup(cx, ctx, t),
             (super::actions::REGISTERED, [Param::Str(t)]) => self.registered(ctx, t),
             _ => bad_args("registrar", id),
         }

@@ -289,7 +289,11 @@ impl TmState {
                 continue;
             }
             let start = self.uris.len();
-            let dst: &[u8] = if i == 0 { &ctx.st.dst_uri } else { b"" };
+            let dst: &[u8] = if i == 0 {
+                &ctx.st.dst_uri
+            } else {
+                ctx.branch_dst(i - 1)
+            };
             self.branch_dst.clear();
             let request = match on {
                 Some(m) => match self.run_branch_route(cx, route, m, ctx, (uri, dst), hops.len()) {

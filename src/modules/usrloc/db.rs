@@ -80,6 +80,7 @@ impl Db {
                         cflags: r.get::<_, i64>(7)? as u32,
                         q: q.map_or(Q_NONE, |q| q.clamp(0, 1000) as u16),
                         sock: 0,
+                        received: rser_shm::Peer::default(),
                         expires: r.get::<_, i64>(5)? as u64,
                         updated: r.get::<_, i64>(6)? as u64,
                     },
@@ -196,6 +197,7 @@ mod tests {
         Meta {
             q: 500,
             sock: 3,
+            received: rser_shm::Peer::default(),
             cseq: 7,
             cflags: 0x40,
             expires,

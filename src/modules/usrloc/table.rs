@@ -5,7 +5,7 @@
 //! the AOR, the contact URI and the Call-ID back to back.
 
 use arrayvec::ArrayVec;
-use rser_shm::{Carver, Chain, Chains, Linked, Links, Pool, Stripe};
+use rser_shm::{Carver, Chain, Chains, Linked, Links, Peer, Pool, Stripe};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::modules::registrar::MAX_CONTACTS;
@@ -32,6 +32,9 @@ pub struct Binding {
     pub flags: u8,
     /// Socket the REGISTER came in on.
     pub sock: u8,
+    /// The far end of the connection it came on, when over a stream
+    /// (port 0 otherwise): lookup() sends to the phone through it.
+    pub received: Peer,
     aor_len: u16,
     contact_len: u16,
     pub cseq: u32,
@@ -60,6 +63,9 @@ impl Linked for Binding {
 pub struct Meta {
     pub q: u16,
     pub sock: u8,
+    /// The connection's far end, registered over a stream (port 0:
+    /// none).
+    pub received: Peer,
     pub cseq: u32,
     pub cflags: u32,
     pub expires: u64,
@@ -112,6 +118,7 @@ impl Location {
             q: Q_NONE,
             flags: 0,
             sock: 0,
+            received: Peer::default(),
             aor_len: 0,
             contact_len: 0,
             cseq: 0,
@@ -318,6 +325,7 @@ fn meta_of(b: &Binding) -> Meta {
     Meta {
         q: b.q,
         sock: b.sock,
+        received: b.received,
         cseq: b.cseq,
         cflags: b.cflags,
         expires: b.expires,
@@ -328,6 +336,7 @@ fn meta_of(b: &Binding) -> Meta {
 fn set_meta(b: &mut Binding, m: Meta) {
     b.q = m.q;
     b.sock = m.sock;
+    b.received = m.received;
     b.cseq = m.cseq;
     b.cflags = m.cflags;
     b.expires = m.expires;

@@ -15,6 +15,7 @@ fn meta(expires: u64) -> Meta {
         cflags: 0,
         q: Q_NONE,
         sock: 0,
+        received: rser_shm::Peer::default(),
         cseq: 1,
         expires,
         updated: 10,

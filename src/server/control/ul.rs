@@ -48,6 +48,7 @@ impl Control<'_> {
                 (q * 1000.0).round() as u16
             },
             sock: 0,
+            received: rser_shm::Peer::default(),
             cseq: ADDED_CSEQ,
             cflags: 0,
             expires: now + expires as u64,

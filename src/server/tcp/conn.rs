@@ -201,12 +201,29 @@ impl Conn {
         on: &mut impl FnMut(&[u8]),
         pings: &mut usize,
     ) -> Result<(), Closed> {
-        self.input
-            .drain(now, |e| match e {
-                Event::Message(m) => on(m),
-                Event::Ping => *pings += 1,
-            })
-            .map_err(Closed::Framing)
+        let r = self.input.drain(now, |e| match e {
+            Event::Message(m) => on(m),
+            Event::Ping => *pings += 1,
+        });
+        if let Err(e) = r {
+            // A request that cannot be framed gets a 400 before the
+            // connection closes (§18.3), when its Via and the rest of
+            // what a reply copies can be found.
+            let mut reply = Vec::new();
+            let found = e.reason().is_some_and(|reason| {
+                crate::sip::salvage::error_reply(
+                    self.input.pending_bytes(),
+                    400,
+                    reason,
+                    &mut reply,
+                )
+            });
+            if found {
+                let _ = self.send(&reply, None, now);
+            }
+            return Err(Closed::Framing(e));
+        }
+        Ok(())
     }
 
     /// Queues `bytes` (labelled `tag`, reported should the connection
@@ -332,6 +349,28 @@ mod tests {
         assert_eq!(
             c.on_readable(1, |_| {}),
             Err(Closed::Framing(StreamError::NoContentLength))
+        );
+        // The INVITE without Content-Length was answered 400 first.
+        let mut peer400 = pair();
+        peer400
+            .1
+            .write_all(
+                b"INVITE sip:b@x SIP/2.0\r\nVia: SIP/2.0/TCP 192.0.2.1;branch=z9hG4bK1\r\n\
+                  From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\r\n",
+            )
+            .unwrap();
+        wait_readable(&peer400.0);
+        assert!(peer400.0.on_readable(1, |_| {}).is_err());
+        peer400
+            .1
+            .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        let mut back = [0u8; 40];
+        let n = peer400.1.read(&mut back).unwrap();
+        assert!(
+            back[..n].starts_with(b"SIP/2.0 400 Missing Content-Length"),
+            "{:?}",
+            String::from_utf8_lossy(&back[..n])
         );
         let (mut c, mut peer) = pair();
         peer.write_all(OPTIONS).unwrap();

@@ -157,8 +157,10 @@ impl<'t> Endpoint<'t> {
 
     /// Adds UDP socket `index` to the set [`Endpoint::wait`] waits on.
     pub fn watch_udp(&self, fd: BorrowedFd<'_>, index: usize) -> io::Result<()> {
+        // Workers sharing one socket: one of them is woken per datagram.
+        let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE;
         self.epoll
-            .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, UDP | index as u64))
+            .add(fd, EpollEvent::new(flags, UDP | index as u64))
             .map_err(to_io)
     }
 

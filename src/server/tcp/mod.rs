@@ -32,8 +32,11 @@ pub mod conns;
 pub mod endpoint;
 pub mod handoff;
 
-/// Messages a worker's hand-off queue holds before a sender is refused.
+/// Messages a worker's hand-off queue holds before a sender is refused:
+/// this many, or fewer when shared memory is short (no fewer than
+/// [`MIN_HANDOFF_CELLS`]).
 const HANDOFF_CELLS: usize = 64;
+const MIN_HANDOFF_CELLS: usize = 8;
 /// The largest message handed to another worker to send (a larger one,
 /// rare, is refused and counted).
 pub const HANDOFF_BYTES: usize = 8 * 1024;
@@ -47,16 +50,28 @@ pub struct Streams {
 
 impl Streams {
     /// Room for `max_connections` connections (and as many aliases), and
-    /// a hand-off queue for each of `slots` processes.
+    /// a hand-off queue for each of `slots` processes, their cells fitting
+    /// in half of the `left` bytes of shared memory there are after the
+    /// table.
     pub fn carve(
         carver: &mut rser_shm::Carver<'_>,
         max_connections: usize,
         slots: usize,
+        size: usize,
     ) -> std::io::Result<Streams> {
-        let conns = conns::Conns::carve(carver, max_connections * 2).ok_or_else(|| {
-            std::io::Error::other("shared memory too small for tcp_max_connections")
-        })?;
-        let handoff = handoff::Handoff::carve(carver, slots, HANDOFF_CELLS, HANDOFF_BYTES)?;
+        let short = |what: &str| {
+            std::io::Error::other(format!(
+                "shared memory too small for {what} (give more with -m)"
+            ))
+        };
+        let conns = conns::Conns::carve(carver, max_connections * 2)
+            .ok_or_else(|| short("tcp_max_connections"))?;
+        let left = size.saturating_sub(carver.used());
+        let cells = (left / 2 / (slots.max(1) * (HANDOFF_BYTES + 64))).min(HANDOFF_CELLS);
+        if cells < MIN_HANDOFF_CELLS {
+            return Err(short("the TCP hand-off queues"));
+        }
+        let handoff = handoff::Handoff::carve(carver, slots, cells, HANDOFF_BYTES)?;
         Ok(Streams { conns, handoff })
     }
 }

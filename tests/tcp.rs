@@ -1,0 +1,284 @@
+//! SIP over TCP against the real binary (RFC 3261 §18): replies on the
+//! request's connection, keep-alives, framing errors and slow senders
+//! closing only their own connection, a phone registered over TCP reached
+//! through its connection (and 480 once it is gone), and a worker killed
+//! while it owns connections.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::{Peer, Server, expect, header, status};
+
+/// A user agent on one TCP connection to rser.
+struct Stream {
+    s: TcpStream,
+    /// Bytes read and not yet returned as a message.
+    buf: Vec<u8>,
+}
+
+impl Stream {
+    fn connect(to: SocketAddr) -> Stream {
+        let s = TcpStream::connect(to).expect("rser accepts");
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        Stream { s, buf: Vec::new() }
+    }
+
+    fn local(&self) -> SocketAddr {
+        self.s.local_addr().unwrap()
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).unwrap();
+    }
+
+    /// A request from this connection (its Via names TCP and the
+    /// connection's own address).
+    fn request(&self, method: &str, uri: &str, call_id: &str, extra: &str) -> String {
+        format!(
+            "{method} {uri} SIP/2.0\r\n\
+             Via: SIP/2.0/TCP {me};branch=z9hG4bK-{call_id}-{method}\r\n\
+             Max-Forwards: 70\r\nTo: <{uri}>\r\nFrom: <sip:alice@{me}>;tag=f-{call_id}\r\n\
+             Call-ID: {call_id}\r\nCSeq: 1 {method}\r\n{extra}Content-Length: 0\r\n\r\n",
+            me = self.local()
+        )
+    }
+
+    /// Whatever arrives within `within` (bounded), as text.
+    fn read_for(&mut self, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        let mut chunk = [0u8; 8192];
+        while Instant::now() < deadline {
+            match self.s.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(_) => {}
+            }
+        }
+        String::from_utf8_lossy(&std::mem::take(&mut self.buf)).into_owned()
+    }
+
+    /// The next whole message starting with `start` (bounded by 3 s).
+    fn expect(&mut self, start: &str) -> Option<String> {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut chunk = [0u8; 8192];
+        loop {
+            if let Some(m) = self.take_message() {
+                if m.starts_with(start) {
+                    return Some(m);
+                }
+                continue;
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            match self.s.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// One message framed by its Content-Length, if whole.
+    fn take_message(&mut self) -> Option<String> {
+        while self.buf.starts_with(b"\r\n") {
+            self.buf.drain(..2);
+        }
+        let text = String::from_utf8_lossy(&self.buf).into_owned();
+        let end = text.find("\r\n\r\n")? + 4;
+        let len: usize = header(&text[..end], "Content-Length")?.parse().ok()?;
+        if self.buf.len() < end + len {
+            return None;
+        }
+        let m = String::from_utf8_lossy(&self.buf[..end + len]).into_owned();
+        self.buf.drain(..end + len);
+        Some(m)
+    }
+
+    /// Whether rser closed the connection (within 3 s).
+    fn closed(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut chunk = [0u8; 1024];
+        while Instant::now() < deadline {
+            match self.s.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => {}
+            }
+        }
+        false
+    }
+}
+
+const OPTIONS_OK: &str = r#"
+loadmodule "sl.so"
+route {
+    if (method == "OPTIONS") {
+        if (proto == tcp) { sl_send_reply("200", "OK over $pr"); exit; };
+        sl_send_reply("200", "OK"); exit;
+    };
+    sl_send_reply("404", "Not Here");
+}
+"#;
+
+#[test]
+fn replies_go_back_on_the_connection_and_pings_are_answered() {
+    let server = Server::start_tcp(OPTIONS_OK, 2, &[]);
+    let tcp = server.tcp.expect("a TCP address");
+    let mut ua = Stream::connect(tcp);
+    // A keep-alive first (RFC 5626 §3.5.1), then two requests in one
+    // write: each answered, on this connection.
+    let mut burst = b"\r\n\r\n".to_vec();
+    burst.extend(
+        ua.request("OPTIONS", "sip:rser@127.0.0.1", "o1", "")
+            .bytes(),
+    );
+    burst.extend(
+        ua.request("OPTIONS", "sip:rser@127.0.0.1", "o2", "")
+            .bytes(),
+    );
+    ua.send(&burst);
+    let first = ua.expect("SIP/2.0 200").expect("a 200 on the connection");
+    assert!(first.starts_with("SIP/2.0 200 OK over tcp"), "{first}");
+    assert!(
+        header(&first, "Via").unwrap().starts_with("SIP/2.0/TCP"),
+        "{first}"
+    );
+    assert_eq!(header(&first, "Call-ID"), Some("o1"));
+    let second = ua.expect("SIP/2.0 200").expect("the second 200");
+    assert_eq!(header(&second, "Call-ID"), Some("o2"));
+    // Over UDP the same server answers as before.
+    let udp = Peer::new();
+    udp.send(
+        server.addr,
+        &udp.request("OPTIONS", "sip:rser@127.0.0.1", "u1", ""),
+    );
+    let (r, _) = expect(&udp, "SIP/2.0 200", Duration::from_secs(3)).expect("a 200 over UDP");
+    assert!(r.starts_with("SIP/2.0 200 OK\r\n"), "{r}");
+}
+
+#[test]
+fn bad_framing_and_slow_senders_close_only_their_connection() {
+    let server = Server::start_tcp(OPTIONS_OK, 1, &[]);
+    let tcp = server.tcp.expect("a TCP address");
+    let mut good = Stream::connect(tcp);
+    // No Content-Length (mandatory on a stream, §18.3): 400, then closed.
+    let mut bad = Stream::connect(tcp);
+    let no_cl = bad.request("OPTIONS", "sip:rser@127.0.0.1", "bad", "");
+    let no_cl = no_cl.replace("Content-Length: 0\r\n", "");
+    bad.send(no_cl.as_bytes());
+    let r = bad.expect("SIP/2.0 400").expect("a 400 before the close");
+    assert!(r.contains("Missing Content-Length"), "{r}");
+    assert!(bad.closed(), "the connection is closed");
+    // Half a message and silence: closed after 10 s (a slow sender).
+    let mut slow = Stream::connect(tcp);
+    slow.send(b"OPTIONS sip:rser@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut closed = false;
+    while Instant::now() < deadline && !closed {
+        closed = slow.closed();
+    }
+    assert!(closed, "a slow sender is cut off");
+    // The other connection still works.
+    let m = good.request("OPTIONS", "sip:rser@127.0.0.1", "good", "");
+    good.send(m.as_bytes());
+    assert!(good.expect("SIP/2.0 200").is_some());
+}
+
+const REGISTRAR: &str = r#"
+loadmodule "sl.so"
+loadmodule "tm.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+route {
+    if (method == "REGISTER") { save("location"); exit; };
+    if (!lookup("location")) { sl_reply_error(); exit; };
+    if (!t_relay()) { sl_reply_error(); };
+}
+"#;
+
+/// A phone registered over TCP is reached through its connection, even
+/// though its Contact names another port it does not listen on (as behind
+/// a NAT); once the connection is gone, a call gets 480 at once.
+#[test]
+fn a_phone_registered_over_tcp_is_reached_through_its_connection() {
+    let server = Server::start_tcp(REGISTRAR, 2, &[]);
+    let tcp = server.tcp.expect("a TCP address");
+    let mut phone = Stream::connect(tcp);
+    let reg = phone.request(
+        "REGISTER",
+        "sip:127.0.0.1",
+        "reg1",
+        "Contact: <sip:bob@127.0.0.1:9;transport=tcp>\r\nExpires: 600\r\n",
+    );
+    let reg = reg.replace("To: <sip:127.0.0.1>", "To: <sip:bob@127.0.0.1>");
+    phone.send(reg.as_bytes());
+    let ok = phone.expect("SIP/2.0 ").expect("a reply to the REGISTER");
+    assert_eq!(status(&ok), Some(200), "{ok}");
+    let caller = Peer::new();
+    let invite = caller.request("INVITE", "sip:bob@127.0.0.1", "call1", "");
+    caller.send(server.addr, &invite);
+    let got = phone
+        .expect("INVITE ")
+        .expect("the INVITE on the phone's connection");
+    assert!(
+        got.starts_with("INVITE sip:bob@127.0.0.1:9;transport=tcp "),
+        "{got}"
+    );
+    assert!(
+        header(&got, "Via").unwrap().starts_with("SIP/2.0/TCP"),
+        "{got}"
+    );
+    // The phone answers on its connection; the caller gets it over UDP.
+    phone.send(common::answer(&got, 486, "Busy Here", "ph").as_bytes());
+    let (busy, _) = expect(&caller, "SIP/2.0 486", Duration::from_secs(3)).expect("486");
+    assert_eq!(header(&busy, "Call-ID"), Some("call1"));
+    // The phone goes away: no connection is opened to its contact.
+    drop(phone);
+    std::thread::sleep(Duration::from_millis(300));
+    let again = caller.request("INVITE", "sip:bob@127.0.0.1", "call2", "");
+    caller.send(server.addr, &again);
+    let (r, _) = expect(&caller, "SIP/2.0 4", Duration::from_secs(3)).expect("a refusal");
+    assert_eq!(status(&r), Some(480), "{r}");
+}
+
+/// A worker SIGKILLed with connections open: its peers see the close and
+/// reconnect at once; every other connection keeps working.
+#[test]
+fn a_killed_worker_takes_only_its_own_connections() {
+    let server = Server::start_tcp(OPTIONS_OK, 2, &[]);
+    let tcp = server.tcp.expect("a TCP address");
+    // Enough connections that both workers own some.
+    let mut uas: Vec<Stream> = (0..16).map(|_| Stream::connect(tcp)).collect();
+    for (i, ua) in uas.iter_mut().enumerate() {
+        let m = ua.request("OPTIONS", "sip:rser@127.0.0.1", &format!("k{i}"), "");
+        ua.send(m.as_bytes());
+        assert!(ua.expect("SIP/2.0 200").is_some(), "connection {i} works");
+    }
+    let victim = server.workers()[0];
+    unsafe { libc::kill(victim, libc::SIGKILL) };
+    std::thread::sleep(Duration::from_millis(500));
+    let mut lost = 0;
+    for (i, ua) in uas.iter_mut().enumerate() {
+        let m = ua.request("OPTIONS", "sip:rser@127.0.0.1", &format!("a{i}"), "");
+        let _ = ua.s.write_all(m.as_bytes());
+        if ua.expect("SIP/2.0 200").is_none() {
+            lost += 1;
+            // Its peer reconnects, to whichever worker.
+            let mut fresh = Stream::connect(tcp);
+            let m = fresh.request("OPTIONS", "sip:rser@127.0.0.1", &format!("r{i}"), "");
+            fresh.send(m.as_bytes());
+            assert!(
+                fresh.expect("SIP/2.0 200").is_some(),
+                "a new connection works"
+            );
+        }
+    }
+    assert!(lost > 0 && lost < uas.len(), "{lost} of {} lost", uas.len());
+    let _ = uas[0].read_for(Duration::from_millis(10));
+}
