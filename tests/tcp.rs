@@ -282,3 +282,114 @@ fn a_killed_worker_takes_only_its_own_connections() {
     assert!(lost > 0 && lost < uas.len(), "{lost} of {} lost", uas.len());
     let _ = uas[0].read_for(Duration::from_millis(10));
 }
+
+const BRIDGE: &str = r#"
+loadmodule "sl.so"
+loadmodule "tm.so"
+loadmodule "rr.so"
+route {
+    if (loose_route()) { t_relay(); exit; };
+    if (method == "INVITE") { record_route(); };
+    rewritehostport("127.0.0.1:{callee}");
+    if (!t_relay_to_tcp()) { sl_reply_error(); };
+}
+"#;
+
+/// The Route set a caller uses: its dialog's Record-Route entries,
+/// reversed (RFC 3261 §12.1.2); the callee uses them in order.
+fn route_lines(rr: &[&str], reversed: bool) -> String {
+    let mut v: Vec<&str> = rr.to_vec();
+    if reversed {
+        v.reverse();
+    }
+    v.iter().map(|r| format!("Route: {r}\r\n")).collect()
+}
+
+/// A caller over UDP, a callee over TCP: rser records two routes (one per
+/// transport), and in-dialog requests both ways pass it, each side
+/// reaching the socket that faces it.
+#[test]
+fn udp_to_tcp_and_back_with_a_double_record_route() {
+    let callee = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let callee_addr = callee.local_addr().unwrap();
+    let config = BRIDGE.replace("{callee}", &callee_addr.port().to_string());
+    let server = Server::start_tcp(&config, 2, &[]);
+    let tcp = server.tcp.expect("a TCP address");
+    let caller = Peer::new();
+    let contact = format!("Contact: <sip:alice@{}>\r\n", caller.addr);
+    let mut kept: Option<Stream> = None;
+    for (i, callee_hangs_up) in [(0, true), (1, false)] {
+        let call = format!("bridge{i}");
+        let invite = caller.request("INVITE", "sip:bob@127.0.0.1", &call, &contact);
+        caller.send(server.addr, &invite);
+        // The second call reuses the first's connection.
+        let mut leg = kept.take().unwrap_or_else(|| {
+            let (s, _) = callee.accept().expect("rser connects to the callee");
+            s.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            Stream { s, buf: Vec::new() }
+        });
+        let got = leg.expect("INVITE ").expect("the INVITE over TCP");
+        let rr = common::headers(&got, "Record-Route");
+        assert_eq!(
+            rr,
+            [
+                format!("<sip:{tcp};transport=tcp;lr;r2=on>").as_str(),
+                format!("<sip:{};lr;r2=on>", server.addr).as_str()
+            ],
+            "{got}"
+        );
+        let ok = common::answer(&got, 200, "OK", "callee").replace(
+            "Content-Length: 0\r\n",
+            &format!("Contact: <sip:bob@{callee_addr};transport=tcp>\r\nContent-Length: 0\r\n"),
+        );
+        leg.send(ok.as_bytes());
+        let (ok, _) = expect(&caller, "SIP/2.0 200", Duration::from_secs(3)).expect("200");
+        let rr = common::headers(&ok, "Record-Route");
+        assert_eq!(rr.len(), 2, "{ok}");
+        let target = format!("sip:bob@{callee_addr};transport=tcp");
+        let in_dialog = |method: &str, cseq: u32| {
+            format!(
+                "{method} {target} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{call}-{method}\r\n\
+                 {routes}Max-Forwards: 70\r\nTo: <sip:bob@127.0.0.1>;tag=callee\r\n\
+                 From: <sip:alice@{me}>;tag=from-{call}\r\nCall-ID: {call}\r\n\
+                 CSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n",
+                me = caller.addr,
+                routes = route_lines(&rr, true)
+            )
+        };
+        caller.send(server.addr, &in_dialog("ACK", 1));
+        let ack = leg
+            .expect("ACK ")
+            .expect("the ACK reaches the callee's connection");
+        assert!(
+            common::headers(&ack, "Route").is_empty(),
+            "both routes removed: {ack}"
+        );
+        if callee_hangs_up {
+            // The callee's BYE over its connection: routed in order.
+            let bye = format!(
+                "BYE sip:alice@{caller} SIP/2.0\r\nVia: SIP/2.0/TCP {callee_addr};branch=z9hG4bK-bye{i}\r\n\
+                 {routes}Max-Forwards: 70\r\nFrom: <sip:bob@127.0.0.1>;tag=callee\r\n\
+                 To: <sip:alice@{caller}>;tag=from-{call}\r\nCall-ID: {call}\r\nCSeq: 1 BYE\r\n\
+                 Content-Length: 0\r\n\r\n",
+                caller = caller.addr,
+                routes = route_lines(&rr, false)
+            );
+            leg.send(bye.as_bytes());
+            let (b, _) = expect(&caller, "BYE ", Duration::from_secs(3)).expect("BYE over UDP");
+            assert!(common::headers(&b, "Route").is_empty(), "{b}");
+            caller.send(server.addr, &common::answer(&b, 200, "OK", "x"));
+            assert!(
+                leg.expect("SIP/2.0 200").is_some(),
+                "the BYE's 200 over TCP"
+            );
+        } else {
+            caller.send(server.addr, &in_dialog("BYE", 2));
+            let b = leg.expect("BYE ").expect("the caller's BYE over TCP");
+            leg.send(common::answer(&b, 200, "OK", "callee").as_bytes());
+            assert!(expect(&caller, "SIP/2.0 200", Duration::from_secs(3)).is_some());
+        }
+        kept = Some(leg);
+    }
+}

@@ -173,8 +173,19 @@ fn script_edits<'c>(
         e.replace(Span::new(t.start, t.end), &t.text)?;
     }
     if ctx.st.record_route {
-        let uri = rr::record_route_uri(via, transport).ok_or(BuildError::ScratchFull)?;
+        // Leaving by another interface or transport than it came: two
+        // entries (Kamailio's `enable_double_rr`), the one facing the next
+        // hop on top, so each side's in-dialog requests reach the socket
+        // that faces it; `loose_route()` removes both.
+        let inbound = ctx.proto.via_name();
+        let double = ctx.dst != via || !inbound.eq_ignore_ascii_case(transport);
+        let uri = rr::record_route_uri(via, transport, double).ok_or(BuildError::ScratchFull)?;
         e.add_record_route(uri.as_bytes())?;
+        if double {
+            let uri =
+                rr::record_route_uri(ctx.dst, inbound, true).ok_or(BuildError::ScratchFull)?;
+            e.add_record_route(uri.as_bytes())?;
+        }
     }
     Ok(())
 }

@@ -27,12 +27,13 @@ const TRUE: i32 = 1;
 const FALSE: i32 = -1;
 
 /// Room for our Record-Route URI: `sip:[` 39-character IPv6 `]:65535`
-/// plus `;transport=` with a short transport name and `;lr`.
-pub const RECORD_ROUTE_URI_LEN: usize = 80;
+/// plus `;transport=` with a short transport name, `;lr` and `;r2=on`.
+pub const RECORD_ROUTE_URI_LEN: usize = 88;
 
-/// Entries `loose_route()` removes at most: ours (the first), and either a
-/// strict next hop's (the next) or the last (a strict previous hop's).
-const MAX_REMOVED: usize = 2;
+/// Entries `loose_route()` removes at most: ours (the first, and the
+/// second of a double Record-Route), and either a strict next hop's (the
+/// next) or the last (a strict previous hop's).
+const MAX_REMOVED: usize = 3;
 
 /// Text edits `loose_route()` may make: one per removed entry at most, and
 /// the Request-URI appended for a strict next hop.
@@ -48,11 +49,14 @@ pub fn record_route(ctx: &mut MsgCtx<'_, '_>) -> i32 {
 /// The URI our Record-Route carries: the address a request is sent from,
 /// so the dialog's requests come back to a socket we hold, with `lr`
 /// (we are a loose router, RFC 3261 §16.6 step 4, §19.1.1) and a
-/// `transport` parameter for anything but UDP, the default (§19.1.2).
-/// `None` when `transport` is not a short token.
+/// `transport` parameter for anything but UDP, the default (§19.1.2);
+/// `double`: one of the two entries of a request that changes interface or
+/// transport here, marked `r2=on` as Kamailio marks them. `None` when
+/// `transport` is not a short token.
 pub fn record_route_uri(
     local: SocketAddr,
     transport: &[u8],
+    double: bool,
 ) -> Option<ArrayString<RECORD_ROUTE_URI_LEN>> {
     let mut uri = ArrayString::new();
     match local.ip() {
@@ -70,6 +74,9 @@ pub fn record_route_uri(
         }
     }
     uri.try_push_str(";lr").ok()?;
+    if double {
+        uri.try_push_str(";r2=on").ok()?;
+    }
     Some(uri)
 }
 
@@ -207,8 +214,15 @@ fn plan<'m>(
     let end = if strict_previous_hop { last } else { last + 1 };
     // §16.4: the first value naming us has brought the request here.
     if first < end && myself.has_uri(&set.uri(first)?) {
+        let double = set.uri(first)?.param(b"r2").is_some();
         remove(&mut removed, first)?;
         first += 1;
+        // The other half of our double Record-Route (the socket facing
+        // the next hop) goes too.
+        if double && first < end && myself.has_uri(&set.uri(first)?) {
+            remove(&mut removed, first)?;
+            first += 1;
+        }
     }
     let next = if first < end {
         Some(set.uri(first)?)

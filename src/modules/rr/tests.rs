@@ -212,22 +212,68 @@ fn record_route_uri_names_the_transport_except_udp() {
     let v4: SocketAddr = "192.0.2.1:5060".parse().unwrap();
     let v6: SocketAddr = "[2001:db8::1]:5060".parse().unwrap();
     assert_eq!(
-        record_route_uri(v4, b"udp").unwrap().as_str(),
+        record_route_uri(v4, b"udp", false).unwrap().as_str(),
         "sip:192.0.2.1:5060;lr"
     );
     assert_eq!(
-        record_route_uri(v4, b"TCP").unwrap().as_str(),
+        record_route_uri(v4, b"TCP", false).unwrap().as_str(),
         "sip:192.0.2.1:5060;transport=tcp;lr"
     );
     assert_eq!(
-        record_route_uri(v6, b"SCTP").unwrap().as_str(),
+        record_route_uri(v6, b"SCTP", false).unwrap().as_str(),
         "sip:[2001:db8::1]:5060;transport=sctp;lr"
     );
-    assert!(record_route_uri(v4, b"t;x").is_none());
-    assert!(record_route_uri(v6, &[b'x'; 64]).is_none());
+    assert!(record_route_uri(v4, b"t;x", false).is_none());
+    assert!(record_route_uri(v6, &[b'x'; 64], false).is_none());
+}
+
+/// In over UDP, out over TCP (or by another interface): two entries, the
+/// one facing the next hop on top, both marked `r2=on`.
+#[test]
+fn a_change_of_transport_records_two_routes() {
+    let msg_text = request("INVITE", "sip:bob@biloxi.example");
+    let msg = Message::parse(&msg_text).unwrap();
+    let mut st = ScriptState::new();
+    let local: SocketAddr = LOCAL.parse().unwrap();
+    let mut ctx = MsgCtx::new(&msg, SRC.parse().unwrap(), local, Proto::Udp, &mut st);
+    record_route(&mut ctx);
+    let mut out = Vec::new();
+    let tcp: SocketAddr = "192.0.2.1:5070".parse().unwrap();
+    build_request(&ctx, tcp, b"TCP", true, &mut out).unwrap();
+    let sent = text(&out);
+    let rr: Vec<&str> = sent
+        .lines()
+        .filter(|l| l.starts_with("Record-Route:"))
+        .collect();
+    assert_eq!(
+        rr,
+        [
+            "Record-Route: <sip:192.0.2.1:5070;transport=tcp;lr;r2=on>",
+            "Record-Route: <sip:192.0.2.1:5060;lr;r2=on>"
+        ]
+    );
 }
 
 // ---- loose_route() ----
+
+/// Both entries of our double Record-Route go; the next hop is the one
+/// after them.
+#[test]
+fn loose_route_removes_both_halves_of_a_double_record_route() {
+    let r = routed(&bye(
+        "sip:bob@192.0.2.20",
+        &[
+            "<sip:192.0.2.1:5060;transport=tcp;lr;r2=on>",
+            "<sip:192.0.2.1:5060;lr;r2=on>",
+            "<sip:192.0.2.99;lr>",
+        ],
+    ));
+    assert_eq!(r.verdict, TRUE);
+    assert_eq!(r.dst_uri, "sip:192.0.2.99;lr");
+    let sent = text(&r.sent);
+    let routes: Vec<&str> = sent.lines().filter(|l| l.starts_with("Route:")).collect();
+    assert_eq!(routes, ["Route: <sip:192.0.2.99;lr>"]);
+}
 
 #[test]
 fn no_route_is_false_and_changes_nothing() {

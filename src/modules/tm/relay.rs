@@ -107,6 +107,17 @@ impl TmState {
         }
         self.hop_error = None;
         let mut hops = self.resolve_hops(cx, ctx, to, true);
+        // The first branch leaves by another socket than the request came
+        // in on (UDP to TCP, another interface): the stored request gets
+        // the double Record-Route facing it.
+        if ctx.st.record_route
+            && !self.in_failure_route
+            && let Some(h) = hops.first()
+            && h.sock != cx.shell.in_sock()
+            && let Err(r) = self.build_stored_from(cx, ctx, h.sock)
+        {
+            return r;
+        }
         // onsend_route may keep a branch from going.
         let before = hops.len();
         hops.retain(|h| cx.shell.on_send(ctx.msg, ctx.src, ctx.st.flags, h.dest));
@@ -534,8 +545,19 @@ impl TmState {
     /// received one with the route's changes. Err: the script's return
     /// value (the error is left for `sl_reply_error`).
     fn build_stored(&mut self, cx: &mut Cx<'_>, ctx: &mut MsgCtx<'_, '_>) -> Result<(), i32> {
-        let local = cx.shell.local(cx.shell.in_sock());
-        let transport = cx.shell.transport(cx.shell.in_sock()).via_name();
+        self.build_stored_from(cx, ctx, cx.shell.in_sock())
+    }
+
+    /// [`TmState::build_stored`], its Record-Route (if asked for) naming
+    /// socket `sock`, which the branches leave by.
+    fn build_stored_from(
+        &mut self,
+        cx: &mut Cx<'_>,
+        ctx: &mut MsgCtx<'_, '_>,
+        sock: usize,
+    ) -> Result<(), i32> {
+        let local = cx.shell.local(sock);
+        let transport = cx.shell.transport(sock).via_name();
         self.stored.clear();
         proxy::build_request(ctx, local, transport, false, &mut self.stored).map_err(|e| {
             ctx.st.last_error = Some(match e {
