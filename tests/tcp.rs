@@ -115,6 +115,22 @@ impl Stream {
     }
 }
 
+/// The next connection to `l`, waiting at most `within`.
+fn accept_within(l: &std::net::TcpListener, within: Duration) -> Option<Stream> {
+    l.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok((s, _)) = l.accept() {
+            s.set_nonblocking(false).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            return Some(Stream { s, buf: Vec::new() });
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
 const OPTIONS_OK: &str = r#"
 loadmodule "sl.so"
 route {
@@ -324,10 +340,7 @@ fn udp_to_tcp_and_back_with_a_double_record_route() {
         caller.send(server.addr, &invite);
         // The second call reuses the first's connection.
         let mut leg = kept.take().unwrap_or_else(|| {
-            let (s, _) = callee.accept().expect("rser connects to the callee");
-            s.set_read_timeout(Some(Duration::from_millis(200)))
-                .unwrap();
-            Stream { s, buf: Vec::new() }
+            accept_within(&callee, Duration::from_secs(3)).expect("rser connects to the callee")
         });
         let got = leg.expect("INVITE ").expect("the INVITE over TCP");
         let rr = common::headers(&got, "Record-Route");
@@ -391,5 +404,59 @@ fn udp_to_tcp_and_back_with_a_double_record_route() {
             assert!(expect(&caller, "SIP/2.0 200", Duration::from_secs(3)).is_some());
         }
         kept = Some(leg);
+    }
+}
+
+/// RFC 3261 §18.1.1: a request larger than `udp_mtu` (1300 bytes by
+/// default) that would go over UDP goes over TCP, unless its URI asks for
+/// UDP; stateless and stateful alike.
+#[test]
+fn a_large_request_switches_to_tcp() {
+    for relay in ["forward();", "t_relay();"] {
+        let callee_tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = callee_tcp.local_addr().unwrap().port();
+        let callee_udp = Peer::on_port("127.0.0.1", port);
+        let config = format!("loadmodule \"sl.so\"\nloadmodule \"tm.so\"\nroute {{ {relay} }}\n");
+        let server = Server::start_tcp(&config, 1, &[]);
+        let caller = Peer::new();
+        let to = format!("sip:bob@127.0.0.1:{port}");
+        let small = caller.request("INVITE", &to, "small", "");
+        caller.send(server.addr, &small);
+        assert!(
+            expect(&callee_udp, "INVITE ", Duration::from_secs(3)).is_some(),
+            "{relay}: small over UDP"
+        );
+        let body = "v=0\r\n".repeat(300);
+        let large = caller
+            .request("INVITE", &to, "large", "Content-Type: application/sdp\r\n")
+            .replace(
+                "Content-Length: 0\r\n\r\n",
+                &format!("Content-Length: {}\r\n\r\n{body}", body.len()),
+            );
+        caller.send(server.addr, &large);
+        let mut leg =
+            accept_within(&callee_tcp, Duration::from_secs(3)).expect("rser connects over TCP");
+        let got = leg.expect("INVITE ").expect("the large INVITE over TCP");
+        assert!(
+            header(&got, "Via").unwrap().starts_with("SIP/2.0/TCP"),
+            "{relay}: {got}"
+        );
+        assert_eq!(header(&got, "Call-ID"), Some("large"));
+        // Its URI says UDP: UDP it is.
+        let to_udp = format!("{to};transport=udp");
+        let forced = caller
+            .request(
+                "INVITE",
+                &to_udp,
+                "forced",
+                "Content-Type: application/sdp\r\n",
+            )
+            .replace(
+                "Content-Length: 0\r\n\r\n",
+                &format!("Content-Length: {}\r\n\r\n{body}", body.len()),
+            );
+        caller.send(server.addr, &forced);
+        let (m, _) = expect(&callee_udp, "INVITE ", Duration::from_secs(3)).expect("over UDP");
+        assert_eq!(header(&m, "Call-ID"), Some("forced"), "{relay}");
     }
 }

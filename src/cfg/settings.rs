@@ -195,6 +195,12 @@ pub struct Settings {
     /// `alias` parameter (RFC 5923) makes its sent-by reach the same
     /// connection.
     pub tcp_accept_aliases: bool,
+    /// `udp_mtu`: a request larger than this that would go over UDP
+    /// without its URI or the action asking for UDP goes over
+    /// `udp_mtu_try_proto` instead (RFC 3261 §18.1.1's 1300 bytes; 0:
+    /// never), when rser serves it.
+    pub udp_mtu: u32,
+    pub udp_mtu_try_proto: Proto,
 }
 
 /// Upper bound on `children=`; more workers than this is a typo.
@@ -236,6 +242,8 @@ impl Default for Settings {
             tcp_send_timeout: 10,
             disable_tcp: false,
             tcp_accept_aliases: false,
+            udp_mtu: 1300,
+            udp_mtu_try_proto: Proto::Tcp,
         }
     }
 }
@@ -414,6 +422,17 @@ fn apply(s: &mut Settings, g: &Global) -> Result<(), Said> {
         }
         "disable_tcp" => s.disable_tcp = boolean(name, &g.value)?,
         "tcp_accept_aliases" => s.tcp_accept_aliases = boolean(name, &g.value)?,
+        "udp_mtu" => s.udp_mtu = int_in(name, &g.value, 0, 65_535)? as u32,
+        "udp_mtu_try_proto" => {
+            s.udp_mtu_try_proto = match Proto::parse(&text(&g.value)) {
+                Some(p @ (Proto::Tcp | Proto::Udp)) => p,
+                _ => {
+                    return Err(Said::Error(
+                        "udp_mtu_try_proto: TCP or UDP (TLS and SCTP are not served)".into(),
+                    ));
+                }
+            }
+        }
         "enable_tls" | "enable_sctp" | "disable_sctp" => {
             let on = boolean(name, &g.value)?;
             let serves = match name {

@@ -43,6 +43,9 @@ pub struct Destination {
     pub port: u16,
     /// From the URI's `transport` parameter or the action (`forward_tcp`).
     pub proto: Proto,
+    /// Whether one of those chose it (else it is the default, which a
+    /// request too large for UDP overrides, RFC 3261 §18.1.1).
+    pub proto_forced: bool,
     pub kind: ForwardKind,
 }
 
@@ -683,6 +686,7 @@ fn destination(
         host,
         port,
         proto,
+        proto_forced: uri_proto.is_some() || matches!(kind, ForwardKind::Udp | ForwardKind::Tcp),
         kind,
     })
 }

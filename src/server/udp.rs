@@ -359,6 +359,11 @@ impl Outbox {
         }
     }
 
+    /// The length of the last push's message so far.
+    pub fn last_len(&self) -> usize {
+        self.len.checked_sub(1).map_or(0, |i| self.bufs[i].len())
+    }
+
     /// Takes back the last push (the message could not be built).
     pub fn pop(&mut self) {
         self.len = self.len.saturating_sub(1);

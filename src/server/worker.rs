@@ -116,6 +116,9 @@ pub struct Worker<'a> {
     tcp_limits: Limits,
     /// `tcp_accept_aliases`.
     accept_aliases: bool,
+    /// `udp_mtu`, `udp_mtu_try_proto` (RFC 3261 §18.1.1).
+    pub(crate) udp_mtu: usize,
+    pub(crate) udp_mtu_try_proto: Proto,
     /// The connection the current message came on, if a stream's.
     in_conn: Option<super::tcp::conns::ConnId>,
     /// The addresses we listen on, for the Via of requests we originate
@@ -191,6 +194,8 @@ impl<'a> Worker<'a> {
             inbox: Inbox::default(),
             happened: Vec::new(),
             accept_aliases: config.settings.tcp_accept_aliases,
+            udp_mtu: config.settings.udp_mtu as usize,
+            udp_mtu_try_proto: config.settings.udp_mtu_try_proto,
             in_conn: None,
             tcp_limits: Limits {
                 lifetime_ms: u64::from(config.settings.tcp_connection_lifetime) * 1000,
@@ -868,16 +873,7 @@ impl<'a> Worker<'a> {
         proto: Proto,
     ) -> Option<usize> {
         match forced {
-            None => {
-                let found = self.socket_of(proto, dest);
-                if found.is_none() {
-                    log::warn!(
-                        "no {} listen address to send to {dest} from; not sent",
-                        proto.name()
-                    );
-                }
-                found
-            }
+            None => self.socket_of(proto, dest),
             Some(a) => {
                 let found = (0..self.locals.len())
                     .find(|&i| self.locals[i] == a && self.protos[i] == proto);
@@ -906,6 +902,28 @@ impl<'a> Worker<'a> {
         self.socket_of(Proto::Udp, dest)
             .or_else(|| self.protos.iter().position(|p| *p == Proto::Udp))
             .unwrap_or(0)
+    }
+
+    /// Writes a stateless forward of `ctx`'s request into the outbox, to
+    /// `to` from socket `sock`.
+    fn build_forward(
+        &mut self,
+        ctx: &MsgCtx<'_, '_>,
+        dest: &Destination,
+        sock: usize,
+        to: SocketAddr,
+    ) -> Result<(), ForwardError> {
+        let via = self.locals[sock];
+        let transport = self.protos[sock].via_name();
+        let buf = self.outbox.push(sock, to);
+        match dest.kind {
+            // send(): the message as received (SER's "send as is").
+            ForwardKind::Send => {
+                buf.extend_from_slice(ctx.msg.buf());
+                Ok(())
+            }
+            _ => proxy::build_request(ctx, via, transport, true, buf),
+        }
     }
 
     /// A script run's error, counted and logged with its route's kind.
@@ -1149,21 +1167,29 @@ impl Host for Worker<'_> {
         if !self.on_send(ctx.msg, ctx.src, ctx.st.flags, to) {
             return -1;
         }
-        let Some(sock) = self.send_socket(ctx.st.force_send, to, dest.proto) else {
+        let Some(mut sock) = self.send_socket(ctx.st.force_send, to, dest.proto) else {
+            log::warn!(
+                "forward to {to} over {}: no such listen address",
+                dest.proto.name()
+            );
             ctx.st.last_error = Some((500, "Unsupported Transport"));
             return -1;
         };
-        let via = self.locals[sock];
-        let transport = self.protos[sock].via_name();
-        let buf = self.outbox.push(sock, to);
-        let built = match dest.kind {
-            // send(): the message as received (SER's "send as is").
-            ForwardKind::Send => {
-                buf.extend_from_slice(ctx.msg.buf());
-                Ok(())
-            }
-            _ => proxy::build_request(ctx, via, transport, true, buf),
-        };
+        let mut built = self.build_forward(ctx, dest, sock, to);
+        // RFC 3261 §18.1.1: too large for UDP, unless UDP was asked for.
+        let (mtu, over) = (self.udp_mtu, self.udp_mtu_try_proto);
+        if built.is_ok()
+            && self.protos[sock] == Proto::Udp
+            && !dest.proto_forced
+            && ctx.st.force_send.is_none()
+            && mtu > 0
+            && self.outbox.last_len() > mtu
+            && let Some(other) = self.socket_of(over, to)
+        {
+            self.outbox.pop();
+            sock = other;
+            built = self.build_forward(ctx, dest, sock, to);
+        }
         match built {
             Ok(()) if self.reachable.knows(to, self.now_ms) => {
                 // Batched; a failure there forgets the hop.

@@ -179,7 +179,12 @@ impl Peer {
 
     /// A peer on another loopback address (a distinct source).
     pub fn on(ip: &str) -> Peer {
-        let sock = UdpSocket::bind((ip, 0)).unwrap();
+        Peer::on_port(ip, 0)
+    }
+
+    /// A peer on `ip`:`port` (0: any).
+    pub fn on_port(ip: &str, port: u16) -> Peer {
+        let sock = UdpSocket::bind((ip, port)).unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         let addr = sock.local_addr().unwrap();
         Peer { sock, addr }

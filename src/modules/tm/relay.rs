@@ -259,6 +259,11 @@ impl TmState {
         }
         // What branch_route works on: the text the branches share.
         let stored = std::mem::take(&mut self.stored);
+        self.relay_size = if branches {
+            stored.len()
+        } else {
+            ctx.msg.buf().len()
+        };
         let hops = match (route, shared, self.in_failure_route) {
             (0, _, _) => self.hops_for(cx, ctx, to, 0, None, shared),
             (_, None, true) => self.hops_for(cx, ctx, to, route, Some(ctx.msg), shared),
@@ -328,6 +333,16 @@ impl TmState {
                 None => uri_target(uri),
             }
             .map(|(h, p, proto)| (h, p, to.proto.unwrap_or(proto)));
+            // Whether UDP was asked for: by the action, or the next hop's
+            // `transport` parameter.
+            let hop_uri: &[u8] = if self.branch_dst.is_empty() {
+                uri
+            } else {
+                &self.branch_dst
+            };
+            let forced = to.proto.is_some()
+                || to.host.is_some()
+                || Uri::parse(hop_uri).is_ok_and(|u| u.transport.is_some());
             let Some((host, port, proto)) = target else {
                 if !crate::sip::uri::is_sip_scheme(uri) {
                     // RFC 3261 §8.2.2.1: a scheme we cannot route (tel:,
@@ -367,11 +382,24 @@ impl TmState {
                 self.uris.truncate(start);
                 continue;
             }
-            let Some(sock) = cx.shell.send_socket(ctx.st.force_send, dest, proto) else {
+            let Some(mut sock) = cx.shell.send_socket(ctx.st.force_send, dest, proto) else {
+                log::warn!("tm: {dest} over {}: no such listen address", proto.name());
                 self.hop_error = Some((500, "Unsupported Transport"));
                 self.uris.truncate(start);
                 continue;
             };
+            // RFC 3261 §18.1.1: a request too large for UDP (with room for
+            // our Via) goes over TCP when rser serves it.
+            let size = self.relay_size + 128;
+            if proto == Proto::Udp
+                && !forced
+                && ctx.st.force_send.is_none()
+                && self.udp_mtu > 0
+                && size > self.udp_mtu
+                && let Some(other) = cx.shell.send_socket(None, dest, self.udp_mtu_try_proto)
+            {
+                sock = other;
+            }
             if hops
                 .try_push(Hop {
                     uri: (start, self.uris.len()),

@@ -52,6 +52,13 @@ pub struct TmState {
     /// `blst_methods_lookup`: methods whose branches skip blocklisted
     /// destinations.
     pub blst_lookup: u32,
+    /// `udp_mtu` and the transport a larger request goes over instead
+    /// (RFC 3261 §18.1.1).
+    pub udp_mtu: usize,
+    pub udp_mtu_try_proto: crate::cfg::settings::Proto,
+    /// The size of the request being relayed (its text before our Via),
+    /// for `udp_mtu`.
+    pub relay_size: usize,
     /// `blst_503`'s settings.
     pub blst_503: super::blocklist::Rule503,
     /// Why the last resolve_hops skipped a destination, as the reply
@@ -105,6 +112,9 @@ impl TmState {
                 i64::from,
             ),
             blst_lookup: config.settings.blst_methods_lookup,
+            udp_mtu: config.settings.udp_mtu as usize,
+            udp_mtu_try_proto: config.settings.udp_mtu_try_proto,
+            relay_size: 0,
             blst_503: super::blocklist::Rule503::of(&config.settings),
             hop_error: None,
             full_log: LogLimit::default(),
