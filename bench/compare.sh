@@ -19,11 +19,15 @@
 #
 # Usage: bench/compare.sh [--quick] [--out DIR] [--report-only] [SCENARIO ...]
 #   SCENARIO: options forward call register register-auth dispatcher
-#             stock-register stock-call (default: all); the stock ones run
+#             stock-register stock-call tcp-call (default: all); the stock ones run
 #             Debian's /etc/kamailio/kamailio.cfg on both proxies (package
 #             kamailio), only its children set here; stock-call registers
 #             the UAS as sip:service@PROXY first (--callee) and calls it
 #             from the proxy's own domain, as the script requires.
+#             tcp-call: sipp's uac and uas over TCP (-t t1: one connection
+#             each) through a stateful proxy relaying over TCP with
+#             record-routing, at TCP_RATE calls/s for CPU_SECS: CPU per call
+#             and calls completed (no rate search: sipp drives it).
 #   --quick        2 s trials (10 at most), short latency and CPU runs: a smoke run
 #   --out DIR      where JSON, .hgrm, .svg, logs and summary.md go
 #                  (default bench/results/DATE-TIME)
@@ -31,6 +35,7 @@
 # Environment (defaults; --quick's in brackets):
 #   TRIAL=5 [2]  LAT_SECS=10 [3]  CPU_SECS=14 [6] (2 s skipped at each end)
 #   START=500 (search's first rate)  WORKERS=2  SHM_MB=1024 (both proxies' -m)  USERS=1000
+#   TCP_RATE=300 (tcp-call's calls/s)
 #   SIPP=1: also a sipp call row per proxy (bench/sipp/uac_reorder.xml and
 #           uas_reorder.xml, SIPP_RATE=1000 calls/s for SIPP_SECS=10 [3] s)
 #   KAM_DIR=../shared/anchors/kamailio  NO_BUILD=1 (use target/release as is)
@@ -48,7 +53,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=SCRIPTDIR/scripts/lib.sh
 . bench/scripts/lib.sh
 
-ALL_SCENARIOS=(options forward call register register-auth dispatcher stock-register stock-call)
+ALL_SCENARIOS=(options forward call register register-auth dispatcher stock-register stock-call tcp-call)
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 die() { echo "compare.sh: error: $*" >&2; exit 1; }
@@ -90,6 +95,7 @@ SHM_MB=${SHM_MB:-1024}
 USERS=${USERS:-1000}
 SIPP=${SIPP:-0}
 SIPP_RATE=${SIPP_RATE:-1000}
+TCP_RATE=${TCP_RATE:-300}
 KAM_DIR=${KAM_DIR:-../shared/anchors/kamailio}
 SKIP=2            # seconds left out at each end of the CPU run
 READY_SECS=15     # how long a proxy may take to answer
@@ -288,6 +294,13 @@ goal("Kamailio's stock config, registrations (stock-register)", "stock-register"
 goal("Kamailio's stock config, calls (stock-call)", "stock-call", "clean rate ≥ 2×",
      g_ratio("stock-call", 2))
 
+def g_tcp():
+    ru, ku = got.get(("tcp-call", "rser"), (None, None))[1], got.get(("tcp-call", "kamailio"), (None, None))[1]
+    u = ratio(ru, ku)
+    return None if u is None else (f"CPU per call {ru:.0f} µs, {u:.2f}× Kamailio's {ku:.0f} µs", u <= 0.5)
+
+goal("stateful calls over TCP (tcp-call)", "tcp-call", "CPU per call ≤ 0.5×", g_tcp)
+
 if "dispatcher" in scenarios:
     spread = []
     for p in ("kamailio", "rser"):
@@ -298,6 +311,17 @@ if "dispatcher" in scenarios:
     if spread:
         print()
         print("Requests per dispatcher destination in the latency run: " + "; ".join(spread) + ".")
+
+tcp = [(p, text(f"tcp-call-{p}-sipp.txt")) for p in ("kamailio", "rser")]
+tcp = [(p, t) for p, t in tcp if t]
+if tcp:
+    print()
+    print("tcp-call (sipp -t t1 both sides through a stateful proxy relaying over TCP, record-routed):")
+    print()
+    print("| proxy | rate (calls/s) | seconds | successful | failed |")
+    print("| --- | --- | --- | --- | --- |")
+    for p, t in tcp:
+        print(f"| {p} | {t[0]} | {t[1]} | {t[2]} | {t[3]} |")
 
 sipp = [(p, text(f"call-{p}-sipp.txt")) for p in ("kamailio", "rser")]
 sipp = [(p, t) for p, t in sipp if t]
@@ -342,7 +366,7 @@ if want register-auth; then
     [ -n "$db_sqlite" ] || { missing+=("kamailio's db_sqlite.so"); pkgs+=(kamailio-sqlite-modules); }
 fi
 command -v python3 >/dev/null || { missing+=(python3); pkgs+=(python3); }
-if [ "$SIPP" = 1 ] && want call; then
+if { [ "$SIPP" = 1 ] && want call; } || want tcp-call; then
     command -v sipp >/dev/null || { missing+=(sipp); pkgs+=(sip-tester); }
 fi
 if [ ${#missing[@]} -gt 0 ]; then
@@ -493,6 +517,9 @@ scenario_def() {
         # script has no alias).
         KAM_CFG=/etc/kamailio/kamailio.cfg RSER_CFG=/etc/kamailio/kamailio.cfg
         GEN=(--scenario register --users "$SCRATCH/users.csv" --domain "${PROXY_ADDR%:*}") ;;
+    tcp-call)
+        KAM_CFG=bench/configs/kamailio/stateful-tcp.cfg RSER_CFG=bench/configs/stateful-tcp.cfg
+        GEN=() ;;
     stock-call)
         # A call between users of the proxy's domain: the callee is
         # looked up in the location table, the call record-routed, ACK
@@ -508,7 +535,8 @@ scenario_def() {
 # database path put in.
 make_cfg() { # SRC DST DB
     [ -r "$1" ] || die "no config $1"
-    sed -e "s|^listen=.*|listen=udp:$PROXY_ADDR|" -e "s|^children=.*|children=$WORKERS|" \
+    sed -e "/^listen=tcp:/!s|^listen=.*|listen=udp:$PROXY_ADDR|" -e "s|^listen=tcp:.*|listen=tcp:$PROXY_ADDR|" \
+        -e "s|^children=.*|children=$WORKERS|" \
         -e "s|@DB@|$3|g" -e "s|@LIST@|$SCRATCH/dispatcher.list|g" "$1" >"$2"
 }
 
@@ -661,6 +689,46 @@ sipp_row() { # PROXY
     echo "$SIPP_RATE $SIPP_SECS ${ok:-?} ${failed:-?}" >"$OUT/call-$who-sipp.txt"
 }
 
+# tcp-call for one proxy: sipp's uas and uac over TCP (one connection
+# each) at TCP_RATE calls/s for CPU_SECS; the proxy's CPU over the steady
+# window, per call; the calls sipp completed and failed.
+sipp_tcp() { # PROXY
+    local who=$1 base=$OUT/tcp-call-$1 up uc calls=$((TCP_RATE * CPU_SECS)) t0 t1 c0 c1 ok failed
+    say "tcp-call / $who: sipp over TCP, $TCP_RATE calls/s for ${CPU_SECS}s"
+    rm -f "$base"-cpu.* "$base-pss.txt"
+    start_proxy tcp-call "$who"
+    wait_port_free "$UAS_ADDR"
+    # sipp's default socket limit is above the machine's open-file limit.
+    sipp -sn uas -t t1 -max_socket 1000 -i 127.0.0.1 -p "${UAS_ADDR##*:}" -nostdin \
+        >"$LOGS/tcp-call-$who-sipp-uas.log" 2>&1 &
+    up=$!
+    PIDS+=("$up")
+    sleep 0.5
+    timeout -k 5 $((CPU_SECS + 60)) sipp -sn uac -t t1 -max_socket 1000 "$PROXY_ADDR" \
+        -i 127.0.0.1 -p 5061 -r "$TCP_RATE" -m "$calls" -nostdin -timeout $((CPU_SECS + 30)) \
+        >"$LOGS/tcp-call-$who-sipp-uac.log" 2>&1 &
+    uc=$!
+    PIDS+=("$uc")
+    sleep "$SKIP"
+    t0=$(date +%s.%N) c0=$(cpu_ticks "$PROXY_PID")
+    sleep $((CPU_SECS - 2 * SKIP))
+    t1=$(date +%s.%N) c1=$(cpu_ticks "$PROXY_PID")
+    wait "$uc" || true
+    forget "$uc"
+    stop_tree "$up"
+    ok=$(sipp_count "$LOGS/tcp-call-$who-sipp-uac.log" "Successful call")
+    failed=$(sipp_count "$LOGS/tcp-call-$who-sipp-uac.log" "Failed call")
+    if [ -n "$ok" ]; then
+        echo "$((c1 - c0)) $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }') $TICK $TCP_RATE" \
+            >"$base-cpu.txt"
+        echo "{\"completed\": $ok, \"failed\": ${failed:-0}, \"calls\": $calls}" >"$base-cpu-calls.json"
+        echo "$TCP_RATE $CPU_SECS $ok ${failed:-?}" >"$base-sipp.txt"
+    else
+        touch "$base-cpu.missing"
+    fi
+    stop_proxy
+}
+
 # ---------------------------------------------------------------- build
 
 if [ "${NO_BUILD:-0}" != 1 ]; then
@@ -755,6 +823,10 @@ wait_port_free "$PROXY_ADDR"
 wait_port_free "$UAS_ADDR"
 for scen in "${SCENARIOS[@]}"; do
     scenario_def "$scen"
+    if [ "$scen" = tcp-call ]; then
+        for who in kamailio rser; do sipp_tcp "$who"; done
+        continue
+    fi
     proxies=(kamailio rser)
     [ "$scen" = forward ] && proxies+=(floor)
     for who in "${proxies[@]}"; do search_and_latency "$scen" "$who"; done

@@ -181,6 +181,23 @@ pub(crate) fn secret() -> [u8; 32] {
     s
 }
 
+/// Raises the soft limit on open files to the hard one: each TCP
+/// connection is a descriptor (Kamailio does the same with
+/// `open_files_limit`).
+fn raise_open_files() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a valid rlimit to fill, then to set.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 /// Runs the server until it is told to stop.
 pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
     let (addrs, tcp_addrs) = listen_addrs(&config, opts)?;
@@ -192,6 +209,9 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
     };
     let mut sockets = Sockets::bind(&addrs, mode)?;
     sockets.bind_tcp(&tcp_addrs, workers)?;
+    if !tcp_addrs.is_empty() {
+        raise_open_files();
+    }
     // myself is what we really listen on (ports chosen by the kernel too).
     let mut settings = config.settings.clone();
     let bound = |proto: Proto, addrs: &[SocketAddr]| -> Vec<Listen> {

@@ -193,6 +193,14 @@ impl StreamBuf {
         self.buf.len()
     }
 
+    /// Gives back the buffer's memory when nothing is pending (an idle
+    /// connection keeps none).
+    pub fn trim(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = Vec::new();
+        }
+    }
+
     /// Those bytes: after a framing error, the message that caused it.
     pub fn pending_bytes(&self) -> &[u8] {
         &self.buf

@@ -269,6 +269,16 @@ impl Conn {
         Ok(())
     }
 
+    /// Gives back the memory of its buffers if it has been unused since
+    /// `since` and they are empty: an idle connection holds its socket and
+    /// this record only.
+    pub fn trim(&mut self, since: u64) {
+        if self.last_used <= since && self.output.is_empty() {
+            self.output = VecDeque::new();
+            self.input.trim();
+        }
+    }
+
     /// Why it is to close now, if it is: unused for longer than its
     /// lifetime, a message left unfinished too long (a slow sender), an
     /// open or a write that takes too long.

@@ -331,10 +331,14 @@ impl<'t> Endpoint<'t> {
     /// and writes that take too long.
     fn sweep(&mut self, now: u64, happened: &mut Vec<Happened>) {
         let limits = self.limits;
+        let idle_since = now.saturating_sub(SWEEP_MS);
         let ended: Vec<(u32, Closed)> = self
             .owned
             .iter_mut()
-            .filter_map(|(idx, (_, c))| c.expired(now, &limits).map(|why| (*idx, why)))
+            .filter_map(|(idx, (_, c))| {
+                c.trim(idle_since);
+                c.expired(now, &limits).map(|why| (*idx, why))
+            })
             .collect();
         for (idx, why) in ended {
             self.close(idx, why, happened);
