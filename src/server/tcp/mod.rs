@@ -1,13 +1,12 @@
-//! Stream transports (TCP, TLS): issue 20, under way. What exists: one
+//! Stream transports: TCP (TLS is to come over the same pieces). One
 //! connection as its worker drives it (`conn.rs`), the shared table of
 //! connections (`conns.rs`), the workers' hand-off queues (`handoff.rs`)
-//! and a worker's stream side over them (`endpoint.rs`: accepting,
-//! reading, sending here or handing off); the framing of SIP on a stream
-//! is `sip::stream`. Nothing here is wired to a socket yet: rser
-//! serves UDP only so far.
+//! and a worker's stream side over them (`endpoint.rs`: one epoll set,
+//! accepting, reading, sending here or handing off, opening); the framing
+//! of SIP on a stream is `sip::stream`.
 //!
-//! The design these pieces are for (no process sits on the path of
-//! every connection, unlike Kamailio's TCP main process):
+//! The design (no process sits on the path of every connection, unlike
+//! Kamailio's TCP main process):
 //! - Each worker listens on its own SO_REUSEPORT socket per `tcp:`/`tls:`
 //!   listen address, so the kernel spreads new connections over the
 //!   workers; a worker owns the connections it accepted or opened (the
