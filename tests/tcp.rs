@@ -6,114 +6,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use common::stream::Stream;
 use common::{Peer, Server, expect, header, status};
-
-/// A user agent on one TCP connection to rser.
-struct Stream {
-    s: TcpStream,
-    /// Bytes read and not yet returned as a message.
-    buf: Vec<u8>,
-}
-
-impl Stream {
-    fn connect(to: SocketAddr) -> Stream {
-        let s = TcpStream::connect(to).expect("rser accepts");
-        s.set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        Stream { s, buf: Vec::new() }
-    }
-
-    fn local(&self) -> SocketAddr {
-        self.s.local_addr().unwrap()
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.s.write_all(bytes).unwrap();
-    }
-
-    /// A request from this connection (its Via names TCP and the
-    /// connection's own address).
-    fn request(&self, method: &str, uri: &str, call_id: &str, extra: &str) -> String {
-        format!(
-            "{method} {uri} SIP/2.0\r\n\
-             Via: SIP/2.0/TCP {me};branch=z9hG4bK-{call_id}-{method}\r\n\
-             Max-Forwards: 70\r\nTo: <{uri}>\r\nFrom: <sip:alice@{me}>;tag=f-{call_id}\r\n\
-             Call-ID: {call_id}\r\nCSeq: 1 {method}\r\n{extra}Content-Length: 0\r\n\r\n",
-            me = self.local()
-        )
-    }
-
-    /// Whatever arrives within `within` (bounded), as text.
-    fn read_for(&mut self, within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        let mut chunk = [0u8; 8192];
-        while Instant::now() < deadline {
-            match self.s.read(&mut chunk) {
-                Ok(0) => break,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(_) => {}
-            }
-        }
-        String::from_utf8_lossy(&std::mem::take(&mut self.buf)).into_owned()
-    }
-
-    /// The next whole message starting with `start` (bounded by 3 s).
-    fn expect(&mut self, start: &str) -> Option<String> {
-        let deadline = Instant::now() + Duration::from_secs(3);
-        let mut chunk = [0u8; 8192];
-        loop {
-            if let Some(m) = self.take_message() {
-                if m.starts_with(start) {
-                    return Some(m);
-                }
-                continue;
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            match self.s.read(&mut chunk) {
-                Ok(0) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(_) => {}
-            }
-        }
-    }
-
-    /// One message framed by its Content-Length, if whole.
-    fn take_message(&mut self) -> Option<String> {
-        while self.buf.starts_with(b"\r\n") {
-            self.buf.drain(..2);
-        }
-        let text = String::from_utf8_lossy(&self.buf).into_owned();
-        let end = text.find("\r\n\r\n")? + 4;
-        let len: usize = header(&text[..end], "Content-Length")?.parse().ok()?;
-        if self.buf.len() < end + len {
-            return None;
-        }
-        let m = String::from_utf8_lossy(&self.buf[..end + len]).into_owned();
-        self.buf.drain(..end + len);
-        Some(m)
-    }
-
-    /// Whether rser closed the connection (within 3 s).
-    fn closed(&mut self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(3);
-        let mut chunk = [0u8; 1024];
-        while Instant::now() < deadline {
-            match self.s.read(&mut chunk) {
-                Ok(0) => return true,
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
-                Err(_) => {}
-            }
-        }
-        false
-    }
-}
 
 /// The next connection to `l`, waiting at most `within`.
 fn accept_within(l: &std::net::TcpListener, within: Duration) -> Option<Stream> {
@@ -124,7 +20,7 @@ fn accept_within(l: &std::net::TcpListener, within: Duration) -> Option<Stream> 
             s.set_nonblocking(false).unwrap();
             s.set_read_timeout(Some(Duration::from_millis(200)))
                 .unwrap();
-            return Some(Stream { s, buf: Vec::new() });
+            return Some(Stream::over(s));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -282,7 +178,7 @@ fn a_killed_worker_takes_only_its_own_connections() {
     let mut lost = 0;
     for (i, ua) in uas.iter_mut().enumerate() {
         let m = ua.request("OPTIONS", "sip:rser@127.0.0.1", &format!("a{i}"), "");
-        let _ = ua.s.write_all(m.as_bytes());
+        let _ = ua.try_send(m.as_bytes());
         if ua.expect("SIP/2.0 200").is_none() {
             lost += 1;
             // Its peer reconnects, to whichever worker.

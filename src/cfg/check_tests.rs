@@ -276,8 +276,8 @@ fn what_a_start_refuses_minus_c_refuses() {
         e[0].clone()
     };
     assert_eq!(
-        one("listen=tls:127.0.0.1:5061\nroute { drop; }\n"),
-        "1:1: error: listen on tls:127.0.0.1: only UDP and TCP are served by this build (TLS and SCTP are not yet)"
+        one("listen=sctp:127.0.0.1:5060\nroute { drop; }\n"),
+        "1:1: error: listen on sctp:127.0.0.1: SCTP is not served by this build"
     );
     assert!(
         one("loadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\nmodparam(\"usrloc\", \"db_mode\", 3)\nroute { save(\"location\"); }\n")
@@ -295,7 +295,7 @@ fn what_a_start_refuses_minus_c_refuses() {
     )
     .contains("www_authorize/proxy_authorize need modparam(\"auth_db\", \"db_url\""));
     // The language alone (`load`) does not ask.
-    assert!(load("listen=tls:127.0.0.1:5061\nroute { drop; }\n").is_err());
+    assert!(load("listen=sctp:127.0.0.1:5060\nroute { drop; }\n").is_err());
     assert!(
         load("loadmodule \"usrloc.so\"\nmodparam(\"usrloc\", \"db_mode\", 3)\nroute { drop; }\n")
             .is_ok()
@@ -408,8 +408,8 @@ fn kamailio_globals_and_modules_are_accepted_or_said() {
     }
     assert!(!w.iter().any(|l| l.contains("enable_sctp")), "{w:#?}");
     assert_eq!(
-        said("enable_tls=yes\nroute { drop; }\n"),
-        ["1:1: error: enable_tls=yes: TLS is not served by this build"]
+        said("enable_sctp=yes\nroute { drop; }\n"),
+        ["1:1: error: enable_sctp=yes: SCTP is not served by this build"]
     );
 }
 

@@ -724,11 +724,16 @@ impl Compiler<'_> {
     fn builtin(&mut self, func: Builtin, call: &Call) -> Res<Action> {
         let a = &call.args;
         Ok(match func {
-            Builtin::Forward | Builtin::ForwardUdp | Builtin::ForwardTcp | Builtin::Send => {
+            Builtin::Forward
+            | Builtin::ForwardUdp
+            | Builtin::ForwardTcp
+            | Builtin::ForwardTls
+            | Builtin::Send => {
                 let kind = match func {
                     Builtin::Forward => ForwardKind::Forward,
                     Builtin::ForwardUdp => ForwardKind::Udp,
                     Builtin::ForwardTcp => ForwardKind::Tcp,
+                    Builtin::ForwardTls => ForwardKind::Tls,
                     _ => ForwardKind::Send,
                 };
                 let target = match a.first() {

@@ -301,6 +301,7 @@ pub enum ForwardKind {
     Forward,
     Udp,
     Tcp,
+    Tls,
     Send,
 }
 
@@ -681,6 +682,7 @@ impl Program {
                     ForwardKind::Forward => "forward",
                     ForwardKind::Udp => "forward_udp",
                     ForwardKind::Tcp => "forward_tcp",
+                    ForwardKind::Tls => "forward_tls",
                     ForwardKind::Send => "send",
                 };
                 let host = match target {

@@ -61,11 +61,12 @@ pub struct Listen {
 }
 
 impl Listen {
-    /// Whether this build can serve it: UDP or TCP on a specific address.
+    /// Whether this build can serve it: UDP, TCP or TLS on a specific
+    /// address.
     pub fn servable(&self) -> Result<(), String> {
-        if !matches!(self.proto, Proto::Udp | Proto::Tcp) {
+        if self.proto == Proto::Sctp {
             return Err(format!(
-                "listen on {}:{}: only UDP and TCP are served by this build (TLS and SCTP are not yet)",
+                "listen on {}:{}: SCTP is not served by this build",
                 self.proto.name(),
                 self.addr
             ));
@@ -191,6 +192,9 @@ pub struct Settings {
     pub tcp_send_timeout: u32,
     /// `disable_tcp=yes`: a `tcp:` listen address is refused.
     pub disable_tcp: bool,
+    /// `enable_tls=yes`: `tls:` listen addresses are served (with the tls
+    /// module loaded).
+    pub enable_tls: bool,
     /// `tcp_accept_aliases=yes`: a request over TCP whose top Via has an
     /// `alias` parameter (RFC 5923) makes its sent-by reach the same
     /// connection.
@@ -241,6 +245,7 @@ impl Default for Settings {
             tcp_connect_timeout: 10,
             tcp_send_timeout: 10,
             disable_tcp: false,
+            enable_tls: false,
             tcp_accept_aliases: false,
             udp_mtu: 1300,
             udp_mtu_try_proto: Proto::Tcp,
@@ -417,10 +422,11 @@ fn apply(s: &mut Settings, g: &Global) -> Result<(), Said> {
         // changes nothing (what would turn them on is refused).
         "tls_max_connections" => {
             return Err(Said::Warning(format!(
-                "{name}: accepted and ignored: TLS is not served by this build"
+                "{name}: accepted; TLS connections count toward tcp_max_connections"
             )));
         }
         "disable_tcp" => s.disable_tcp = boolean(name, &g.value)?,
+        "enable_tls" => s.enable_tls = boolean(name, &g.value)?,
         "tcp_accept_aliases" => s.tcp_accept_aliases = boolean(name, &g.value)?,
         "udp_mtu" => s.udp_mtu = int_in(name, &g.value, 0, 65_535)? as u32,
         "udp_mtu_try_proto" => {
@@ -433,25 +439,24 @@ fn apply(s: &mut Settings, g: &Global) -> Result<(), Said> {
                 }
             }
         }
-        "enable_tls" | "enable_sctp" | "disable_sctp" => {
+        "enable_sctp" | "disable_sctp" => {
             let on = boolean(name, &g.value)?;
             let serves = match name {
                 "disable_sctp" => !on,
                 _ => on,
             };
-            // Asked to serve TLS or SCTP: refused; SCTP left on (Kamailio's
+            // Asked to serve SCTP: refused; SCTP left on (Kamailio's
             // default) is said not to be served.
-            if serves && matches!(name, "enable_tls" | "enable_sctp") {
+            if serves && name == "enable_sctp" {
                 return Err(Said::Error(format!(
-                    "{name}=yes: {} is not served by this build",
-                    if name == "enable_tls" { "TLS" } else { "SCTP" }
+                    "{name}=yes: SCTP is not served by this build"
                 )));
             }
             if serves {
                 return Err(Said::Warning(format!(
                     "{name}={}: accepted and ignored: {} is not served by this build",
                     if on { "yes" } else { "no" },
-                    if name.contains("sctp") { "SCTP" } else { "TLS" }
+                    "SCTP"
                 )));
             }
         }

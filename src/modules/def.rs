@@ -312,8 +312,9 @@ pub trait Shell {
     /// ones), for the Via of what is sent from it.
     fn transport(&self, sock: usize) -> Proto;
 
-    /// Whether a TCP connection to `peer` is open (in any worker).
-    fn connected(&self, peer: SocketAddr) -> bool;
+    /// Whether a `proto` (TCP or TLS) connection to `peer` is open (in
+    /// any worker).
+    fn connected(&self, peer: SocketAddr, proto: Proto) -> bool;
 
     /// A host name's address (the process's cache, else the resolver),
     /// IPv6 first if `prefer_v6`.

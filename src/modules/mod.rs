@@ -17,6 +17,7 @@ pub mod sanity;
 pub mod siputils;
 pub mod sl;
 pub mod textops;
+pub mod tls;
 pub mod tm;
 pub mod usrloc;
 pub mod xlog;
@@ -63,6 +64,7 @@ pub static MODULES: &[&Module] = &[
     &compat::CFG_RPC,
     &compat::COUNTERS,
     &htable::MODULE,
+    &tls::MODULE,
 ];
 
 #[cfg(test)]

@@ -678,6 +678,7 @@ fn destination(
     let proto = match kind {
         ForwardKind::Udp => Proto::Udp,
         ForwardKind::Tcp => Proto::Tcp,
+        ForwardKind::Tls => Proto::Tls,
         ForwardKind::Forward | ForwardKind::Send => {
             uri_proto.unwrap_or(if secure { Proto::Tls } else { Proto::Udp })
         }
@@ -686,7 +687,8 @@ fn destination(
         host,
         port,
         proto,
-        proto_forced: uri_proto.is_some() || matches!(kind, ForwardKind::Udp | ForwardKind::Tcp),
+        proto_forced: uri_proto.is_some()
+            || matches!(kind, ForwardKind::Udp | ForwardKind::Tcp | ForwardKind::Tls),
         kind,
     })
 }

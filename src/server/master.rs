@@ -17,6 +17,7 @@ use super::control::Listeners;
 use super::shared::{Role, Shared};
 use super::worker::Worker;
 use crate::cfg::Config;
+use crate::cfg::settings::Proto;
 use crate::script::Vm;
 
 /// How workers share the port.
@@ -79,8 +80,10 @@ pub struct Sockets {
     /// Bound addresses (ports resolved when 0 was asked for).
     pub addrs: Vec<SocketAddr>,
     shared: Vec<UdpSocket>,
-    /// `tcp:` listen addresses, bound.
-    pub tcp_addrs: Vec<SocketAddr>,
+    /// `tcp:` and `tls:` listen addresses, bound.
+    pub tcp_addrs: Vec<(Proto, SocketAddr)>,
+    /// TLS's configurations, when the tls module is loaded.
+    pub tls: Option<super::tcp::tls::TlsSetup>,
     /// Per worker slot, its listening socket on each `tcp:` address. The
     /// master keeps them, so a respawned worker takes over its slot's
     /// socket with the connections queued on it.
@@ -103,25 +106,26 @@ impl Sockets {
             shared,
             tcp_addrs: Vec::new(),
             tcp: Vec::new(),
+            tls: None,
         })
     }
 
-    /// One listening socket per worker on each of `addrs` (a port 0 is
-    /// chosen by the first bind; the rest join it).
-    pub fn bind_tcp(&mut self, addrs: &[SocketAddr], workers: usize) -> io::Result<()> {
-        let cannot = |a: &SocketAddr, e: io::Error| {
-            io::Error::new(e.kind(), format!("cannot listen on tcp:{a}: {e}"))
+    /// One listening socket per worker on each of `addrs` (`tcp:` and
+    /// `tls:`; a port 0 is chosen by the first bind, the rest join it).
+    pub fn bind_tcp(&mut self, addrs: &[(Proto, SocketAddr)], workers: usize) -> io::Result<()> {
+        let cannot = |p: Proto, a: &SocketAddr, e: io::Error| {
+            io::Error::new(e.kind(), format!("cannot listen on {}:{a}: {e}", p.name()))
         };
         let mut bound = Vec::new();
         let mut per_slot: Vec<Vec<TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
-        for a in addrs {
+        for (p, a) in addrs {
             let mut at = *a;
             for slot in per_slot.iter_mut() {
-                let l = bind_tcp(at).map_err(|e| cannot(a, e))?;
+                let l = bind_tcp(at).map_err(|e| cannot(*p, a, e))?;
                 at = l.local_addr()?;
                 slot.push(l);
             }
-            bound.push(at);
+            bound.push((*p, at));
         }
         self.tcp_addrs = bound;
         self.tcp = per_slot;
@@ -268,7 +272,8 @@ fn spawn_timer(
             timer.listen = sockets.addrs.clone();
             // It sends on the workers' connections (through their
             // owners), never opening or reading one.
-            if let Err(e) = timer.serve_streams(Vec::new(), &sockets.tcp_addrs) {
+            if let Err(e) = timer.serve_streams(Vec::new(), &sockets.tcp_addrs, sockets.tls.clone())
+            {
                 log::error!("timer process: {e}");
                 std::process::exit(3);
             }
@@ -341,7 +346,7 @@ fn spawn(slot: usize, config: &Config, shared: &Shared, sockets: &Sockets) -> io
         };
         let vm = Vm::new(config);
         let mut worker = Worker::new(slot, config, shared, &socks, &vm);
-        if let Err(e) = worker.serve_streams(listeners, &sockets.tcp_addrs) {
+        if let Err(e) = worker.serve_streams(listeners, &sockets.tcp_addrs, sockets.tls.clone()) {
             log::error!("worker {slot}: {e}");
             std::process::exit(3);
         }
@@ -400,7 +405,12 @@ pub fn supervise(
             .addrs
             .iter()
             .map(|a| format!("udp:{a}"))
-            .chain(sockets.tcp_addrs.iter().map(|a| format!("tcp:{a}")))
+            .chain(
+                sockets
+                    .tcp_addrs
+                    .iter()
+                    .map(|(p, a)| format!("{}:{a}", p.name()))
+            )
             .collect::<Vec<_>>()
             .join(", ")
     );

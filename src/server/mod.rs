@@ -58,11 +58,24 @@ impl From<io::Error> for StartError {
     }
 }
 
+/// A `tls:` listen address needs `enable_tls=yes` and the tls module
+/// (as in Kamailio).
+fn tls_ready(config: &Config) -> Result<(), String> {
+    match config.settings.enable_tls && config.has_module("tls") {
+        true => Ok(()),
+        false => Err("a tls: listen address needs enable_tls=yes and loadmodule \"tls.so\"".into()),
+    }
+}
+
 /// What a start refuses of the config with the command line (`rser -c`
 /// says the same): `metrics_port` is served by the control process,
-/// which runs with a control socket (`ctl_socket`, `-s`) or `fifo`.
+/// which runs with a control socket (`ctl_socket`, `-s`) or `fifo`; a
+/// `tls:` address needs the tls module and `enable_tls`.
 pub fn check_with_options(config: &Config, ctl_socket: Option<&str>) -> Result<(), String> {
     let s = &config.settings;
+    if s.listen.iter().any(|l| l.proto == Proto::Tls) {
+        tls_ready(config)?;
+    }
     if s.metrics_port.is_some()
         && s.ctl_socket.is_none()
         && ctl_socket.is_none()
@@ -75,10 +88,10 @@ pub fn check_with_options(config: &Config, ctl_socket: Option<&str>) -> Result<(
 
 /// The addresses to bind: `-l`, else `listen=` (port from `port=`), else
 /// 127.0.0.1 on `port=`; UDP ones, then TCP ones.
-fn listen_addrs(
-    config: &Config,
-    opts: &Options,
-) -> Result<(Vec<SocketAddr>, Vec<SocketAddr>), StartError> {
+/// UDP addresses, and stream (TCP, TLS) ones with their transport.
+type ListenAddrs = (Vec<SocketAddr>, Vec<(Proto, SocketAddr)>);
+
+fn listen_addrs(config: &Config, opts: &Options) -> Result<ListenAddrs, StartError> {
     let s = &config.settings;
     let listens: Vec<Listen> = if !opts.listen.is_empty() {
         opts.listen.clone()
@@ -96,11 +109,14 @@ fn listen_addrs(
         l.servable().map_err(StartError)?;
         let a = SocketAddr::new(l.addr, s.port_of(l));
         match l.proto {
-            Proto::Tcp => tcp.push(a),
+            Proto::Tcp | Proto::Tls => tcp.push((l.proto, a)),
             _ => udp.push(a),
         }
     }
-    if !tcp.is_empty() && s.disable_tcp {
+    if tcp.iter().any(|(p, _)| *p == Proto::Tls) {
+        tls_ready(config).map_err(StartError)?;
+    }
+    if tcp.iter().any(|(p, _)| *p == Proto::Tcp) && s.disable_tcp {
         return Err(StartError(
             "a tcp: listen address with disable_tcp=yes".into(),
         ));
@@ -209,6 +225,9 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
     };
     let mut sockets = Sockets::bind(&addrs, mode)?;
     sockets.bind_tcp(&tcp_addrs, workers)?;
+    if config.has_module("tls") {
+        sockets.tls = Some(tcp::tls::TlsSetup::from_config(&config).map_err(StartError)?);
+    }
     if !tcp_addrs.is_empty() {
         raise_open_files();
     }
@@ -225,9 +244,9 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
             .collect()
     };
     settings.listen = bound(Proto::Udp, &sockets.addrs);
-    settings
-        .listen
-        .extend(bound(Proto::Tcp, &sockets.tcp_addrs));
+    for (p, a) in &sockets.tcp_addrs {
+        settings.listen.extend(bound(*p, std::slice::from_ref(a)));
+    }
     // The shared tables for connections are carved when TCP is served.
     config.settings.listen = settings.listen.clone();
     if settings.auto_aliases {
@@ -235,7 +254,7 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
         let all: Vec<SocketAddr> = sockets
             .addrs
             .iter()
-            .chain(&sockets.tcp_addrs)
+            .chain(sockets.tcp_addrs.iter().map(|(_, a)| a))
             .copied()
             .collect();
         let names = auto_aliases(&host_name(), &hosts, &all);
@@ -253,8 +272,8 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
     for a in &sockets.addrs {
         log::info!("listening on udp:{a}");
     }
-    for a in &sockets.tcp_addrs {
-        log::info!("listening on tcp:{a}");
+    for (p, a) in &sockets.tcp_addrs {
+        log::info!("listening on {}:{a}", p.name());
     }
     let shm_bytes = opts.shm_mb.max(1) << 20;
     // Counter and process rows: the workers, the timer process, the

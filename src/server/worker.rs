@@ -347,14 +347,15 @@ impl<'a> Worker<'a> {
         out
     }
 
-    /// Serves TCP too: `tcp_addrs` become sockets after the UDP ones,
-    /// `listeners` (this worker's, on those addresses in order) accept
-    /// into the shared table. With none (the timer process) it only sends,
-    /// through the connections' owners.
+    /// Serves TCP and TLS too: `tcp_addrs` become sockets after the UDP
+    /// ones, `listeners` (this worker's, on those addresses in order)
+    /// accept into the shared table, TLS ones with `tls`. With none (the
+    /// timer process) it only sends, through the connections' owners.
     pub fn serve_streams(
         &mut self,
         listeners: Vec<std::net::TcpListener>,
-        tcp_addrs: &[SocketAddr],
+        tcp_addrs: &[(Proto, SocketAddr)],
+        tls: Option<super::tcp::tls::TlsSetup>,
     ) -> std::io::Result<()> {
         let Some(streams) = self.shared.streams.as_ref() else {
             return Ok(());
@@ -363,16 +364,16 @@ impl<'a> Worker<'a> {
             return Ok(());
         }
         let first = self.locals.len();
-        for a in tcp_addrs {
+        for (p, a) in tcp_addrs {
             self.locals.push(*a);
             self.listen.push(*a);
-            self.protos.push(Proto::Tcp);
+            self.protos.push(*p);
         }
         let may_open = !listeners.is_empty();
         let listeners = listeners
             .into_iter()
             .enumerate()
-            .map(|(i, l)| (l, first + i))
+            .map(|(i, l)| (l, first + i, stream_of(self.protos[first + i])))
             .collect();
         let e = Endpoint::new(
             self.slot as u16,
@@ -381,6 +382,7 @@ impl<'a> Worker<'a> {
             &streams.handoff,
             may_open,
             self.tcp_limits,
+            tls,
         )?;
         for (i, sock) in self.sockets.iter().enumerate() {
             e.watch_udp(std::os::fd::AsFd::as_fd(sock), i)?;
@@ -536,7 +538,9 @@ impl<'a> Worker<'a> {
             }
             let now = self.now_ms;
             let failed = match self.stream.as_mut() {
-                Some(e) => self.outbox.flush(self.sockets, &mut Streamer(e, now)),
+                Some(e) => self
+                    .outbox
+                    .flush(self.sockets, &mut Streamer(e, now, &self.protos)),
                 None => self.outbox.flush(self.sockets, &mut NoStreams),
             };
             if failed == 0 {
@@ -557,7 +561,7 @@ impl<'a> Worker<'a> {
         match self.stream.as_mut() {
             Some(e) => self
                 .outbox
-                .send_last_now(self.sockets, &mut Streamer(e, now)),
+                .send_last_now(self.sockets, &mut Streamer(e, now, &self.protos)),
             None => self.outbox.send_last_now(self.sockets, &mut NoStreams),
         }
     }
@@ -812,7 +816,7 @@ impl<'a> Worker<'a> {
         let at = SocketAddr::new(src.ip(), via.port.unwrap_or(5060));
         if streams
             .conns
-            .alias(conn, at, super::tcp::conns::Stream::Tcp)
+            .alias(conn, at, stream_of(self.protos[self.in_sock]))
             .is_err()
         {
             self.count(Counter::TcpRefused);
@@ -1034,11 +1038,11 @@ impl Shell for Worker<'_> {
         self.protos.get(sock).copied().unwrap_or(Proto::Udp)
     }
 
-    fn connected(&self, peer: SocketAddr) -> bool {
+    fn connected(&self, peer: SocketAddr, proto: Proto) -> bool {
         self.shared
             .streams
             .as_ref()
-            .is_some_and(|s| s.conns.find(peer, super::tcp::conns::Stream::Tcp).is_some())
+            .is_some_and(|s| s.conns.find(peer, stream_of(proto)).is_some())
     }
 
     fn resolve(&mut self, host: &str, port: u16, prefer_v6: bool) -> Option<SocketAddr> {
@@ -1149,7 +1153,7 @@ impl Host for Worker<'_> {
             log::warn!("forward in {}: ignored", self.route_kind.name());
             return -1;
         }
-        if !matches!(dest.proto, Proto::Udp | Proto::Tcp) {
+        if dest.proto == Proto::Sctp {
             log::warn!(
                 "forward to {}:{} over {}: not served by this build",
                 dest.host,
@@ -1236,10 +1240,11 @@ impl Host for Worker<'_> {
     }
 }
 
-/// The outbox's way onto streams: this process's endpoint, at `.1`.
-struct Streamer<'e, 't>(&'e mut Endpoint<'t>, u64);
+/// The outbox's way onto streams: this process's endpoint, at `.1`, with
+/// its sockets' transports.
+struct Streamer<'e, 't, 'p>(&'e mut Endpoint<'t>, u64, &'p [Proto]);
 
-impl StreamSend for Streamer<'_, '_> {
+impl StreamSend for Streamer<'_, '_, '_> {
     fn send(
         &mut self,
         sock: usize,
@@ -1247,7 +1252,16 @@ impl StreamSend for Streamer<'_, '_> {
         bytes: &[u8],
         tag: Option<u128>,
     ) -> std::io::Result<()> {
-        self.0.send_to(dest, sock, bytes, tag, self.1)
+        let kind = stream_of(self.2.get(sock).copied().unwrap_or(Proto::Tcp));
+        self.0.send_to(dest, sock, kind, bytes, tag, self.1)
+    }
+}
+
+/// The shared table's kind of a stream transport.
+fn stream_of(p: Proto) -> super::tcp::conns::Stream {
+    match p {
+        Proto::Tls => super::tcp::conns::Stream::Tls,
+        _ => super::tcp::conns::Stream::Tcp,
     }
 }
 
@@ -1349,8 +1363,8 @@ impl Shell for Lent<'_, '_> {
         Shell::transport(&*self.w, sock)
     }
 
-    fn connected(&self, peer: SocketAddr) -> bool {
-        Shell::connected(&*self.w, peer)
+    fn connected(&self, peer: SocketAddr, proto: Proto) -> bool {
+        Shell::connected(&*self.w, peer, proto)
     }
 
     fn resolve(&mut self, host: &str, port: u16, prefer_v6: bool) -> Option<SocketAddr> {

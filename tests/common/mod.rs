@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod stream;
+
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
@@ -14,7 +16,7 @@ use std::time::{Duration, Instant};
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
-    /// Its TCP address, when it listens on one.
+    /// Its TCP (or TLS) address, when it listens on one.
     pub tcp: Option<SocketAddr>,
     /// Lines the server logs, read on a thread.
     pub log: Receiver<String>,
@@ -42,6 +44,11 @@ impl Server {
     /// the kernel choose).
     pub fn start_as_configured(config: &str, workers: u32, extra: &[&str]) -> Server {
         Server::spawn(config, workers, extra, &[])
+    }
+
+    /// [`Server::start`] with its `-l` arguments.
+    pub fn spawn_with(config: &str, workers: u32, extra: &[&str], listen: &[&str]) -> Server {
+        Server::spawn(config, workers, extra, listen)
     }
 
     fn spawn(config: &str, workers: u32, extra: &[&str], listen: &[&str]) -> Server {
@@ -96,7 +103,11 @@ impl Server {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = rx.recv_timeout(left).expect("rser starts its workers");
-            if let Some(a) = line.split("listening on tcp:").nth(1) {
+            let stream = line
+                .split("listening on tcp:")
+                .nth(1)
+                .or_else(|| line.split("listening on tls:").nth(1));
+            if let Some(a) = stream {
                 tcp = tcp.or(a.trim().parse().ok());
             }
             if line.contains("serving with") {

@@ -347,7 +347,10 @@ impl RegistrarState<'_> {
         // reached (a new connection to it would not get through a NAT):
         // left out, and if none is left, 480 at once.
         let before = found.len();
-        found.retain(|f| f.meta.received.port() == 0 || cx.shell.connected(f.meta.received.into()));
+        found.retain(|f| {
+            let proto = cx.shell.transport(usize::from(f.meta.sock));
+            f.meta.received.port() == 0 || cx.shell.connected(f.meta.received.into(), proto)
+        });
         if found.is_empty() {
             log::debug!(
                 "lookup: the {before} contact(s) of {} were registered over connections now closed",
@@ -373,7 +376,8 @@ impl RegistrarState<'_> {
         // The contact's branch flags (`setbflag` at its REGISTER).
         ctx.st.bflags = found[0].meta.cflags;
         let mut dst = std::mem::take(&mut rs.dst);
-        if connection_uri(&found[0].meta, &mut dst) {
+        let proto_of = |m: &Meta| cx.shell.transport(usize::from(m.sock));
+        if connection_uri(&found[0].meta, proto_of(&found[0].meta), &mut dst) {
             ctx.st.dst_uri.clone_from(&dst);
         }
         ctx.clear_branches();
@@ -383,7 +387,7 @@ impl RegistrarState<'_> {
             &[]
         };
         for f in more {
-            if !connection_uri(&f.meta, &mut dst) {
+            if !connection_uri(&f.meta, proto_of(&f.meta), &mut dst) {
                 dst.clear();
             }
             if !ctx.append_branch_to(&texts[f.contact.0..f.contact.1], &dst) {
@@ -396,15 +400,15 @@ impl RegistrarState<'_> {
 }
 
 /// The next hop of a contact registered over a connection (its far end,
-/// over TCP) into `out`; false for one that was not.
-fn connection_uri(meta: &Meta, out: &mut Vec<u8>) -> bool {
+/// over its transport `proto`) into `out`; false for one that was not.
+fn connection_uri(meta: &Meta, proto: crate::cfg::settings::Proto, out: &mut Vec<u8>) -> bool {
     use std::io::Write as _;
     if meta.received.port() == 0 {
         return false;
     }
     out.clear();
     let a = std::net::SocketAddr::from(meta.received);
-    let _ = write!(out, "sip:{a};transport=tcp");
+    let _ = write!(out, "sip:{a};transport={}", proto.name());
     true
 }
 

@@ -35,6 +35,7 @@ const T_BRANCH_REPLIED: u8 = 15;
 const T_ANY_TIMEOUT: u8 = 16;
 const T_ANY_REPLIED: u8 = 17;
 const T_SET_FR: u8 = 18;
+const T_RELAY_TO_TLS: u8 = 19;
 
 pub static MODULE: Module = Module {
     name: "tm",
@@ -68,6 +69,13 @@ pub static MODULE: Module = Module {
         action(
             "t_relay_to_tcp",
             T_RELAY_TO_TCP,
+            (0, 2),
+            host_port,
+            Routes::NOT_BRANCH,
+        ),
+        action(
+            "t_relay_to_tls",
+            T_RELAY_TO_TLS,
             (0, 2),
             host_port,
             Routes::NOT_BRANCH,
@@ -306,10 +314,11 @@ pub(super) fn run(
             tm.text = text;
             r
         }
-        (T_RELAY | T_RELAY_TO_UDP | T_RELAY_TO_TCP, _) => {
+        (T_RELAY | T_RELAY_TO_UDP | T_RELAY_TO_TCP | T_RELAY_TO_TLS, _) => {
             let proto = match id {
                 T_RELAY_TO_UDP => Some(Proto::Udp),
                 T_RELAY_TO_TCP => Some(Proto::Tcp),
+                T_RELAY_TO_TLS => Some(Proto::Tls),
                 _ => None,
             };
             let host = match args {

@@ -355,7 +355,7 @@ impl TmState {
                 self.uris.truncate(start);
                 continue;
             };
-            if !matches!(proto, Proto::Udp | Proto::Tcp) {
+            if proto == Proto::Sctp {
                 log::warn!(
                     "tm: {host}:{port} over {}: not served by this build",
                     proto.name()

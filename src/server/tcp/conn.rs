@@ -41,6 +41,20 @@ pub enum Closed {
     ConnectFailed(ErrorKind),
     /// The peer took nothing we wrote for `tcp_send_timeout`.
     SendTimeout,
+    /// TLS failed (a handshake refused, a protocol error).
+    Tls,
+}
+
+/// What one read from the socket gave.
+enum Got {
+    /// Plaintext bytes, in the caller's buffer.
+    Bytes(usize),
+    /// TLS records taken, no plaintext yet: read again.
+    Progress,
+    /// Nothing more now.
+    Nothing,
+    /// The peer closed.
+    End,
 }
 
 /// A message that cannot be queued: the connection holds too much unsent.
@@ -62,6 +76,11 @@ pub struct Conn {
     tags: Vec<u128>,
     /// Whether epoll is asked for writability now.
     armed_out: bool,
+    /// The TLS session, over a `tls:` connection (its buffers are its
+    /// own: `output` stays empty).
+    tls: Option<Box<rustls::Connection>>,
+    /// A TLS handshake under way: since when.
+    handshake_since: Option<u64>,
 }
 
 impl Conn {
@@ -85,7 +104,24 @@ impl Conn {
             stalled_since: None,
             tags: Vec::new(),
             armed_out: false,
+            tls: None,
+            handshake_since: None,
         })
+    }
+
+    /// Runs `session` over the connection from `now` (a `tls:` one).
+    pub fn start_tls(&mut self, mut session: rustls::Connection, now: u64) {
+        // The bound on what it holds unsent, as for plain TCP.
+        session.set_buffer_limit(Some(MAX_OUTPUT));
+        self.tls = Some(Box::new(session));
+        self.handshake_since = Some(now);
+    }
+
+    /// Whether it is still being opened (TCP's connect, or TLS's
+    /// handshake on a connection we opened): its failure then is the
+    /// failure of the sends queued on it.
+    pub fn opening(&self) -> bool {
+        self.connecting() || (self.handshake_since.is_some() && !self.tags.is_empty())
     }
 
     /// Opens a connection to `peer` without waiting for it: sends queue
@@ -119,7 +155,9 @@ impl Conn {
 
     /// Whether it has bytes waiting to be written (poll for writable).
     pub fn wants_write(&self) -> bool {
-        !self.output.is_empty() || self.connecting()
+        !self.output.is_empty()
+            || self.connecting()
+            || self.tls.as_ref().is_some_and(|t| t.wants_write())
     }
 
     /// What epoll is to watch for now.
@@ -171,28 +209,70 @@ impl Conn {
         let mut read = 0;
         let mut pings = 0;
         while read < READ_BUDGET {
-            match self.sock.read(&mut buf) {
-                Ok(0) => {
+            match self.read_some(&mut buf, now)? {
+                Got::End => {
                     // Frame what came before the end.
                     self.frame(now, &mut on, &mut pings)?;
                     return Err(Closed::ByPeer);
                 }
-                Ok(n) => {
+                Got::Bytes(n) => {
                     read += n;
                     self.last_used = now;
                     self.input.feed(&buf[..n], now);
                     self.frame(now, &mut on, &mut pings)?;
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(Closed::Error(e.kind())),
+                Got::Progress => read += 1,
+                Got::Nothing => break,
             }
         }
         // RFC 5626 §3.5.1: each ping answered with a pong.
         for _ in 0..pings {
             let _ = self.send(b"\r\n", None, now);
         }
+        // TLS's own records (the handshake's) go at once.
+        if self.tls.as_ref().is_some_and(|t| t.wants_write()) {
+            self.flush(now)?;
+        }
         Ok(())
+    }
+
+    /// One read: plaintext (through TLS when it runs), or why none.
+    fn read_some(&mut self, buf: &mut [u8], now: u64) -> Result<Got, Closed> {
+        let Some(tls) = self.tls.as_mut() else {
+            return match self.sock.read(buf) {
+                Ok(0) => Ok(Got::End),
+                Ok(n) => Ok(Got::Bytes(n)),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(Got::Nothing),
+                Err(e) if e.kind() == ErrorKind::Interrupted => Ok(Got::Progress),
+                Err(e) => Err(Closed::Error(e.kind())),
+            };
+        };
+        // Plaintext already decrypted first.
+        match tls.reader().read(buf) {
+            Ok(0) => return Ok(Got::End), // close_notify
+            Ok(n) => return Ok(Got::Bytes(n)),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(_) => return Ok(Got::End), // closed without close_notify
+        }
+        match tls.read_tls(&mut self.sock) {
+            Ok(0) => return Ok(Got::End),
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Got::Nothing),
+            Err(e) if e.kind() == ErrorKind::Interrupted => return Ok(Got::Progress),
+            Err(e) => return Err(Closed::Error(e.kind())),
+        }
+        if let Err(e) = tls.process_new_packets() {
+            log::debug!("tls: {}: {e}", self.peer);
+            // The alert rustls queued, if the socket takes it.
+            let _ = tls.write_tls(&mut self.sock);
+            return Err(Closed::Tls);
+        }
+        if self.handshake_since.is_some() && !tls.is_handshaking() {
+            self.handshake_since = None;
+            self.tags.clear();
+            self.last_used = now;
+        }
+        Ok(Got::Progress)
     }
 
     fn frame(
@@ -232,8 +312,21 @@ impl Conn {
         if self.output.len() + bytes.len() > MAX_OUTPUT {
             return Err(OutputFull);
         }
-        self.output.extend(bytes);
         self.last_used = now;
+        if let Some(tls) = self.tls.as_mut() {
+            // rustls holds it (until the handshake ends, too), bounded.
+            if tls.writer().write_all(bytes).is_err() {
+                return Err(OutputFull);
+            }
+            if let Some(t) =
+                tag.filter(|_| self.handshake_since.is_some() && self.tags.len() < MAX_TAGS)
+            {
+                self.tags.push(t);
+            }
+            let _ = self.flush(now);
+            return Ok(());
+        }
+        self.output.extend(bytes);
         if self.connecting() {
             if let Some(t) = tag.filter(|_| self.tags.len() < MAX_TAGS) {
                 self.tags.push(t);
@@ -248,6 +341,21 @@ impl Conn {
     /// Writes what the socket takes of the queued output.
     pub fn flush(&mut self, now: u64) -> Result<(), Closed> {
         if self.connecting() {
+            return Ok(());
+        }
+        if let Some(tls) = self.tls.as_mut() {
+            while tls.wants_write() {
+                match tls.write_tls(&mut self.sock) {
+                    Ok(0) => return Err(Closed::Error(ErrorKind::WriteZero)),
+                    Ok(_) => self.stalled_since = None,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        self.stalled_since.get_or_insert(now);
+                        break;
+                    }
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => return Err(Closed::Error(e.kind())),
+                }
+            }
             return Ok(());
         }
         while !self.output.is_empty() {
@@ -273,7 +381,7 @@ impl Conn {
     /// `since` and they are empty: an idle connection holds its socket and
     /// this record only.
     pub fn trim(&mut self, since: u64) {
-        if self.last_used <= since && self.output.is_empty() {
+        if self.last_used <= since && self.output.is_empty() && !self.wants_write() {
             self.output = VecDeque::new();
             self.input.trim();
         }
@@ -287,6 +395,9 @@ impl Conn {
             |since: Option<u64>, limit: u64| since.is_some_and(|t| now.saturating_sub(t) > limit);
         if over(self.connecting_since, limits.connect_ms) {
             return Some(Closed::ConnectFailed(ErrorKind::TimedOut));
+        }
+        if over(self.handshake_since, limits.connect_ms) {
+            return Some(Closed::Tls);
         }
         if over(self.stalled_since, limits.send_ms) {
             return Some(Closed::SendTimeout);

@@ -97,8 +97,8 @@ impl Inbox {
 pub struct Endpoint<'t> {
     me: u16,
     /// Listening sockets, each with the worker's socket index it stands
-    /// for (its local address, its Via).
-    listeners: Vec<(TcpListener, usize)>,
+    /// for (its local address, its Via) and its transport.
+    listeners: Vec<(TcpListener, usize, Stream)>,
     conns: &'t Conns,
     handoff: &'t Handoff,
     owned: HashMap<u32, (ConnId, Conn)>,
@@ -109,6 +109,8 @@ pub struct Endpoint<'t> {
     may_open: bool,
     limits: Limits,
     last_sweep: u64,
+    /// TLS's configurations, with the tls module.
+    tls: Option<super::tls::TlsSetup>,
 }
 
 fn to_io(e: nix::errno::Errno) -> io::Error {
@@ -116,18 +118,24 @@ fn to_io(e: nix::errno::Errno) -> io::Error {
 }
 
 impl<'t> Endpoint<'t> {
-    /// Process `me`'s side, over `listeners` (each with its socket index;
-    /// made non-blocking here).
+    /// Process `me`'s side, over `listeners` (each with its socket index
+    /// and transport; made non-blocking here).
     pub fn new(
         me: u16,
-        listeners: Vec<(TcpListener, usize)>,
+        listeners: Vec<(TcpListener, usize, Stream)>,
         conns: &'t Conns,
         handoff: &'t Handoff,
         may_open: bool,
         limits: Limits,
+        tls: Option<super::tls::TlsSetup>,
     ) -> io::Result<Endpoint<'t>> {
+        if listeners.iter().any(|l| l.2 == Stream::Tls) && tls.is_none() {
+            return Err(io::Error::other(
+                "a tls: address without the tls module's setup",
+            ));
+        }
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(to_io)?;
-        for (i, (l, _)) in listeners.iter().enumerate() {
+        for (i, (l, _, _)) in listeners.iter().enumerate() {
             l.set_nonblocking(true)?;
             epoll
                 .add(l, EpollEvent::new(EpollFlags::EPOLLIN, LISTENER | i as u64))
@@ -152,6 +160,7 @@ impl<'t> Endpoint<'t> {
             may_open,
             limits,
             last_sweep: 0,
+            tls,
         })
     }
 
@@ -208,7 +217,7 @@ impl<'t> Endpoint<'t> {
     }
 
     fn accept(&mut self, which: usize, now: u64, happened: &mut Vec<Happened>) {
-        let Some(sock) = self.listeners.get(which).map(|(_, s)| *s) else {
+        let Some((sock, kind)) = self.listeners.get(which).map(|(_, s, k)| (*s, *k)) else {
             return;
         };
         // Bounded: a burst of new connections does not stall reads.
@@ -220,10 +229,16 @@ impl<'t> Endpoint<'t> {
                 happened.push(Happened::Refused(peer));
                 continue;
             }
-            let Ok(conn) = Conn::new(s, peer, sock, now) else {
+            let Ok(mut conn) = Conn::new(s, peer, sock, now) else {
                 continue;
             };
-            match self.conns.add(peer, Stream::Tcp, self.me) {
+            if kind == Stream::Tls {
+                match self.tls.as_ref().map(|t| t.accept()) {
+                    Some(Ok(session)) => conn.start_tls(session, now),
+                    _ => continue,
+                }
+            }
+            match self.conns.add(peer, kind, self.me) {
                 Ok(id) => {
                     if self.own(id, conn).is_ok() {
                         happened.push(Happened::Accepted(peer));
@@ -293,7 +308,7 @@ impl<'t> Endpoint<'t> {
         };
         let _ = self.epoll.delete(c.as_fd());
         self.conns.remove(id);
-        if c.connecting() || matches!(why, Closed::ConnectFailed(_)) {
+        if c.opening() || matches!(why, Closed::ConnectFailed(_)) {
             let kind = match why {
                 Closed::ConnectFailed(k) | Closed::Error(k) => k,
                 _ => io::ErrorKind::TimedOut,
@@ -354,16 +369,17 @@ impl<'t> Endpoint<'t> {
         &mut self,
         dest: SocketAddr,
         sock: usize,
+        kind: Stream,
         bytes: &[u8],
         tag: Option<u128>,
         now: u64,
     ) -> io::Result<()> {
-        if let Some(f) = self.conns.find(dest, Stream::Tcp) {
+        if let Some(f) = self.conns.find(dest, kind) {
             return self.send_on(f, bytes, tag, now);
         }
         let dest = match reply_fallback(bytes, dest) {
             Some(alt) => {
-                if let Some(f) = self.conns.find(alt, Stream::Tcp) {
+                if let Some(f) = self.conns.find(alt, kind) {
                     return self.send_on(f, bytes, tag, now);
                 }
                 alt
@@ -378,11 +394,21 @@ impl<'t> Endpoint<'t> {
                 "this worker's connections are at their limit",
             ));
         }
-        let conn = Conn::connect(dest, sock, now)
+        let mut conn = Conn::connect(dest, sock, now)
             .map_err(|e| io::Error::new(e.kind(), format!("connect: {e}")))?;
+        if kind == Stream::Tls {
+            let setup = self
+                .tls
+                .as_ref()
+                .ok_or_else(|| io::Error::other("TLS needs the tls module"))?;
+            let session = setup
+                .connect(dest)
+                .map_err(|e| io::Error::other(format!("tls: {e}")))?;
+            conn.start_tls(session, now);
+        }
         let id = self
             .conns
-            .add(dest, Stream::Tcp, self.me)
+            .add(dest, kind, self.me)
             .map_err(|Full| io::Error::other("tcp_max_connections reached"))?;
         self.own(id, conn)?;
         let found = Found {
@@ -468,8 +494,17 @@ mod tests {
         let handoff = Handoff::carve(&mut carver, 2, 8, 4096).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut w0 = Endpoint::new(0, vec![(listener, 1)], &conns, &handoff, true, LIMITS).unwrap();
-        let mut w1 = Endpoint::new(1, Vec::new(), &conns, &handoff, true, LIMITS).unwrap();
+        let mut w0 = Endpoint::new(
+            0,
+            vec![(listener, 1, Stream::Tcp)],
+            &conns,
+            &handoff,
+            true,
+            LIMITS,
+            None,
+        )
+        .unwrap();
+        let mut w1 = Endpoint::new(1, Vec::new(), &conns, &handoff, true, LIMITS, None).unwrap();
         let mut phone = TcpStream::connect(addr).unwrap();
         phone
             .set_read_timeout(Some(std::time::Duration::from_secs(2)))
@@ -489,7 +524,8 @@ mod tests {
         assert_eq!(peer, phone.local_addr().unwrap());
         // The other worker answers: handed to the owner, which sends it.
         let reply = b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n";
-        w1.send_to(peer, 1, reply, None, clock()).unwrap();
+        w1.send_to(peer, 1, Stream::Tcp, reply, None, clock())
+            .unwrap();
         turn(&mut w0, &mut inbox, &mut happened);
         let mut back = vec![0u8; reply.len()];
         phone.read_exact(&mut back).unwrap();
@@ -516,10 +552,11 @@ mod tests {
         let mut carver = region.carver();
         let conns = Conns::carve(&mut carver, 64).unwrap();
         let handoff = Handoff::carve(&mut carver, 1, 8, 4096).unwrap();
-        let mut w = Endpoint::new(0, Vec::new(), &conns, &handoff, true, LIMITS).unwrap();
+        let mut w = Endpoint::new(0, Vec::new(), &conns, &handoff, true, LIMITS, None).unwrap();
         let callee = TcpListener::bind("127.0.0.1:0").unwrap();
         let to = callee.local_addr().unwrap();
-        w.send_to(to, 0, OPTIONS, Some(7), clock()).unwrap();
+        w.send_to(to, 0, Stream::Tcp, OPTIONS, Some(7), clock())
+            .unwrap();
         let (mut s, _) = callee.accept().unwrap();
         s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
             .unwrap();
@@ -533,14 +570,15 @@ mod tests {
         }
         assert_eq!(got, OPTIONS);
         // A second send reuses it.
-        w.send_to(to, 0, OPTIONS, None, clock()).unwrap();
+        w.send_to(to, 0, Stream::Tcp, OPTIONS, None, clock())
+            .unwrap();
         assert_eq!((w.owned(), conns.live()), (1, 1));
         // Nobody listens there: the label comes back.
         let closed = {
             let l = TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap()
         };
-        let r = w.send_to(closed, 0, OPTIONS, Some(9), clock());
+        let r = w.send_to(closed, 0, Stream::Tcp, OPTIONS, Some(9), clock());
         for _ in 0..50 {
             if r.is_err()
                 || happened

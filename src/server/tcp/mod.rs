@@ -30,6 +30,7 @@ pub mod conn;
 pub mod conns;
 pub mod endpoint;
 pub mod handoff;
+pub mod tls;
 
 /// Messages a worker's hand-off queue holds before a sender is refused:
 /// this many, or fewer when shared memory is short (no fewer than

@@ -1,0 +1,231 @@
+//! SIP over TLS against the real binary, with a certificate authority the
+//! test makes (rcgen) and rustls as the user agents' TLS: a registration
+//! and a call between two TLS user agents through rser, and mutual TLS
+//! (`require_certificate`) refusing a client without a certificate.
+
+mod common;
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+
+use common::stream::Stream;
+use common::{Server, header, status};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+/// A CA, rser's certificate (for 127.0.0.1) and a user agent's, as PEM
+/// files in `dir`.
+struct Pki {
+    ca: String,
+    server_cert: String,
+    server_key: String,
+    ua_cert: String,
+    ua_key: String,
+}
+
+fn make_pki(dir: &Path) -> Pki {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf = |san: &str| {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec![san.to_string()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server_cert, server_key) = leaf("127.0.0.1");
+    let (ua_cert, ua_key) = leaf("ua.example.test");
+    let write = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    Pki {
+        ca: write("ca.pem", &ca_cert.pem()),
+        server_cert: write("server.pem", &server_cert),
+        server_key: write("server.key", &server_key),
+        ua_cert: write("ua.pem", &ua_cert),
+        ua_key: write("ua.key", &ua_key),
+    }
+}
+
+fn config(pki: &Pki, require: bool, body: &str) -> String {
+    format!(
+        "enable_tls=yes\n\
+         loadmodule \"tls.so\"\n\
+         modparam(\"tls\", \"certificate\", \"{}\")\n\
+         modparam(\"tls\", \"private_key\", \"{}\")\n\
+         modparam(\"tls\", \"ca_list\", \"{}\")\n\
+         modparam(\"tls\", \"verify_certificate\", {})\n\
+         modparam(\"tls\", \"require_certificate\", {})\n{body}",
+        pki.server_cert,
+        pki.server_key,
+        pki.ca,
+        u8::from(require),
+        u8::from(require)
+    )
+}
+
+fn start(config: &str) -> (Server, SocketAddr) {
+    let server = Server::spawn_with(
+        config,
+        2,
+        &[],
+        &["-l", "udp:127.0.0.1:0", "-l", "tls:127.0.0.1:0"],
+    );
+    let tls = server.tcp.expect("rser listens on TLS");
+    (server, tls)
+}
+
+/// A user agent's TLS connection to `to`, checking rser's certificate
+/// against the CA; with `own`, presenting its certificate.
+fn connect(to: SocketAddr, pki: &Pki, own: bool) -> Stream {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(&pki.ca).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let cfg = if own {
+        let chain = vec![CertificateDer::from_pem_file(&pki.ua_cert).unwrap()];
+        let key = PrivateKeyDer::from_pem_file(&pki.ua_key).unwrap();
+        builder.with_client_auth_cert(chain, key).unwrap()
+    } else {
+        builder.with_no_client_auth()
+    };
+    let name = ServerName::IpAddress(to.ip().into());
+    let session = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
+    Stream::tls(TcpStream::connect(to).unwrap(), session)
+}
+
+const REGISTRAR: &str = r#"
+loadmodule "sl.so"
+loadmodule "tm.so"
+loadmodule "rr.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+route {
+    if (loose_route()) { t_relay(); exit; };
+    if (method == "REGISTER") { save("location"); exit; };
+    if (!lookup("location")) { sl_reply_error(); exit; };
+    record_route();
+    if (!t_relay()) { sl_reply_error(); };
+}
+"#;
+
+/// Two user agents over TLS: one registers, the other calls it; the
+/// INVITE reaches the callee on its own TLS connection, its answer the
+/// caller on theirs, and the caller's BYE follows the route set.
+#[test]
+fn a_registration_and_a_call_between_two_tls_user_agents() {
+    let dir = common::temp_dir("tls-call");
+    std::fs::create_dir_all(&dir).unwrap();
+    let pki = make_pki(&dir);
+    let (_server, tls) = start(&config(&pki, false, REGISTRAR));
+    let mut bob = connect(tls, &pki, true);
+    // Bob's Contact is its connection's own address: the in-dialog BYE
+    // sent there reuses the connection.
+    let contact = format!("sip:bob@{};transport=tls", bob.local());
+    let reg = bob
+        .request(
+            "REGISTER",
+            "sip:127.0.0.1",
+            "treg",
+            &format!("Contact: <{contact}>\r\nExpires: 600\r\n"),
+        )
+        .replace("SIP/2.0/TCP", "SIP/2.0/TLS")
+        .replace("To: <sip:127.0.0.1>", "To: <sip:bob@127.0.0.1>");
+    bob.send(reg.as_bytes());
+    let ok = bob.expect("SIP/2.0 ").expect("a reply over TLS");
+    assert_eq!(status(&ok), Some(200), "{ok}");
+    let mut alice = connect(tls, &pki, false);
+    let invite = alice
+        .request("INVITE", "sip:bob@127.0.0.1", "tcall", "")
+        .replace("SIP/2.0/TCP", "SIP/2.0/TLS");
+    alice.send(invite.as_bytes());
+    let got = bob
+        .expect("INVITE ")
+        .expect("the INVITE on bob's TLS connection");
+    assert!(
+        header(&got, "Via").unwrap().starts_with("SIP/2.0/TLS"),
+        "{got}"
+    );
+    let rr = common::headers(&got, "Record-Route");
+    assert_eq!(rr.len(), 1, "one transport, one interface: {got}");
+    assert!(rr[0].contains("transport=tls"), "{got}");
+    bob.send(common::answer(&got, 200, "OK", "bob").as_bytes());
+    let ok = alice
+        .expect("SIP/2.0 200")
+        .expect("the 200 over alice's TLS connection");
+    assert_eq!(header(&ok, "Call-ID"), Some("tcall"));
+    let bye = alice
+        .request("BYE", &contact, "tcall", &format!("Route: {}\r\n", rr[0]))
+        .replace("SIP/2.0/TCP", "SIP/2.0/TLS")
+        .replace(
+            &format!("To: <{contact}>"),
+            "To: <sip:bob@127.0.0.1>;tag=bob",
+        )
+        .replace("CSeq: 1 BYE", "CSeq: 2 BYE");
+    alice.send(bye.as_bytes());
+    let b = bob.expect("BYE ").expect("the BYE over bob's connection");
+    bob.send(common::answer(&b, 200, "OK", "bob").as_bytes());
+    assert!(alice.expect("SIP/2.0 200").is_some(), "the BYE's 200");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+const OPTIONS_OK: &str = "loadmodule \"sl.so\"\nroute { sl_send_reply(\"200\", \"OK\"); }\n";
+
+/// `require_certificate`: a client without a certificate is refused
+/// during the handshake; one with a certificate from the CA is served.
+#[test]
+fn mutual_tls_refuses_a_client_without_a_certificate() {
+    let dir = common::temp_dir("tls-mutual");
+    std::fs::create_dir_all(&dir).unwrap();
+    let pki = make_pki(&dir);
+    let (_server, tls) = start(&config(&pki, true, OPTIONS_OK));
+    let mut anonymous = connect(tls, &pki, false);
+    let m = anonymous.request("OPTIONS", "sip:127.0.0.1", "anon", "");
+    let sent = anonymous.try_send(m.as_bytes());
+    let answered = sent.is_ok() && anonymous.expect("SIP/2.0 200").is_some();
+    assert!(!answered, "served without a certificate");
+    let mut known = connect(tls, &pki, true);
+    let m = known.request("OPTIONS", "sip:127.0.0.1", "known", "");
+    known.send(m.as_bytes());
+    assert!(
+        known.expect("SIP/2.0 200").is_some(),
+        "a certified client is served"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A certificate file that is not there is refused by `-c` (and a start).
+#[test]
+fn tls_without_its_setup_is_refused() {
+    let dir = common::temp_dir("tls-bad");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("bad.cfg");
+    std::fs::write(
+        &cfg,
+        "enable_tls=yes\nloadmodule \"tls.so\"\nmodparam(\"tls\", \"certificate\", \"/nonexistent.pem\")\nroute { drop; }\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rser"))
+        .arg("-c")
+        .arg("-f")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("/nonexistent.pem"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
