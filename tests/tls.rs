@@ -229,3 +229,82 @@ fn tls_without_its_setup_is_refused() {
     assert!(err.contains("/nonexistent.pem"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// rser opening TLS: `t_relay_to_tls` to a callee whose certificate the
+/// CA signed (verified, with `verify_certificate`), from a caller over
+/// UDP; a callee with a certificate from elsewhere is refused, and the
+/// caller gets a failure at once instead of waiting.
+#[test]
+fn rser_opens_tls_to_a_callee_and_verifies_it() {
+    let dir = common::temp_dir("tls-out");
+    std::fs::create_dir_all(&dir).unwrap();
+    let pki = make_pki(&dir);
+    let other_dir = dir.join("other");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    let stranger = make_pki(&other_dir);
+    for (callee_pki, trusted) in [(&pki, true), (&stranger, false)] {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let callee = listener.local_addr().unwrap();
+        let script = format!(
+            "loadmodule \"sl.so\"\nloadmodule \"tm.so\"\nloadmodule \"rr.so\"\n\
+             route {{ record_route(); rewritehostport(\"{callee}\"); \
+             if (!t_relay_to_tls()) {{ sl_reply_error(); }} }}\n"
+        );
+        let (server, _) = start(&config(&pki, true, &script));
+        let caller = common::Peer::new();
+        caller.send(
+            server.addr,
+            &caller.request("INVITE", "sip:bob@127.0.0.1", "out", ""),
+        );
+        listener.set_nonblocking(true).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        let tcp = loop {
+            if let Ok((s, _)) = listener.accept() {
+                break s;
+            }
+            assert!(std::time::Instant::now() < deadline, "rser connects");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        tcp.set_nonblocking(false).unwrap();
+        let chain = vec![CertificateDer::from_pem_file(&callee_pki.server_cert).unwrap()];
+        let key = PrivateKeyDer::from_pem_file(&callee_pki.server_key).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        let session = rustls::ServerConnection::new(Arc::new(cfg)).unwrap();
+        let mut leg = Stream::tls(tcp, session);
+        let got = leg.expect("INVITE ");
+        if trusted {
+            let got = got.expect("the INVITE over TLS");
+            assert!(
+                header(&got, "Via").unwrap().starts_with("SIP/2.0/TLS"),
+                "{got}"
+            );
+            let rr = common::headers(&got, "Record-Route");
+            assert_eq!(rr.len(), 2, "UDP in, TLS out: {got}");
+            assert!(
+                rr[0].contains("transport=tls") && rr[0].contains("r2=on"),
+                "{got}"
+            );
+            leg.send(common::answer(&got, 200, "OK", "callee").as_bytes());
+            let (ok, _) = common::expect(&caller, "SIP/2.0 200", std::time::Duration::from_secs(3))
+                .expect("the 200 over UDP");
+            assert_eq!(header(&ok, "Call-ID"), Some("out"));
+        } else {
+            assert!(got.is_none(), "nothing reaches an unverified callee");
+            // Past tm's 100 Trying: a final failure, well before fr_timer.
+            let r = std::iter::from_fn(|| {
+                common::expect(&caller, "SIP/2.0 ", std::time::Duration::from_secs(5))
+            })
+            .map(|(m, _)| m)
+            .find(|m| status(m).is_some_and(|c| c >= 200))
+            .expect("a final reply for the caller");
+            assert!(status(&r).is_some_and(|c| c >= 400), "{r}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -38,8 +38,12 @@ impl Stream {
     }
 
     /// TLS over `tcp` (its reads time out in 200 ms), with rustls's
-    /// client `session`.
-    pub fn tls(tcp: TcpStream, session: rustls::ClientConnection) -> Stream {
+    /// `session` (a client's or a server's).
+    pub fn tls<C, S>(tcp: TcpStream, session: C) -> Stream
+    where
+        C: std::ops::DerefMut + std::ops::Deref<Target = rustls::ConnectionCommon<S>> + 'static,
+        S: rustls::SideData + 'static,
+    {
         tcp.set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
         let local = tcp.local_addr().unwrap();

@@ -195,7 +195,10 @@ impl Conn {
                 return Ok(());
             }
             self.connecting_since = None;
-            self.tags.clear();
+            // Over TLS the sends wait for the handshake too.
+            if self.handshake_since.is_none() {
+                self.tags.clear();
+            }
             self.last_used = now;
         }
         self.flush(now)
