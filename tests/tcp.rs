@@ -382,7 +382,10 @@ fn ten_thousand_idle_connections_while_requests_flow() {
         eprintln!("skipped: the open-file limit is below {IDLE} connections");
         return;
     }
-    let config = format!("tcp_max_connections={}\n{OPTIONS_OK}", IDLE + 1_000);
+    let config = format!(
+        "tcp_max_connections={n}\ntcp_accept_iplimit={n}\n{OPTIONS_OK}",
+        n = IDLE + 1_000
+    );
     let server = Server::start_tcp(&config, 2, &["-m", "64"]);
     let tcp = server.tcp.expect("a TCP address");
     let udp = Peer::new();
@@ -417,4 +420,25 @@ fn ten_thousand_idle_connections_while_requests_flow() {
             "idle connection {i} still answers"
         );
     }
+}
+
+/// tcp_accept_iplimit: one address may hold so many connections; the next
+/// is closed at once, counted, and the others keep working.
+#[test]
+fn connections_from_one_address_are_bounded() {
+    let config = format!("tcp_accept_iplimit=4\n{OPTIONS_OK}");
+    let server = Server::start_tcp(&config, 1, &[]);
+    let tcp = server.tcp.expect("a TCP address");
+    let mut four: Vec<Stream> = (0..4).map(|_| Stream::connect(tcp)).collect();
+    for (i, ua) in four.iter_mut().enumerate() {
+        let m = ua.request("OPTIONS", "sip:rser@127.0.0.1", &format!("lim{i}"), "");
+        ua.send(m.as_bytes());
+        assert!(ua.expect("SIP/2.0 200").is_some(), "connection {i}");
+    }
+    let mut fifth = Stream::connect(tcp);
+    assert!(fifth.closed(), "the fifth is closed");
+    assert!(server.wait_log("refused", Duration::from_secs(3)).is_some());
+    let m = four[0].request("OPTIONS", "sip:rser@127.0.0.1", "still", "");
+    four[0].send(m.as_bytes());
+    assert!(four[0].expect("SIP/2.0 200").is_some());
 }

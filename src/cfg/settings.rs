@@ -192,6 +192,9 @@ pub struct Settings {
     pub tcp_send_timeout: u32,
     /// `disable_tcp=yes`: a `tcp:` listen address is refused.
     pub disable_tcp: bool,
+    /// Connections accepted from one address at once (Kamailio's
+    /// `tcp_accept_iplimit`).
+    pub tcp_accept_iplimit: u32,
     /// `enable_tls=yes`: `tls:` listen addresses are served (with the tls
     /// module loaded).
     pub enable_tls: bool,
@@ -245,6 +248,7 @@ impl Default for Settings {
             tcp_connect_timeout: 10,
             tcp_send_timeout: 10,
             disable_tcp: false,
+            tcp_accept_iplimit: 1024,
             enable_tls: false,
             tcp_accept_aliases: false,
             udp_mtu: 1300,
@@ -428,6 +432,9 @@ fn apply(s: &mut Settings, g: &Global) -> Result<(), Said> {
         "disable_tcp" => s.disable_tcp = boolean(name, &g.value)?,
         "enable_tls" => s.enable_tls = boolean(name, &g.value)?,
         "tcp_accept_aliases" => s.tcp_accept_aliases = boolean(name, &g.value)?,
+        "tcp_accept_iplimit" => {
+            s.tcp_accept_iplimit = int_in(name, &g.value, 1, 1 << 20)? as u32
+        }
         "udp_mtu" => s.udp_mtu = int_in(name, &g.value, 0, 65_535)? as u32,
         "udp_mtu_try_proto" => {
             s.udp_mtu_try_proto = match Proto::parse(&text(&g.value)) {

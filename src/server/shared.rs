@@ -218,7 +218,8 @@ impl Shared {
             Some(c) if c.settings.listen.iter().any(|l| l.proto.is_stream()) => {
                 let at = carver.used();
                 let max = c.settings.tcp_max_connections as usize;
-                let s = super::tcp::Streams::carve(&mut carver, max, slots, size_bytes)?;
+                let per_source = c.settings.tcp_accept_iplimit;
+                let s = super::tcp::Streams::carve(&mut carver, (max, per_source), slots, size_bytes)?;
                 layout.row(
                     "tcp connections, hand-off queues",
                     format!("{max} connections, {slots} queues"),

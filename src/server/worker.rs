@@ -506,7 +506,7 @@ impl<'a> Worker<'a> {
                     self.count(Counter::TcpRefused);
                     if let Some(held) = self.send_log.allow(self.now_ms) {
                         log::warn!(
-                            "tcp: connection from {peer} refused: at tcp_max_connections{}",
+                            "tcp: connection from {peer} refused: tcp_max_connections or tcp_accept_iplimit reached{}",
                             super::log_limit::held_text(held)
                         );
                     }

@@ -11,10 +11,11 @@
 //! No process sits on the path of every connection: this table is read
 //! and written under lock stripes by the worker at hand, as tm's is.
 
-use rser_shm::{Carver, Chains, Linked, Links, Peer};
+use rser_shm::{Carver, Chains, Linked, Links, Peer, Slice};
 use xxhash_rust::xxh3::Xxh3;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// A stream transport.
 #[repr(u8)]
@@ -44,9 +45,15 @@ pub struct Found {
     pub peer: SocketAddr,
 }
 
-/// Every record is taken.
+/// No room: every record is taken, or a limit is reached (the total of
+/// connections, or those accepted from one address).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
+
+/// Counters of accepted connections by source address, in this many
+/// cells (addresses share a cell by hash: a limit may bite a little early
+/// for an address that shares, never late).
+const SOURCE_CELLS: usize = 4096;
 
 #[repr(C)]
 struct Record {
@@ -64,6 +71,8 @@ struct Record {
     generation: u32,
     owner: u16,
     alias: bool,
+    /// Accepted (not opened by us): it counts toward its source's limit.
+    accepted: bool,
 }
 
 impl Record {
@@ -79,6 +88,7 @@ impl Record {
             generation: 0,
             owner: 0,
             alias: false,
+            accepted: false,
         }
     }
 }
@@ -95,6 +105,19 @@ impl Linked for Record {
 #[derive(Clone, Copy)]
 pub struct Conns {
     records: Chains<Record>,
+    /// [0]: connections open; then accepted ones per source cell.
+    counts: Slice<AtomicU32>,
+    /// `tcp_max_connections` and `tcp_accept_iplimit`.
+    max: u32,
+    per_source: u32,
+}
+
+fn source_cell(ip: IpAddr) -> usize {
+    let h = match ip {
+        IpAddr::V4(a) => xxhash_rust::xxh3::xxh3_64(&a.octets()),
+        IpAddr::V6(a) => xxhash_rust::xxh3::xxh3_64(&a.octets()),
+    };
+    1 + (h as usize % SOURCE_CELLS)
 }
 
 fn hash(addr: SocketAddr, proto: Stream) -> u64 {
@@ -109,10 +132,43 @@ fn hash(addr: SocketAddr, proto: Stream) -> u64 {
 }
 
 impl Conns {
-    /// Room for `n` records (connections and their aliases).
-    pub fn carve(carver: &mut Carver<'_>, n: usize) -> Option<Conns> {
+    /// Room for `n` records (connections and their aliases), at most
+    /// `max` connections open and `per_source` accepted from one address.
+    pub fn carve(carver: &mut Carver<'_>, n: usize, max: u32, per_source: u32) -> Option<Conns> {
         let records = Chains::carve(carver, n, "tcp connections", Record::free)?;
-        Some(Conns { records })
+        let counts = carver.slice(1 + SOURCE_CELLS, |_| AtomicU32::new(0))?;
+        Some(Conns {
+            records,
+            counts,
+            max,
+            per_source,
+        })
+    }
+
+    /// Connections open now (accepted and opened).
+    pub fn connections(&self) -> u32 {
+        self.counts[0].load(Ordering::Relaxed)
+    }
+
+    /// Takes one unit of `cell` under `limit`; false at the limit.
+    fn take(&self, cell: usize, limit: u32) -> bool {
+        self.counts[cell]
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1))
+            .is_ok()
+    }
+
+    fn give(&self, cell: usize) {
+        let _ = self.counts[cell].fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            Some(n.saturating_sub(1))
+        });
+    }
+
+    /// A connection's record went: its counts go with it.
+    fn released(&self, key: Peer, accepted: bool) {
+        self.give(0);
+        if accepted {
+            self.give(source_cell(SocketAddr::from(key).ip()));
+        }
     }
 
     pub fn capacity(&self) -> usize {
@@ -130,6 +186,7 @@ impl Conns {
         proto: Stream,
         owner: u16,
         conn: Option<ConnId>,
+        accepted: bool,
     ) -> Result<ConnId, Full> {
         let h = hash(key, proto);
         let bucket = self.records.bucket_of(h);
@@ -144,6 +201,7 @@ impl Conns {
                 r.proto = proto as u8;
                 r.owner = owner;
                 r.alias = conn.is_some();
+                r.accepted = accepted;
                 taken = Some(r.generation);
             })
             .ok_or(Full)?;
@@ -161,9 +219,26 @@ impl Conns {
         Ok(id)
     }
 
-    /// A new connection to (or from) `peer`, owned by worker `owner`.
-    pub fn add(&self, peer: SocketAddr, proto: Stream, owner: u16) -> Result<ConnId, Full> {
-        self.insert(peer, proto, owner, None)
+    /// A new connection to (or from, `accepted`) `peer`, owned by worker
+    /// `owner`; `Full` past `tcp_max_connections`, or past
+    /// `tcp_accept_iplimit` accepted from its address.
+    pub fn add(
+        &self,
+        peer: SocketAddr,
+        proto: Stream,
+        owner: u16,
+        accepted: bool,
+    ) -> Result<ConnId, Full> {
+        if !self.take(0, self.max) {
+            return Err(Full);
+        }
+        let cell = source_cell(peer.ip());
+        if accepted && !self.take(cell, self.per_source) {
+            self.give(0);
+            return Err(Full);
+        }
+        self.insert(peer, proto, owner, None, accepted)
+            .inspect_err(|_| self.released(Peer::from(peer), accepted))
     }
 
     /// `addr` reaches the peer of `conn` too (RFC 5923 §5's alias).
@@ -174,7 +249,7 @@ impl Conns {
         if f.peer == addr || self.find(addr, proto).is_some_and(|g| g.id == conn) {
             return Ok(());
         }
-        self.insert(addr, proto, f.owner, Some(conn)).map(|_| ())
+        self.insert(addr, proto, f.owner, Some(conn), false).map(|_| ())
     }
 
     /// Connection `id`, if it is still there.
@@ -248,12 +323,14 @@ impl Conns {
     /// met).
     pub fn remove(&self, id: ConnId) {
         let mut l = self.records.lock(id.bucket);
-        let same = self
+        let gone = self
             .records
             .get(&l, id.idx)
-            .is_some_and(|r| r.generation == id.generation && !r.alias);
-        if same {
+            .filter(|r| r.generation == id.generation && !r.alias)
+            .map(|r| (r.key, r.accepted));
+        if let Some((key, accepted)) = gone {
             self.records.remove(&mut l, id.idx);
+            self.released(key, accepted);
         }
     }
 
@@ -262,8 +339,15 @@ impl Conns {
     pub fn remove_owner(&self, owner: u16) -> usize {
         let mut removed = 0;
         self.records.visit(|l, idx| {
-            if self.records.get(l, idx).is_some_and(|r| r.owner == owner) {
-                removed += usize::from(self.records.remove(l, idx));
+            let Some(r) = self.records.get(l, idx).filter(|r| r.owner == owner) else {
+                return;
+            };
+            let conn = (!r.alias).then_some((r.key, r.accepted));
+            if self.records.remove(l, idx) {
+                removed += 1;
+                if let Some((key, accepted)) = conn {
+                    self.released(key, accepted);
+                }
             }
         });
         removed
@@ -276,7 +360,7 @@ mod tests {
 
     fn table(n: usize) -> (rser_shm::Region, Conns) {
         let region = rser_shm::Region::create(n * 256 + (1 << 20)).unwrap();
-        let c = Conns::carve(&mut region.carver(), n).unwrap();
+        let c = Conns::carve(&mut region.carver(), n, n as u32, 3).unwrap();
         (region, c)
     }
 
@@ -288,7 +372,7 @@ mod tests {
     fn add_find_alias_and_remove() {
         let (_r, c) = table(64);
         let phone = a("192.0.2.7:40123");
-        let id = c.add(phone, Stream::Tcp, 3).unwrap();
+        let id = c.add(phone, Stream::Tcp, 3, false).unwrap();
         let f = c.find(phone, Stream::Tcp).unwrap();
         assert_eq!((f.id, f.owner, f.peer), (id, 3, phone));
         // Not over TLS, not another port.
@@ -311,17 +395,17 @@ mod tests {
     #[test]
     fn a_reused_record_does_not_answer_to_an_old_id() {
         let (_r, c) = table(16);
-        let old = c.add(a("[2001:db8::1]:5061"), Stream::Tls, 0).unwrap();
+        let old = c.add(a("[2001:db8::1]:5061"), Stream::Tls, 0, false).unwrap();
         c.remove(old);
         let mut ids = Vec::new();
         for i in 0..c.capacity() {
             ids.push(
-                c.add(a(&format!("10.0.0.{}:5060", i + 1)), Stream::Tcp, 1)
+                c.add(a(&format!("10.0.0.{}:5060", i + 1)), Stream::Tcp, 1, false)
                     .unwrap(),
             );
         }
         assert!(c.get(old).is_none());
-        assert_eq!(c.add(a("10.1.1.1:1"), Stream::Tcp, 1), Err(Full));
+        assert_eq!(c.add(a("10.1.1.1:1"), Stream::Tcp, 1, false), Err(Full));
         for id in ids {
             assert!(c.get(id).is_some());
         }
@@ -330,11 +414,32 @@ mod tests {
     #[test]
     fn a_dead_workers_connections_go_and_the_rest_stay() {
         let (_r, c) = table(64);
-        let mine = c.add(a("192.0.2.1:1000"), Stream::Tcp, 2).unwrap();
+        let mine = c.add(a("192.0.2.1:1000"), Stream::Tcp, 2, false).unwrap();
         c.alias(mine, a("192.0.2.1:5060"), Stream::Tcp).unwrap();
-        let other = c.add(a("192.0.2.2:1000"), Stream::Tcp, 5).unwrap();
+        let other = c.add(a("192.0.2.2:1000"), Stream::Tcp, 5, false).unwrap();
         assert_eq!(c.remove_owner(2), 2);
         assert!(c.get(mine).is_none());
         assert!(c.get(other).is_some());
+    }
+
+    #[test]
+    fn the_total_and_each_sources_accepted_connections_are_bounded() {
+        let (_r, c) = table(64);
+        let c = Conns { max: 5, ..c };
+        let ids: Vec<_> = (0..3)
+            .map(|i| c.add(a(&format!("192.0.2.9:{}", 1000 + i)), Stream::Tcp, 0, true).unwrap())
+            .collect();
+        // A fourth from the same address: over its limit (3).
+        assert_eq!(c.add(a("192.0.2.9:2000"), Stream::Tcp, 0, true), Err(Full));
+        // Others still come, up to the total (5).
+        c.add(a("192.0.2.10:1"), Stream::Tcp, 0, true).unwrap();
+        c.add(a("192.0.2.11:1"), Stream::Tcp, 1, false).unwrap();
+        assert_eq!(c.add(a("192.0.2.12:1"), Stream::Tcp, 0, false), Err(Full));
+        assert_eq!(c.connections(), 5);
+        // One goes: its address may connect again; a dead owner's go too.
+        c.remove(ids[0]);
+        c.add(a("192.0.2.9:2000"), Stream::Tcp, 0, true).unwrap();
+        assert_eq!(c.remove_owner(1), 1);
+        assert_eq!(c.connections(), 4);
     }
 }

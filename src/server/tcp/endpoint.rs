@@ -238,7 +238,7 @@ impl<'t> Endpoint<'t> {
                     _ => continue,
                 }
             }
-            match self.conns.add(peer, kind, self.me) {
+            match self.conns.add(peer, kind, self.me, true) {
                 Ok(id) => {
                     if self.own(id, conn).is_ok() {
                         happened.push(Happened::Accepted(peer));
@@ -408,7 +408,7 @@ impl<'t> Endpoint<'t> {
         }
         let id = self
             .conns
-            .add(dest, kind, self.me)
+            .add(dest, kind, self.me, false)
             .map_err(|Full| io::Error::other("tcp_max_connections reached"))?;
         self.own(id, conn)?;
         let found = Found {
@@ -490,7 +490,7 @@ mod tests {
     fn accept_read_reply_and_hand_off_between_two_workers() {
         let region = rser_shm::Region::create(8 << 20).unwrap();
         let mut carver = region.carver();
-        let conns = Conns::carve(&mut carver, 64).unwrap();
+        let conns = Conns::carve(&mut carver, 64, 64, 64).unwrap();
         let handoff = Handoff::carve(&mut carver, 2, 8, 4096).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
@@ -550,7 +550,7 @@ mod tests {
     fn a_send_opens_a_connection_and_a_refused_one_reports_its_labels() {
         let region = rser_shm::Region::create(8 << 20).unwrap();
         let mut carver = region.carver();
-        let conns = Conns::carve(&mut carver, 64).unwrap();
+        let conns = Conns::carve(&mut carver, 64, 64, 64).unwrap();
         let handoff = Handoff::carve(&mut carver, 1, 8, 4096).unwrap();
         let mut w = Endpoint::new(0, Vec::new(), &conns, &handoff, true, LIMITS, None).unwrap();
         let callee = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -55,7 +55,7 @@ impl Streams {
     /// table.
     pub fn carve(
         carver: &mut rser_shm::Carver<'_>,
-        max_connections: usize,
+        (max_connections, per_source): (usize, u32),
         slots: usize,
         size: usize,
     ) -> std::io::Result<Streams> {
@@ -64,7 +64,8 @@ impl Streams {
                 "shared memory too small for {what} (give more with -m)"
             ))
         };
-        let conns = conns::Conns::carve(carver, max_connections * 2)
+        let max = u32::try_from(max_connections).unwrap_or(u32::MAX);
+        let conns = conns::Conns::carve(carver, max_connections * 2, max, per_source)
             .ok_or_else(|| short("tcp_max_connections"))?;
         let left = size.saturating_sub(carver.used());
         let cells = (left / 2 / (slots.max(1) * (HANDOFF_BYTES + 64))).min(HANDOFF_CELLS);
