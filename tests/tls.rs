@@ -18,11 +18,23 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 /// A CA, rser's certificate (for 127.0.0.1) and a user agent's, as PEM
 /// files in `dir`.
 struct Pki {
+    /// The CA, to sign more.
+    issuer: Issuer<'static, KeyPair>,
     ca: String,
     server_cert: String,
     server_key: String,
     ua_cert: String,
     ua_key: String,
+}
+
+/// A certificate for `san` signed by `issuer`, and its key, as PEM.
+fn leaf(issuer: &Issuer<'static, KeyPair>, san: &str) -> (String, String) {
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec![san.to_string()])
+        .unwrap()
+        .signed_by(&key, issuer)
+        .unwrap();
+    (cert.pem(), key.serialize_pem())
 }
 
 fn make_pki(dir: &Path) -> Pki {
@@ -31,22 +43,15 @@ fn make_pki(dir: &Path) -> Pki {
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca_cert = ca_params.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca_params, ca_key);
-    let leaf = |san: &str| {
-        let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(vec![san.to_string()])
-            .unwrap()
-            .signed_by(&key, &issuer)
-            .unwrap();
-        (cert.pem(), key.serialize_pem())
-    };
-    let (server_cert, server_key) = leaf("127.0.0.1");
-    let (ua_cert, ua_key) = leaf("ua.example.test");
+    let (server_cert, server_key) = leaf(&issuer, "127.0.0.1");
+    let (ua_cert, ua_key) = leaf(&issuer, "ua.example.test");
     let write = |name: &str, text: &str| {
         let p = dir.join(name);
         std::fs::write(&p, text).unwrap();
         p.to_str().unwrap().to_string()
     };
     Pki {
+        issuer,
         ca: write("ca.pem", &ca_cert.pem()),
         server_cert: write("server.pem", &server_cert),
         server_key: write("server.key", &server_key),
@@ -306,5 +311,83 @@ fn rser_opens_tls_to_a_callee_and_verifies_it() {
             assert!(status(&r).is_some_and(|c| c >= 400), "{r}");
         }
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The certificate a TLS server at `to` presents (a handshake, no SIP).
+fn presented(to: SocketAddr, pki: &Pki) -> Vec<u8> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(&pki.ca).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::IpAddress(to.ip().into());
+    let mut c = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
+    let mut tcp = TcpStream::connect(to).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(3)))
+        .unwrap();
+    while c.is_handshaking() {
+        c.complete_io(&mut tcp).unwrap();
+    }
+    c.peer_certificates().unwrap()[0].to_vec()
+}
+
+/// `tls.reload` reads the certificate files again (new connections get
+/// the new one); `tls.list` and `core.tcp_info` report the connections.
+#[test]
+fn tls_reload_list_and_tcp_info_over_the_control_interface() {
+    let dir = common::temp_dir("tls-reload");
+    std::fs::create_dir_all(&dir).unwrap();
+    let pki = make_pki(&dir);
+    let sock = dir.join("ctl.sock");
+    let server = Server::spawn_with(
+        &config(&pki, false, OPTIONS_OK),
+        2,
+        &["-s", sock.to_str().unwrap()],
+        &["-l", "udp:127.0.0.1:0", "-l", "tls:127.0.0.1:0"],
+    );
+    let tls = server.tcp.expect("a TLS address");
+    let first = presented(tls, &pki);
+    let mut ua = connect(tls, &pki, false);
+    let m = ua.request("OPTIONS", "sip:127.0.0.1", "listed", "");
+    ua.send(m.as_bytes());
+    assert!(ua.expect("SIP/2.0 200").is_some());
+    let list = common::rpc(&sock, "tls.list", serde_json::json!([]));
+    let conns = list["result"]["connections"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        conns.iter().any(|c| c["src_port"] == ua.local().port()),
+        "{list}"
+    );
+    let info = common::rpc(&sock, "core.tcp_info", serde_json::json!([]));
+    assert!(
+        info["result"]["opened_tls_connections"].as_u64() >= Some(1),
+        "{info}"
+    );
+    // A new certificate from the same CA in the same files, then
+    // tls.reload.
+    let (cert, key) = leaf(&pki.issuer, "127.0.0.1");
+    std::fs::write(&pki.server_cert, cert).unwrap();
+    std::fs::write(&pki.server_key, key).unwrap();
+    let r = common::rpc(&sock, "tls.reload", serde_json::json!([]));
+    assert_eq!(r["result"]["reloaded"], true, "{r}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut now_presented = presented(tls, &pki);
+    while now_presented == first && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        now_presented = presented(tls, &pki);
+    }
+    assert_ne!(now_presented, first, "the new certificate after tls.reload");
+    // The connection made before keeps working.
+    let m = ua.request("OPTIONS", "sip:127.0.0.1", "after", "");
+    ua.send(m.as_bytes());
+    assert!(ua.expect("SIP/2.0 200").is_some());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -432,9 +432,7 @@ fn apply(s: &mut Settings, g: &Global) -> Result<(), Said> {
         "disable_tcp" => s.disable_tcp = boolean(name, &g.value)?,
         "enable_tls" => s.enable_tls = boolean(name, &g.value)?,
         "tcp_accept_aliases" => s.tcp_accept_aliases = boolean(name, &g.value)?,
-        "tcp_accept_iplimit" => {
-            s.tcp_accept_iplimit = int_in(name, &g.value, 1, 1 << 20)? as u32
-        }
+        "tcp_accept_iplimit" => s.tcp_accept_iplimit = int_in(name, &g.value, 1, 1 << 20)? as u32,
         "udp_mtu" => s.udp_mtu = int_in(name, &g.value, 0, 65_535)? as u32,
         "udp_mtu_try_proto" => {
             s.udp_mtu_try_proto = match Proto::parse(&text(&g.value)) {

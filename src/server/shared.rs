@@ -219,7 +219,8 @@ impl Shared {
                 let at = carver.used();
                 let max = c.settings.tcp_max_connections as usize;
                 let per_source = c.settings.tcp_accept_iplimit;
-                let s = super::tcp::Streams::carve(&mut carver, (max, per_source), slots, size_bytes)?;
+                let s =
+                    super::tcp::Streams::carve(&mut carver, (max, per_source), slots, size_bytes)?;
                 layout.row(
                     "tcp connections, hand-off queues",
                     format!("{max} connections, {slots} queues"),

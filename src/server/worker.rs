@@ -116,6 +116,10 @@ pub struct Worker<'a> {
     tcp_limits: Limits,
     /// `tcp_accept_aliases`.
     accept_aliases: bool,
+    /// The config, when the tls module is loaded (`tls.reload` reads its
+    /// files again), and the reload generation loaded.
+    tls_config: Option<&'a Config>,
+    tls_generation: u32,
     /// `udp_mtu`, `udp_mtu_try_proto` (RFC 3261 §18.1.1).
     pub(crate) udp_mtu: usize,
     pub(crate) udp_mtu_try_proto: Proto,
@@ -194,6 +198,8 @@ impl<'a> Worker<'a> {
             inbox: Inbox::default(),
             happened: Vec::new(),
             accept_aliases: config.settings.tcp_accept_aliases,
+            tls_config: config.has_module("tls").then_some(config),
+            tls_generation: 0,
             udp_mtu: config.settings.udp_mtu as usize,
             udp_mtu_try_proto: config.settings.udp_mtu_try_proto,
             in_conn: None,
@@ -450,6 +456,7 @@ impl<'a> Worker<'a> {
             }
             self.now_ms = now_ms();
             self.stream_events(&happened);
+            self.reload_tls();
             for si in udp {
                 // Bounded per wake: the other sockets get their turn.
                 for _ in 0..4 {
@@ -479,6 +486,28 @@ impl<'a> Worker<'a> {
             }
             self.in_conn = None;
             self.flush();
+        }
+    }
+
+    /// `tls.reload` was asked: the certificate files read again, for the
+    /// connections from now on (a failure keeps the old ones, logged).
+    fn reload_tls(&mut self) {
+        let (Some(config), Some(streams)) = (self.tls_config, self.shared.streams.as_ref()) else {
+            return;
+        };
+        let wanted = streams.tls_generation();
+        if wanted == self.tls_generation {
+            return;
+        }
+        self.tls_generation = wanted;
+        match super::tcp::tls::TlsSetup::from_config(config) {
+            Ok(setup) => {
+                if let Some(e) = self.stream.as_mut() {
+                    e.set_tls(setup);
+                }
+                log::info!("tls: certificates reloaded (generation {wanted})");
+            }
+            Err(e) => log::error!("tls: reload failed, the previous certificates stay: {e}"),
         }
     }
 

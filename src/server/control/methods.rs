@@ -43,6 +43,9 @@ pub const METHODS: &[&str] = &[
     "htable.dump",
     "htable.reset",
     "htable.listTables",
+    "core.tcp_info",
+    "tls.list",
+    "tls.reload",
     "system.listMethods",
 ];
 
@@ -60,6 +63,8 @@ pub struct Control<'a> {
     pub db: Option<Db>,
     /// Where `dispatcher.reload` reads the list.
     pub ds_params: Option<DsParams>,
+    /// The running config (`tls.reload` reads its tls parameters).
+    pub config: Option<&'a crate::cfg::Config>,
 }
 
 /// The group of the shared tables' use (levels, not counts).
@@ -506,6 +511,9 @@ impl Methods for Control<'_> {
                 let uri = p.required_str(2, "uri")?;
                 super::ds::set_state(self.shared.dispatcher(), state, set, uri)
             }
+            "core.tcp_info" => super::streams::tcp_info(self.shared.streams.as_ref()),
+            "tls.list" => super::streams::tls_list(self.shared.streams.as_ref()),
+            "tls.reload" => super::streams::tls_reload(self.shared.streams.as_ref(), self.config),
             "system.listMethods" => Ok(json!(METHODS)),
             _ => Err(RpcError::new(
                 METHOD_NOT_FOUND,
@@ -546,6 +554,7 @@ mod tests {
             ul: usrloc::Params::default(),
             db: None,
             ds_params: None,
+            config: None,
         };
         let samples = c.samples();
         for n in counter_names() {

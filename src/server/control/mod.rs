@@ -15,6 +15,7 @@ pub mod prometheus;
 pub mod rpc;
 pub mod rpcfifo;
 mod serve;
+mod streams;
 pub mod uac;
 mod ul;
 
@@ -132,6 +133,7 @@ pub fn run(
         ul: crate::modules::usrloc::Params::from_config(config).unwrap_or_default(),
         db: None,
         ds_params,
+        config: Some(config),
     };
     // event_route[tm:local-request]: the script runs here, on each request
     // the UAC sends, with a worker of this process's own as its host (its

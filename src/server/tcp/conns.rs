@@ -150,10 +150,55 @@ impl Conns {
         self.counts[0].load(Ordering::Relaxed)
     }
 
+    /// `tcp_max_connections`, `tcp_accept_iplimit`.
+    pub fn max(&self) -> u32 {
+        self.max
+    }
+
+    pub fn per_source(&self) -> u32 {
+        self.per_source
+    }
+
+    /// The connections (not aliases) of `kind`, `limit` at most, a stripe
+    /// at a time.
+    pub fn list(&self, kind: Stream, limit: usize) -> Vec<Found> {
+        let mut out = Vec::new();
+        self.records.visit(|l, idx| {
+            let Some(r) = self.records.get(l, idx) else {
+                return;
+            };
+            if !r.alias && r.proto == kind as u8 && out.len() < limit {
+                out.push(Found {
+                    id: ConnId {
+                        idx,
+                        bucket: self.records.bucket_of(r.hash),
+                        generation: r.generation,
+                    },
+                    owner: r.owner,
+                    peer: r.key.into(),
+                });
+            }
+        });
+        out
+    }
+
+    /// Connections open over TCP and over TLS.
+    pub fn count_by_kind(&self) -> (usize, usize) {
+        let (mut tcp, mut tls) = (0, 0);
+        self.records.visit(|l, idx| match self.records.get(l, idx) {
+            Some(r) if !r.alias && r.proto == Stream::Tls as u8 => tls += 1,
+            Some(r) if !r.alias => tcp += 1,
+            _ => {}
+        });
+        (tcp, tls)
+    }
+
     /// Takes one unit of `cell` under `limit`; false at the limit.
     fn take(&self, cell: usize, limit: u32) -> bool {
         self.counts[cell]
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
             .is_ok()
     }
 
@@ -249,7 +294,8 @@ impl Conns {
         if f.peer == addr || self.find(addr, proto).is_some_and(|g| g.id == conn) {
             return Ok(());
         }
-        self.insert(addr, proto, f.owner, Some(conn), false).map(|_| ())
+        self.insert(addr, proto, f.owner, Some(conn), false)
+            .map(|_| ())
     }
 
     /// Connection `id`, if it is still there.
@@ -395,7 +441,9 @@ mod tests {
     #[test]
     fn a_reused_record_does_not_answer_to_an_old_id() {
         let (_r, c) = table(16);
-        let old = c.add(a("[2001:db8::1]:5061"), Stream::Tls, 0, false).unwrap();
+        let old = c
+            .add(a("[2001:db8::1]:5061"), Stream::Tls, 0, false)
+            .unwrap();
         c.remove(old);
         let mut ids = Vec::new();
         for i in 0..c.capacity() {
@@ -427,7 +475,10 @@ mod tests {
         let (_r, c) = table(64);
         let c = Conns { max: 5, ..c };
         let ids: Vec<_> = (0..3)
-            .map(|i| c.add(a(&format!("192.0.2.9:{}", 1000 + i)), Stream::Tcp, 0, true).unwrap())
+            .map(|i| {
+                c.add(a(&format!("192.0.2.9:{}", 1000 + i)), Stream::Tcp, 0, true)
+                    .unwrap()
+            })
             .collect();
         // A fourth from the same address: over its limit (3).
         assert_eq!(c.add(a("192.0.2.9:2000"), Stream::Tcp, 0, true), Err(Full));

@@ -438,6 +438,12 @@ impl<'t> Endpoint<'t> {
             })
     }
 
+    /// New TLS configurations (`tls.reload`): for the connections from
+    /// now on.
+    pub fn set_tls(&mut self, setup: super::tls::TlsSetup) {
+        self.tls = Some(setup);
+    }
+
     /// Connections this process owns.
     pub fn owned(&self) -> usize {
         self.owned.len()

@@ -46,6 +46,9 @@ pub const HANDOFF_BYTES: usize = 8 * 1024;
 pub struct Streams {
     pub conns: conns::Conns,
     pub handoff: handoff::Handoff,
+    /// Bumped by `tls.reload`: each worker reads the certificate files
+    /// again when it sees it change.
+    tls_generation: rser_shm::Slice<std::sync::atomic::AtomicU32>,
 }
 
 impl Streams {
@@ -73,6 +76,23 @@ impl Streams {
             return Err(short("the TCP hand-off queues"));
         }
         let handoff = handoff::Handoff::carve(carver, slots, cells, HANDOFF_BYTES)?;
-        Ok(Streams { conns, handoff })
+        let tls_generation = carver
+            .slice(1, |_| std::sync::atomic::AtomicU32::new(0))
+            .ok_or_else(|| short("the TLS reload counter"))?;
+        Ok(Streams {
+            conns,
+            handoff,
+            tls_generation,
+        })
+    }
+
+    /// `tls.reload`: the new generation every worker is to load.
+    pub fn reload_tls(&self) -> u32 {
+        self.tls_generation[0].fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1
+    }
+
+    /// The generation of TLS files to load.
+    pub fn tls_generation(&self) -> u32 {
+        self.tls_generation[0].load(std::sync::atomic::Ordering::Acquire)
     }
 }
