@@ -316,6 +316,11 @@ fn rser_opens_tls_to_a_callee_and_verifies_it() {
 
 /// The certificate a TLS server at `to` presents (a handshake, no SIP).
 fn presented(to: SocketAddr, pki: &Pki) -> Vec<u8> {
+    presented_to(to, pki, ServerName::IpAddress(to.ip().into()))
+}
+
+/// The same, asking for `name` by SNI.
+fn presented_to(to: SocketAddr, pki: &Pki, name: ServerName<'static>) -> Vec<u8> {
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from_pem_file(&pki.ca).unwrap())
@@ -326,7 +331,6 @@ fn presented(to: SocketAddr, pki: &Pki) -> Vec<u8> {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let name = ServerName::IpAddress(to.ip().into());
     let mut c = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
     let mut tcp = TcpStream::connect(to).unwrap();
     tcp.set_read_timeout(Some(std::time::Duration::from_secs(3)))
@@ -389,5 +393,58 @@ fn tls_reload_list_and_tcp_info_over_the_control_interface() {
     let m = ua.request("OPTIONS", "sip:127.0.0.1", "after", "");
     ua.send(m.as_bytes());
     assert!(ua.expect("SIP/2.0 200").is_some());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Kamailio's tls.cfg (the tls module's `config`): the default server
+/// domain's certificate, and another domain's chosen by SNI.
+#[test]
+fn a_tls_config_file_gives_a_certificate_per_sni_name() {
+    let dir = common::temp_dir("tls-sni");
+    std::fs::create_dir_all(&dir).unwrap();
+    let pki = make_pki(&dir);
+    let (other_cert, other_key) = leaf(&pki.issuer, "other.example.test");
+    let other_cert_path = dir.join("other.pem");
+    let other_key_path = dir.join("other.key");
+    std::fs::write(&other_cert_path, &other_cert).unwrap();
+    std::fs::write(&other_key_path, other_key).unwrap();
+    let tls_cfg = dir.join("tls.cfg");
+    std::fs::write(
+        &tls_cfg,
+        format!(
+            "[server:default]\nmethod = TLSv1.2+\ncertificate = {}\nprivate_key = {}\n\n\
+             [server:127.0.0.1:5061]\nserver_name = other.example.test\n\
+             certificate = {}\nprivate_key = {}\n\n[client:default]\nverify_certificate = no\n",
+            pki.server_cert,
+            pki.server_key,
+            other_cert_path.display(),
+            other_key_path.display()
+        ),
+    )
+    .unwrap();
+    let cfg = format!(
+        "enable_tls=yes\nloadmodule \"tls.so\"\nmodparam(\"tls\", \"config\", \"{}\")\n{OPTIONS_OK}",
+        tls_cfg.display()
+    );
+    let server = Server::spawn_with(
+        &cfg,
+        1,
+        &[],
+        &["-l", "udp:127.0.0.1:0", "-l", "tls:127.0.0.1:0"],
+    );
+    let tls = server.tcp.expect("a TLS address");
+    let default = presented(tls, &pki);
+    let named = presented_to(
+        tls,
+        &pki,
+        ServerName::try_from("other.example.test").unwrap(),
+    );
+    let pem_der = |pem: &str| {
+        CertificateDer::from_pem_slice(pem.as_bytes())
+            .unwrap()
+            .to_vec()
+    };
+    assert_eq!(named, pem_der(&other_cert), "SNI other.example.test");
+    assert_ne!(default, named, "no SNI: the default domain's");
     let _ = std::fs::remove_dir_all(&dir);
 }

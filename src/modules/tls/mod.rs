@@ -1,6 +1,7 @@
 //! tls (Kamailio's): the parameters of TLS over rser's TCP connections
-//! (`server/tcp/tls.rs` builds rustls's configurations from them once, in
-//! the master). With `enable_tls=yes` and a `listen=tls:` address rser
+//! and its `config` file of domains (`server/tcp/tls.rs` builds rustls's
+//! configurations from them once, in the master; `tls.reload` again in
+//! every worker). With `enable_tls=yes` and a `listen=tls:` address rser
 //! accepts TLS; `t_relay_to_tls`, `forward_tls`, `sips:` URIs and
 //! `;transport=tls` open TLS connections.
 
@@ -30,7 +31,6 @@ pub static MODULE: Module = Module {
         ],
     )
     .unapplied(&[
-        "config",
         "crl",
         "cipher_list",
         "connection_timeout",
@@ -42,12 +42,15 @@ pub static MODULE: Module = Module {
 /// Every file read and every setting checked as a start would: what would
 /// fail there is an error of `rser -c`.
 fn check(c: &Config) -> Result<Vec<String>, String> {
-    crate::server::tcp::tls::TlsSetup::from_config(c)?;
+    crate::server::tcp::tls::TlsSetup::from_config(c)
+        .map_err(|e| e.trim_start_matches("tls: ").to_string())?;
     let mut w = Vec::new();
     if !c.settings.enable_tls {
         w.push("tls: loaded without enable_tls=yes: no TLS address is listened on".into());
     }
-    if c.modparam_int("tls", "session_cache", 0) == 0 {
+    if c.modparam("tls", "session_cache").is_some()
+        && c.modparam_int("tls", "session_cache", 0) == 0
+    {
         w.push(
             "tls: session_cache=0: rser keeps each worker's TLS sessions for resumption anyway"
                 .into(),
