@@ -442,3 +442,22 @@ fn connections_from_one_address_are_bounded() {
     four[0].send(m.as_bytes());
     assert!(four[0].expect("SIP/2.0 200").is_some());
 }
+
+/// TCP over IPv6: a request over a `tcp:[::1]` address is answered on its
+/// connection, with the Via the transport and address need.
+#[test]
+fn tcp_over_ipv6() {
+    let server = Server::spawn_with(
+        OPTIONS_OK,
+        1,
+        &[],
+        &["-l", "udp:127.0.0.1:0", "-l", "tcp:[::1]:0"],
+    );
+    let tcp = server.tcp.expect("a TCP address");
+    assert!(tcp.is_ipv6(), "{tcp}");
+    let mut ua = Stream::connect(tcp);
+    let m = ua.request("OPTIONS", "sip:rser@[::1]", "v6", "");
+    ua.send(m.as_bytes());
+    let r = ua.expect("SIP/2.0 200").expect("a 200 over IPv6");
+    assert!(r.starts_with("SIP/2.0 200 OK over tcp"), "{r}");
+}

@@ -448,3 +448,81 @@ fn a_tls_config_file_gives_a_certificate_per_sni_name() {
     assert_ne!(default, named, "no SNI: the default domain's");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// 10,000 idle TLS connections, each after one exchange, held while
+/// requests keep being answered over UDP; every idle one still answers.
+#[test]
+fn ten_thousand_idle_tls_connections_while_requests_flow() {
+    const IDLE: usize = 10_000;
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+    if lim.rlim_cur < (IDLE as u64) + 1_000 {
+        eprintln!("skipped: the open-file limit is below {IDLE} connections");
+        return;
+    }
+    let dir = common::temp_dir("tls-idle");
+    std::fs::create_dir_all(&dir).unwrap();
+    let pki = make_pki(&dir);
+    let body = format!(
+        "tcp_max_connections={n}\ntcp_accept_iplimit={n}\n{OPTIONS_OK}",
+        n = IDLE + 1_000
+    );
+    let server = Server::spawn_with(
+        &config(&pki, false, &body),
+        2,
+        &["-m", "64"],
+        &["-l", "udp:127.0.0.1:0", "-l", "tls:127.0.0.1:0"],
+    );
+    let tls = server.tcp.expect("a TLS address");
+    let udp = common::Peer::new();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(&pki.ca).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    let mut held = Vec::with_capacity(IDLE);
+    for i in 0..IDLE {
+        let name = ServerName::IpAddress(tls.ip().into());
+        let session = rustls::ClientConnection::new(cfg.clone(), name).unwrap();
+        let mut ua = Stream::tls(TcpStream::connect(tls).unwrap(), session);
+        let m = ua.request("OPTIONS", "sip:127.0.0.1", &format!("idle{i}"), "");
+        ua.send(m.as_bytes());
+        assert!(
+            ua.expect("SIP/2.0 200").is_some(),
+            "connection {i} answered"
+        );
+        held.push(ua);
+        if i % 1_000 == 999 {
+            let call = format!("flow{i}");
+            udp.send(
+                server.addr,
+                &udp.request("OPTIONS", "sip:127.0.0.1", &call, ""),
+            );
+            let r = common::expect(&udp, "SIP/2.0 200", std::time::Duration::from_secs(3));
+            assert!(r.is_some(), "{call}");
+        }
+    }
+    for (i, ua) in held.iter_mut().enumerate().step_by(97) {
+        let m = ua.request("OPTIONS", "sip:127.0.0.1", &format!("again{i}"), "");
+        ua.send(m.as_bytes());
+        assert!(
+            ua.expect("SIP/2.0 200").is_some(),
+            "idle connection {i} still answers"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
