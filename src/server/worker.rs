@@ -540,9 +540,9 @@ impl<'a> Worker<'a> {
                         );
                     }
                 }
-                Happened::ConnectFailed(peer, kind, tags) => {
+                Happened::ConnectFailed(peer, why, tags) => {
                     self.count(Counter::TcpConnectFailed);
-                    let error = std::io::Error::from(*kind);
+                    let error = why.error();
                     if tags.is_empty() {
                         self.send_refused(*peer, &error, None);
                     }

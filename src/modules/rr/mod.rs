@@ -213,8 +213,12 @@ fn plan<'m>(
     let mut first = 0;
     let end = if strict_previous_hop { last } else { last + 1 };
     // §16.4: the first value naming us has brought the request here.
-    if first < end && myself.has_uri(&set.uri(first)?) {
-        let double = set.uri(first)?.param(b"r2").is_some();
+    let ours = match first < end {
+        true => Some(set.uri(first)?).filter(|u| myself.has_uri(u)),
+        false => None,
+    };
+    if let Some(u) = ours {
+        let double = u.param(b"r2").is_some();
         remove(&mut removed, first)?;
         first += 1;
         // The other half of our double Record-Route (the socket facing

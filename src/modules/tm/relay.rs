@@ -334,15 +334,18 @@ impl TmState {
             }
             .map(|(h, p, proto)| (h, p, to.proto.unwrap_or(proto)));
             // Whether UDP was asked for: by the action, or the next hop's
-            // `transport` parameter.
+            // `transport` parameter (parsed again only for a request too
+            // large for UDP).
             let hop_uri: &[u8] = if self.branch_dst.is_empty() {
                 uri
             } else {
                 &self.branch_dst
             };
-            let forced = to.proto.is_some()
-                || to.host.is_some()
-                || Uri::parse(hop_uri).is_ok_and(|u| u.transport.is_some());
+            let forced = || {
+                to.proto.is_some()
+                    || to.host.is_some()
+                    || Uri::parse(hop_uri).is_ok_and(|u| u.transport.is_some())
+            };
             let Some((host, port, proto)) = target else {
                 if !crate::sip::uri::is_sip_scheme(uri) {
                     // RFC 3261 §8.2.2.1: a scheme we cannot route (tel:,
@@ -392,10 +395,10 @@ impl TmState {
             // our Via) goes over TCP when rser serves it.
             let size = self.relay_size + 128;
             if proto == Proto::Udp
-                && !forced
                 && ctx.st.force_send.is_none()
                 && self.udp_mtu > 0
                 && size > self.udp_mtu
+                && !forced()
                 && let Some(other) = cx.shell.send_socket(None, dest, self.udp_mtu_try_proto)
             {
                 sock = other;

@@ -45,6 +45,19 @@ pub enum Closed {
     Tls,
 }
 
+impl Closed {
+    /// The error a send it ended is reported with.
+    pub fn error(self) -> std::io::Error {
+        match self {
+            Closed::ConnectFailed(k) | Closed::Error(k) => k.into(),
+            Closed::Tls => std::io::Error::new(ErrorKind::InvalidData, "TLS handshake failed"),
+            Closed::ByPeer => ErrorKind::ConnectionReset.into(),
+            Closed::Framing(_) => ErrorKind::InvalidData.into(),
+            Closed::Idle | Closed::SendTimeout => ErrorKind::TimedOut.into(),
+        }
+    }
+}
+
 /// What one read from the socket gave.
 enum Got {
     /// Plaintext bytes, in the caller's buffer.

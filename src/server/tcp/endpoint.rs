@@ -45,7 +45,7 @@ pub enum Happened {
     Refused(SocketAddr),
     /// A connection we opened failed (refused, timed out): what was
     /// queued on it is lost; each send's label, for tm to end its branch.
-    ConnectFailed(SocketAddr, io::ErrorKind, Vec<u128>),
+    ConnectFailed(SocketAddr, Closed, Vec<u128>),
     /// A message another worker handed us could not be sent.
     HandoffLost,
 }
@@ -309,11 +309,7 @@ impl<'t> Endpoint<'t> {
         let _ = self.epoll.delete(c.as_fd());
         self.conns.remove(id);
         if c.opening() || matches!(why, Closed::ConnectFailed(_)) {
-            let kind = match why {
-                Closed::ConnectFailed(k) | Closed::Error(k) => k,
-                _ => io::ErrorKind::TimedOut,
-            };
-            happened.push(Happened::ConnectFailed(c.peer, kind, c.into_tags()));
+            happened.push(Happened::ConnectFailed(c.peer, why, c.into_tags()));
         } else {
             happened.push(Happened::Closed(c.peer, why));
         }
