@@ -24,10 +24,12 @@
 #             kamailio), only its children set here; stock-call registers
 #             the UAS as sip:service@PROXY first (--callee) and calls it
 #             from the proxy's own domain, as the script requires.
-#             tcp-call: sipp's uac and uas over TCP (-t t1: one connection
-#             each) through a stateful proxy relaying over TCP with
-#             record-routing, at TCP_RATE calls/s for CPU_SECS: CPU per call
-#             and calls completed (no rate search: sipp drives it).
+#             tcp-call: calls over TCP (rser-bench --transport tcp: one
+#             connection per peer, the UAS taking the proxy's) through a
+#             stateful proxy relaying over TCP with record-routing, as the
+#             other scenarios; then sipp's uac and uas over TCP (-t t1) at
+#             TCP_RATE calls/s for CPU_SECS as a cross-check: CPU per call
+#             and calls completed.
 #   --quick        2 s trials (10 at most), short latency and CPU runs: a smoke run
 #   --out DIR      where JSON, .hgrm, .svg, logs and summary.md go
 #                  (default bench/results/DATE-TIME)
@@ -294,12 +296,24 @@ goal("Kamailio's stock config, registrations (stock-register)", "stock-register"
 goal("Kamailio's stock config, calls (stock-call)", "stock-call", "clean rate ≥ 2×",
      g_ratio("stock-call", 2))
 
-def g_tcp():
-    ru, ku = got.get(("tcp-call", "rser"), (None, None))[1], got.get(("tcp-call", "kamailio"), (None, None))[1]
-    u = ratio(ru, ku)
-    return None if u is None else (f"CPU per call {ru:.0f} µs, {u:.2f}× Kamailio's {ku:.0f} µs", u <= 0.5)
+def sipp_cpu_us(proxy):
+    """sipp's tcp-call run: CPU µs per call over its steady window."""
+    t = text(f"tcp-call-{proxy}-sipp-cpu.txt")  # ticks seconds hz rate
+    if not t or len(t) < 4:
+        return None
+    ticks, secs, hz, rate = (float(x) for x in t[:4])
+    return ticks / hz * 1e6 / (rate * secs) if rate * secs > 0 else None
 
-goal("stateful calls over TCP (tcp-call)", "tcp-call", "CPU per call ≤ 0.5×", g_tcp)
+def g_tcp():
+    ru, ku = sipp_cpu_us("rser"), sipp_cpu_us("kamailio")
+    u = ratio(ru, ku)
+    if u is None:
+        return None
+    rate = (text("tcp-call-rser-sipp-cpu.txt") or ["", "", "", "?"])[3]
+    return (f"with sipp at {rate}/s, CPU per call {ru:.0f} µs, {u:.2f}× Kamailio's {ku:.0f} µs",
+            u <= 0.5)
+
+goal("stateful calls over TCP (tcp-call)", "tcp-call", "CPU per call ≤ 0.5×, every call completes", g_tcp)
 
 if "dispatcher" in scenarios:
     spread = []
@@ -316,12 +330,12 @@ tcp = [(p, text(f"tcp-call-{p}-sipp.txt")) for p in ("kamailio", "rser")]
 tcp = [(p, t) for p, t in tcp if t]
 if tcp:
     print()
-    print("tcp-call (sipp -t t1 both sides through a stateful proxy relaying over TCP, record-routed):")
+    print("tcp-call with sipp (-t t1 both sides through a stateful proxy relaying over TCP, record-routed):")
     print()
-    print("| proxy | rate (calls/s) | seconds | successful | failed |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| proxy | rate (calls/s) | seconds | successful | failed | CPU µs per call |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for p, t in tcp:
-        print(f"| {p} | {t[0]} | {t[1]} | {t[2]} | {t[3]} |")
+        print(f"| {p} | {t[0]} | {t[1]} | {t[2]} | {t[3]} | {fmt(sipp_cpu_us(p), '.1f')} |")
 
 sipp = [(p, text(f"call-{p}-sipp.txt")) for p in ("kamailio", "rser")]
 sipp = [(p, t) for p, t in sipp if t]
@@ -519,7 +533,7 @@ scenario_def() {
         GEN=(--scenario register --users "$SCRATCH/users.csv" --domain "${PROXY_ADDR%:*}") ;;
     tcp-call)
         KAM_CFG=bench/configs/kamailio/stateful-tcp.cfg RSER_CFG=bench/configs/stateful-tcp.cfg
-        GEN=() ;;
+        GEN=(--scenario call --uas "$UAS_ADDR" --transport tcp) ;;
     stock-call)
         # A call between users of the proxy's domain: the callee is
         # looked up in the location table, the call record-routed, ACK
@@ -695,7 +709,7 @@ sipp_row() { # PROXY
 sipp_tcp() { # PROXY
     local who=$1 base=$OUT/tcp-call-$1 up uc calls=$((TCP_RATE * CPU_SECS)) t0 t1 c0 c1 ok failed
     say "tcp-call / $who: sipp over TCP, $TCP_RATE calls/s for ${CPU_SECS}s"
-    rm -f "$base"-cpu.* "$base-pss.txt"
+    rm -f "$base"-sipp-cpu.txt "$base-sipp.txt"
     start_proxy tcp-call "$who"
     wait_port_free "$UAS_ADDR"
     # sipp's default socket limit is above the machine's open-file limit.
@@ -720,11 +734,8 @@ sipp_tcp() { # PROXY
     failed=$(sipp_count "$LOGS/tcp-call-$who-sipp-uac.log" "Failed call")
     if [ -n "$ok" ]; then
         echo "$((c1 - c0)) $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }') $TICK $TCP_RATE" \
-            >"$base-cpu.txt"
-        echo "{\"completed\": $ok, \"failed\": ${failed:-0}, \"calls\": $calls}" >"$base-cpu-calls.json"
+            >"$base-sipp-cpu.txt"
         echo "$TCP_RATE $CPU_SECS $ok ${failed:-?}" >"$base-sipp.txt"
-    else
-        touch "$base-cpu.missing"
     fi
     stop_proxy
 }
@@ -823,10 +834,6 @@ wait_port_free "$PROXY_ADDR"
 wait_port_free "$UAS_ADDR"
 for scen in "${SCENARIOS[@]}"; do
     scenario_def "$scen"
-    if [ "$scen" = tcp-call ]; then
-        for who in kamailio rser; do sipp_tcp "$who"; done
-        continue
-    fi
     proxies=(kamailio rser)
     [ "$scen" = forward ] && proxies+=(floor)
     for who in "${proxies[@]}"; do search_and_latency "$scen" "$who"; done
@@ -841,6 +848,9 @@ for scen in "${SCENARIOS[@]}"; do
         fi
     else
         warn "$scen: no CPU runs without both clean rates"
+    fi
+    if [ "$scen" = tcp-call ]; then
+        for who in kamailio rser; do sipp_tcp "$who"; done
     fi
     if [ -x "$HIST_BIN" ]; then
         hg=()

@@ -12,6 +12,7 @@ use rser_bench::load::driver::{Scenario, Setup};
 use rser_bench::load::engine::{self, RunResult, Sockets};
 use rser_bench::load::report::{self, Latency, Report, Trial};
 use rser_bench::load::search::Search;
+use rser_bench::load::tcp::TcpNet;
 use rser_bench::load::users::{self, User};
 
 #[derive(Parser)]
@@ -52,6 +53,11 @@ struct Args {
     /// Send from this many sockets (many peers), or 1 (one trunk).
     #[arg(long, default_value_t = 1)]
     peers: usize,
+    /// udp, or tcp: each peer one connection to the proxy, the UAS
+    /// listening for the proxy's (call and forward; a new set of
+    /// connections each trial).
+    #[arg(long, default_value = "udp")]
+    transport: String,
     /// Drop this share (percent) of our own datagrams.
     #[arg(long, default_value_t = 0.0)]
     loss: f64,
@@ -214,13 +220,31 @@ fn run(args: &Args) -> Result<(), String> {
             .elapsed()
             .map_or(0, |d| d.subsec_nanos()),
     );
+    let tcp = match args.transport.as_str() {
+        "udp" => false,
+        "tcp" => true,
+        other => return Err(format!("--transport {other}: udp or tcp")),
+    };
+    if tcp && args.callee.is_some() {
+        return Err("--callee registers over UDP: not with --transport tcp".into());
+    }
     let trial = |rate: f64, n: u32| -> RunResult {
+        let mut net = tcp.then(|| {
+            TcpNet::open(args.target, args.peers, &sockets.uas_addrs).unwrap_or_else(|e| {
+                eprintln!("rser-bench: {e}");
+                std::process::exit(1)
+            })
+        });
+        let locals = match &net {
+            Some(n) => n.locals(),
+            None => sockets.uac_addrs.clone(),
+        };
         let setup = Setup {
             scenario,
             target: args.target,
             uas: sockets.uas_addr.unwrap_or(args.uas),
             uas_all: sockets.uas_addrs.clone(),
-            locals: sockets.uac_addrs.clone(),
+            locals,
             users: users.clone(),
             domain: domain.clone(),
             caller: args.from.clone(),
@@ -229,9 +253,11 @@ fn run(args: &Args) -> Result<(), String> {
             timeout_us: args.timeout.as_micros() as u64,
             max_inflight: args.max_inflight,
             run: run_base.wrapping_add(n) & 0x7fff_ffff,
+            tcp,
         };
         engine::run(
             &sockets,
+            net.as_mut(),
             setup,
             rate,
             args.duration,

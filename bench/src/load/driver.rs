@@ -82,6 +82,8 @@ pub struct Setup {
     pub timeout_us: u64,
     pub max_inflight: usize,
     pub run: u32,
+    /// Over TCP (`--transport tcp`): the Vias and Contacts say so.
+    pub tcp: bool,
 }
 
 /// Where datagrams go; the engine's outbox, or a test's queue.
@@ -427,6 +429,7 @@ impl Driver {
             to_tag,
             cseq: s.cseq,
             extra,
+            tcp: self.setup.tcp,
         };
         let mut buf = std::mem::take(&mut s.req);
         req.write(&mut buf);
@@ -674,6 +677,7 @@ impl Driver {
             to_tag: Some(&s.to_tag),
             cseq: s.cseq,
             extra: &s.route,
+            tcp: self.setup.tcp,
         }
         .write(&mut s.ack);
         let (peer, target) = (s.peer, self.setup.target);
@@ -708,6 +712,7 @@ impl Driver {
             to_tag,
             cseq: s.cseq,
             extra: b"",
+            tcp: self.setup.tcp,
         }
         .write(&mut s.ack);
         let (peer, target) = (s.peer, self.setup.target);
@@ -831,7 +836,7 @@ impl Driver {
                     msg,
                     180,
                     tag.as_bytes(),
-                    Some(uas),
+                    Some((uas, self.setup.tcp)),
                     &mut self.scratch,
                     &mut s.uas_prov,
                 );
@@ -839,7 +844,7 @@ impl Driver {
                     msg,
                     200,
                     tag.as_bytes(),
-                    Some(uas),
+                    Some((uas, self.setup.tcp)),
                     &mut self.scratch,
                     &mut s.uas_reply,
                 );
@@ -861,7 +866,7 @@ impl Driver {
                     msg,
                     200,
                     b"u",
-                    Some(uas),
+                    Some((uas, self.setup.tcp)),
                     &mut self.scratch,
                     &mut self.reply,
                 );

@@ -44,6 +44,7 @@ fn driver_with(scenario: Scenario, users: Vec<User>, loss: f64, max_inflight: us
         loss,
         timeout_us: 8_000_000,
         max_inflight,
+        tcp: false,
         run: 7,
     })
 }

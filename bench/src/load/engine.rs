@@ -13,6 +13,7 @@ use socket2::SockRef;
 
 use super::driver::{Driver, Out, Setup, Stats};
 use super::pace::TokenBucket;
+use super::tcp::{Inbox, TcpNet};
 
 /// Socket buffers deep enough that a burst is queued, not dropped.
 const SOCKET_BUFFER: usize = 8 << 20;
@@ -83,6 +84,18 @@ impl Out for Outgoing<'_> {
     }
 }
 
+/// Sends what waits: the outbox's datagrams (their failures counted), or
+/// the connections' buffers.
+fn flush(net: &mut Net<'_>, sockets: &Sockets) -> usize {
+    match net {
+        Net::Udp(outbox) => outbox.flush(&sockets.all, &mut rser::server::udp::NoStreams),
+        Net::Tcp(t) => {
+            t.flush();
+            0
+        }
+    }
+}
+
 pub struct RunResult {
     pub driver: Driver,
     pub stats: Stats,
@@ -91,10 +104,34 @@ pub struct RunResult {
     pub send_failures: usize,
 }
 
+/// Where the driver's messages go: the UDP sockets' outbox, or the TCP
+/// connections (`--transport tcp`).
+enum Net<'n> {
+    Udp(Outbox),
+    Tcp(&'n mut TcpNet),
+}
+
+impl Net<'_> {
+    fn out(&mut self) -> &mut dyn Out {
+        match self {
+            Net::Udp(o) => o,
+            Net::Tcp(t) => *t,
+        }
+    }
+}
+
+impl Out for Outbox {
+    fn send(&mut self, sock: usize, dest: SocketAddr, bytes: &[u8]) {
+        self.push(sock, dest).extend_from_slice(bytes);
+    }
+}
+
 /// Runs one trial: `rate` units per second for `duration`, then waits for
-/// the units in flight (at most `drain`).
+/// the units in flight (at most `drain`); over `tcp`'s connections when
+/// given, else over the UDP sockets.
 pub fn run(
     sockets: &Sockets,
+    tcp: Option<&mut TcpNet>,
     setup: Setup,
     rate: f64,
     duration: Duration,
@@ -102,7 +139,11 @@ pub fn run(
     progress: bool,
 ) -> RunResult {
     let mut driver = Driver::new(setup);
-    let mut outbox = Outbox::new();
+    let mut net = match tcp {
+        Some(t) => Net::Tcp(t),
+        None => Net::Udp(Outbox::new()),
+    };
+    let mut inbox = Inbox::default();
     let mut rx = RxBatch::new();
     let mut bucket = TokenBucket::new(rate, 10.0);
     let t0 = Instant::now();
@@ -127,29 +168,44 @@ pub fn run(
             // Bounded per pass, so receiving is never starved.
             let n = bucket.take(now).min(4 * BATCH as u32);
             for _ in 0..n {
-                driver.start(now, &mut Outgoing(&mut outbox));
+                driver.start(now, net.out());
             }
         }
-        driver.on_timers(now, &mut Outgoing(&mut outbox));
-        send_failures += outbox.flush(&sockets.all, &mut rser::server::udp::NoStreams);
-        for (i, s) in sockets.all.iter().enumerate() {
-            // Bounded: a flood on one socket must not stall the others.
-            for _ in 0..8 {
-                let Ok(n) = rx.recv(s.as_raw_fd(), true) else {
-                    break;
-                };
-                let now = us(Instant::now());
-                for k in 0..n {
-                    if let (Some(data), Some(src)) = rx.get(k) {
-                        driver.on_datagram(now, i, src, data, &mut Outgoing(&mut outbox));
+        driver.on_timers(now, net.out());
+        send_failures += flush(&mut net, sockets);
+        match &mut net {
+            Net::Udp(outbox) => {
+                for (i, s) in sockets.all.iter().enumerate() {
+                    // Bounded: a flood on one socket must not stall the others.
+                    for _ in 0..8 {
+                        let Ok(n) = rx.recv(s.as_raw_fd(), true) else {
+                            break;
+                        };
+                        let now = us(Instant::now());
+                        for k in 0..n {
+                            if let (Some(data), Some(src)) = rx.get(k) {
+                                driver.on_datagram(now, i, src, data, &mut Outgoing(outbox));
+                            }
+                        }
+                        if n < BATCH {
+                            break;
+                        }
                     }
                 }
-                if n < BATCH {
-                    break;
+            }
+            Net::Tcp(t) => {
+                t.receive(&mut inbox);
+                let now = us(Instant::now());
+                for k in 0..inbox.len() {
+                    let (i, src, data) = inbox.get(k);
+                    driver.on_datagram(now, i, src, data, *t);
                 }
             }
         }
-        send_failures += outbox.flush(&sockets.all, &mut rser::server::udp::NoStreams);
+        send_failures += flush(&mut net, sockets);
+        if let Net::Tcp(t) = &net {
+            fds = t.pollfds();
+        }
         let now = us(Instant::now());
         if progress && now >= next_progress {
             next_progress += 1_000_000;
@@ -200,6 +256,9 @@ pub fn run(
     }
     if progress && tty {
         eprintln!();
+    }
+    if let Net::Tcp(t) = &mut net {
+        send_failures += std::mem::take(&mut t.unsent);
     }
     driver.abandon();
     let stats = driver.stats();

@@ -73,6 +73,8 @@ pub struct Request<'a> {
     /// Complete header lines (each ending in CRLF): Route, Contact,
     /// Expires, Authorization.
     pub extra: &'a [u8],
+    /// Over TCP (the Via says so).
+    pub tcp: bool,
 }
 
 impl Request<'_> {
@@ -85,9 +87,14 @@ impl Request<'_> {
         // rport: the proxy answers to the port it saw (RFC 3581).
         let _ = write!(
             out,
-            " SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK-{}.{}.{}.{};rport\r\n\
+            " SIP/2.0\r\nVia: SIP/2.0/{} {};branch=z9hG4bK-{}.{}.{}.{};rport\r\n\
              Max-Forwards: 70\r\nFrom: <",
-            self.local, ids.run, ids.slot, ids.generation, self.seq
+            if self.tcp { "TCP" } else { "UDP" },
+            self.local,
+            ids.run,
+            ids.slot,
+            ids.generation,
+            self.seq
         );
         out.extend_from_slice(self.from_uri);
         let _ = write!(out, ">;tag=f{}.{}\r\nTo: <", ids.slot, ids.generation);
@@ -111,12 +118,12 @@ pub fn write_uas_reply(
     req: &Message<'_>,
     code: u16,
     to_tag: &[u8],
-    contact: Option<SocketAddr>,
+    contact: Option<(SocketAddr, bool)>,
     scratch: &mut Vec<u8>,
     out: &mut Vec<u8>,
 ) {
     scratch.clear();
-    if let Some(addr) = contact {
+    if let Some((addr, tcp)) = contact {
         let mut last_line = None;
         for h in req.all(HeaderKind::RecordRoute) {
             if last_line != Some(h.line) {
@@ -124,7 +131,8 @@ pub fn write_uas_reply(
                 last_line = Some(h.line);
             }
         }
-        let _ = write!(scratch, "Contact: <sip:uas@{addr}>\r\n");
+        let transport = if tcp { ";transport=tcp" } else { "" };
+        let _ = write!(scratch, "Contact: <sip:uas@{addr}{transport}>\r\n");
     }
     let reason: &[u8] = match code {
         180 => b"Ringing",
@@ -192,18 +200,58 @@ mod tests {
             to_tag: None,
             cseq: 1,
             extra: b"Record-Route: <sip:10.0.0.1;lr>\r\nContact: <sip:bench@127.0.0.1:4000>\r\n",
+            tcp: false,
         }
         .write(&mut b);
         let m = Message::parse(&b).unwrap();
         assert_eq!(m.cseq().unwrap().number, 1);
         assert_eq!(Ids::from_call_id(m.call_id().unwrap()), Some(ids));
         let (mut scratch, mut out) = (Vec::new(), Vec::new());
-        write_uas_reply(&m, 200, b"u2", Some(local), &mut scratch, &mut out);
+        write_uas_reply(&m, 200, b"u2", Some((local, false)), &mut scratch, &mut out);
         let r = Message::parse(&out).unwrap();
         assert_eq!(r.status(), Some(200));
         assert_eq!(r.to().unwrap().tag, Some(&b"u2"[..]));
         let mut routes = Vec::new();
         route_set(&r, &mut routes);
         assert_eq!(routes, b"Route: <sip:10.0.0.1;lr>\r\n");
+    }
+}
+
+#[cfg(test)]
+mod transport_tests {
+    use super::*;
+
+    #[test]
+    fn over_tcp_the_via_and_the_uas_contact_say_so() {
+        let req = Request {
+            method: "INVITE",
+            ruri: b"sip:service@127.0.0.1:5070",
+            local: "127.0.0.1:4000".parse().unwrap(),
+            ids: Ids {
+                run: 1,
+                slot: 2,
+                generation: 3,
+            },
+            seq: 0,
+            from_uri: b"sip:bench@rser-bench",
+            to_uri: b"sip:service@rser-bench",
+            to_tag: None,
+            cseq: 1,
+            extra: b"",
+            tcp: true,
+        };
+        let mut out = Vec::new();
+        req.write(&mut out);
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(text.contains("Via: SIP/2.0/TCP 127.0.0.1:4000;"), "{text}");
+        let msg = Message::parse(&out).unwrap();
+        let (mut scratch, mut reply) = (Vec::new(), Vec::new());
+        let uas = "127.0.0.1:5070".parse().unwrap();
+        write_uas_reply(&msg, 200, b"t", Some((uas, true)), &mut scratch, &mut reply);
+        let reply = String::from_utf8(reply).unwrap();
+        assert!(
+            reply.contains("Contact: <sip:uas@127.0.0.1:5070;transport=tcp>"),
+            "{reply}"
+        );
     }
 }
