@@ -289,7 +289,7 @@ fn what_a_start_refuses_minus_c_refuses() {
         "loadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\nmodparam(\"usrloc\", \"db_mode\", 2)\n\
          modparam(\"usrloc\", \"db_url\", \"mysql://ser:heslo@localhost/ser\")\nroute { save(\"location\"); }\n"
     )
-    .contains("usrloc: db_url \"mysql://ser:heslo@localhost/ser\": only sqlite:// URLs are served"));
+    .contains("usrloc: db_url \"mysql://ser:***@localhost/ser\": only sqlite:// URLs are served"));
     assert!(one(
         "loadmodule \"auth.so\"\nroute { if (!www_authorize(\"a\", \"subscriber\")) { drop; } }\n"
     )

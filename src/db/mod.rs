@@ -2,21 +2,24 @@
 //! opening a connection the same way for usrloc and auth, and the names
 //! the script may give tables.
 
+pub mod url;
+
 use std::path::PathBuf;
 
 use rusqlite::Connection;
 
+pub use url::DbUrl;
+
 /// A database URL's file: `sqlite:///abs/path` or `sqlite://rel/path`.
+/// Other URLs parse (`url.rs`) but are not served yet; no message shows
+/// their password.
 pub fn sqlite_path(url: &str) -> Result<PathBuf, String> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .ok_or_else(|| {
-            format!("db_url {url:?}: only sqlite:// URLs are served by this build (MySQL and PostgreSQL are not yet)")
-        })?;
-    if rest.is_empty() {
-        return Err(format!("db_url {url:?} names no file"));
+    match DbUrl::parse(url)? {
+        DbUrl::Sqlite(path) => Ok(path),
+        other => Err(format!(
+            "db_url \"{other}\": only sqlite:// URLs are served by this build (MySQL and PostgreSQL are not yet)"
+        )),
     }
-    Ok(PathBuf::from(rest))
 }
 
 /// Said where a `db_url` is missing: SER and Kamailio default to a MySQL
