@@ -2,6 +2,7 @@
 //! opening a connection the same way for usrloc and auth, and the names
 //! the script may give tables.
 
+pub mod conn;
 pub mod url;
 
 use std::path::PathBuf;
