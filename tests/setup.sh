@@ -15,6 +15,9 @@ command -v unshare >/dev/null 2>&1 || missing="$missing util-linux"
 # The database servers the db tests talk to (MariaDB, PostgreSQL).
 command -v mysqladmin >/dev/null 2>&1 || missing="$missing mariadb-server mariadb-client"
 command -v pg_ctlcluster >/dev/null 2>&1 || missing="$missing postgresql"
+# Kamailio's own schema scripts, which a db test loads as they are.
+[ -f /usr/share/kamailio/mysql/standard-create.sql ] || missing="$missing kamailio-mysql-modules"
+[ -f /usr/share/kamailio/postgres/standard-create.sql ] || missing="$missing kamailio-postgres-modules"
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 if [ -n "$missing" ]; then

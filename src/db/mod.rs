@@ -3,6 +3,7 @@
 //! the script may give tables.
 
 pub mod conn;
+pub mod schema;
 pub mod url;
 
 use std::path::PathBuf;

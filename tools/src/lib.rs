@@ -3,6 +3,7 @@
 //! here so tests can run it without a process.
 
 pub mod ctl;
+pub mod db;
 pub mod subscriber;
 
 /// A config file read and compiled, its errors as `PATH:LINE:COL: ...`.

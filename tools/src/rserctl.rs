@@ -88,11 +88,26 @@ enum What {
         #[command(subcommand)]
         op: CfgOp,
     },
+    /// Kamailio's schema for rser's tables in a database (MySQL/MariaDB,
+    /// PostgreSQL, SQLite).
+    Db {
+        #[command(subcommand)]
+        op: DbOp,
+    },
     /// Any control method, with its params as JSON; prints the raw result.
     Rpc {
         method: String,
         params: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum DbOp {
+    /// Creates the missing tables (all rser uses, or those named), with
+    /// their rows in `version` (as kamdbctl create).
+    Init { url: String, tables: Vec<String> },
+    /// Reports missing tables and versions rser does not read.
+    Check { url: String, tables: Vec<String> },
 }
 
 #[derive(Subcommand)]
@@ -208,6 +223,10 @@ fn run(cli: Cli) -> Result<String, String> {
             };
             subscriber::run(&url, &table, cmd)
         }
+        What::Db { op } => match op {
+            DbOp::Init { url, tables } => rser_tools::db::init(&url, &tables),
+            DbOp::Check { url, tables } => rser_tools::db::check(&url, &tables),
+        },
         What::Version => {
             let v = call("core.version", json!([]))?;
             Ok(format!(
