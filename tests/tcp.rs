@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::stream::Stream;
+use common::stream::{Stream, hold_idle, raise_open_files};
 use common::{Peer, Server, expect, header, status};
 
 /// The next connection to `l`, waiting at most `within`.
@@ -357,21 +357,6 @@ fn a_large_request_switches_to_tcp() {
     }
 }
 
-/// Raises this process's open-file limit to its hard limit (10,000
-/// connections need as many descriptors); the limit then.
-fn raise_open_files() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-    }
-    lim.rlim_cur
-}
-
 /// 10,000 idle connections, each after one exchange, held while requests
 /// keep being answered over UDP and over new connections; every idle one
 /// still answers at the end.
@@ -389,37 +374,13 @@ fn ten_thousand_idle_connections_while_requests_flow() {
     let server = Server::start_tcp(&config, 2, &["-m", "64"]);
     let tcp = server.tcp.expect("a TCP address");
     let udp = Peer::new();
-    let mut held = Vec::with_capacity(IDLE);
-    for i in 0..IDLE {
-        let mut ua = Stream::connect(tcp);
-        let m = ua.request("OPTIONS", "sip:rser@127.0.0.1", &format!("idle{i}"), "");
-        ua.send(m.as_bytes());
-        assert!(
-            ua.expect("SIP/2.0 200").is_some(),
-            "connection {i} answered"
-        );
-        held.push(ua);
-        if i % 1_000 == 999 {
-            // Meanwhile, over UDP and over a new connection.
-            let call = format!("flow{i}");
-            udp.send(
-                server.addr,
-                &udp.request("OPTIONS", "sip:rser@127.0.0.1", &call, ""),
-            );
-            assert!(
-                expect(&udp, "SIP/2.0 200", Duration::from_secs(3)).is_some(),
-                "{call}"
-            );
-        }
-    }
-    for (i, ua) in held.iter_mut().enumerate().step_by(97) {
-        let m = ua.request("OPTIONS", "sip:rser@127.0.0.1", &format!("again{i}"), "");
-        ua.send(m.as_bytes());
-        assert!(
-            ua.expect("SIP/2.0 200").is_some(),
-            "idle connection {i} still answers"
-        );
-    }
+    hold_idle(
+        IDLE,
+        || Stream::connect(tcp),
+        &udp,
+        server.addr,
+        "sip:rser@127.0.0.1",
+    );
 }
 
 /// tcp_accept_iplimit: one address may hold so many connections; the next

@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
 
-use common::stream::Stream;
+use common::stream::{Stream, hold_idle, raise_open_files};
 use common::{Server, header, status};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use rustls::pki_types::pem::PemObject;
@@ -91,6 +91,12 @@ fn start(config: &str) -> (Server, SocketAddr) {
 /// A user agent's TLS connection to `to`, checking rser's certificate
 /// against the CA; with `own`, presenting its certificate.
 fn connect(to: SocketAddr, pki: &Pki, own: bool) -> Stream {
+    connect_with(to, client_config(pki, own))
+}
+
+/// A user agent's TLS configuration: rser's certificate checked against
+/// the CA; with `own`, its certificate presented.
+fn client_config(pki: &Pki, own: bool) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from_pem_file(&pki.ca).unwrap())
@@ -100,15 +106,19 @@ fn connect(to: SocketAddr, pki: &Pki, own: bool) -> Stream {
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots);
-    let cfg = if own {
+    Arc::new(if own {
         let chain = vec![CertificateDer::from_pem_file(&pki.ua_cert).unwrap()];
         let key = PrivateKeyDer::from_pem_file(&pki.ua_key).unwrap();
         builder.with_client_auth_cert(chain, key).unwrap()
     } else {
         builder.with_no_client_auth()
-    };
+    })
+}
+
+/// A TLS connection to `to` with `cfg`.
+fn connect_with(to: SocketAddr, cfg: Arc<rustls::ClientConfig>) -> Stream {
     let name = ServerName::IpAddress(to.ip().into());
-    let session = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
+    let session = rustls::ClientConnection::new(cfg, name).unwrap();
     Stream::tls(TcpStream::connect(to).unwrap(), session)
 }
 
@@ -321,17 +331,7 @@ fn presented(to: SocketAddr, pki: &Pki) -> Vec<u8> {
 
 /// The same, asking for `name` by SNI.
 fn presented_to(to: SocketAddr, pki: &Pki, name: ServerName<'static>) -> Vec<u8> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_file(&pki.ca).unwrap())
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let mut c = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
+    let mut c = rustls::ClientConnection::new(client_config(pki, false), name).unwrap();
     let mut tcp = TcpStream::connect(to).unwrap();
     tcp.set_read_timeout(Some(std::time::Duration::from_secs(3)))
         .unwrap();
@@ -454,16 +454,7 @@ fn a_tls_config_file_gives_a_certificate_per_sni_name() {
 #[test]
 fn ten_thousand_idle_tls_connections_while_requests_flow() {
     const IDLE: usize = 10_000;
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-    }
-    if lim.rlim_cur < (IDLE as u64) + 1_000 {
+    if raise_open_files() < (IDLE as u64) + 1_000 {
         eprintln!("skipped: the open-file limit is below {IDLE} connections");
         return;
     }
@@ -482,47 +473,13 @@ fn ten_thousand_idle_tls_connections_while_requests_flow() {
     );
     let tls = server.tcp.expect("a TLS address");
     let udp = common::Peer::new();
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_file(&pki.ca).unwrap())
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
+    let cfg = client_config(&pki, false);
+    hold_idle(
+        IDLE,
+        || connect_with(tls, cfg.clone()),
+        &udp,
+        server.addr,
+        "sip:127.0.0.1",
     );
-    let mut held = Vec::with_capacity(IDLE);
-    for i in 0..IDLE {
-        let name = ServerName::IpAddress(tls.ip().into());
-        let session = rustls::ClientConnection::new(cfg.clone(), name).unwrap();
-        let mut ua = Stream::tls(TcpStream::connect(tls).unwrap(), session);
-        let m = ua.request("OPTIONS", "sip:127.0.0.1", &format!("idle{i}"), "");
-        ua.send(m.as_bytes());
-        assert!(
-            ua.expect("SIP/2.0 200").is_some(),
-            "connection {i} answered"
-        );
-        held.push(ua);
-        if i % 1_000 == 999 {
-            let call = format!("flow{i}");
-            udp.send(
-                server.addr,
-                &udp.request("OPTIONS", "sip:127.0.0.1", &call, ""),
-            );
-            let r = common::expect(&udp, "SIP/2.0 200", std::time::Duration::from_secs(3));
-            assert!(r.is_some(), "{call}");
-        }
-    }
-    for (i, ua) in held.iter_mut().enumerate().step_by(97) {
-        let m = ua.request("OPTIONS", "sip:127.0.0.1", &format!("again{i}"), "");
-        ua.send(m.as_bytes());
-        assert!(
-            ua.expect("SIP/2.0 200").is_some(),
-            "idle connection {i} still answers"
-        );
-    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -99,7 +99,18 @@ impl Ring {
 
     /// Queues `record`; `now_ms` on the clock every process shares.
     pub fn push(&self, record: &[u8], now_ms: u64) -> Result<(), PushError> {
-        if record.len() > self.record_bytes() {
+        self.push_parts(&[record], now_ms)
+    }
+
+    /// Queues the record made of `parts` in order, without joining them
+    /// first; every part but the last is a whole number of words (8
+    /// bytes), or `TooLong` (a caller's layout error).
+    pub fn push_parts(&self, parts: &[&[u8]], now_ms: u64) -> Result<(), PushError> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let aligned = parts
+            .split_last()
+            .is_none_or(|(_, first)| first.iter().all(|p| p.len() % 8 == 0));
+        if total > self.record_bytes() || !aligned {
             return Err(PushError::TooLong);
         }
         let tail = &self.tail[0];
@@ -131,15 +142,16 @@ impl Ring {
         };
         self.claimed[cell].store(now_ms, Ordering::Relaxed);
         let base = cell * self.words;
-        let mut sum = checksum_start(record.len());
-        for (i, chunk) in record.chunks(8).enumerate() {
+        let mut sum = checksum_start(total);
+        let chunks = parts.iter().flat_map(|p| p.chunks(8));
+        for (i, chunk) in chunks.enumerate() {
             let mut w = [0u8; 8];
             w[..chunk.len()].copy_from_slice(chunk);
             let w = u64::from_le_bytes(w);
             sum = checksum_step(sum, w);
             self.data[base + i].store(w, Ordering::Relaxed);
         }
-        self.len[cell].store(record.len() as u32, Ordering::Relaxed);
+        self.len[cell].store(total as u32, Ordering::Relaxed);
         self.sum[cell].store(sum, Ordering::Relaxed);
         // Published only if the consumer did not skip it meanwhile.
         self.seq[cell]
@@ -253,6 +265,21 @@ mod tests {
         assert_eq!(r.pop(&mut out, 2), Pop::Record);
         assert_eq!(out, b"again");
         assert_eq!(r.push(&[0; 65], 2), Err(PushError::TooLong));
+    }
+
+    #[test]
+    fn a_record_in_parts_comes_out_whole() {
+        let (_region, r) = ring(4);
+        r.push_parts(&[b"01234567", b"tail"], 1).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(r.pop(&mut out, 1), Pop::Record);
+        assert_eq!(out, b"01234567tail");
+        // Only the last part may end inside a word.
+        assert_eq!(r.push_parts(&[b"abc", b"def"], 1), Err(PushError::TooLong));
+        assert_eq!(
+            r.push_parts(&[&[0; 40], &[0; 30]], 1),
+            Err(PushError::TooLong)
+        );
     }
 
     #[test]

@@ -219,14 +219,18 @@ pub fn create(d: Dialect, t: &Table) -> String {
             s
         })
         .collect();
-    for (name, on) in t.unique {
-        // PostgreSQL's index names are per schema: prefixed as Kamailio's.
+    // PostgreSQL's index names are per schema: prefixed as Kamailio's.
+    let index = |name: &str, on: &[&str]| {
         let name = match d {
             Dialect::Mysql => name.to_string(),
             _ => format!("{}_{name}", t.name),
         };
         let on: Vec<String> = on.iter().map(|c| quoted(d, c)).collect();
-        cols.push(format!("CONSTRAINT {name} UNIQUE ({})", on.join(", ")));
+        (name, on.join(", "))
+    };
+    for (name, on) in t.unique {
+        let (name, on) = index(name, on);
+        cols.push(format!("CONSTRAINT {name} UNIQUE ({on})"));
     }
     let mut sql = format!(
         "CREATE TABLE {} (\n    {}\n);\n",
@@ -234,16 +238,8 @@ pub fn create(d: Dialect, t: &Table) -> String {
         cols.join(",\n    ")
     );
     for (name, on) in t.indexes {
-        let name = match d {
-            Dialect::Mysql => name.to_string(),
-            _ => format!("{}_{name}", t.name),
-        };
-        let on: Vec<String> = on.iter().map(|c| quoted(d, c)).collect();
-        sql.push_str(&format!(
-            "CREATE INDEX {name} ON {} ({});\n",
-            t.name,
-            on.join(", ")
-        ));
+        let (name, on) = index(name, on);
+        sql.push_str(&format!("CREATE INDEX {name} ON {} ({on});\n", t.name));
     }
     sql.push_str(&format!(
         "INSERT INTO version (table_name, table_version) VALUES ('{}', {});\n",

@@ -14,6 +14,7 @@ use super::log_limit::LogLimit;
 use super::proxy::{self, ForwardError, NextHop, ReplyError};
 use super::reachable::Reachable;
 use super::shared::{Counter, Shared};
+use super::tcp::conns::Stream;
 use super::tcp::endpoint::{Endpoint, Happened, Inbox, Limits};
 use super::udp::{NoStreams, Outbox, RxBatch, StreamSend};
 use crate::cfg::Config;
@@ -379,7 +380,7 @@ impl<'a> Worker<'a> {
         let listeners = listeners
             .into_iter()
             .enumerate()
-            .map(|(i, l)| (l, first + i, stream_of(self.protos[first + i])))
+            .map(|(i, l)| (l, first + i, Stream::of(self.protos[first + i])))
             .collect();
         let e = Endpoint::new(
             self.slot as u16,
@@ -845,7 +846,7 @@ impl<'a> Worker<'a> {
         let at = SocketAddr::new(src.ip(), via.port.unwrap_or(5060));
         if streams
             .conns
-            .alias(conn, at, stream_of(self.protos[self.in_sock]))
+            .alias(conn, at, Stream::of(self.protos[self.in_sock]))
             .is_err()
         {
             self.count(Counter::TcpRefused);
@@ -1071,7 +1072,7 @@ impl Shell for Worker<'_> {
         self.shared
             .streams
             .as_ref()
-            .is_some_and(|s| s.conns.find(peer, stream_of(proto)).is_some())
+            .is_some_and(|s| s.conns.find(peer, Stream::of(proto)).is_some())
     }
 
     fn resolve(&mut self, host: &str, port: u16, prefer_v6: bool) -> Option<SocketAddr> {
@@ -1281,16 +1282,8 @@ impl StreamSend for Streamer<'_, '_, '_> {
         bytes: &[u8],
         tag: Option<u128>,
     ) -> std::io::Result<()> {
-        let kind = stream_of(self.2.get(sock).copied().unwrap_or(Proto::Tcp));
+        let kind = Stream::of(self.2.get(sock).copied().unwrap_or(Proto::Tcp));
         self.0.send_to(dest, sock, kind, bytes, tag, self.1)
-    }
-}
-
-/// The shared table's kind of a stream transport.
-fn stream_of(p: Proto) -> super::tcp::conns::Stream {
-    match p {
-        Proto::Tls => super::tcp::conns::Stream::Tls,
-        _ => super::tcp::conns::Stream::Tcp,
     }
 }
 

@@ -147,3 +147,55 @@ impl Stream {
         false
     }
 }
+
+/// Raises this process's open-file limit to its hard limit (thousands of
+/// connections need as many descriptors); the limit then.
+pub fn raise_open_files() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+    lim.rlim_cur
+}
+
+/// `count` connections from `open`, each answered one OPTIONS for `ruri`
+/// and held; after every 1,000, an OPTIONS from `udp` to `server` must be
+/// answered meanwhile; at the end every 97th held one answers again.
+pub fn hold_idle(
+    count: usize,
+    mut open: impl FnMut() -> Stream,
+    udp: &super::Peer,
+    server: SocketAddr,
+    ruri: &str,
+) {
+    let mut held = Vec::with_capacity(count);
+    for i in 0..count {
+        let mut ua = open();
+        let m = ua.request("OPTIONS", ruri, &format!("idle{i}"), "");
+        ua.send(m.as_bytes());
+        assert!(
+            ua.expect("SIP/2.0 200").is_some(),
+            "connection {i} answered"
+        );
+        held.push(ua);
+        if i % 1_000 == 999 {
+            let call = format!("flow{i}");
+            udp.send(server, &udp.request("OPTIONS", ruri, &call, ""));
+            let answered = super::expect(udp, "SIP/2.0 200", Duration::from_secs(3));
+            assert!(answered.is_some(), "{call}");
+        }
+    }
+    for (i, ua) in held.iter_mut().enumerate().step_by(97) {
+        let m = ua.request("OPTIONS", ruri, &format!("again{i}"), "");
+        ua.send(m.as_bytes());
+        assert!(
+            ua.expect("SIP/2.0 200").is_some(),
+            "idle connection {i} still answers"
+        );
+    }
+}

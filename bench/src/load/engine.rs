@@ -76,14 +76,6 @@ impl Sockets {
     }
 }
 
-struct Outgoing<'a>(&'a mut Outbox);
-
-impl Out for Outgoing<'_> {
-    fn send(&mut self, sock: usize, dest: SocketAddr, bytes: &[u8]) {
-        self.0.push(sock, dest).extend_from_slice(bytes);
-    }
-}
-
 /// Sends what waits: the outbox's datagrams (their failures counted), or
 /// the connections' buffers.
 fn flush(net: &mut Net<'_>, sockets: &Sockets) -> usize {
@@ -184,7 +176,7 @@ pub fn run(
                         let now = us(Instant::now());
                         for k in 0..n {
                             if let (Some(data), Some(src)) = rx.get(k) {
-                                driver.on_datagram(now, i, src, data, &mut Outgoing(outbox));
+                                driver.on_datagram(now, i, src, data, outbox);
                             }
                         }
                         if n < BATCH {

@@ -58,6 +58,12 @@ impl Closed {
     }
 }
 
+impl std::os::fd::AsFd for Conn {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+}
+
 /// What one read from the socket gave.
 enum Got {
     /// Plaintext bytes, in the caller's buffer.
@@ -151,10 +157,6 @@ impl Conn {
         c.connecting_since = pending.then_some(now);
         c.armed_out = pending;
         Ok(c)
-    }
-
-    pub fn socket(&self) -> &TcpStream {
-        &self.sock
     }
 
     pub fn fd(&self) -> std::os::fd::RawFd {
@@ -397,7 +399,7 @@ impl Conn {
     /// `since` and they are empty: an idle connection holds its socket and
     /// this record only.
     pub fn trim(&mut self, since: u64) {
-        if self.last_used <= since && self.output.is_empty() && !self.wants_write() {
+        if self.last_used <= since && !self.wants_write() {
             self.output = VecDeque::new();
             self.input.trim();
         }

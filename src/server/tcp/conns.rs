@@ -26,6 +26,16 @@ pub enum Stream {
     Tls = 2,
 }
 
+impl Stream {
+    /// The table's kind of a stream transport (TLS, else TCP).
+    pub fn of(p: crate::cfg::settings::Proto) -> Stream {
+        match p {
+            crate::cfg::settings::Proto::Tls => Stream::Tls,
+            _ => Stream::Tcp,
+        }
+    }
+}
+
 /// A connection as its id: its record, the record's bucket (fixed by
 /// the peer's address) and its generation then.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -111,6 +111,8 @@ pub struct Endpoint<'t> {
     last_sweep: u64,
     /// TLS's configurations, with the tls module.
     tls: Option<super::tls::TlsSetup>,
+    /// Hand-offs are read through this (reused).
+    handoff_buf: Vec<u8>,
 }
 
 fn to_io(e: nix::errno::Errno) -> io::Error {
@@ -161,6 +163,7 @@ impl<'t> Endpoint<'t> {
             limits,
             last_sweep: 0,
             tls,
+            handoff_buf: Vec::new(),
         })
     }
 
@@ -319,19 +322,20 @@ impl<'t> Endpoint<'t> {
         let owned = &mut self.owned;
         let mut touched: ArrayVec<u32, 64> = ArrayVec::new();
         let mut lost = 0;
-        self.handoff.drain(self.me, now, |id, bytes| {
-            let sent = match owned.get_mut(&id.idx) {
-                Some((held, c)) if *held == id => c.send(bytes, None, now).is_ok(),
-                _ => false,
-            };
-            if !sent {
-                lost += 1;
-            } else if !touched.contains(&id.idx) {
-                // Past 64 connections in one drain, the rest are rearmed
-                // when next ready (their output waits meanwhile).
-                let _ = touched.try_push(id.idx);
-            }
-        });
+        self.handoff
+            .drain(self.me, now, &mut self.handoff_buf, |id, bytes| {
+                let sent = match owned.get_mut(&id.idx) {
+                    Some((held, c)) if *held == id => c.send(bytes, None, now).is_ok(),
+                    _ => false,
+                };
+                if !sent {
+                    lost += 1;
+                } else if !touched.contains(&id.idx) {
+                    // Past 64 connections in one drain, the rest are rearmed
+                    // when next ready (their output waits meanwhile).
+                    let _ = touched.try_push(id.idx);
+                }
+            });
         for idx in touched {
             self.rearm(idx);
         }
@@ -458,12 +462,6 @@ fn reply_fallback(bytes: &[u8], dest: SocketAddr) -> Option<SocketAddr> {
     let port = v.port.unwrap_or(5060);
     let alt = SocketAddr::new(dest.ip(), port);
     (alt != dest).then_some(alt)
-}
-
-impl Conn {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.socket().as_fd()
-    }
 }
 
 #[cfg(test)]

@@ -12,8 +12,9 @@ use rser_shm::{Carver, Ring};
 
 use super::conns::ConnId;
 
-/// A record's head: the connection's id (record, bucket, generation).
-const HEAD: usize = 12;
+/// A record's head: the connection's id (record, bucket, generation),
+/// padded to whole words so the bytes follow it unjoined.
+const HEAD: usize = 16;
 
 /// Why a hand-off did not happen (the caller counts and logs it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,15 +84,16 @@ impl Handoff {
             .queues
             .get(usize::from(owner))
             .ok_or(HandoffError::NoOwner)?;
-        let mut record = Vec::with_capacity(HEAD + bytes.len());
-        record.extend_from_slice(&conn.idx.to_le_bytes());
-        record.extend_from_slice(&conn.bucket.to_le_bytes());
-        record.extend_from_slice(&conn.generation.to_le_bytes());
-        record.extend_from_slice(bytes);
-        q.ring.push(&record, now_ms).map_err(|e| match e {
-            PushError::TooLong => HandoffError::TooLong,
-            PushError::Full | PushError::Lost => HandoffError::Full,
-        })?;
+        let mut head = [0u8; HEAD];
+        head[..4].copy_from_slice(&conn.idx.to_le_bytes());
+        head[4..8].copy_from_slice(&conn.bucket.to_le_bytes());
+        head[8..12].copy_from_slice(&conn.generation.to_le_bytes());
+        q.ring
+            .push_parts(&[&head, bytes], now_ms)
+            .map_err(|e| match e {
+                PushError::TooLong => HandoffError::TooLong,
+                PushError::Full | PushError::Lost => HandoffError::Full,
+            })?;
         let one = 1u64.to_ne_bytes();
         // A full counter (2^64 - 2 wakes unread) or EAGAIN still leaves it
         // readable: the owner wakes either way.
@@ -101,8 +103,15 @@ impl Handoff {
     }
 
     /// Worker `w`, woken: every message handed to it, with its
-    /// connection, to `on`; the number lost (a pusher that died midway).
-    pub fn drain(&self, w: u16, now_ms: u64, mut on: impl FnMut(ConnId, &[u8])) -> usize {
+    /// connection, to `on` (read through `buf`, kept by the caller); the
+    /// number lost (a pusher that died midway).
+    pub fn drain(
+        &self,
+        w: u16,
+        now_ms: u64,
+        buf: &mut Vec<u8>,
+        mut on: impl FnMut(ConnId, &[u8]),
+    ) -> usize {
         let Some(q) = self.queues.get(usize::from(w)) else {
             return 0;
         };
@@ -110,12 +119,11 @@ impl Handoff {
         // SAFETY: reads 8 bytes into a live buffer from our descriptor
         // (non-blocking: nothing pending is EAGAIN).
         let _ = unsafe { libc::read(q.wake.as_raw_fd(), count.as_mut_ptr().cast(), count.len()) };
-        let mut buf = Vec::new();
         let mut lost = 0;
         // Bounded: at most what the queue holds now and a little more.
         for _ in 0..q.ring.capacity() * 2 {
             buf.clear();
-            match q.ring.pop(&mut buf, now_ms) {
+            match q.ring.pop(buf, now_ms) {
                 Pop::Empty => break,
                 Pop::Lost => lost += 1,
                 Pop::Record if buf.len() >= HEAD => {
@@ -165,7 +173,10 @@ mod tests {
         assert!(readable(owner_fd));
         assert!(!readable(h.fd(1).unwrap()), "only the owner is woken");
         let mut got = Vec::new();
-        assert_eq!(h.drain(2, 0, |c, b| got.push((c, b.to_vec()))), 0);
+        assert_eq!(
+            h.drain(2, 0, &mut Vec::new(), |c, b| got.push((c, b.to_vec()))),
+            0
+        );
         assert_eq!(
             got,
             [
@@ -194,7 +205,7 @@ mod tests {
         }
         assert_eq!(h.send(0, conn, b"x", 0), Err(HandoffError::Full));
         let mut n = 0;
-        h.drain(0, 0, |_, _| n += 1);
+        h.drain(0, 0, &mut Vec::new(), |_, _| n += 1);
         assert_eq!(n, sent);
     }
 }
