@@ -39,8 +39,8 @@ fn start_with(name: &str, nonce_expire: u32, algorithms: Option<&str>) -> Fixtur
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let url = format!("sqlite://{}", dir.join("rser.db").display());
-    let conn = rser::db::connect(&url).unwrap();
-    subscriber::add(&conn, "subscriber", "bob", REALM, "bobs secret", false).unwrap();
+    let mut conn = rser::modules::auth::subscriber::open(&url, "subscriber").unwrap();
+    subscriber::add(&mut conn, "subscriber", "bob", REALM, "bobs secret", false).unwrap();
     drop(conn);
     let cfg = format!(
         "loadmodule \"sl.so\"\nloadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\n\

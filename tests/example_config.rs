@@ -98,9 +98,9 @@ fn the_example_config_authenticates_with_its_two_lines_uncommented() {
 fn example_with_auth(dir: &Path) -> String {
     std::fs::create_dir_all(dir).unwrap();
     let url = format!("sqlite://{}", dir.join("rser.db").display());
-    let conn = rser::db::connect(&url).unwrap();
+    let mut conn = rser::modules::auth::subscriber::open(&url, "subscriber").unwrap();
     subscriber::add(
-        &conn,
+        &mut conn,
         "subscriber",
         "alice",
         "example.net",

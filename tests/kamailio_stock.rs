@@ -153,10 +153,12 @@ fn with_auth_registrations_and_calls_are_challenged() {
     let dir = temp_dir("kamailio-stock-auth");
     let db = dir.join("auth.db");
     let url = format!("DBURL=\"sqlite://{}\"", db.display());
-    let conn = rser::db::connect(&format!("sqlite://{}", db.display())).unwrap();
+    let mut conn =
+        rser::modules::auth::subscriber::open(&format!("sqlite://{}", db.display()), "subscriber")
+            .unwrap();
     for user in ["alice", "bob"] {
         // use_domain is 0 in the stock file: the user name alone counts.
-        rser::modules::auth::subscriber::add(&conn, "subscriber", user, "anywhere", "pw", true)
+        rser::modules::auth::subscriber::add(&mut conn, "subscriber", user, "anywhere", "pw", true)
             .unwrap();
     }
     drop(conn);

@@ -144,9 +144,11 @@ fn the_quick_start_config_with_authentication_on() {
     let (ok, said) = check(&text, &dir);
     assert!(ok, "{said}");
     // calculate_ha1=yes: the HA1 comes from the password column.
-    let conn = rser::db::connect(&format!("sqlite://{}", db.display())).unwrap();
+    let mut conn =
+        rser::modules::auth::subscriber::open(&format!("sqlite://{}", db.display()), "subscriber")
+            .unwrap();
     subscriber::add(
-        &conn,
+        &mut conn,
         "subscriber",
         "alice",
         "iptel.org",

@@ -343,12 +343,12 @@ fn sipp_registers_every_user_with_digest_authentication() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let url = format!("sqlite://{}", dir.join("rser.db").display());
-    let conn = rser::db::connect(&url).unwrap();
+    let mut conn = rser::modules::auth::subscriber::open(&url, "subscriber").unwrap();
     let mut csv = String::from("SEQUENTIAL\n");
     for i in 0..20 {
         let (user, password) = (format!("user{i}"), format!("pw-{i}-secret"));
         rser::modules::auth::subscriber::add(
-            &conn,
+            &mut conn,
             "subscriber",
             &user,
             "example.net",

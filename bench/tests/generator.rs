@@ -320,12 +320,19 @@ fn calls_through_rsers_dispatcher_spread_over_three_destinations() {
 fn registrations_authenticate_against_rsers_registrar() {
     let dir = temp_dir("register");
     let url = format!("sqlite://{}", dir.join("rser.db").display());
-    let conn = rser::db::connect(&url).unwrap();
+    let mut conn = rser::modules::auth::subscriber::open(&url, "subscriber").unwrap();
     let mut csv = String::from("SEQUENTIAL\n");
     for i in 0..20 {
         let (user, pw) = (format!("user{i}"), format!("pw{i}"));
-        rser::modules::auth::subscriber::add(&conn, "subscriber", &user, "example.net", &pw, false)
-            .unwrap();
+        rser::modules::auth::subscriber::add(
+            &mut conn,
+            "subscriber",
+            &user,
+            "example.net",
+            &pw,
+            false,
+        )
+        .unwrap();
         csv.push_str(&format!("{user};{pw}\n"));
     }
     drop(conn);

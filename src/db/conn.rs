@@ -18,6 +18,9 @@ pub enum Value {
     Int(i64),
     Float(f64),
     Text(String),
+    /// A DATETIME, in seconds since the epoch (`time.rs` says how each
+    /// server stores it).
+    Time(i64),
 }
 
 impl Value {
@@ -33,7 +36,40 @@ impl Value {
             Value::Int(i) => Some(*i),
             Value::Text(s) => s.trim().parse().ok(),
             Value::Float(f) => Some(*f as i64),
+            Value::Time(t) => Some(*t),
             Value::Null => None,
+        }
+    }
+
+    /// A DATETIME column as read back: the server's own type, or SQLite's
+    /// Julian day (a number), or its text.
+    pub fn as_time(&self) -> Option<i64> {
+        match self {
+            Value::Time(t) => Some(*t),
+            Value::Float(f) => Some(super::time::from_julian_day(*f)),
+            Value::Int(i) => Some(*i),
+            Value::Text(s) => super::time::parse(s),
+            Value::Null => None,
+        }
+    }
+
+    pub fn as_float(&self) -> Option<f64> {
+        match self {
+            Value::Float(f) => Some(*f),
+            Value::Int(i) => Some(*i as f64),
+            Value::Text(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// Text, or None for NULL; numbers as they print.
+    pub fn text(&self) -> Option<String> {
+        match self {
+            Value::Null => None,
+            Value::Text(s) => Some(s.clone()),
+            Value::Int(i) => Some(i.to_string()),
+            Value::Float(f) => Some(f.to_string()),
+            Value::Time(t) => Some(super::time::text(*t)),
         }
     }
 }
@@ -213,6 +249,7 @@ fn to_sqlite(v: &Value) -> rusqlite::types::Value {
         Value::Int(i) => S::Integer(*i),
         Value::Float(f) => S::Real(*f),
         Value::Text(t) => S::Text(t.clone()),
+        Value::Time(t) => S::Real(super::time::julian_day(*t)),
     }
 }
 
@@ -233,6 +270,12 @@ fn to_mysql(v: &Value) -> mysql::Value {
         Value::Int(i) => mysql::Value::Int(*i),
         Value::Float(f) => mysql::Value::Double(*f),
         Value::Text(t) => mysql::Value::Bytes(t.as_bytes().to_vec()),
+        Value::Time(t) => match super::time::fields(*t) {
+            Some([y, mo, d, h, mi, s]) => {
+                mysql::Value::Date(y as u16, mo as u8, d as u8, h as u8, mi as u8, s as u8, 0)
+            }
+            None => mysql::Value::NULL,
+        },
     }
 }
 
@@ -245,6 +288,10 @@ fn from_mysql(v: mysql::Value) -> Value {
         mysql::Value::Double(f) => Value::Float(f),
         // Text protocol values, and dates as text.
         mysql::Value::Bytes(b) => Value::Text(String::from_utf8_lossy(&b).into_owned()),
+        mysql::Value::Date(y, mo, d, h, mi, s, _) => {
+            super::time::from_fields([y.into(), mo.into(), d.into(), h.into(), mi.into(), s.into()])
+                .map_or(Value::Null, Value::Time)
+        }
         other => Value::Text(other.as_sql(true).trim_matches('\'').to_string()),
     }
 }
@@ -273,6 +320,13 @@ fn to_postgres(params: &[Value], types: &[postgres::types::Type]) -> Result<Vec<
             let narrow = |e| DbError(format!("{v:?} is out of range for {t}: {e}"));
             Ok(match v {
                 Value::Null => Box::new(Option::<String>::None),
+                // A naive timestamp holds local time: carried as if UTC.
+                _ if *t == Type::TIMESTAMP => {
+                    let secs = v
+                        .as_time()
+                        .ok_or_else(|| DbError(format!("{v:?} is not a time for a {t} column")))?;
+                    Box::new(naive_as_utc(secs))
+                }
                 _ if *t == Type::INT2 => Box::new(i16::try_from(int()?).map_err(narrow)?),
                 _ if *t == Type::INT4 => Box::new(i32::try_from(int()?).map_err(narrow)?),
                 _ if *t == Type::INT8 => Box::new(int()?),
@@ -281,9 +335,59 @@ fn to_postgres(params: &[Value], types: &[postgres::types::Type]) -> Result<Vec<
                 Value::Int(i) if *t == Type::FLOAT8 => Box::new(*i as f64),
                 Value::Int(i) => Box::new(i.to_string()),
                 Value::Text(s) => Box::new(s.clone()),
+                Value::Time(secs) => Box::new(super::time::text(*secs)),
             })
         })
         .collect()
+}
+
+/// A local time as PostgreSQL's naive timestamp, which the client
+/// carries as a `SystemTime` read as UTC.
+fn naive_as_utc(secs: i64) -> std::time::SystemTime {
+    let naive = super::time::fields(secs).map(|[y, mo, d, h, mi, s]| {
+        days_from_civil(i64::from(y), mo, d) * 86_400 + i64::from(h * 3600 + mi * 60 + s)
+    });
+    let n = naive.unwrap_or(0);
+    let abs = std::time::Duration::from_secs(n.unsigned_abs());
+    match n >= 0 {
+        true => std::time::UNIX_EPOCH + abs,
+        false => std::time::UNIX_EPOCH - abs,
+    }
+}
+
+/// A naive timestamp read back: its fields are local time.
+fn local_of_naive(t: std::time::SystemTime) -> i64 {
+    let n = match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    };
+    let (days, rem) = (n.div_euclid(86_400), n.rem_euclid(86_400) as u32);
+    let (y, mo, d) = civil_from_days(days);
+    super::time::from_fields([y as u32, mo, d, rem / 3600, rem / 60 % 60, rem % 60]).unwrap_or(n)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+/// algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (i64::from(m) + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 fn from_postgres(row: &postgres::Row) -> Result<Vec<Value>, DbError> {
@@ -313,6 +417,10 @@ fn from_postgres(row: &postgres::Row) -> Result<Vec<Value>, DbError> {
                     false => row.try_get::<_, Option<f64>>(i).map_err(err)?,
                 };
                 v.map_or(Value::Null, Value::Float)
+            } else if *t == Type::TIMESTAMP {
+                row.try_get::<_, Option<std::time::SystemTime>>(i)
+                    .map_err(err)?
+                    .map_or(Value::Null, |v| Value::Time(local_of_naive(v)))
             } else {
                 row.try_get::<_, Option<String>>(i)
                     .map_err(|_| {
@@ -330,6 +438,14 @@ fn from_postgres(row: &postgres::Row) -> Result<Vec<Value>, DbError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn naive_timestamps_carry_local_fields() {
+        for secs in [0, 951_782_400, 1_700_000_000, 1_900_000_000] {
+            assert_eq!(local_of_naive(naive_as_utc(secs)), secs);
+        }
+        assert_eq!(civil_from_days(days_from_civil(2000, 2, 29)), (2000, 2, 29));
+    }
 
     #[test]
     fn placeholders_are_numbered_for_postgres_outside_quotes() {

@@ -1,33 +1,66 @@
-//! SQLite, the embedded database behind `db_url` (`sqlite:///path`):
-//! opening a connection the same way for usrloc and auth, and the names
-//! the script may give tables.
+//! The databases behind `db_url`: SQLite (embedded, `sqlite:///path`),
+//! MySQL/MariaDB and PostgreSQL, one layer every module uses: the URL
+//! (`url.rs`), a connection (`conn.rs`), Kamailio's tables (`schema.rs`),
+//! DATETIME columns (`time.rs`), a worker's bounded access (`handle.rs`).
 
 pub mod conn;
+pub mod handle;
 pub mod schema;
+pub mod time;
 pub mod url;
 
+#[cfg(test)]
 use std::path::PathBuf;
 
 use rusqlite::Connection;
 
 pub use url::DbUrl;
 
-/// A database URL's file: `sqlite:///abs/path` or `sqlite://rel/path`.
-/// Other URLs parse (`url.rs`) but are not served yet; no message shows
-/// their password.
-pub fn sqlite_path(url: &str) -> Result<PathBuf, String> {
-    match DbUrl::parse(url)? {
-        DbUrl::Sqlite(path) => Ok(path),
-        other => Err(format!(
-            "db_url \"{other}\": only sqlite:// URLs are served by this build (MySQL and PostgreSQL are not yet)"
-        )),
-    }
+/// A `db_url` this build serves (SQLite, MySQL/MariaDB, PostgreSQL),
+/// parsed; no message shows its password.
+pub fn served(url: &str) -> Result<DbUrl, String> {
+    DbUrl::parse(url)
+}
+
+/// How long a tool (`rserctl`) or a start waits on a server.
+pub const TOOL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long a process waits for its database server's answer: db_mysql's
+/// `timeout_interval` or db_postgres's `timeout` (seconds, Kamailio's
+/// parameters; 2 by default, db_mysql's), in every module.
+pub fn timeout(config: &crate::cfg::Config, url: &DbUrl) -> std::time::Duration {
+    let secs = match url {
+        DbUrl::Mysql(_) => config.modparam_int("db_mysql", "timeout_interval", 2),
+        DbUrl::Postgres(_) => config.modparam_int("db_postgres", "timeout", 2),
+        DbUrl::Sqlite(_) => 5,
+    };
+    std::time::Duration::from_secs(secs.clamp(1, 60) as u64)
+}
+
+/// Opens the database `url` names (tools, tests, start-up).
+pub fn open(url: &str) -> Result<conn::Conn, String> {
+    conn::Conn::open(&DbUrl::parse(url)?, TOOL_TIMEOUT).map_err(|e| e.0)
 }
 
 /// Said where a `db_url` is missing: SER and Kamailio default to a MySQL
-/// server on localhost, which this build does not serve.
-pub const SER_DEFAULT_URL_NOTE: &str = " (SER's default, mysql://ser:heslo@localhost/ser, \
-     needs a MySQL server, which this build does not serve yet)";
+/// server on localhost.
+pub const SER_DEFAULT_URL_NOTE: &str =
+    " (SER's default is mysql://ser:heslo@localhost/ser; rser wants it said)";
+
+#[cfg(test)]
+/// A fresh directory for a unit test's database file.
+pub fn tests_dir(name: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "rser-unit-{}-{name}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
 
 /// A table name the script gave `save()`/`lookup()`, checked to be a
 /// plain identifier (it becomes an SQL table name).
@@ -65,7 +98,9 @@ fn create_private(path: &std::path::Path) -> Result<(), String> {
 /// one writer do not block each other, and a busy timeout for processes
 /// writing at the same time.
 pub fn connect(url: &str) -> Result<Connection, String> {
-    let path = sqlite_path(url)?;
+    let DbUrl::Sqlite(path) = DbUrl::parse(url)? else {
+        return Err(format!("db_url {url:?}: not an SQLite file"));
+    };
     create_private(&path)?;
     let err = |what: &str, e: rusqlite::Error| format!("database {}: {what}: {e}", path.display());
     let conn = Connection::open(&path).map_err(|e| err("open", e))?;

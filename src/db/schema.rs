@@ -205,6 +205,12 @@ fn type_of(d: Dialect, k: Kind) -> String {
 
 /// The statements creating `t` (its indexes and its `version` row).
 pub fn create(d: Dialect, t: &Table) -> String {
+    create_as(d, t, t.name, &[])
+}
+
+/// The statements creating a table of `t`'s shape named `name`, with
+/// `extra` text columns after its own (acc's `db_extra`).
+pub fn create_as(d: Dialect, t: &Table, name: &str, extra: &[String]) -> String {
     let mut cols: Vec<String> = t
         .columns
         .iter()
@@ -219,11 +225,15 @@ pub fn create(d: Dialect, t: &Table) -> String {
             s
         })
         .collect();
+    for e in extra {
+        cols.push(format!("{} VARCHAR(255) DEFAULT NULL", quoted(d, e)));
+    }
     // PostgreSQL's index names are per schema: prefixed as Kamailio's.
+    let table = name;
     let index = |name: &str, on: &[&str]| {
         let name = match d {
             Dialect::Mysql => name.to_string(),
-            _ => format!("{}_{name}", t.name),
+            _ => format!("{table}_{name}"),
         };
         let on: Vec<String> = on.iter().map(|c| quoted(d, c)).collect();
         (name, on.join(", "))
@@ -232,18 +242,14 @@ pub fn create(d: Dialect, t: &Table) -> String {
         let (name, on) = index(name, on);
         cols.push(format!("CONSTRAINT {name} UNIQUE ({on})"));
     }
-    let mut sql = format!(
-        "CREATE TABLE {} (\n    {}\n);\n",
-        t.name,
-        cols.join(",\n    ")
-    );
+    let mut sql = format!("CREATE TABLE {table} (\n    {}\n);\n", cols.join(",\n    "));
     for (name, on) in t.indexes {
         let (name, on) = index(name, on);
-        sql.push_str(&format!("CREATE INDEX {name} ON {} ({on});\n", t.name));
+        sql.push_str(&format!("CREATE INDEX {name} ON {table} ({on});\n"));
     }
     sql.push_str(&format!(
-        "INSERT INTO version (table_name, table_version) VALUES ('{}', {});\n",
-        t.name, t.version
+        "INSERT INTO version (table_name, table_version) VALUES ('{table}', {});\n",
+        t.version
     ));
     sql
 }
@@ -307,6 +313,134 @@ pub fn init(c: &mut Conn, d: Dialect, tables: &[&str]) -> Result<Vec<String>, Db
         created.push(t.name.to_string());
     }
     Ok(created)
+}
+
+/// A table a module uses: its name, Kamailio's shape, and the columns
+/// the module reads or writes (their names may be parameters).
+pub struct Need {
+    pub name: String,
+    pub shape: &'static Table,
+    pub columns: Vec<String>,
+    /// Columns beyond the shape's the module uses (acc's `db_extra`),
+    /// created with an embedded database.
+    pub extra: Vec<String>,
+    /// Columns beyond the shape's used when there (the SHA-256 HA1),
+    /// created with an embedded database.
+    pub optional: Vec<String>,
+}
+
+impl Need {
+    /// `shape` under `name`, every column but the surrogate key used.
+    pub fn of(shape: &'static Table, name: &str) -> Need {
+        Need {
+            name: name.to_string(),
+            shape,
+            columns: shape
+                .columns
+                .iter()
+                .filter(|c| c.kind != Kind::Id)
+                .map(|c| c.name.to_string())
+                .collect(),
+            extra: Vec::new(),
+            optional: Vec::new(),
+        }
+    }
+}
+
+/// At start: each needed table there, at the version rser reads, with
+/// the columns used, or one error naming every problem. An embedded
+/// (SQLite) database is rser's own: what is missing there is created;
+/// a server's tables are the operator's (`rserctl db init` makes them).
+pub fn prepare(c: &mut Conn, d: Dialect, needs: &[Need]) -> Result<(), String> {
+    let fail = |e: DbError| e.0;
+    if d == Dialect::Sqlite {
+        if c.query("SELECT COUNT(*) FROM version", &[]).is_err() {
+            c.batch(&create(d, &VERSION)).map_err(fail)?;
+        }
+        for n in needs {
+            let probe = format!("SELECT COUNT(*) FROM {} WHERE 1 = 0", n.name);
+            if c.query(&probe, &[]).is_err() {
+                let extra: Vec<String> = n.extra.iter().chain(&n.optional).cloned().collect();
+                c.batch(&create_as(d, n.shape, &n.name, &extra))
+                    .map_err(fail)?;
+                continue;
+            }
+            // A table an earlier rser made before it kept `version`.
+            let listed = c
+                .query(
+                    "SELECT table_version FROM version WHERE table_name = ?",
+                    &[Value::Text(n.name.clone())],
+                )
+                .map_err(fail)?;
+            if listed.is_empty() {
+                c.execute(
+                    "INSERT INTO version (table_name, table_version) VALUES (?, ?)",
+                    &[
+                        Value::Text(n.name.clone()),
+                        Value::Int(i64::from(n.shape.version)),
+                    ],
+                )
+                .map_err(fail)?;
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    let rows = match c.query("SELECT table_name, table_version FROM version", &[]) {
+        Ok(r) => r,
+        Err(e) => return Err(format!("table version: cannot be read ({e})")),
+    };
+    for n in needs {
+        let version = rows
+            .iter()
+            .find(|r| r.first().and_then(Value::as_str) == Some(&n.name))
+            .and_then(|r| r.get(1).and_then(Value::as_int));
+        match version {
+            None => problems.push(format!(
+                "table {}: missing (no row in version; `rserctl db init URL` creates it)",
+                n.name
+            )),
+            Some(v) if v != i64::from(n.shape.version) => problems.push(format!(
+                "table {}: version {v}, rser reads Kamailio's version {} of {}",
+                n.name, n.shape.version, n.shape.name
+            )),
+            Some(_) => {
+                let cols: Vec<&String> = n.columns.iter().chain(&n.extra).collect();
+                let list: Vec<&str> = cols.iter().map(|c| c.as_str()).collect();
+                let probe = format!("SELECT {} FROM {} WHERE 1 = 0", list.join(", "), n.name);
+                if let Err(e) = c.query(&probe, &[]) {
+                    problems.push(format!(
+                        "table {}: lacks a column rser uses ({}): {e}",
+                        n.name,
+                        list.join(", ")
+                    ));
+                }
+            }
+        }
+    }
+    match problems.is_empty() {
+        true => Ok(()),
+        false => Err(problems.join("; ")),
+    }
+}
+
+/// Opens `url` and prepares `needs` there (start-up, in the master).
+pub fn open_prepared(
+    url: &super::DbUrl,
+    needs: &[Need],
+    timeout: std::time::Duration,
+) -> Result<Conn, String> {
+    let mut c = Conn::open(url, timeout).map_err(|e| e.0)?;
+    prepare(&mut c, dialect(url), needs).map_err(|e| format!("database {url}: {e}"))?;
+    Ok(c)
+}
+
+/// The statements' dialect for a URL.
+pub fn dialect(url: &super::DbUrl) -> Dialect {
+    match url {
+        super::DbUrl::Mysql(_) => Dialect::Mysql,
+        super::DbUrl::Postgres(_) => Dialect::Postgres,
+        super::DbUrl::Sqlite(_) => Dialect::Sqlite,
+    }
 }
 
 #[cfg(test)]

@@ -123,7 +123,7 @@ fn check(config: &Config) -> Result<Vec<String>, String> {
     }
     match &params.db_url {
         Some(url) => {
-            crate::db::sqlite_path(url)?;
+            crate::db::served(url)?;
         }
         None if !config
             .program

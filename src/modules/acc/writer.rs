@@ -6,7 +6,8 @@
 
 use std::time::Duration;
 
-use rusqlite::Connection;
+use crate::db::conn::{Conn, Value};
+use crate::db::schema::{self, Need};
 
 use super::params::Params;
 use super::record::Record;
@@ -23,37 +24,28 @@ const IDLE: Duration = Duration::from_millis(20);
 const RETRY: Duration = Duration::from_secs(1);
 
 /// At start, in the master: the database opens and has every table the
-/// config writes to, or the server does not start.
+/// config writes to (Kamailio's `acc` and `missed_calls`, version 5 and
+/// 4, with the `db_extra` columns), or the server does not start.
 pub fn prepare(url: &str, p: &Params, request_tables: &[String]) -> Result<(), String> {
-    let conn = crate::db::connect(url)?;
-    create_tables(&conn, p, request_tables)
+    let url = crate::db::served(url)?;
+    schema::open_prepared(&url, &needs(p, request_tables), crate::db::TOOL_TIMEOUT)
+        .map(|_| ())
+        .map_err(|e| format!("acc: {e}"))
 }
 
-/// Kamailio's acc schema (acc-create.sql): the same columns for `acc`,
-/// `missed_calls` and request tables, then the `db_extra` columns.
-fn create_tables(conn: &Connection, p: &Params, request_tables: &[String]) -> Result<(), String> {
-    let [method, from_tag, to_tag, callid, code, reason, time] = &p.columns;
-    let extras: String = p
-        .db_extra
-        .iter()
-        .map(|e| format!(", {} TEXT", e.name))
-        .collect();
-    for t in tables(p, request_tables) {
-        conn.execute_batch(&format!(
-            "CREATE TABLE IF NOT EXISTS {t} (\
-             id INTEGER PRIMARY KEY AUTOINCREMENT, \
-             {method} VARCHAR(16) NOT NULL DEFAULT '', \
-             {from_tag} VARCHAR(128) NOT NULL DEFAULT '', \
-             {to_tag} VARCHAR(128) NOT NULL DEFAULT '', \
-             {callid} VARCHAR(255) NOT NULL DEFAULT '', \
-             {code} VARCHAR(3) NOT NULL DEFAULT '', \
-             {reason} VARCHAR(128) NOT NULL DEFAULT '', \
-             {time} DATETIME NOT NULL{extras}); \
-             CREATE INDEX IF NOT EXISTS {t}_callid_idx ON {t} ({callid});"
-        ))
-        .map_err(|e| format!("acc: table {t}: {e}"))?;
-    }
-    Ok(())
+fn needs(p: &Params, request_tables: &[String]) -> Vec<Need> {
+    tables(p, request_tables)
+        .map(|t| {
+            let shape = match *t == p.table_missed {
+                true => &schema::MISSED_CALLS,
+                false => &schema::ACC,
+            };
+            let mut n = Need::of(shape, t);
+            n.columns = p.columns.to_vec();
+            n.extra = p.db_extra.iter().map(|e| e.name.clone()).collect();
+            n
+        })
+        .collect()
 }
 
 fn tables<'p>(p: &'p Params, request_tables: &'p [String]) -> impl Iterator<Item = &'p String> {
@@ -74,7 +66,11 @@ pub fn run(s: &Start<'_>) {
     let (Some(queue), Some(url)) = (shm.queue, &shm.params.db_url) else {
         return;
     };
-    let mut db: Option<Connection> = None;
+    let timeout = match crate::db::served(url) {
+        Ok(u) => crate::db::timeout(s.config, &u),
+        Err(_) => return,
+    };
+    let mut db: Option<Conn> = None;
     let mut batch: Vec<(String, Record)> = Vec::with_capacity(BATCH);
     let mut buf = Vec::new();
     let mut err_log = LogLimit::default();
@@ -96,10 +92,12 @@ pub fn run(s: &Start<'_>) {
         }
         let written = match &mut db {
             Some(conn) => insert(conn, &shm.params, &batch),
-            None => crate::db::connect(url).map(|c| {
-                db = Some(c);
-                0
-            }),
+            None => crate::db::served(url)
+                .and_then(|u| Conn::open(&u, timeout).map_err(|e| e.0))
+                .map(|c| {
+                    db = Some(c);
+                    0
+                }),
         };
         match written {
             Ok(0) => {}
@@ -124,8 +122,20 @@ pub fn run(s: &Start<'_>) {
 }
 
 /// The batch in one transaction; the number of records written.
-fn insert(conn: &mut Connection, p: &Params, batch: &[(String, Record)]) -> Result<usize, String> {
-    let tx = conn.transaction().map_err(|e| e.to_string())?;
+fn insert(conn: &mut Conn, p: &Params, batch: &[(String, Record)]) -> Result<usize, String> {
+    let fail = |e: crate::db::conn::DbError| e.0;
+    conn.batch("BEGIN").map_err(fail)?;
+    let r = insert_all(conn, p, batch);
+    match r {
+        Ok(n) => conn.batch("COMMIT").map(|_| n).map_err(fail),
+        Err(e) => {
+            let _ = conn.batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+fn insert_all(conn: &mut Conn, p: &Params, batch: &[(String, Record)]) -> Result<usize, String> {
     let columns: Vec<&str> = p
         .columns
         .iter()
@@ -133,16 +143,13 @@ fn insert(conn: &mut Connection, p: &Params, batch: &[(String, Record)]) -> Resu
         .chain(p.db_extra.iter().map(|e| e.name.as_str()))
         .collect();
     let marks = vec!["?"; columns.len()].join(", ");
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let text = |b: &[u8]| Value::Text(String::from_utf8_lossy(b).into_owned());
     for (table, r) in batch {
         let sql = format!(
             "INSERT INTO {table} ({}) VALUES ({marks})",
             columns.join(", ")
         );
-        let mut stmt = tx
-            .prepare_cached(&sql)
-            .map_err(|e| format!("table {table}: {e}"))?;
-        let mut values: Vec<rusqlite::types::Value> = [
+        let mut values: Vec<Value> = [
             &r.method,
             &r.from_tag,
             &r.to_tag,
@@ -151,37 +158,13 @@ fn insert(conn: &mut Connection, p: &Params, batch: &[(String, Record)]) -> Resu
             &r.reason,
         ]
         .into_iter()
-        .map(|v| text(v).into())
+        .map(|v| text(v))
         .collect();
-        values.push(julian_day(r.time).into());
-        values.extend(r.extras.iter().map(|v| text(v).into()));
-        values.resize(columns.len(), String::new().into());
-        stmt.execute(rusqlite::params_from_iter(values.iter()))
+        values.push(Value::Time(r.time as i64));
+        values.extend(r.extras.iter().map(|v| text(v)));
+        values.resize(columns.len(), Value::Null);
+        conn.execute(&sql, &values)
             .map_err(|e| format!("table {table}: {e}"))?;
     }
-    tx.commit().map_err(|e| e.to_string())?;
     Ok(batch.len())
-}
-
-/// A time as Kamailio's db_sqlite stores a DATETIME: the Julian day, a
-/// number SQLite's date functions read (`datetime(time)`) whatever the
-/// time zone.
-pub fn julian_day(unix_secs: u64) -> f64 {
-    unix_secs as f64 / 86_400.0 + 2_440_587.5
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_are_julian_days_as_sqlite_reads_them() {
-        let c = Connection::open_in_memory().unwrap();
-        let shown: String = c
-            .query_row("SELECT datetime(?1)", [julian_day(1_700_000_000)], |r| {
-                r.get(0)
-            })
-            .unwrap();
-        assert_eq!(shown, "2023-11-14 22:13:20");
-    }
 }

@@ -87,7 +87,12 @@ pub static MODULE: Module = Module {
             REQ,
         ),
     ],
-    counters: &["auth_failures"],
+    counters: &[
+        "auth_failures",
+        "auth_db_errors",
+        "auth_db_queries",
+        "auth_cache_hits",
+    ],
     hooks: Some(&Hooks::tables_and_runtime(
         super::runtime::carve,
         super::runtime::start,
@@ -102,8 +107,13 @@ pub static AUTH_DB: Module = Module::params_only(
         ("db_url", Str),
         ("calculate_ha1", Int),
         ("password_column", Str),
+        ("password_column_2", Str),
+        ("user_column", Str),
+        ("domain_column", Str),
+        ("hash_column_sha256", Str),
         ("use_domain", Int),
         ("load_credentials", Str),
+        ("auth_cache_expires", Int),
     ],
 );
 

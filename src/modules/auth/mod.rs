@@ -3,6 +3,7 @@
 //! `nonce.rs` issues and checks nonces, `subscriber.rs` keeps the users.
 
 pub mod actions;
+pub mod cache;
 pub mod digest;
 pub mod nonce;
 pub mod runtime;
@@ -10,6 +11,11 @@ pub mod subscriber;
 
 /// Index of `auth_failures` in the module's counters.
 pub(crate) const AUTH_FAILURES: usize = 0;
+/// The subscriber table failed or was known down (the request got 500).
+pub(crate) const AUTH_DB_ERRORS: usize = 1;
+/// Queries the subscriber table answered, and answers from the cache.
+pub(crate) const AUTH_DB_QUERIES: usize = 2;
+pub(crate) const AUTH_CACHE_HITS: usize = 3;
 
 use arrayvec::ArrayVec;
 
@@ -40,9 +46,15 @@ pub struct Params {
     /// column, Some(false) from the stored HA1 columns, None (unset) the
     /// password when the row has one, else the stored HA1.
     pub calculate_ha1: Option<bool>,
-    /// The subscriber column holding the password in clear (SER's and
-    /// Kamailio's `password_column`, default `password`).
-    pub password_column: String,
+    /// The subscriber columns read: `user_column`, `domain_column`,
+    /// `password_column` (the password in clear; with `calculate_ha1` 0
+    /// the HA1, Kamailio's default `ha1` then), `password_column_2`
+    /// (`ha1b`), `hash_column_sha256` (`ha1_sha256`, used where the
+    /// table has it).
+    pub columns: subscriber::Columns,
+    /// Seconds a subscriber's credentials stay cached in shared memory
+    /// (`auth_cache_expires`, 0: every authorization asks the table).
+    pub cache_expires: u64,
     /// auth_db's `use_domain`: the subscriber's domain must be the realm
     /// (rser's behaviour when unset, as SER's); 0: the user name alone.
     pub use_domain: bool,
@@ -94,10 +106,27 @@ impl Params {
                 Some(crate::cfg::ParamValue::Int(n)) => Some(*n != 0),
                 _ => None,
             },
-            password_column: match either(c, "password_column") {
-                Some(crate::cfg::ParamValue::Str(s)) => s.clone(),
-                _ => "password".to_string(),
+            columns: {
+                let text = |p: &str, default: &str| match either(c, p) {
+                    Some(crate::cfg::ParamValue::Str(s)) => s.clone(),
+                    _ => default.to_string(),
+                };
+                let stored = matches!(
+                    either(c, "calculate_ha1"),
+                    Some(crate::cfg::ParamValue::Int(0))
+                );
+                subscriber::Columns {
+                    user: text("user_column", "username"),
+                    domain: text("domain_column", "domain"),
+                    password: text("password_column", if stored { "ha1" } else { "password" }),
+                    ha1: "ha1".into(),
+                    ha1b: text("password_column_2", "ha1b"),
+                    sha256: Some(text("hash_column_sha256", "ha1_sha256")),
+                }
             },
+            cache_expires: c
+                .modparam_int("auth_db", "auth_cache_expires", 10)
+                .clamp(0, 86_400) as u64,
             use_domain: c.modparam_int("auth_db", "use_domain", 1) != 0,
         }
     }

@@ -7,13 +7,14 @@
 
 use std::io::Write as _;
 
-use rusqlite::Connection;
-
 use crate::server::log_limit::PerSource;
 
 use crate::cfg::Config;
 use crate::cfg::program::Param;
 use crate::cfg::program::Program;
+use crate::db::conn::Value;
+use crate::db::handle::Handle;
+use crate::modules::auth::cache::{self, CredCache, Known};
 use crate::modules::auth::digest::{self, Algorithm, Challenge};
 use crate::modules::auth::nonce::{self, NonceCounts, NonceError};
 use crate::modules::auth::{Params, subscriber};
@@ -28,8 +29,15 @@ pub struct AuthState {
     params: Params,
     secret: [u8; 32],
     counts: NonceCounts,
-    /// The subscriber database, opened on first use.
-    conn: Option<Connection>,
+    /// The subscriber database, through this process's bounded handle
+    /// (made on first use, in the worker).
+    db: Option<Handle>,
+    /// What the subscriber table said lately, for every process.
+    cache: CredCache,
+    /// How long a query may take (db_mysql's `timeout_interval`...).
+    db_timeout: std::time::Duration,
+    /// Database failures logged at most once a second.
+    db_log: crate::server::log_limit::LogLimit,
     /// Per message: the last authorize found a stale nonce (the challenge
     /// then says `stale=true`), and who was authenticated.
     stale: bool,
@@ -44,8 +52,16 @@ pub struct AuthState {
 }
 
 impl AuthState {
-    pub fn new(config: &Config, secret: [u8; 32], counts: NonceCounts) -> AuthState {
-        let params = Params::from_config(config);
+    pub fn new(config: &Config, shm: &AuthShm) -> AuthState {
+        let (secret, counts) = (shm.secret, shm.counts);
+        let mut params = Params::from_config(config);
+        if !shm.sha256_column {
+            params.columns.sha256 = None;
+        }
+        let db_timeout = match params.db_url.as_deref().map(crate::db::served) {
+            Some(Ok(url)) => crate::db::timeout(config, &url),
+            _ => std::time::Duration::from_secs(2),
+        };
         // auth's `secret`, when set, instead of the random one.
         let secret = params.secret.as_ref().map_or(secret, |s| {
             use sha2::Digest as _;
@@ -55,7 +71,10 @@ impl AuthState {
             params,
             secret,
             counts,
-            conn: None,
+            db: None,
+            cache: shm.cache,
+            db_timeout,
+            db_log: Default::default(),
             stale: false,
             user: Vec::new(),
             realm: Vec::new(),
@@ -71,22 +90,27 @@ pub fn tables(program: &Program) -> Vec<String> {
     program.string_args(&["www_authorize", "proxy_authorize", "auth_check"], 1)
 }
 
-/// At start-up: the subscriber database opens and has its tables, or the
-/// server does not start.
-pub fn prepare(config: &Config) -> Result<(), String> {
+/// At start-up: the subscriber database opens and has its tables at
+/// Kamailio's version, or the server does not start. Whether the tables
+/// have the SHA-256 HA1 column.
+pub fn prepare(config: &Config) -> Result<bool, String> {
     check(config)?;
     let tables = tables(&config.program);
-    let Some(url) = Params::from_config(config)
-        .db_url
-        .filter(|_| !tables.is_empty())
-    else {
-        return Ok(());
+    let params = Params::from_config(config);
+    let Some(url) = params.db_url.filter(|_| !tables.is_empty()) else {
+        return Ok(false);
     };
-    let conn = crate::db::connect(&url).map_err(|e| format!("auth {e}"))?;
-    for t in &tables {
-        subscriber::ensure(&conn, t)?;
-    }
-    Ok(())
+    let url = crate::db::served(&url)?;
+    let needs: Vec<_> = tables
+        .iter()
+        .map(|t| subscriber::need(t, &params.columns))
+        .collect();
+    let mut conn = crate::db::schema::open_prepared(&url, &needs, crate::db::TOOL_TIMEOUT)
+        .map_err(|e| format!("auth {e}"))?;
+    let sha = params.columns.sha256.as_deref().unwrap_or("ha1_sha256");
+    Ok(tables
+        .iter()
+        .all(|t| subscriber::has_column(&mut conn, t, sha)))
 }
 
 /// auth's parameters as a start reads them (`rser -c` says the same):
@@ -108,22 +132,30 @@ pub fn check(config: &Config) -> Result<Vec<String>, String> {
                 .into(),
         );
     }
-    crate::db::check_table_name(&params.password_column).map_err(|_| {
-        format!(
-            "password_column {:?}: not a plain SQL name",
-            params.password_column
-        )
-    })?;
+    let c = &params.columns;
+    for (name, column) in [
+        ("user_column", &c.user),
+        ("domain_column", &c.domain),
+        ("password_column", &c.password),
+        ("password_column_2", &c.ha1b),
+    ] {
+        crate::db::check_table_name(column)
+            .map_err(|_| format!("{name} {column:?}: not a plain SQL name"))?;
+    }
+    if let Some(sha) = &c.sha256 {
+        crate::db::check_table_name(sha)
+            .map_err(|_| format!("hash_column_sha256 {sha:?}: not a plain SQL name"))?;
+    }
     if tables(&config.program).is_empty() {
         return Ok(Vec::new());
     }
     let url = params.db_url.ok_or_else(|| {
         format!(
-            "www_authorize/proxy_authorize need modparam(\"auth_db\", \"db_url\", \"sqlite:///FILE\"){}",
+            "www_authorize/proxy_authorize need modparam(\"auth_db\", \"db_url\", URL){}",
             crate::db::SER_DEFAULT_URL_NOTE
         )
     })?;
-    crate::db::sqlite_path(&url)?;
+    crate::db::served(&url)?;
     Ok(Vec::new())
 }
 
@@ -223,6 +255,74 @@ fn log_failure(
 }
 
 impl AuthState {
+    /// What the subscriber table says of `user` at `realm`: from the
+    /// shared cache, else asked (waiting at most the database timeout),
+    /// the answer cached for `auth_cache_expires` seconds.
+    fn credentials(
+        &mut self,
+        table: &str,
+        user: &[u8],
+        realm: &[u8],
+        counts: &crate::modules::def::Counts<'_>,
+        now_ms: u64,
+    ) -> Result<Known, Failure> {
+        let key = cache::key(table, user, realm);
+        let expires = self.params.cache_expires;
+        if expires > 0
+            && let Some(k) = self.cache.get(key, now_ms)
+        {
+            counts.add(super::AUTH_CACHE_HITS, 1);
+            return Ok(k);
+        }
+        let (Ok(u), Ok(r)) = (std::str::from_utf8(user), std::str::from_utf8(realm)) else {
+            return Ok(Known::default());
+        };
+        let p = &self.params;
+        let url = p.db_url.as_deref().unwrap_or_default();
+        let db = match &mut self.db {
+            Some(h) => h,
+            None => {
+                let Ok(url) = crate::db::served(url) else {
+                    return Err(Failure::Database);
+                };
+                self.db.insert(Handle::new(url, self.db_timeout))
+            }
+        };
+        let sql = subscriber::select(table, &p.columns, p.use_domain);
+        let mut params = vec![Value::Text(u.into())];
+        if p.use_domain {
+            params.push(Value::Text(r.into()));
+        }
+        let rows = match db.query(&sql, &params, now_ms) {
+            Ok(rows) => {
+                counts.add(super::AUTH_DB_QUERIES, 1);
+                rows
+            }
+            Err(e) => {
+                if let Some(held) = self.db_log.allow(now_ms) {
+                    log::error!(
+                        "auth: subscriber table {table}: {e}{}",
+                        crate::server::log_limit::held_text(held)
+                    );
+                }
+                counts.add(super::AUTH_DB_ERRORS, 1);
+                return Err(Failure::Database);
+            }
+        };
+        let known = match subscriber::secret_of(&rows) {
+            None => Known::default(),
+            Some(s) => Known {
+                found: true,
+                md5: s.ha1_by(p.calculate_ha1, Algorithm::Md5, user, realm),
+                sha256: s.ha1_by(p.calculate_ha1, Algorithm::Sha256, user, realm),
+            },
+        };
+        if expires > 0 {
+            self.cache.put(key, &known, now_ms + expires * 1000, now_ms);
+        }
+        Ok(known)
+    }
+
     /// `www_authorize(realm, table)` (`proxy`: `proxy_authorize`).
     fn authorize(
         &mut self,
@@ -232,7 +332,15 @@ impl AuthState {
         table: &str,
         proxy: bool,
     ) -> i32 {
-        let r = self.authorize_in(ctx, realm, table, proxy);
+        let r = self.authorize_in(ctx, realm, table, proxy, &cx.counts, cx.now_ms);
+        if r == Err(Failure::Database) {
+            // Not the client's fault: no challenge (its phone would ask the
+            // user for a password), a 500 it retries after a while, and the
+            // script ends here (RFC 3261 §21.5.1, §20.33).
+            cx.shell
+                .reply(ctx, 500, b"Server Internal Error", b"Retry-After: 5\r\n");
+            return 0;
+        }
         if let Err(why) = r {
             // The usual first request, before any challenge, is not a
             // failure; everything else is counted and logged.
@@ -253,6 +361,8 @@ impl AuthState {
         realm: &str,
         table: &str,
         proxy: bool,
+        counts: &crate::modules::def::Counts<'_>,
+        now_ms: u64,
     ) -> Result<(), Failure> {
         let a = self;
         let msg = ctx.msg;
@@ -303,34 +413,15 @@ impl AuthState {
             }
             Some(_) => return Err(Failure::Malformed), // auth-int is not served
         };
-        if a.conn.is_none() {
-            let url = a.params.db_url.clone().unwrap_or_default();
-            match crate::db::connect(&url) {
-                Ok(c) => a.conn = Some(c),
-                Err(e) => {
-                    log::error!("auth {e}");
-                    return Err(Failure::Database);
-                }
-            }
+        let known = a.credentials(table, user, realm, counts, now_ms)?;
+        if !known.found {
+            return Err(Failure::UnknownUser);
         }
-        let Some(conn) = &a.conn else {
-            return Err(Failure::Database);
+        let ha1 = match alg {
+            Algorithm::Md5 => known.md5,
+            Algorithm::Sha256 => known.sha256,
         };
-        let secret = match subscriber::find(
-            conn,
-            table,
-            &a.params.password_column,
-            user,
-            a.params.use_domain.then_some(realm),
-        ) {
-            Ok(Some(s)) => s,
-            Ok(None) => return Err(Failure::UnknownUser),
-            Err(e) => {
-                log::error!("{e}");
-                return Err(Failure::Database);
-            }
-        };
-        let Some(ha1) = secret.ha1_by(a.params.calculate_ha1, alg, user, realm) else {
+        let Some(ha1) = ha1 else {
             return Err(Failure::UnknownUser);
         };
         let expected = digest::response(
@@ -498,7 +589,13 @@ impl Runtime for AuthState {
 pub struct AuthShm {
     counts: NonceCounts,
     secret: [u8; 32],
+    cache: CredCache,
+    /// Whether the subscriber tables have the SHA-256 HA1 column.
+    sha256_column: bool,
 }
+
+/// Credentials cached, at most (128 bytes each).
+const CACHE_SLOTS_MAX: usize = 65_536;
 
 /// Share of the region given to the nonce counts (one slot per nonce in
 /// flight).
@@ -507,15 +604,20 @@ const NONCE_SHARE: usize = 64;
 /// In the master: the subscriber database checked, the nonce counts
 /// carved.
 pub fn carve(config: &Config, carver: &mut Carver<'_>, region: usize) -> Result<Carved, String> {
-    prepare(config)?;
+    let sha256_column = prepare(config)?;
     let slots = region / NONCE_SHARE / NonceCounts::BYTES_PER_SLOT;
     let counts =
         NonceCounts::carve(carver, slots).ok_or("shared memory too small for auth's nonces")?;
+    let cached = (region / NONCE_SHARE / CredCache::BYTES_PER_SLOT).clamp(64, CACHE_SLOTS_MAX);
+    let cache =
+        CredCache::carve(carver, cached).ok_or("shared memory too small for auth's cache")?;
     Ok(Carved {
-        capacity: format!("{slots} nonces in flight"),
+        capacity: format!("{slots} nonces in flight, {cached} credentials cached"),
         shm: Box::new(AuthShm {
             counts,
             secret: crate::server::secret(),
+            cache,
+            sha256_column,
         }),
     })
 }
@@ -525,5 +627,5 @@ pub fn start<'a>(s: &Start<'a>) -> Box<dyn Runtime + 'a> {
         .shm
         .and_then(|m| m.downcast_ref::<AuthShm>())
         .expect("auth's carve made its tables");
-    Box::new(AuthState::new(s.config, shm.secret, shm.counts))
+    Box::new(AuthState::new(s.config, shm))
 }

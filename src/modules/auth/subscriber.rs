@@ -3,7 +3,8 @@
 //! as the user) and `ha1_sha256`, so no password need be stored; the
 //! password in clear (SER's old default) only when asked.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::db::conn::{Conn, Value};
+use crate::db::schema::{self, Need, SUBSCRIBER};
 
 use super::digest::{Algorithm, ha1};
 
@@ -12,6 +13,9 @@ use super::digest::{Algorithm, ha1};
 pub struct Secret {
     pub password: Option<String>,
     pub ha1: Option<String>,
+    /// HA1 with the user written `user@domain` (for user names that
+    /// carry their domain: Kamailio's `password_column_2`).
+    pub ha1b: Option<String>,
     pub ha1_sha256: Option<String>,
 }
 
@@ -23,7 +27,8 @@ impl Secret {
     }
 
     /// HA1 for `alg` as `calculate_ha1` says: Some(true) from the
-    /// password only, Some(false) stored only, None either.
+    /// password only; Some(false) stored only, the password column then
+    /// holding the MD5 HA1 (Kamailio's reading); None either.
     pub fn ha1_by(
         &self,
         calculate: Option<bool>,
@@ -40,255 +45,296 @@ impl Secret {
                 return None;
             }
         }
+        let with_domain = user.contains(&b'@');
         let stored = match alg {
+            Algorithm::Md5 if with_domain => self.ha1b.as_deref(),
+            Algorithm::Md5 if calculate == Some(false) => password,
             Algorithm::Md5 => self.ha1.as_deref(),
             Algorithm::Sha256 => self.ha1_sha256.as_deref(),
-        }?;
+        }
+        .filter(|h| !h.is_empty())?;
         let mut h = super::digest::Hex::new();
         h.try_push_str(stored).ok()?;
         Some(h)
     }
 }
 
-fn err(what: &str, e: rusqlite::Error) -> String {
-    format!("subscriber table: {what}: {e}")
+/// The subscriber columns auth_db reads, as its parameters name them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Columns {
+    pub user: String,
+    pub domain: String,
+    /// The password in clear (or, with `calculate_ha1` 0, the HA1).
+    pub password: String,
+    /// The stored HA1 (read when `calculate_ha1` is unset).
+    pub ha1: String,
+    /// The HA1 of `user@domain` (`password_column_2`).
+    pub ha1b: String,
+    /// The SHA-256 HA1 (`hash_column_sha256`), when the table has it.
+    pub sha256: Option<String>,
 }
 
-/// Creates the table if it is not there.
-pub fn ensure(conn: &Connection, table: &str) -> Result<(), String> {
-    crate::db::check_table_name(table)?;
-    conn.execute_batch(&format!(
-        "CREATE TABLE IF NOT EXISTS {table} (\
-           username TEXT NOT NULL, domain TEXT NOT NULL, password TEXT, \
-           ha1 TEXT, ha1b TEXT, ha1_sha256 TEXT, PRIMARY KEY (username, domain))"
-    ))
-    .map_err(|e| err("create", e))?;
-    // A table from before `ha1b` was kept gets the column.
-    let has_ha1b = conn
-        .prepare(&format!(
-            "SELECT 1 FROM pragma_table_info('{table}') WHERE name = 'ha1b'"
-        ))
-        .and_then(|mut st| st.exists([]))
-        .map_err(|e| err("columns", e))?;
-    if !has_ha1b {
-        conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN ha1b TEXT"))
-            .map_err(|e| err("add ha1b", e))?;
-    }
-    Ok(())
-}
-
-/// The credentials of `user` at `domain`; the password in clear is read
-/// from `password_column` (auth's parameter, a checked SQL name).
-pub fn find(
-    conn: &Connection,
-    table: &str,
-    password_column: &str,
-    user: &[u8],
-    domain: Option<&[u8]>,
-) -> Result<Option<Secret>, String> {
-    let Ok(user) = std::str::from_utf8(user) else {
-        return Ok(None);
-    };
-    let row = |r: &rusqlite::Row<'_>| {
-        Ok(Secret {
-            password: r.get(0)?,
-            ha1: r.get(1)?,
-            ha1_sha256: r.get(2)?,
-        })
-    };
-    let select =
-        format!("SELECT {password_column}, ha1, ha1_sha256 FROM {table} WHERE username = ?1");
-    match domain {
-        // auth_db's use_domain=0: the user name alone.
-        None => conn
-            .prepare_cached(&select)
-            .and_then(|mut st| st.query_row(params![user], row).optional()),
-        Some(domain) => {
-            let Ok(domain) = std::str::from_utf8(domain) else {
-                return Ok(None);
-            };
-            conn.prepare_cached(&format!("{select} AND domain = ?2"))
-                .and_then(|mut st| st.query_row(params![user, domain], row).optional())
+impl Default for Columns {
+    fn default() -> Columns {
+        Columns {
+            user: "username".into(),
+            domain: "domain".into(),
+            password: "password".into(),
+            ha1: "ha1".into(),
+            ha1b: "ha1b".into(),
+            sha256: Some("ha1_sha256".into()),
         }
     }
-    .map_err(|e| err("query", e))
 }
 
-/// Adds or replaces a user; the realm of its HA1s is its domain (SER's
-/// convention: the realm a domain's users are challenged with). The
+/// What a start checks and an embedded database gets: Kamailio's table,
+/// the columns read.
+pub fn need(table: &str, c: &Columns) -> Need {
+    let mut n = Need::of(&SUBSCRIBER, table);
+    n.columns = [&c.user, &c.domain, &c.password, &c.ha1, &c.ha1b]
+        .into_iter()
+        .cloned()
+        .collect();
+    n.optional = c.sha256.iter().cloned().collect();
+    n
+}
+
+/// Whether the table has the SHA-256 column (Kamailio 6's, rser's older
+/// SQLite tables'); without it SHA-256 needs the password.
+pub fn has_column(conn: &mut Conn, table: &str, column: &str) -> bool {
+    conn.query(&format!("SELECT {column} FROM {table} WHERE 1 = 0"), &[])
+        .is_ok()
+}
+
+/// The query finding one user's credentials, and its parameters: by user
+/// name alone unless `domain` is given (auth_db's `use_domain`).
+pub fn select(table: &str, c: &Columns, with_domain: bool) -> String {
+    let sha = c.sha256.as_deref().unwrap_or("NULL");
+    let mut sql = format!(
+        "SELECT {}, {}, {}, {sha} FROM {table} WHERE {} = ?",
+        c.password, c.ha1, c.ha1b, c.user
+    );
+    if with_domain {
+        sql.push_str(&format!(" AND {} = ?", c.domain));
+    }
+    sql
+}
+
+/// The first row of [`select`]'s answer as a `Secret`.
+pub fn secret_of(rows: &[Vec<Value>]) -> Option<Secret> {
+    let r = rows.first()?;
+    let text = |i: usize| r.get(i).and_then(Value::text).filter(|t| !t.is_empty());
+    Some(Secret {
+        password: text(0),
+        ha1: text(1),
+        ha1b: text(2),
+        ha1_sha256: text(3),
+    })
+}
+
+fn fail(what: &str) -> impl Fn(crate::db::conn::DbError) -> String + '_ {
+    move |e| format!("subscriber table: {what}: {e}")
+}
+
+/// The credentials of `user` at `domain` (tools and tests; workers ask
+/// through their bounded handle).
+pub fn find(
+    conn: &mut Conn,
+    table: &str,
+    c: &Columns,
+    user: &str,
+    domain: Option<&str>,
+) -> Result<Option<Secret>, String> {
+    let mut params = vec![Value::Text(user.into())];
+    params.extend(domain.map(|d| Value::Text(d.into())));
+    let rows = conn
+        .query(&select(table, c, domain.is_some()), &params)
+        .map_err(fail("query"))?;
+    Ok(secret_of(&rows))
+}
+
+/// Opens the database of `url`, the table made if the database is rser's
+/// own and checked otherwise.
+pub fn open(url: &str, table: &str) -> Result<Conn, String> {
+    let url = crate::db::DbUrl::parse(url)?;
+    schema::open_prepared(
+        &url,
+        &[need(table, &Columns::default())],
+        crate::db::TOOL_TIMEOUT,
+    )
+}
+
+/// Adds or replaces a user, as `kamctl add` does: `ha1` (MD5 of
+/// user:realm:password, the realm being the domain), `ha1b` (the same of
+/// user@domain), the SHA-256 HA1 where the table has its column. The
 /// password itself is kept only with `keep_password`.
 pub fn add(
-    conn: &Connection,
+    conn: &mut Conn,
     table: &str,
     user: &str,
     domain: &str,
     password: &str,
     keep_password: bool,
 ) -> Result<(), String> {
-    ensure(conn, table)?;
     let (u, d, p) = (user.as_bytes(), domain.as_bytes(), password.as_bytes());
     let md5 = ha1(Algorithm::Md5, u, d, p);
     let with_domain = format!("{user}@{domain}");
     let md5b = ha1(Algorithm::Md5, with_domain.as_bytes(), d, p);
     let sha = ha1(Algorithm::Sha256, u, d, p);
-    let kept = keep_password.then_some(password);
+    let kept = if keep_password { password } else { "" };
+    let mut cols = "username, domain, password, ha1, ha1b".to_string();
+    let mut values = vec![
+        Value::Text(user.into()),
+        Value::Text(domain.into()),
+        Value::Text(kept.into()),
+        Value::Text(md5.to_string()),
+        Value::Text(md5b.to_string()),
+    ];
+    if has_column(conn, table, "ha1_sha256") {
+        cols.push_str(", ha1_sha256");
+        values.push(Value::Text(sha.to_string()));
+    }
+    let marks = vec!["?"; values.len()].join(", ");
+    conn.batch("BEGIN").map_err(fail("begin"))?;
+    let r = remove_in(conn, table, user, domain).and_then(|_| {
+        conn.execute(
+            &format!("INSERT INTO {table} ({cols}) VALUES ({marks})"),
+            &values,
+        )
+        .map_err(fail("insert"))
+    });
+    match r {
+        Ok(_) => conn.batch("COMMIT").map_err(fail("commit")),
+        Err(e) => {
+            let _ = conn.batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+fn remove_in(conn: &mut Conn, table: &str, user: &str, domain: &str) -> Result<bool, String> {
     conn.execute(
-        &format!(
-            "INSERT OR REPLACE INTO {table} \
-             (username, domain, password, ha1, ha1b, ha1_sha256) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
-        ),
-        params![
-            user,
-            domain,
-            kept,
-            md5.as_str(),
-            md5b.as_str(),
-            sha.as_str()
-        ],
+        &format!("DELETE FROM {table} WHERE username = ? AND domain = ?"),
+        &[Value::Text(user.into()), Value::Text(domain.into())],
     )
-    .map(|_| ())
-    .map_err(|e| err("insert", e))
+    .map(|n| n > 0)
+    .map_err(fail("delete"))
 }
 
 /// Removes a user; false when there was none.
-pub fn remove(conn: &Connection, table: &str, user: &str, domain: &str) -> Result<bool, String> {
-    ensure(conn, table)?;
-    conn.execute(
-        &format!("DELETE FROM {table} WHERE username = ?1 AND domain = ?2"),
-        params![user, domain],
-    )
-    .map(|n| n > 0)
-    .map_err(|e| err("delete", e))
+pub fn remove(conn: &mut Conn, table: &str, user: &str, domain: &str) -> Result<bool, String> {
+    remove_in(conn, table, user, domain)
 }
 
 /// Every user as `user@domain`, sorted.
-pub fn list(conn: &Connection, table: &str) -> Result<Vec<String>, String> {
-    ensure(conn, table)?;
-    let mut st = conn
-        .prepare(&format!(
-            "SELECT username, domain FROM {table} ORDER BY domain, username"
-        ))
-        .map_err(|e| err("list", e))?;
-    let rows = st
-        .query_map([], |r| {
-            Ok(format!(
-                "{}@{}",
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?
-            ))
+pub fn list(conn: &mut Conn, table: &str) -> Result<Vec<String>, String> {
+    let rows = conn
+        .query(
+            &format!("SELECT username, domain FROM {table} ORDER BY domain, username"),
+            &[],
+        )
+        .map_err(fail("list"))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let t = |i: usize| r.get(i).and_then(Value::text).unwrap_or_default();
+            format!("{}@{}", t(0), t(1))
         })
-        .map_err(|e| err("list", e))?;
-    rows.collect::<Result<Vec<_>, _>>()
-        .map_err(|e| err("list", e))
+        .collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn memory() -> Conn {
+        let dir = crate::db::tests_dir("subscriber");
+        let url = format!("sqlite://{}/s.db", dir.display());
+        open(&url, "subscriber").unwrap()
+    }
+
     #[test]
     fn add_find_remove_list() {
-        let conn = Connection::open_in_memory().unwrap();
-        add(&conn, "subscriber", "bob", "example.com", "secret", true).unwrap();
-        add(&conn, "subscriber", "alice", "example.com", "pw", false).unwrap();
-        let s = find(
-            &conn,
+        let mut conn = memory();
+        let c = Columns::default();
+        add(
+            &mut conn,
             "subscriber",
-            "password",
-            b"bob",
-            Some(b"example.com"),
+            "bob",
+            "example.com",
+            "secret",
+            true,
         )
-        .unwrap()
         .unwrap();
+        add(&mut conn, "subscriber", "alice", "example.com", "pw", false).unwrap();
+        // Replacing keeps one row.
+        add(
+            &mut conn,
+            "subscriber",
+            "bob",
+            "example.com",
+            "secret",
+            true,
+        )
+        .unwrap();
+        let s = find(&mut conn, "subscriber", &c, "bob", Some("example.com"))
+            .unwrap()
+            .unwrap();
         assert_eq!(s.password.as_deref(), Some("secret"));
         // use_domain=0: the user name alone finds it.
         assert!(
-            find(&conn, "subscriber", "password", b"bob", None)
+            find(&mut conn, "subscriber", &c, "bob", None)
                 .unwrap()
                 .is_some()
         );
-        let from_password = s.ha1(Algorithm::Sha256, b"bob", b"example.com").unwrap();
+        let from_password = s.ha1(Algorithm::Md5, b"bob", b"example.com").unwrap();
         let stored = Secret {
             password: None,
             ..s.clone()
         };
         assert_eq!(
-            stored
-                .ha1(Algorithm::Sha256, b"bob", b"example.com")
-                .unwrap(),
+            stored.ha1(Algorithm::Md5, b"bob", b"example.com").unwrap(),
             from_password
         );
         assert_eq!(
-            stored.ha1(Algorithm::Md5, b"bob", b"example.com").unwrap(),
-            ha1(Algorithm::Md5, b"bob", b"example.com", b"secret")
-        );
-        assert_eq!(
-            list(&conn, "subscriber").unwrap(),
+            list(&mut conn, "subscriber").unwrap(),
             vec!["alice@example.com", "bob@example.com"]
         );
-        assert!(remove(&conn, "subscriber", "bob", "example.com").unwrap());
-        assert!(!remove(&conn, "subscriber", "bob", "example.com").unwrap());
+        assert!(remove(&mut conn, "subscriber", "bob", "example.com").unwrap());
+        assert!(!remove(&mut conn, "subscriber", "bob", "example.com").unwrap());
         assert!(
-            find(
-                &conn,
-                "subscriber",
-                "password",
-                b"bob",
-                Some(b"example.com")
-            )
-            .unwrap()
-            .is_none()
+            find(&mut conn, "subscriber", &c, "bob", Some("example.com"))
+                .unwrap()
+                .is_none()
         );
     }
 
     #[test]
     fn without_the_password_kept_the_hashes_serve() {
-        let conn = Connection::open_in_memory().unwrap();
-        add(&conn, "subscriber", "alice", "example.com", "pw", false).unwrap();
-        let s = find(
-            &conn,
-            "subscriber",
-            "password",
-            b"alice",
-            Some(b"example.com"),
-        )
-        .unwrap()
-        .unwrap();
+        let mut conn = memory();
+        let c = Columns {
+            sha256: None, // Kamailio 5's table has no SHA-256 column
+            ..Columns::default()
+        };
+        add(&mut conn, "subscriber", "alice", "example.com", "pw", false).unwrap();
+        let s = find(&mut conn, "subscriber", &c, "alice", Some("example.com"))
+            .unwrap()
+            .unwrap();
         assert_eq!(s.password, None);
         assert_eq!(
             s.ha1(Algorithm::Md5, b"alice", b"example.com"),
             Some(ha1(Algorithm::Md5, b"alice", b"example.com", b"pw"))
         );
         // Kamailio's ha1b: the user written as user@domain.
-        let ha1b: String = conn
-            .query_row("SELECT ha1b FROM subscriber", [], |r| r.get(0))
-            .unwrap();
         assert_eq!(
-            ha1b,
-            ha1(Algorithm::Md5, b"alice@example.com", b"example.com", b"pw").as_str()
+            s.ha1(Algorithm::Md5, b"alice@example.com", b"example.com"),
+            Some(ha1(
+                Algorithm::Md5,
+                b"alice@example.com",
+                b"example.com",
+                b"pw"
+            ))
         );
-    }
-
-    #[test]
-    fn a_table_without_ha1b_gets_it() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(
-            "CREATE TABLE subscriber (username TEXT NOT NULL, domain TEXT NOT NULL, \
-             password TEXT, ha1 TEXT, ha1_sha256 TEXT, PRIMARY KEY (username, domain))",
-        )
-        .unwrap();
-        add(&conn, "subscriber", "bob", "example.com", "pw", false).unwrap();
-        assert!(
-            find(
-                &conn,
-                "subscriber",
-                "password",
-                b"bob",
-                Some(b"example.com")
-            )
-            .unwrap()
-            .is_some()
-        );
+        assert_eq!(s.ha1(Algorithm::Sha256, b"alice", b"example.com"), None);
     }
 }

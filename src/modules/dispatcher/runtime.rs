@@ -5,6 +5,7 @@
 //! own parse of the list in force and takes it again when the shared
 //! generation moves (a reload by the control process).
 
+use crate::db::conn::Value;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -115,29 +116,30 @@ impl DsParams {
             return std::fs::read_to_string(path)
                 .map_err(|e| format!("dispatcher list {}: {e}", path.display()));
         }
-        let url = self.db_url.as_deref().unwrap_or_default();
-        let conn = crate::db::connect(url).map_err(|e| format!("dispatcher {e}"))?;
+        let url = crate::db::served(self.db_url.as_deref().unwrap_or_default())?;
+        let mut need = crate::db::schema::Need::of(&crate::db::schema::DISPATCHER, &self.table);
+        need.columns = ["setid", "destination", "flags", "priority", "attrs"]
+            .map(String::from)
+            .to_vec();
+        let mut conn = crate::db::schema::open_prepared(&url, &[need], crate::db::TOOL_TIMEOUT)
+            .map_err(|e| format!("dispatcher {e}"))?;
         // Kamailio's dispatcher table; each row becomes a list line, so
         // both sources go through one parser.
         let sql = format!(
             "SELECT setid, destination, flags, priority, attrs FROM {} ORDER BY id",
             self.table
         );
-        let mut stmt = conn.prepare(&sql).map_err(|e| format!("{url}: {e}"))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(format!(
-                    "{} {} {} {} {}\n",
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, Option<i64>>(2)?.unwrap_or(0),
-                    r.get::<_, Option<i64>>(3)?.unwrap_or(0),
-                    r.get::<_, Option<String>>(4)?.unwrap_or_default()
-                ))
+        let rows = conn
+            .query(&sql, &[])
+            .map_err(|e| format!("dispatcher {url}: {e}"))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let int = |i: usize| r.get(i).and_then(Value::as_int).unwrap_or(0);
+                let text = |i: usize| r.get(i).and_then(Value::text).unwrap_or_default();
+                format!("{} {} {} {} {}\n", int(0), text(1), int(2), int(3), text(4))
             })
-            .map_err(|e| format!("{url}: {e}"))?;
-        rows.collect::<Result<String, _>>()
-            .map_err(|e| format!("{url}: {e}"))
+            .collect())
     }
 
     /// Whether a probe's reply code counts as an answer.
@@ -697,7 +699,7 @@ pub fn check(config: &Config) -> Result<Vec<String>, String> {
     let params = DsParams::from_config(config, config.path.as_deref())?;
     match &params.db_url {
         Some(url) => {
-            crate::db::sqlite_path(url)?;
+            crate::db::served(url)?;
         }
         None => {
             super::list::parse(&params.read_source()?).map_err(|e| e.join("; "))?;

@@ -9,8 +9,8 @@ use crate::cfg::program::Param;
 use crate::modules::def::{Counts, Cx, Runtime, Start, bad_args};
 use crate::modules::registrar::{self, Current, MAX_CONTACTS, Op, Reject, Request};
 use crate::modules::usrloc::UlCounter;
-use crate::modules::usrloc::db::Db;
 use crate::modules::usrloc::table::{DIRTY, Q_NONE};
+use crate::modules::usrloc::writer::{self, Change};
 use crate::modules::usrloc::{self, DbMode, Location, Meta, unix_now};
 use crate::script::MsgCtx;
 use crate::script::uri_ops::Rewrite;
@@ -24,8 +24,8 @@ pub struct RegistrarState<'a> {
     pub tables: Vec<String>,
     pub ul: usrloc::Params,
     pub reg: registrar::Params,
-    /// Write-through mode's connection, opened on first use.
-    db: Option<Db>,
+    /// Full-queue warnings (db_mode 1), at most once a second.
+    queue_log: LogLimit,
     aor: Vec<u8>,
     texts: Vec<u8>,
     /// A contact's next hop through its connection (reused).
@@ -47,7 +47,7 @@ impl<'a> RegistrarState<'a> {
             // Checked at start-up (`load`): the default never serves.
             ul: usrloc::Params::from_config(config).unwrap_or_default(),
             reg: registrar::Params::from_config(config),
-            db: None,
+            queue_log: LogLimit::default(),
             aor: Vec::new(),
             texts: Vec::new(),
             dst: Vec::new(),
@@ -254,44 +254,40 @@ impl RegistrarState<'_> {
         drop(l);
         rs.scratch = texts;
         if rs.ul.db_mode == DbMode::WriteThrough {
-            rs.write_through(domain, call_id, &written);
+            rs.write_through(domain, call_id, &written, cx.now_ms);
         }
         cx.counts.add(super::ACCEPTED, 1);
         cx.shell.reply(ctx, 200, b"OK", listing)
     }
 
-    /// db_mode 1: the worker writes what save() changed.
-    fn write_through(&mut self, domain: u16, call_id: &[u8], w: &[Written]) {
+    /// db_mode 1: what save() changed queued for the database, in order
+    /// (`usrloc/writer.rs`).
+    fn write_through(&mut self, domain: u16, call_id: &[u8], w: &[Written], now_ms: u64) {
         let rs = self;
-        if rs.db.is_none() {
-            let url = rs.ul.db_url.clone().unwrap_or_default();
-            match Db::open(&url, &rs.tables) {
-                Ok(db) => rs.db = Some(db),
-                Err(e) => {
-                    rs.ul_counts.add(UlCounter::DbErrors as usize, 1);
-                    log::error!("{e}");
-                    return;
-                }
-            }
-        }
-        let Some(db) = &rs.db else { return };
-        let table = &rs.tables[domain as usize];
         for op in w {
-            let r = match op {
-                Written::Upsert { contact, meta } => db.upsert(
-                    table,
-                    &rs.aor,
-                    &rs.texts[contact.0..contact.1],
+            let change = match op {
+                Written::Upsert { contact, meta } => Change::Upsert {
+                    domain,
+                    aor: &rs.aor,
+                    contact: &rs.texts[contact.0..contact.1],
                     call_id,
-                    meta,
-                ),
-                Written::Delete { contact } => {
-                    db.delete(table, &rs.aor, &rs.texts[contact.0..contact.1])
-                }
+                    meta: *meta,
+                },
+                Written::Delete { contact } => Change::Delete {
+                    domain,
+                    aor: &rs.aor,
+                    contact: &rs.texts[contact.0..contact.1],
+                },
             };
-            if let Err(e) = r {
-                rs.ul_counts.add(UlCounter::DbErrors as usize, 1);
-                log::error!("{e}");
+            if let Err(e) = writer::queue(&rs.location, &change, now_ms) {
+                rs.ul_counts.add(UlCounter::DbQueueFull as usize, 1);
+                if let Some(held) = rs.queue_log.allow(now_ms) {
+                    log::warn!(
+                        "usrloc: a change to {} not queued for the database ({e:?}); kept in memory{}",
+                        String::from_utf8_lossy(&rs.aor),
+                        crate::server::log_limit::held_text(held)
+                    );
+                }
             }
         }
     }

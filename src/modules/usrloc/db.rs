@@ -1,10 +1,18 @@
-//! usrloc's bindings in SQLite (`db_url` `sqlite:///path/rser.db`): one
-//! table per location table the script names, keyed by AOR and contact.
-//! Texts are stored as BLOBs, byte for byte as they came off the wire.
+//! usrloc's bindings in Kamailio's `location` table (version 9) on any
+//! served database: the AOR as `username` (and `domain` with
+//! `use_domain`), the contact, Call-ID, CSeq, q, expiry and branch
+//! flags, each binding's `ruid` made from its AOR and contact. A database
+//! Kamailio's usrloc wrote loads here, and one rser writes loads there.
+//!
+//! Not kept: the binding's socket and the far end of its connection
+//! (neither outlives a restart: the phone registers again over a new
+//! connection), user agent, Path, instance and reg-id.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::db::conn::{Conn, Value};
+use crate::db::schema::{self, LOCATION, Need};
+use crate::db::url::DbUrl;
 
-pub use crate::db::{check_table_name, sqlite_path};
+pub use crate::db::check_table_name;
 
 use super::table::{Meta, Q_NONE};
 
@@ -18,180 +26,213 @@ pub struct Row {
 }
 
 pub struct Db {
-    conn: Connection,
+    conn: Conn,
+    use_domain: bool,
 }
 
-fn err(what: &str, e: rusqlite::Error) -> String {
-    format!("usrloc database: {what}: {e}")
+fn err(what: &str) -> impl Fn(crate::db::conn::DbError) -> String + '_ {
+    move |e| format!("usrloc database: {what}: {e}")
+}
+
+/// The columns rser reads and writes.
+const COLUMNS: &[&str] = &[
+    "ruid",
+    "username",
+    "domain",
+    "contact",
+    "expires",
+    "q",
+    "callid",
+    "cseq",
+    "last_modified",
+    "flags",
+    "cflags",
+];
+
+/// What a start checks (and an embedded database gets).
+pub fn need(table: &str) -> Need {
+    let mut n = Need::of(&LOCATION, table);
+    n.columns = COLUMNS.iter().map(|c| c.to_string()).collect();
+    n
+}
+
+/// A binding's `ruid`: stable for its AOR and contact, unique in the
+/// table as Kamailio's index wants.
+fn ruid(table: &str, aor: &[u8], contact: &[u8]) -> String {
+    use xxhash_rust::xxh3::Xxh3;
+    let mut h = Xxh3::new();
+    for part in [table.as_bytes(), aor, contact] {
+        h.update(&(part.len() as u32).to_le_bytes());
+        h.update(part);
+    }
+    format!("rser-{:032x}", h.digest128())
+}
+
+fn text(b: &[u8]) -> Value {
+    Value::Text(String::from_utf8_lossy(b).into_owned())
 }
 
 impl Db {
-    /// Opens (creating if need be) the database and the tables.
-    pub fn open(url: &str, tables: &[String]) -> Result<Db, String> {
-        let conn = crate::db::connect(url).map_err(|e| format!("usrloc {e}"))?;
+    /// Opens the database, its tables checked (made, for an embedded
+    /// one); `timeout` bounds every wait.
+    pub fn open(
+        url: &str,
+        tables: &[String],
+        use_domain: bool,
+        timeout: std::time::Duration,
+    ) -> Result<Db, String> {
         for t in tables {
             check_table_name(t)?;
-            conn.execute_batch(&format!(
-                "CREATE TABLE IF NOT EXISTS {t} (\
-                   aor BLOB NOT NULL, contact BLOB NOT NULL, call_id BLOB NOT NULL, \
-                   cseq INTEGER NOT NULL, q INTEGER, expires INTEGER NOT NULL, \
-                   updated INTEGER NOT NULL, cflags INTEGER NOT NULL DEFAULT 0, \
-                   PRIMARY KEY (aor, contact))"
-            ))
-            .map_err(|e| err(&format!("create table {t}"), e))?;
-            // A table made before branch flags were kept gets their column.
-            let has_cflags = conn
-                .query_row(
-                    &format!("SELECT 1 FROM pragma_table_info('{t}') WHERE name = 'cflags'"),
-                    [],
-                    |_| Ok(()),
-                )
-                .optional()
-                .map_err(|e| err("table info", e))?
-                .is_some();
-            if !has_cflags {
-                conn.execute_batch(&format!(
-                    "ALTER TABLE {t} ADD COLUMN cflags INTEGER NOT NULL DEFAULT 0"
-                ))
-                .map_err(|e| err(&format!("add cflags to {t}"), e))?;
-            }
         }
-        Ok(Db { conn })
+        let url = DbUrl::parse(url)?;
+        let needs: Vec<Need> = tables.iter().map(|t| need(t)).collect();
+        let conn =
+            schema::open_prepared(&url, &needs, timeout).map_err(|e| format!("usrloc {e}"))?;
+        Ok(Db { conn, use_domain })
+    }
+
+    /// The AOR's columns: `username` and `domain` (NULL without
+    /// `use_domain`).
+    fn account(&self, aor: &[u8]) -> (Value, Value) {
+        match aor.iter().rposition(|&b| b == b'@') {
+            Some(at) if self.use_domain => (text(&aor[..at]), text(&aor[at + 1..])),
+            _ => (text(aor), Value::Null),
+        }
     }
 
     /// The table's bindings that have not expired at `now`.
-    pub fn load(&self, table: &str, now: u64) -> Result<Vec<Row>, String> {
-        let mut st = self
+    pub fn load(&mut self, table: &str, now: u64) -> Result<Vec<Row>, String> {
+        let rows = self
             .conn
-            .prepare(&format!(
-                "SELECT aor, contact, call_id, cseq, q, expires, updated, cflags FROM {table} \
-                 WHERE expires > ?1"
-            ))
-            .map_err(|e| err("load", e))?;
-        let rows = st
-            .query_map(params![now as i64], |r| {
-                let q: Option<i64> = r.get(4)?;
-                Ok(Row {
-                    aor: r.get(0)?,
-                    contact: r.get(1)?,
-                    call_id: r.get(2)?,
+            .query(
+                &format!(
+                    "SELECT username, domain, contact, callid, cseq, q, expires, \
+                     last_modified, cflags FROM {table} WHERE expires > ?"
+                ),
+                &[Value::Time(now as i64)],
+            )
+            .map_err(err("load"))?;
+        let use_domain = self.use_domain;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let t = |i: usize| r.get(i).and_then(Value::text).unwrap_or_default();
+                let int = |i: usize| r.get(i).and_then(Value::as_int).unwrap_or(0);
+                let mut aor = t(0).into_bytes();
+                let domain = t(1);
+                if use_domain && !domain.is_empty() {
+                    aor.push(b'@');
+                    aor.extend_from_slice(domain.as_bytes());
+                }
+                let q = r.get(5).and_then(Value::as_float).unwrap_or(-1.0);
+                Some(Row {
+                    aor,
+                    contact: t(2).into_bytes(),
+                    call_id: t(3).into_bytes(),
                     meta: Meta {
-                        cseq: r.get::<_, i64>(3)? as u32,
-                        cflags: r.get::<_, i64>(7)? as u32,
-                        q: q.map_or(Q_NONE, |q| q.clamp(0, 1000) as u16),
+                        cseq: int(4) as u32,
+                        cflags: int(8) as u32,
+                        q: match q < 0.0 {
+                            true => Q_NONE,
+                            false => (q * 1000.0).round().clamp(0.0, 1000.0) as u16,
+                        },
                         sock: 0,
                         received: rser_shm::Peer::default(),
-                        expires: r.get::<_, i64>(5)? as u64,
-                        updated: r.get::<_, i64>(6)? as u64,
+                        expires: r.get(6).and_then(Value::as_time)?.max(0) as u64,
+                        updated: r.get(7).and_then(Value::as_time).unwrap_or(0).max(0) as u64,
                     },
                 })
             })
-            .map_err(|e| err("load", e))?;
-        rows.collect::<Result<Vec<_>, _>>()
-            .map_err(|e| err("load", e))
+            .collect())
     }
 
-    /// Writes a binding (new or refreshed).
+    /// Writes a binding (new or refreshed): the row replaced.
     pub fn upsert(
-        &self,
+        &mut self,
         table: &str,
         aor: &[u8],
         contact: &[u8],
         call_id: &[u8],
         m: &Meta,
     ) -> Result<(), String> {
-        let q = (m.q != Q_NONE).then_some(i64::from(m.q));
+        self.delete(table, aor, contact)?;
+        let (user, domain) = self.account(aor);
+        let q = match m.q {
+            Q_NONE => -1.0,
+            q => f64::from(q) / 1000.0,
+        };
         self.conn
-            .prepare_cached(&format!(
-                "INSERT OR REPLACE INTO {table} \
-                 (aor, contact, call_id, cseq, q, expires, updated, cflags) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-            ))
-            .and_then(|mut st| {
-                st.execute(params![
-                    aor,
-                    contact,
-                    call_id,
-                    i64::from(m.cseq),
-                    q,
-                    m.expires as i64,
-                    m.updated as i64,
-                    i64::from(m.cflags)
-                ])
-            })
+            .execute(
+                &format!(
+                    "INSERT INTO {table} ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    COLUMNS.join(", ")
+                ),
+                &[
+                    Value::Text(ruid(table, aor, contact)),
+                    user,
+                    domain,
+                    text(contact),
+                    Value::Time(m.expires as i64),
+                    Value::Float(q),
+                    text(call_id),
+                    Value::Int(i64::from(m.cseq)),
+                    Value::Time(m.updated as i64),
+                    Value::Int(0),
+                    Value::Int(i64::from(m.cflags)),
+                ],
+            )
             .map(|_| ())
-            .map_err(|e| err("write", e))
+            .map_err(err("write"))
     }
 
-    pub fn delete(&self, table: &str, aor: &[u8], contact: &[u8]) -> Result<(), String> {
+    pub fn delete(&mut self, table: &str, aor: &[u8], contact: &[u8]) -> Result<(), String> {
+        let (user, domain) = self.account(aor);
+        let (sql, params) = match domain {
+            Value::Null => (
+                format!("DELETE FROM {table} WHERE username = ? AND contact = ?"),
+                vec![user, text(contact)],
+            ),
+            d => (
+                format!("DELETE FROM {table} WHERE username = ? AND domain = ? AND contact = ?"),
+                vec![user, d, text(contact)],
+            ),
+        };
         self.conn
-            .prepare_cached(&format!(
-                "DELETE FROM {table} WHERE aor = ?1 AND contact = ?2"
-            ))
-            .and_then(|mut st| st.execute(params![aor, contact]))
+            .execute(&sql, &params)
             .map(|_| ())
-            .map_err(|e| err("delete", e))
+            .map_err(err("delete"))
     }
 
     /// Drops the rows expired at `now`.
-    pub fn delete_expired(&self, table: &str, now: u64) -> Result<usize, String> {
+    pub fn delete_expired(&mut self, table: &str, now: u64) -> Result<u64, String> {
         self.conn
-            .prepare_cached(&format!("DELETE FROM {table} WHERE expires <= ?1"))
-            .and_then(|mut st| st.execute(params![now as i64]))
-            .map_err(|e| err("delete expired", e))
+            .execute(
+                &format!("DELETE FROM {table} WHERE expires <= ?"),
+                &[Value::Time(now as i64)],
+            )
+            .map_err(err("delete expired"))
     }
 
-    /// Runs `f` in one transaction (a write-back batch).
-    pub fn batch<T>(&mut self, f: impl FnOnce(&Db) -> Result<T, String>) -> Result<T, String> {
-        self.conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(|e| err("begin", e))?;
+    /// Runs `f` in one transaction (a batch of writes).
+    pub fn batch<T>(&mut self, f: impl FnOnce(&mut Db) -> Result<T, String>) -> Result<T, String> {
+        self.conn.batch("BEGIN").map_err(err("begin"))?;
         match f(self) {
             Ok(v) => {
-                self.conn
-                    .execute_batch("COMMIT")
-                    .map_err(|e| err("commit", e))?;
+                self.conn.batch("COMMIT").map_err(err("commit"))?;
                 Ok(v)
             }
             Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
+                let _ = self.conn.batch("ROLLBACK");
                 Err(e)
             }
         }
-    }
-
-    /// The connection, for the auth module's subscriber queries.
-    pub fn conn(&self) -> &Connection {
-        &self.conn
-    }
-
-    /// Whether a table exists (for tests and rserctl).
-    pub fn has_table(&self, table: &str) -> bool {
-        self.conn
-            .query_row(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
-                params![table],
-                |_| Ok(()),
-            )
-            .optional()
-            .ok()
-            .flatten()
-            .is_some()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
-
-    fn temp_url(name: &str) -> (String, PathBuf) {
-        let dir = std::env::temp_dir().join(format!("rser-db-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("rser.db");
-        (format!("sqlite://{}", path.display()), dir)
-    }
+    use std::time::Duration;
 
     fn meta(expires: u64) -> Meta {
         Meta {
@@ -206,31 +247,25 @@ mod tests {
     }
 
     #[test]
-    fn a_table_without_cflags_gets_the_column() {
-        let (url, dir) = temp_url("cflags");
-        let conn = crate::db::connect(&url).unwrap();
-        conn.execute_batch(
+    fn an_older_rser_table_is_named_at_start() {
+        let dir = crate::db::tests_dir("legacy");
+        let url = format!("sqlite://{}/rser.db", dir.display());
+        let mut c = crate::db::open(&url).unwrap();
+        c.batch(
             "CREATE TABLE location (aor BLOB NOT NULL, contact BLOB NOT NULL, call_id BLOB NOT NULL, \
              cseq INTEGER NOT NULL, q INTEGER, expires INTEGER NOT NULL, updated INTEGER NOT NULL, \
-             PRIMARY KEY (aor, contact)); \
-             INSERT INTO location VALUES (x'61', x'62', x'63', 1, NULL, 9999999999, 1);",
+             PRIMARY KEY (aor, contact))",
         )
         .unwrap();
-        drop(conn);
-        let db = Db::open(&url, &["location".to_string()]).unwrap();
-        let rows = db.load("location", 0).unwrap();
-        assert_eq!((rows.len(), rows[0].meta.cflags), (1, 0));
-        let _ = std::fs::remove_dir_all(dir);
+        drop(c);
+        let e = Db::open(&url, &["location".into()], false, Duration::from_secs(5))
+            .err()
+            .unwrap();
+        assert!(e.contains("table location: lacks a column"), "{e}");
     }
 
     #[test]
-    fn urls_and_table_names() {
-        assert_eq!(
-            sqlite_path("sqlite:///var/lib/rser.db").unwrap(),
-            PathBuf::from("/var/lib/rser.db")
-        );
-        assert!(sqlite_path("mysql://ser@db/ser").is_err());
-        assert!(sqlite_path("sqlite://").is_err());
+    fn table_names() {
         assert!(check_table_name("location").is_ok());
         assert!(check_table_name("mydomain1").is_ok());
         assert!(check_table_name("x; DROP TABLE y").is_err());
@@ -239,23 +274,28 @@ mod tests {
 
     #[test]
     fn bindings_survive_reopening_and_expire() {
-        let (url, dir) = temp_url("survive");
+        let dir = crate::db::tests_dir("survive");
+        let url = format!("sqlite://{}/rser.db", dir.display());
         let tables = vec!["location".to_string()];
+        let t = Duration::from_secs(5);
         {
-            let mut db = Db::open(&url, &tables).unwrap();
+            let mut db = Db::open(&url, &tables, true, t).unwrap();
             db.batch(|db| {
-                db.upsert("location", b"alice", b"sip:a@h", b"c1", &meta(1000))?;
-                db.upsert("location", b"alice", b"sip:b@h", b"c1", &meta(50))?;
-                db.upsert("location", b"bob", b"sip:x@h", b"c2", &meta(1000))
+                db.upsert("location", b"alice@h", b"sip:a@h", b"c1", &meta(1000))?;
+                db.upsert("location", b"alice@h", b"sip:a@h", b"c1", &meta(1000))?;
+                db.upsert("location", b"alice@h", b"sip:b@h", b"c1", &meta(50))?;
+                db.upsert("location", b"bob@h", b"sip:x@h", b"c2", &meta(1000))
             })
             .unwrap();
-            db.delete("location", b"bob", b"sip:x@h").unwrap();
+            db.delete("location", b"bob@h", b"sip:x@h").unwrap();
         }
-        let db = Db::open(&url, &tables).unwrap();
+        let mut db = Db::open(&url, &tables, true, t).unwrap();
         let rows = db.load("location", 60).unwrap();
-        assert_eq!(rows.len(), 1, "b expired, x deleted");
+        assert_eq!(rows.len(), 1, "b expired, x deleted, a written once");
+        assert_eq!(rows[0].aor, b"alice@h");
         assert_eq!(rows[0].contact, b"sip:a@h");
         assert_eq!(rows[0].meta.q, 500);
+        assert_eq!((rows[0].meta.expires, rows[0].meta.updated), (1000, 100));
         assert_eq!(rows[0].meta.cflags, 0x40, "branch flags are kept");
         assert_eq!(rows[0].meta.sock, 0, "sockets are not kept across restarts");
         assert_eq!(db.delete_expired("location", 60).unwrap(), 1);

@@ -1,10 +1,13 @@
 //! usrloc: the user location table (`table.rs`, in shared memory) and its
-//! persistence (`db.rs`, SQLite), with the module's parameters. The
+//! persistence (`db.rs`: Kamailio's location table on SQLite, MySQL or
+//! PostgreSQL; `writer.rs`: db_mode 1's queue), with the module's
+//! parameters. The
 //! registrar's §10.3 logic is in `modules::registrar`.
 
 pub mod db;
 pub mod table;
 pub mod upkeep;
+pub mod writer;
 
 pub use table::{Location, Meta};
 
@@ -18,6 +21,12 @@ crate::server::shared::counters! { UlCounter, COUNTER_NAMES, {
     TableFull => "usrloc_table_full",
     Expired => "usrloc_expired",
     DbErrors => "usrloc_db_errors",
+    /// Changes written to the database (db_mode 1 and 2).
+    DbWritten => "usrloc_db_written",
+    /// db_mode 1: a change found the queue to the database full.
+    DbQueueFull => "usrloc_db_queue_full",
+    /// db_mode 1: a change lost in the queue (its writer died mid-push).
+    DbQueueLost => "usrloc_db_queue_lost",
 }}
 
 pub static MODULE: Module = Module {
@@ -46,7 +55,8 @@ pub static MODULE: Module = Module {
 pub enum DbMode {
     /// Memory only: a restart loses every binding.
     Memory,
-    /// Every change is written by the worker that makes it.
+    /// Every change is queued for the database as it is made and written
+    /// at once, in order, by a thread of the timer process.
     WriteThrough,
     /// Changes are marked and written every `timer_interval` seconds by
     /// another process; no worker waits on the database.
@@ -93,7 +103,7 @@ impl Params {
         };
         if db_mode != DbMode::Memory && db_url.is_none() {
             return Err(format!(
-                "db_mode 1 and 2 need modparam(\"usrloc\", \"db_url\", \"sqlite:///FILE\"){}",
+                "db_mode 1 and 2 need modparam(\"usrloc\", \"db_url\", URL){}",
                 crate::db::SER_DEFAULT_URL_NOTE
             ));
         }
@@ -113,7 +123,7 @@ impl Params {
 fn check(config: &Config) -> Result<Vec<String>, String> {
     let p = Params::from_config(config)?;
     if let (Some(url), true) = (&p.db_url, p.db_mode != DbMode::Memory) {
-        crate::db::sqlite_path(url)?;
+        crate::db::served(url)?;
     }
     let mut w = Vec::new();
     if config.modparam_int("usrloc", "timer_procs", 0) != 0 {

@@ -59,7 +59,7 @@ impl Linked for Binding {
 }
 
 /// A binding's fields, as saved and as found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Meta {
     pub q: u16,
     pub sock: u8,
@@ -90,6 +90,9 @@ pub struct Full;
 pub struct Location {
     records: Chains<Binding>,
     pool: Pool,
+    /// db_mode 1: the changes on their way to the database
+    /// (`writer.rs`).
+    pub queue: Option<rser_shm::ring::Ring>,
 }
 
 /// Which AOR: its table, its hash and its bucket.
@@ -129,7 +132,11 @@ impl Location {
             text: Chain::EMPTY,
         })?;
         let pool = Pool::carve(carver, n * POOL_BLOCKS_PER_BINDING)?;
-        Some(Location { records, pool })
+        Some(Location {
+            records,
+            pool,
+            queue: None,
+        })
     }
 
     pub fn capacity(&self) -> usize {

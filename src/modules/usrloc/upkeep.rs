@@ -7,15 +7,21 @@ use std::time::{Duration, Instant};
 use super::UlCounter;
 use super::db::Db;
 use super::table::{DELETED, DIRTY, Sweep};
+use super::writer::RECORD_BYTES;
 use super::{DbMode, Location, Meta, unix_now};
 use crate::cfg::Config;
 use crate::modules::def::{Carved, Start};
 use rser_shm::Carver;
+use rser_shm::ring::Ring;
 
 /// Share of the region given to the bindings: a quarter beside tm, else
 /// half.
 const SHARE_WITH_TM: usize = 4;
 const SHARE: usize = 2;
+/// db_mode 1's queue: a 64th of the region, within bounds.
+const QUEUE_SHARE: usize = 64;
+const QUEUE_MIN: usize = 64;
+const QUEUE_MAX: usize = 65_536;
 
 /// Whether the config needs the table: the script saves or looks up.
 pub fn used(config: &Config) -> bool {
@@ -29,12 +35,21 @@ pub fn carve(config: &Config, carver: &mut Carver<'_>, region: usize) -> Result<
     } else {
         SHARE
     };
-    let location = Location::carve(carver, region / share)
+    let mut location = Location::carve(carver, region / share)
         .ok_or_else(|| format!("shared memory of {region} bytes is too small for usrloc"))?;
     load(config, &location)?;
+    let ul = super::Params::from_config(config)?;
+    let mut queued = String::new();
+    if ul.db_mode == DbMode::WriteThrough {
+        let cells = (region / QUEUE_SHARE / RECORD_BYTES).clamp(QUEUE_MIN, QUEUE_MAX);
+        let ring = Ring::carve(carver, cells, RECORD_BYTES)
+            .ok_or("shared memory too small for usrloc's queue to the database")?;
+        queued = format!(", a queue of {} changes to the database", ring.capacity());
+        location.queue = Some(ring);
+    }
     Ok(Carved {
         capacity: format!(
-            "{} bindings of {} bytes",
+            "{} bindings of {} bytes{queued}",
             location.capacity(),
             Location::bytes_per_binding()
         ),
@@ -51,7 +66,8 @@ pub fn load(config: &Config, location: &Location) -> Result<(), String> {
     let (Some(url), true) = (&ul.db_url, ul.db_mode != DbMode::Memory) else {
         return Ok(());
     };
-    let db = Db::open(url, &tables)?;
+    let timeout = crate::db::timeout(config, &crate::db::served(url)?);
+    let mut db = Db::open(url, &tables, ul.use_domain, timeout)?;
     let now = unix_now();
     let mut scratch = Vec::new();
     let mut loaded = 0usize;
@@ -79,12 +95,21 @@ pub fn load(config: &Config, location: &Location) -> Result<(), String> {
     Ok(())
 }
 
-/// The upkeep thread.
+/// The upkeep thread, and in db_mode 1 the writer's beside it.
 pub fn run(s: &Start<'_>) {
     let Some(loc) = s.shm.and_then(|m| m.downcast_ref::<Location>()).copied() else {
         return;
     };
-    upkeep(loc, s);
+    let Ok(ul) = super::Params::from_config(s.config) else {
+        return;
+    };
+    let tables = super::tables(&s.config.program);
+    std::thread::scope(|scope| {
+        if ul.db_mode == DbMode::WriteThrough {
+            scope.spawn(|| super::writer::run(loc, s, &ul, &tables));
+        }
+        upkeep(loc, s);
+    });
 }
 
 /// usrloc's upkeep, on a thread of the timer process: every second,
@@ -96,16 +121,19 @@ fn upkeep(loc: Location, s: &Start<'_>) {
         return;
     };
     let tables = super::tables(&config.program);
-    let mut db = match (&ul.db_url, ul.db_mode) {
-        (Some(url), DbMode::WriteBack | DbMode::WriteThrough) => match Db::open(url, &tables) {
-            Ok(db) => Some(db),
-            Err(e) => {
-                log::error!("{e}");
-                None
-            }
-        },
+    let url = match (&ul.db_url, ul.db_mode) {
+        (Some(url), DbMode::WriteBack | DbMode::WriteThrough) => Some(url.as_str()),
         _ => None,
     };
+    let timeout = url
+        .and_then(|u| crate::db::served(u).ok())
+        .map_or(Duration::from_secs(2), |u| crate::db::timeout(config, &u));
+    let mut db: Option<Db> = None;
+    // Changes a failed write-back left, written first next time (then
+    // the newer ones over them).
+    let mut upserts: Vec<(u16, Vec<u8>, usize, usize, Meta)> = Vec::new();
+    let mut deletes: Vec<(u16, Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut err_log = crate::server::log_limit::LogLimit::default();
     let interval = Duration::from_secs(ul.timer_interval);
     let mut next_write = Instant::now() + interval;
     let mut buf = Vec::new();
@@ -113,8 +141,6 @@ fn upkeep(loc: Location, s: &Start<'_>) {
         std::thread::sleep(Duration::from_secs(1));
         let now = unix_now();
         let write_now = Instant::now() >= next_write;
-        let mut upserts: Vec<(u16, Vec<u8>, usize, usize, Meta)> = Vec::new();
-        let mut deletes: Vec<(u16, Vec<u8>, Vec<u8>)> = Vec::new();
         let mut expired = 0u64;
         let write_back = ul.db_mode == DbMode::WriteBack && write_now;
         loc.sweep(
@@ -149,8 +175,19 @@ fn upkeep(loc: Location, s: &Start<'_>) {
             continue;
         }
         next_write = Instant::now() + interval;
-        let Some(db) = db.as_mut() else { continue };
-        let r = db.batch(|db| {
+        let Some(url) = url else { continue };
+        if db.is_none() {
+            match Db::open(url, &tables, ul.use_domain, timeout) {
+                Ok(d) => db = Some(d),
+                Err(e) => {
+                    s.counts.add(UlCounter::DbErrors as usize, 1);
+                    log::error!("usrloc: {e}");
+                    continue;
+                }
+            }
+        }
+        let Some(d) = db.as_mut() else { continue };
+        let r = d.batch(|db| {
             // Deletes first: a contact unregistered then registered again
             // within one interval is a tombstone and a new binding.
             for (domain, aor, contact) in &deletes {
@@ -170,9 +207,36 @@ fn upkeep(loc: Location, s: &Start<'_>) {
             }
             Ok(())
         });
-        if let Err(e) = r {
-            s.counts.add(UlCounter::DbErrors as usize, 1);
-            log::error!("{e}");
+        match r {
+            Ok(()) => {
+                let n = upserts.len() + deletes.len();
+                s.counts.add(UlCounter::DbWritten as usize, n as u64);
+                upserts.clear();
+                deletes.clear();
+            }
+            Err(e) => {
+                db = None;
+                s.counts.add(UlCounter::DbErrors as usize, 1);
+                if let Some(held) = err_log.allow(crate::server::worker::now_ms()) {
+                    log::error!(
+                        "usrloc: {} changes wait for the database: {e}{}",
+                        upserts.len() + deletes.len(),
+                        crate::server::log_limit::held_text(held)
+                    );
+                }
+                // Bounded: the table's own size (a binding is written
+                // once per interval at most, its last state winning).
+                if upserts.len() + deletes.len() > 4 * loc.capacity() {
+                    let lost = upserts.len() + deletes.len();
+                    upserts.clear();
+                    deletes.clear();
+                    log::error!(
+                        "usrloc: {lost} changes dropped: the database has been gone too long"
+                    );
+                }
+                // Sooner than a whole interval.
+                next_write = Instant::now() + interval.min(Duration::from_secs(1));
+            }
         }
     }
 }

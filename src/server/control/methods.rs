@@ -11,8 +11,8 @@ use super::prometheus::Sample;
 use super::rpc::{METHOD_NOT_FOUND, Methods, NOT_AVAILABLE, NOT_FOUND, Params, RpcError};
 use crate::modules::dispatcher::list::MAX_DESTINATIONS;
 use crate::modules::dispatcher::runtime::DsParams;
-use crate::modules::usrloc::db::Db;
 use crate::modules::usrloc::table::{DELETED, Sweep};
+use crate::modules::usrloc::writer::Change;
 use crate::modules::usrloc::{self, DbMode, unix_now};
 use crate::server::shared::{Shared, counter_names};
 
@@ -59,8 +59,6 @@ pub struct Control<'a> {
     /// htable's declared tables.
     pub ht_tables: Vec<crate::modules::htable::TableDef>,
     pub ul: usrloc::Params,
-    /// Opened on the first `ul.rm` in db_mode 1.
-    pub db: Option<Db>,
     /// Where `dispatcher.reload` reads the list.
     pub ds_params: Option<DsParams>,
     /// The running config (`tls.reload` reads its tls parameters).
@@ -298,32 +296,32 @@ impl Control<'_> {
         if found.is_empty() {
             return Err(RpcError::new(NOT_FOUND, format!("no binding for '{aor}'")));
         }
-        self.write_through(domain, |db, t| {
-            found
-                .iter()
-                .try_for_each(|f| db.delete(t, aor.as_bytes(), &buf[f.contact.0..f.contact.1]))
-        })?;
+        let changes: Vec<Change<'_>> = found
+            .iter()
+            .map(|f| Change::Delete {
+                domain,
+                aor: aor.as_bytes(),
+                contact: &buf[f.contact.0..f.contact.1],
+            })
+            .collect();
+        self.write_through(&changes)?;
         Ok(json!({"aor": aor, "removed": found.len()}))
     }
 
-    /// In db_mode 1, what changed written to table `domain`'s database
-    /// table now (db_mode 2's write-back finds it marked).
-    pub(super) fn write_through(
-        &mut self,
-        domain: u16,
-        write: impl FnOnce(&Db, &str) -> Result<(), String>,
-    ) -> Result<(), RpcError> {
-        if self.ul.db_mode != DbMode::WriteThrough {
-            return Ok(());
+    /// In db_mode 1, what changed queued for the database (db_mode 2's
+    /// write-back finds it marked).
+    pub(super) fn write_through(&mut self, changes: &[Change<'_>]) -> Result<(), RpcError> {
+        let loc = *self.location()?;
+        let now = crate::server::worker::now_ms();
+        for c in changes {
+            crate::modules::usrloc::writer::queue(&loc, c, now).map_err(|e| {
+                RpcError::new(
+                    super::rpc::INTERNAL_ERROR,
+                    format!("changed in memory, not queued for the database: {e:?}"),
+                )
+            })?;
         }
-        let db = match self.db.take() {
-            Some(db) => db,
-            None => Db::open(self.ul.db_url.as_deref().unwrap_or(""), &self.ul_tables)
-                .map_err(|e| RpcError::new(super::rpc::INTERNAL_ERROR, e))?,
-        };
-        let r = write(&db, &self.ul_tables[domain as usize]);
-        self.db = Some(db);
-        r.map_err(|e| RpcError::new(super::rpc::INTERNAL_ERROR, e))
+        Ok(())
     }
 
     fn tm_stats(&self) -> Result<Value, RpcError> {
@@ -552,7 +550,6 @@ mod tests {
             ul_tables: vec!["location".into()],
             ht_tables: Vec::new(),
             ul: usrloc::Params::default(),
-            db: None,
             ds_params: None,
             config: None,
         };

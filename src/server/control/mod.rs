@@ -131,7 +131,6 @@ pub fn run(
         ul_tables: crate::modules::usrloc::tables(&config.program),
         ht_tables: crate::modules::htable::tables(config).unwrap_or_default(),
         ul: crate::modules::usrloc::Params::from_config(config).unwrap_or_default(),
-        db: None,
         ds_params,
         config: Some(config),
     };

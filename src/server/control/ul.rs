@@ -3,6 +3,7 @@
 //! `ul.rm_contact`), as the registrar would: under the AOR's lock, and
 //! written to the database as db_mode says.
 
+use crate::modules::usrloc::writer::Change;
 use serde_json::{Value, json};
 
 use super::methods::Control;
@@ -89,15 +90,13 @@ impl Control<'_> {
         };
         drop(l);
         r.map_err(|_| RpcError::new(INTERNAL_ERROR, "the location table is full"))?;
-        self.write_through(domain, |db, t| {
-            db.upsert(
-                t,
-                aor.as_bytes(),
-                contact.as_bytes(),
-                ADDED_CALL_ID.as_bytes(),
-                &meta,
-            )
-        })?;
+        self.write_through(&[Change::Upsert {
+            domain,
+            aor: aor.as_bytes(),
+            contact: contact.as_bytes(),
+            call_id: ADDED_CALL_ID.as_bytes(),
+            meta,
+        }])?;
         Ok(json!({"aor": aor, "contact": contact, "table": table}))
     }
 
@@ -128,9 +127,11 @@ impl Control<'_> {
         };
         loc.remove(&mut l, f.idx, self.ul.db_mode == DbMode::WriteBack);
         drop(l);
-        self.write_through(domain, |db, t| {
-            db.delete(t, aor.as_bytes(), contact.as_bytes())
-        })?;
+        self.write_through(&[Change::Delete {
+            domain,
+            aor: aor.as_bytes(),
+            contact: contact.as_bytes(),
+        }])?;
         Ok(json!({"aor": aor, "contact": contact, "removed": 1}))
     }
 }

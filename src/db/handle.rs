@@ -1,0 +1,271 @@
+//! A worker's way to its database: the queries run on a thread of the
+//! worker's own (one connection per process, opened on first use, opened
+//! again after a failure), and the worker waits for an answer at most
+//! `db_timeout`, so a slow or gone server never stalls the packet path.
+//! A circuit breaker (`Breaker`) then fails queries at once while the
+//! server is known down, letting one through after a backoff that
+//! doubles up to [`BACKOFF_MAX_MS`].
+
+use std::time::Duration;
+
+use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender, TrySendError};
+
+use super::conn::{Conn, DbError, Value};
+use super::url::DbUrl;
+
+/// The first wait after a failure, and the longest.
+pub const BACKOFF_MIN_MS: u64 = 100;
+pub const BACKOFF_MAX_MS: u64 = 5_000;
+
+/// Whether the server may be asked now: pure code on an injected clock.
+#[derive(Debug, Default, Clone)]
+pub struct Breaker {
+    failures: u32,
+    open_until_ms: u64,
+}
+
+impl Breaker {
+    /// False while the server is known down (fail fast).
+    pub fn allow(&self, now_ms: u64) -> bool {
+        now_ms >= self.open_until_ms
+    }
+
+    /// A query failed or timed out: no query until the backoff passed
+    /// (then one is tried; its failure doubles the backoff).
+    pub fn failed(&mut self, now_ms: u64) -> u64 {
+        let wait = (BACKOFF_MIN_MS << self.failures.min(16)).min(BACKOFF_MAX_MS);
+        self.failures = self.failures.saturating_add(1);
+        self.open_until_ms = now_ms + wait;
+        wait
+    }
+
+    pub fn succeeded(&mut self) {
+        self.failures = 0;
+        self.open_until_ms = 0;
+    }
+
+    /// Whether the last query failed.
+    pub fn is_down(&self) -> bool {
+        self.failures > 0
+    }
+}
+
+/// What the worker asks of its thread.
+struct Job {
+    seq: u64,
+    sql: String,
+    params: Vec<Value>,
+    rows: bool,
+}
+
+struct Answer {
+    seq: u64,
+    result: Result<Vec<Vec<Value>>, DbError>,
+}
+
+struct Link {
+    jobs: Sender<Job>,
+    answers: Receiver<Answer>,
+}
+
+/// One process's bounded access to one database.
+pub struct Handle {
+    url: DbUrl,
+    timeout: Duration,
+    link: Option<Link>,
+    breaker: Breaker,
+    seq: u64,
+}
+
+/// Why a query did not run: the server known down, the thread still on a
+/// query that timed out, or the query's own failure or timeout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// Failing fast: the breaker is open.
+    Down,
+    Failed(DbError),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Down => f.write_str("database known down, not asked"),
+            Refused::Failed(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl Handle {
+    pub fn new(url: DbUrl, timeout: Duration) -> Handle {
+        Handle {
+            url,
+            timeout,
+            link: None,
+            breaker: Breaker::default(),
+            seq: 0,
+        }
+    }
+
+    /// The rows `sql` returns, waiting at most the timeout.
+    pub fn query(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        now_ms: u64,
+    ) -> Result<Vec<Vec<Value>>, Refused> {
+        self.ask(sql, params, true, now_ms)
+    }
+
+    /// Runs a statement returning no rows, waiting at most the timeout.
+    pub fn execute(&mut self, sql: &str, params: &[Value], now_ms: u64) -> Result<(), Refused> {
+        self.ask(sql, params, false, now_ms).map(|_| ())
+    }
+
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
+    }
+
+    fn ask(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        rows: bool,
+        now_ms: u64,
+    ) -> Result<Vec<Vec<Value>>, Refused> {
+        if !self.breaker.allow(now_ms) {
+            return Err(Refused::Down);
+        }
+        let result = self.run(sql, params, rows);
+        match &result {
+            Ok(_) => self.breaker.succeeded(),
+            Err(_) => {
+                self.breaker.failed(now_ms);
+            }
+        }
+        result.map_err(Refused::Failed)
+    }
+
+    fn run(&mut self, sql: &str, params: &[Value], rows: bool) -> Result<Vec<Vec<Value>>, DbError> {
+        let url = &self.url;
+        let link = match &self.link {
+            Some(l) => l,
+            None => self.link.insert(spawn(url.clone(), self.timeout)?),
+        };
+        // Answers to queries given up on, left in the channel.
+        while link.answers.try_recv().is_ok() {}
+        self.seq += 1;
+        let job = Job {
+            seq: self.seq,
+            sql: sql.to_string(),
+            params: params.to_vec(),
+            rows,
+        };
+        match link.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                return Err(DbError(format!(
+                    "database {url}: still busy with a query that timed out"
+                )));
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.link = None;
+                return Err(DbError(format!("database {url}: its thread ended")));
+            }
+        }
+        let deadline = std::time::Instant::now() + self.timeout;
+        loop {
+            match link.answers.recv_deadline(deadline) {
+                Ok(a) if a.seq == self.seq => return a.result,
+                Ok(_) => continue, // a late answer to a query given up on
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(DbError(format!(
+                        "database {url}: no answer within {} ms",
+                        self.timeout.as_millis()
+                    )));
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.link = None;
+                    return Err(DbError(format!("database {url}: its thread ended")));
+                }
+            }
+        }
+    }
+}
+
+/// The thread that holds the connection; it ends when its `Handle` goes.
+fn spawn(url: DbUrl, timeout: Duration) -> Result<Link, DbError> {
+    // One job in hand and none waiting: a worker that gave up on a query
+    // fails the next one at once rather than queueing behind it.
+    let (jobs, job_rx) = channel::bounded::<Job>(1);
+    let (answer_tx, answers) = channel::bounded::<Answer>(2);
+    std::thread::Builder::new()
+        .name("rser-db".into())
+        .spawn(move || {
+            let mut conn: Option<Conn> = None;
+            for job in job_rx {
+                let result = run_job(&url, timeout, &mut conn, &job);
+                if result.is_err() {
+                    conn = None; // opened again for the next job
+                }
+                // Never full: the worker takes stale answers before it
+                // asks again, and at most two jobs are outstanding.
+                let _ = answer_tx.try_send(Answer {
+                    seq: job.seq,
+                    result,
+                });
+            }
+        })
+        .map(|_| Link { jobs, answers })
+        .map_err(|e| DbError(format!("database thread: {e}")))
+}
+
+fn run_job(
+    url: &DbUrl,
+    timeout: Duration,
+    conn: &mut Option<Conn>,
+    job: &Job,
+) -> Result<Vec<Vec<Value>>, DbError> {
+    let c = match conn {
+        Some(c) => c,
+        None => conn.insert(Conn::open(url, timeout)?),
+    };
+    match job.rows {
+        true => c.query(&job.sql, &job.params),
+        false => c.execute(&job.sql, &job.params).map(|_| Vec::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_breaker_backs_off_doubling_and_closes_on_success() {
+        let mut b = Breaker::default();
+        assert!(b.allow(0));
+        assert_eq!(b.failed(1_000), 100);
+        assert!(!b.allow(1_050));
+        assert!(b.allow(1_100), "one query tried after the backoff");
+        assert_eq!(b.failed(1_100), 200);
+        assert_eq!(b.failed(1_300), 400);
+        for _ in 0..10 {
+            b.failed(2_000);
+        }
+        assert_eq!(b.failed(10_000), BACKOFF_MAX_MS);
+        b.succeeded();
+        assert!(b.allow(10_001) && !b.is_down());
+    }
+
+    #[test]
+    fn an_unreachable_server_fails_within_the_timeout_then_fast() {
+        // A port nothing listens on: refused at once.
+        let url = DbUrl::parse("mysql://u:p@127.0.0.1:9/db").unwrap();
+        let mut h = Handle::new(url, Duration::from_millis(300));
+        let t = std::time::Instant::now();
+        let e = h.query("SELECT 1", &[], 0).unwrap_err();
+        assert!(matches!(e, Refused::Failed(_)), "{e}");
+        assert!(!e.to_string().contains(":p@"), "no password: {e}");
+        assert!(t.elapsed() < Duration::from_secs(2));
+        assert_eq!(h.query("SELECT 1", &[], 50), Err(Refused::Down));
+    }
+}
