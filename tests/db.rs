@@ -7,42 +7,9 @@ use std::time::{Duration, Instant};
 use rser::db::DbUrl;
 use rser::db::conn::{Conn, Value};
 
-const TIMEOUT: Duration = Duration::from_secs(3);
+mod common;
 
-/// A database of the test's own on `server` ("mysql" or "postgres"),
-/// dropped when this goes.
-struct Scratch {
-    admin: Conn,
-    name: String,
-    pub url: DbUrl,
-}
-
-impl Scratch {
-    fn new(server: &str, tag: &str) -> Scratch {
-        let name = format!("rser_{tag}_{}", std::process::id());
-        let admin_db = if server == "mysql" {
-            "mysql"
-        } else {
-            "postgres"
-        };
-        let admin_url =
-            DbUrl::parse(&format!("{server}://rser:rser@127.0.0.1/{admin_db}")).unwrap();
-        let mut admin = Conn::open(&admin_url, TIMEOUT)
-            .unwrap_or_else(|e| panic!("{e} (run `bash tests/setup.sh`)"));
-        let _ = admin.batch(&format!("DROP DATABASE IF EXISTS {name}"));
-        admin.batch(&format!("CREATE DATABASE {name}")).unwrap();
-        let url = DbUrl::parse(&format!("{server}://rser:rser@127.0.0.1/{name}")).unwrap();
-        Scratch { admin, name, url }
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = self
-            .admin
-            .batch(&format!("DROP DATABASE IF EXISTS {}", self.name));
-    }
-}
+use common::db::{Scratch, TIMEOUT};
 
 /// The same statements on every backend: a table, rows with text,
 /// numbers and NULL, parameters, an update, what was changed.
@@ -146,17 +113,8 @@ fn kamailios_schema_and_rsers_are_the_same() {
     ];
     for (server, dialect) in [("mysql", Dialect::Mysql), ("postgres", Dialect::Postgres)] {
         let theirs = Scratch::new(server, "kamschema");
-        let mut c = Conn::open(&theirs.url, TIMEOUT).unwrap();
-        let dir = format!("/usr/share/kamailio/{server}");
-        for script in ["standard", "auth_db", "usrloc", "dispatcher", "acc"] {
-            let path = format!("{dir}/{script}-create.sql");
-            let sql = std::fs::read_to_string(&path)
-                .unwrap_or_else(|e| panic!("{path}: {e} (run `bash tests/setup.sh`)"));
-            for stmt in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                c.batch(stmt)
-                    .unwrap_or_else(|e| panic!("{path}: {stmt}: {e}"));
-            }
-        }
+        theirs.kamailio_tables(&["auth_db", "usrloc", "dispatcher", "acc"]);
+        let mut c = theirs.conn();
         let problems = schema::check(&mut c, &wanted).unwrap();
         assert!(problems.is_empty(), "{server}: {problems:?}");
 

@@ -212,6 +212,11 @@ fn a_restart_keeps_bindings_written_back() {
 }
 
 #[test]
+fn a_restart_keeps_bindings_in_the_database_only() {
+    restart_keeps_bindings(3);
+}
+
+#[test]
 fn a_database_that_cannot_be_opened_stops_the_start() {
     let cfg = db_config("sqlite:///nonexistent-dir/x/rser.db", 1, 60);
     let dir = std::env::temp_dir().join(format!("rser-reg-bad-{}", std::process::id()));

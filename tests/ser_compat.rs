@@ -174,7 +174,7 @@ fn the_quick_start_config_with_authentication_on() {
 #[test]
 fn its_database_default_is_refused_by_minus_c_as_by_a_start() {
     // Uncommented as shipped, without a database named: SER's default
-    // was a MySQL server; -c says so, and a start would stop the same.
+    // was a MySQL server; rser wants the URL said (-c, as a start).
     let dir = temp_dir("ser088-mysql");
     let text = fixture(
         "quickstart-auth.cfg",
@@ -192,7 +192,7 @@ fn its_database_default_is_refused_by_minus_c_as_by_a_start() {
         "{said}"
     );
     assert!(
-        said.contains("needs a MySQL server, which this build does not serve yet"),
+        said.contains("SER's default was a MySQL server, mysql://ser:***@localhost/ser; rser wants the URL said"),
         "{said}"
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -282,7 +282,7 @@ fn what_a_start_refuses_minus_c_refuses() {
     assert!(
         one("loadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\nmodparam(\"usrloc\", \"db_mode\", 3)\nroute { save(\"location\"); }\n")
             .starts_with(
-                "1:1: error: usrloc: db_mode 3 (database only, no memory cache) is not provided"
+                "1:1: error: usrloc: db_mode 1, 2 and 3 need modparam(\"usrloc\", \"db_url\", URL)"
             )
     );
     // A server URL is served; one that does not parse is refused without

@@ -18,14 +18,6 @@ pub fn module(name: &str) -> Option<&'static Module> {
 /// says so (and which of the stock config's `WITH_*` they serve) rather
 /// than "unknown module".
 const NOT_PROVIDED: &[(&str, &str)] = &[
-    (
-        "db_mysql",
-        "MySQL/MariaDB databases (WITH_MYSQL); rser's modules read SQLite (db_url \"sqlite:///FILE\")",
-    ),
-    (
-        "db_postgres",
-        "PostgreSQL databases; rser's modules read SQLite (db_url \"sqlite:///FILE\")",
-    ),
     ("db_redis", "Redis as a database"),
     ("ndb_redis", "Redis commands from the script"),
     ("pike", "flood detection (WITH_ANTIFLOOD)"),

@@ -118,6 +118,9 @@ fn mysql_opts(s: &Server, timeout: Duration) -> mysql::Opts {
         .user(Some(s.user.clone()))
         .pass(s.password.clone())
         .db_name(Some(s.database.clone()))
+        // The host the URL names, not the server's Unix socket the
+        // client would otherwise switch to on a local address.
+        .prefer_socket(false)
         .tcp_connect_timeout(Some(timeout))
         .read_timeout(Some(timeout))
         .write_timeout(Some(timeout))

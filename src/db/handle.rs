@@ -15,7 +15,8 @@ use super::url::DbUrl;
 
 /// The first wait after a failure, and the longest.
 pub const BACKOFF_MIN_MS: u64 = 100;
-pub const BACKOFF_MAX_MS: u64 = 5_000;
+/// Short: a server back is used again within half a second.
+pub const BACKOFF_MAX_MS: u64 = 500;
 
 /// Whether the server may be asked now: pure code on an injected clock.
 #[derive(Debug, Default, Clone)]
@@ -53,8 +54,10 @@ impl Breaker {
 /// What the worker asks of its thread.
 struct Job {
     seq: u64,
-    sql: String,
-    params: Vec<Value>,
+    /// One statement, or several run in one transaction; the answer is
+    /// the last one's rows.
+    stmts: Vec<(String, Vec<Value>)>,
+    /// A query whose rows are wanted (else statements run for effect).
     rows: bool,
 }
 
@@ -113,12 +116,17 @@ impl Handle {
         params: &[Value],
         now_ms: u64,
     ) -> Result<Vec<Vec<Value>>, Refused> {
-        self.ask(sql, params, true, now_ms)
+        self.ask(vec![(sql.to_string(), params.to_vec())], true, now_ms)
     }
 
-    /// Runs a statement returning no rows, waiting at most the timeout.
-    pub fn execute(&mut self, sql: &str, params: &[Value], now_ms: u64) -> Result<(), Refused> {
-        self.ask(sql, params, false, now_ms).map(|_| ())
+    /// Statements run in one transaction (all or none), waiting at most
+    /// the timeout for the whole.
+    pub fn transaction(
+        &mut self,
+        stmts: Vec<(String, Vec<Value>)>,
+        now_ms: u64,
+    ) -> Result<(), Refused> {
+        self.ask(stmts, false, now_ms).map(|_| ())
     }
 
     pub fn breaker(&self) -> &Breaker {
@@ -127,15 +135,14 @@ impl Handle {
 
     fn ask(
         &mut self,
-        sql: &str,
-        params: &[Value],
+        stmts: Vec<(String, Vec<Value>)>,
         rows: bool,
         now_ms: u64,
     ) -> Result<Vec<Vec<Value>>, Refused> {
         if !self.breaker.allow(now_ms) {
             return Err(Refused::Down);
         }
-        let result = self.run(sql, params, rows);
+        let result = self.run(stmts, rows);
         match &result {
             Ok(_) => self.breaker.succeeded(),
             Err(_) => {
@@ -145,7 +152,11 @@ impl Handle {
         result.map_err(Refused::Failed)
     }
 
-    fn run(&mut self, sql: &str, params: &[Value], rows: bool) -> Result<Vec<Vec<Value>>, DbError> {
+    fn run(
+        &mut self,
+        stmts: Vec<(String, Vec<Value>)>,
+        rows: bool,
+    ) -> Result<Vec<Vec<Value>>, DbError> {
         let url = &self.url;
         let link = match &self.link {
             Some(l) => l,
@@ -156,8 +167,7 @@ impl Handle {
         self.seq += 1;
         let job = Job {
             seq: self.seq,
-            sql: sql.to_string(),
-            params: params.to_vec(),
+            stmts,
             rows,
         };
         match link.jobs.try_send(job) {
@@ -225,14 +235,34 @@ fn run_job(
     conn: &mut Option<Conn>,
     job: &Job,
 ) -> Result<Vec<Vec<Value>>, DbError> {
-    let c = match conn {
-        Some(c) => c,
-        None => conn.insert(Conn::open(url, timeout)?),
+    let run = |c: &mut Conn| match job.stmts.as_slice() {
+        [(sql, params)] if job.rows => c.query(sql, params),
+        [(sql, params)] => c.execute(sql, params).map(|_| Vec::new()),
+        many => {
+            c.batch("BEGIN")?;
+            let r = many
+                .iter()
+                .try_for_each(|(sql, params)| c.execute(sql, params).map(|_| ()));
+            match r {
+                Ok(()) => c.batch("COMMIT").map(|_| Vec::new()),
+                Err(e) => {
+                    let _ = c.batch("ROLLBACK");
+                    Err(e)
+                }
+            }
+        }
     };
-    match job.rows {
-        true => c.query(&job.sql, &job.params),
-        false => c.execute(&job.sql, &job.params).map(|_| Vec::new()),
+    // A connection kept from before may have died unseen (the server
+    // restarted, idle connections cut): that failure earns one new
+    // connection and one more try, not a 500.
+    if let Some(c) = conn {
+        match run(c) {
+            Ok(rows) => return Ok(rows),
+            Err(_) => *conn = None,
+        }
     }
+    let c = conn.insert(Conn::open(url, timeout)?);
+    run(c)
 }
 
 #[cfg(test)]
@@ -248,6 +278,7 @@ mod tests {
         assert!(b.allow(1_100), "one query tried after the backoff");
         assert_eq!(b.failed(1_100), 200);
         assert_eq!(b.failed(1_300), 400);
+        assert_eq!(b.failed(1_700), 500);
         for _ in 0..10 {
             b.failed(2_000);
         }

@@ -45,7 +45,7 @@ pub fn open(url: &str) -> Result<conn::Conn, String> {
 /// Said where a `db_url` is missing: SER and Kamailio default to a MySQL
 /// server on localhost.
 pub const SER_DEFAULT_URL_NOTE: &str =
-    " (SER's default is mysql://ser:heslo@localhost/ser; rser wants it said)";
+    " (SER's default was a MySQL server, mysql://ser:***@localhost/ser; rser wants the URL said)";
 
 #[cfg(test)]
 /// A fresh directory for a unit test's database file.

@@ -28,10 +28,39 @@ use def::Module;
 /// points (see issue 6).
 static MYSQL: Module = Module::params_only("mysql", &[]);
 static DB_SQLITE: Module = Module::params_only("db_sqlite", &[]);
+/// Kamailio's MySQL/MariaDB and PostgreSQL drivers: their wait bounds
+/// are every module's (`db::timeout`); the rest is accepted as
+/// Kamailio's operators set it.
+static DB_MYSQL: Module = Module::params_only(
+    "db_mysql",
+    &[
+        ("timeout_interval", def::ParamType::Int),
+        ("ping_interval", def::ParamType::Int),
+        ("auto_reconnect", def::ParamType::Int),
+        ("insert_delayed", def::ParamType::Int),
+        ("update_affected_found", def::ParamType::Int),
+    ],
+)
+.unapplied(&[
+    "ping_interval",
+    "auto_reconnect",
+    "insert_delayed",
+    "update_affected_found",
+]);
+static DB_POSTGRES: Module = Module::params_only(
+    "db_postgres",
+    &[
+        ("timeout", def::ParamType::Int),
+        ("retries", def::ParamType::Int),
+        ("bytea_output_escape", def::ParamType::Int),
+        ("con_param", def::ParamType::Str),
+    ],
+)
+.unapplied(&["retries", "bytea_output_escape", "con_param"]);
 
 /// Most modules the list may hold (the worker keeps per-module hooks in
 /// arrays of this size).
-pub const MAX_MODULES: usize = 32;
+pub const MAX_MODULES: usize = 40;
 
 /// Every module rser carries: `loadmodule` selects from it, the compiler
 /// resolves actions in it, a worker runs them through it.
@@ -50,6 +79,8 @@ pub static MODULES: &[&Module] = &[
     &dispatcher::actions::MODULE,
     &MYSQL,
     &DB_SQLITE,
+    &DB_MYSQL,
+    &DB_POSTGRES,
     &acc::MODULE,
     &print::MODULE,
     &xlog::MODULE,

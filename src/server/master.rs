@@ -250,6 +250,7 @@ fn spawn_timer(
     let socks = sockets.for_timer()?;
     fork_child(sockets, || {
         let vm = Vm::new(config);
+        super::drain::install();
         std::thread::scope(|s| {
             // Modules' helpers (usrloc's expiry and database writes, acc's
             // writer) run beside tm's timers, so a slow write never delays

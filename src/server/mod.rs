@@ -3,6 +3,7 @@
 
 pub mod control;
 pub mod dns;
+pub mod drain;
 #[cfg(test)]
 mod harness;
 #[cfg(test)]

@@ -22,6 +22,9 @@ impl Worker<'_> {
         let main = self.vm.program().main_route();
         loop {
             std::thread::sleep(tick);
+            if crate::server::drain::stopping() {
+                crate::server::drain::finish();
+            }
             self.now_ms = now_ms();
             if self.reads_own {
                 self.read_own(&mut rx, &mut st, main);

@@ -21,7 +21,8 @@ const BATCH: usize = 256;
 /// How long the writer sleeps when the queue is empty, and after a
 /// database error.
 const IDLE: Duration = Duration::from_millis(20);
-const RETRY: Duration = Duration::from_secs(1);
+/// After a failure: the database back is written within this.
+const RETRY: Duration = Duration::from_millis(500);
 
 /// At start, in the master: the database opens and has every table the
 /// config writes to (Kamailio's `acc` and `missed_calls`, version 5 and
@@ -74,8 +75,10 @@ pub fn run(s: &Start<'_>) {
     let mut batch: Vec<(String, Record)> = Vec::with_capacity(BATCH);
     let mut buf = Vec::new();
     let mut err_log = LogLimit::default();
+    let _draining = crate::server::drain::Writer::register();
     loop {
         let now = crate::server::worker::now_ms();
+        let stopping = crate::server::drain::stopping();
         while batch.len() < BATCH {
             match queue.pop(&mut buf, now) {
                 Pop::Record => match Record::decode(&buf) {
@@ -87,6 +90,9 @@ pub fn run(s: &Start<'_>) {
             }
         }
         if batch.is_empty() {
+            if stopping {
+                return; // all written
+            }
             std::thread::sleep(IDLE);
             continue;
         }
@@ -115,6 +121,13 @@ pub fn run(s: &Start<'_>) {
                     );
                 }
                 db = None;
+                if stopping {
+                    log::error!(
+                        "acc: stopping: {} writes in hand (and the rest of the queue) not taken by the database: {e}",
+                        batch.len()
+                    );
+                    return;
+                }
                 std::thread::sleep(RETRY);
             }
         }

@@ -3,6 +3,7 @@
 //! code: the caller holds the bindings (usrloc's table) and the clock.
 
 pub mod actions;
+pub mod db_only;
 pub mod runtime;
 
 /// Indices in the module's counters.

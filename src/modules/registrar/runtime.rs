@@ -26,8 +26,14 @@ pub struct RegistrarState<'a> {
     pub reg: registrar::Params,
     /// Full-queue warnings (db_mode 1), at most once a second.
     queue_log: LogLimit,
-    aor: Vec<u8>,
-    texts: Vec<u8>,
+    /// db_mode 3: the location table through this worker's bounded
+    /// handle (made on first use), its wait bound, failures logged once
+    /// a second.
+    pub(super) db: Option<crate::db::handle::Handle>,
+    pub(super) db_timeout: std::time::Duration,
+    pub(super) db_log: LogLimit,
+    pub(super) aor: Vec<u8>,
+    pub(super) texts: Vec<u8>,
     /// A contact's next hop through its connection (reused).
     dst: Vec<u8>,
     scratch: Vec<u8>,
@@ -36,7 +42,7 @@ pub struct RegistrarState<'a> {
     /// Table-full warnings, at most once a second.
     full_log: LogLimit,
     /// usrloc's counters (the table is usrloc's).
-    ul_counts: Counts<'a>,
+    pub(super) ul_counts: Counts<'a>,
 }
 
 impl<'a> RegistrarState<'a> {
@@ -48,6 +54,9 @@ impl<'a> RegistrarState<'a> {
             ul: usrloc::Params::from_config(config).unwrap_or_default(),
             reg: registrar::Params::from_config(config),
             queue_log: LogLimit::default(),
+            db: None,
+            db_timeout: ul_timeout(config),
+            db_log: LogLimit::default(),
             aor: Vec::new(),
             texts: Vec::new(),
             dst: Vec::new(),
@@ -64,6 +73,14 @@ impl<'a> RegistrarState<'a> {
             .position(|t| t == table)
             .map(|i| i as u16)
     }
+}
+
+/// How long a db_mode 3 query may take.
+fn ul_timeout(config: &Config) -> std::time::Duration {
+    let url = config.modparam_str("usrloc", "db_url", "");
+    crate::db::served(url).map_or(std::time::Duration::from_secs(2), |u| {
+        crate::db::timeout(config, &u)
+    })
 }
 
 /// A change save() made, for write-through.
@@ -116,6 +133,9 @@ impl RegistrarState<'_> {
         let (Ok(call_id), Ok(cseq)) = (msg.call_id(), msg.cseq()) else {
             return refuse(cx, ctx, headers, REJECT_BAD_TO);
         };
+        if rs.ul.db_mode == DbMode::DbOnly {
+            return rs.save_db_only(cx, ctx, table, &req, call_id, cseq.number, headers);
+        }
         let now = unix_now();
         let loc = rs.location;
         let aor = loc.aor(domain, &rs.aor);
@@ -332,9 +352,15 @@ impl RegistrarState<'_> {
         let loc = rs.location;
         let aor = loc.aor(domain, &rs.aor);
         rs.texts.clear();
-        let mut found = {
-            let l = loc.lock(&aor);
-            loc.find(&l, &aor, Some(unix_now()), &mut rs.texts)
+        let mut found = match rs.ul.db_mode {
+            DbMode::DbOnly => match rs.find_db_only(cx, ctx, table) {
+                Ok(found) => found,
+                Err(r) => return r,
+            },
+            _ => {
+                let l = loc.lock(&aor);
+                loc.find(&l, &aor, Some(unix_now()), &mut rs.texts)
+            }
         };
         if found.is_empty() {
             return -1;
@@ -409,7 +435,12 @@ fn connection_uri(meta: &Meta, proto: crate::cfg::settings::Proto, out: &mut Vec
 }
 
 /// A refusal from save(), replied.
-fn refuse(cx: &mut Cx<'_>, ctx: &mut MsgCtx<'_, '_>, headers: &mut Vec<u8>, r: Reject) -> i32 {
+pub(super) fn refuse(
+    cx: &mut Cx<'_>,
+    ctx: &mut MsgCtx<'_, '_>,
+    headers: &mut Vec<u8>,
+    r: Reject,
+) -> i32 {
     use std::io::Write as _;
     cx.counts.add(super::REJECTED, 1);
     headers.clear();

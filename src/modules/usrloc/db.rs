@@ -72,6 +72,113 @@ fn text(b: &[u8]) -> Value {
     Value::Text(String::from_utf8_lossy(b).into_owned())
 }
 
+/// A statement and its parameters.
+pub type Stmt = (String, Vec<Value>);
+
+/// The AOR's columns: `username` and `domain` (NULL without
+/// `use_domain`).
+fn account(aor: &[u8], use_domain: bool) -> (Value, Value) {
+    match aor.iter().rposition(|&b| b == b'@') {
+        Some(at) if use_domain => (text(&aor[..at]), text(&aor[at + 1..])),
+        _ => (text(aor), Value::Null),
+    }
+}
+
+/// The columns [`binding_of`] reads, in its order.
+const READ: &str = "contact, callid, cseq, q, expires, last_modified, cflags";
+
+/// One AOR's bindings that have not expired at `now` (db_mode 3's
+/// lookup and save).
+pub fn select_aor(table: &str, aor: &[u8], use_domain: bool, now: u64) -> Stmt {
+    let (user, domain) = account(aor, use_domain);
+    let now = Value::Time(now as i64);
+    match domain {
+        Value::Null => (
+            format!("SELECT {READ} FROM {table} WHERE username = ? AND expires > ?"),
+            vec![user, now],
+        ),
+        d => (
+            format!("SELECT {READ} FROM {table} WHERE username = ? AND domain = ? AND expires > ?"),
+            vec![user, d, now],
+        ),
+    }
+}
+
+/// A row of [`READ`]'s columns: contact, Call-ID, fields.
+pub fn binding_of(r: &[Value]) -> Option<(String, String, Meta)> {
+    let t = |i: usize| r.get(i).and_then(Value::text).unwrap_or_default();
+    let int = |i: usize| r.get(i).and_then(Value::as_int).unwrap_or(0);
+    let q = r.get(3).and_then(Value::as_float).unwrap_or(-1.0);
+    Some((
+        t(0),
+        t(1),
+        Meta {
+            cseq: int(2) as u32,
+            cflags: int(6) as u32,
+            q: match q < 0.0 {
+                true => Q_NONE,
+                false => (q * 1000.0).round().clamp(0.0, 1000.0) as u16,
+            },
+            sock: 0,
+            received: rser_shm::Peer::default(),
+            expires: r.get(4).and_then(Value::as_time)?.max(0) as u64,
+            updated: r.get(5).and_then(Value::as_time).unwrap_or(0).max(0) as u64,
+        },
+    ))
+}
+
+/// The statement removing one binding.
+pub fn delete_stmt(table: &str, aor: &[u8], contact: &[u8], use_domain: bool) -> Stmt {
+    let (user, domain) = account(aor, use_domain);
+    match domain {
+        Value::Null => (
+            format!("DELETE FROM {table} WHERE username = ? AND contact = ?"),
+            vec![user, text(contact)],
+        ),
+        d => (
+            format!("DELETE FROM {table} WHERE username = ? AND domain = ? AND contact = ?"),
+            vec![user, d, text(contact)],
+        ),
+    }
+}
+
+/// The statements writing one binding (new or refreshed): its row
+/// replaced.
+pub fn upsert_stmts(
+    table: &str,
+    aor: &[u8],
+    contact: &[u8],
+    call_id: &[u8],
+    m: &Meta,
+    use_domain: bool,
+) -> [Stmt; 2] {
+    let (user, domain) = account(aor, use_domain);
+    let q = match m.q {
+        Q_NONE => -1.0,
+        q => f64::from(q) / 1000.0,
+    };
+    let insert = (
+        format!(
+            "INSERT INTO {table} ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            COLUMNS.join(", ")
+        ),
+        vec![
+            Value::Text(ruid(table, aor, contact)),
+            user,
+            domain,
+            text(contact),
+            Value::Time(m.expires as i64),
+            Value::Float(q),
+            text(call_id),
+            Value::Int(i64::from(m.cseq)),
+            Value::Time(m.updated as i64),
+            Value::Int(0),
+            Value::Int(i64::from(m.cflags)),
+        ],
+    );
+    [delete_stmt(table, aor, contact, use_domain), insert]
+}
+
 impl Db {
     /// Opens the database, its tables checked (made, for an embedded
     /// one); `timeout` bounds every wait.
@@ -91,24 +198,12 @@ impl Db {
         Ok(Db { conn, use_domain })
     }
 
-    /// The AOR's columns: `username` and `domain` (NULL without
-    /// `use_domain`).
-    fn account(&self, aor: &[u8]) -> (Value, Value) {
-        match aor.iter().rposition(|&b| b == b'@') {
-            Some(at) if self.use_domain => (text(&aor[..at]), text(&aor[at + 1..])),
-            _ => (text(aor), Value::Null),
-        }
-    }
-
     /// The table's bindings that have not expired at `now`.
     pub fn load(&mut self, table: &str, now: u64) -> Result<Vec<Row>, String> {
         let rows = self
             .conn
             .query(
-                &format!(
-                    "SELECT username, domain, contact, callid, cseq, q, expires, \
-                     last_modified, cflags FROM {table} WHERE expires > ?"
-                ),
+                &format!("SELECT username, domain, {READ} FROM {table} WHERE expires > ?"),
                 &[Value::Time(now as i64)],
             )
             .map_err(err("load"))?;
@@ -116,34 +211,28 @@ impl Db {
         Ok(rows
             .iter()
             .filter_map(|r| {
-                let t = |i: usize| r.get(i).and_then(Value::text).unwrap_or_default();
-                let int = |i: usize| r.get(i).and_then(Value::as_int).unwrap_or(0);
-                let mut aor = t(0).into_bytes();
-                let domain = t(1);
+                let (contact, call_id, meta) = binding_of(&r[2..])?;
+                let mut aor = r[0].text().unwrap_or_default().into_bytes();
+                let domain = r[1].text().unwrap_or_default();
                 if use_domain && !domain.is_empty() {
                     aor.push(b'@');
                     aor.extend_from_slice(domain.as_bytes());
                 }
-                let q = r.get(5).and_then(Value::as_float).unwrap_or(-1.0);
                 Some(Row {
                     aor,
-                    contact: t(2).into_bytes(),
-                    call_id: t(3).into_bytes(),
-                    meta: Meta {
-                        cseq: int(4) as u32,
-                        cflags: int(8) as u32,
-                        q: match q < 0.0 {
-                            true => Q_NONE,
-                            false => (q * 1000.0).round().clamp(0.0, 1000.0) as u16,
-                        },
-                        sock: 0,
-                        received: rser_shm::Peer::default(),
-                        expires: r.get(6).and_then(Value::as_time)?.max(0) as u64,
-                        updated: r.get(7).and_then(Value::as_time).unwrap_or(0).max(0) as u64,
-                    },
+                    contact: contact.into_bytes(),
+                    call_id: call_id.into_bytes(),
+                    meta,
                 })
             })
             .collect())
+    }
+
+    fn run(&mut self, (sql, params): &Stmt, what: &str) -> Result<(), String> {
+        self.conn
+            .execute(sql, params)
+            .map(|_| ())
+            .map_err(err(what))
     }
 
     /// Writes a binding (new or refreshed): the row replaced.
@@ -155,52 +244,15 @@ impl Db {
         call_id: &[u8],
         m: &Meta,
     ) -> Result<(), String> {
-        self.delete(table, aor, contact)?;
-        let (user, domain) = self.account(aor);
-        let q = match m.q {
-            Q_NONE => -1.0,
-            q => f64::from(q) / 1000.0,
-        };
-        self.conn
-            .execute(
-                &format!(
-                    "INSERT INTO {table} ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    COLUMNS.join(", ")
-                ),
-                &[
-                    Value::Text(ruid(table, aor, contact)),
-                    user,
-                    domain,
-                    text(contact),
-                    Value::Time(m.expires as i64),
-                    Value::Float(q),
-                    text(call_id),
-                    Value::Int(i64::from(m.cseq)),
-                    Value::Time(m.updated as i64),
-                    Value::Int(0),
-                    Value::Int(i64::from(m.cflags)),
-                ],
-            )
-            .map(|_| ())
-            .map_err(err("write"))
+        for stmt in upsert_stmts(table, aor, contact, call_id, m, self.use_domain) {
+            self.run(&stmt, "write")?;
+        }
+        Ok(())
     }
 
     pub fn delete(&mut self, table: &str, aor: &[u8], contact: &[u8]) -> Result<(), String> {
-        let (user, domain) = self.account(aor);
-        let (sql, params) = match domain {
-            Value::Null => (
-                format!("DELETE FROM {table} WHERE username = ? AND contact = ?"),
-                vec![user, text(contact)],
-            ),
-            d => (
-                format!("DELETE FROM {table} WHERE username = ? AND domain = ? AND contact = ?"),
-                vec![user, d, text(contact)],
-            ),
-        };
-        self.conn
-            .execute(&sql, &params)
-            .map(|_| ())
-            .map_err(err("delete"))
+        let stmt = delete_stmt(table, aor, contact, self.use_domain);
+        self.run(&stmt, "delete")
     }
 
     /// Drops the rows expired at `now`.

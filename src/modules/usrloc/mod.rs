@@ -61,6 +61,9 @@ pub enum DbMode {
     /// Changes are marked and written every `timer_interval` seconds by
     /// another process; no worker waits on the database.
     WriteBack,
+    /// The database only: every save and lookup reads it (bounded), so
+    /// nodes can share one table.
+    DbOnly,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,16 +97,12 @@ impl Params {
             0 => DbMode::Memory,
             1 => DbMode::WriteThrough,
             2 => DbMode::WriteBack,
-            3 => {
-                return Err(
-                    "db_mode 3 (database only, no memory cache) is not provided: 0, 1 or 2".into(),
-                );
-            }
-            n => return Err(format!("db_mode {n}: 0, 1 or 2")),
+            3 => DbMode::DbOnly,
+            n => return Err(format!("db_mode {n}: 0, 1, 2 or 3")),
         };
         if db_mode != DbMode::Memory && db_url.is_none() {
             return Err(format!(
-                "db_mode 1 and 2 need modparam(\"usrloc\", \"db_url\", URL){}",
+                "db_mode 1, 2 and 3 need modparam(\"usrloc\", \"db_url\", URL){}",
                 crate::db::SER_DEFAULT_URL_NOTE
             ));
         }

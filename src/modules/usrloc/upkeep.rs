@@ -68,6 +68,9 @@ pub fn load(config: &Config, location: &Location) -> Result<(), String> {
     };
     let timeout = crate::db::timeout(config, &crate::db::served(url)?);
     let mut db = Db::open(url, &tables, ul.use_domain, timeout)?;
+    if ul.db_mode == DbMode::DbOnly {
+        return Ok(()); // read per request, never held here
+    }
     let now = unix_now();
     let mut scratch = Vec::new();
     let mut loaded = 0usize;
@@ -122,7 +125,9 @@ fn upkeep(loc: Location, s: &Start<'_>) {
     };
     let tables = super::tables(&config.program);
     let url = match (&ul.db_url, ul.db_mode) {
-        (Some(url), DbMode::WriteBack | DbMode::WriteThrough) => Some(url.as_str()),
+        (Some(url), DbMode::WriteBack | DbMode::WriteThrough | DbMode::DbOnly) => {
+            Some(url.as_str())
+        }
         _ => None,
     };
     let timeout = url
@@ -137,10 +142,22 @@ fn upkeep(loc: Location, s: &Start<'_>) {
     let interval = Duration::from_secs(ul.timer_interval);
     let mut next_write = Instant::now() + interval;
     let mut buf = Vec::new();
+    // db_mode 2 writes what is marked before the process stops.
+    let _draining = (ul.db_mode == DbMode::WriteBack).then(crate::server::drain::Writer::register);
+    let mut stopped = false;
     loop {
-        std::thread::sleep(Duration::from_secs(1));
+        if stopped {
+            return;
+        }
+        for _ in 0..10 {
+            if crate::server::drain::stopping() {
+                stopped = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let now = unix_now();
-        let write_now = Instant::now() >= next_write;
+        let write_now = Instant::now() >= next_write || stopped;
         let mut expired = 0u64;
         let write_back = ul.db_mode == DbMode::WriteBack && write_now;
         loc.sweep(

@@ -22,7 +22,8 @@ use crate::server::log_limit::{LogLimit, held_text};
 pub const RECORD_BYTES: usize = 1_024;
 const BATCH: usize = 256;
 const IDLE: Duration = Duration::from_millis(10);
-const RETRY: Duration = Duration::from_secs(1);
+/// After a failure: the database back is written within this.
+const RETRY: Duration = Duration::from_millis(500);
 
 /// One change to one binding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,8 +140,10 @@ pub fn run(loc: Location, s: &Start<'_>, ul: &super::Params, tables: &[String]) 
     let mut batch: Vec<Owned> = Vec::with_capacity(BATCH);
     let mut buf = Vec::new();
     let mut err_log = LogLimit::default();
+    let _draining = crate::server::drain::Writer::register();
     loop {
         let now = crate::server::worker::now_ms();
+        let stopping = crate::server::drain::stopping();
         while batch.len() < BATCH {
             match queue.pop(&mut buf, now) {
                 Pop::Record => match decode(&buf) {
@@ -152,6 +155,9 @@ pub fn run(loc: Location, s: &Start<'_>, ul: &super::Params, tables: &[String]) 
             }
         }
         if batch.is_empty() {
+            if stopping {
+                return; // all written
+            }
             std::thread::sleep(IDLE);
             continue;
         }
@@ -178,6 +184,13 @@ pub fn run(loc: Location, s: &Start<'_>, ul: &super::Params, tables: &[String]) 
                     );
                 }
                 db = None;
+                if stopping {
+                    log::error!(
+                        "usrloc: stopping: {} writes in hand (and the rest of the queue) not taken by the database: {e}",
+                        batch.len()
+                    );
+                    return;
+                }
                 std::thread::sleep(RETRY);
             }
         }
