@@ -18,8 +18,14 @@
 # printed at the end and written to DIR/summary.md.
 #
 # Usage: bench/compare.sh [--quick] [--out DIR] [--report-only] [SCENARIO ...]
-#   SCENARIO: options forward call register register-auth dispatcher
-#             stock-register stock-call tcp-call (default: all); the stock ones run
+#   SCENARIO: options forward call register register-auth register-auth-mysql
+#             register-auth-pgsql dispatcher stock-register stock-call tcp-call
+#             (default: all); register-auth-mysql and -pgsql: register-auth with
+#             the subscriber table on the local MariaDB or PostgreSQL (user
+#             rser/rser, as tests/setup.sh makes; one database made by
+#             Kamailio's own scripts, the same for both proxies): their CPU
+#             per registration includes the database server's, and the
+#             database's queries per registration are counted; the stock ones run
 #             Debian's /etc/kamailio/kamailio.cfg on both proxies (package
 #             kamailio), only its children set here; stock-call registers
 #             the UAS as sip:service@PROXY first (--callee) and calls it
@@ -38,6 +44,8 @@
 #   TRIAL=5 [2]  LAT_SECS=10 [3]  CPU_SECS=14 [6] (2 s skipped at each end)
 #   START=500 (search's first rate)  WORKERS=2  SHM_MB=1024 (both proxies' -m)  USERS=1000
 #   TCP_RATE=300 (tcp-call's calls/s)
+#   AUTH_CACHE_EXPIRES=10 (rser's auth_cache_expires in register-auth-mysql
+#   and -pgsql; 0: no cache, one query per registration as Kamailio's)
 #   SIPP=1: also a sipp call row per proxy (bench/sipp/uac_reorder.xml and
 #           uas_reorder.xml, SIPP_RATE=1000 calls/s for SIPP_SECS=10 [3] s)
 #   KAM_DIR=../shared/anchors/kamailio  NO_BUILD=1 (use target/release as is)
@@ -55,7 +63,8 @@ cd "$(dirname "$0")/.."
 # shellcheck source=SCRIPTDIR/scripts/lib.sh
 . bench/scripts/lib.sh
 
-ALL_SCENARIOS=(options forward call register register-auth dispatcher stock-register stock-call tcp-call)
+ALL_SCENARIOS=(options forward call register register-auth register-auth-mysql register-auth-pgsql dispatcher
+    stock-register stock-call tcp-call)
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 die() { echo "compare.sh: error: $*" >&2; exit 1; }
@@ -232,6 +241,20 @@ for scen in scenarios:
         rows.append([scen, "rser-floor" if proxy == "floor" else proxy,
                      ("≥ " if lower_bound(scen, proxy) else "") + fmt(c, ".0f"), cpu, latency(scen, proxy), pss(scen, proxy), cr, ur])
 
+sql = []
+for scen in scenarios:
+    for proxy in ("kamailio", "rser"):
+        t = text(f"{scen}-{proxy}-queries.txt")  # statements seconds rate db-ticks
+        if not t or len(t) < 4:
+            continue
+        stmts, secs, rate, dbt = float(t[0]), float(t[1]), float(t[2]), float(t[3])
+        d = load(f"{scen}-{proxy}-cpu.json") or {}
+        done, dur = num(d.get("completed")), num(d.get("duration_s"))
+        units = (done / dur if done and dur else rate) * secs
+        hz = float((text(f"{scen}-{proxy}-cpu.txt") or [0, 0, 100])[2])
+        if units > 0:
+            sql.append(f"| {scen} | {proxy} | {stmts / units:.2f} | {dbt / hz * 1e6 / units:.1f} | {rate:.0f}/s |")
+
 with open(os.path.join(out, "header.md")) as f:
     print(f.read().rstrip())
 print()
@@ -242,6 +265,12 @@ print("| " + " | ".join(head) + " |")
 print("|" + "|".join(" --- " for _ in head) + "|")
 for r in rows:
     print("| " + " | ".join(r) + " |")
+if sql:
+    print()
+    print("| scenario | proxy | database statements per registration | database server CPU µs per registration (in the CPU column) | rate |")
+    print("| --- | --- | --- | --- | --- |")
+    for line in sql:
+        print(line)
 print()
 print("A txn is one scenario unit: a request (options, forward), a call "
       "(call, dispatcher: INVITE/180/200/ACK/BYE/200), a registration (register, register-auth: "
@@ -522,6 +551,9 @@ scenario_def() {
     register-auth)
         KAM_CFG=bench/configs/kamailio/registrar-auth.cfg RSER_CFG=bench/configs/registrar-auth.cfg
         GEN=(--scenario register --users "$SCRATCH/users.csv" --domain "$DOMAIN") ;;
+    register-auth-mysql | register-auth-pgsql)
+        KAM_CFG=bench/configs/kamailio/registrar-auth-sql.cfg RSER_CFG=bench/configs/registrar-auth-sql.cfg
+        GEN=(--scenario register --users "$SCRATCH/users.csv" --domain "$DOMAIN") ;;
     dispatcher)
         # Calls (as `call`) balanced over three UAS destinations.
         KAM_CFG=bench/configs/kamailio/dispatcher.cfg RSER_CFG=bench/configs/dispatcher.cfg
@@ -547,11 +579,62 @@ scenario_def() {
 
 # The config a proxy runs: listen address and children set by sed, the
 # database path put in.
-make_cfg() { # SRC DST DB
+make_cfg() { # SRC DST DB [SCENARIO]
     [ -r "$1" ] || die "no config $1"
+    local dbmod= dburl=
+    case ${4:-} in
+    register-auth-mysql) dbmod=db_mysql dburl=$(sql_url mysql) ;;
+    register-auth-pgsql) dbmod=db_postgres dburl=$(sql_url postgres) ;;
+    esac
     sed -e "/^listen=tcp:/!s|^listen=.*|listen=udp:$PROXY_ADDR|" -e "s|^listen=tcp:.*|listen=tcp:$PROXY_ADDR|" \
-        -e "s|^children=.*|children=$WORKERS|" \
+        -e "s|^children=.*|children=$WORKERS|" -e "s|@DBMOD@|$dbmod|g" -e "s|@DBURL@|$dburl|g" -e "s|@AUTH_CACHE@|${AUTH_CACHE_EXPIRES:-10}|g" \
         -e "s|@DB@|$3|g" -e "s|@LIST@|$SCRATCH/dispatcher.list|g" "$1" >"$2"
+}
+
+# ---------------------------------------------------------------- SQL servers
+
+SQL_DB=rser_bench
+sql_url() { echo "$1://rser:rser@127.0.0.1/$SQL_DB"; }
+my() { MYSQL_PWD=rser mysql -h 127.0.0.1 -u rser -N -B "$@"; }
+pg() { PGPASSWORD=rser psql -h 127.0.0.1 -U rser -q -t -A -v ON_ERROR_STOP=1 "$@"; }
+
+# The benchmark's database on a server, made by Kamailio's own scripts,
+# with the same users as the SQLite tables.
+sql_setup() { # mysql|postgres
+    local kind=$1 f
+    say "$kind: database $SQL_DB with Kamailio's tables and $USERS users"
+    case $kind in
+    mysql)
+        my -e "DROP DATABASE IF EXISTS $SQL_DB; CREATE DATABASE $SQL_DB" ||
+            die "MariaDB on 127.0.0.1 with user rser (run tests/setup.sh)"
+        for f in standard auth_db; do my "$SQL_DB" </usr/share/kamailio/mysql/$f-create.sql; done
+        my "$SQL_DB" <"$SCRATCH/subscribers.sql"
+        ;;
+    postgres)
+        pg -d postgres -c "DROP DATABASE IF EXISTS $SQL_DB" -c "CREATE DATABASE $SQL_DB" ||
+            die "PostgreSQL on 127.0.0.1 with user rser (run tests/setup.sh)"
+        for f in standard auth_db; do pg -d "$SQL_DB" -f /usr/share/kamailio/postgres/$f-create.sql; done
+        pg -d "$SQL_DB" -f "$SCRATCH/subscribers.sql"
+        ;;
+    esac
+}
+
+# The database server's process (its CPU counts with the proxy's).
+sql_server_pid() { # SCENARIO
+    case $1 in
+    register-auth-mysql) pgrep -o -x mariadbd || pgrep -o -x mysqld ;;
+    register-auth-pgsql) pgrep -o -x postgres ;;
+    esac
+}
+
+# Statements the server has run so far (for queries per registration).
+sql_queries() { # SCENARIO
+    case $1 in
+    register-auth-mysql) my -e "SHOW GLOBAL STATUS LIKE 'Com_select'" | awk '{print $2}' ;;
+    register-auth-pgsql)
+        pg -d postgres -c "SELECT pg_stat_force_next_flush()" >/dev/null 2>&1 || true
+        pg -d postgres -c "SELECT xact_commit FROM pg_stat_database WHERE datname = '$SQL_DB'" ;;
+    esac
 }
 
 PROXY_PID=
@@ -562,14 +645,14 @@ start_proxy() { # SCENARIO PROXY
     case $who in
     kamailio)
         cfg=$SCRATCH/$scen-kamailio.cfg
-        make_cfg "$KAM_CFG" "$cfg" "$SCRATCH/kamailio.db"
+        make_cfg "$KAM_CFG" "$cfg" "$SCRATCH/kamailio.db" "$scen"
         mkdir -p "$SCRATCH/kamailio-run"
         kamailio -DD -E -f "$cfg" -P "$SCRATCH/kamailio.pid" -Y "$SCRATCH/kamailio-run" \
             -w "$SCRATCH" -m "$SHM_MB" >>"$log" 2>&1 &
         ;;
     rser)
         cfg=$SCRATCH/$scen-rser.cfg
-        make_cfg "$RSER_CFG" "$cfg" "$SCRATCH/rser.db"
+        make_cfg "$RSER_CFG" "$cfg" "$SCRATCH/rser.db" "$scen"
         "$REL/rser" -f "$cfg" -m "$SHM_MB" >>"$log" 2>&1 &
         ;;
     floor)
@@ -659,16 +742,27 @@ cpu_at() { # SCENARIO PROXY RATE
     [ "$who" = floor ] && gen=(--scenario forward --uas "$UAS_ADDR")
     say "$scen / $who: CPU at $rate/s for ${CPU_SECS}s"
     start_proxy "$scen" "$who"
-    rm -f "$base"-cpu.*
+    rm -f "$base"-cpu.* "$base"-queries.txt
     timeout -k 5 $((CPU_SECS + 60)) "$BENCH_BIN" --target "$PROXY_ADDR" --quiet "${gen[@]}" \
         --rate "$rate" --duration "${CPU_SECS}s" --json "$base-cpu.json" \
         >>"$LOGS/$scen-$who-bench.log" 2>&1 &
     bp=$!
     PIDS+=("$bp")
     sleep "$SKIP"
+    local dbpid q0= q1= d0=0 d1=0
+    dbpid=$(sql_server_pid "$scen" || true)
+    [ -n "$dbpid" ] && q0=$(sql_queries "$scen") d0=$(cpu_ticks "$dbpid")
     t0=$(date +%s.%N) c0=$(cpu_ticks "$PROXY_PID")
     sleep $((CPU_SECS - 2 * SKIP))
     t1=$(date +%s.%N) c1=$(cpu_ticks "$PROXY_PID")
+    [ -n "$dbpid" ] && d1=$(cpu_ticks "$dbpid") q1=$(sql_queries "$scen")
+    # The database server's CPU is the proxy's cost too.
+    c1=$((c1 + d1 - d0))
+    if [ -n "$q0" ] && [ -n "$q1" ]; then
+        # statements, seconds, rate, database CPU ticks
+        echo "$((q1 - q0)) $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }') $rate $((d1 - d0))" \
+            >"$base-queries.txt"
+    fi
     wait "$bp" || rc=$?
     forget "$bp"
     [ $rc = 0 ] || warn "$scen / $who: CPU run exited $rc (see $LOGS/$scen-$who-bench.log)"
@@ -724,9 +818,20 @@ sipp_tcp() { # PROXY
     uc=$!
     PIDS+=("$uc")
     sleep "$SKIP"
+    local dbpid q0= q1= d0=0 d1=0
+    dbpid=$(sql_server_pid "$scen" || true)
+    [ -n "$dbpid" ] && q0=$(sql_queries "$scen") d0=$(cpu_ticks "$dbpid")
     t0=$(date +%s.%N) c0=$(cpu_ticks "$PROXY_PID")
     sleep $((CPU_SECS - 2 * SKIP))
     t1=$(date +%s.%N) c1=$(cpu_ticks "$PROXY_PID")
+    [ -n "$dbpid" ] && d1=$(cpu_ticks "$dbpid") q1=$(sql_queries "$scen")
+    # The database server's CPU is the proxy's cost too.
+    c1=$((c1 + d1 - d0))
+    if [ -n "$q0" ] && [ -n "$q1" ]; then
+        # statements, seconds, rate, database CPU ticks
+        echo "$((q1 - q0)) $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }') $rate $((d1 - d0))" \
+            >"$base-queries.txt"
+    fi
     wait "$uc" || true
     forget "$uc"
     stop_tree "$up"
@@ -820,6 +925,22 @@ PY
 if want register-auth && [ -x "$REL/rserctl" ]; then
     n=$("$REL/rserctl" subscriber list --db "sqlite://$SCRATCH/rser.db" | wc -l)
     [ "$n" = "$USERS" ] || die "rserctl sees $n users in rser's table, not $USERS"
+fi
+
+if want register-auth-mysql || want register-auth-pgsql; then
+    python3 - "$SCRATCH" "$USERS" "$DOMAIN" <<'PY'
+import hashlib, os, sys
+d, n, realm = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+md5 = lambda s: hashlib.md5(s.encode()).hexdigest()
+with open(os.path.join(d, "subscribers.sql"), "w") as f:
+    for i in range(n):
+        u, p = f"user{i}", f"pw{i}"
+        f.write("INSERT INTO subscriber (username, domain, password, ha1, ha1b) VALUES "
+                f"('{u}', '{realm}', '{p}', '{md5(f'{u}:{realm}:{p}')}', "
+                f"'{md5(f'{u}@{realm}:{realm}:{p}')}');\n")
+PY
+    want register-auth-mysql && sql_setup mysql
+    want register-auth-pgsql && sql_setup postgres
 fi
 
 # The dispatcher's destinations: the generator's three UAS ports.

@@ -87,7 +87,34 @@ impl std::fmt::Display for DbError {
 pub enum Conn {
     Sqlite(rusqlite::Connection),
     Mysql(Box<mysql::Conn>),
-    Postgres(Box<postgres::Client>),
+    Postgres(Box<Pg>),
+}
+
+/// A PostgreSQL connection and its prepared statements: preparing is a
+/// round trip of its own, done once per statement text (at most
+/// [`PG_STATEMENTS`] kept; the connection's own limit otherwise).
+pub struct Pg {
+    client: postgres::Client,
+    prepared: std::collections::HashMap<String, postgres::Statement>,
+}
+
+const PG_STATEMENTS: usize = 64;
+
+impl Pg {
+    fn statement(&mut self, sql: &str) -> Result<postgres::Statement, DbError> {
+        if let Some(st) = self.prepared.get(sql) {
+            return Ok(st.clone());
+        }
+        let st = self
+            .client
+            .prepare(&numbered(sql))
+            .map_err(|e| DbError(e.to_string()))?;
+        if self.prepared.len() >= PG_STATEMENTS {
+            self.prepared.clear();
+        }
+        self.prepared.insert(sql.to_string(), st.clone());
+        Ok(st)
+    }
 }
 
 /// `?` placeholders as PostgreSQL's `$1`, `$2`... (outside quotes).
@@ -160,7 +187,10 @@ impl Conn {
                 let ms = timeout.as_millis().max(1);
                 c.batch_execute(&format!("SET statement_timeout = {ms}"))
                     .map_err(|e| fail(&e))?;
-                Ok(Conn::Postgres(Box::new(c)))
+                Ok(Conn::Postgres(Box::new(Pg {
+                    client: c,
+                    prepared: Default::default(),
+                })))
             }
         }
     }
@@ -183,11 +213,11 @@ impl Conn {
                 Ok(c.affected_rows())
             }
             Conn::Postgres(c) => {
-                let stmt = c.prepare(&numbered(sql)).map_err(|e| err(&e))?;
+                let stmt = c.statement(sql)?;
                 let p = to_postgres(params, stmt.params())?;
                 let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
                     p.iter().map(|v| v.as_ref() as _).collect();
-                c.execute(&stmt, &refs).map_err(|e| err(&e))
+                c.client.execute(&stmt, &refs).map_err(|e| err(&e))
             }
         }
     }
@@ -221,11 +251,11 @@ impl Conn {
                     .collect())
             }
             Conn::Postgres(c) => {
-                let stmt = c.prepare(&numbered(sql)).map_err(|e| err(&e))?;
+                let stmt = c.statement(sql)?;
                 let p = to_postgres(params, stmt.params())?;
                 let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
                     p.iter().map(|v| v.as_ref() as _).collect();
-                let rows = c.query(&stmt, &refs).map_err(|e| err(&e))?;
+                let rows = c.client.query(&stmt, &refs).map_err(|e| err(&e))?;
                 rows.iter().map(from_postgres).collect()
             }
         }
@@ -240,7 +270,7 @@ impl Conn {
                 use mysql::prelude::Queryable;
                 c.query_drop(sql).map_err(|e| err(&e))
             }
-            Conn::Postgres(c) => c.batch_execute(sql).map_err(|e| err(&e)),
+            Conn::Postgres(c) => c.client.batch_execute(sql).map_err(|e| err(&e)),
         }
     }
 }

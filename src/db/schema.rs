@@ -387,7 +387,11 @@ pub fn prepare(c: &mut Conn, d: Dialect, needs: &[Need]) -> Result<(), String> {
     let mut problems = Vec::new();
     let rows = match c.query("SELECT table_name, table_version FROM version", &[]) {
         Ok(r) => r,
-        Err(e) => return Err(format!("table version: cannot be read ({e})")),
+        Err(e) => {
+            return Err(format!(
+                "table version: cannot be read ({e}); `rserctl db init URL` creates Kamailio's tables"
+            ));
+        }
     };
     for n in needs {
         let version = rows

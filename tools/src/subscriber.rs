@@ -140,3 +140,70 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// The same commands against MariaDB and PostgreSQL (tests/setup.sh
+/// starts them with a user `rser`), on tables `rserctl db init` made.
+#[cfg(test)]
+mod servers {
+    use super::*;
+    use rser::db::DbUrl;
+    use rser::db::conn::Conn;
+    use rser::db::schema::{self, Dialect};
+
+    #[test]
+    fn add_list_remove_on_each_server() {
+        let t = std::time::Duration::from_secs(3);
+        for (server, dialect) in [("mysql", Dialect::Mysql), ("postgres", Dialect::Postgres)] {
+            let admin_db = if server == "mysql" {
+                "mysql"
+            } else {
+                "postgres"
+            };
+            let admin =
+                DbUrl::parse(&format!("{server}://rser:rser@127.0.0.1/{admin_db}")).unwrap();
+            let mut admin =
+                Conn::open(&admin, t).unwrap_or_else(|e| panic!("{e} (run `bash tests/setup.sh`)"));
+            let name = format!("rserctl_{}", std::process::id());
+            let _ = admin.batch(&format!("DROP DATABASE IF EXISTS {name}"));
+            admin.batch(&format!("CREATE DATABASE {name}")).unwrap();
+            let url = format!("{server}://rser:rser@127.0.0.1/{name}");
+            // No table yet: said, not made (the operator's database).
+            let e = run(&url, "subscriber", Command::List).unwrap_err();
+            assert!(e.contains("rserctl db init"), "{e}");
+            let mut c = Conn::open(&DbUrl::parse(&url).unwrap(), t).unwrap();
+            schema::init(&mut c, dialect, &["subscriber"]).unwrap();
+            let add = |u| {
+                run(
+                    &url,
+                    "subscriber",
+                    Command::Add {
+                        user: u,
+                        password: "pw",
+                        keep_password: true,
+                    },
+                )
+            };
+            add("bob@example.com").unwrap();
+            add("alice@example.com").unwrap();
+            add("bob@example.com").unwrap(); // replaced, not doubled
+            assert_eq!(
+                run(&url, "subscriber", Command::List).unwrap(),
+                "alice@example.com\nbob@example.com",
+                "{server}"
+            );
+            let rm = || {
+                run(
+                    &url,
+                    "subscriber",
+                    Command::Remove {
+                        user: "bob@example.com",
+                    },
+                )
+            };
+            rm().unwrap();
+            assert!(rm().is_err(), "{server}");
+            drop(c);
+            let _ = admin.batch(&format!("DROP DATABASE IF EXISTS {name}"));
+        }
+    }
+}
