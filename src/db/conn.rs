@@ -150,6 +150,7 @@ fn mysql_opts(s: &Server, timeout: Duration) -> mysql::Opts {
         .prefer_socket(false)
         .tcp_connect_timeout(Some(timeout))
         .read_timeout(Some(timeout))
+        .tcp_keepalive_time_ms(Some(10_000))
         .write_timeout(Some(timeout))
         .into()
 }
@@ -160,7 +161,12 @@ fn postgres_config(s: &Server, timeout: Duration) -> postgres::Config {
         .port(s.port.unwrap_or(5432))
         .user(&s.user)
         .dbname(&s.database)
-        .connect_timeout(timeout);
+        .connect_timeout(timeout)
+        // A server gone without a word (host down, partition) is found
+        // by the kernel's probes, not after hours.
+        .keepalives(true)
+        .keepalives_idle(std::time::Duration::from_secs(10))
+        .tcp_user_timeout(timeout.max(std::time::Duration::from_secs(5)));
     if let Some(p) = &s.password {
         c.password(p);
     }

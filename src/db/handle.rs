@@ -78,6 +78,9 @@ pub struct Handle {
     link: Option<Link>,
     breaker: Breaker,
     seq: u64,
+    /// The query given up on, while its thread is still on it: a slow
+    /// database then costs the worker one timeout, not one per query.
+    abandoned: Option<u64>,
 }
 
 /// Why a query did not run: the server known down, the thread still on a
@@ -106,6 +109,7 @@ impl Handle {
             link: None,
             breaker: Breaker::default(),
             seq: 0,
+            abandoned: None,
         }
     }
 
@@ -163,7 +167,16 @@ impl Handle {
             None => self.link.insert(spawn(url.clone(), self.timeout)?),
         };
         // Answers to queries given up on, left in the channel.
-        while link.answers.try_recv().is_ok() {}
+        while let Ok(a) = link.answers.try_recv() {
+            if self.abandoned == Some(a.seq) {
+                self.abandoned = None;
+            }
+        }
+        if let Some(seq) = self.abandoned {
+            return Err(DbError(format!(
+                "database {url}: still on query {seq}, which timed out"
+            )));
+        }
         self.seq += 1;
         let job = Job {
             seq: self.seq,
@@ -173,9 +186,7 @@ impl Handle {
         match link.jobs.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                return Err(DbError(format!(
-                    "database {url}: still busy with a query that timed out"
-                )));
+                return Err(DbError(format!("database {url}: its thread is busy")));
             }
             Err(TrySendError::Disconnected(_)) => {
                 self.link = None;
@@ -188,6 +199,7 @@ impl Handle {
                 Ok(a) if a.seq == self.seq => return a.result,
                 Ok(_) => continue, // a late answer to a query given up on
                 Err(RecvTimeoutError::Timeout) => {
+                    self.abandoned = Some(self.seq);
                     return Err(DbError(format!(
                         "database {url}: no answer within {} ms",
                         self.timeout.as_millis()
@@ -285,6 +297,33 @@ mod tests {
         assert_eq!(b.failed(10_000), BACKOFF_MAX_MS);
         b.succeeded();
         assert!(b.allow(10_001) && !b.is_down());
+    }
+
+    /// A server that accepts and never answers: the first query costs the
+    /// timeout, the next ones fail at once while the thread is still on
+    /// it (the breaker's backoff passed or not).
+    #[test]
+    fn a_silent_server_costs_one_timeout_not_one_per_query() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = silent.local_addr().unwrap();
+        // PostgreSQL's client waits for the server's first word unbounded:
+        // the thread stays on it, as on a hung server.
+        let url = DbUrl::parse(&format!("postgres://u:p@{addr}/db")).unwrap();
+        let mut h = Handle::new(url, Duration::from_millis(200));
+        let t = std::time::Instant::now();
+        assert!(h.query("SELECT 1", &[], 0).is_err());
+        assert!(t.elapsed() >= Duration::from_millis(200));
+        let t = std::time::Instant::now();
+        for now in [1_000, 2_000, 3_000] {
+            let e = h.query("SELECT 1", &[], now).unwrap_err();
+            assert!(e.to_string().contains("timed out"), "{e}");
+        }
+        assert!(
+            t.elapsed() < Duration::from_millis(100),
+            "{:?}",
+            t.elapsed()
+        );
+        drop(silent);
     }
 
     #[test]

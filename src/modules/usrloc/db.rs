@@ -87,6 +87,10 @@ fn account(aor: &[u8], use_domain: bool) -> (Value, Value) {
 /// The columns [`binding_of`] reads, in its order.
 const READ: &str = "contact, callid, cseq, q, expires, last_modified, cflags";
 
+/// Most rows read for one AOR (a table another writer filled beyond
+/// what the registrar keeps is read that far).
+pub const AOR_ROWS: usize = 64;
+
 /// One AOR's bindings that have not expired at `now` (db_mode 3's
 /// lookup and save).
 pub fn select_aor(table: &str, aor: &[u8], use_domain: bool, now: u64) -> Stmt {
@@ -94,11 +98,16 @@ pub fn select_aor(table: &str, aor: &[u8], use_domain: bool, now: u64) -> Stmt {
     let now = Value::Time(now as i64);
     match domain {
         Value::Null => (
-            format!("SELECT {READ} FROM {table} WHERE username = ? AND expires > ?"),
+            format!(
+                "SELECT {READ} FROM {table} WHERE username = ? AND expires > ? LIMIT {AOR_ROWS}"
+            ),
             vec![user, now],
         ),
         d => (
-            format!("SELECT {READ} FROM {table} WHERE username = ? AND domain = ? AND expires > ?"),
+            format!(
+                "SELECT {READ} FROM {table} WHERE username = ? AND domain = ? AND expires > ? \
+                 LIMIT {AOR_ROWS}"
+            ),
             vec![user, d, now],
         ),
     }

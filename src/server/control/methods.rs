@@ -199,6 +199,12 @@ impl Control<'_> {
     }
 
     pub(super) fn location(&self) -> Result<&usrloc::Location, RpcError> {
+        if self.ul.db_mode == usrloc::DbMode::DbOnly {
+            return Err(RpcError::new(
+                NOT_AVAILABLE,
+                "usrloc db_mode 3: the bindings are in the database's location table only (query it there)",
+            ));
+        }
         self.shared
             .module_shm::<usrloc::Location>("usrloc")
             .ok_or_else(|| RpcError::new(NOT_AVAILABLE, "the script keeps no user location"))
