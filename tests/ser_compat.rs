@@ -188,7 +188,7 @@ fn its_database_default_is_refused_by_minus_c_as_by_a_start() {
     let (ok, said) = check(&text, &dir);
     assert!(!ok);
     assert!(
-        said.contains("error: usrloc: db_mode 1 and 2 need modparam(\"usrloc\", \"db_url\""),
+        said.contains("error: usrloc: db_mode 1, 2 and 3 need modparam(\"usrloc\", \"db_url\""),
         "{said}"
     );
     assert!(
