@@ -1,6 +1,6 @@
 //! Every module that reads or writes a database, through the real binary,
 //! against MariaDB and PostgreSQL with tables made by Kamailio's own
-//! scripts: auth_db (MD5, SHA-256), usrloc db_mode 1 and 2 across a
+//! scripts: auth_db (MD5, SHA-256), usrloc db_mode 1, 2 and 3 across a
 //! restart, acc records, the dispatcher list; start-up errors; the
 //! server gone under REGISTER traffic and back.
 
