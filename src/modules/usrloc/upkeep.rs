@@ -18,8 +18,9 @@ use rser_shm::ring::Ring;
 /// half.
 const SHARE_WITH_TM: usize = 4;
 const SHARE: usize = 2;
-/// db_mode 1's queue: a 64th of the region, within bounds.
-const QUEUE_SHARE: usize = 64;
+/// db_mode 1's queue: a 16th of the region, within bounds (4,096 changes
+/// with the default 64 MiB, 65,536 from 256 MiB).
+const QUEUE_SHARE: usize = 16;
 const QUEUE_MIN: usize = 64;
 const QUEUE_MAX: usize = 65_536;
 
