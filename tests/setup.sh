@@ -4,7 +4,8 @@
 # private network namespace (`unshare -n`, from util-linux), and Debian's
 # kamailio package for its stock kamailio.cfg (tests/kamailio_stock.rs
 # copies it; it is not in this repository), and MariaDB and PostgreSQL
-# running with a user for the db tests. Run as root or with sudo
+# running with a user for the db tests, and redis-server (the Redis tests
+# start their own on ephemeral ports). Run as root or with sudo
 # available; installs nothing when all are there.
 set -e
 missing=""
@@ -15,6 +16,7 @@ command -v unshare >/dev/null 2>&1 || missing="$missing util-linux"
 # The database servers the db tests talk to (MariaDB, PostgreSQL).
 command -v mysqladmin >/dev/null 2>&1 || missing="$missing mariadb-server mariadb-client"
 command -v pg_ctlcluster >/dev/null 2>&1 || missing="$missing postgresql"
+command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 # Kamailio's own schema scripts, which a db test loads as they are.
 [ -f /usr/share/kamailio/mysql/standard-create.sql ] || missing="$missing kamailio-mysql-modules"
 [ -f /usr/share/kamailio/postgres/standard-create.sql ] || missing="$missing kamailio-postgres-modules"

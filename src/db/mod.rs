@@ -5,6 +5,7 @@
 
 pub mod conn;
 pub mod handle;
+pub mod redis;
 pub mod schema;
 pub mod time;
 pub mod url;

@@ -94,6 +94,9 @@ impl DbUrl {
             "sqlite" => Ok(DbUrl::Sqlite(PathBuf::from(rest))),
             "mysql" => server(rest).map(DbUrl::Mysql).map_err(bad),
             "postgres" | "postgresql" => server(rest).map(DbUrl::Postgres).map_err(bad),
+            "redis" => Err(bad(
+                "Redis keeps usrloc's shared location table only, not SQL tables".into(),
+            )),
             other => Err(bad(format!(
                 "'{other}': sqlite, mysql, postgres or postgresql"
             ))),

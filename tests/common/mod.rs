@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod db;
+pub mod redis;
 pub mod stream;
 
 use std::io::{BufRead, BufReader};

@@ -5,6 +5,7 @@
 //! registrar's §10.3 logic is in `modules::registrar`.
 
 pub mod db;
+pub mod redis;
 pub mod table;
 pub mod upkeep;
 pub mod writer;
@@ -121,6 +122,17 @@ impl Params {
 /// URL this build serves when the mode writes to one.
 fn check(config: &Config) -> Result<Vec<String>, String> {
     let p = Params::from_config(config)?;
+    if let Some(url) = p
+        .db_url
+        .as_deref()
+        .filter(|u| crate::db::redis::RedisUrl::is_redis(u))
+    {
+        crate::db::redis::RedisUrl::parse(url)?;
+        return Err(format!(
+            "db_url {}: the location table shared through Redis is not served yet (issue 22: its store is built, not the nodes' caches and feed)",
+            crate::db::url::Masked(url)
+        ));
+    }
     if let (Some(url), true) = (&p.db_url, p.db_mode != DbMode::Memory) {
         crate::db::served(url)?;
     }

@@ -1,0 +1,161 @@
+//! usrloc's Redis store against a real redis-server (issue 22, the first
+//! part): an AOR read and changed all or nothing, a change decided on an
+//! old version refused, expiry, the key gone with its last binding, and
+//! every change in its bucket's feed.
+
+mod common;
+
+use std::time::Duration;
+
+use common::redis::Redis;
+use rser::db::redis::{RedisConn, RedisUrl};
+use rser::modules::usrloc::redis::keys::{aor_key, bucket, feed_key};
+use rser::modules::usrloc::redis::record::{Binding, parse_feed_entry};
+use rser::modules::usrloc::redis::store::{self, Applied};
+use rser::modules::usrloc::table::Meta;
+
+const T: Duration = Duration::from_secs(3);
+
+fn conn(r: &Redis) -> RedisConn {
+    RedisConn::open(&RedisUrl::parse(&r.url()).unwrap(), T).unwrap()
+}
+
+fn binding(contact: &str, cseq: u32, expires: u64) -> Binding {
+    Binding {
+        contact: contact.as_bytes().to_vec(),
+        call_id: b"call-1".to_vec(),
+        meta: Meta {
+            cseq,
+            expires,
+            updated: 100,
+            q: 1000,
+            ..Meta::default()
+        },
+    }
+}
+
+#[test]
+fn a_change_applies_only_on_the_version_it_was_decided_on() {
+    let r = Redis::start();
+    let mut c = conn(&r);
+    let now = rser::modules::usrloc::unix_now();
+    let empty = store::read(&mut c, "location", b"alice", now).unwrap();
+    assert_eq!(empty, store::Aor::default());
+    let a = binding("sip:alice@10.0.0.1", 1, now + 600);
+    let got = store::apply(
+        &mut c,
+        "location",
+        b"alice",
+        0,
+        &[],
+        &[&a],
+        std::slice::from_ref(&a),
+    )
+    .unwrap();
+    assert_eq!(got, Applied::Done(1));
+    // Another node decided on version 0 too: refused, told the version.
+    let b = binding("sip:alice@10.0.0.2", 1, now + 600);
+    let late = store::apply(
+        &mut c,
+        "location",
+        b"alice",
+        0,
+        &[],
+        &[&b],
+        std::slice::from_ref(&b),
+    )
+    .unwrap();
+    assert_eq!(late, Applied::Moved(1));
+    let read = store::read(&mut c, "location", b"alice", now).unwrap();
+    assert_eq!((read.version, read.bindings.clone()), (1, vec![a.clone()]));
+    // Decided again on version 1: both bindings.
+    let both = vec![a.clone(), b.clone()];
+    let got = store::apply(&mut c, "location", b"alice", 1, &[], &[&b], &both).unwrap();
+    assert_eq!(got, Applied::Done(2));
+    let mut read = store::read(&mut c, "location", b"alice", now).unwrap();
+    read.bindings.sort_by(|x, y| x.contact.cmp(&y.contact));
+    assert_eq!(read.bindings, both);
+    // The key expires with its last binding.
+    let ttl: i64 = c
+        .run(redis::cmd("TTL").arg(aor_key("location", b"alice")))
+        .unwrap();
+    assert!(ttl > 0, "{ttl}");
+    // Expired at a later time: listed to be removed, not served.
+    let later = store::read(&mut c, "location", b"alice", now + 601).unwrap();
+    assert!(later.bindings.is_empty());
+    assert_eq!(later.expired.len(), 2);
+    // Every binding removed: the key goes.
+    let remove: Vec<&[u8]> = both.iter().map(|b| b.contact.as_slice()).collect();
+    let got = store::apply(&mut c, "location", b"alice", 2, &remove, &[], &[]).unwrap();
+    assert_eq!(got, Applied::Done(3));
+    let exists: i64 = c
+        .run(redis::cmd("EXISTS").arg(aor_key("location", b"alice")))
+        .unwrap();
+    assert_eq!(exists, 0);
+    // The feed holds each change: the AOR's whole set after it.
+    let feed = feed_key(bucket("location", b"alice"));
+    type Entry = (String, Vec<(String, Vec<u8>)>);
+    let entries: Vec<Entry> = c
+        .run(redis::cmd("XRANGE").arg(&feed).arg("-").arg("+"))
+        .unwrap();
+    let parsed: Vec<_> = entries
+        .iter()
+        .map(|(_, fields)| parse_feed_entry(&fields[0].1).unwrap())
+        .map(|(t, aor, v, bs)| (t, aor, v, bs.len()))
+        .collect();
+    assert_eq!(
+        parsed,
+        [
+            ("location".to_string(), b"alice".to_vec(), 1, 1),
+            ("location".to_string(), b"alice".to_vec(), 2, 2),
+            ("location".to_string(), b"alice".to_vec(), 3, 0),
+        ]
+    );
+}
+
+/// Two threads (two nodes) adding a binding each to one AOR, reading and
+/// deciding again when refused: both bindings end in Redis, none lost.
+#[test]
+fn racing_writers_lose_nothing() {
+    let r = Redis::start();
+    let now = rser::modules::usrloc::unix_now();
+    let workers: Vec<_> = (0..2)
+        .map(|n| {
+            let url = r.url();
+            std::thread::spawn(move || {
+                let mut c = RedisConn::open(&RedisUrl::parse(&url).unwrap(), T).unwrap();
+                let mut retries = 0;
+                for i in 0..50 {
+                    let mine = binding(&format!("sip:n{n}-{i}@h"), 1, now + 600);
+                    loop {
+                        let cur = store::read(&mut c, "location", b"bob", now).unwrap();
+                        let mut after = cur.bindings.clone();
+                        after.push(mine.clone());
+                        match store::apply(
+                            &mut c,
+                            "location",
+                            b"bob",
+                            cur.version,
+                            &[],
+                            &[&mine],
+                            &after,
+                        )
+                        .unwrap()
+                        {
+                            Applied::Done(_) => break,
+                            Applied::Moved(_) => retries += 1,
+                        }
+                    }
+                }
+                retries
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let mut c = conn(&r);
+    let read = store::read(&mut c, "location", b"bob", now).unwrap();
+    assert_eq!(read.bindings.len(), 100, "every binding kept");
+    assert_eq!(read.version, 100);
+}
