@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::redis::Redis;
+use common::redis::{Cluster, Redis};
 use rser::db::redis::{RedisConn, RedisUrl};
 use rser::modules::usrloc::redis::keys::{aor_key, bucket, feed_key};
 use rser::modules::usrloc::redis::record::{Binding, parse_feed_entry};
@@ -16,8 +16,8 @@ use rser::modules::usrloc::table::Meta;
 
 const T: Duration = Duration::from_secs(3);
 
-fn conn(r: &Redis) -> RedisConn {
-    RedisConn::open(&RedisUrl::parse(&r.url()).unwrap(), T).unwrap()
+fn conn(url: &str) -> RedisConn {
+    RedisConn::open(&RedisUrl::parse(url).unwrap(), T).unwrap()
 }
 
 fn binding(contact: &str, cseq: u32, expires: u64) -> Binding {
@@ -37,7 +37,20 @@ fn binding(contact: &str, cseq: u32, expires: u64) -> Binding {
 #[test]
 fn a_change_applies_only_on_the_version_it_was_decided_on() {
     let r = Redis::start();
-    let mut c = conn(&r);
+    changes_on(&r.url());
+}
+
+/// The same on a three-master Redis Cluster: the AOR's hash and its
+/// feed share a slot, so the script runs.
+#[test]
+fn a_change_applies_the_same_on_a_redis_cluster() {
+    let c = Cluster::start();
+    changes_on(&c.url());
+    racing_on(&c.url());
+}
+
+fn changes_on(url: &str) {
+    let mut c = conn(url);
     let now = rser::modules::usrloc::unix_now();
     let empty = store::read(&mut c, "location", b"alice", now).unwrap();
     assert_eq!(empty, store::Aor::default());
@@ -118,10 +131,14 @@ fn a_change_applies_only_on_the_version_it_was_decided_on() {
 #[test]
 fn racing_writers_lose_nothing() {
     let r = Redis::start();
+    racing_on(&r.url());
+}
+
+fn racing_on(url: &str) {
     let now = rser::modules::usrloc::unix_now();
     let workers: Vec<_> = (0..2)
         .map(|n| {
-            let url = r.url();
+            let url = url.to_string();
             std::thread::spawn(move || {
                 let mut c = RedisConn::open(&RedisUrl::parse(&url).unwrap(), T).unwrap();
                 let mut retries = 0;
@@ -154,7 +171,7 @@ fn racing_writers_lose_nothing() {
     for w in workers {
         w.join().unwrap();
     }
-    let mut c = conn(&r);
+    let mut c = conn(url);
     let read = store::read(&mut c, "location", b"bob", now).unwrap();
     assert_eq!(read.bindings.len(), 100, "every binding kept");
     assert_eq!(read.version, 100);

@@ -17,6 +17,11 @@ pub struct Redis {
 
 impl Redis {
     pub fn start() -> Redis {
+        Redis::start_with(&[])
+    }
+
+    /// One redis-server with extra arguments (`--cluster-enabled yes`).
+    pub fn start_with(extra: &[&str]) -> Redis {
         // A port the kernel just gave out, freed for redis-server (tried
         // again should another process take it first).
         for _ in 0..5 {
@@ -28,6 +33,7 @@ impl Redis {
             let child = Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+                .args(extra)
                 .arg("--dir")
                 .arg(&dir)
                 .stdout(Stdio::null())
@@ -56,6 +62,56 @@ impl Redis {
 
     pub fn url(&self) -> String {
         format!("redis://{}", self.addr)
+    }
+}
+
+/// A Redis Cluster of three masters (no replicas), every slot assigned,
+/// its state `ok` on every node.
+pub struct Cluster {
+    pub nodes: Vec<Redis>,
+}
+
+impl Cluster {
+    pub fn start() -> Cluster {
+        let nodes: Vec<Redis> = (0..3)
+            .map(|_| {
+                Redis::start_with(&["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+            })
+            .collect();
+        let addrs: Vec<String> = nodes.iter().map(|n| n.addr.to_string()).collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for a in &addrs {
+            let (host, port) = a.rsplit_once(':').unwrap();
+            loop {
+                let info = Command::new("redis-cli")
+                    .args(["-h", host, "-p", port, "cluster", "info"])
+                    .output()
+                    .expect("redis-cli");
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "cluster state not ok on {a}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Cluster { nodes }
+    }
+
+    /// The URL naming every node as a seed.
+    pub fn url(&self) -> String {
+        let seeds: Vec<String> = self.nodes.iter().map(|n| n.addr.to_string()).collect();
+        format!("redis://{}", seeds.join(","))
     }
 }
 
