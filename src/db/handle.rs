@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender, TrySendError};
 
+use std::any::Any;
+
 use super::conn::{Conn, DbError, Value};
 use super::url::DbUrl;
 
@@ -51,31 +53,52 @@ impl Breaker {
     }
 }
 
-/// What the worker asks of its thread.
-struct Job {
+/// A connection a handle's thread holds: opened from its URL within the
+/// timeout (SQL's `Conn`, Redis's `RedisConn`).
+pub trait Connect: Sized + 'static {
+    type Url: Clone + std::fmt::Display + Send + 'static;
+    fn connect(url: &Self::Url, timeout: Duration) -> Result<Self, DbError>;
+}
+
+impl Connect for Conn {
+    type Url = DbUrl;
+    fn connect(url: &DbUrl, timeout: Duration) -> Result<Conn, DbError> {
+        Conn::open(url, timeout)
+    }
+}
+
+impl Connect for super::redis::RedisConn {
+    type Url = super::redis::RedisUrl;
+    fn connect(url: &Self::Url, timeout: Duration) -> Result<Self, DbError> {
+        super::redis::RedisConn::open(url, timeout)
+    }
+}
+
+type Reply = Result<Box<dyn Any + Send>, DbError>;
+/// What the worker asks of its thread: work on the connection, run again
+/// once on a fresh connection if the kept one failed.
+type Task<C> = Box<dyn FnMut(&mut C) -> Reply + Send>;
+
+struct Job<C> {
     seq: u64,
-    /// One statement, or several run in one transaction; the answer is
-    /// the last one's rows.
-    stmts: Vec<(String, Vec<Value>)>,
-    /// A query whose rows are wanted (else statements run for effect).
-    rows: bool,
+    task: Task<C>,
 }
 
 struct Answer {
     seq: u64,
-    result: Result<Vec<Vec<Value>>, DbError>,
+    result: Reply,
 }
 
-struct Link {
-    jobs: Sender<Job>,
+struct Link<C> {
+    jobs: Sender<Job<C>>,
     answers: Receiver<Answer>,
 }
 
-/// One process's bounded access to one database.
-pub struct Handle {
-    url: DbUrl,
+/// One process's bounded access to one database (`C`: its connection).
+pub struct Handle<C: Connect = Conn> {
+    url: C::Url,
     timeout: Duration,
-    link: Option<Link>,
+    link: Option<Link<C>>,
     breaker: Breaker,
     seq: u64,
     /// The query given up on, while its thread is still on it: a slow
@@ -101,8 +124,49 @@ impl std::fmt::Display for Refused {
     }
 }
 
-impl Handle {
-    pub fn new(url: DbUrl, timeout: Duration) -> Handle {
+impl Handle<Conn> {
+    /// The rows `sql` returns, waiting at most the timeout.
+    pub fn query(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        now_ms: u64,
+    ) -> Result<Vec<Vec<Value>>, Refused> {
+        let (sql, params) = (sql.to_string(), params.to_vec());
+        self.call(move |c: &mut Conn| c.query(&sql, &params), now_ms)
+    }
+
+    /// Statements run in one transaction (all or none), waiting at most
+    /// the timeout for the whole.
+    pub fn transaction(
+        &mut self,
+        stmts: Vec<(String, Vec<Value>)>,
+        now_ms: u64,
+    ) -> Result<(), Refused> {
+        self.call(move |c: &mut Conn| transaction(c, &stmts), now_ms)
+    }
+}
+
+/// Statements in one transaction on `c`.
+fn transaction(c: &mut Conn, stmts: &[(String, Vec<Value>)]) -> Result<(), DbError> {
+    if let [(sql, params)] = stmts {
+        return c.execute(sql, params).map(|_| ());
+    }
+    c.batch("BEGIN")?;
+    let r = stmts
+        .iter()
+        .try_for_each(|(sql, params)| c.execute(sql, params).map(|_| ()));
+    match r {
+        Ok(()) => c.batch("COMMIT"),
+        Err(e) => {
+            let _ = c.batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+impl<C: Connect> Handle<C> {
+    pub fn new(url: C::Url, timeout: Duration) -> Handle<C> {
         Handle {
             url,
             timeout,
@@ -113,58 +177,40 @@ impl Handle {
         }
     }
 
-    /// The rows `sql` returns, waiting at most the timeout.
-    pub fn query(
-        &mut self,
-        sql: &str,
-        params: &[Value],
-        now_ms: u64,
-    ) -> Result<Vec<Vec<Value>>, Refused> {
-        self.ask(vec![(sql.to_string(), params.to_vec())], true, now_ms)
-    }
-
-    /// Statements run in one transaction (all or none), waiting at most
-    /// the timeout for the whole.
-    pub fn transaction(
-        &mut self,
-        stmts: Vec<(String, Vec<Value>)>,
-        now_ms: u64,
-    ) -> Result<(), Refused> {
-        self.ask(stmts, false, now_ms).map(|_| ())
-    }
-
     pub fn breaker(&self) -> &Breaker {
         &self.breaker
     }
 
-    fn ask(
+    /// `work` run on the connection by the handle's thread, waiting at
+    /// most the timeout; failing fast while the server is known down.
+    /// `work` may run twice: again on a new connection when the kept one
+    /// failed (it died unseen).
+    pub fn call<R: Send + 'static>(
         &mut self,
-        stmts: Vec<(String, Vec<Value>)>,
-        rows: bool,
+        mut work: impl FnMut(&mut C) -> Result<R, DbError> + Send + 'static,
         now_ms: u64,
-    ) -> Result<Vec<Vec<Value>>, Refused> {
+    ) -> Result<R, Refused> {
         if !self.breaker.allow(now_ms) {
             return Err(Refused::Down);
         }
-        let result = self.run(stmts, rows);
+        let task: Task<C> = Box::new(move |c: &mut C| work(c).map(|r| Box::new(r) as _));
+        let result = self.run(task);
         match &result {
             Ok(_) => self.breaker.succeeded(),
             Err(_) => {
                 self.breaker.failed(now_ms);
             }
         }
-        result.map_err(Refused::Failed)
+        result
+            .map(|b| *b.downcast::<R>().expect("a task answers its own type"))
+            .map_err(Refused::Failed)
     }
 
-    fn run(
-        &mut self,
-        stmts: Vec<(String, Vec<Value>)>,
-        rows: bool,
-    ) -> Result<Vec<Vec<Value>>, DbError> {
-        let url = &self.url;
+    fn run(&mut self, task: Task<C>) -> Reply {
+        let url = self.url.clone();
         let link = match &self.link {
             Some(l) => l,
-            None => self.link.insert(spawn(url.clone(), self.timeout)?),
+            None => self.link.insert(spawn::<C>(url.clone(), self.timeout)?),
         };
         // Answers to queries given up on, left in the channel.
         while let Ok(a) = link.answers.try_recv() {
@@ -180,8 +226,7 @@ impl Handle {
         self.seq += 1;
         let job = Job {
             seq: self.seq,
-            stmts,
-            rows,
+            task,
         };
         match link.jobs.try_send(job) {
             Ok(()) => {}
@@ -215,17 +260,17 @@ impl Handle {
 }
 
 /// The thread that holds the connection; it ends when its `Handle` goes.
-fn spawn(url: DbUrl, timeout: Duration) -> Result<Link, DbError> {
+fn spawn<C: Connect>(url: C::Url, timeout: Duration) -> Result<Link<C>, DbError> {
     // One job in hand and none waiting: a worker that gave up on a query
     // fails the next one at once rather than queueing behind it.
-    let (jobs, job_rx) = channel::bounded::<Job>(1);
+    let (jobs, job_rx) = channel::bounded::<Job<C>>(1);
     let (answer_tx, answers) = channel::bounded::<Answer>(2);
     std::thread::Builder::new()
         .name("rser-db".into())
         .spawn(move || {
-            let mut conn: Option<Conn> = None;
-            for job in job_rx {
-                let result = run_job(&url, timeout, &mut conn, &job);
+            let mut conn: Option<C> = None;
+            for mut job in job_rx {
+                let result = run_job(&url, timeout, &mut conn, &mut job.task);
                 if result.is_err() {
                     conn = None; // opened again for the next job
                 }
@@ -241,40 +286,23 @@ fn spawn(url: DbUrl, timeout: Duration) -> Result<Link, DbError> {
         .map_err(|e| DbError(format!("database thread: {e}")))
 }
 
-fn run_job(
-    url: &DbUrl,
+fn run_job<C: Connect>(
+    url: &C::Url,
     timeout: Duration,
-    conn: &mut Option<Conn>,
-    job: &Job,
-) -> Result<Vec<Vec<Value>>, DbError> {
-    let run = |c: &mut Conn| match job.stmts.as_slice() {
-        [(sql, params)] if job.rows => c.query(sql, params),
-        [(sql, params)] => c.execute(sql, params).map(|_| Vec::new()),
-        many => {
-            c.batch("BEGIN")?;
-            let r = many
-                .iter()
-                .try_for_each(|(sql, params)| c.execute(sql, params).map(|_| ()));
-            match r {
-                Ok(()) => c.batch("COMMIT").map(|_| Vec::new()),
-                Err(e) => {
-                    let _ = c.batch("ROLLBACK");
-                    Err(e)
-                }
-            }
-        }
-    };
+    conn: &mut Option<C>,
+    task: &mut Task<C>,
+) -> Reply {
     // A connection kept from before may have died unseen (the server
     // restarted, idle connections cut): that failure earns one new
     // connection and one more try, not a 500.
     if let Some(c) = conn {
-        match run(c) {
-            Ok(rows) => return Ok(rows),
+        match task(c) {
+            Ok(r) => return Ok(r),
             Err(_) => *conn = None,
         }
     }
-    let c = conn.insert(Conn::open(url, timeout)?);
-    run(c)
+    let c = conn.insert(C::connect(url, timeout)?);
+    task(c)
 }
 
 #[cfg(test)]
