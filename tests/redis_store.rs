@@ -176,3 +176,69 @@ fn racing_on(url: &str) {
     assert_eq!(read.bindings.len(), 100, "every binding kept");
     assert_eq!(read.version, 100);
 }
+
+/// What a starting node reads: every AOR through the buckets' indexes,
+/// then the feeds from where they stood, in order per bucket.
+fn snapshot_then_feed_on(url: &str) {
+    let mut c = conn(url);
+    let now = rser::modules::usrloc::unix_now();
+    let tails = store::feed_tails(&mut c).unwrap();
+    for i in 0..20 {
+        let aor = format!("user{i}");
+        let b = binding(&format!("sip:u{i}@h"), 1, now + 600);
+        let got = store::apply(
+            &mut c,
+            "location",
+            aor.as_bytes(),
+            0,
+            &[],
+            &[&b],
+            std::slice::from_ref(&b),
+        );
+        assert_eq!(got.unwrap(), Applied::Done(1));
+    }
+    // user0 removed again: gone from the index too.
+    let gone = store::apply(&mut c, "location", b"user0", 1, &[b"sip:u0@h"], &[], &[]).unwrap();
+    assert_eq!(gone, Applied::Done(2));
+    let mut seen = Vec::new();
+    let n = store::snapshot(&mut c, now, |t, aor, bs| {
+        seen.push((
+            t.to_string(),
+            String::from_utf8_lossy(aor).into_owned(),
+            bs.len(),
+        ))
+    })
+    .unwrap();
+    assert_eq!(n, 19);
+    assert!(
+        seen.iter()
+            .all(|(t, a, n)| t == "location" && a != "user0" && *n == 1)
+    );
+    let (entries, skipped) = store::feed_after(&mut c, &tails, 100).unwrap();
+    assert!(skipped.is_empty());
+    assert_eq!(entries.len(), 21);
+    let user0: Vec<(u64, usize)> = entries
+        .iter()
+        .filter(|e| e.aor == b"user0")
+        .map(|e| (e.version, e.bindings.len()))
+        .collect();
+    assert_eq!(user0, [(1, 1), (2, 0)], "in order within the bucket");
+    // From the last ids read: nothing more.
+    let mut next = tails.clone();
+    for e in &entries {
+        next[e.bucket as usize] = e.id.clone();
+    }
+    assert!(store::feed_after(&mut c, &next, 100).unwrap().0.is_empty());
+}
+
+#[test]
+fn a_snapshot_then_the_feeds() {
+    let r = Redis::start();
+    snapshot_then_feed_on(&r.url());
+}
+
+#[test]
+fn a_snapshot_then_the_feeds_on_a_redis_cluster() {
+    let c = Cluster::start();
+    snapshot_then_feed_on(&c.url());
+}

@@ -174,6 +174,30 @@ impl RedisConn {
         }
     }
 
+    /// Runs commands in one pipeline (on a cluster, each on its key's
+    /// node); their replies in order.
+    pub fn pipeline<T: redis::FromRedisValue>(
+        &mut self,
+        cmds: Vec<redis::Cmd>,
+    ) -> redis::RedisResult<T> {
+        match self {
+            RedisConn::Node(c) => {
+                let mut p = redis::pipe();
+                for cmd in cmds {
+                    p.add_command(cmd);
+                }
+                p.query(c.as_mut())
+            }
+            RedisConn::Cluster(c) => {
+                let mut p = redis::cluster::cluster_pipe();
+                for cmd in cmds {
+                    p.add_command(cmd);
+                }
+                p.query(c.as_mut())
+            }
+        }
+    }
+
     /// Runs a script by its digest, loading it first if the server lost
     /// it (the `redis` crate's EVALSHA, then EVAL on NOSCRIPT).
     pub fn script<T: redis::FromRedisValue>(

@@ -272,6 +272,26 @@ impl Location {
 
     /// Removes binding `idx`; with `tombstone`, keeps it (text and all,
     /// invisible to `find`) until the write-back deletes its row.
+    /// The AOR's bindings replaced by `bindings` (contact, Call-ID,
+    /// fields): what a change feed says an AOR holds now. Err when the
+    /// table is full (the AOR then holds what fitted).
+    pub fn replace(
+        &self,
+        aor: &Aor<'_>,
+        bindings: &[(&[u8], &[u8], Meta)],
+        scratch: &mut Vec<u8>,
+    ) -> Result<(), Full> {
+        let mut l = self.lock(aor);
+        let mut texts = Vec::new();
+        for f in self.find(&l, aor, None, &mut texts) {
+            self.remove(&mut l, f.idx, false);
+        }
+        for (contact, call_id, meta) in bindings {
+            self.insert(&mut l, aor, contact, call_id, *meta, 0, scratch)?;
+        }
+        Ok(())
+    }
+
     pub fn remove(&self, l: &mut Stripe<'_>, idx: u32, tombstone: bool) {
         let Some(b) = self.records.get_mut(l, idx) else {
             return;

@@ -29,6 +29,12 @@ pub fn feed_key(b: u32) -> String {
     format!("ul:{{b{b}}}:feed")
 }
 
+/// Bucket `b`'s index: the keys of its AORs (a node's snapshot reads
+/// it, on a cluster as on one node, with no SCAN across nodes).
+pub fn index_key(b: u32) -> String {
+    format!("ul:{{b{b}}}:index")
+}
+
 /// The table and AOR a key names (a snapshot's SCAN finds keys).
 pub fn parse_aor_key(key: &[u8]) -> Option<(&str, &[u8])> {
     let rest = key.strip_prefix(b"ul:{b")?;

@@ -3,7 +3,7 @@
 
 use redis::Script;
 
-use super::keys::{aor_key, bucket, feed_key};
+use super::keys::{BUCKETS, aor_key, bucket, feed_key, index_key, parse_aor_key};
 use super::record::{self, Binding};
 use crate::db::conn::DbError;
 use crate::db::redis::RedisConn;
@@ -57,7 +57,7 @@ pub enum Applied {
     Moved(u64),
 }
 
-/// KEYS: the AOR's hash, its bucket's feed. ARGV: the version the change
+/// KEYS: the AOR's hash, its bucket's feed and index. ARGV: the version the change
 /// was decided on, the key's expiry (unix seconds; 0: no binding is
 /// left, the key goes), the feed's approximate length bound, the feed
 /// entry, the number of contacts to remove, those contacts, then
@@ -73,9 +73,11 @@ v = v + 1
 local at = tonumber(ARGV[2])
 if at == 0 then
   redis.call('DEL', KEYS[1])
+  redis.call('SREM', KEYS[3], KEYS[1])
 else
   redis.call('HSET', KEYS[1], '#v', v)
   redis.call('EXPIREAT', KEYS[1], at)
+  redis.call('SADD', KEYS[3], KEYS[1])
 end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'e', ARGV[4])
 return {1, v}
@@ -125,12 +127,134 @@ pub fn apply(
         args.push(v);
     }
     let key = aor_key(table, aor);
-    let feed = feed_key(bucket(table, aor));
+    let b = bucket(table, aor);
+    let (feed, index) = (feed_key(b), index_key(b));
     let (done, v): (i64, u64) = SCRIPT
-        .with(|s| conn.script(s, &[&key, feed.as_bytes()], &args))
+        .with(|s| conn.script(s, &[&key, feed.as_bytes(), index.as_bytes()], &args))
         .map_err(fail)?;
     Ok(match done {
         1 => Applied::Done(v),
         _ => Applied::Moved(v),
     })
+}
+
+/// A stream item as XRANGE/XREAD give it: its id and field/value pairs.
+type Item = (String, Vec<(String, Vec<u8>)>);
+
+/// An entry skipped (it did not parse): its bucket and id.
+pub type Skipped = (u32, String);
+
+/// Where a reader of each bucket's feed starts: the last entry's id (or
+/// `0-0` for an empty feed), as Redis writes stream ids.
+pub fn feed_tails(conn: &mut RedisConn) -> Result<Vec<String>, DbError> {
+    (0..BUCKETS)
+        .map(|b| {
+            let last: Vec<Item> = conn
+                .run(
+                    redis::cmd("XREVRANGE")
+                        .arg(feed_key(b))
+                        .arg("+")
+                        .arg("-")
+                        .arg("COUNT")
+                        .arg(1),
+                )
+                .map_err(fail)?;
+            Ok(last
+                .into_iter()
+                .next()
+                .map_or("0-0".to_string(), |(id, _)| id))
+        })
+        .collect()
+}
+
+/// Every AOR of every table in Redis, through the buckets' indexes: the
+/// snapshot a node loads before it serves. `each` gets the table, the
+/// AOR and its live bindings at `now`; an index entry whose AOR expired
+/// is dropped from the index.
+pub fn snapshot(
+    conn: &mut RedisConn,
+    now: u64,
+    mut each: impl FnMut(&str, &[u8], &[Binding]),
+) -> Result<usize, DbError> {
+    let mut aors = 0;
+    for b in 0..BUCKETS {
+        let keys: Vec<Vec<u8>> = conn
+            .run(redis::cmd("SMEMBERS").arg(index_key(b)))
+            .map_err(fail)?;
+        for key in keys {
+            let Some((table, aor)) = parse_aor_key(&key) else {
+                continue;
+            };
+            let read = self::read(conn, table, aor, now)?;
+            if read.version == 0 {
+                let _: i64 = conn
+                    .run(redis::cmd("SREM").arg(index_key(b)).arg(&key))
+                    .map_err(fail)?;
+                continue;
+            }
+            each(table, aor, &read.bindings);
+            aors += 1;
+        }
+    }
+    Ok(aors)
+}
+
+/// A feed entry read: the bucket, its id, and what it says.
+pub struct Entry {
+    pub bucket: u32,
+    pub id: String,
+    pub table: String,
+    pub aor: Vec<u8>,
+    pub version: u64,
+    pub bindings: Vec<Binding>,
+}
+
+/// The entries after `from[b]` in each bucket's feed, at most `count`
+/// a bucket, in one round trip per node (one pipeline; each XREAD names
+/// one key, so it runs on a cluster too). An entry that does not parse
+/// is skipped (its id still advances the reader).
+pub fn feed_after(
+    conn: &mut RedisConn,
+    from: &[String],
+    count: usize,
+) -> Result<(Vec<Entry>, Vec<Skipped>), DbError> {
+    let cmds: Vec<redis::Cmd> = from
+        .iter()
+        .enumerate()
+        .map(|(b, id)| {
+            let mut c = redis::cmd("XREAD");
+            c.arg("COUNT")
+                .arg(count)
+                .arg("STREAMS")
+                .arg(feed_key(b as u32))
+                .arg(id);
+            c
+        })
+        .collect();
+    type Streams = Option<Vec<(String, Vec<Item>)>>;
+    let replies: Vec<Streams> = conn.pipeline(cmds).map_err(fail)?;
+    let mut entries = Vec::new();
+    let mut skipped = Vec::new();
+    for (b, streams) in replies.into_iter().enumerate() {
+        for (_, items) in streams.into_iter().flatten() {
+            for (id, fields) in items {
+                let parsed = fields
+                    .iter()
+                    .find(|(f, _)| f == "e")
+                    .and_then(|(_, e)| record::parse_feed_entry(e));
+                match parsed {
+                    Some((table, aor, version, bindings)) => entries.push(Entry {
+                        bucket: b as u32,
+                        id,
+                        table,
+                        aor,
+                        version,
+                        bindings,
+                    }),
+                    None => skipped.push((b as u32, id)),
+                }
+            }
+        }
+    }
+    Ok((entries, skipped))
 }
