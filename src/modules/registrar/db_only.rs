@@ -12,7 +12,8 @@ use arrayvec::ArrayVec;
 
 use crate::db::handle::{Handle, Refused};
 use crate::modules::def::Cx;
-use crate::modules::registrar::{self, Current, MAX_CONTACTS, Op, Request};
+use crate::modules::registrar::plan::{Owned, Template, plan};
+use crate::modules::registrar::{self, MAX_CONTACTS, Request};
 use crate::modules::usrloc::db::{self as uldb, Stmt};
 use crate::modules::usrloc::table::{Found, Meta, Q_NONE};
 use crate::modules::usrloc::{UlCounter, unix_now};
@@ -73,69 +74,30 @@ impl RegistrarState<'_> {
             Ok(b) => b,
             Err(e) => return self.db_failed(cx, ctx, &e),
         };
-        let current: Vec<Current<'_>> = bindings
-            .iter()
-            .take(MAX_CONTACTS)
-            .map(|(contact, id, m)| Current {
-                contact: contact.as_bytes(),
-                call_id: id.as_bytes(),
-                cseq: m.cseq,
-            })
+        let current: Vec<Owned> = bindings
+            .into_iter()
+            .map(|(c, id, m)| (c.into_bytes(), id.into_bytes(), m))
             .collect();
-        let ops = match registrar::decide(&current, req, call_id, cseq, &self.reg) {
-            Ok(ops) => ops,
+        let t = Template {
+            sock: cx.shell.in_sock() as u8,
+            cflags: ctx.st.bflags,
+            cseq,
+            now: unix_now(),
+        };
+        let plan = match plan(&current, req, call_id, &self.reg, &t) {
+            Ok(p) => p,
             Err(r) => return super::runtime::refuse(cx, ctx, headers, r),
         };
-        let wanted: &[registrar::Wanted<'_>] = match req {
-            Request::Update(w) => w,
-            _ => &[],
-        };
-        let now = unix_now();
-        let meta_for = |w: &registrar::Wanted<'_>| Meta {
-            q: w.q.unwrap_or(Q_NONE),
-            sock: cx.shell.in_sock() as u8,
-            cseq,
-            cflags: ctx.st.bflags,
-            expires: now + u64::from(w.expires),
-            updated: now,
-            ..Meta::default()
-        };
         let use_domain = self.ul.use_domain;
-        // What the AOR holds once the changes are made: each current
-        // binding (None once removed), then the new ones.
-        let mut after: Vec<Option<(&[u8], Meta)>> = bindings
+        let mut stmts: Vec<Stmt> = plan
+            .remove
             .iter()
-            .map(|(c, _, m)| Some((c.as_bytes(), *m)))
+            .map(|c| uldb::delete_stmt(table, &self.aor, c, use_domain))
             .collect();
-        let mut stmts: Vec<Stmt> = Vec::new();
-        for op in ops.iter() {
-            match *op {
-                Op::Add(w) => {
-                    let meta = meta_for(&wanted[w]);
-                    let uri = wanted[w].uri;
-                    stmts.extend(uldb::upsert_stmts(
-                        table, &self.aor, uri, call_id, &meta, use_domain,
-                    ));
-                    after.push(Some((uri, meta)));
-                }
-                Op::Refresh { i, w } => {
-                    let meta = meta_for(&wanted[w]);
-                    let contact = bindings[i].0.as_bytes();
-                    stmts.extend(uldb::upsert_stmts(
-                        table, &self.aor, contact, call_id, &meta, use_domain,
-                    ));
-                    after[i] = Some((contact, meta));
-                }
-                Op::Remove(i) => {
-                    stmts.push(uldb::delete_stmt(
-                        table,
-                        &self.aor,
-                        bindings[i].0.as_bytes(),
-                        use_domain,
-                    ));
-                    after[i] = None;
-                }
-            }
+        for (contact, id, meta) in &plan.write {
+            stmts.extend(uldb::upsert_stmts(
+                table, &self.aor, contact, id, meta, use_domain,
+            ));
         }
         if !stmts.is_empty() {
             let written = match self.handle() {
@@ -146,16 +108,8 @@ impl RegistrarState<'_> {
                 return self.db_failed(cx, ctx, &e);
             }
         }
-        // The 200 lists every binding now (§10.3 step 8).
-        headers.clear();
-        for (uri, m) in after.iter().flatten() {
-            let q = (m.q != Q_NONE).then_some(m.q);
-            registrar::contact_line(uri, m.expires.saturating_sub(now), q, headers);
-        }
-        cx.counts.add(super::ACCEPTED, 1);
-        cx.shell.reply(ctx, 200, b"OK", headers)
+        list_and_reply(cx, ctx, &plan.after, t.now, headers)
     }
-
     /// `lookup()`'s bindings in db_mode 3, as the memory table gives
     /// them: their texts appended to `self.texts`. Err: the table did not
     /// answer (the 500 is sent).
@@ -184,4 +138,21 @@ impl RegistrarState<'_> {
         }
         Ok(found)
     }
+}
+
+/// The 200 listing every binding the AOR has now (§10.3 step 8).
+pub(super) fn list_and_reply(
+    cx: &mut Cx<'_>,
+    ctx: &mut MsgCtx<'_, '_>,
+    after: &[Owned],
+    now: u64,
+    headers: &mut Vec<u8>,
+) -> i32 {
+    headers.clear();
+    for (uri, _, m) in after {
+        let q = (m.q != Q_NONE).then_some(m.q);
+        registrar::contact_line(uri, m.expires.saturating_sub(now), q, headers);
+    }
+    cx.counts.add(super::ACCEPTED, 1);
+    cx.shell.reply(ctx, 200, b"OK", headers)
 }

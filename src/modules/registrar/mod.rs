@@ -4,6 +4,7 @@
 
 pub mod actions;
 pub mod db_only;
+pub mod plan;
 pub mod runtime;
 
 /// Indices in the module's counters.
