@@ -6,6 +6,7 @@ pub mod actions;
 pub mod db_only;
 pub mod plan;
 pub mod runtime;
+pub mod shared;
 
 /// Indices in the module's counters.
 pub(crate) const ACCEPTED: usize = 0;

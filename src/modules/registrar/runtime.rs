@@ -32,11 +32,14 @@ pub struct RegistrarState<'a> {
     pub(super) db: Option<crate::db::handle::Handle>,
     pub(super) db_timeout: std::time::Duration,
     pub(super) db_log: LogLimit,
+    /// Shared through Redis: this worker's bounded handle (made on first
+    /// use).
+    pub(super) redis: Option<crate::db::handle::Handle<crate::db::redis::RedisConn>>,
     pub(super) aor: Vec<u8>,
     pub(super) texts: Vec<u8>,
     /// A contact's next hop through its connection (reused).
     dst: Vec<u8>,
-    scratch: Vec<u8>,
+    pub(super) scratch: Vec<u8>,
     /// A reply's header lines (reused).
     headers: Vec<u8>,
     /// Table-full warnings, at most once a second.
@@ -57,6 +60,7 @@ impl<'a> RegistrarState<'a> {
             db: None,
             db_timeout: ul_timeout(config),
             db_log: LogLimit::default(),
+            redis: None,
             aor: Vec::new(),
             texts: Vec::new(),
             dst: Vec::new(),
@@ -133,8 +137,14 @@ impl RegistrarState<'_> {
         let (Ok(call_id), Ok(cseq)) = (msg.call_id(), msg.cseq()) else {
             return refuse(cx, ctx, headers, REJECT_BAD_TO);
         };
-        if rs.ul.db_mode == DbMode::DbOnly {
-            return rs.save_db_only(cx, ctx, table, &req, call_id, cseq.number, headers);
+        match rs.ul.db_mode {
+            DbMode::DbOnly => {
+                return rs.save_db_only(cx, ctx, table, &req, call_id, cseq.number, headers);
+            }
+            DbMode::Shared => {
+                return rs.save_shared(cx, ctx, table, domain, &req, call_id, cseq.number, headers);
+            }
+            _ => {}
         }
         let now = unix_now();
         let loc = rs.location;

@@ -28,6 +28,8 @@ crate::server::shared::counters! { UlCounter, COUNTER_NAMES, {
     DbQueueFull => "usrloc_db_queue_full",
     /// db_mode 1: a change lost in the queue (its writer died mid-push).
     DbQueueLost => "usrloc_db_queue_lost",
+    /// Shared through Redis: feed entries applied to this node's table.
+    FeedApplied => "usrloc_feed_applied",
 }}
 
 pub static MODULE: Module = Module {
@@ -65,6 +67,10 @@ pub enum DbMode {
     /// The database only: every save and lookup reads it (bounded), so
     /// nodes can share one table.
     DbOnly,
+    /// Shared through Redis (a `redis://` db_url, any db_mode but 0):
+    /// saves applied in Redis, each node's table a cache kept current by
+    /// the change feed (`redis/`).
+    Shared,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +107,14 @@ impl Params {
             3 => DbMode::DbOnly,
             n => return Err(format!("db_mode {n}: 0, 1, 2 or 3")),
         };
+        let redis = db_url
+            .as_deref()
+            .is_some_and(crate::db::redis::RedisUrl::is_redis);
+        let db_mode = match db_mode {
+            DbMode::Memory => DbMode::Memory,
+            _ if redis => DbMode::Shared,
+            m => m,
+        };
         if db_mode != DbMode::Memory && db_url.is_none() {
             return Err(format!(
                 "db_mode 1, 2 and 3 need modparam(\"usrloc\", \"db_url\", URL){}",
@@ -122,19 +136,14 @@ impl Params {
 /// URL this build serves when the mode writes to one.
 fn check(config: &Config) -> Result<Vec<String>, String> {
     let p = Params::from_config(config)?;
-    if let Some(url) = p
-        .db_url
-        .as_deref()
-        .filter(|u| crate::db::redis::RedisUrl::is_redis(u))
-    {
-        crate::db::redis::RedisUrl::parse(url)?;
-        return Err(format!(
-            "db_url {}: the location table shared through Redis is not served yet (issue 22: its store is built, not the nodes' caches and feed)",
-            crate::db::url::Masked(url)
-        ));
-    }
-    if let (Some(url), true) = (&p.db_url, p.db_mode != DbMode::Memory) {
-        crate::db::served(url)?;
+    match (&p.db_url, p.db_mode) {
+        (_, DbMode::Memory) | (None, _) => {}
+        (Some(url), DbMode::Shared) => {
+            crate::db::redis::RedisUrl::parse(url)?;
+        }
+        (Some(url), _) => {
+            crate::db::served(url)?;
+        }
     }
     let mut w = Vec::new();
     if config.modparam_int("usrloc", "timer_procs", 0) != 0 {

@@ -93,6 +93,10 @@ pub struct Location {
     /// db_mode 1: the changes on their way to the database
     /// (`writer.rs`).
     pub queue: Option<rser_shm::ring::Ring>,
+    /// Shared through Redis: where each bucket's feed stood when the
+    /// master's snapshot began (stream id: milliseconds, sequence), for
+    /// the feed reader to go on from.
+    pub feed_from: Option<rser_shm::Slice<std::sync::atomic::AtomicU64>>,
 }
 
 /// Which AOR: its table, its hash and its bucket.
@@ -136,6 +140,7 @@ impl Location {
             records,
             pool,
             queue: None,
+            feed_from: None,
         })
     }
 

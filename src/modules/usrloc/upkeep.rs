@@ -40,6 +40,9 @@ pub fn carve(config: &Config, carver: &mut Carver<'_>, region: usize) -> Result<
         .ok_or_else(|| format!("shared memory of {region} bytes is too small for usrloc"))?;
     load(config, &location)?;
     let ul = super::Params::from_config(config)?;
+    if let (DbMode::Shared, Some(url)) = (ul.db_mode, &ul.db_url) {
+        super::redis::feed::load(url, &super::tables(&config.program), &mut location, carver)?;
+    }
     let mut queued = String::new();
     if ul.db_mode == DbMode::WriteThrough {
         let cells = (region / QUEUE_SHARE / RECORD_BYTES).clamp(QUEUE_MIN, QUEUE_MAX);
@@ -64,7 +67,10 @@ pub fn load(config: &Config, location: &Location) -> Result<(), String> {
     let ul = super::Params::from_config(config)?;
     // The names were checked when the script compiled.
     let tables = super::tables(&config.program);
-    let (Some(url), true) = (&ul.db_url, ul.db_mode != DbMode::Memory) else {
+    let (Some(url), true) = (
+        &ul.db_url,
+        !matches!(ul.db_mode, DbMode::Memory | DbMode::Shared),
+    ) else {
         return Ok(());
     };
     let timeout = crate::db::timeout(config, &crate::db::served(url)?);
@@ -111,6 +117,9 @@ pub fn run(s: &Start<'_>) {
     std::thread::scope(|scope| {
         if ul.db_mode == DbMode::WriteThrough {
             scope.spawn(|| super::writer::run(loc, s, &ul, &tables));
+        }
+        if let (DbMode::Shared, Some(url)) = (ul.db_mode, &ul.db_url) {
+            scope.spawn(|| super::redis::feed::run(loc, s, url, &tables));
         }
         upkeep(loc, s);
     });

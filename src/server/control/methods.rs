@@ -287,7 +287,20 @@ impl Control<'_> {
 
     /// Removes every binding of an AOR, as `Contact: *` would, and from the
     /// database as db_mode says.
+    /// Whether `ul.add`/`ul.rm` may change the table here: not while it
+    /// is a cache of the Redis store (a change must go through Redis).
+    pub(super) fn changeable(&self) -> Result<(), RpcError> {
+        match self.ul.db_mode {
+            usrloc::DbMode::Shared => Err(RpcError::new(
+                NOT_AVAILABLE,
+                "usrloc shares its table through Redis: ul.add and ul.rm would change this node's cache only (not served yet)",
+            )),
+            _ => Ok(()),
+        }
+    }
+
     pub(super) fn ul_rm(&mut self, aor: &str, table: Option<&str>) -> Result<Value, RpcError> {
+        self.changeable()?;
         let loc = *self.location()?;
         let domain = self.table_index(table)?;
         let key = loc.aor(domain, aor.as_bytes());

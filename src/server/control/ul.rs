@@ -29,6 +29,7 @@ impl Control<'_> {
         expires: f64,
         q: f64,
     ) -> Result<Value, RpcError> {
+        self.changeable()?;
         if !(1.0..=MAX_EXPIRES).contains(&expires) {
             return Err(RpcError::params("'expires' must be 1 second or more"));
         }
@@ -107,6 +108,7 @@ impl Control<'_> {
         aor: &str,
         contact: &str,
     ) -> Result<Value, RpcError> {
+        self.changeable()?;
         let loc = *self.location()?;
         let domain = self.table_index(Some(table))?;
         let key = loc.aor(domain, aor.as_bytes());

@@ -23,6 +23,7 @@
 //! handling (503 with Retry-After while Redis is gone, re-seeding a Redis
 //! that lost its data); `stats` for feed lag and round trips.
 
+pub mod feed;
 pub mod keys;
 pub mod record;
 pub mod store;

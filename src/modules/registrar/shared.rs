@@ -1,0 +1,197 @@
+//! `save()` with the location table shared through Redis: the AOR is read
+//! from Redis, decided by the same §10.3 code (`plan.rs`) and applied
+//! there only on the version it was read at (else read and decided
+//! again), all on the worker's bounded Redis handle; then this node's
+//! table gets the AOR's new bindings at once (the other nodes get them
+//! from the feed) and the 200 lists them. Redis not answering: 503 with
+//! Retry-After, nothing changed.
+
+use crate::db::conn::DbError;
+use crate::db::handle::Handle;
+use crate::db::redis::{RedisConn, RedisUrl};
+use crate::modules::def::Cx;
+use crate::modules::registrar::plan::{Owned, Template, plan};
+use crate::modules::registrar::{Params, Reject, Request, Wanted};
+use crate::modules::usrloc::redis::record::Binding;
+use crate::modules::usrloc::redis::store::{self, Applied};
+use crate::modules::usrloc::{UlCounter, unix_now};
+use crate::script::MsgCtx;
+
+use super::runtime::RegistrarState;
+
+/// Reads and decisions again when another node changed the AOR between
+/// this node's read and its write, at most.
+const ATTEMPTS: usize = 8;
+
+/// What a REGISTER asks, owned (it is decided on the handle's thread).
+enum Asked {
+    Query,
+    RemoveAll,
+    Update(Vec<(Vec<u8>, u32, Option<u16>)>),
+}
+
+impl Asked {
+    fn of(req: &Request<'_>) -> Asked {
+        match req {
+            Request::Query => Asked::Query,
+            Request::RemoveAll => Asked::RemoveAll,
+            Request::Update(w) => {
+                Asked::Update(w.iter().map(|w| (w.uri.to_vec(), w.expires, w.q)).collect())
+            }
+        }
+    }
+
+    fn request(&self) -> Request<'_> {
+        match self {
+            Asked::Query => Request::Query,
+            Asked::RemoveAll => Request::RemoveAll,
+            Asked::Update(w) => Request::Update(
+                w.iter()
+                    .map(|(uri, expires, q)| Wanted {
+                        uri,
+                        expires: *expires,
+                        q: *q,
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// How a save ended in Redis.
+enum Saved {
+    Done(Vec<Owned>),
+    Refused(Reject),
+}
+
+fn binding((contact, call_id, meta): &Owned) -> Binding {
+    Binding {
+        contact: contact.clone(),
+        call_id: call_id.clone(),
+        meta: *meta,
+    }
+}
+
+/// Read, decide, apply; again while another node moved the AOR.
+fn save(
+    c: &mut RedisConn,
+    table: &str,
+    aor: &[u8],
+    asked: &Asked,
+    call_id: &[u8],
+    reg: &Params,
+    t: &Template,
+) -> Result<Saved, DbError> {
+    for _ in 0..ATTEMPTS {
+        let cur = store::read(c, table, aor, t.now)?;
+        let current: Vec<Owned> = cur
+            .bindings
+            .iter()
+            .map(|b| (b.contact.clone(), b.call_id.clone(), b.meta))
+            .collect();
+        let p = match plan(&current, &asked.request(), call_id, reg, t) {
+            Ok(p) => p,
+            Err(r) => return Ok(Saved::Refused(r)),
+        };
+        if p.write.is_empty() && p.remove.is_empty() && cur.expired.is_empty() {
+            return Ok(Saved::Done(p.after));
+        }
+        let remove: Vec<&[u8]> = p
+            .remove
+            .iter()
+            .chain(&cur.expired)
+            .map(Vec::as_slice)
+            .collect();
+        let write: Vec<Binding> = p.write.iter().map(binding).collect();
+        let write: Vec<&Binding> = write.iter().collect();
+        let after: Vec<Binding> = p.after.iter().map(binding).collect();
+        match store::apply(c, table, aor, cur.version, &remove, &write, &after)? {
+            Applied::Done(_) => return Ok(Saved::Done(p.after)),
+            Applied::Moved(_) => continue,
+        }
+    }
+    Err(DbError(format!(
+        "the AOR changed under {ATTEMPTS} attempts in a row"
+    )))
+}
+
+impl RegistrarState<'_> {
+    /// `save()` in the shared mode; `self.aor` is the AOR, `domain` its
+    /// table's index.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn save_shared(
+        &mut self,
+        cx: &mut Cx<'_>,
+        ctx: &mut MsgCtx<'_, '_>,
+        table: &str,
+        domain: u16,
+        req: &Request<'_>,
+        call_id: &[u8],
+        cseq: u32,
+        headers: &mut Vec<u8>,
+    ) -> i32 {
+        let t = Template {
+            sock: cx.shell.in_sock() as u8,
+            cflags: ctx.st.bflags,
+            cseq,
+            now: unix_now(),
+        };
+        if self.redis.is_none() {
+            let Some(url) = self
+                .ul
+                .db_url
+                .as_deref()
+                .and_then(|u| RedisUrl::parse(u).ok())
+            else {
+                return -1;
+            };
+            self.redis = Some(Handle::new(
+                url,
+                crate::modules::usrloc::redis::feed::TIMEOUT,
+            ));
+        }
+        let (table_s, aor, asked, id, reg) = (
+            table.to_string(),
+            self.aor.clone(),
+            Asked::of(req),
+            call_id.to_vec(),
+            self.reg,
+        );
+        let Some(h) = self.redis.as_mut() else {
+            return -1;
+        };
+        let saved = h.call(
+            move |c: &mut RedisConn| save(c, &table_s, &aor, &asked, &id, &reg, &t),
+            cx.now_ms,
+        );
+        match saved {
+            Ok(Saved::Done(after)) => {
+                let list: Vec<(&[u8], &[u8], crate::modules::usrloc::Meta)> = after
+                    .iter()
+                    .map(|(c, id, m)| (c.as_slice(), id.as_slice(), *m))
+                    .collect();
+                let loc = self.location;
+                if loc
+                    .replace(&loc.aor(domain, &self.aor), &list, &mut self.scratch)
+                    .is_err()
+                {
+                    self.ul_counts.add(UlCounter::TableFull as usize, 1);
+                }
+                super::db_only::list_and_reply(cx, ctx, &after, t.now, headers)
+            }
+            Ok(Saved::Refused(r)) => super::runtime::refuse(cx, ctx, headers, r),
+            Err(e) => {
+                self.ul_counts.add(UlCounter::DbErrors as usize, 1);
+                if let Some(held) = self.db_log.allow(cx.now_ms) {
+                    log::error!(
+                        "usrloc: REGISTER not saved, Redis did not take it: {e}{}",
+                        crate::server::log_limit::held_text(held)
+                    );
+                }
+                cx.shell
+                    .reply(ctx, 503, b"Service Unavailable", b"Retry-After: 5\r\n");
+                0
+            }
+        }
+    }
+}

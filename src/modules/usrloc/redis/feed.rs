@@ -1,0 +1,156 @@
+//! Each node's table as a cache of the Redis store: the master loads a
+//! snapshot before the workers start (so a node serves only once it is
+//! current), noting where every bucket's feed stood; a thread of the
+//! timer process then applies the feeds' entries from there, each
+//! replacing its AOR's bindings (idempotent: an entry carries the AOR's
+//! whole set).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rser_shm::{Carver, Slice};
+
+use super::keys::BUCKETS;
+use super::record::Binding;
+use super::store;
+use crate::db::conn::DbError;
+use crate::db::redis::{RedisConn, RedisUrl};
+use crate::modules::def::Start;
+use crate::modules::usrloc::{Location, UlCounter, unix_now};
+use crate::server::log_limit::{LogLimit, held_text};
+
+/// How long a node waits for Redis (connect, each command).
+pub const TIMEOUT: Duration = Duration::from_secs(2);
+/// Entries read per bucket per round trip, and the pause when none came.
+const COUNT: usize = 512;
+const IDLE: Duration = Duration::from_millis(5);
+const RETRY: Duration = Duration::from_millis(500);
+
+/// A stream id as two words.
+fn parse_id(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+}
+
+/// Puts an AOR's bindings in the table (`domain`: its table's index).
+fn cache(
+    loc: &Location,
+    domain: u16,
+    aor: &[u8],
+    bindings: &[Binding],
+    scratch: &mut Vec<u8>,
+) -> bool {
+    let list: Vec<(&[u8], &[u8], crate::modules::usrloc::Meta)> = bindings
+        .iter()
+        .map(|b| (b.contact.as_slice(), b.call_id.as_slice(), b.meta))
+        .collect();
+    loc.replace(&loc.aor(domain, aor), &list, scratch).is_ok()
+}
+
+/// In the master: the snapshot loaded into `loc`, and where each feed
+/// stood carved beside it for the reader. Any failure stops the start.
+pub fn load(
+    url: &str,
+    tables: &[String],
+    loc: &mut Location,
+    carver: &mut Carver<'_>,
+) -> Result<(), String> {
+    let url = RedisUrl::parse(url)?;
+    let mut conn = RedisConn::open(&url, TIMEOUT).map_err(|e| format!("usrloc: {e}"))?;
+    let fail = |e: DbError| format!("usrloc: redis {url}: {e}");
+    let tails = store::feed_tails(&mut conn).map_err(fail)?;
+    let mut scratch = Vec::new();
+    let (mut full, mut n) = (0usize, 0usize);
+    let loaded = store::snapshot(&mut conn, unix_now(), |table, aor, bindings| {
+        if let Some(domain) = tables.iter().position(|t| t == table) {
+            n += bindings.len();
+            if !cache(loc, domain as u16, aor, bindings, &mut scratch) {
+                full += 1;
+            }
+        }
+    })
+    .map_err(fail)?;
+    if full > 0 {
+        return Err(format!(
+            "usrloc: {full} AORs from {url} did not fit in shared memory (raise -m)"
+        ));
+    }
+    let from: Slice<AtomicU64> = carver
+        .slice(2 * BUCKETS as usize, |i| {
+            let (ms, seq) = parse_id(&tails[i / 2]);
+            AtomicU64::new(if i % 2 == 0 { ms } else { seq })
+        })
+        .ok_or("shared memory too small for usrloc's feed positions")?;
+    loc.feed_from = Some(from);
+    log::info!("usrloc: {n} bindings of {loaded} AORs loaded from {url}");
+    Ok(())
+}
+
+/// The feed reader (a thread of the timer process; never returns while
+/// the process lives).
+pub fn run(loc: Location, s: &Start<'_>, url: &str, tables: &[String]) {
+    let (Some(from), Ok(url)) = (loc.feed_from, RedisUrl::parse(url)) else {
+        return;
+    };
+    let mut ids: Vec<String> = (0..BUCKETS as usize)
+        .map(|b| {
+            format!(
+                "{}-{}",
+                from[2 * b].load(Ordering::Relaxed),
+                from[2 * b + 1].load(Ordering::Relaxed)
+            )
+        })
+        .collect();
+    let mut conn: Option<RedisConn> = None;
+    let mut scratch = Vec::new();
+    let mut err_log = LogLimit::default();
+    loop {
+        let c = match &mut conn {
+            Some(c) => c,
+            None => match RedisConn::open(&url, TIMEOUT) {
+                Ok(c) => conn.insert(c),
+                Err(e) => {
+                    failed(s, &mut err_log, &e);
+                    std::thread::sleep(RETRY);
+                    continue;
+                }
+            },
+        };
+        match store::feed_after(c, &ids, COUNT) {
+            Ok((entries, skipped)) => {
+                let got = entries.len() + skipped.len();
+                for e in &entries {
+                    if let Some(domain) = tables.iter().position(|t| *t == e.table)
+                        && !cache(&loc, domain as u16, &e.aor, &e.bindings, &mut scratch)
+                    {
+                        s.counts.add(UlCounter::TableFull as usize, 1);
+                    }
+                    ids[e.bucket as usize].clone_from(&e.id);
+                }
+                for (b, id) in skipped {
+                    ids[b as usize] = id;
+                }
+                s.counts
+                    .add(UlCounter::FeedApplied as usize, entries.len() as u64);
+                if got == 0 {
+                    std::thread::sleep(IDLE);
+                }
+            }
+            Err(e) => {
+                conn = None;
+                failed(s, &mut err_log, &e);
+                std::thread::sleep(RETRY);
+            }
+        }
+    }
+}
+
+fn failed(s: &Start<'_>, log: &mut LogLimit, e: &DbError) {
+    s.counts.add(UlCounter::DbErrors as usize, 1);
+    if let Some(held) = log.allow(crate::server::worker::now_ms()) {
+        log::error!(
+            "usrloc: the Redis feed cannot be read (lookups served from this node's table): {e}{}",
+            held_text(held)
+        );
+    }
+}

@@ -1,0 +1,200 @@
+//! Several rser nodes sharing one location table through Redis (issue
+//! 22): a binding saved on one node is served by every other, an
+//! unregistration reaches them all, racing REGISTERs through two nodes
+//! keep every binding, a killed node restarts with the whole table, and
+//! Redis gone makes REGISTERs 503 while lookups go on from each node's
+//! table. Real redis-servers (one, and a three-master cluster) on
+//! ephemeral ports.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::redis::{Cluster, Redis};
+use common::{Peer, Server, answer, expect, headers, status};
+
+const SEC: Duration = Duration::from_secs(3);
+
+fn config(url: &str) -> String {
+    format!(
+        "loadmodule \"sl.so\"\nloadmodule \"tm.so\"\nloadmodule \"usrloc.so\"\n\
+         loadmodule \"registrar.so\"\n\
+         modparam(\"usrloc\", \"db_url\", \"{url}\")\nmodparam(\"usrloc\", \"db_mode\", 3)\n\
+         route {{\n\
+           if (method == \"REGISTER\") {{ save(\"location\"); exit; }}\n\
+           if (!lookup(\"location\")) {{ sl_send_reply(\"404\", \"Not Found\"); exit; }}\n\
+           t_relay();\n\
+         }}\n"
+    )
+}
+
+fn register(p: &Peer, user: &str, contact: &str, cseq: u32, expires: u32) -> String {
+    format!(
+        "REGISTER sip:example.com SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {me};branch=z9hG4bK-cl-{user}-{cseq}-{contact_tag};rport\r\n\
+         Max-Forwards: 70\r\n\
+         To: <sip:{user}@example.com>\r\n\
+         From: <sip:{user}@example.com>;tag=c{cseq}\r\n\
+         Call-ID: cl-{user}-{contact_tag}@{me}\r\n\
+         CSeq: {cseq} REGISTER\r\n\
+         Contact: <{contact}>;expires={expires}\r\n\
+         Content-Length: 0\r\n\r\n",
+        me = p.addr,
+        contact_tag = contact.len() + contact.bytes().map(usize::from).sum::<usize>(),
+    )
+}
+
+fn send(node: &Server, p: &Peer, msg: &str) -> String {
+    p.send(node.addr, msg);
+    expect(p, "SIP/2.0 ", SEC).expect("a reply").0
+}
+
+/// An INVITE for `user` through `node` until it reaches `phone` (or
+/// `within` passes); how long it took.
+fn reaches(
+    node: &Server,
+    caller: &Peer,
+    phone: &Peer,
+    user: &str,
+    within: Duration,
+) -> Option<Duration> {
+    let t0 = Instant::now();
+    let mut n = 0;
+    while t0.elapsed() < within {
+        n += 1;
+        let call = format!("cl-call-{user}-{n}-{}", node.addr.port());
+        caller.send(
+            node.addr,
+            &caller.request("INVITE", &format!("sip:{user}@example.com"), &call, ""),
+        );
+        if let Some((inv, _)) = expect(phone, "INVITE", Duration::from_millis(100)) {
+            phone.send(node.addr, &answer(&inv, 486, "Busy Here", "b"));
+            return Some(t0.elapsed());
+        }
+        let _ = expect(caller, "SIP/2.0 404", Duration::from_millis(20));
+    }
+    None
+}
+
+fn three_nodes_share_one_table(url: &str) {
+    let nodes: Vec<Server> = (0..3)
+        .map(|_| Server::start(&config(url), 2, &[]))
+        .collect();
+    let (phone, caller) = (Peer::new(), Peer::new());
+    let contact = format!("sip:alice@{}", phone.addr);
+    let ok = send(
+        &nodes[0],
+        &phone,
+        &register(&phone, "alice", &contact, 1, 600),
+    );
+    assert_eq!(status(&ok), Some(200), "{ok}");
+    for n in &nodes[1..] {
+        let took = reaches(n, &caller, &phone, "alice", SEC).expect("the binding reached the node");
+        assert!(took < Duration::from_secs(1), "{took:?}");
+    }
+    // Unregistered on C: A refuses at once.
+    let gone = send(
+        &nodes[2],
+        &phone,
+        &register(&phone, "alice", &contact, 2, 0),
+    );
+    assert_eq!(status(&gone), Some(200), "{gone}");
+    let t0 = Instant::now();
+    loop {
+        let call = format!("cl-gone-{}", t0.elapsed().as_micros());
+        caller.send(
+            nodes[0].addr,
+            &caller.request("INVITE", "sip:alice@example.com", &call, ""),
+        );
+        if expect(&caller, "SIP/2.0 404", Duration::from_millis(100)).is_some() {
+            break;
+        }
+        if let Some((inv, _)) = expect(&phone, "INVITE", Duration::from_millis(10)) {
+            phone.send(nodes[0].addr, &answer(&inv, 486, "Busy Here", "b"));
+        }
+        assert!(t0.elapsed() < Duration::from_secs(1), "still served on A");
+    }
+}
+
+#[test]
+fn three_nodes_on_one_redis() {
+    let r = Redis::start();
+    three_nodes_share_one_table(&r.url());
+}
+
+#[test]
+fn three_nodes_on_a_redis_cluster() {
+    let c = Cluster::start();
+    three_nodes_share_one_table(&c.url());
+}
+
+/// REGISTERs for one AOR racing through two nodes, each adding its own
+/// contact: every binding ends in the table, as §10.3 says.
+#[test]
+fn racing_registers_through_two_nodes_keep_every_binding() {
+    let r = Redis::start();
+    let a = Server::start(&config(&r.url()), 2, &[]);
+    let b = Server::start(&config(&r.url()), 2, &[]);
+    let addrs = [a.addr, b.addr];
+    let threads: Vec<_> = (0..2)
+        .map(|n| {
+            let to = addrs[n];
+            std::thread::spawn(move || {
+                let p = Peer::new();
+                for i in 0..15 {
+                    let contact = format!("sip:bob-{n}-{i}@{}", p.addr);
+                    p.send(to, &register(&p, "bob", &contact, 1, 600));
+                    let (r, _) = expect(&p, "SIP/2.0 ", SEC).expect("a reply");
+                    assert_eq!(status(&r), Some(200), "{r}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    // A REGISTER without Contact lists the bindings (§10.2.3).
+    let p = Peer::new();
+    let query = register(&p, "bob", "x", 1, 600).replace("Contact: <x>;expires=600\r\n", "");
+    let listed = send(&a, &p, &query);
+    assert_eq!(headers(&listed, "Contact").len(), 30, "{listed}");
+}
+
+/// A node killed (SIGKILL) and started again serves every binding before
+/// it answers; Redis gone: REGISTER 503, lookups still served.
+#[test]
+fn a_killed_node_restarts_whole_and_redis_gone_keeps_lookups() {
+    let r = Redis::start();
+    let cfg = config(&r.url());
+    let a = Server::start(&cfg, 2, &[]);
+    let (phone, caller) = (Peer::new(), Peer::new());
+    for i in 0..50 {
+        let contact = format!("sip:u{i}@{}", phone.addr);
+        let ok = send(
+            &a,
+            &phone,
+            &register(&phone, &format!("u{i}"), &contact, 1, 600),
+        );
+        assert_eq!(status(&ok), Some(200));
+    }
+    unsafe { libc::kill(a.pid(), libc::SIGKILL) };
+    drop(a);
+    let b = Server::start(&cfg, 2, &[]);
+    for i in [0, 17, 49] {
+        let user = format!("u{i}");
+        assert!(
+            reaches(&b, &caller, &phone, &user, Duration::from_millis(300)).is_some(),
+            "{user}"
+        );
+    }
+    drop(r); // Redis gone
+    let p = Peer::new();
+    let refused = send(
+        &b,
+        &p,
+        &register(&p, "late", &format!("sip:late@{}", p.addr), 1, 600),
+    );
+    assert_eq!(status(&refused), Some(503), "{refused}");
+    assert!(refused.contains("Retry-After:"), "{refused}");
+    assert!(reaches(&b, &caller, &phone, "u3", Duration::from_millis(300)).is_some());
+}
