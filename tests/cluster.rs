@@ -198,3 +198,70 @@ fn a_killed_node_restarts_whole_and_redis_gone_keeps_lookups() {
     assert!(refused.contains("Retry-After:"), "{refused}");
     assert!(reaches(&b, &caller, &phone, "u3", Duration::from_millis(300)).is_some());
 }
+
+/// A node starting on a Redis holding 50,000 bindings loads them all
+/// before it serves (its log says how long it took: bench/RESULTS.md).
+#[test]
+fn a_starting_node_loads_50000_bindings() {
+    use rser::db::redis::{RedisConn, RedisUrl};
+    use rser::modules::usrloc::redis::record::Binding;
+    use rser::modules::usrloc::redis::store;
+    let r = Redis::start();
+    let now = rser::modules::usrloc::unix_now();
+    let phone = Peer::new();
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (url, at) = (r.url(), phone.addr);
+            std::thread::spawn(move || {
+                let mut c = RedisConn::open(&RedisUrl::parse(&url).unwrap(), SEC).unwrap();
+                for i in (w..50_000).step_by(4) {
+                    let b = Binding {
+                        contact: format!("sip:u{i}@{at}").into_bytes(),
+                        call_id: format!("load-{i}").into_bytes(),
+                        meta: rser::modules::usrloc::Meta {
+                            cseq: 1,
+                            expires: now + 3600,
+                            updated: now,
+                            q: 1000,
+                            ..Default::default()
+                        },
+                    };
+                    let aor = format!("u{i}");
+                    store::apply(
+                        &mut c,
+                        "location",
+                        aor.as_bytes(),
+                        0,
+                        &[],
+                        &[&b],
+                        std::slice::from_ref(&b),
+                    )
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let node = Server::start(&config(&r.url()), 2, &["-m", "256"]);
+    let line = node
+        .wait_log(
+            "usrloc: 50000 bindings of 50000 AORs loaded",
+            Duration::from_millis(100),
+        )
+        .or_else(|| {
+            // Said before "serving with": already read by the start; ask
+            // the table instead.
+            None
+        });
+    let caller = Peer::new();
+    for i in [0, 12_345, 49_999] {
+        let user = format!("u{i}");
+        assert!(
+            reaches(&node, &caller, &phone, &user, Duration::from_millis(300)).is_some(),
+            "{user}"
+        );
+    }
+    drop(line);
+}

@@ -58,6 +58,7 @@ pub fn load(
     let url = RedisUrl::parse(url)?;
     let mut conn = RedisConn::open(&url, TIMEOUT).map_err(|e| format!("usrloc: {e}"))?;
     let fail = |e: DbError| format!("usrloc: redis {url}: {e}");
+    let t0 = std::time::Instant::now();
     let tails = store::feed_tails(&mut conn).map_err(fail)?;
     let mut scratch = Vec::new();
     let (mut full, mut n) = (0usize, 0usize);
@@ -82,7 +83,10 @@ pub fn load(
         })
         .ok_or("shared memory too small for usrloc's feed positions")?;
     loc.feed_from = Some(from);
-    log::info!("usrloc: {n} bindings of {loaded} AORs loaded from {url}");
+    log::info!(
+        "usrloc: {n} bindings of {loaded} AORs loaded from {url} in {} ms",
+        t0.elapsed().as_millis()
+    );
     Ok(())
 }
 

@@ -30,6 +30,11 @@ pub fn read(conn: &mut RedisConn, table: &str, aor: &[u8], now: u64) -> Result<A
     let fields: Vec<(Vec<u8>, Vec<u8>)> = conn
         .run(redis::cmd("HGETALL").arg(aor_key(table, aor)))
         .map_err(fail)?;
+    Ok(aor_of(fields, now))
+}
+
+/// An AOR's hash fields as an `Aor`.
+fn aor_of(fields: Vec<(Vec<u8>, Vec<u8>)>, now: u64) -> Aor {
     let mut out = Aor::default();
     for (field, value) in fields {
         if field == VERSION {
@@ -44,7 +49,7 @@ pub fn read(conn: &mut RedisConn, table: &str, aor: &[u8], now: u64) -> Result<A
             _ => out.expired.push(field),
         }
     }
-    Ok(out)
+    out
 }
 
 /// What an apply found.
@@ -181,23 +186,42 @@ pub fn snapshot(
         let keys: Vec<Vec<u8>> = conn
             .run(redis::cmd("SMEMBERS").arg(index_key(b)))
             .map_err(fail)?;
-        for key in keys {
-            let Some((table, aor)) = parse_aor_key(&key) else {
-                continue;
-            };
-            let read = self::read(conn, table, aor, now)?;
-            if read.version == 0 {
-                let _: i64 = conn
-                    .run(redis::cmd("SREM").arg(index_key(b)).arg(&key))
-                    .map_err(fail)?;
-                continue;
+        // The AORs read in pipelines: one round trip per batch.
+        for batch in keys.chunks(SNAPSHOT_BATCH) {
+            let cmds: Vec<redis::Cmd> = batch
+                .iter()
+                .map(|k| {
+                    let mut c = redis::cmd("HGETALL");
+                    c.arg(k);
+                    c
+                })
+                .collect();
+            let replies: Vec<Vec<(Vec<u8>, Vec<u8>)>> = conn.pipeline(cmds).map_err(fail)?;
+            let mut stale = Vec::new();
+            for (key, fields) in batch.iter().zip(replies) {
+                let Some((table, aor)) = parse_aor_key(key) else {
+                    continue;
+                };
+                let read = aor_of(fields, now);
+                if read.version == 0 {
+                    stale.push(key);
+                    continue;
+                }
+                each(table, aor, &read.bindings);
+                aors += 1;
             }
-            each(table, aor, &read.bindings);
-            aors += 1;
+            if !stale.is_empty() {
+                let _: i64 = conn
+                    .run(redis::cmd("SREM").arg(index_key(b)).arg(stale))
+                    .map_err(fail)?;
+            }
         }
     }
     Ok(aors)
 }
+
+/// AORs read in one pipeline by a snapshot.
+const SNAPSHOT_BATCH: usize = 512;
 
 /// A feed entry read: the bucket, its id, and what it says.
 pub struct Entry {
