@@ -229,6 +229,7 @@ fn a_starting_node_loads_50000_bindings() {
                     let aor = format!("u{i}");
                     store::apply(
                         &mut c,
+                        7,
                         "location",
                         aor.as_bytes(),
                         0,

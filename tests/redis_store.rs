@@ -57,6 +57,7 @@ fn changes_on(url: &str) {
     let a = binding("sip:alice@10.0.0.1", 1, now + 600);
     let got = store::apply(
         &mut c,
+        7,
         "location",
         b"alice",
         0,
@@ -70,6 +71,7 @@ fn changes_on(url: &str) {
     let b = binding("sip:alice@10.0.0.2", 1, now + 600);
     let late = store::apply(
         &mut c,
+        7,
         "location",
         b"alice",
         0,
@@ -83,7 +85,7 @@ fn changes_on(url: &str) {
     assert_eq!((read.version, read.bindings.clone()), (1, vec![a.clone()]));
     // Decided again on version 1: both bindings.
     let both = vec![a.clone(), b.clone()];
-    let got = store::apply(&mut c, "location", b"alice", 1, &[], &[&b], &both).unwrap();
+    let got = store::apply(&mut c, 7, "location", b"alice", 1, &[], &[&b], &both).unwrap();
     assert_eq!(got, Applied::Done(2));
     let mut read = store::read(&mut c, "location", b"alice", now).unwrap();
     read.bindings.sort_by(|x, y| x.contact.cmp(&y.contact));
@@ -99,7 +101,7 @@ fn changes_on(url: &str) {
     assert_eq!(later.expired.len(), 2);
     // Every binding removed: the key goes.
     let remove: Vec<&[u8]> = both.iter().map(|b| b.contact.as_slice()).collect();
-    let got = store::apply(&mut c, "location", b"alice", 2, &remove, &[], &[]).unwrap();
+    let got = store::apply(&mut c, 7, "location", b"alice", 2, &remove, &[], &[]).unwrap();
     assert_eq!(got, Applied::Done(3));
     let exists: i64 = c
         .run(redis::cmd("EXISTS").arg(aor_key("location", b"alice")))
@@ -150,6 +152,7 @@ fn racing_on(url: &str) {
                         after.push(mine.clone());
                         match store::apply(
                             &mut c,
+                            7,
                             "location",
                             b"bob",
                             cur.version,
@@ -188,6 +191,7 @@ fn snapshot_then_feed_on(url: &str) {
         let b = binding(&format!("sip:u{i}@h"), 1, now + 600);
         let got = store::apply(
             &mut c,
+            7,
             "location",
             aor.as_bytes(),
             0,
@@ -198,7 +202,7 @@ fn snapshot_then_feed_on(url: &str) {
         assert_eq!(got.unwrap(), Applied::Done(1));
     }
     // user0 removed again: gone from the index too.
-    let gone = store::apply(&mut c, "location", b"user0", 1, &[b"sip:u0@h"], &[], &[]).unwrap();
+    let gone = store::apply(&mut c, 7, "location", b"user0", 1, &[b"sip:u0@h"], &[], &[]).unwrap();
     assert_eq!(gone, Applied::Done(2));
     let mut seen = Vec::new();
     let n = store::snapshot(&mut c, now, |t, aor, bs| {
@@ -214,7 +218,7 @@ fn snapshot_then_feed_on(url: &str) {
         seen.iter()
             .all(|(t, a, n)| t == "location" && a != "user0" && *n == 1)
     );
-    let (entries, skipped) = store::feed_after(&mut c, &tails, 100).unwrap();
+    let (entries, skipped) = store::feed_after(&mut c, &tails, 100, None).unwrap();
     assert!(skipped.is_empty());
     assert_eq!(entries.len(), 21);
     let user0: Vec<(u64, usize)> = entries
@@ -228,7 +232,12 @@ fn snapshot_then_feed_on(url: &str) {
     for e in &entries {
         next[e.bucket as usize] = e.id.clone();
     }
-    assert!(store::feed_after(&mut c, &next, 100).unwrap().0.is_empty());
+    assert!(
+        store::feed_after(&mut c, &next, 100, Some(10))
+            .unwrap()
+            .0
+            .is_empty()
+    );
 }
 
 #[test]

@@ -166,6 +166,10 @@ impl RedisConn {
         Ok(RedisConn::Node(Box::new(c)))
     }
 
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, RedisConn::Cluster(_))
+    }
+
     /// Runs one command; its reply.
     pub fn run<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
         match self {

@@ -73,8 +73,10 @@ fn binding((contact, call_id, meta): &Owned) -> Binding {
 }
 
 /// Read, decide, apply; again while another node moved the AOR.
+#[allow(clippy::too_many_arguments)]
 fn save(
     c: &mut RedisConn,
+    node: u64,
     table: &str,
     aor: &[u8],
     asked: &Asked,
@@ -105,7 +107,7 @@ fn save(
         let write: Vec<Binding> = p.write.iter().map(binding).collect();
         let write: Vec<&Binding> = write.iter().collect();
         let after: Vec<Binding> = p.after.iter().map(binding).collect();
-        match store::apply(c, table, aor, cur.version, &remove, &write, &after)? {
+        match store::apply(c, node, table, aor, cur.version, &remove, &write, &after)? {
             Applied::Done(_) => return Ok(Saved::Done(p.after)),
             Applied::Moved(_) => continue,
         }
@@ -150,6 +152,7 @@ impl RegistrarState<'_> {
                 crate::modules::usrloc::redis::feed::TIMEOUT,
             ));
         }
+        let node = self.location.node;
         let (table_s, aor, asked, id, reg) = (
             table.to_string(),
             self.aor.clone(),
@@ -161,7 +164,7 @@ impl RegistrarState<'_> {
             return -1;
         };
         let saved = h.call(
-            move |c: &mut RedisConn| save(c, &table_s, &aor, &asked, &id, &reg, &t),
+            move |c: &mut RedisConn| save(c, node, &table_s, &aor, &asked, &id, &reg, &t),
             cx.now_ms,
         );
         match saved {

@@ -97,6 +97,9 @@ pub struct Location {
     /// master's snapshot began (stream id: milliseconds, sequence), for
     /// the feed reader to go on from.
     pub feed_from: Option<rser_shm::Slice<std::sync::atomic::AtomicU64>>,
+    /// Shared through Redis: this node's name in the feeds (random at
+    /// each start), so its reader skips what its workers wrote.
+    pub node: u64,
 }
 
 /// Which AOR: its table, its hash and its bucket.
@@ -141,6 +144,7 @@ impl Location {
             pool,
             queue: None,
             feed_from: None,
+            node: 0,
         })
     }
 

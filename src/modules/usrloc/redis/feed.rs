@@ -24,6 +24,9 @@ pub const TIMEOUT: Duration = Duration::from_secs(2);
 /// Entries read per bucket per round trip, and the pause when none came.
 const COUNT: usize = 512;
 const IDLE: Duration = Duration::from_millis(5);
+/// One node: the reader waits in Redis for the next entry this long (a
+/// cluster is polled every IDLE).
+const BLOCK_MS: u64 = 500;
 const RETRY: Duration = Duration::from_millis(500);
 
 /// A stream id as two words.
@@ -83,6 +86,7 @@ pub fn load(
         })
         .ok_or("shared memory too small for usrloc's feed positions")?;
     loc.feed_from = Some(from);
+    loc.node = u64::from_le_bytes(crate::server::secret()[..8].try_into().unwrap_or_default()) | 1;
     log::info!(
         "usrloc: {n} bindings of {loaded} AORs loaded from {url} in {} ms",
         t0.elapsed().as_millis()
@@ -120,11 +124,13 @@ pub fn run(loc: Location, s: &Start<'_>, url: &str, tables: &[String]) {
                 }
             },
         };
-        match store::feed_after(c, &ids, COUNT) {
+        match store::feed_after(c, &ids, COUNT, Some(BLOCK_MS)) {
             Ok((entries, skipped)) => {
                 let got = entries.len() + skipped.len();
                 for e in &entries {
-                    if let Some(domain) = tables.iter().position(|t| *t == e.table)
+                    // This node's own changes are in its table already.
+                    if e.node != loc.node
+                        && let Some(domain) = tables.iter().position(|t| *t == e.table)
                         && !cache(&loc, domain as u16, &e.aor, &e.bindings, &mut scratch)
                     {
                         s.counts.add(UlCounter::TableFull as usize, 1);
@@ -136,7 +142,7 @@ pub fn run(loc: Location, s: &Start<'_>, url: &str, tables: &[String]) {
                 }
                 s.counts
                     .add(UlCounter::FeedApplied as usize, entries.len() as u64);
-                if got == 0 {
+                if got == 0 && c.is_cluster() {
                     std::thread::sleep(IDLE);
                 }
             }

@@ -62,16 +62,16 @@ pub enum Applied {
     Moved(u64),
 }
 
-/// KEYS: the AOR's hash, its bucket's feed and index. ARGV: the version the change
-/// was decided on, the key's expiry (unix seconds; 0: no binding is
-/// left, the key goes), the feed's approximate length bound, the feed
-/// entry, the number of contacts to remove, those contacts, then
-/// contact/value pairs to set.
+/// KEYS: the AOR's hash, its bucket's feed and index. ARGV: the version
+/// the change was decided on, the key's expiry (unix seconds; 0: no
+/// binding is left, the key goes), the feed's approximate length bound,
+/// the feed entry, the writing node, the number of contacts to remove,
+/// those contacts, then contact/value pairs to set.
 const APPLY: &str = r"
 local v = tonumber(redis.call('HGET', KEYS[1], '#v') or '0')
 if v ~= tonumber(ARGV[1]) then return {0, v} end
-local n = tonumber(ARGV[5])
-local i = 6
+local n = tonumber(ARGV[6])
+local i = 7
 for _ = 1, n do redis.call('HDEL', KEYS[1], ARGV[i]); i = i + 1 end
 while i < #ARGV do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]); i = i + 2 end
 v = v + 1
@@ -84,7 +84,7 @@ else
   redis.call('EXPIREAT', KEYS[1], at)
   redis.call('SADD', KEYS[3], KEYS[1])
 end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'e', ARGV[4])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'e', ARGV[4], 'o', ARGV[5])
 return {1, v}
 ";
 
@@ -94,9 +94,12 @@ pub const FEED_LEN: usize = 100_000;
 
 /// Applies a change decided on `version`: `remove` the contacts that go,
 /// `after` every binding the AOR has once changed (those whose fields
-/// change are written), all in one script.
+/// change are written), all in one script; `node` names the writer in
+/// the feed (its own reader skips the entry).
+#[allow(clippy::too_many_arguments)]
 pub fn apply(
     conn: &mut RedisConn,
+    node: u64,
     table: &str,
     aor: &[u8],
     version: u64,
@@ -109,10 +112,11 @@ pub fn apply(
     }
     let expires_at = after.iter().map(|b| b.meta.expires).max().unwrap_or(0);
     let entry = record::feed_entry(table, aor, version + 1, after);
-    let (version_s, at_s, len_s, n_s) = (
+    let (version_s, at_s, len_s, node_s, n_s) = (
         version.to_string(),
         expires_at.to_string(),
         FEED_LEN.to_string(),
+        node.to_string(),
         remove.len().to_string(),
     );
     let values: Vec<Vec<u8>> = write
@@ -124,6 +128,7 @@ pub fn apply(
         at_s.as_bytes(),
         len_s.as_bytes(),
         &entry,
+        node_s.as_bytes(),
         n_s.as_bytes(),
     ];
     args.extend_from_slice(remove);
@@ -223,10 +228,12 @@ pub fn snapshot(
 /// AORs read in one pipeline by a snapshot.
 const SNAPSHOT_BATCH: usize = 512;
 
-/// A feed entry read: the bucket, its id, and what it says.
+/// A feed entry read: the bucket, its id, the node that wrote it, and
+/// what it says.
 pub struct Entry {
     pub bucket: u32,
     pub id: String,
+    pub node: u64,
     pub table: String,
     pub aor: Vec<u8>,
     pub version: u64,
@@ -234,49 +241,80 @@ pub struct Entry {
 }
 
 /// The entries after `from[b]` in each bucket's feed, at most `count`
-/// a bucket, in one round trip per node (one pipeline; each XREAD names
-/// one key, so it runs on a cluster too). An entry that does not parse
-/// is skipped (its id still advances the reader).
+/// a bucket: on one node one XREAD over every feed (waiting up to
+/// `block_ms` for the first entry), on a cluster one XREAD per feed in
+/// one pipeline (each names one key). An entry that does not parse is
+/// skipped (its id still advances the reader).
 pub fn feed_after(
     conn: &mut RedisConn,
     from: &[String],
     count: usize,
+    block_ms: Option<u64>,
 ) -> Result<(Vec<Entry>, Vec<Skipped>), DbError> {
-    let cmds: Vec<redis::Cmd> = from
-        .iter()
-        .enumerate()
-        .map(|(b, id)| {
+    type Streams = Option<Vec<(String, Vec<Item>)>>;
+    let replies: Vec<Streams> = match (conn.is_cluster(), block_ms) {
+        // One node: one XREAD over every feed, waiting for the first entry.
+        (false, Some(ms)) => {
             let mut c = redis::cmd("XREAD");
             c.arg("COUNT")
                 .arg(count)
-                .arg("STREAMS")
-                .arg(feed_key(b as u32))
-                .arg(id);
-            c
-        })
-        .collect();
-    type Streams = Option<Vec<(String, Vec<Item>)>>;
-    let replies: Vec<Streams> = conn.pipeline(cmds).map_err(fail)?;
+                .arg("BLOCK")
+                .arg(ms)
+                .arg("STREAMS");
+            for b in 0..from.len() {
+                c.arg(feed_key(b as u32));
+            }
+            for id in from {
+                c.arg(id);
+            }
+            vec![conn.run(&c).map_err(fail)?]
+        }
+        // A cluster: one XREAD per feed (each its own slot), pipelined.
+        _ => {
+            let cmds: Vec<redis::Cmd> = from
+                .iter()
+                .enumerate()
+                .map(|(b, id)| {
+                    let mut c = redis::cmd("XREAD");
+                    c.arg("COUNT")
+                        .arg(count)
+                        .arg("STREAMS")
+                        .arg(feed_key(b as u32))
+                        .arg(id);
+                    c
+                })
+                .collect();
+            conn.pipeline(cmds).map_err(fail)?
+        }
+    };
     let mut entries = Vec::new();
     let mut skipped = Vec::new();
-    for (b, streams) in replies.into_iter().enumerate() {
-        for (_, items) in streams.into_iter().flatten() {
-            for (id, fields) in items {
-                let parsed = fields
-                    .iter()
-                    .find(|(f, _)| f == "e")
-                    .and_then(|(_, e)| record::parse_feed_entry(e));
-                match parsed {
-                    Some((table, aor, version, bindings)) => entries.push(Entry {
-                        bucket: b as u32,
-                        id,
-                        table,
-                        aor,
-                        version,
-                        bindings,
-                    }),
-                    None => skipped.push((b as u32, id)),
-                }
+    for (key, items) in replies.into_iter().flatten().flatten() {
+        let Some(b) = key
+            .strip_prefix("ul:{b")
+            .and_then(|r| r.split('}').next())
+            .and_then(|n| n.parse::<u32>().ok())
+            .filter(|b| (*b as usize) < from.len())
+        else {
+            continue;
+        };
+        for (id, fields) in items {
+            let field = |name: &str| fields.iter().find(|(f, _)| f == name).map(|(_, v)| v);
+            let parsed = field("e").and_then(|e| record::parse_feed_entry(e));
+            let node = field("o")
+                .and_then(|o| std::str::from_utf8(o).ok()?.parse().ok())
+                .unwrap_or(0);
+            match parsed {
+                Some((table, aor, version, bindings)) => entries.push(Entry {
+                    bucket: b,
+                    id,
+                    node,
+                    table,
+                    aor,
+                    version,
+                    bindings,
+                }),
+                None => skipped.push((b, id)),
             }
         }
     }

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# The location table shared through Redis (issue 22) against the same node
+# alone: CPU per REGISTER, and how long a starting node takes to load the
+# table. A redis-server of its own on 127.0.0.1:$REDIS_PORT (no
+# persistence); bench/configs/registrar.cfg as the node's job, and the same
+# with `modparam("usrloc", "db_url", "redis://...")`:
+#   1. alone: rser-bench registers USERS users at RATE/s for SECS s; the CPU
+#      of rser's processes over the steady middle, per registration;
+#   2. shared: the same with the Redis node, rser's CPU plus redis-server's;
+#   3. a second node started on the filled Redis: its log's load time.
+#
+# Usage: bench/cluster_cost.sh   (USERS=50000 RATE=2000 SECS=14 WORKERS=2
+#        SHM_MB=256 REDIS_PORT=6390)
+# Needs: redis-server, python3; target/release/rser and rser-bench built.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=SCRIPTDIR/scripts/lib.sh
+. bench/scripts/lib.sh
+
+USERS=${USERS:-50000} RATE=${RATE:-2000} SECS=${SECS:-14} WORKERS=${WORKERS:-2}
+SHM_MB=${SHM_MB:-256} REDIS_PORT=${REDIS_PORT:-6390}
+REL=target/release SKIP=2
+TICK=$(getconf CLK_TCK)
+S=$(mktemp -d "${TMPDIR:-/tmp}/rser-cluster.XXXXXX")
+PIDS=()
+cleanup() {
+    for p in ${PIDS[@]+"${PIDS[@]}"}; do kill -TERM "$p" 2>/dev/null || true; done
+    sleep 1
+    for p in ${PIDS[@]+"${PIDS[@]}"}; do kill -KILL "$p" 2>/dev/null || true; done
+    rm -rf "$S"
+}
+trap cleanup EXIT
+
+python3 -c "
+print('SEQUENTIAL')
+for i in range($USERS): print(f'user{i};pw{i}')" >"$S/users.csv"
+sed -e "s|^children=.*|children=$WORKERS|" bench/configs/registrar.cfg >"$S/alone.cfg"
+sed -e 's|modparam("usrloc", "db_mode", 0)|modparam("usrloc", "db_mode", 3)\nmodparam("usrloc", "db_url", "redis://127.0.0.1:'"$REDIS_PORT"'")|' \
+    "$S/alone.cfg" >"$S/shared.cfg"
+grep -q redis "$S/shared.cfg" || { echo "cluster_cost.sh: no db_url put in" >&2; exit 1; }
+
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$S" \
+    >"$S/redis.log" 2>&1 &
+REDIS=$!
+PIDS+=("$REDIS")
+sleep 0.5
+
+# One run: the node on CFG at RATE; prints µs of CPU per registration
+# (the node's, plus redis-server's when EXTRA is its pid).
+run() { # CFG PORT EXTRA
+    local cfg=$1 port=$2 extra=${3:-} node bp t0 t1 c0 c1 e0=0 e1=0
+    "$REL/rser" -f "$cfg" -l "udp:127.0.0.1:$port" -n "$WORKERS" -m "$SHM_MB" >"$S/node-$port.log" 2>&1 &
+    node=$!
+    PIDS+=("$node")
+    sleep 1.5
+    timeout $((SECS + 30)) "$REL/rser-bench" --target "127.0.0.1:$port" --quiet --scenario register \
+        --users "$S/users.csv" --domain 127.0.0.1 --rate "$RATE" --duration "${SECS}s" \
+        --json "$S/bench-$port.json" >"$S/bench-$port.log" 2>&1 &
+    bp=$!
+    sleep "$SKIP"
+    t0=$(date +%s.%N) c0=$(cpu_ticks "$node")
+    [ -n "$extra" ] && e0=$(cpu_ticks "$extra")
+    sleep $((SECS - 2 * SKIP))
+    t1=$(date +%s.%N) c1=$(cpu_ticks "$node")
+    [ -n "$extra" ] && e1=$(cpu_ticks "$extra")
+    wait "$bp" || true
+    kill -TERM "$node"
+    wait "$node" 2>/dev/null || true
+    python3 - "$S/bench-$port.json" "$c0" "$c1" "$e0" "$e1" "$t0" "$t1" "$TICK" "$RATE" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+c0, c1, e0, e1 = (int(x) for x in sys.argv[2:6])
+secs = float(sys.argv[7]) - float(sys.argv[6])
+hz, rate = float(sys.argv[8]), float(sys.argv[9])
+done, dur = d.get("completed"), d.get("duration_s")
+per_s = done / dur if done and dur else rate
+units = per_s * secs
+print(f"{(c1 - c0) / hz * 1e6 / units:.1f} µs node, {(e1 - e0) / hz * 1e6 / units:.1f} µs redis-server, "
+      f"{d.get('completed')} completed, {d.get('failed')} failed")
+PY
+}
+
+echo "alone:  $(run "$S/alone.cfg" 5070)"
+echo "shared: $(run "$S/shared.cfg" 5072 "$REDIS")"
+RUST_LOG=info "$REL/rser" -f "$S/shared.cfg" -l udp:127.0.0.1:5074 -n "$WORKERS" -m "$SHM_MB" >"$S/fresh.log" 2>&1 &
+PIDS+=("$!")
+sleep 5
+echo "fresh node: $(grep -o 'usrloc: [0-9]* bindings of [0-9]* AORs loaded from [^ ]* in [0-9]* ms' "$S/fresh.log")"
