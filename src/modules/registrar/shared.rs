@@ -19,6 +19,11 @@ use crate::script::MsgCtx;
 
 use super::runtime::RegistrarState;
 
+/// A worker waits this long for Redis, in its own thread (an answer takes
+/// well under a millisecond; one slower is Redis in trouble, and the
+/// breaker then fails saves at once for a while).
+const REDIS_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Reads and decisions again when another node changed the AOR between
 /// this node's read and its write, at most.
 const ATTEMPTS: usize = 8;
@@ -147,10 +152,7 @@ impl RegistrarState<'_> {
             else {
                 return -1;
             };
-            self.redis = Some(Handle::new(
-                url,
-                crate::modules::usrloc::redis::feed::TIMEOUT,
-            ));
+            self.redis = Some(Handle::inline(url, REDIS_TIMEOUT));
         }
         let node = self.location.node;
         let (table_s, aor, asked, id, reg) = (

@@ -142,7 +142,10 @@ pub fn run(loc: Location, s: &Start<'_>, url: &str, tables: &[String]) {
                 }
                 s.counts
                     .add(UlCounter::FeedApplied as usize, entries.len() as u64);
-                if got == 0 && c.is_cluster() {
+                // Entries come one by one under load: a pause gathers the
+                // next ones into one read (a few ms of convergence for
+                // far fewer round trips).
+                if got > 0 || c.is_cluster() {
                     std::thread::sleep(IDLE);
                 }
             }
