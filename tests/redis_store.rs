@@ -205,7 +205,7 @@ fn snapshot_then_feed_on(url: &str) {
     let gone = store::apply(&mut c, 7, "location", b"user0", 1, &[b"sip:u0@h"], &[], &[]).unwrap();
     assert_eq!(gone, Applied::Done(2));
     let mut seen = Vec::new();
-    let n = store::snapshot(&mut c, now, |t, aor, bs| {
+    let n = store::snapshot(&mut c, now, |t, aor, _, bs| {
         seen.push((
             t.to_string(),
             String::from_utf8_lossy(aor).into_owned(),

@@ -132,6 +132,7 @@ impl RegistrarState<'_> {
             found.push(Found {
                 idx: 0,
                 meta: *meta,
+                version: 0,
                 contact: (start, mid),
                 call_id: (mid, self.texts.len()),
             });

@@ -1,10 +1,11 @@
-//! `save()` with the location table shared through Redis: the AOR is read
-//! from Redis, decided by the same §10.3 code (`plan.rs`) and applied
-//! there only on the version it was read at (else read and decided
-//! again), all on the worker's bounded Redis handle; then this node's
-//! table gets the AOR's new bindings at once (the other nodes get them
-//! from the feed) and the 200 lists them. Redis not answering: 503 with
-//! Retry-After, nothing changed.
+//! `save()` with the location table shared through Redis: decided by the
+//! same §10.3 code (`plan.rs`) on the AOR as this node's table holds it,
+//! with the version it holds, and applied in Redis only on that version:
+//! one round trip when the table is current (the usual case: the feed
+//! keeps it so). Another node having moved the AOR, it is read from Redis
+//! and decided again. Then this node's table gets the AOR's new bindings
+//! at once (the other nodes get them from the feed) and the 200 lists
+//! them. Redis not answering: 503 with Retry-After, nothing changed.
 
 use crate::db::conn::DbError;
 use crate::db::handle::Handle;
@@ -65,7 +66,8 @@ impl Asked {
 
 /// How a save ended in Redis.
 enum Saved {
-    Done(Vec<Owned>),
+    /// The AOR's bindings and version now.
+    Done(Vec<Owned>, u64),
     Refused(Reject),
 }
 
@@ -77,7 +79,9 @@ fn binding((contact, call_id, meta): &Owned) -> Binding {
     }
 }
 
-/// Read, decide, apply; again while another node moved the AOR.
+/// Decide and apply, first on what this node's table holds (`cached`:
+/// its version and bindings), then, while another node moved the AOR, on
+/// what Redis holds.
 #[allow(clippy::too_many_arguments)]
 fn save(
     c: &mut RedisConn,
@@ -88,32 +92,34 @@ fn save(
     call_id: &[u8],
     reg: &Params,
     t: &Template,
+    mut cached: Option<(u64, Vec<Owned>)>,
 ) -> Result<Saved, DbError> {
     for _ in 0..ATTEMPTS {
-        let cur = store::read(c, table, aor, t.now)?;
-        let current: Vec<Owned> = cur
-            .bindings
-            .iter()
-            .map(|b| (b.contact.clone(), b.call_id.clone(), b.meta))
-            .collect();
+        let (version, current, expired) = match cached.take() {
+            Some((v, current)) => (v, current, Vec::new()),
+            None => {
+                let cur = store::read(c, table, aor, t.now)?;
+                let current: Vec<Owned> = cur
+                    .bindings
+                    .iter()
+                    .map(|b| (b.contact.clone(), b.call_id.clone(), b.meta))
+                    .collect();
+                (cur.version, current, cur.expired)
+            }
+        };
         let p = match plan(&current, &asked.request(), call_id, reg, t) {
             Ok(p) => p,
             Err(r) => return Ok(Saved::Refused(r)),
         };
-        if p.write.is_empty() && p.remove.is_empty() && cur.expired.is_empty() {
-            return Ok(Saved::Done(p.after));
+        if p.write.is_empty() && p.remove.is_empty() && expired.is_empty() {
+            return Ok(Saved::Done(p.after, version));
         }
-        let remove: Vec<&[u8]> = p
-            .remove
-            .iter()
-            .chain(&cur.expired)
-            .map(Vec::as_slice)
-            .collect();
+        let remove: Vec<&[u8]> = p.remove.iter().chain(&expired).map(Vec::as_slice).collect();
         let write: Vec<Binding> = p.write.iter().map(binding).collect();
         let write: Vec<&Binding> = write.iter().collect();
         let after: Vec<Binding> = p.after.iter().map(binding).collect();
-        match store::apply(c, node, table, aor, cur.version, &remove, &write, &after)? {
-            Applied::Done(_) => return Ok(Saved::Done(p.after)),
+        match store::apply(c, node, table, aor, version, &remove, &write, &after)? {
+            Applied::Done(v) => return Ok(Saved::Done(p.after, v)),
             Applied::Moved(_) => continue,
         }
     }
@@ -123,6 +129,35 @@ fn save(
 }
 
 impl RegistrarState<'_> {
+    /// The AOR as this node's table holds it, with its version (none
+    /// held: version 0, as Redis has an AOR it never saw); None when its
+    /// bindings say no version (then Redis is asked).
+    fn cached(&mut self, domain: u16, now: u64) -> Option<(u64, Vec<Owned>)> {
+        let loc = self.location;
+        let aor = loc.aor(domain, &self.aor);
+        self.texts.clear();
+        let found = {
+            let l = loc.lock(&aor);
+            loc.find(&l, &aor, Some(now), &mut self.texts)
+        };
+        let version = found.iter().map(|f| f.version).max().unwrap_or(0);
+        if version == 0 && !found.is_empty() {
+            return None;
+        }
+        let texts = &self.texts;
+        let current = found
+            .iter()
+            .map(|f| {
+                (
+                    texts[f.contact.0..f.contact.1].to_vec(),
+                    texts[f.call_id.0..f.call_id.1].to_vec(),
+                    f.meta,
+                )
+            })
+            .collect();
+        Some((u64::from(version), current))
+    }
+
     /// `save()` in the shared mode; `self.aor` is the AOR, `domain` its
     /// table's index.
     #[allow(clippy::too_many_arguments)]
@@ -155,6 +190,7 @@ impl RegistrarState<'_> {
             self.redis = Some(Handle::inline(url, REDIS_TIMEOUT));
         }
         let node = self.location.node;
+        let mut cached = self.cached(domain, t.now);
         let (table_s, aor, asked, id, reg) = (
             table.to_string(),
             self.aor.clone(),
@@ -166,18 +202,35 @@ impl RegistrarState<'_> {
             return -1;
         };
         let saved = h.call(
-            move |c: &mut RedisConn| save(c, node, &table_s, &aor, &asked, &id, &reg, &t),
+            move |c: &mut RedisConn| {
+                save(
+                    c,
+                    node,
+                    &table_s,
+                    &aor,
+                    &asked,
+                    &id,
+                    &reg,
+                    &t,
+                    cached.take(),
+                )
+            },
             cx.now_ms,
         );
         match saved {
-            Ok(Saved::Done(after)) => {
+            Ok(Saved::Done(after, version)) => {
                 let list: Vec<(&[u8], &[u8], crate::modules::usrloc::Meta)> = after
                     .iter()
                     .map(|(c, id, m)| (c.as_slice(), id.as_slice(), *m))
                     .collect();
                 let loc = self.location;
                 if loc
-                    .replace(&loc.aor(domain, &self.aor), &list, &mut self.scratch)
+                    .replace(
+                        &loc.aor(domain, &self.aor),
+                        &list,
+                        version,
+                        &mut self.scratch,
+                    )
                     .is_err()
                 {
                     self.ul_counts.add(UlCounter::TableFull as usize, 1);

@@ -46,6 +46,9 @@ pub struct Binding {
     pub expires: u64,
     /// Unix seconds of the last REGISTER that touched it.
     pub updated: u64,
+    /// Shared through Redis: the AOR's version this binding is of (0
+    /// otherwise).
+    pub version: u32,
     text: Chain,
 }
 
@@ -78,6 +81,8 @@ pub struct Meta {
 pub struct Found {
     pub idx: u32,
     pub meta: Meta,
+    /// The AOR's version in the shared store (0 when not shared).
+    pub version: u32,
     pub contact: (usize, usize),
     pub call_id: (usize, usize),
 }
@@ -136,6 +141,7 @@ impl Location {
             aor_hash: 0,
             expires: 0,
             updated: 0,
+            version: 0,
             text: Chain::EMPTY,
         })?;
         let pool = Pool::carve(carver, n * POOL_BLOCKS_PER_BINDING)?;
@@ -206,6 +212,7 @@ impl Location {
             let found = Found {
                 idx,
                 meta: meta_of(b),
+                version: b.version,
                 contact: (start + a, start + a + c),
                 call_id: (start + a + c, buf.len()),
             };
@@ -242,6 +249,7 @@ impl Location {
             b.contact_len = contact_len;
             b.text = text;
             b.flags = flags;
+            b.version = 0;
             set_meta(b, meta);
         });
         idx.ok_or_else(|| {
@@ -288,15 +296,26 @@ impl Location {
         &self,
         aor: &Aor<'_>,
         bindings: &[(&[u8], &[u8], Meta)],
+        version: u64,
         scratch: &mut Vec<u8>,
     ) -> Result<(), Full> {
         let mut l = self.lock(aor);
         let mut texts = Vec::new();
-        for f in self.find(&l, aor, None, &mut texts) {
+        let found = self.find(&l, aor, None, &mut texts);
+        // An entry older than what the table holds (a feed read late,
+        // after this node's own newer change) changes nothing.
+        let version = version as u32;
+        if found.iter().any(|f| f.version > version) {
+            return Ok(());
+        }
+        for f in found {
             self.remove(&mut l, f.idx, false);
         }
         for (contact, call_id, meta) in bindings {
-            self.insert(&mut l, aor, contact, call_id, *meta, 0, scratch)?;
+            let idx = self.insert(&mut l, aor, contact, call_id, *meta, 0, scratch)?;
+            if let Some(b) = self.records.get_mut(&mut l, idx) {
+                b.version = version;
+            }
         }
         Ok(())
     }

@@ -40,6 +40,7 @@ fn cache(
     loc: &Location,
     domain: u16,
     aor: &[u8],
+    version: u64,
     bindings: &[Binding],
     scratch: &mut Vec<u8>,
 ) -> bool {
@@ -47,7 +48,8 @@ fn cache(
         .iter()
         .map(|b| (b.contact.as_slice(), b.call_id.as_slice(), b.meta))
         .collect();
-    loc.replace(&loc.aor(domain, aor), &list, scratch).is_ok()
+    loc.replace(&loc.aor(domain, aor), &list, version, scratch)
+        .is_ok()
 }
 
 /// In the master: the snapshot loaded into `loc`, and where each feed
@@ -65,10 +67,10 @@ pub fn load(
     let tails = store::feed_tails(&mut conn).map_err(fail)?;
     let mut scratch = Vec::new();
     let (mut full, mut n) = (0usize, 0usize);
-    let loaded = store::snapshot(&mut conn, unix_now(), |table, aor, bindings| {
+    let loaded = store::snapshot(&mut conn, unix_now(), |table, aor, version, bindings| {
         if let Some(domain) = tables.iter().position(|t| t == table) {
             n += bindings.len();
-            if !cache(loc, domain as u16, aor, bindings, &mut scratch) {
+            if !cache(loc, domain as u16, aor, version, bindings, &mut scratch) {
                 full += 1;
             }
         }
@@ -131,7 +133,14 @@ pub fn run(loc: Location, s: &Start<'_>, url: &str, tables: &[String]) {
                     // This node's own changes are in its table already.
                     if e.node != loc.node
                         && let Some(domain) = tables.iter().position(|t| *t == e.table)
-                        && !cache(&loc, domain as u16, &e.aor, &e.bindings, &mut scratch)
+                        && !cache(
+                            &loc,
+                            domain as u16,
+                            &e.aor,
+                            e.version,
+                            &e.bindings,
+                            &mut scratch,
+                        )
                     {
                         s.counts.add(UlCounter::TableFull as usize, 1);
                     }

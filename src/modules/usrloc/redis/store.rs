@@ -179,12 +179,12 @@ pub fn feed_tails(conn: &mut RedisConn) -> Result<Vec<String>, DbError> {
 
 /// Every AOR of every table in Redis, through the buckets' indexes: the
 /// snapshot a node loads before it serves. `each` gets the table, the
-/// AOR and its live bindings at `now`; an index entry whose AOR expired
+/// AOR, its version and its live bindings at `now`; an index entry whose AOR expired
 /// is dropped from the index.
 pub fn snapshot(
     conn: &mut RedisConn,
     now: u64,
-    mut each: impl FnMut(&str, &[u8], &[Binding]),
+    mut each: impl FnMut(&str, &[u8], u64, &[Binding]),
 ) -> Result<usize, DbError> {
     let mut aors = 0;
     for b in 0..BUCKETS {
@@ -212,7 +212,7 @@ pub fn snapshot(
                     stale.push(key);
                     continue;
                 }
-                each(table, aor, &read.bindings);
+                each(table, aor, read.version, &read.bindings);
                 aors += 1;
             }
             if !stale.is_empty() {
