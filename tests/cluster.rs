@@ -256,3 +256,47 @@ fn a_starting_node_loads_50000_bindings() {
         );
     }
 }
+
+/// Redis restarted without its data: the nodes find the table gone and
+/// write theirs back; a node started afterwards loads every binding, and
+/// REGISTERs go on.
+#[test]
+fn a_redis_that_lost_its_data_is_written_back_by_the_nodes() {
+    let mut r = Redis::start();
+    let cfg = config(&r.url());
+    let a = Server::start(&cfg, 2, &[]);
+    let (phone, caller) = (Peer::new(), Peer::new());
+    for i in 0..20 {
+        let contact = format!("sip:w{i}@{}", phone.addr);
+        let ok = send(
+            &a,
+            &phone,
+            &register(&phone, &format!("w{i}"), &contact, 1, 600),
+        );
+        assert_eq!(status(&ok), Some(200));
+    }
+    r.restart_empty();
+    // Within a few of the readers' checks the table is back.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let fresh = loop {
+        let c = Server::start(&cfg, 2, &[]);
+        if reaches(&c, &caller, &phone, "w7", Duration::from_millis(200)).is_some() {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "not written back");
+        drop(c);
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    for i in [0, 19] {
+        let user = format!("w{i}");
+        assert!(
+            reaches(&fresh, &caller, &phone, &user, Duration::from_millis(300)).is_some(),
+            "{user}"
+        );
+    }
+    // Saves go on: a refresh through A, seen by the fresh node.
+    let contact = format!("sip:w3-new@{}", phone.addr);
+    let ok = send(&a, &phone, &register(&phone, "w3", &contact, 2, 600));
+    assert_eq!(status(&ok), Some(200), "{ok}");
+    assert_eq!(headers(&ok, "Contact").len(), 2, "{ok}");
+}

@@ -63,6 +63,36 @@ impl Redis {
     pub fn url(&self) -> String {
         format!("redis://{}", self.addr)
     }
+
+    /// Killed and started again on the same port, empty (no persistence):
+    /// a Redis that lost its data.
+    pub fn restart_empty(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let port = self.addr.port().to_string();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            self.child = Command::new("redis-server")
+                .args(["--port", &port, "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+                .arg("--dir")
+                .arg(&self.dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server");
+            std::thread::sleep(Duration::from_millis(100));
+            if TcpStream::connect(self.addr).is_ok() {
+                return;
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start again"
+            );
+        }
+    }
 }
 
 /// A Redis Cluster of three masters (no replicas), every slot assigned,

@@ -30,6 +30,8 @@ crate::server::shared::counters! { UlCounter, COUNTER_NAMES, {
     DbQueueLost => "usrloc_db_queue_lost",
     /// Shared through Redis: feed entries applied to this node's table.
     FeedApplied => "usrloc_feed_applied",
+    /// Shared through Redis: Redis found without the table, written back.
+    Reseeded => "usrloc_redis_reseeded",
 }}
 
 pub static MODULE: Module = Module {

@@ -29,6 +29,20 @@ const IDLE: Duration = Duration::from_millis(5);
 const BLOCK_MS: u64 = 500;
 const RETRY: Duration = Duration::from_millis(500);
 
+/// Where the loaded epoch is among the feed positions' words.
+const EPOCH_WORD: usize = 2 * BUCKETS as usize;
+/// How often the reader checks that Redis still has the table.
+const EPOCH_CHECK: Duration = Duration::from_secs(1);
+
+/// A new epoch: random, never 0.
+fn fresh_epoch() -> u64 {
+    u64::from_le_bytes(
+        crate::server::secret()[8..16]
+            .try_into()
+            .unwrap_or_default(),
+    ) | 1
+}
+
 /// A stream id as two words.
 fn parse_id(id: &str) -> (u64, u64) {
     let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
@@ -64,6 +78,7 @@ pub fn load(
     let mut conn = RedisConn::open(&url, TIMEOUT).map_err(|e| format!("usrloc: {e}"))?;
     let fail = |e: DbError| format!("usrloc: redis {url}: {e}");
     let t0 = std::time::Instant::now();
+    let epoch = store::claim_epoch(&mut conn, fresh_epoch()).map_err(fail)?;
     let tails = store::feed_tails(&mut conn).map_err(fail)?;
     let mut scratch = Vec::new();
     let (mut full, mut n) = (0usize, 0usize);
@@ -81,10 +96,14 @@ pub fn load(
             "usrloc: {full} AORs from {url} did not fit in shared memory (raise -m)"
         ));
     }
+    // Each bucket's position, then the epoch loaded.
     let from: Slice<AtomicU64> = carver
-        .slice(2 * BUCKETS as usize, |i| {
-            let (ms, seq) = parse_id(&tails[i / 2]);
-            AtomicU64::new(if i % 2 == 0 { ms } else { seq })
+        .slice(EPOCH_WORD + 1, |i| match i {
+            EPOCH_WORD => AtomicU64::new(epoch),
+            _ => {
+                let (ms, seq) = parse_id(&tails[i / 2]);
+                AtomicU64::new(if i % 2 == 0 { ms } else { seq })
+            }
         })
         .ok_or("shared memory too small for usrloc's feed positions")?;
     loc.feed_from = Some(from);
@@ -114,6 +133,7 @@ pub fn run(loc: Location, s: &Start<'_>, url: &str, tables: &[String]) {
     let mut conn: Option<RedisConn> = None;
     let mut scratch = Vec::new();
     let mut err_log = LogLimit::default();
+    let mut checked = std::time::Instant::now();
     loop {
         let c = match &mut conn {
             Some(c) => c,
@@ -126,6 +146,35 @@ pub fn run(loc: Location, s: &Start<'_>, url: &str, tables: &[String]) {
                 }
             },
         };
+        if checked.elapsed() >= EPOCH_CHECK {
+            checked = std::time::Instant::now();
+            let had = from[EPOCH_WORD].load(Ordering::Relaxed);
+            match store::epoch(c) {
+                Ok(Some(e)) if e == had => {}
+                Ok(_) => match reseed(c, &loc, tables) {
+                    Ok((epoch, aors)) => {
+                        from[EPOCH_WORD].store(epoch, Ordering::Relaxed);
+                        ids.iter_mut().for_each(|id| *id = "0-0".into());
+                        s.counts.add(UlCounter::Reseeded as usize, 1);
+                        log::warn!(
+                            "usrloc: Redis had lost the location table; {aors} AORs written back from this node's table"
+                        );
+                    }
+                    Err(e) => {
+                        conn = None;
+                        failed(s, &mut err_log, &e);
+                        std::thread::sleep(RETRY);
+                        continue;
+                    }
+                },
+                Err(e) => {
+                    conn = None;
+                    failed(s, &mut err_log, &e);
+                    std::thread::sleep(RETRY);
+                    continue;
+                }
+            }
+        }
         match store::feed_after(c, &ids, COUNT, Some(BLOCK_MS)) {
             Ok((entries, skipped)) => {
                 let got = entries.len() + skipped.len();
@@ -175,4 +224,56 @@ fn failed(s: &Start<'_>, log: &mut LogLimit, e: &DbError) {
             held_text(held)
         );
     }
+}
+
+/// Redis lost the table: a new epoch claimed (or another node's taken),
+/// and every AOR of this node's table written back where Redis has none
+/// (another node may have written it first: then it is left as it is).
+/// The epoch in force and the AORs written.
+fn reseed(c: &mut RedisConn, loc: &Location, tables: &[String]) -> Result<(u64, usize), DbError> {
+    let epoch = store::claim_epoch(c, fresh_epoch())?;
+    // The table's bindings by AOR (domain, AOR), read under each lock.
+    let mut aors: std::collections::BTreeMap<(u16, Vec<u8>), Vec<Binding>> = Default::default();
+    let now = unix_now();
+    let mut buf = Vec::new();
+    loc.sweep(
+        |b, text| {
+            if b.expires > now
+                && b.flags == 0
+                && let Some((aor, contact, call_id)) = b.parts(text)
+            {
+                aors.entry((b.domain, aor.to_vec()))
+                    .or_default()
+                    .push(Binding {
+                        contact: contact.to_vec(),
+                        call_id: call_id.to_vec(),
+                        meta: b.meta(),
+                    });
+            }
+            crate::modules::usrloc::table::Sweep::Keep
+        },
+        &mut buf,
+    );
+    // The versions this table holds are of the lost store: unknown now
+    // (a save reads the AOR from Redis once, the feed's entries apply).
+    loc.sweep(
+        |b, _| {
+            b.version = 0;
+            crate::modules::usrloc::table::Sweep::Keep
+        },
+        &mut buf,
+    );
+    let mut written = 0;
+    for ((domain, aor), bindings) in &aors {
+        let Some(table) = tables.get(usize::from(*domain)) else {
+            continue;
+        };
+        let write: Vec<&Binding> = bindings.iter().collect();
+        if let store::Applied::Done(_) =
+            store::apply(c, loc.node, table, aor, 0, &[], &write, bindings)?
+        {
+            written += 1;
+        }
+    }
+    Ok((epoch, written))
 }

@@ -35,6 +35,11 @@ pub fn index_key(b: u32) -> String {
     format!("ul:{{b{b}}}:index")
 }
 
+/// The store's epoch: a random number the first node writes into an
+/// empty Redis. Gone or another, Redis lost the table (restarted without
+/// persistence, flushed): the nodes write theirs back.
+pub const EPOCH: &str = "ul:epoch";
+
 /// The table and AOR a key names (a snapshot's SCAN finds keys).
 pub fn parse_aor_key(key: &[u8]) -> Option<(&str, &[u8])> {
     let rest = key.strip_prefix(b"ul:{b")?;

@@ -3,7 +3,7 @@
 
 use redis::Script;
 
-use super::keys::{BUCKETS, aor_key, bucket, feed_key, index_key, parse_aor_key};
+use super::keys::{BUCKETS, EPOCH, aor_key, bucket, feed_key, index_key, parse_aor_key};
 use super::record::{self, Binding};
 use crate::db::conn::DbError;
 use crate::db::redis::RedisConn;
@@ -319,4 +319,18 @@ pub fn feed_after(
         }
     }
     Ok((entries, skipped))
+}
+
+/// The store's epoch, None when Redis has none (empty, or lost).
+pub fn epoch(conn: &mut RedisConn) -> Result<Option<u64>, DbError> {
+    let v: Option<String> = conn.run(redis::cmd("GET").arg(EPOCH)).map_err(fail)?;
+    Ok(v.and_then(|v| v.parse().ok()))
+}
+
+/// Sets the epoch to `mine` if Redis has none; the epoch in force.
+pub fn claim_epoch(conn: &mut RedisConn, mine: u64) -> Result<u64, DbError> {
+    let _: Option<String> = conn
+        .run(redis::cmd("SET").arg(EPOCH).arg(mine).arg("NX"))
+        .map_err(fail)?;
+    epoch(conn)?.ok_or_else(|| DbError("redis: the epoch vanished as it was set".into()))
 }
