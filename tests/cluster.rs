@@ -77,8 +77,14 @@ fn reaches(
 }
 
 fn three_nodes_share_one_table(url: &str) {
+    let dir = common::temp_dir("cluster-ctl");
+    let sock = dir.join("b.sock");
+    let sock_s = sock.to_str().unwrap().to_string();
     let nodes: Vec<Server> = (0..3)
-        .map(|_| Server::start(&config(url), 2, &[]))
+        .map(|i| match i {
+            1 => Server::start(&config(url), 2, &["-s", &sock_s]),
+            _ => Server::start(&config(url), 2, &[]),
+        })
         .collect();
     let (phone, caller) = (Peer::new(), Peer::new());
     let contact = format!("sip:alice@{}", phone.addr);
@@ -92,6 +98,14 @@ fn three_nodes_share_one_table(url: &str) {
         let took = reaches(n, &caller, &phone, "alice", SEC).expect("the binding reached the node");
         assert!(took < Duration::from_secs(1), "{took:?}");
     }
+    // B applied A's entry, and says how late it was.
+    let stats =
+        common::rpc(&sock, "stats.get", serde_json::json!(["usrloc"]))["result"]["usrloc"].clone();
+    assert!(
+        stats["usrloc_feed_remote"].as_u64().unwrap_or(0) >= 1,
+        "{stats}"
+    );
+    assert!(stats["usrloc_feed_lag_ms"].is_u64(), "{stats}");
     // Unregistered on C: A refuses at once.
     let gone = send(
         &nodes[2],
@@ -114,6 +128,7 @@ fn three_nodes_share_one_table(url: &str) {
         }
         assert!(t0.elapsed() < Duration::from_secs(1), "still served on A");
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

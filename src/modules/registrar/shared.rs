@@ -207,6 +207,7 @@ impl RegistrarState<'_> {
         let Some(h) = self.redis.as_mut() else {
             return -1;
         };
+        let t0 = std::time::Instant::now();
         let saved = h.call(
             move |c: &mut RedisConn| {
                 save(
@@ -222,6 +223,11 @@ impl RegistrarState<'_> {
                 )
             },
             cx.now_ms,
+        );
+        self.ul_counts.add(UlCounter::RedisSaves as usize, 1);
+        self.ul_counts.add(
+            UlCounter::RedisSaveUs as usize,
+            t0.elapsed().as_micros() as u64,
         );
         match saved {
             Ok(Saved::Done(after, version)) => {

@@ -32,6 +32,14 @@ crate::server::shared::counters! { UlCounter, COUNTER_NAMES, {
     FeedApplied => "usrloc_feed_applied",
     /// Shared through Redis: Redis found without the table, written back.
     Reseeded => "usrloc_redis_reseeded",
+    /// Shared through Redis: the sum of the other nodes' entries' ages
+    /// when applied here (ms; over `usrloc_feed_remote`, the mean lag).
+    FeedLagMs => "usrloc_feed_lag_ms",
+    FeedRemote => "usrloc_feed_remote",
+    /// Shared through Redis: saves asked of Redis and the time they took
+    /// (µs; the mean round trips' cost of a save).
+    RedisSaves => "usrloc_redis_saves",
+    RedisSaveUs => "usrloc_redis_save_us",
 }}
 
 pub static MODULE: Module = Module {

@@ -178,6 +178,16 @@ pub fn run(loc: Location, s: &Start<'_>, url: &str, tables: &[String]) {
         match store::feed_after(c, &ids, COUNT, Some(BLOCK_MS)) {
             Ok((entries, skipped)) => {
                 let got = entries.len() + skipped.len();
+                let wall_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                for e in entries.iter().filter(|e| e.node != loc.node) {
+                    // The entry's id is Redis's clock at its writing.
+                    let at = parse_id(&e.id).0;
+                    s.counts
+                        .add(UlCounter::FeedLagMs as usize, wall_ms.saturating_sub(at));
+                    s.counts.add(UlCounter::FeedRemote as usize, 1);
+                }
                 for e in &entries {
                     // This node's own changes are in its table already.
                     if e.node != loc.node
