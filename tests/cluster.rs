@@ -315,3 +315,77 @@ fn a_redis_that_lost_its_data_is_written_back_by_the_nodes() {
     assert_eq!(status(&ok), Some(200), "{ok}");
     assert_eq!(headers(&ok, "Contact").len(), 2, "{ok}");
 }
+
+/// Nodes sharing auth's `secret` and `nonce_count_redis`: a nonce one
+/// issued is good on the other, and a count used on one is refused on
+/// the other.
+#[test]
+fn nonces_and_their_counts_are_shared_between_nodes() {
+    use rser::modules::auth::digest::{self, Algorithm, Challenge};
+    let r = Redis::start();
+    let dir = common::temp_dir("cluster-auth");
+    let db = format!("sqlite://{}", dir.join("auth.db").display());
+    let mut conn = rser::modules::auth::subscriber::open(&db, "subscriber").unwrap();
+    rser::modules::auth::subscriber::add(
+        &mut conn,
+        "subscriber",
+        "bob",
+        "example.com",
+        "pw",
+        false,
+    )
+    .unwrap();
+    drop(conn);
+    let cfg = format!(
+        "loadmodule \"sl.so\"\nloadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\n\
+         loadmodule \"auth.so\"\nloadmodule \"auth_db.so\"\n\
+         modparam(\"auth_db\", \"db_url\", \"{db}\")\n\
+         modparam(\"auth\", \"secret\", \"shared by the nodes\")\n\
+         modparam(\"auth\", \"nonce_count_redis\", \"{}\")\n\
+         route {{\n\
+           if (!www_authorize(\"example.com\", \"subscriber\")) {{ www_challenge(\"example.com\", \"1\"); exit; }}\n\
+           save(\"location\");\n\
+         }}\n",
+        r.url()
+    );
+    let (a, b) = (Server::start(&cfg, 2, &[]), Server::start(&cfg, 2, &[]));
+    let p = Peer::new();
+    let contact = format!("sip:bob@{}", p.addr);
+    let challenge = send(&a, &p, &register(&p, "bob", &contact, 1, 600));
+    assert_eq!(status(&challenge), Some(401), "{challenge}");
+    let nonce = challenge
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    let auth = |nc: u32| {
+        let (uri, nc) = ("sip:example.com", format!("{nc:08x}"));
+        let ha1 = digest::ha1(Algorithm::Md5, b"bob", b"example.com", b"pw");
+        let resp = digest::response(
+            Algorithm::Md5,
+            ha1.as_bytes(),
+            &Challenge {
+                nonce: nonce.as_bytes(),
+                qop_auth: Some((nc.as_bytes(), b"c0ffee")),
+                method: b"REGISTER",
+                uri: uri.as_bytes(),
+            },
+        );
+        format!(
+            "Authorization: Digest username=\"bob\", realm=\"example.com\", nonce=\"{nonce}\", \
+             uri=\"{uri}\", response=\"{resp}\", algorithm=MD5, qop=auth, nc={nc}, cnonce=\"c0ffee\"\r\n"
+        )
+    };
+    let with = |node: &Server, cseq: u32, nc: u32| {
+        let m = register(&p, "bob", &contact, cseq, 600).replace(
+            "Content-Length: 0\r\n",
+            &format!("{}Content-Length: 0\r\n", auth(nc)),
+        );
+        status(&send(node, &p, &m))
+    };
+    assert_eq!(with(&b, 2, 1), Some(200), "A's nonce accepted on B");
+    assert_eq!(with(&a, 3, 1), Some(401), "the count B saw refused on A");
+    assert_eq!(with(&a, 4, 2), Some(200), "the next count accepted");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -45,6 +45,7 @@ pub static MODULE: Module = Module {
     params: &[
         ("secret", Str),
         ("nonce_expire", Int),
+        ("nonce_count_redis", Str),
         ("algorithm", Str),
         // SER 0.8's auth module read credentials itself (the seed's
         // "Module Parameters" example sets it); auth_db has it now.

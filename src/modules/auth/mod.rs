@@ -7,6 +7,7 @@ pub mod cache;
 pub mod digest;
 pub mod nonce;
 pub mod runtime;
+pub mod shared_counts;
 pub mod subscriber;
 
 /// Index of `auth_failures` in the module's counters.
@@ -16,6 +17,9 @@ pub(crate) const AUTH_DB_ERRORS: usize = 1;
 /// Queries the subscriber table answered, and answers from the cache.
 pub(crate) const AUTH_DB_QUERIES: usize = 2;
 pub(crate) const AUTH_CACHE_HITS: usize = 3;
+/// `nonce_count_redis`: Redis did not answer (the node's own counts
+/// served instead).
+pub(crate) const AUTH_NC_REDIS_ERRORS: usize = 4;
 
 use arrayvec::ArrayVec;
 
@@ -52,6 +56,8 @@ pub struct Params {
     /// (`ha1b`), `hash_column_sha256` (`ha1_sha256`, used where the
     /// table has it).
     pub columns: subscriber::Columns,
+    /// auth's `nonce_count_redis`: nonce counts shared through Redis.
+    pub nonce_count_redis: Option<String>,
     /// Seconds a subscriber's credentials stay cached in shared memory
     /// (`auth_cache_expires`, 0: every authorization asks the table).
     pub cache_expires: u64,
@@ -124,6 +130,9 @@ impl Params {
                     sha256: Some(text("hash_column_sha256", "ha1_sha256")),
                 }
             },
+            nonce_count_redis: Some(c.modparam_str("auth", "nonce_count_redis", ""))
+                .filter(|u| !u.is_empty())
+                .map(str::to_string),
             cache_expires: c
                 .modparam_int("auth_db", "auth_cache_expires", 10)
                 .clamp(0, 86_400) as u64,

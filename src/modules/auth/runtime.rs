@@ -34,6 +34,8 @@ pub struct AuthState {
     db: Option<Handle>,
     /// What the subscriber table said lately, for every process.
     cache: CredCache,
+    /// `nonce_count_redis`: the counts every node shares.
+    shared_counts: Option<crate::modules::auth::shared_counts::SharedCounts>,
     /// How long a query may take (db_mysql's `timeout_interval`...).
     db_timeout: std::time::Duration,
     /// Database failures logged at most once a second.
@@ -58,6 +60,13 @@ impl AuthState {
         if !shm.sha256_column {
             params.columns.sha256 = None;
         }
+        let shared_counts = params
+            .nonce_count_redis
+            .as_deref()
+            .and_then(|u| crate::db::redis::RedisUrl::parse(u).ok())
+            .map(|u| {
+                crate::modules::auth::shared_counts::SharedCounts::new(u, params.nonce_expire)
+            });
         let db_timeout = match params.db_url.as_deref().map(crate::db::served) {
             Some(Ok(url)) => crate::db::timeout(config, &url),
             _ => std::time::Duration::from_secs(2),
@@ -73,6 +82,7 @@ impl AuthState {
             counts,
             db: None,
             cache: shm.cache,
+            shared_counts,
             db_timeout,
             db_log: Default::default(),
             stale: false,
@@ -156,6 +166,9 @@ pub fn check(config: &Config) -> Result<Vec<String>, String> {
         )
     })?;
     crate::db::served(&url)?;
+    if let Some(u) = &params.nonce_count_redis {
+        crate::db::redis::RedisUrl::parse(u)?;
+    }
     Ok(Vec::new())
 }
 
@@ -401,7 +414,32 @@ impl AuthState {
                 let Some(count) = count.filter(|_| nc.len() == 8) else {
                     return Err(Failure::Malformed);
                 };
-                match a.counts.use_count(index, count) {
+                let shared = match &mut a.shared_counts {
+                    Some(sc) => match sc.use_count(nonce, count, now_ms) {
+                        Ok(fresh) => Some(fresh),
+                        Err(e) => {
+                            counts.add(super::AUTH_NC_REDIS_ERRORS, 1);
+                            if let Some(held) = a.db_log.allow(now_ms) {
+                                log::error!(
+                                    "auth: nonce counts: Redis did not answer, this node's own counts serve: {e}{}",
+                                    crate::server::log_limit::held_text(held)
+                                );
+                            }
+                            None
+                        }
+                    },
+                    None => None,
+                };
+                match shared.map_or_else(
+                    || a.counts.use_count(index, count),
+                    |fresh| {
+                        if fresh {
+                            Ok(())
+                        } else {
+                            Err(NonceError::Replayed)
+                        }
+                    },
+                ) {
                     Ok(()) => {}
                     Err(NonceError::Stale) => {
                         a.stale = true;
