@@ -178,7 +178,18 @@ fn forward_through_the_floor_with_loss_and_peers_then_hist_reads_it() {
     ]);
     drop(floor);
     let r = json(&j);
-    all_completed(&r, 800, &out);
+    // With 5% dropped each way, a transaction loses all five of its
+    // sends (Timer E's retransmissions until Timer F) about once in
+    // 100,000: rare, not impossible; nothing else may fail.
+    let (sent, completed) = (
+        r["sent"].as_u64().unwrap(),
+        r["completed"].as_u64().unwrap(),
+    );
+    let timeouts = r["timeouts"].as_u64().unwrap_or(0);
+    assert!(sent * 100 >= 800 * 97, "{out}");
+    assert_eq!(completed + timeouts, sent, "{out}");
+    assert!(timeouts <= 2, "{out}");
+    assert_eq!(r["failed"].as_u64(), Some(timeouts), "{out}");
     assert!(r["dropped"].as_u64().unwrap() > 0);
     assert!(
         r["retransmitted"].as_u64().unwrap() > 0,
