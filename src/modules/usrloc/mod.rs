@@ -32,6 +32,9 @@ crate::server::shared::counters! { UlCounter, COUNTER_NAMES, {
     FeedApplied => "usrloc_feed_applied",
     /// Shared through Redis: Redis found without the table, written back.
     Reseeded => "usrloc_redis_reseeded",
+    /// Shared through Redis: this node fell behind the trimmed feeds and
+    /// loaded a snapshot again.
+    Reloaded => "usrloc_feed_reloaded",
     /// Shared through Redis: the sum of the other nodes' entries' ages
     /// when applied here (ms; over `usrloc_feed_remote`, the mean lag).
     FeedLagMs => "usrloc_feed_lag_ms",

@@ -29,8 +29,10 @@ const IDLE: Duration = Duration::from_millis(5);
 const BLOCK_MS: u64 = 500;
 const RETRY: Duration = Duration::from_millis(500);
 
-/// Where the loaded epoch is among the feed positions' words.
+/// Where the loaded epoch is among the feed positions' words, and where
+/// the feeds' entries-added counts start.
 const EPOCH_WORD: usize = 2 * BUCKETS as usize;
+const ADDED_WORDS: usize = EPOCH_WORD + 1;
 /// How often the reader checks that Redis still has the table.
 const EPOCH_CHECK: Duration = Duration::from_secs(1);
 
@@ -79,6 +81,10 @@ pub fn load(
     let fail = |e: DbError| format!("usrloc: redis {url}: {e}");
     let t0 = std::time::Instant::now();
     let epoch = store::claim_epoch(&mut conn, fresh_epoch()).map_err(fail)?;
+    // Counted before the tails are noted: entries between the two count
+    // as unread, so a reader errs towards loading again, never towards
+    // missing a trimmed entry.
+    let counts = store::feed_counts(&mut conn).map_err(fail)?;
     let tails = store::feed_tails(&mut conn).map_err(fail)?;
     let mut scratch = Vec::new();
     let (mut full, mut n) = (0usize, 0usize);
@@ -96,10 +102,11 @@ pub fn load(
             "usrloc: {full} AORs from {url} did not fit in shared memory (raise -m)"
         ));
     }
-    // Each bucket's position, then the epoch loaded.
+    // Each bucket's position, the epoch loaded, each feed's entries added.
     let from: Slice<AtomicU64> = carver
-        .slice(EPOCH_WORD + 1, |i| match i {
+        .slice(ADDED_WORDS + BUCKETS as usize, |i| match i {
             EPOCH_WORD => AtomicU64::new(epoch),
+            i if i >= ADDED_WORDS => AtomicU64::new(counts[i - ADDED_WORDS].0),
             _ => {
                 let (ms, seq) = parse_id(&tails[i / 2]);
                 AtomicU64::new(if i % 2 == 0 { ms } else { seq })
@@ -130,6 +137,10 @@ pub fn run(loc: Location, s: &Start<'_>, url: &str, tables: &[String]) {
             )
         })
         .collect();
+    // Per feed: its entries-added count as of the reader's position.
+    let mut added: Vec<u64> = (0..BUCKETS as usize)
+        .map(|b| from[ADDED_WORDS + b].load(Ordering::Relaxed))
+        .collect();
     let mut conn: Option<RedisConn> = None;
     let mut scratch = Vec::new();
     let mut err_log = LogLimit::default();
@@ -150,11 +161,31 @@ pub fn run(loc: Location, s: &Start<'_>, url: &str, tables: &[String]) {
             checked = std::time::Instant::now();
             let had = from[EPOCH_WORD].load(Ordering::Relaxed);
             match store::epoch(c) {
-                Ok(Some(e)) if e == had => {}
+                Ok(Some(e)) if e == had => match store::feed_counts(c) {
+                    Ok(now)
+                        if !now
+                            .iter()
+                            .zip(&added)
+                            .any(|((total, len), read)| total.saturating_sub(*read) > *len) => {}
+                    Ok(_) => match reload(c, &loc, tables, &mut scratch) {
+                        Ok((counts, tails, aors)) => {
+                            ids = tails;
+                            added = counts;
+                            s.counts.add(UlCounter::Reloaded as usize, 1);
+                            log::warn!(
+                                "usrloc: this node fell behind the Redis feeds; {aors} AORs loaded again"
+                            );
+                        }
+                        Err(e) => failed(s, &mut err_log, &e),
+                    },
+                    Err(e) => failed(s, &mut err_log, &e),
+                },
                 Ok(_) => match reseed(c, &loc, tables) {
                     Ok((epoch, aors)) => {
                         from[EPOCH_WORD].store(epoch, Ordering::Relaxed);
+                        // New feeds: read from their start.
                         ids.iter_mut().for_each(|id| *id = "0-0".into());
+                        added.iter_mut().for_each(|a| *a = 0);
                         s.counts.add(UlCounter::Reseeded as usize, 1);
                         log::warn!(
                             "usrloc: Redis had lost the location table; {aors} AORs written back from this node's table"
@@ -189,6 +220,7 @@ pub fn run(loc: Location, s: &Start<'_>, url: &str, tables: &[String]) {
                     s.counts.add(UlCounter::FeedRemote as usize, 1);
                 }
                 for e in &entries {
+                    added[e.bucket as usize] += 1;
                     // This node's own changes are in its table already.
                     if e.node != loc.node
                         && let Some(domain) = tables.iter().position(|t| *t == e.table)
@@ -206,6 +238,7 @@ pub fn run(loc: Location, s: &Start<'_>, url: &str, tables: &[String]) {
                     ids[e.bucket as usize].clone_from(&e.id);
                 }
                 for (b, id) in skipped {
+                    added[b as usize] += 1;
                     ids[b as usize] = id;
                 }
                 s.counts
@@ -286,4 +319,44 @@ fn reseed(c: &mut RedisConn, loc: &Location, tables: &[String]) -> Result<(u64, 
         }
     }
     Ok((epoch, written))
+}
+
+/// The node fell behind the feeds: a snapshot again (the feeds' counts
+/// and tails noted first), applied over the table; bindings of AORs Redis
+/// no longer has removed. The feeds' counts and positions, and the AORs
+/// loaded.
+type Reloaded = (Vec<u64>, Vec<String>, usize);
+
+fn reload(
+    c: &mut RedisConn,
+    loc: &Location,
+    tables: &[String],
+    scratch: &mut Vec<u8>,
+) -> Result<Reloaded, DbError> {
+    let started = unix_now();
+    let counts = store::feed_counts(c)?.into_iter().map(|(a, _)| a).collect();
+    let tails = store::feed_tails(c)?;
+    let mut seen: std::collections::HashSet<(u16, Vec<u8>)> = Default::default();
+    let n = store::snapshot(c, unix_now(), |table, aor, version, bindings| {
+        if let Some(domain) = tables.iter().position(|t| t == table) {
+            cache(loc, domain as u16, aor, version, bindings, scratch);
+            seen.insert((domain as u16, aor.to_vec()));
+        }
+    })?;
+    let mut buf = Vec::new();
+    loc.sweep(
+        |b, text| match b.parts(text) {
+            // Saved here while the snapshot was read: kept.
+            Some((aor, _, _))
+                if b.flags == 0
+                    && b.updated < started
+                    && !seen.contains(&(b.domain, aor.to_vec())) =>
+            {
+                crate::modules::usrloc::table::Sweep::Remove
+            }
+            _ => crate::modules::usrloc::table::Sweep::Keep,
+        },
+        &mut buf,
+    );
+    Ok((counts, tails, n))
 }

@@ -334,3 +334,27 @@ pub fn claim_epoch(conn: &mut RedisConn, mine: u64) -> Result<u64, DbError> {
         .map_err(fail)?;
     epoch(conn)?.ok_or_else(|| DbError("redis: the epoch vanished as it was set".into()))
 }
+
+/// Each feed's entries ever added and entries kept (0, 0 for none):
+/// a reader that has read all but `added - read` of them, more than the
+/// feed keeps, fell behind its trimming.
+pub fn feed_counts(conn: &mut RedisConn) -> Result<Vec<(u64, u64)>, DbError> {
+    const COUNTS: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+local added, len = 0, 0
+for i = 1, #info, 2 do
+  if info[i] == 'entries-added' then added = info[i + 1] end
+  if info[i] == 'length' then len = info[i + 1] end
+end
+return {added, len}
+";
+    let cmds: Vec<redis::Cmd> = (0..BUCKETS)
+        .map(|b| {
+            let mut c = redis::cmd("EVAL");
+            c.arg(COUNTS).arg(1).arg(feed_key(b));
+            c
+        })
+        .collect();
+    conn.pipeline(cmds).map_err(fail)
+}
