@@ -76,8 +76,8 @@ fn reaches(
     None
 }
 
-fn three_nodes_share_one_table(url: &str) {
-    let dir = common::temp_dir("cluster-ctl");
+fn three_nodes_share_one_table(url: &str, tag: &str) {
+    let dir = common::temp_dir(&format!("cluster-ctl-{tag}"));
     let sock = dir.join("b.sock");
     let sock_s = sock.to_str().unwrap().to_string();
     let nodes: Vec<Server> = (0..3)
@@ -137,13 +137,13 @@ fn three_nodes_share_one_table(url: &str) {
 #[test]
 fn three_nodes_on_one_redis() {
     let r = Redis::start();
-    three_nodes_share_one_table(&r.url());
+    three_nodes_share_one_table(&r.url(), "one");
 }
 
 #[test]
 fn three_nodes_on_a_redis_cluster() {
     let c = Cluster::start();
-    three_nodes_share_one_table(&c.url());
+    three_nodes_share_one_table(&c.url(), "cluster");
 }
 
 /// REGISTERs for one AOR racing through two nodes, each adding its own
