@@ -10,13 +10,23 @@ use std::time::{Duration, Instant};
 
 use common::Server;
 
-/// A free UDP port on loopback (sipp needs a number up front).
+/// A loopback port free for UDP and TCP alike (sipp needs a number up
+/// front and binds both for `-t t1`), below the kernel's ephemeral range:
+/// the other tests' outgoing connections (Redis, MariaDB, PostgreSQL
+/// clients) take ports there, and one could take sipp's before it binds.
 fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 500) as u16 * 20;
+    for _ in 0..2_000 {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 10_000;
+        let udp = UdpSocket::bind(("127.0.0.1", port));
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+        if udp.is_ok() && tcp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port for sipp");
 }
 
 struct Killed(Child);
