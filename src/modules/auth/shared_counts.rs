@@ -22,7 +22,7 @@ return 0
 ";
 
 /// A worker waits this long (an answer takes well under a millisecond).
-const TIMEOUT: Duration = Duration::from_millis(250);
+const TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct SharedCounts {
     handle: Handle<RedisConn>,

@@ -21,13 +21,14 @@ use crate::script::MsgCtx;
 use super::runtime::RegistrarState;
 
 /// A worker waits this long for Redis, in its own thread (an answer takes
-/// well under a millisecond; one slower is Redis in trouble, and the
-/// breaker then fails saves at once for a while).
-const REDIS_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(250);
+/// well under a millisecond; a second is Redis in trouble, or a machine
+/// too loaded to schedule it, and the breaker then fails saves at once
+/// for a while).
+const REDIS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Reads and decisions again when another node changed the AOR between
 /// this node's read and its write, at most.
-const ATTEMPTS: usize = 8;
+const ATTEMPTS: usize = 32;
 
 /// What a REGISTER asks, owned (it is decided on the handle's thread).
 enum Asked {
