@@ -267,6 +267,24 @@ impl Conn {
         }
     }
 
+    /// `work` in one transaction: committed when it succeeds, rolled back
+    /// when it fails; `fail` turns a BEGIN or COMMIT failure into the
+    /// caller's error.
+    pub fn transaction<T, E>(
+        &mut self,
+        fail: impl Fn(DbError) -> E,
+        work: impl FnOnce(&mut Conn) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.batch("BEGIN").map_err(&fail)?;
+        match work(self) {
+            Ok(v) => self.batch("COMMIT").map(|_| v).map_err(fail),
+            Err(e) => {
+                let _ = self.batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
     /// Runs statements with no parameters (a schema), in one go.
     pub fn batch(&mut self, sql: &str) -> Result<(), DbError> {
         let err = |e: &dyn std::fmt::Display| DbError(format!("{e}"));

@@ -157,17 +157,14 @@ fn transaction(c: &mut Conn, stmts: &[(String, Vec<Value>)]) -> Result<(), DbErr
     if let [(sql, params)] = stmts {
         return c.execute(sql, params).map(|_| ());
     }
-    c.batch("BEGIN")?;
-    let r = stmts
-        .iter()
-        .try_for_each(|(sql, params)| c.execute(sql, params).map(|_| ()));
-    match r {
-        Ok(()) => c.batch("COMMIT"),
-        Err(e) => {
-            let _ = c.batch("ROLLBACK");
-            Err(e)
-        }
-    }
+    c.transaction(
+        |e| e,
+        |c| {
+            stmts
+                .iter()
+                .try_for_each(|(sql, params)| c.execute(sql, params).map(|_| ()))
+        },
+    )
 }
 
 impl<C: Connect> Handle<C> {
@@ -189,10 +186,6 @@ impl<C: Connect> Handle<C> {
             inline: Some(None),
             ..Handle::new(url, timeout)
         }
-    }
-
-    pub fn breaker(&self) -> &Breaker {
-        &self.breaker
     }
 
     /// `work` run on the connection by the handle's thread, waiting at

@@ -1,10 +1,12 @@
 //! The databases behind `db_url`: SQLite (embedded, `sqlite:///path`),
 //! MySQL/MariaDB and PostgreSQL, one layer every module uses: the URL
 //! (`url.rs`), a connection (`conn.rs`), Kamailio's tables (`schema.rs`),
-//! DATETIME columns (`time.rs`), a worker's bounded access (`handle.rs`).
+//! DATETIME columns (`time.rs`), a worker's bounded access (`handle.rs`),
+//! a shared-memory queue's writer thread (`queue.rs`).
 
 pub mod conn;
 pub mod handle;
+pub mod queue;
 pub mod redis;
 pub mod schema;
 pub mod time;

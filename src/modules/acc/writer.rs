@@ -1,8 +1,7 @@
 //! acc's database writer: a thread of the timer process that takes the
 //! records the workers queued and inserts them, in batches, into
 //! Kamailio's `acc` and `missed_calls` tables (or the table a script's
-//! `acc_db_request` names). A database that is slow or gone only fills
-//! the queue: the batch in hand waits and is written when it is back.
+//! `acc_db_request` names), through `db/queue.rs`.
 
 use std::time::Duration;
 
@@ -13,16 +12,9 @@ use super::params::Params;
 use super::record::Record;
 use super::{AccShm, DB_ERRORS, DB_WRITTEN, RECORDS_LOST};
 use crate::modules::def::Start;
-use crate::server::log_limit::{LogLimit, held_text};
-use rser_shm::ring::Pop;
 
-/// Records inserted in one database transaction, at most.
-const BATCH: usize = 256;
-/// How long the writer sleeps when the queue is empty, and after a
-/// database error.
+/// How long the writer sleeps when the queue is empty.
 const IDLE: Duration = Duration::from_millis(20);
-/// After a failure: the database back is written within this.
-const RETRY: Duration = Duration::from_millis(500);
 
 /// At start, in the master: the database opens and has every table the
 /// config writes to (Kamailio's `acc` and `missed_calls`, version 5 and
@@ -67,85 +59,31 @@ pub fn run(s: &Start<'_>) {
     let (Some(queue), Some(url)) = (shm.queue, &shm.params.db_url) else {
         return;
     };
-    let timeout = match crate::db::served(url) {
-        Ok(u) => crate::db::timeout(s.config, &u),
-        Err(_) => return,
+    let Ok(url) = crate::db::served(url) else {
+        return;
     };
-    let mut db: Option<Conn> = None;
-    let mut batch: Vec<(String, Record)> = Vec::with_capacity(BATCH);
-    let mut buf = Vec::new();
-    let mut err_log = LogLimit::default();
-    let _draining = crate::server::drain::Writer::register();
-    loop {
-        let now = crate::server::worker::now_ms();
-        let stopping = crate::server::drain::stopping();
-        while batch.len() < BATCH {
-            match queue.pop(&mut buf, now) {
-                Pop::Record => match Record::decode(&buf) {
-                    Some(r) => batch.push(r),
-                    None => s.counts.add(RECORDS_LOST, 1),
-                },
-                Pop::Lost => s.counts.add(RECORDS_LOST, 1),
-                Pop::Empty => break,
-            }
-        }
-        if batch.is_empty() {
-            if stopping {
-                return; // all written
-            }
-            std::thread::sleep(IDLE);
-            continue;
-        }
-        let written = match &mut db {
-            Some(conn) => insert(conn, &shm.params, &batch),
-            None => crate::db::served(url)
-                .and_then(|u| Conn::open(&u, timeout).map_err(|e| e.0))
-                .map(|c| {
-                    db = Some(c);
-                    0
-                }),
-        };
-        match written {
-            Ok(0) => {}
-            Ok(n) => {
-                s.counts.add(DB_WRITTEN, n as u64);
-                batch.clear();
-            }
-            Err(e) => {
-                s.counts.add(DB_ERRORS, 1);
-                if let Some(held) = err_log.allow(now) {
-                    log::error!(
-                        "acc: {} records wait for the database: {e}{}",
-                        batch.len(),
-                        held_text(held)
-                    );
-                }
-                db = None;
-                if stopping {
-                    log::error!(
-                        "acc: stopping: {} writes in hand (and the rest of the queue) not taken by the database: {e}",
-                        batch.len()
-                    );
-                    return;
-                }
-                std::thread::sleep(RETRY);
-            }
-        }
-    }
+    let timeout = crate::db::timeout(s.config, &url);
+    let w = crate::db::queue::Writer {
+        module: "acc",
+        what: "records",
+        counts: &s.counts,
+        lost: RECORDS_LOST,
+        written: DB_WRITTEN,
+        errors: DB_ERRORS,
+        idle: IDLE,
+    };
+    crate::db::queue::run(
+        &queue,
+        &w,
+        Record::decode,
+        || Conn::open(&url, timeout).map_err(|e| e.0),
+        |conn, batch| insert(conn, &shm.params, batch),
+    );
 }
 
 /// The batch in one transaction; the number of records written.
 fn insert(conn: &mut Conn, p: &Params, batch: &[(String, Record)]) -> Result<usize, String> {
-    let fail = |e: crate::db::conn::DbError| e.0;
-    conn.batch("BEGIN").map_err(fail)?;
-    let r = insert_all(conn, p, batch);
-    match r {
-        Ok(n) => conn.batch("COMMIT").map(|_| n).map_err(fail),
-        Err(e) => {
-            let _ = conn.batch("ROLLBACK");
-            Err(e)
-        }
-    }
+    conn.transaction(|e| e.0, |c| insert_all(c, p, batch))
 }
 
 fn insert_all(conn: &mut Conn, p: &Params, batch: &[(String, Record)]) -> Result<usize, String> {

@@ -195,21 +195,15 @@ pub fn add(
         values.push(Value::Text(sha.to_string()));
     }
     let marks = vec!["?"; values.len()].join(", ");
-    conn.batch("BEGIN").map_err(fail("begin"))?;
-    let r = remove_in(conn, table, user, domain).and_then(|_| {
+    conn.transaction(fail("transaction"), |conn| {
+        remove_in(conn, table, user, domain)?;
         conn.execute(
             &format!("INSERT INTO {table} ({cols}) VALUES ({marks})"),
             &values,
         )
+        .map(|_| ())
         .map_err(fail("insert"))
-    });
-    match r {
-        Ok(_) => conn.batch("COMMIT").map_err(fail("commit")),
-        Err(e) => {
-            let _ = conn.batch("ROLLBACK");
-            Err(e)
-        }
-    }
+    })
 }
 
 fn remove_in(conn: &mut Conn, table: &str, user: &str, domain: &str) -> Result<bool, String> {

@@ -9,21 +9,18 @@
 
 use std::time::Duration;
 
-use rser_shm::ring::{Pop, PushError, Ring};
+use rser_shm::ring::{PushError, Ring};
 
 use super::db::Db;
 use super::table::Meta;
 use super::{Location, UlCounter};
 use crate::modules::def::Start;
-use crate::server::log_limit::{LogLimit, held_text};
 
 /// Bytes of a queued change: its fields and its texts (Kamailio's
 /// columns hold a 64-byte user, 512-byte contact and 255-byte Call-ID).
 pub const RECORD_BYTES: usize = 1_024;
-const BATCH: usize = 256;
+/// How long the writer sleeps when the queue is empty.
 const IDLE: Duration = Duration::from_millis(10);
-/// After a failure: the database back is written within this.
-const RETRY: Duration = Duration::from_millis(500);
 
 /// One change to one binding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,65 +133,22 @@ pub fn run(loc: Location, s: &Start<'_>, ul: &super::Params, tables: &[String]) 
         Ok(u) => crate::db::timeout(s.config, &u),
         Err(_) => return,
     };
-    let mut db: Option<Db> = None;
-    let mut batch: Vec<Owned> = Vec::with_capacity(BATCH);
-    let mut buf = Vec::new();
-    let mut err_log = LogLimit::default();
-    let _draining = crate::server::drain::Writer::register();
-    loop {
-        let now = crate::server::worker::now_ms();
-        let stopping = crate::server::drain::stopping();
-        while batch.len() < BATCH {
-            match queue.pop(&mut buf, now) {
-                Pop::Record => match decode(&buf) {
-                    Some(c) => batch.push(c),
-                    None => s.counts.add(UlCounter::DbQueueLost as usize, 1),
-                },
-                Pop::Lost => s.counts.add(UlCounter::DbQueueLost as usize, 1),
-                Pop::Empty => break,
-            }
-        }
-        if batch.is_empty() {
-            if stopping {
-                return; // all written
-            }
-            std::thread::sleep(IDLE);
-            continue;
-        }
-        let r = match &mut db {
-            Some(d) => write(d, tables, &batch),
-            None => Db::open(url, tables, ul.use_domain, timeout).map(|d| {
-                db = Some(d);
-                0
-            }),
-        };
-        match r {
-            Ok(0) => {}
-            Ok(n) => {
-                s.counts.add(UlCounter::DbWritten as usize, n as u64);
-                batch.clear();
-            }
-            Err(e) => {
-                s.counts.add(UlCounter::DbErrors as usize, 1);
-                if let Some(held) = err_log.allow(now) {
-                    log::error!(
-                        "usrloc: {} changes wait for the database: {e}{}",
-                        batch.len(),
-                        held_text(held)
-                    );
-                }
-                db = None;
-                if stopping {
-                    log::error!(
-                        "usrloc: stopping: {} writes in hand (and the rest of the queue) not taken by the database: {e}",
-                        batch.len()
-                    );
-                    return;
-                }
-                std::thread::sleep(RETRY);
-            }
-        }
-    }
+    let w = crate::db::queue::Writer {
+        module: "usrloc",
+        what: "changes",
+        counts: &s.counts,
+        lost: UlCounter::DbQueueLost as usize,
+        written: UlCounter::DbWritten as usize,
+        errors: UlCounter::DbErrors as usize,
+        idle: IDLE,
+    };
+    crate::db::queue::run(
+        &queue,
+        &w,
+        decode,
+        || Db::open(url, tables, ul.use_domain, timeout),
+        |db, batch| write(db, tables, batch),
+    );
 }
 
 /// The batch in one transaction, in order; how many were written.
@@ -218,6 +172,7 @@ fn write(db: &mut Db, tables: &[String], batch: &[Owned]) -> Result<usize, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rser_shm::ring::Pop;
 
     #[test]
     fn changes_round_trip_through_the_queue() {

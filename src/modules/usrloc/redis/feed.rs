@@ -212,18 +212,19 @@ pub fn run(loc: Location, s: &Start<'_>, url: &str, tables: &[String]) {
                 let wall_ms = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis() as u64);
-                for e in entries.iter().filter(|e| e.node != loc.node) {
+                for e in &entries {
+                    added[e.bucket as usize] += 1;
+                    ids[e.bucket as usize].clone_from(&e.id);
+                    // This node's own changes are in its table already.
+                    if e.node == loc.node {
+                        continue;
+                    }
                     // The entry's id is Redis's clock at its writing.
                     let at = parse_id(&e.id).0;
                     s.counts
                         .add(UlCounter::FeedLagMs as usize, wall_ms.saturating_sub(at));
                     s.counts.add(UlCounter::FeedRemote as usize, 1);
-                }
-                for e in &entries {
-                    added[e.bucket as usize] += 1;
-                    // This node's own changes are in its table already.
-                    if e.node != loc.node
-                        && let Some(domain) = tables.iter().position(|t| *t == e.table)
+                    if let Some(domain) = tables.iter().position(|t| *t == e.table)
                         && !cache(
                             &loc,
                             domain as u16,
@@ -235,7 +236,6 @@ pub fn run(loc: Location, s: &Start<'_>, url: &str, tables: &[String]) {
                     {
                         s.counts.add(UlCounter::TableFull as usize, 1);
                     }
-                    ids[e.bucket as usize].clone_from(&e.id);
                 }
                 for (b, id) in skipped {
                     added[b as usize] += 1;
