@@ -463,3 +463,118 @@ fn a_node_behind_the_trimmed_feeds_loads_again() {
         assert!(t0.elapsed() < SEC, "the removed binding still served by B");
     }
 }
+
+/// A node that routes by Route first, record-routes INVITEs and says
+/// why a request failed (a lookup's 480, a flow's 430).
+fn routing_config(url: &str) -> String {
+    format!(
+        "loadmodule \"sl.so\"\nloadmodule \"tm.so\"\nloadmodule \"rr.so\"\n\
+         loadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\n\
+         modparam(\"usrloc\", \"db_url\", \"{url}\")\nmodparam(\"usrloc\", \"db_mode\", 3)\n\
+         route {{\n\
+           if (loose_route()) {{ if (!t_relay()) {{ sl_reply_error(); }}; exit; }}\n\
+           if (method == \"REGISTER\") {{ save(\"location\"); exit; }}\n\
+           if (!lookup(\"location\")) {{ sl_reply_error(); exit; }}\n\
+           if (method == \"INVITE\") {{ record_route(); }}\n\
+           if (!t_relay()) {{ sl_reply_error(); }}\n\
+         }}\n"
+    )
+}
+
+/// A phone registered over TCP on node A (its Contact a port it does not
+/// listen on, as behind a NAT) is called through node B: B sends the
+/// INVITE to A with a Route naming the phone's connection (RFC 3327's
+/// Path as Kamailio's path module writes it), A sends it down that
+/// connection and stays in the dialog; ACK and BYE follow the route set.
+/// Once the connection is gone, A refuses with 430 Flow Failed (RFC 5626
+/// §5.3) rather than opening a new one.
+#[test]
+fn a_phone_connected_to_one_node_is_called_through_it_from_another() {
+    let r = Redis::start();
+    let a = Server::start_tcp(&routing_config(&r.url()), 2, &[]);
+    let b = Server::start(&routing_config(&r.url()), 2, &[]);
+    let mut phone = common::stream::Stream::connect(a.tcp.expect("A's TCP address"));
+    let reg = phone
+        .request(
+            "REGISTER",
+            "sip:example.com",
+            "flow-reg",
+            "Contact: <sip:bob@127.0.0.1:9;transport=tcp>\r\nExpires: 600\r\n",
+        )
+        .replace("To: <sip:example.com>", "To: <sip:bob@example.com>");
+    phone.send(reg.as_bytes());
+    let ok = phone.expect("SIP/2.0 ").expect("a reply to the REGISTER");
+    assert_eq!(status(&ok), Some(200), "{ok}");
+    std::thread::sleep(Duration::from_millis(300));
+    let caller = Peer::new();
+    let contact = format!("Contact: <sip:alice@{}>\r\n", caller.addr);
+    caller.send(
+        b.addr,
+        &caller.request("INVITE", "sip:bob@example.com", "flow-call", &contact),
+    );
+    let inv = phone
+        .expect("INVITE ")
+        .expect("B's INVITE on the phone's connection, through A");
+    assert!(
+        inv.starts_with("INVITE sip:bob@127.0.0.1:9;transport=tcp "),
+        "{inv}"
+    );
+    assert!(headers(&inv, "Route").is_empty(), "A took its Route: {inv}");
+    let rr = headers(&inv, "Record-Route");
+    let a_tcp = a.tcp.unwrap();
+    assert_eq!(
+        rr,
+        [
+            format!("<sip:{a_tcp};transport=tcp;lr;r2=on>").as_str(),
+            format!("<sip:{};lr;r2=on>", a.addr).as_str(),
+            format!("<sip:{};lr>", b.addr).as_str(),
+        ],
+        "A and B in the dialog: {inv}"
+    );
+    // Answered with a Contact at the connection itself, so the dialog's
+    // requests reach it as in one node.
+    let answered = common::answer(&inv, 200, "OK", "bob").replace(
+        "Content-Length: 0\r\n",
+        &format!(
+            "Contact: <sip:bob@{};transport=tcp>\r\nContent-Length: 0\r\n",
+            phone.local()
+        ),
+    );
+    phone.send(answered.as_bytes());
+    let (ok, _) = expect(&caller, "SIP/2.0 200", SEC).expect("the 200 through A and B");
+    let rr: Vec<String> = headers(&ok, "Record-Route")
+        .iter()
+        .rev()
+        .map(|r| format!("Route: {r}\r\n"))
+        .collect();
+    let target = phone.local();
+    let in_dialog = |method: &str, cseq: u32| {
+        format!(
+            "{method} sip:bob@{target};transport=tcp SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {me};branch=z9hG4bK-flow-{method}\r\n{routes}Max-Forwards: 70\r\n\
+             To: <sip:bob@example.com>;tag=bob\r\nFrom: <sip:alice@{me}>;tag=f-flow-call\r\n\
+             Call-ID: flow-call\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n",
+            me = caller.addr,
+            routes = rr.concat()
+        )
+    };
+    caller.send(b.addr, &in_dialog("ACK", 1));
+    let ack = phone.expect("ACK ").expect("the ACK down the connection");
+    assert!(headers(&ack, "Route").is_empty(), "{ack}");
+    caller.send(b.addr, &in_dialog("BYE", 2));
+    let bye = phone.expect("BYE ").expect("the BYE down the connection");
+    phone.send(common::answer(&bye, 200, "OK", "bob").as_bytes());
+    assert!(
+        expect(&caller, "SIP/2.0 200", SEC).is_some(),
+        "the BYE's 200"
+    );
+    // The connection gone: 430 from A through B, no new connection.
+    drop(phone);
+    std::thread::sleep(Duration::from_millis(300));
+    caller.send(
+        b.addr,
+        &caller.request("INVITE", "sip:bob@example.com", "flow-gone", &contact),
+    );
+    let (gone, _) = expect(&caller, "SIP/2.0 4", SEC).expect("a refusal");
+    assert_eq!(status(&gone), Some(430), "{gone}");
+}

@@ -26,6 +26,18 @@ impl Proto {
         })
     }
 
+    /// A one-byte code for records in shared memory (0 is none).
+    pub fn code(self) -> u8 {
+        self as u8 + 1
+    }
+
+    /// The transport of a code from `code`.
+    pub fn of_code(c: u8) -> Option<Proto> {
+        [Proto::Udp, Proto::Tcp, Proto::Tls, Proto::Sctp]
+            .get(usize::from(c).checked_sub(1)?)
+            .copied()
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Proto::Udp => "udp",

@@ -52,6 +52,14 @@ pub struct ScriptState {
     /// `loose_route()` sets it to a loose router's Route URI (RFC 3261
     /// §16.12). Empty when unset; the buffer is reused.
     pub dst_uri: Vec<u8>,
+    /// The Route the current URI's branch is sent with (RFC 3327: a
+    /// binding's path, `lookup()` on a phone connected to another node);
+    /// empty: none.
+    pub path: Vec<u8>,
+    /// Kamailio's `set_forward_no_connect()`: the request goes only over
+    /// a connection already open (a flow, RFC 5626 §5.3), never a new
+    /// one.
+    pub forward_no_connect: bool,
     /// What `ds_select_dst` chose and the destinations left for
     /// `ds_next_dst` (Kamailio's dispatcher AVPs); tm keeps it with the
     /// transaction for failure_route.
@@ -136,6 +144,8 @@ impl ScriptState {
         self.last_error = None;
         self.record_route = false;
         self.dst_uri.clear();
+        self.path.clear();
+        self.forward_no_connect = false;
         self.ds = Default::default();
         self.last_ret = 1;
         self.branch_idx = 0;
@@ -157,6 +167,8 @@ struct Branches {
     /// Each branch's next hop when it is not its URI (its `$du`; empty:
     /// none).
     dsts: Vec<Vec<u8>>,
+    /// Each branch's Route to send with (its path; empty: none).
+    paths: Vec<Vec<u8>>,
     len: usize,
 }
 
@@ -168,13 +180,22 @@ impl Branches {
 
     /// Adds a URI with its next hop `dst`.
     fn push_to(&mut self, uri: &[u8], dst: &[u8]) -> bool {
+        self.push_with(uri, dst, b"")
+    }
+
+    /// Adds a URI with its next hop `dst` and its `path`.
+    fn push_with(&mut self, uri: &[u8], dst: &[u8], path: &[u8]) -> bool {
         if self.len + 1 >= MAX_BRANCHES {
             return false;
         }
         if self.bufs.len() == self.len {
             self.bufs.push(Vec::new());
             self.dsts.push(Vec::new());
+            self.paths.push(Vec::new());
         }
+        let p = &mut self.paths[self.len];
+        p.clear();
+        p.extend_from_slice(path);
         let b = &mut self.bufs[self.len];
         b.clear();
         b.extend_from_slice(uri);
@@ -279,6 +300,18 @@ impl<'a, 'm> MsgCtx<'a, 'm> {
         if i < b.len { &b.dsts[i] } else { b"" }
     }
 
+    /// Branch `i`'s path (empty: none).
+    pub fn branch_path(&self, i: usize) -> &[u8] {
+        let b = &self.st.branches;
+        if i < b.len { &b.paths[i] } else { b"" }
+    }
+
+    /// A branch to `uri` through `dst`, sent with the Route `path`
+    /// (`lookup()`'s for a phone connected to another node).
+    pub fn append_branch_with_path(&mut self, uri: &[u8], dst: &[u8], path: &[u8]) -> bool {
+        self.st.branches.push_with(uri, dst, path)
+    }
+
     /// `append_branch()`: the current URI joins the destination set.
     pub fn append_current_uri(&mut self) -> bool {
         let st = &mut *self.st;
@@ -295,6 +328,7 @@ impl<'a, 'm> MsgCtx<'a, 'm> {
             None if b.len > 0 => {
                 b.bufs[..b.len].rotate_left(1);
                 b.dsts[..b.len].rotate_left(1);
+                b.paths[..b.len].rotate_left(1);
                 b.len -= 1;
                 true
             }
@@ -303,6 +337,7 @@ impl<'a, 'm> MsgCtx<'a, 'm> {
                 b.bufs[0].clear();
                 b.bufs[0].extend_from_slice(u);
                 b.dsts[0].clear();
+                b.paths[0].clear();
                 true
             }
             Some(u) => b.push(u),

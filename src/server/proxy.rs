@@ -87,6 +87,33 @@ pub fn build_request(
     build(ctx, via, transport, stateless_via.then_some("sl"), out)
 }
 
+/// `text` (a request as built) with a Route header field carrying `route`
+/// (a name-addr) ahead of its Route set, into `out` after what it holds:
+/// the branch of a binding with a path (RFC 3327 §5.3: the path becomes
+/// the request's first Route values). Where the message has no Route, it
+/// goes right after the request line.
+pub fn with_route(text: &[u8], route: &[u8], out: &mut Vec<u8>) -> Result<(), BuildError> {
+    let msg =
+        Message::parse(text).map_err(|_| BuildError::Missing("a request to add a Route to"))?;
+    let at = match msg.first(HeaderKind::Route) {
+        Some(h) => h.line.range().start,
+        None => {
+            let eol = text
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .ok_or(BuildError::Missing("a request line"))?;
+            eol + 2
+        }
+    };
+    out.reserve(text.len() + route.len() + 9);
+    out.extend_from_slice(&text[..at]);
+    out.extend_from_slice(b"Route: ");
+    out.extend_from_slice(route);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&text[at..]);
+    Ok(())
+}
+
 /// The copy `t_replicate()` sends: the request as forwarded, its Via's
 /// branch marked as a replica's ([`REPLICA_BRANCH`]).
 pub fn build_replica(
@@ -267,4 +294,44 @@ pub fn build_reply_forward(reply: &Message<'_>, out: &mut Vec<u8>) -> Result<(),
     let mut e = Edits::new(reply);
     e.remove_top_via()?;
     e.write(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_route;
+
+    const INVITE: &str = "INVITE sip:bob@10.0.0.9 SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK1\r\n\
+        Max-Forwards: 70\r\n\
+        To: <sip:bob@example.com>\r\n\
+        From: <sip:alice@example.com>;tag=1\r\n\
+        Call-ID: c1\r\n\
+        CSeq: 1 INVITE\r\n\
+        Content-Length: 0\r\n\r\n";
+
+    fn routes(text: &[u8]) -> Vec<String> {
+        let m = crate::sip::Message::parse(text).unwrap();
+        m.routes()
+            .map(|r| String::from_utf8_lossy(r.unwrap().uri.raw).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_path_becomes_the_first_route() {
+        let mut out = b"kept".to_vec();
+        with_route(INVITE.as_bytes(), b"<sip:10.0.0.2:5060;lr>", &mut out).unwrap();
+        assert!(out.starts_with(
+            b"keptINVITE sip:bob@10.0.0.9 SIP/2.0\r\nRoute: <sip:10.0.0.2:5060;lr>\r\n"
+        ));
+        assert_eq!(routes(&out[4..]), ["sip:10.0.0.2:5060;lr"]);
+        // Ahead of a Route set already there.
+        let routed = INVITE.replace(
+            "Max-Forwards",
+            "Route: <sip:p1;lr>, <sip:p2;lr>\r\nMax-Forwards",
+        );
+        let mut out = Vec::new();
+        with_route(routed.as_bytes(), b"<sip:10.0.0.2;lr>", &mut out).unwrap();
+        assert_eq!(routes(&out), ["sip:10.0.0.2;lr", "sip:p1;lr", "sip:p2;lr"]);
+        assert!(with_route(b"not SIP", b"<sip:x;lr>", &mut out).is_err());
+    }
 }

@@ -83,6 +83,10 @@ impl RegistrarState<'_> {
             cflags: ctx.st.bflags,
             cseq,
             now: unix_now(),
+            // Kamailio's location table has received and path columns;
+            // rser does not keep them there yet (a phone is reached at
+            // its contact).
+            ..Template::default()
         };
         let plan = match plan(&current, req, call_id, &self.reg, &t) {
             Ok(p) => p,

@@ -21,12 +21,17 @@ pub struct Plan {
 }
 
 /// What the request gives every binding it writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Template {
     pub sock: u8,
     pub cflags: u32,
     pub cseq: u32,
     pub now: u64,
+    /// Over a stream: the connection's far end and transport code, and
+    /// (shared through Redis) the node holding it.
+    pub received: rser_shm::Peer,
+    pub flow: u8,
+    pub owner: rser_shm::Peer,
 }
 
 impl Template {
@@ -34,11 +39,13 @@ impl Template {
         Meta {
             q: w.q.unwrap_or(Q_NONE),
             sock: self.sock,
+            received: self.received,
+            flow: self.flow,
+            owner: self.owner,
             cseq: self.cseq,
             cflags: self.cflags,
             expires: self.now + u64::from(w.expires),
             updated: self.now,
-            ..Meta::default()
         }
     }
 }
@@ -106,6 +113,7 @@ mod tests {
             cflags: 0,
             cseq: 2,
             now: 1_000,
+            ..Template::default()
         };
         let old = Meta {
             cseq: 1,

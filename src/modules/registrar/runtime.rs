@@ -44,6 +44,10 @@ pub struct RegistrarState<'a> {
     headers: Vec<u8>,
     /// Table-full warnings, at most once a second.
     full_log: LogLimit,
+    /// This node's addresses: a binding's owner among them is this node.
+    myself: crate::cfg::program::Myself,
+    /// A branch's Route through another node (reused).
+    path: Vec<u8>,
     /// usrloc's counters (the table is usrloc's).
     pub(super) ul_counts: Counts<'a>,
 }
@@ -67,6 +71,8 @@ impl<'a> RegistrarState<'a> {
             scratch: Vec::new(),
             headers: Vec::new(),
             full_log: LogLimit::default(),
+            myself: config.program.myself.clone(),
+            path: Vec::new(),
             ul_counts,
         }
     }
@@ -178,14 +184,13 @@ impl RegistrarState<'_> {
         };
         // Over a stream, the phone is reached through its connection
         // (behind NAT the only way in): the binding keeps its far end.
-        let received = match cx.shell.transport(cx.shell.in_sock()).is_stream() {
-            true => rser_shm::Peer::from(ctx.src),
-            false => rser_shm::Peer::default(),
-        };
+        let (received, flow) = flow_of(cx, ctx);
         let meta_for = |w: &registrar::Wanted<'_>| Meta {
             q: w.q.unwrap_or(Q_NONE),
             sock: cx.shell.in_sock() as u8,
             received,
+            flow,
+            owner: rser_shm::Peer::default(),
             cseq: cseq.number,
             cflags: ctx.st.bflags,
             expires: now + u64::from(w.expires),
@@ -377,11 +382,17 @@ impl RegistrarState<'_> {
         }
         // A contact registered over a connection that is gone cannot be
         // reached (a new connection to it would not get through a NAT):
-        // left out, and if none is left, 480 at once.
+        // left out, and if none is left, 480 at once. One whose
+        // connection another node holds is reached through that node.
         let before = found.len();
+        let (ul, myself) = (&rs.ul, &rs.myself);
+        let elsewhere = |m: &Meta| held_elsewhere(m, ul, myself);
         found.retain(|f| {
-            let proto = cx.shell.transport(usize::from(f.meta.sock));
-            f.meta.received.port() == 0 || cx.shell.connected(f.meta.received.into(), proto)
+            f.meta.received.port() == 0
+                || elsewhere(&f.meta)
+                || cx
+                    .shell
+                    .connected(f.meta.received.into(), flow_proto(cx, &f.meta))
         });
         if found.is_empty() {
             log::debug!(
@@ -407,11 +418,20 @@ impl RegistrarState<'_> {
         }
         // The contact's branch flags (`setbflag` at its REGISTER).
         ctx.st.bflags = found[0].meta.cflags;
-        let mut dst = std::mem::take(&mut rs.dst);
-        let proto_of = |m: &Meta| cx.shell.transport(usize::from(m.sock));
-        if connection_uri(&found[0].meta, proto_of(&found[0].meta), &mut dst) {
+        let (mut dst, mut path) = (std::mem::take(&mut rs.dst), std::mem::take(&mut rs.path));
+        let hop = |m: &Meta, dst: &mut Vec<u8>, path: &mut Vec<u8>| {
+            path.clear();
+            match elsewhere(m) {
+                true => through_owner(m, flow_proto(cx, m), dst, path),
+                false if connection_uri(m, flow_proto(cx, m), dst) => {}
+                false => dst.clear(),
+            }
+        };
+        hop(&found[0].meta, &mut dst, &mut path);
+        if !dst.is_empty() {
             ctx.st.dst_uri.clone_from(&dst);
         }
+        ctx.st.path.clone_from(&path);
         ctx.clear_branches();
         let more = if rs.reg.append_branches {
             &found[1..]
@@ -419,16 +439,58 @@ impl RegistrarState<'_> {
             &[]
         };
         for f in more {
-            if !connection_uri(&f.meta, proto_of(&f.meta), &mut dst) {
-                dst.clear();
-            }
-            if !ctx.append_branch_to(&texts[f.contact.0..f.contact.1], &dst) {
+            hop(&f.meta, &mut dst, &mut path);
+            if !ctx.append_branch_with_path(&texts[f.contact.0..f.contact.1], &dst, &path) {
                 break;
             }
         }
+        rs.path = path;
         rs.dst = dst;
         1
     }
+}
+
+/// The transport of a binding's connection: the one it recorded, else
+/// its socket's.
+fn flow_proto(cx: &Cx<'_>, m: &Meta) -> crate::cfg::settings::Proto {
+    crate::cfg::settings::Proto::of_code(m.flow)
+        .unwrap_or_else(|| cx.shell.transport(usize::from(m.sock)))
+}
+
+/// Whether a binding's connection is held by another node (shared
+/// through Redis): its owner is neither one of this node's addresses nor
+/// its `node_address`.
+fn held_elsewhere(m: &Meta, ul: &usrloc::Params, myself: &crate::cfg::program::Myself) -> bool {
+    if m.owner.port() == 0 || m.received.port() == 0 {
+        return false;
+    }
+    let owner = std::net::SocketAddr::from(m.owner);
+    ul.node_address != Some(owner) && !myself.addrs.contains(&(owner.ip(), owner.port()))
+}
+
+/// The next hop and Route of a contact whose connection another node
+/// holds (RFC 3327's Path, as Kamailio's path module writes it): to that
+/// node, whose `loose_route()` sends it on through the connection named
+/// by the Route's `received` parameter.
+fn through_owner(
+    m: &Meta,
+    proto: crate::cfg::settings::Proto,
+    dst: &mut Vec<u8>,
+    path: &mut Vec<u8>,
+) {
+    use std::io::Write as _;
+    let (owner, far) = (
+        std::net::SocketAddr::from(m.owner),
+        std::net::SocketAddr::from(m.received),
+    );
+    dst.clear();
+    let _ = write!(dst, "sip:{owner}");
+    path.clear();
+    let _ = write!(
+        path,
+        "<sip:{owner};lr;received=sip:{far}%3Btransport%3D{}>",
+        proto.name()
+    );
 }
 
 /// The next hop of a contact registered over a connection (its far end,
@@ -442,6 +504,17 @@ fn connection_uri(meta: &Meta, proto: crate::cfg::settings::Proto, out: &mut Vec
     let a = std::net::SocketAddr::from(meta.received);
     let _ = write!(out, "sip:{a};transport={}", proto.name());
     true
+}
+
+/// Over a stream, the connection a REGISTER came on (its far end and
+/// transport code): the phone is reached through it (behind NAT the only
+/// way in). None (port 0, code 0) over UDP.
+pub(super) fn flow_of(cx: &Cx<'_>, ctx: &MsgCtx<'_, '_>) -> (rser_shm::Peer, u8) {
+    let proto = cx.shell.transport(cx.shell.in_sock());
+    match proto.is_stream() {
+        true => (rser_shm::Peer::from(ctx.src), proto.code()),
+        false => (rser_shm::Peer::default(), 0),
+    }
 }
 
 /// A refusal from save(), replied.

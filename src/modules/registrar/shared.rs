@@ -136,6 +136,23 @@ fn save(
 }
 
 impl RegistrarState<'_> {
+    /// The address the other nodes reach this one at (RFC 3327's Path
+    /// in effect: they send requests for a phone connected here through
+    /// it): `node_address`, else the UDP socket on the address the
+    /// request came to (the first UDP socket of its family). Port 0 when
+    /// this node has no UDP socket (the other nodes then try the contact).
+    pub(super) fn node_address(&self, cx: &Cx<'_>) -> rser_shm::Peer {
+        if let Some(a) = self.ul.node_address {
+            return a.into();
+        }
+        let here = cx.shell.local(cx.shell.in_sock());
+        let sock = cx.shell.socket_for(here);
+        match cx.shell.transport(sock) {
+            crate::cfg::settings::Proto::Udp => cx.shell.local(sock).into(),
+            _ => rser_shm::Peer::default(),
+        }
+    }
+
     /// The AOR as this node's table holds it, with its version (none
     /// held: version 0, as Redis has an AOR it never saw); None when its
     /// bindings say no version (then Redis is asked).
@@ -179,11 +196,18 @@ impl RegistrarState<'_> {
         cseq: u32,
         headers: &mut Vec<u8>,
     ) -> i32 {
+        let (received, flow) = super::runtime::flow_of(cx, ctx);
         let t = Template {
             sock: cx.shell.in_sock() as u8,
             cflags: ctx.st.bflags,
             cseq,
             now: unix_now(),
+            received,
+            flow,
+            owner: match flow {
+                0 => rser_shm::Peer::default(),
+                _ => self.node_address(cx),
+            },
         };
         if self.redis.is_none() {
             let Some(url) = self

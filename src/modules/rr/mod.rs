@@ -21,7 +21,7 @@ use crate::script::MsgCtx;
 use crate::script::ctx::TextEdit;
 use crate::script::uri_ops::Rewrite;
 use crate::sip::limits::MAX_HEADERS;
-use crate::sip::{Header, HeaderKind, Message, NameAddr, ParseError, Uri};
+use crate::sip::{Header, HeaderKind, Message, Method, NameAddr, ParseError, Uri};
 
 const TRUE: i32 = 1;
 const FALSE: i32 = -1;
@@ -174,6 +174,21 @@ fn apply(ctx: &mut MsgCtx<'_, '_>, p: Option<Plan<'_>>) -> Result<bool, Refusal>
         ctx.st.dst_uri.clear();
         ctx.st.dst_uri.extend_from_slice(uri);
     }
+    if let Some(flow) = p.flow {
+        // Through that connection only (RFC 5626 §5.3: 430 when it is
+        // gone), and the dialog's later requests through us too: only
+        // this node can reach the phone.
+        unescape(flow, &mut ctx.st.dst_uri);
+        ctx.st.forward_no_connect = true;
+        if !in_dialog(ctx.msg)
+            && ctx
+                .msg
+                .method()
+                .is_some_and(|m| matches!(m, Method::Invite | Method::Subscribe | Method::Refer))
+        {
+            ctx.st.record_route = true;
+        }
+    }
     Ok(true)
 }
 
@@ -186,6 +201,11 @@ struct Plan<'m> {
     request_uri: Option<&'m [u8]>,
     /// The next hop when the Request-URI is not it: a loose router.
     dst_uri: Option<&'m [u8]>,
+    /// Our Route, the last, names a connection we hold (its `received`
+    /// parameter, escaped): another node's `lookup()` sent the request
+    /// here for the phone behind it (RFC 3327 §5.3 with Kamailio's
+    /// path `received`).
+    flow: Option<&'m [u8]>,
 }
 
 /// Works out `loose_route()` on `msg` whose current Request-URI is
@@ -233,6 +253,16 @@ fn plan<'m>(
     } else {
         None
     };
+    if next.is_none()
+        && let Some(flow) = ours.and_then(|u| u.param(b"received")).flatten()
+    {
+        let mut uri = Vec::new();
+        unescape(flow, &mut uri);
+        if Uri::parse(&uri).is_err() {
+            return Err(Refusal::BadRoute);
+        }
+        p.flow = Some(flow);
+    }
     let strict_next_hop = next.is_some_and(|n| !n.lr);
     if strict_previous_hop && !strict_next_hop {
         remove(&mut removed, last)?;
@@ -256,6 +286,30 @@ fn plan<'m>(
     removed.sort_unstable();
     removal_edits(&set.entries, &removed, &mut p.edits)?;
     Ok(Some(p))
+}
+
+/// A URI parameter's value with its `%XX` escapes decoded (RFC 3261
+/// §25.1), into `out`; an escape that is not one is kept as written.
+fn unescape(v: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut i = 0;
+    while i < v.len() {
+        match (
+            v[i],
+            v.get(i + 1).and_then(|&b| hex(b)),
+            v.get(i + 2).and_then(|&b| hex(b)),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
 }
 
 fn remove(removed: &mut ArrayVec<usize, MAX_REMOVED>, i: usize) -> Result<(), Refusal> {

@@ -59,6 +59,8 @@ struct Routed {
     uri_rewritten: bool,
     edits: usize,
     last_error: Option<(u16, &'static str)>,
+    no_connect: bool,
+    record_route: bool,
 }
 
 impl Routed {
@@ -118,6 +120,8 @@ fn routed_by(
         uri_rewritten: ctx.uri_rewritten(),
         edits: ctx.st.edits.len(),
         last_error: ctx.st.last_error,
+        no_connect: ctx.st.forward_no_connect,
+        record_route: ctx.st.record_route,
     }
 }
 
@@ -305,6 +309,47 @@ fn our_route_then_a_loose_router_sets_the_destination() {
     assert_eq!(r.ruri(), "sip:bob@192.0.2.20");
     assert!(!r.uri_rewritten);
     assert_eq!(r.route_lines(), ["Route: <sip:p2.example;lr;ftag=x>"]);
+}
+
+/// Another node's lookup() for a phone connected here: our Route with
+/// the connection in `received` (Kamailio's path form), then nothing.
+const FLOW_ROUTE: &str = "<sip:192.0.2.1;lr;received=sip:198.51.100.7:40123%3Btransport%3Dtcp>";
+
+#[test]
+fn a_route_naming_our_connection_sends_through_it_only() {
+    let invite = String::from_utf8(bye("sip:bob@10.0.0.9:5060;transport=tcp", &[FLOW_ROUTE]))
+        .unwrap()
+        .replace("BYE", "INVITE")
+        .replace(";tag=8321234356", "")
+        .into_bytes();
+    let r = routed(&invite);
+    assert_eq!(r.verdict, TRUE);
+    assert!(r.routes().is_empty());
+    assert_eq!(r.dst_uri, "sip:198.51.100.7:40123;transport=tcp");
+    assert_eq!(r.ruri(), "sip:bob@10.0.0.9:5060;transport=tcp");
+    // Over that connection or not at all, and the dialog stays with us.
+    assert!(r.no_connect && r.record_route);
+    // In a dialog: the same next hop, no Record-Route of its own.
+    let r = routed(&bye("sip:bob@10.0.0.9", &[FLOW_ROUTE]));
+    assert_eq!(r.dst_uri, "sip:198.51.100.7:40123;transport=tcp");
+    assert!(r.no_connect && !r.record_route);
+    // A received that is not a URI is a bad Route, nothing changed.
+    let r = routed(&bye(
+        "sip:bob@10.0.0.9",
+        &["<sip:192.0.2.1;lr;received=%3Cx>"],
+    ));
+    assert_eq!((r.verdict, r.last_error), (FALSE, Some((400, "Bad Route"))));
+    assert_eq!(r.dst_uri, "");
+    // Another proxy's Route with a received is not ours to follow.
+    let r = routed(&bye(
+        "sip:bob@10.0.0.9",
+        &["<sip:p2.example;lr;received=sip:198.51.100.7:40123>"],
+    ));
+    assert_eq!(
+        r.dst_uri,
+        "sip:p2.example;lr;received=sip:198.51.100.7:40123"
+    );
+    assert!(!r.no_connect);
 }
 
 #[test]

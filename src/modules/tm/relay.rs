@@ -33,6 +33,9 @@ struct Hop {
     /// Range in the worker's `variants` buffer of the branch's own
     /// request, when branch_route or failure_route changed the text.
     request: Option<(usize, usize)>,
+    /// Range in the worker's `paths` buffer of the Route the branch is
+    /// sent with (a binding's path), if any.
+    path: Option<(usize, usize)>,
     dest: SocketAddr,
     sock: usize,
 }
@@ -118,6 +121,7 @@ impl TmState {
         {
             return r;
         }
+        self.add_paths(&mut hops);
         // onsend_route may keep a branch from going.
         let before = hops.len();
         hops.retain(|h| cx.shell.on_send(ctx.msg, ctx.src, ctx.st.flags, h.dest));
@@ -241,6 +245,7 @@ impl TmState {
     ) -> ArrayVec<Hop, MAX_BRANCHES> {
         self.uris.clear();
         self.variants.clear();
+        self.paths.clear();
         let route = if branches { self.armed.branch } else { 0 };
         // failure_route's own edits go on every branch it starts.
         let mut base = std::mem::take(&mut self.base_buf);
@@ -403,10 +408,32 @@ impl TmState {
             {
                 sock = other;
             }
+            // RFC 5626 §5.3: a request for a flow goes over that
+            // connection or not at all.
+            if ctx.st.forward_no_connect && proto.is_stream() && !cx.shell.connected(dest, proto) {
+                log::debug!(
+                    "tm: no {} connection to {dest}; branch not sent",
+                    proto.name()
+                );
+                self.hop_error = Some((430, "Flow Failed"));
+                self.uris.truncate(start);
+                continue;
+            }
+            let path: &[u8] = if i == 0 {
+                &ctx.st.path
+            } else {
+                ctx.branch_path(i - 1)
+            };
+            let path = (!path.is_empty()).then(|| {
+                let at = self.paths.len();
+                self.paths.extend_from_slice(path);
+                (at, self.paths.len())
+            });
             if hops
                 .try_push(Hop {
                     uri: (start, self.uris.len()),
                     request,
+                    path,
                     dest,
                     sock,
                 })
@@ -475,6 +502,38 @@ impl TmState {
         };
         self.branch_st = st;
         verdict
+    }
+
+    /// Gives each hop with a path its own text: the request it would be
+    /// sent with (its variant, or the stored request) with the path as
+    /// its first Route.
+    fn add_paths(&mut self, hops: &mut [Hop]) {
+        for h in hops.iter_mut() {
+            let Some((a, b)) = h.path else { continue };
+            if self.in_failure_route && h.request.is_none() {
+                // The transaction's stored request is not at hand here.
+                log::warn!(
+                    "tm: a branch from failure_route to {} goes without its path",
+                    h.dest
+                );
+                continue;
+            }
+            let mut text = std::mem::take(&mut self.path_buf);
+            text.clear();
+            match h.request {
+                Some((x, y)) => text.extend_from_slice(&self.variants[x..y]),
+                None => text.extend_from_slice(&self.stored),
+            }
+            let start = self.variants.len();
+            match proxy::with_route(&text, &self.paths[a..b], &mut self.variants) {
+                Ok(()) => h.request = Some((start, self.variants.len())),
+                Err(e) => {
+                    self.variants.truncate(start);
+                    log::warn!("tm: the branch to {} goes without its path: {e}", h.dest);
+                }
+            }
+            self.path_buf = text;
+        }
     }
 
     /// Relays statelessly to the first hop (ACK, or CANCEL without its

@@ -39,6 +39,10 @@ pub struct TmState {
     /// branches' own requests it (or failure_route) produced.
     pub branch_st: ScriptState,
     pub branch_dst: Vec<u8>,
+    /// The branches' paths (a `Hop`'s range), and a branch's text while
+    /// its path is added.
+    pub paths: Vec<u8>,
+    pub path_buf: Vec<u8>,
     pub variants: Vec<u8>,
     /// One branch's variant as built, before it joins `variants`.
     pub branch_buf: Vec<u8>,
@@ -102,6 +106,8 @@ impl TmState {
             aux_st: ScriptState::new(),
             branch_st: ScriptState::new(),
             branch_dst: Vec::new(),
+            paths: Vec::new(),
+            path_buf: Vec::new(),
             variants: Vec::new(),
             branch_buf: Vec::new(),
             base_buf: Vec::new(),

@@ -62,6 +62,7 @@ pub static MODULE: Module = Module {
             ("timer_interval", ParamType::Int),
             ("use_domain", ParamType::Int),
             ("timer_procs", ParamType::Int),
+            ("node_address", ParamType::Str),
         ],
     )
 };
@@ -95,6 +96,11 @@ pub struct Params {
     /// The AOR is `user@domain` rather than the user alone (Kamailio's
     /// `use_domain`, off by default as in SER).
     pub use_domain: bool,
+    /// Shared through Redis: the address the other nodes reach this one
+    /// at (UDP), named in the bindings of phones registered over a
+    /// connection to it, so that requests for them come through it.
+    /// None: the UDP socket on the address the REGISTER came to.
+    pub node_address: Option<std::net::SocketAddr>,
 }
 
 impl Default for Params {
@@ -104,8 +110,28 @@ impl Default for Params {
             db_mode: DbMode::Memory,
             timer_interval: 60,
             use_domain: false,
+            node_address: None,
         }
     }
+}
+
+/// `node_address`: `sip:IP:PORT` or `IP:PORT` (IPv6 in brackets), port
+/// 5060 when left out.
+fn node_address(v: &str) -> Result<Option<std::net::SocketAddr>, String> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let bad = || format!("node_address \"{v}\": sip:IP[:PORT] (this node's UDP address)");
+    let text = v.strip_prefix("sip:").unwrap_or(v);
+    if let Ok(a) = text.parse::<std::net::SocketAddr>() {
+        return Ok(Some(a));
+    }
+    let ip = text
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .map_err(|_| bad())?;
+    Ok(Some(std::net::SocketAddr::new(ip, 5060)))
 }
 
 impl Params {
@@ -141,6 +167,7 @@ impl Params {
                 .modparam_int("usrloc", "timer_interval", 60)
                 .clamp(1, 86_400) as u64,
             use_domain: c.modparam_int("usrloc", "use_domain", 0) != 0,
+            node_address: node_address(c.modparam_str("usrloc", "node_address", ""))?,
         })
     }
 }

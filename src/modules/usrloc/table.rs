@@ -35,6 +35,11 @@ pub struct Binding {
     /// The far end of the connection it came on, when over a stream
     /// (port 0 otherwise): lookup() sends to the phone through it.
     pub received: Peer,
+    /// The transport of `received` (`Proto::code`; 0: none).
+    pub flow: u8,
+    /// Shared through Redis: the node holding that connection, as the
+    /// address other nodes reach it at (port 0: this node, or none).
+    pub owner: Peer,
     aor_len: u16,
     contact_len: u16,
     pub cseq: u32,
@@ -69,6 +74,11 @@ pub struct Meta {
     /// The connection's far end, registered over a stream (port 0:
     /// none).
     pub received: Peer,
+    /// The transport of `received` (`Proto::code`; 0: none).
+    pub flow: u8,
+    /// The node holding that connection, as other nodes reach it (port
+    /// 0: this node, or not shared).
+    pub owner: Peer,
     pub cseq: u32,
     pub cflags: u32,
     pub expires: u64,
@@ -134,6 +144,8 @@ impl Location {
             flags: 0,
             sock: 0,
             received: Peer::default(),
+            flow: 0,
+            owner: Peer::default(),
             aor_len: 0,
             contact_len: 0,
             cseq: 0,
@@ -381,6 +393,8 @@ fn meta_of(b: &Binding) -> Meta {
         q: b.q,
         sock: b.sock,
         received: b.received,
+        flow: b.flow,
+        owner: b.owner,
         cseq: b.cseq,
         cflags: b.cflags,
         expires: b.expires,
@@ -392,6 +406,8 @@ fn set_meta(b: &mut Binding, m: Meta) {
     b.q = m.q;
     b.sock = m.sock;
     b.received = m.received;
+    b.flow = m.flow;
+    b.owner = m.owner;
     b.cseq = m.cseq;
     b.cflags = m.cflags;
     b.expires = m.expires;

@@ -16,6 +16,8 @@ fn meta(expires: u64) -> Meta {
         q: Q_NONE,
         sock: 0,
         received: rser_shm::Peer::default(),
+        flow: 0,
+        owner: rser_shm::Peer::default(),
         cseq: 1,
         expires,
         updated: 10,

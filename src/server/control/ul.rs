@@ -51,6 +51,8 @@ impl Control<'_> {
             },
             sock: 0,
             received: rser_shm::Peer::default(),
+            flow: 0,
+            owner: rser_shm::Peer::default(),
             cseq: ADDED_CSEQ,
             cflags: 0,
             expires: now + expires as u64,

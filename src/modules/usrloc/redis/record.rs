@@ -3,6 +3,9 @@
 //! parsed as pure code; anything that does not parse is an error, never
 //! a guess.
 
+use std::net::SocketAddr;
+
+use crate::cfg::settings::Proto;
 use crate::modules::usrloc::table::{Meta, Q_NONE};
 
 /// One binding of an AOR: its contact, Call-ID and fields.
@@ -13,14 +16,26 @@ pub struct Binding {
     pub meta: Meta,
 }
 
-/// The field value: `cseq q expires updated cflags` then the Call-ID on
-/// a line of its own (q `-` when none).
+/// The field value: `cseq q expires updated cflags` (q `-` when none),
+/// then for a phone registered over a connection `PROTO:FAR_END OWNER`
+/// (the connection's transport and far end, and the address of the node
+/// holding it), then the Call-ID on a line of its own.
 pub fn encode(call_id: &[u8], m: &Meta) -> Vec<u8> {
-    let q = match m.q {
-        Q_NONE => "-".to_string(),
-        q => q.to_string(),
-    };
-    let mut v = format!("{} {q} {} {} {}\n", m.cseq, m.expires, m.updated, m.cflags).into_bytes();
+    use std::io::Write as _;
+    let mut v = Vec::with_capacity(64 + call_id.len());
+    let _ = write!(v, "{} ", m.cseq);
+    match m.q {
+        Q_NONE => v.push(b'-'),
+        q => {
+            let _ = write!(v, "{q}");
+        }
+    }
+    let _ = write!(v, " {} {} {}", m.expires, m.updated, m.cflags);
+    if let Some(p) = Proto::of_code(m.flow).filter(|_| m.received.port() != 0) {
+        let (far, owner) = (SocketAddr::from(m.received), SocketAddr::from(m.owner));
+        let _ = write!(v, " {}:{far} {owner}", p.name());
+    }
+    v.push(b'\n');
     v.extend_from_slice(call_id);
     v
 }
@@ -29,24 +44,35 @@ pub fn encode(call_id: &[u8], m: &Meta) -> Vec<u8> {
 pub fn decode(contact: &[u8], value: &[u8]) -> Option<Binding> {
     let nl = value.iter().position(|&b| b == b'\n')?;
     let head = std::str::from_utf8(&value[..nl]).ok()?;
-    let fields: arrayvec::ArrayVec<&str, 6> = head.split(' ').take(6).collect();
-    let [cseq, q, expires, updated, cflags] = fields.as_slice() else {
-        return None;
+    let fields: arrayvec::ArrayVec<&str, 8> = head.split(' ').take(8).collect();
+    let (base, flow) = match fields.as_slice() {
+        [a, b, c, d, e] => ([*a, *b, *c, *d, *e], None),
+        [a, b, c, d, e, flow, owner] => ([*a, *b, *c, *d, *e], Some((*flow, *owner))),
+        _ => return None,
     };
+    let [cseq, q, expires, updated, cflags] = base;
+    let mut meta = Meta {
+        q: match q {
+            "-" => Q_NONE,
+            q => q.parse::<u16>().ok().filter(|q| *q <= 1000)?,
+        },
+        cseq: cseq.parse().ok()?,
+        cflags: cflags.parse().ok()?,
+        expires: expires.parse().ok()?,
+        updated: updated.parse().ok()?,
+        ..Meta::default()
+    };
+    if let Some((flow, owner)) = flow {
+        let (proto, far) = flow.split_once(':')?;
+        let proto = Proto::parse(proto).filter(|p| p.is_stream())?;
+        meta.flow = proto.code();
+        meta.received = far.parse::<SocketAddr>().ok()?.into();
+        meta.owner = owner.parse::<SocketAddr>().ok()?.into();
+    }
     Some(Binding {
         contact: contact.to_vec(),
         call_id: value[nl + 1..].to_vec(),
-        meta: Meta {
-            q: match *q {
-                "-" => Q_NONE,
-                q => q.parse::<u16>().ok().filter(|q| *q <= 1000)?,
-            },
-            cseq: cseq.parse().ok()?,
-            cflags: cflags.parse().ok()?,
-            expires: expires.parse().ok()?,
-            updated: updated.parse().ok()?,
-            ..Meta::default()
-        },
+        meta,
     })
 }
 
@@ -114,6 +140,18 @@ mod tests {
             parse_feed_entry(&e),
             Some(("location".into(), b"alice".to_vec(), 9, vec![b, none]))
         );
+        let over_tls = Meta {
+            received: "[2001:db8::7]:40123".parse::<SocketAddr>().unwrap().into(),
+            flow: Proto::Tls.code(),
+            owner: "10.0.0.2:5060".parse::<SocketAddr>().unwrap().into(),
+            ..meta(Q_NONE)
+        };
+        let v = encode(b"c@h", &over_tls);
+        assert_eq!(
+            v,
+            b"7 - 1900000000 1800000000 64 tls:[2001:db8::7]:40123 10.0.0.2:5060\nc@h"
+        );
+        assert_eq!(decode(b"sips:a@h", &v).map(|b| b.meta), Some(over_tls));
         assert_eq!(
             parse_feed_entry(&feed_entry("location", b"gone", 10, &[])),
             Some(("location".into(), b"gone".to_vec(), 10, vec![]))
@@ -129,6 +167,9 @@ mod tests {
             b"7 500 1 2\nx",
             b"7 500 1 2 3 4\nx",
             b"99999999999 500 1 2 3\nx",
+            b"7 500 1 2 3 udp:1.2.3.4:5 1.2.3.4:5060\nx",
+            b"7 500 1 2 3 tcp:1.2.3.4 1.2.3.4:5060\nx",
+            b"7 500 1 2 3 tcp:1.2.3.4:5\nx",
         ] {
             assert_eq!(decode(b"c", bad), None, "{}", String::from_utf8_lossy(bad));
         }
