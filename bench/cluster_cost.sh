@@ -6,11 +6,17 @@
 # with `modparam("usrloc", "db_url", "redis://...")`:
 #   1. alone: rser-bench registers USERS users at RATE/s for SECS s; the CPU
 #      of rser's processes over the steady middle, per registration;
-#   2. shared: the same with the Redis node, rser's CPU plus redis-server's;
-#   3. a second node started on the filled Redis: its log's load time.
+#   2. shared: the same with the Redis node, rser's CPU plus redis-server's,
+#      and a second node B on the same Redis taking no REGISTER (its CPU:
+#      what following the feed costs);
+#   3. a third node started on the filled Redis: its log's load time;
+#   4. convergence: bench/convergence.py registers through that node and
+#      polls node B, while rser-bench loads it at CONV_RATE/s (as
+#      bench/cluster_kamailio.sh measures Kamailio's dmq_usrloc).
 #
 # Usage: bench/cluster_cost.sh   (USERS=50000 RATE=2000 SECS=14 WORKERS=2
-#        SHM_MB=256 REDIS_PORT=6390)
+#        SHM_MB=256 REDIS_PORT=6390 CONV_RATE=1000 CONV_COUNT=300
+#        CONV_SECS=20)
 # Needs: redis-server, python3; target/release/rser and rser-bench built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +25,7 @@ cd "$(dirname "$0")/.."
 
 USERS=${USERS:-50000} RATE=${RATE:-2000} SECS=${SECS:-14} WORKERS=${WORKERS:-2}
 SHM_MB=${SHM_MB:-256} REDIS_PORT=${REDIS_PORT:-6390}
+CONV_RATE=${CONV_RATE:-1000} CONV_COUNT=${CONV_COUNT:-300} CONV_SECS=${CONV_SECS:-20}
 REL=target/release SKIP=2
 TICK=$(getconf CLK_TCK)
 S=$(mktemp -d "${TMPDIR:-/tmp}/rser-cluster.XXXXXX")
@@ -47,8 +54,8 @@ sleep 0.5
 
 # One run: the node on CFG at RATE; prints µs of CPU per registration
 # (the node's, plus redis-server's when EXTRA is its pid).
-run() { # CFG PORT EXTRA
-    local cfg=$1 port=$2 extra=${3:-} node bp t0 t1 c0 c1 e0=0 e1=0
+run() { # CFG PORT EXTRA PEER
+    local cfg=$1 port=$2 extra=${3:-} peer=${4:-} node bp t0 t1 c0 c1 e0=0 e1=0 p0=0 p1=0
     "$REL/rser" -f "$cfg" -l "udp:127.0.0.1:$port" -n "$WORKERS" -m "$SHM_MB" >"$S/node-$port.log" 2>&1 &
     node=$!
     PIDS+=("$node")
@@ -60,13 +67,15 @@ run() { # CFG PORT EXTRA
     sleep "$SKIP"
     t0=$(date +%s.%N) c0=$(cpu_ticks "$node")
     [ -n "$extra" ] && e0=$(cpu_ticks "$extra")
+    [ -n "$peer" ] && p0=$(cpu_ticks "$peer")
     sleep $((SECS - 2 * SKIP))
     t1=$(date +%s.%N) c1=$(cpu_ticks "$node")
     [ -n "$extra" ] && e1=$(cpu_ticks "$extra")
+    [ -n "$peer" ] && p1=$(cpu_ticks "$peer")
     wait "$bp" || true
     kill -TERM "$node"
     wait "$node" 2>/dev/null || true
-    python3 - "$S/bench-$port.json" "$c0" "$c1" "$e0" "$e1" "$t0" "$t1" "$TICK" "$RATE" <<'PY'
+    python3 - "$S/bench-$port.json" "$c0" "$c1" "$e0" "$e1" "$t0" "$t1" "$TICK" "$RATE" "$p0" "$p1" "$peer" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 c0, c1, e0, e1 = (int(x) for x in sys.argv[2:6])
@@ -75,14 +84,34 @@ hz, rate = float(sys.argv[8]), float(sys.argv[9])
 done, dur = d.get("completed"), d.get("duration_s")
 per_s = done / dur if done and dur else rate
 units = per_s * secs
-print(f"{(c1 - c0) / hz * 1e6 / units:.1f} µs node, {(e1 - e0) / hz * 1e6 / units:.1f} µs redis-server, "
+p0, p1 = int(sys.argv[10]), int(sys.argv[11])
+peer = f", {(p1 - p0) / hz * 1e6 / units:.1f} µs node B" if sys.argv[12] else ""
+print(f"{(c1 - c0) / hz * 1e6 / units:.1f} µs node{peer}, {(e1 - e0) / hz * 1e6 / units:.1f} µs redis-server, "
       f"{d.get('completed')} completed, {d.get('failed')} failed")
 PY
 }
 
 echo "alone:  $(run "$S/alone.cfg" 5070)"
-echo "shared: $(run "$S/shared.cfg" 5072 "$REDIS")"
+# Node B on the same Redis, taking no REGISTER: what following the feed
+# costs a node.
+"$REL/rser" -f "$S/shared.cfg" -l udp:127.0.0.1:5076 -n "$WORKERS" -m "$SHM_MB" >"$S/node-b.log" 2>&1 &
+PEER=$!
+PIDS+=("$PEER")
+echo "shared: $(run "$S/shared.cfg" 5072 "$REDIS" "$PEER")"
 RUST_LOG=info "$REL/rser" -f "$S/shared.cfg" -l udp:127.0.0.1:5074 -n "$WORKERS" -m "$SHM_MB" >"$S/fresh.log" 2>&1 &
 PIDS+=("$!")
 sleep 5
 echo "fresh node: $(grep -o 'usrloc: [0-9]* bindings of [0-9]* AORs loaded from [^ ]* in [0-9]* ms' "$S/fresh.log")"
+
+timeout $((CONV_SECS + 30)) "$REL/rser-bench" --target 127.0.0.1:5074 --quiet --scenario register \
+    --users "$S/users.csv" --domain 127.0.0.1 --rate "$CONV_RATE" --duration "${CONV_SECS}s" \
+    --json "$S/bench-conv.json" >"$S/bench-conv.log" 2>&1 &
+BP=$!
+sleep "$SKIP"
+timeout $((CONV_SECS + 60)) python3 bench/convergence.py --a 127.0.0.1:5074 --b 127.0.0.1:5076 \
+    --count "$CONV_COUNT" 2>&1 || echo "cluster_cost.sh: convergence.py failed" >&2
+wait "$BP" || true
+python3 -c "
+import json, sys
+d = json.load(open(sys.argv[1]))
+print(f\"load during convergence: {d.get('completed')} completed, {d.get('failed')} failed\")" "$S/bench-conv.json"
