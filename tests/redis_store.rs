@@ -99,14 +99,18 @@ fn changes_on(url: &str) {
     let later = store::read(&mut c, "location", b"alice", now + 601).unwrap();
     assert!(later.bindings.is_empty());
     assert_eq!(later.expired.len(), 2);
-    // Every binding removed: the key goes.
+    // Every binding removed: the key keeps only its version, a minute,
+    // and the next save goes on from it.
     let remove: Vec<&[u8]> = both.iter().map(|b| b.contact.as_slice()).collect();
     let got = store::apply(&mut c, 7, "location", b"alice", 2, &remove, &[], &[]).unwrap();
     assert_eq!(got, Applied::Done(3));
-    let exists: i64 = c
-        .run(redis::cmd("EXISTS").arg(aor_key("location", b"alice")))
-        .unwrap();
-    assert_eq!(exists, 0);
+    let key = aor_key("location", b"alice");
+    let fields: Vec<(String, String)> = c.run(redis::cmd("HGETALL").arg(&key)).unwrap();
+    assert_eq!(fields, [("#v".to_string(), "3".to_string())]);
+    let ttl: i64 = c.run(redis::cmd("TTL").arg(&key)).unwrap();
+    assert!((1..=60).contains(&ttl), "{ttl}");
+    let gone = store::read(&mut c, "location", b"alice", now).unwrap();
+    assert_eq!((gone.version, gone.bindings.len()), (3, 0));
     // The feed holds each change: the AOR's whole set after it.
     let feed = feed_key(bucket("location", b"alice"));
     type Entry = (String, Vec<(String, Vec<u8>)>);

@@ -266,6 +266,7 @@ impl RegistrarState<'_> {
                         &loc.aor(domain, &self.aor),
                         &list,
                         version,
+                        t.now,
                         &mut self.scratch,
                     )
                     .is_err()

@@ -18,6 +18,10 @@ pub const DIRTY: u8 = 1;
 /// Unregistered, kept until the write-back has deleted its row.
 pub const DELETED: u8 = 2;
 
+/// How long the record of an AOR removed from the shared store stays
+/// (`Location::replace`): longer than any save takes to reach the table.
+pub const TOMBSTONE_SECS: u64 = 30;
+
 /// Pool blocks budgeted per binding: AOR, contact and Call-ID fit in two
 /// 128-byte blocks for all but unusually long contacts.
 const POOL_BLOCKS_PER_BINDING: usize = 2;
@@ -299,29 +303,47 @@ impl Location {
         Ok(())
     }
 
-    /// Removes binding `idx`; with `tombstone`, keeps it (text and all,
-    /// invisible to `find`) until the write-back deletes its row.
     /// The AOR's bindings replaced by `bindings` (contact, Call-ID,
-    /// fields): what a change feed says an AOR holds now. Err when the
-    /// table is full (the AOR then holds what fitted).
+    /// fields) at `version`: what a change feed says an AOR holds now
+    /// (`now`: unix seconds). Err when the table is full (the AOR then
+    /// holds what fitted).
     pub fn replace(
         &self,
         aor: &Aor<'_>,
         bindings: &[(&[u8], &[u8], Meta)],
         version: u64,
+        now: u64,
         scratch: &mut Vec<u8>,
     ) -> Result<(), Full> {
         let mut l = self.lock(aor);
         let mut texts = Vec::new();
         let found = self.find(&l, aor, None, &mut texts);
+        let tomb = self.tombstone(&l, aor, &mut texts);
         // An entry older than what the table holds (a feed read late,
-        // after this node's own newer change) changes nothing.
+        // after this node's own newer change, or a save answered before
+        // another node's removal was applied) changes nothing.
         let version = version as u32;
-        if found.iter().any(|f| f.version > version) {
+        if found.iter().any(|f| f.version > version) || tomb.is_some_and(|(_, v)| v >= version) {
             return Ok(());
         }
         for f in found {
             self.remove(&mut l, f.idx, false);
+        }
+        if let Some((idx, _)) = tomb {
+            self.remove(&mut l, idx, false);
+        }
+        if bindings.is_empty() && version != 0 {
+            // The AOR is gone at this version: a record of it stays a
+            // while, so that an older version arriving late cannot bring
+            // its bindings back.
+            let meta = Meta {
+                expires: now + TOMBSTONE_SECS,
+                ..Meta::default()
+            };
+            let idx = self.insert(&mut l, aor, b"", b"", meta, DELETED, scratch)?;
+            if let Some(b) = self.records.get_mut(&mut l, idx) {
+                b.version = version;
+            }
         }
         for (contact, call_id, meta) in bindings {
             let idx = self.insert(&mut l, aor, contact, call_id, *meta, 0, scratch)?;
@@ -332,6 +354,26 @@ impl Location {
         Ok(())
     }
 
+    /// The record of an AOR removed from the shared store (a `replace`
+    /// with no binding left): its index and version.
+    fn tombstone(&self, l: &Stripe<'_>, aor: &Aor<'_>, buf: &mut Vec<u8>) -> Option<(u32, u32)> {
+        self.records.chain(l, aor.bucket).find_map(|idx| {
+            let b = self.records.get(l, idx)?;
+            if b.aor_hash != aor.hash
+                || b.domain != aor.domain
+                || b.flags & DELETED == 0
+                || b.version == 0
+            {
+                return None;
+            }
+            buf.clear();
+            self.pool.read(b.text, buf);
+            (buf.get(..b.aor_len as usize) == Some(aor.name)).then_some((idx, b.version))
+        })
+    }
+
+    /// Removes binding `idx`; with `tombstone`, keeps it (text and all,
+    /// invisible to `find`) until the write-back deletes its row.
     pub fn remove(&self, l: &mut Stripe<'_>, idx: u32, tombstone: bool) {
         let Some(b) = self.records.get_mut(l, idx) else {
             return;

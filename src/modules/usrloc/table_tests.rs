@@ -177,3 +177,44 @@ fn a_binding_costs_under_512_bytes() {
     );
     assert!(n < 512, "{n}");
 }
+
+/// A shared AOR's removal is remembered a while: an older version of it
+/// arriving late (a save answered before the removal was applied) does
+/// not bring its bindings back; a newer one does; the sweep drops the
+/// record once it expires.
+#[test]
+fn a_removed_shared_aor_is_not_brought_back_by_an_older_version() {
+    let (_r, t) = table(1 << 16);
+    let mut s = Vec::new();
+    let bob = t.aor(0, b"bob");
+    let live = |t: &Location| {
+        let l = t.lock(&bob);
+        t.find(&l, &bob, Some(50), &mut Vec::new()).len()
+    };
+    let one: &[(&[u8], &[u8], Meta)] = &[(b"sip:b@h", b"c1", meta(100))];
+    t.replace(&bob, one, 5, 50, &mut s).unwrap();
+    assert_eq!(live(&t), 1);
+    t.replace(&bob, &[], 6, 50, &mut s).unwrap();
+    assert_eq!(live(&t), 0);
+    t.replace(&bob, one, 5, 50, &mut s).unwrap();
+    t.replace(&bob, one, 6, 50, &mut s).unwrap();
+    assert_eq!(live(&t), 0, "an older or the same version stays removed");
+    t.replace(&bob, one, 7, 50, &mut s).unwrap();
+    assert_eq!(live(&t), 1, "a newer one is served");
+    t.replace(&bob, &[], 8, 50, &mut s).unwrap();
+    // Kept until TOMBSTONE_SECS after the removal, then swept.
+    let mut kept = 0;
+    t.sweep(
+        |b, _| match b.flags & DELETED != 0 && b.expires < 50 + TOMBSTONE_SECS {
+            true => Sweep::Remove,
+            false => {
+                kept += 1;
+                Sweep::Keep
+            }
+        },
+        &mut s,
+    );
+    assert_eq!(kept, 1, "the record of the removal, not yet expired");
+    t.replace(&bob, one, 7, 50, &mut s).unwrap();
+    assert_eq!(live(&t), 0);
+}

@@ -173,6 +173,13 @@ fn upkeep(loc: Location, s: &Start<'_>) {
         loc.sweep(
             |b, text| {
                 if b.flags & DELETED != 0 {
+                    // A shared AOR's removal, kept a while (`replace`).
+                    if b.version != 0 {
+                        return match b.expires <= now {
+                            true => Sweep::Remove,
+                            false => Sweep::Keep,
+                        };
+                    }
                     if !write_back {
                         return Sweep::Keep;
                     }

@@ -64,7 +64,7 @@ fn cache(
         .iter()
         .map(|b| (b.contact.as_slice(), b.call_id.as_slice(), b.meta))
         .collect();
-    loc.replace(&loc.aor(domain, aor), &list, version, scratch)
+    loc.replace(&loc.aor(domain, aor), &list, version, unix_now(), scratch)
         .is_ok()
 }
 

@@ -62,9 +62,14 @@ pub enum Applied {
     Moved(u64),
 }
 
+/// An AOR left with no binding keeps its key, holding only its version,
+/// for 60 s (twice a node's record of the removal,
+/// `table::TOMBSTONE_SECS`): a save after it goes on from that version,
+/// which the nodes' records of the removal do not hide.
+///
 /// KEYS: the AOR's hash, its bucket's feed and index. ARGV: the version
 /// the change was decided on, the key's expiry (unix seconds; 0: no
-/// binding is left, the key goes), the feed's approximate length bound,
+/// binding is left, the key keeps only its version), the feed's approximate length bound,
 /// the feed entry, the writing node, the number of contacts to remove,
 /// those contacts, then contact/value pairs to set.
 const APPLY: &str = r"
@@ -78,6 +83,8 @@ v = v + 1
 local at = tonumber(ARGV[2])
 if at == 0 then
   redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], '#v', v)
+  redis.call('EXPIRE', KEYS[1], 60)
   redis.call('SREM', KEYS[3], KEYS[1])
 else
   redis.call('HSET', KEYS[1], '#v', v)
