@@ -459,23 +459,26 @@ fn htables_are_declared_before_use_and_database_ones_are_refused() {
 #[test]
 fn kamailios_modules_rser_lacks_are_named_with_what_they_do() {
     let e = said(
-        "loadmodule \"pike.so\"\nmodparam(\"pike\", \"sampling_time_unit\", 2)\n\
+        "loadmodule \"permissions.so\"\nmodparam(\"permissions\", \"db_mode\", 1)\n\
          modparam(\"nathelper|registrar\", \"received_avp\", \"$avp(RECEIVED)\")\n\
-         route { if (!pike_check_req()) { exit; } }",
+         route { if (!allow_source_address()) { exit; } }",
     );
     assert_eq!(e.len(), 4, "{e:#?}");
     assert!(
-        e[0].contains("module 'pike' is not provided by rser: flood detection (WITH_ANTIFLOOD)"),
+        e[0].contains("module 'permissions' is not provided by rser: address-based authorization (WITH_IPAUTH)"),
         "{e:?}"
     );
-    // pike's modparam is not reported again; nathelper|registrar is an
+    // permissions' modparam is not reported again; nathelper|registrar is an
     // error only because neither is loaded.
     assert!(
         e[1].contains("module 'registrar', which is not loaded"),
         "{e:?}"
     );
     assert!(e[2].contains("unknown module 'nathelper'"), "{e:?}");
-    assert!(e[3].contains("'pike_check_req' is module pike's"), "{e:?}");
+    assert!(
+        e[3].contains("'allow_source_address' is module permissions'"),
+        "{e:?}"
+    );
 }
 
 #[test]

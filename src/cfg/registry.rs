@@ -20,7 +20,6 @@ pub fn module(name: &str) -> Option<&'static Module> {
 const NOT_PROVIDED: &[(&str, &str)] = &[
     ("db_redis", "Redis as a database"),
     ("ndb_redis", "Redis commands from the script"),
-    ("pike", "flood detection (WITH_ANTIFLOOD)"),
     ("nathelper", "NAT traversal helpers (WITH_NAT)"),
     ("rtpproxy", "RTPProxy control (WITH_NAT)"),
     ("rtpengine", "RTPEngine control (WITH_RTPENGINE)"),
@@ -47,7 +46,6 @@ const NOT_PROVIDED: &[(&str, &str)] = &[
 /// Functions of the modules in [`NOT_PROVIDED`] that Kamailio's stock
 /// config calls, so `-c` names the module an unknown action needs.
 const NOT_PROVIDED_ACTIONS: &[(&str, &str)] = &[
-    ("pike_check_req", "pike"),
     ("nat_uac_test", "nathelper"),
     ("fix_nated_register", "nathelper"),
     ("fix_nated_contact", "nathelper"),

@@ -10,6 +10,7 @@ pub mod dispatcher;
 pub mod exec;
 pub mod htable;
 pub mod maxfwd;
+pub mod pike;
 pub mod print;
 pub mod registrar;
 pub mod rr;
@@ -96,6 +97,7 @@ pub static MODULES: &[&Module] = &[
     &compat::COUNTERS,
     &htable::MODULE,
     &tls::MODULE,
+    &pike::MODULE,
 ];
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! htable's RPC methods, with Kamailio's names and answers:
 //! `htable.get`, `htable.sv`, `htable.seti`, `htable.delete`,
-//! `htable.dump`, `htable.reset`, `htable.listTables`.
+//! `htable.dump`, `htable.reset` (and `htable.flush`), `htable.listTables`.
 
 use serde_json::{Value, json};
 
@@ -89,7 +89,8 @@ impl Tables<'_> {
                 let _ = items.set(t, key.as_bytes(), &VarValue::Null, 0, false, &mut buf);
                 Ok(json!({}))
             }
-            "htable.reset" => {
+            // Kamailio has both names for emptying a table.
+            "htable.reset" | "htable.flush" => {
                 let (items, t, _) = self.table(p, 0)?;
                 items.sweep(unix_now(), |e| e.table == t, &mut buf);
                 Ok(json!({}))

@@ -43,6 +43,8 @@ pub const METHODS: &[&str] = &[
     "htable.dump",
     "htable.reset",
     "htable.listTables",
+    "htable.flush",
+    "pike.top",
     "core.tcp_info",
     "tls.list",
     "tls.reload",
@@ -465,6 +467,7 @@ impl Methods for Control<'_> {
             "core.ps" => Ok(self.ps()),
             "stats.get" => self.stats(p.str(0, "group")?),
             "stats.get_statistics" => self.get_statistics(p),
+            "pike.top" => super::pike::top(self.shared.module_shm("pike"), p.str(0, "which")?),
             m if m.starts_with("htable.") => super::htable::Tables {
                 items: self.shared.module_shm("htable"),
                 defs: &self.ht_tables,

@@ -11,6 +11,7 @@ mod ds;
 pub mod fifo;
 mod htable;
 pub mod methods;
+mod pike;
 pub mod prometheus;
 pub mod rpc;
 pub mod rpcfifo;

@@ -1,0 +1,98 @@
+//! Edge protection (issue 23) over the wire: pike refusing a flood from
+//! one source address while another keeps being answered, with the stock
+//! configs' htable ban idiom expiring on time, and `pike.top`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Peer, Server, status};
+
+/// Kamailio's stock anti-flood idiom (WITH_ANTIFLOOD), with short times.
+const ANTIFLOOD: &str = r#"
+loadmodule "sl.so"
+loadmodule "pike.so"
+loadmodule "htable.so"
+loadmodule "xlog.so"
+modparam("pike", "sampling_time_unit", 2)
+modparam("pike", "reqs_density_per_unit", 16)
+modparam("pike", "remove_latency", 4)
+modparam("htable", "htable", "ipban=>size=8;autoexpire=3;")
+route {
+    if ($sht(ipban=>$si) != $null) { exit; }
+    if (!pike_check_req()) {
+        xlog("L_ALERT", "ALERT: pike blocking $rm from $fu (IP:$si:$sp)\n");
+        $sht(ipban=>$si) = 1;
+        exit;
+    }
+    sl_send_reply("200", "OK");
+}
+"#;
+
+/// Replies `p` gets within `within`.
+fn replies(p: &Peer, within: Duration) -> usize {
+    let t0 = Instant::now();
+    let mut n = 0;
+    while t0.elapsed() < within {
+        if p.recv_within(Duration::from_millis(50)).is_some() {
+            n += 1;
+        }
+    }
+    n
+}
+
+fn options(p: &Peer, i: usize) -> String {
+    p.request(
+        "OPTIONS",
+        "sip:127.0.0.1",
+        &format!("edge-{}-{i}", p.addr),
+        "",
+    )
+}
+
+#[test]
+fn a_flood_from_one_address_is_refused_and_the_ban_expires() {
+    let dir = common::temp_dir("edge-pike");
+    let sock = dir.join("ctl.sock");
+    let server = Server::start(ANTIFLOOD, 2, &["-s", sock.to_str().unwrap()]);
+    let (flooder, other) = (Peer::on("127.0.0.2"), Peer::on("127.0.0.3"));
+    for i in 0..200 {
+        flooder.send(server.addr, &options(&flooder, i));
+    }
+    let got = replies(&flooder, Duration::from_millis(500));
+    assert!((16..=17).contains(&got), "answered {got} of 200");
+    // Another source is answered meanwhile, every time.
+    for i in 0..5 {
+        other.send(server.addr, &options(&other, i));
+        let (r, _) = other
+            .recv_within(Duration::from_secs(2))
+            .expect("an answer");
+        assert_eq!(status(&r), Some(200));
+    }
+    let top = common::rpc(&sock, "pike.top", serde_json::json!([]));
+    assert_eq!(top["result"][0]["ip_addr"], "127.0.0.2", "{top}");
+    assert_eq!(top["result"][0]["status"], "HOT", "{top}");
+    let stats = common::rpc(&sock, "stats.get", serde_json::json!(["pike"]));
+    let blocked = stats["result"]["pike"]["pike_blocked"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(blocked >= 1, "{stats}");
+    // Banned: still nothing while the ban lasts (pike calm or not).
+    std::thread::sleep(Duration::from_millis(1_000));
+    flooder.send(server.addr, &options(&flooder, 1_000));
+    assert_eq!(replies(&flooder, Duration::from_millis(300)), 0);
+    // The ban expires (autoexpire 3 s) and pike has calmed down: answered.
+    let t0 = Instant::now();
+    loop {
+        flooder.send(server.addr, &options(&flooder, 2_000));
+        if let Some((r, _)) = flooder.recv_within(Duration::from_millis(200)) {
+            assert_eq!(status(&r), Some(200));
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(8), "still banned");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let waited = t0.elapsed();
+    assert!(waited > Duration::from_millis(1_000), "{waited:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
