@@ -244,3 +244,58 @@ fn check_to_stops_bob_registering_mallory() {
     let r = send(&f, &register(&f.phone, "mallory", 2, &creds));
     assert_eq!(status(&r), Some(403), "{r}");
 }
+
+/// A password-guessing run from one address is refused (403, unchecked)
+/// after auth's default 10 failures in 60 s, even with the right
+/// password; the right password from another address still registers,
+/// and an unknown user gets the same answer as a wrong password.
+#[test]
+fn a_guessing_run_is_stopped_and_the_right_password_elsewhere_works() {
+    let f = start_with("guess", 30, None);
+    let r = send(&f, &register(&f.phone, "bob", 1, ""));
+    let nonce = nonce_for(&r, "MD5");
+    // An unknown user and a wrong password: the same reply.
+    let unknown = send(
+        &f,
+        &register(
+            &f.phone,
+            "bob",
+            2,
+            &authorization(Algorithm::Md5, "eve", "x", &nonce, 1),
+        ),
+    );
+    let wrong = send(
+        &f,
+        &register(
+            &f.phone,
+            "bob",
+            3,
+            &authorization(Algorithm::Md5, "bob", "0000", &nonce, 2),
+        ),
+    );
+    assert_eq!((status(&unknown), status(&wrong)), (Some(401), Some(401)));
+    for i in 3..=10 {
+        let guess = authorization(Algorithm::Md5, "bob", &format!("{i:04}"), &nonce, i);
+        let r = send(&f, &register(&f.phone, "bob", 1 + i, &guess));
+        assert_eq!(status(&r), Some(401), "guess {i}: {r}");
+    }
+    // The 11th attempt, right password and all: refused unchecked.
+    let right = authorization(Algorithm::Md5, "bob", "bobs secret", &nonce, 11);
+    let r = send(&f, &register(&f.phone, "bob", 20, &right));
+    assert_eq!(status(&r), Some(403), "{r}");
+    let line = f
+        .rser
+        .wait_log("auth: refusing attempts", SEC)
+        .expect("logged");
+    assert!(line.contains("its source address failed 10"), "{line}");
+    // From another address, the right password registers (bob's own
+    // failures, 9 of them, are under the per-user limit).
+    let other = Peer::on("127.0.0.3");
+    other.send(f.rser.addr, &register(&other, "bob", 30, ""));
+    let r = expect(&other, "SIP/2.0 401", SEC).expect("a challenge").0;
+    let nonce = nonce_for(&r, "MD5");
+    let ok = authorization(Algorithm::Md5, "bob", "bobs secret", &nonce, 1);
+    other.send(f.rser.addr, &register(&other, "bob", 31, &ok));
+    let r = expect(&other, "SIP/2.0 ", SEC).expect("a reply").0;
+    assert_eq!(status(&r), Some(200), "{r}");
+}

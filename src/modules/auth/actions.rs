@@ -52,6 +52,11 @@ pub static MODULE: Module = Module {
         ("db_url", Str),
         ("calculate_ha1", Int),
         ("password_column", Str),
+        // rser's: failed authentications before a source or a user is
+        // refused, within failed_auth_window seconds (0: never).
+        ("failed_auth_limit", Int),
+        ("failed_auth_user_limit", Int),
+        ("failed_auth_window", Int),
     ],
     actions: &[
         with_db(action(
@@ -93,6 +98,9 @@ pub static MODULE: Module = Module {
         "auth_db_errors",
         "auth_db_queries",
         "auth_cache_hits",
+        "auth_nc_redis_errors",
+        "auth_throttled",
+        "auth_blocked",
     ],
     hooks: Some(&Hooks::tables_and_runtime(
         super::runtime::carve,

@@ -9,6 +9,7 @@ pub mod nonce;
 pub mod runtime;
 pub mod shared_counts;
 pub mod subscriber;
+pub mod throttle;
 
 /// Index of `auth_failures` in the module's counters.
 pub(crate) const AUTH_FAILURES: usize = 0;
@@ -20,6 +21,11 @@ pub(crate) const AUTH_CACHE_HITS: usize = 3;
 /// `nonce_count_redis`: Redis did not answer (the node's own counts
 /// served instead).
 pub(crate) const AUTH_NC_REDIS_ERRORS: usize = 4;
+/// Attempts refused (403) without a check: their source or user failed
+/// too often lately (`throttle.rs`).
+pub(crate) const AUTH_THROTTLED: usize = 5;
+/// Sources and users that went over their limit of failures.
+pub(crate) const AUTH_BLOCKED: usize = 6;
 
 use arrayvec::ArrayVec;
 
@@ -64,6 +70,13 @@ pub struct Params {
     /// auth_db's `use_domain`: the subscriber's domain must be the realm
     /// (rser's behaviour when unset, as SER's); 0: the user name alone.
     pub use_domain: bool,
+    /// Failed authentications from one source (`failed_auth_limit`,
+    /// default 10) and for one user (`failed_auth_user_limit`, default
+    /// 10) within `failed_auth_window` seconds (default 60) before its
+    /// next attempts are refused; 0 turns either off.
+    pub failed_limit: u32,
+    pub failed_user_limit: u32,
+    pub failed_window: u64,
 }
 
 /// Parses auth's `algorithm` list.
@@ -137,6 +150,15 @@ impl Params {
                 .modparam_int("auth_db", "auth_cache_expires", 10)
                 .clamp(0, 86_400) as u64,
             use_domain: c.modparam_int("auth_db", "use_domain", 1) != 0,
+            failed_limit: c
+                .modparam_int("auth", "failed_auth_limit", 10)
+                .clamp(0, 1_000_000) as u32,
+            failed_user_limit: c
+                .modparam_int("auth", "failed_auth_user_limit", 10)
+                .clamp(0, 1_000_000) as u32,
+            failed_window: c
+                .modparam_int("auth", "failed_auth_window", 60)
+                .clamp(1, 86_400) as u64,
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::db::handle::Handle;
 use crate::modules::auth::cache::{self, CredCache, Known};
 use crate::modules::auth::digest::{self, Algorithm, Challenge};
 use crate::modules::auth::nonce::{self, NonceCounts, NonceError};
+use crate::modules::auth::throttle::{Over, Throttle};
 use crate::modules::auth::{Params, subscriber};
 use crate::modules::def::{Carved, Cx, Runtime, Start, Wants, bad_args};
 use crate::modules::usrloc::unix_now;
@@ -49,6 +50,8 @@ pub struct AuthState {
     proxy: bool,
     /// Failed attempts logged at most once a second per source.
     failure_log: PerSource,
+    /// Sources and users refused after too many failures (None: off).
+    throttle: Option<Throttle>,
     /// A challenge's header lines (reused).
     headers: Vec<u8>,
 }
@@ -67,6 +70,7 @@ impl AuthState {
             .map(|u| {
                 crate::modules::auth::shared_counts::SharedCounts::new(u, params.nonce_expire)
             });
+        let params_for_throttle = params.clone();
         let db_timeout = match params.db_url.as_deref().map(crate::db::served) {
             Some(Ok(url)) => crate::db::timeout(config, &url),
             _ => std::time::Duration::from_secs(2),
@@ -90,6 +94,7 @@ impl AuthState {
             realm: Vec::new(),
             proxy: false,
             failure_log: PerSource::default(),
+            throttle: Throttle::new(shm.throttle_counts, &params_for_throttle),
             headers: Vec::new(),
         }
     }
@@ -198,6 +203,8 @@ enum Failure {
     UnknownUser,
     WrongPassword,
     Database,
+    /// Refused unchecked: too many failures lately.
+    Throttled(Over),
 }
 
 impl Failure {
@@ -211,7 +218,9 @@ impl Failure {
             Failure::Stale => -4,
             Failure::NoCredentials => -5,
             Failure::Replayed => -6,
-            Failure::Malformed | Failure::BadNonce | Failure::Database => -1,
+            Failure::Malformed | Failure::BadNonce | Failure::Database | Failure::Throttled(_) => {
+                -1
+            }
         }
     }
 
@@ -225,6 +234,8 @@ impl Failure {
             Failure::UnknownUser => "unknown user",
             Failure::WrongPassword => "wrong password",
             Failure::Database => "the subscriber database failed",
+            Failure::Throttled(Over::Source) => "refused: too many failures from this address",
+            Failure::Throttled(Over::User) => "refused: too many failures for this user",
         }
     }
 }
@@ -265,6 +276,19 @@ fn log_failure(
         why.text(),
         crate::server::log_limit::held_text(held)
     );
+}
+
+/// What an unknown user's response is checked against (as long as a
+/// SHA-256 HA1; MD5's is its first half).
+const UNKNOWN_HA1: [u8; 64] = [b'0'; 64];
+
+/// The user name of the request's credentials for `realm`.
+fn credentials_user<'m>(msg: &'m Message<'_>, realm: &str, proxy: bool) -> Option<&'m [u8]> {
+    let realm = realm_of(msg, realm);
+    msg.credentials(proxy)
+        .filter_map(Result::ok)
+        .find(|c| c.realm.is_some_and(|r| r.eq_ignore_ascii_case(realm)))
+        .and_then(|c| c.username)
 }
 
 impl AuthState {
@@ -345,7 +369,41 @@ impl AuthState {
         table: &str,
         proxy: bool,
     ) -> i32 {
+        // Too many failures lately from this source or for this user: no
+        // check at all, a 403, and the script ends.
+        if let Some(t) = &self.throttle
+            && let Some(user) = credentials_user(ctx.msg, realm, proxy)
+            && let Some(over) = t.refused(ctx.src.ip(), user, realm_of(ctx.msg, realm), cx.now_ms)
+        {
+            cx.counts.add(super::AUTH_THROTTLED, 1);
+            log_failure(
+                ctx,
+                realm,
+                Failure::Throttled(over),
+                &mut self.failure_log,
+                cx.now_ms,
+            );
+            cx.shell.reply(ctx, 403, b"Forbidden", b"");
+            return 0;
+        }
         let r = self.authorize_in(ctx, realm, table, proxy, &cx.counts, cx.now_ms);
+        if let (Some(t), Err(Failure::WrongPassword | Failure::UnknownUser)) = (&self.throttle, r)
+            && let Some(user) = credentials_user(ctx.msg, realm, proxy)
+            && let Some(over) = t.failed(ctx.src.ip(), user, realm_of(ctx.msg, realm), cx.now_ms)
+        {
+            cx.counts.add(super::AUTH_BLOCKED, 1);
+            log::warn!(
+                "auth: refusing attempts for a while: {} failed {} authentications within {} s (user={:?} from {})",
+                over.text(),
+                match over {
+                    Over::Source => self.params.failed_limit,
+                    Over::User => self.params.failed_user_limit,
+                },
+                self.params.failed_window,
+                printable(user),
+                ctx.src
+            );
+        }
         if r == Err(Failure::Database) {
             // Not the client's fault: no challenge (its phone would ask the
             // user for a password), a 500 it retries after a while, and the
@@ -452,19 +510,22 @@ impl AuthState {
             Some(_) => return Err(Failure::Malformed), // auth-int is not served
         };
         let known = a.credentials(table, user, realm, counts, now_ms)?;
-        if !known.found {
-            return Err(Failure::UnknownUser);
-        }
         let ha1 = match alg {
             Algorithm::Md5 => known.md5,
             Algorithm::Sha256 => known.sha256,
         };
-        let Some(ha1) = ha1 else {
-            return Err(Failure::UnknownUser);
-        };
+        // An unknown user costs the same digest as a known one with a
+        // wrong password, and gets the same answer: neither the reply nor
+        // its time tells a guesser which names exist.
         let expected = digest::response(
             alg,
-            ha1.as_bytes(),
+            ha1.as_ref().map_or(
+                match alg {
+                    Algorithm::Md5 => &UNKNOWN_HA1[..32],
+                    Algorithm::Sha256 => &UNKNOWN_HA1[..],
+                },
+                |h| h.as_bytes(),
+            ),
             &Challenge {
                 nonce,
                 qop_auth,
@@ -472,7 +533,11 @@ impl AuthState {
                 uri: c.uri.unwrap_or_default(),
             },
         );
-        if !digest::same(expected.as_bytes(), resp) {
+        let matches = digest::same(expected.as_bytes(), resp);
+        if !known.found || ha1.is_none() {
+            return Err(Failure::UnknownUser);
+        }
+        if !matches {
             return Err(Failure::WrongPassword);
         }
         a.user.clear();
@@ -630,6 +695,8 @@ pub struct AuthShm {
     cache: CredCache,
     /// Whether the subscriber tables have the SHA-256 HA1 column.
     sha256_column: bool,
+    /// Failed authentications per source and user (`throttle.rs`).
+    throttle_counts: crate::modules::pike::table::Counts,
 }
 
 /// Credentials cached, at most (128 bytes each).
@@ -649,13 +716,19 @@ pub fn carve(config: &Config, carver: &mut Carver<'_>, region: usize) -> Result<
     let cached = (region / NONCE_SHARE / CredCache::BYTES_PER_SLOT).clamp(64, CACHE_SLOTS_MAX);
     let cache =
         CredCache::carve(carver, cached).ok_or("shared memory too small for auth's cache")?;
+    let throttle_counts = crate::modules::auth::throttle::carve(carver)
+        .ok_or("shared memory too small for auth's failure counts")?;
     Ok(Carved {
-        capacity: format!("{slots} nonces in flight, {cached} credentials cached"),
+        capacity: format!(
+            "{slots} nonces in flight, {cached} credentials cached, failures of {} sources and users",
+            crate::modules::auth::throttle::ENTRIES
+        ),
         shm: Box::new(AuthShm {
             counts,
             secret: crate::server::secret(),
             cache,
             sha256_column,
+            throttle_counts,
         }),
     })
 }

@@ -42,11 +42,13 @@ struct Entry {
 }
 
 /// A source as pike counts it: an IPv4 address, or an IPv6 address's
-/// /64 (whoever holds one address of a /64 holds them all).
+/// /64 (whoever holds one address of a /64 holds them all); or a name
+/// (auth counts users' failures in a table of its own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Source {
     bytes: [u8; 16],
     v6: bool,
+    named: bool,
 }
 
 impl Source {
@@ -55,28 +57,54 @@ impl Source {
             IpAddr::V4(a) => Source {
                 bytes: a.to_ipv6_mapped().octets(),
                 v6: false,
+                named: false,
             },
             IpAddr::V6(a) => match a.to_ipv4_mapped() {
                 Some(v4) => Source::of(IpAddr::V4(v4)),
                 None => {
                     let mut bytes = a.octets();
                     bytes[8..].fill(0);
-                    Source { bytes, v6: true }
+                    Source {
+                        bytes,
+                        v6: true,
+                        named: false,
+                    }
                 }
             },
+        }
+    }
+
+    /// A name's key (its text is not kept: listed as a hash).
+    pub fn named(parts: &[&[u8]]) -> Source {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for p in parts {
+            h.update(&(p.len() as u32).to_le_bytes());
+            h.update(p);
+        }
+        Source {
+            bytes: h.digest128().to_be_bytes(),
+            v6: false,
+            named: true,
         }
     }
 
     fn key(&self) -> u64 {
         let mut b = [0u8; 17];
         b[..16].copy_from_slice(&self.bytes);
-        b[16] = if self.v6 { 6 } else { 4 };
+        b[16] = match (self.named, self.v6) {
+            (true, _) => 0,
+            (false, true) => 6,
+            (false, false) => 4,
+        };
         xxh3_64(&b) | 1
     }
 
     /// As `pike.top` lists it: the address, or the /64.
     pub fn text(&self) -> String {
         let a = Ipv6Addr::from(self.bytes);
+        if self.named {
+            return format!("#{:x}", u128::from_be_bytes(self.bytes));
+        }
         match (self.v6, a.to_ipv4_mapped()) {
             (false, Some(v4)) => v4.to_string(),
             _ => format!("{a}/64"),
@@ -162,8 +190,12 @@ impl Counts {
                     u64::from_be_bytes(src.bytes[8..].try_into().unwrap_or_default()),
                     Ordering::Relaxed,
                 );
-                e.family
-                    .store(if src.v6 { 6 } else { 4 }, Ordering::Relaxed);
+                let family = match (src.named, src.v6) {
+                    (true, _) => 0,
+                    (false, true) => 6,
+                    (false, false) => 4,
+                };
+                e.family.store(family, Ordering::Relaxed);
                 e
             }
         };
@@ -199,6 +231,15 @@ impl Counts {
             turned_hot: is_hot && !was_hot,
             evicted,
         }
+    }
+
+    /// Whether `src` is over the density now, without counting a request.
+    pub fn is_hot(&self, src: Source, lim: &Limits, now: u64) -> bool {
+        let k = src.key();
+        let unit = (now / lim.unit_ms.max(1)) as u32;
+        self.window(k)
+            .find(|e| e.key.load(Ordering::Acquire) == k)
+            .is_some_and(|e| hot(e, unit, lim.density))
     }
 
     /// An entry for a new source `k`: a free or forgotten one of its
@@ -253,9 +294,11 @@ impl Counts {
             let mut bytes = [0u8; 16];
             bytes[..8].copy_from_slice(&e.ip[0].load(Ordering::Relaxed).to_be_bytes());
             bytes[8..].copy_from_slice(&e.ip[1].load(Ordering::Relaxed).to_be_bytes());
+            let family = e.family.load(Ordering::Relaxed);
             let source = Source {
                 bytes,
-                v6: e.family.load(Ordering::Relaxed) == 6,
+                v6: family == 6,
+                named: family == 0,
             };
             out.push(Listed {
                 source: source.text(),
