@@ -96,3 +96,74 @@ fn a_flood_from_one_address_is_refused_and_the_ban_expires() {
     assert!(waited > Duration::from_millis(1_000), "{waited:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+const PIPE: &str = r#"
+loadmodule "sl.so"
+loadmodule "pipelimit.so"
+modparam("pipelimit", "pipe", "opts:TAILDROP:100")
+route {
+    if (!pl_check("opts")) { pl_drop("5"); exit; }
+    sl_send_reply("200", "OK");
+}
+"#;
+
+/// pipelimit holds a pipe at its limit per second (100), measured over
+/// 10 s of three times that, and answers the rest 503 with Retry-After;
+/// `pl.set_pipe` changes it at run time.
+#[test]
+fn pipelimit_holds_a_pipe_at_its_rate() {
+    let dir = common::temp_dir("edge-pl");
+    let sock = dir.join("ctl.sock");
+    let server = Server::start(PIPE, 2, &["-s", sock.to_str().unwrap()]);
+    let p = Peer::on("127.0.0.2");
+    let reader = p.sock.try_clone().unwrap();
+    let counts = std::thread::spawn(move || {
+        let (mut ok, mut busy, mut retry) = (0u32, 0u32, true);
+        let mut buf = vec![0u8; 4096];
+        reader
+            .set_read_timeout(Some(Duration::from_millis(1_500)))
+            .unwrap();
+        while let Ok(n) = reader.recv(&mut buf) {
+            let r = String::from_utf8_lossy(&buf[..n]);
+            match status(&r) {
+                Some(200) => ok += 1,
+                Some(503) => {
+                    busy += 1;
+                    retry &= r.contains("Retry-After: 5\r\n");
+                }
+                _ => {}
+            }
+        }
+        (ok, busy, retry)
+    });
+    // 300 a second for 10 s, paced.
+    let t0 = Instant::now();
+    for i in 0..3_000u32 {
+        let due = Duration::from_micros(u64::from(i) * 3_333);
+        if let Some(wait) = due.checked_sub(t0.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        p.send(server.addr, &options(&p, i as usize));
+    }
+    let (ok, busy, retry) = counts.join().unwrap();
+    assert_eq!(ok + busy, 3_000, "every request answered");
+    assert!(
+        (950..=1_060).contains(&ok),
+        "{ok} let through in 10 s at 100/s"
+    );
+    assert!(retry, "every 503 says Retry-After: 5");
+    let pipes = common::rpc(&sock, "pl.get_pipes", serde_json::json!([]));
+    assert_eq!(pipes["result"][0]["name"], "opts", "{pipes}");
+    assert_eq!(pipes["result"][0]["dropped"], u64::from(busy), "{pipes}");
+    // Closed at run time: 503 at once.
+    let set = common::rpc(
+        &sock,
+        "pl.set_pipe",
+        serde_json::json!(["opts", "TAILDROP", 0]),
+    );
+    assert_eq!(set["result"]["limit"], 0, "{set}");
+    p.send(server.addr, &options(&p, 9_999));
+    let (r, _) = p.recv_within(Duration::from_secs(2)).expect("a reply");
+    assert_eq!(status(&r), Some(503), "{r}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -11,6 +11,7 @@ pub mod exec;
 pub mod htable;
 pub mod maxfwd;
 pub mod pike;
+pub mod pipelimit;
 pub mod print;
 pub mod registrar;
 pub mod rr;
@@ -98,6 +99,7 @@ pub static MODULES: &[&Module] = &[
     &htable::MODULE,
     &tls::MODULE,
     &pike::MODULE,
+    &pipelimit::MODULE,
 ];
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod fifo;
 mod htable;
 pub mod methods;
 mod pike;
+mod pl;
 pub mod prometheus;
 pub mod rpc;
 pub mod rpcfifo;

@@ -1,0 +1,312 @@
+//! pipelimit (Kamailio's): named pipes, each holding the requests the
+//! script sends through it to a rate, in shared memory so every worker
+//! counts in the same pipe (`pipes.rs`: TAILDROP, RED, NETWORK,
+//! FEEDBACK, their limits per second as measured).
+//!
+//! - `pl_check(name)`: 1 let through, -1 over the limit, -2 no such pipe;
+//!   `pl_check(name, algorithm, limit)` defines the pipe first (or changes
+//!   it). The name may hold pseudo-variables (`"$si"`: a pipe per source).
+//! - `pl_drop([low[, high]])`: `reply_code`/`reply_reason` (503 Server
+//!   Unavailable) with `Retry-After: low` (or a random value from low to
+//!   high; none without arguments).
+//! - `pl_active(name)`: whether the pipe exists.
+//! - Pipes defined at start: `modparam("pipelimit", "pipe",
+//!   "name:ALGORITHM:limit")` (ratelimit's form), any number of times.
+//!   At run time over the control interface: `pl.set_pipe`, `pl.stats`,
+//!   `pl.get_pipes`, `pl.set_pid`, `pl.get_pid`.
+//! - `timer_interval` is accepted and ignored: limits are per second.
+
+pub mod load;
+pub mod pipes;
+
+use std::collections::HashMap;
+
+use crate::cfg::ast::Arg;
+use crate::cfg::fixup::{Fixup, error, int_in, text};
+use crate::cfg::program::Param;
+use crate::cfg::pv::Format;
+use crate::cfg::{Config, ConfigError, ParamValue};
+use crate::modules::def::{
+    Carved, Cx, Hooks, Module, ParamType, Routes, Runtime, Start, Wants, action, bad_args,
+};
+use crate::script::MsgCtx;
+use crate::server::log_limit::{LogLimit, held_text};
+
+use pipes::{Algorithm, PipeDef, Pipes, Verdict};
+
+crate::server::shared::counters! { PlCounter, COUNTER_NAMES, {
+    /// Requests `pl_check` let through, and refused.
+    Accepted => "pipelimit_accepted",
+    Dropped => "pipelimit_dropped",
+    /// A `pl_check` that had to define a pipe found every place taken.
+    NoRoom => "pipelimit_no_room",
+}}
+
+const PL_CHECK: u8 = 0;
+const PL_DROP: u8 = 1;
+const PL_ACTIVE: u8 = 2;
+
+pub static MODULE: Module = Module {
+    name: "pipelimit",
+    params: &[
+        ("pipe", ParamType::Str),
+        ("timer_interval", ParamType::Int),
+        ("reply_code", ParamType::Int),
+        ("reply_reason", ParamType::Str),
+        ("hash_size", ParamType::Int),
+        ("load_source", ParamType::Int),
+        ("clean_unused", ParamType::Int),
+    ],
+    actions: &[
+        action("pl_check", PL_CHECK, (1, 3), check_args, Routes::ANY),
+        action("pl_drop", PL_DROP, (0, 2), drop_args, Routes::REQUEST),
+        action("pl_active", PL_ACTIVE, (1, 1), name_arg, Routes::ANY),
+    ],
+    counters: COUNTER_NAMES,
+    hooks: Some(&Hooks {
+        carve: Some(carve),
+        start: Some(start),
+        helper: None,
+        used: None,
+    }),
+    unapplied: &["timer_interval", "hash_size", "load_source", "clean_unused"],
+    check: Some(check),
+};
+
+/// The pipes `modparam("pipelimit", "pipe", ...)` defines.
+pub fn configured(c: &Config) -> Result<Vec<PipeDef>, String> {
+    let mut out: Vec<PipeDef> = Vec::new();
+    for (m, p, v) in &c.modparams {
+        if let ("pipelimit", "pipe", ParamValue::Str(s)) = (*m, *p, v) {
+            let d = pipes::parse_def(s).map_err(|e| format!("pipelimit: {e}"))?;
+            if out.iter().any(|o| o.name == d.name) {
+                return Err(format!("pipelimit: pipe '{}' is defined twice", d.name));
+            }
+            out.push(d);
+        }
+    }
+    if out.len() > pipes::MAX_PIPES {
+        return Err(format!("pipelimit: {} pipes at most", pipes::MAX_PIPES));
+    }
+    Ok(out)
+}
+
+fn check(c: &Config) -> Result<Vec<String>, String> {
+    configured(c)?;
+    Ok(Vec::new())
+}
+
+fn carve(
+    config: &Config,
+    carver: &mut rser_shm::Carver<'_>,
+    _region: usize,
+) -> Result<Carved, String> {
+    let defs = configured(config)?;
+    let p = Pipes::carve(carver).ok_or("shared memory too small for pipelimit's pipes")?;
+    for d in &defs {
+        p.set(d)?;
+    }
+    Ok(Carved {
+        capacity: format!("{} pipes, {} defined", pipes::MAX_PIPES, defs.len()),
+        shm: Box::new(p),
+    })
+}
+
+fn name_arg(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
+    Ok(vec![Param::Fmt(
+        Format::parse(&text(&a[0])).map_err(|e| error(&a[0], e))?,
+    )])
+}
+
+/// A pipe name; with an algorithm and a limit, the pipe's definition.
+fn check_args(f: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
+    let mut out = name_arg(f, a)?;
+    match a.len() {
+        1 => {}
+        3 => {
+            let alg = text(&a[1]);
+            if Algorithm::parse(&alg).is_none() {
+                return Err(error(
+                    &a[1],
+                    format!("pl_check: {alg} is not TAILDROP, RED, NETWORK or FEEDBACK"),
+                ));
+            }
+            out.push(Param::Str(alg.into()));
+            out.push(Param::Int(int_in(&a[2], 0, i64::from(u32::MAX))?));
+        }
+        _ => {
+            return Err(error(
+                &a[1],
+                "pl_check takes a pipe, or a pipe, an algorithm and a limit".into(),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn drop_args(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
+    a.iter()
+        .map(|x| int_in(x, 0, 86_400).map(Param::Int))
+        .collect()
+}
+
+struct PlRuntime {
+    pipes: Option<Pipes>,
+    /// Pipe indexes by name, as this process found them (a pipe keeps its
+    /// place once defined).
+    index: HashMap<String, usize>,
+    reply: (u16, Vec<u8>),
+    rng: u64,
+    name: Vec<u8>,
+    /// The timer process: the load's last sample, when it is due next,
+    /// and the UDP ports whose queues count.
+    cpu_before: Option<(u64, u64)>,
+    next_sample_ms: u64,
+    ports: Vec<u16>,
+    log: LogLimit,
+}
+
+fn start<'a>(s: &Start<'a>) -> Box<dyn Runtime + 'a> {
+    let c = s.config;
+    Box::new(PlRuntime {
+        pipes: s.shm.and_then(|m| m.downcast_ref::<Pipes>()).copied(),
+        index: HashMap::new(),
+        reply: (
+            c.modparam_int("pipelimit", "reply_code", 503)
+                .clamp(300, 699) as u16,
+            c.modparam_str("pipelimit", "reply_reason", "Server Unavailable")
+                .as_bytes()
+                .to_vec(),
+        ),
+        rng: u64::from(std::process::id()) << 32
+            | crate::server::worker::now_ms() & 0xffff_ffff
+            | 1,
+        name: Vec::new(),
+        cpu_before: None,
+        next_sample_ms: 0,
+        ports: c
+            .settings
+            .listen
+            .iter()
+            .filter(|l| l.proto == crate::cfg::settings::Proto::Udp)
+            .filter_map(|l| l.port)
+            .collect(),
+        log: LogLimit::default(),
+    })
+}
+
+impl PlRuntime {
+    /// xorshift64*: drops need spread, not secrecy.
+    fn random(&mut self) -> u32 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32
+    }
+
+    fn pipe(&mut self, name: &str) -> Option<usize> {
+        if let Some(i) = self.index.get(name) {
+            return Some(*i);
+        }
+        let i = self.pipes?.find(name)?;
+        self.index.insert(name.to_string(), i);
+        Some(i)
+    }
+}
+
+impl Runtime for PlRuntime {
+    fn wants(&self) -> Wants {
+        Wants {
+            ticks: true,
+            ..Wants::default()
+        }
+    }
+
+    /// In the timer process, once a second: the load sampled, FEEDBACK
+    /// pipes adjusted.
+    fn tick(&mut self, cx: &mut Cx<'_>) {
+        let Some(p) = self.pipes else { return };
+        if cx.now_ms < self.next_sample_ms {
+            return;
+        }
+        self.next_sample_ms = cx.now_ms + 1_000;
+        let (cpu, queued) = load::sample(&self.ports);
+        p.load()
+            .queued
+            .store(queued, std::sync::atomic::Ordering::Release);
+        if let (Some(before), Some(now)) = (self.cpu_before, cpu) {
+            p.feedback(load::busy(before, now));
+        }
+        self.cpu_before = cpu;
+    }
+
+    fn call(&mut self, cx: &mut Cx<'_>, ctx: &mut MsgCtx<'_, '_>, id: u8, args: &[Param]) -> i32 {
+        let Some(p) = self.pipes else { return -1 };
+        match (id, args) {
+            (PL_CHECK | PL_ACTIVE, [Param::Fmt(name), rest @ ..]) => {
+                let mut buf = std::mem::take(&mut self.name);
+                buf.clear();
+                crate::script::pv::format_into(name, ctx, &mut buf);
+                let name = String::from_utf8_lossy(&buf).into_owned();
+                self.name = buf;
+                if let [Param::Str(alg), Param::Int(limit)] = rest {
+                    let d = PipeDef {
+                        name: name.clone(),
+                        algorithm: Algorithm::parse(alg).unwrap_or(Algorithm::TailDrop),
+                        limit: u32::try_from(*limit).unwrap_or(u32::MAX),
+                    };
+                    let same = self.pipe(&name).filter(|&i| p.def(i).as_ref() == Some(&d));
+                    if same.is_none() {
+                        match p.set(&d) {
+                            Ok(i) => {
+                                self.index.insert(name.clone(), i);
+                            }
+                            Err(e) => {
+                                cx.counts.add(PlCounter::NoRoom as usize, 1);
+                                if let Some(held) = self.log.allow(cx.now_ms) {
+                                    log::error!("pipelimit: {e}{}", held_text(held));
+                                }
+                                return -2;
+                            }
+                        }
+                    }
+                }
+                let Some(i) = self.pipe(&name) else {
+                    return -2;
+                };
+                if id == PL_ACTIVE {
+                    return 1;
+                }
+                let random = self.random();
+                match p.check(i, cx.now_ms * 1_000, random) {
+                    Verdict::Accept => {
+                        cx.counts.add(PlCounter::Accepted as usize, 1);
+                        1
+                    }
+                    Verdict::Drop => {
+                        cx.counts.add(PlCounter::Dropped as usize, 1);
+                        -1
+                    }
+                    Verdict::NoPipe => -2,
+                }
+            }
+            (PL_DROP, bounds) => {
+                let retry = match bounds {
+                    [] => None,
+                    [Param::Int(low)] => Some(*low as u64),
+                    [Param::Int(low), Param::Int(high)] => {
+                        let (lo, hi) = (*low.min(high) as u64, *low.max(high) as u64);
+                        Some(lo + u64::from(self.random()) % (hi - lo + 1))
+                    }
+                    _ => return bad_args("pipelimit", id),
+                };
+                let headers =
+                    retry.map_or_else(Vec::new, |r| format!("Retry-After: {r}\r\n").into_bytes());
+                let (code, reason) = (self.reply.0, self.reply.1.clone());
+                cx.shell.reply(ctx, code, &reason, &headers);
+                1
+            }
+            _ => bad_args("pipelimit", id),
+        }
+    }
+}
