@@ -167,3 +167,64 @@ fn pipelimit_holds_a_pipe_at_its_rate() {
     assert_eq!(status(&r), Some(503), "{r}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// sanity_check over the wire: each failure answered with its code and
+/// reason (420 with Unsupported), a good request routed on; a SIP
+/// version other than 2.0 gets 505 from the core before the script.
+#[test]
+fn sanity_answers_each_failure_with_its_code() {
+    let server = Server::start(
+        "loadmodule \"sl.so\"\nloadmodule \"sanity.so\"\n\
+         modparam(\"sanity\", \"proxy_require\", \"path\")\n\
+         route { if (!sanity_check(\"8191\", \"15\")) { exit; } sl_send_reply(\"200\", \"OK\"); }\n",
+        1,
+        &[],
+    );
+    let p = Peer::new();
+    let good = p.request("OPTIONS", "sip:127.0.0.1", "sanity-ok", "");
+    let cases = [
+        (good.clone(), 200, "OK"),
+        (
+            good.replacen("sip:127.0.0.1", "http://127.0.0.1/", 1),
+            416,
+            "Unsupported URI Scheme in Request URI",
+        ),
+        // The core refuses it before the script (as sanity would).
+        (
+            good.replace("CSeq: 1 OPTIONS", "CSeq: 1 INVITE"),
+            400,
+            "CSeq Method Mismatch",
+        ),
+        (
+            good.replace(
+                "Max-Forwards",
+                "Proxy-Require: path, 100rel\r\nMax-Forwards",
+            ),
+            420,
+            "Bad Extension",
+        ),
+        (
+            good.replace("Max-Forwards", "Expires: later\r\nMax-Forwards"),
+            400,
+            "Expires value is illegal",
+        ),
+        (
+            good.replace("SIP/2.0/UDP", "SIP/2.0/QUIC"),
+            400,
+            "Unsupported Transport in Topmost Via",
+        ),
+        (
+            good.replacen("SIP/2.0\r\n", "SIP/3.0\r\n", 1),
+            505,
+            "Version Not Supported",
+        ),
+    ];
+    for (msg, code, reason) in cases {
+        p.send(server.addr, &msg);
+        let (r, _) = p.recv_within(Duration::from_secs(3)).expect("an answer");
+        assert!(r.starts_with(&format!("SIP/2.0 {code} {reason}")), "{r}");
+        if code == 420 {
+            assert_eq!(common::header(&r, "Unsupported"), Some("100rel"), "{r}");
+        }
+    }
+}
