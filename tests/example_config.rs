@@ -34,7 +34,7 @@ fn register(p: &Peer, user: &str, cseq: u32, extra: &str) -> String {
 
 #[test]
 fn the_example_config_registers_looks_up_and_relays() {
-    let server = Server::start(&example_config(), 2, &[]);
+    let server = Server::start(&example_config(), 2, &["-m", "32"]);
     let (phone, caller) = (Peer::new(), Peer::new());
     phone.send(server.addr, &register(&phone, "bob", 1, ""));
     let (r, _) = phone.recv().expect("a reply to REGISTER");
@@ -80,7 +80,7 @@ fn the_example_config_registers_looks_up_and_relays() {
 #[test]
 fn the_example_config_authenticates_with_its_two_lines_uncommented() {
     let dir = fresh_dir("auth");
-    let server = Server::start(&example_with_auth(&dir), 2, &[]);
+    let server = Server::start(&example_with_auth(&dir), 2, &["-m", "32"]);
     let phone = Peer::new();
     phone.send(server.addr, &register(&phone, "bob", 1, ""));
     let (r, _) = phone.recv().expect("a challenge");
@@ -153,7 +153,7 @@ fn final_reply(p: &Peer) -> String {
 
 #[test]
 fn a_request_for_another_domain_from_a_stranger_is_refused() {
-    let server = Server::start(&example_config(), 2, &[]);
+    let server = Server::start(&example_config(), 2, &["-m", "32"]);
     let (caller, elsewhere) = (Peer::new(), Peer::new());
     let uri = format!("sip:dave@{}", elsewhere.addr);
     caller.send(
@@ -180,7 +180,7 @@ fn a_request_for_another_domain_from_a_stranger_is_refused() {
 
 #[test]
 fn our_users_calls_to_another_domain_are_relayed() {
-    let server = Server::start(&example_config(), 2, &[]);
+    let server = Server::start(&example_config(), 2, &["-m", "32"]);
     let (caller, elsewhere) = (Peer::new(), Peer::new());
     let uri = format!("sip:dave@{}", elsewhere.addr);
     caller.send(
@@ -193,7 +193,7 @@ fn our_users_calls_to_another_domain_are_relayed() {
 
 #[test]
 fn an_in_dialog_request_without_our_route_gets_404() {
-    let server = Server::start(&example_config(), 2, &[]);
+    let server = Server::start(&example_config(), 2, &["-m", "32"]);
     let (caller, elsewhere) = (Peer::new(), Peer::new());
     let bye = caller
         .request("BYE", &format!("sip:dave@{}", elsewhere.addr), "dlg-1", "")
@@ -237,7 +237,7 @@ fn credentials(challenge: &str, method: &str, uri: &str) -> String {
 #[test]
 fn with_auth_our_users_are_challenged_before_going_out() {
     let dir = fresh_dir("auth-out");
-    let server = Server::start(&example_with_auth(&dir), 2, &[]);
+    let server = Server::start(&example_with_auth(&dir), 2, &["-m", "32"]);
     let (caller, elsewhere) = (Peer::new(), Peer::new());
     let uri = format!("sip:dave@{}", elsewhere.addr);
     let from = "sip:alice@example.net";
@@ -275,7 +275,7 @@ fn with_auth_our_users_are_challenged_before_going_out() {
 #[test]
 fn with_auth_strangers_may_still_call_our_users() {
     let dir = fresh_dir("auth-in");
-    let server = Server::start(&example_with_auth(&dir), 2, &[]);
+    let server = Server::start(&example_with_auth(&dir), 2, &["-m", "32"]);
     let caller = Peer::new();
     // Nobody registered as carol: looked up (404), not challenged.
     caller.send(
@@ -294,7 +294,7 @@ fn with_auth_strangers_may_still_call_our_users() {
 
 #[test]
 fn a_tel_uri_gets_416_not_a_server_error() {
-    let server = Server::start(&example_config(), 2, &[]);
+    let server = Server::start(&example_config(), 2, &["-m", "32"]);
     let caller = Peer::new();
     for (from, code) in [
         ("sip:alice@example.net", 416),
@@ -313,4 +313,28 @@ fn a_tel_uri_gets_416_not_a_server_error() {
         let r = final_reply(&caller);
         assert_eq!(status(&r), Some(code), "{from}: {r}");
     }
+}
+
+/// The example's defences: a flood of REGISTERs from 127.0.0.2 gets its
+/// first 16 answered, then nothing (banned), while 127.0.0.3 registers;
+/// a request that is not SIP enough gets sanity's answer.
+#[test]
+fn the_example_bans_a_flooding_address_and_refuses_malformed_requests() {
+    let server = Server::start(&example_config(), 2, &["-m", "32"]);
+    let (flooder, other) = (Peer::on("127.0.0.2"), Peer::on("127.0.0.3"));
+    for i in 0..100 {
+        flooder.send(server.addr, &register(&flooder, "mallory", i + 1, ""));
+    }
+    let mut answered = 0;
+    // Answered (200, or 500 for a CSeq overtaken by another worker's).
+    while expect(&flooder, "SIP/2.0 ", Duration::from_millis(300)).is_some() {
+        answered += 1;
+    }
+    assert!((16..=17).contains(&answered), "{answered} answered");
+    other.send(server.addr, &register(&other, "bob", 1, ""));
+    assert!(expect(&other, "SIP/2.0 200", SEC).is_some());
+    let bad = register(&other, "bob", 2, "Expires: whenever\r\n");
+    other.send(server.addr, &bad);
+    let (r, _) = expect(&other, "SIP/2.0 ", SEC).expect("an answer");
+    assert!(r.starts_with("SIP/2.0 400 Expires value is illegal"), "{r}");
 }

@@ -216,3 +216,42 @@ fn with_auth_registrations_and_calls_are_challenged() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `WITH_ANTIFLOOD`: the stock config's pike and htable ban, unchanged.
+/// A flood of keep-alives from 127.0.0.2 gets its first 16 answered (the
+/// stock density per 2 s), then nothing (banned for 300 s); 127.0.0.3 is
+/// answered throughout.
+#[test]
+fn with_antiflood_a_flooding_address_is_banned() {
+    let server = Server::start(&stock(), 2, &["-m", "32", "-A", "WITH_ANTIFLOOD"]);
+    let options = |p: &Peer, i: u32| {
+        format!(
+            "OPTIONS sip:{srv} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-af-{i};rport\r\n\
+             Max-Forwards: 70\r\nTo: <sip:{srv}>\r\nFrom: <sip:ping@{me}>;tag=af{i}\r\n\
+             Call-ID: af-{i}-{me}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            srv = server.addr,
+            me = p.addr
+        )
+    };
+    let (flooder, other) = (Peer::on("127.0.0.2"), Peer::on("127.0.0.3"));
+    for i in 0..100 {
+        flooder.send(server.addr, &options(&flooder, i));
+    }
+    let mut answered = 0;
+    while expect(&flooder, "SIP/2.0 200", Duration::from_millis(300)).is_some() {
+        answered += 1;
+    }
+    assert!((16..=17).contains(&answered), "{answered} answered");
+    for i in 0..5 {
+        other.send(server.addr, &options(&other, 1_000 + i));
+        assert!(
+            expect(&other, "SIP/2.0 200", SEC).is_some(),
+            "the other source, {i}"
+        );
+    }
+    flooder.send(server.addr, &options(&flooder, 2_000));
+    assert!(
+        expect(&flooder, "SIP/2.0", Duration::from_millis(500)).is_none(),
+        "banned"
+    );
+}
