@@ -110,10 +110,11 @@ fn kamailios_schema_and_rsers_are_the_same() {
         "dispatcher",
         "acc",
         "missed_calls",
+        "pl_pipes",
     ];
     for (server, dialect) in [("mysql", Dialect::Mysql), ("postgres", Dialect::Postgres)] {
         let theirs = Scratch::new(server, "kamschema");
-        theirs.kamailio_tables(&["auth_db", "usrloc", "dispatcher", "acc"]);
+        theirs.kamailio_tables(&["auth_db", "usrloc", "dispatcher", "acc", "pipelimit"]);
         let mut c = theirs.conn();
         let problems = schema::check(&mut c, &wanted).unwrap();
         assert!(problems.is_empty(), "{server}: {problems:?}");

@@ -228,3 +228,54 @@ fn sanity_answers_each_failure_with_its_code() {
         }
     }
 }
+
+/// Pipes from Kamailio's `pl_pipes` table (here in SQLite, made by
+/// `rser::db::schema`): defined at start beside the config's.
+#[test]
+fn pipelimit_reads_its_pipes_from_the_database() {
+    use rser::db::conn::Value;
+    let dir = common::temp_dir("edge-pl-db");
+    let url = format!("sqlite://{}", dir.join("pl.db").display());
+    let mut c = rser::db::open(&url).unwrap();
+    rser::db::schema::init(&mut c, rser::db::schema::Dialect::Sqlite, &["pl_pipes"]).unwrap();
+    c.execute(
+        "INSERT INTO pl_pipes (pipeid, algorithm, plimit) VALUES (?, ?, ?)",
+        &[
+            Value::Text("closed".into()),
+            Value::Text("TAILDROP".into()),
+            Value::Int(0),
+        ],
+    )
+    .unwrap();
+    drop(c);
+    let sock = dir.join("ctl.sock");
+    let server = Server::start(
+        &format!(
+            "loadmodule \"sl.so\"\nloadmodule \"pipelimit.so\"\n\
+             modparam(\"pipelimit\", \"db_url\", \"{url}\")\n\
+             modparam(\"pipelimit\", \"pipe\", \"open:TAILDROP:1000\")\n\
+             route {{ if (!pl_check(\"$rU\")) {{ pl_drop(); exit; }} sl_send_reply(\"200\", \"OK\"); }}\n"
+        ),
+        1,
+        &["-s", sock.to_str().unwrap()],
+    );
+    let p = Peer::new();
+    for (user, code) in [("closed", 503), ("open", 200)] {
+        p.send(
+            server.addr,
+            &p.request("OPTIONS", &format!("sip:{user}@127.0.0.1"), user, ""),
+        );
+        let (r, _) = p.recv_within(Duration::from_secs(3)).expect("an answer");
+        assert_eq!(status(&r), Some(code), "{r}");
+        assert!(!r.contains("Retry-After"), "pl_drop() without bounds: {r}");
+    }
+    let pipes = common::rpc(&sock, "pl.get_pipes", serde_json::json!([]));
+    let names: Vec<&str> = pipes["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(names, ["open", "closed"], "{pipes}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -177,8 +177,30 @@ pub const MISSED_CALLS: Table = Table {
     indexes: &[("callid_idx", &["callid"])],
 };
 
+/// pipelimit's pipes (Kamailio's `pl_pipes`).
+pub const PL_PIPES: Table = Table {
+    name: "pl_pipes",
+    version: 1,
+    columns: &[
+        ID,
+        col("pipeid", Kind::Varchar(64), EMPTY),
+        col("algorithm", Kind::Varchar(32), EMPTY),
+        col("plimit", Kind::Int, ZERO),
+    ],
+    unique: &[],
+    indexes: &[],
+};
+
 /// Every table rser knows, `version` first.
-pub const TABLES: &[Table] = &[VERSION, SUBSCRIBER, LOCATION, DISPATCHER, ACC, MISSED_CALLS];
+pub const TABLES: &[Table] = &[
+    VERSION,
+    SUBSCRIBER,
+    LOCATION,
+    DISPATCHER,
+    ACC,
+    MISSED_CALLS,
+    PL_PIPES,
+];
 
 fn quoted(d: Dialect, name: &str) -> String {
     match d {

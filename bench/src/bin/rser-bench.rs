@@ -53,6 +53,11 @@ struct Args {
     /// Send from this many sockets (many peers), or 1 (one trunk).
     #[arg(long, default_value_t = 1)]
     peers: usize,
+    /// The UAC's source address (another loopback address, 127.0.0.2,
+    /// plays another site); default the target's for a loopback target,
+    /// else any.
+    #[arg(long)]
+    source: Option<std::net::IpAddr>,
     /// udp, or tcp: each peer one connection to the proxy, the UAS
     /// listening for the proxy's (call and forward; a new set of
     /// connections each trial).
@@ -196,10 +201,10 @@ fn run(args: &Args) -> Result<(), String> {
         }
         None => Vec::new(),
     };
-    let local_ip = if args.target.ip().is_loopback() {
-        args.target.ip()
-    } else {
-        std::net::Ipv4Addr::UNSPECIFIED.into()
+    let local_ip = match args.source {
+        Some(ip) => ip,
+        None if args.target.ip().is_loopback() => args.target.ip(),
+        None => std::net::Ipv4Addr::UNSPECIFIED.into(),
     };
     let sockets = Sockets::bind(
         args.peers,

@@ -11,7 +11,8 @@
 //!   high; none without arguments).
 //! - `pl_active(name)`: whether the pipe exists.
 //! - Pipes defined at start: `modparam("pipelimit", "pipe",
-//!   "name:ALGORITHM:limit")` (ratelimit's form), any number of times.
+//!   "name:ALGORITHM:limit")` (ratelimit's form), any number of times,
+//!   and the rows of Kamailio's `pl_pipes` table when `db_url` is set.
 //!   At run time over the control interface: `pl.set_pipe`, `pl.stats`,
 //!   `pl.get_pipes`, `pl.set_pid`, `pl.get_pid`.
 //! - `timer_interval` is accepted and ignored: limits are per second.
@@ -56,6 +57,11 @@ pub static MODULE: Module = Module {
         ("hash_size", ParamType::Int),
         ("load_source", ParamType::Int),
         ("clean_unused", ParamType::Int),
+        ("db_url", ParamType::Str),
+        ("plp_table_name", ParamType::Str),
+        ("plp_pipeid_column", ParamType::Str),
+        ("plp_limit_column", ParamType::Str),
+        ("plp_algorithm_column", ParamType::Str),
     ],
     actions: &[
         action("pl_check", PL_CHECK, (1, 3), check_args, Routes::ANY),
@@ -96,12 +102,53 @@ fn check(c: &Config) -> Result<Vec<String>, String> {
     Ok(Vec::new())
 }
 
+/// The pipes in the database `db_url` names (Kamailio's `pl_pipes`, or
+/// `plp_table_name` with its `plp_*_column`s), read at start.
+pub fn from_database(c: &Config) -> Result<Vec<PipeDef>, String> {
+    let url = c.modparam_str("pipelimit", "db_url", "");
+    if url.is_empty() {
+        return Ok(Vec::new());
+    }
+    let url = crate::db::served(url)?;
+    let name = |p: &str, d: &str| c.modparam_str("pipelimit", p, d).to_string();
+    let table = name("plp_table_name", "pl_pipes");
+    let cols = [
+        name("plp_pipeid_column", "pipeid"),
+        name("plp_algorithm_column", "algorithm"),
+        name("plp_limit_column", "plimit"),
+    ];
+    let mut need = crate::db::schema::Need::of(&crate::db::schema::PL_PIPES, &table);
+    need.columns = cols.to_vec();
+    let mut conn = crate::db::schema::open_prepared(&url, &[need], crate::db::TOOL_TIMEOUT)
+        .map_err(|e| format!("pipelimit {e}"))?;
+    let sql = format!("SELECT {}, {}, {} FROM {table}", cols[0], cols[1], cols[2]);
+    let rows = conn
+        .query(&sql, &[])
+        .map_err(|e| format!("pipelimit {url}: {e}"))?;
+    rows.iter()
+        .map(|r| {
+            let text = |i: usize| {
+                r.get(i)
+                    .and_then(crate::db::conn::Value::text)
+                    .unwrap_or_default()
+            };
+            let limit = r
+                .get(2)
+                .and_then(crate::db::conn::Value::as_int)
+                .unwrap_or(0);
+            pipes::parse_def(&format!("{}:{}:{}", text(0), text(1), limit.max(0)))
+                .map_err(|e| format!("pipelimit: table {table}: {e}"))
+        })
+        .collect()
+}
+
 fn carve(
     config: &Config,
     carver: &mut rser_shm::Carver<'_>,
     _region: usize,
 ) -> Result<Carved, String> {
-    let defs = configured(config)?;
+    let mut defs = configured(config)?;
+    defs.extend(from_database(config)?);
     let p = Pipes::carve(carver).ok_or("shared memory too small for pipelimit's pipes")?;
     for d in &defs {
         p.set(d)?;
