@@ -279,3 +279,39 @@ fn pipelimit_reads_its_pipes_from_the_database() {
     assert_eq!(names, ["open", "closed"], "{pipes}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// ratelimit's older names: numbered pipes, queues by method, rl_check()
+/// through the request's queue, rl_drop, rl.get_queues.
+#[test]
+fn ratelimit_queues_send_each_method_through_its_pipe() {
+    let dir = common::temp_dir("edge-rl");
+    let sock = dir.join("ctl.sock");
+    let server = Server::start(
+        "loadmodule \"sl.so\"\nloadmodule \"ratelimit.so\"\n\
+         modparam(\"ratelimit\", \"pipe\", \"0:TAILDROP:0\")\n\
+         modparam(\"ratelimit\", \"pipe\", \"1:RED:1000\")\n\
+         modparam(\"ratelimit\", \"queue\", \"0:INVITE\")\n\
+         modparam(\"ratelimit\", \"queue\", \"1:*\")\n\
+         route { if (!rl_check()) { rl_drop(\"7\"); exit; } sl_send_reply(\"200\", \"OK\"); }\n",
+        1,
+        &["-s", sock.to_str().unwrap()],
+    );
+    let p = Peer::new();
+    for (method, code) in [("INVITE", 503), ("OPTIONS", 200), ("MESSAGE", 200)] {
+        p.send(server.addr, &p.request(method, "sip:127.0.0.1", method, ""));
+        let (r, _) = p.recv_within(Duration::from_secs(3)).expect("an answer");
+        assert_eq!(status(&r), Some(code), "{method}: {r}");
+        if code == 503 {
+            assert!(r.contains("Retry-After: 7\r\n"), "{r}");
+        }
+    }
+    let q = common::rpc(&sock, "rl.get_queues", serde_json::json!([]));
+    assert_eq!(
+        q["result"],
+        serde_json::json!([{"pipe": "0", "method": "INVITE"}, {"pipe": "1", "method": "*"}]),
+        "{q}"
+    );
+    let pipes = common::rpc(&sock, "rl.get_pipes", serde_json::json!([]));
+    assert_eq!(pipes["result"][1]["accepted"], 2, "{pipes}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -100,6 +100,7 @@ pub static MODULES: &[&Module] = &[
     &tls::MODULE,
     &pike::MODULE,
     &pipelimit::MODULE,
+    &pipelimit::ratelimit::MODULE,
 ];
 
 #[cfg(test)]

@@ -380,14 +380,24 @@ fn the_example_config_does_what_its_comments_say() {
             .collect()
     };
     let initial = [("has_totag", -1)];
-    // REGISTER for this domain: saved (after the routine checks).
+    // REGISTER for this domain: saved (after the flood and sanity checks
+    // and the routine ones).
     let r = run_with(
         &c,
         &request("REGISTER", "sip:example.net"),
         "192.0.2.1:5060",
         &initial,
     );
-    assert_eq!(names(&r), ["mf_process_maxfwd_header", "has_totag", "save"]);
+    assert_eq!(
+        names(&r),
+        [
+            "pike_check_req",
+            "sanity_check",
+            "mf_process_maxfwd_header",
+            "has_totag",
+            "save"
+        ]
+    );
     // A call to a user of this domain: looked up, then relayed; INVITEs
     // are record-routed.
     let r = run_with(
@@ -399,6 +409,8 @@ fn the_example_config_does_what_its_comments_say() {
     assert_eq!(
         names(&r),
         [
+            "pike_check_req",
+            "sanity_check",
             "mf_process_maxfwd_header",
             "has_totag",
             "record_route",
@@ -426,6 +438,8 @@ fn the_example_config_does_what_its_comments_say() {
     assert_eq!(
         names(&r),
         [
+            "pike_check_req",
+            "sanity_check",
             "mf_process_maxfwd_header",
             "has_totag",
             "loose_route",
@@ -469,7 +483,13 @@ fn the_example_config_does_what_its_comments_say() {
     let r = run_with(&c, ours.as_bytes(), "192.0.2.1:5060", &initial);
     assert_eq!(
         names(&r),
-        ["mf_process_maxfwd_header", "has_totag", "t_relay"]
+        [
+            "pike_check_req",
+            "sanity_check",
+            "mf_process_maxfwd_header",
+            "has_totag",
+            "t_relay"
+        ]
     );
     // No hops left: 483.
     let r = run_with(
@@ -479,7 +499,7 @@ fn the_example_config_does_what_its_comments_say() {
         &[("mf_process_maxfwd_header", -1)],
     );
     assert_eq!(
-        r.events[1],
+        r.events[3],
         module(
             "sl_send_reply",
             &["483", "Too Many Hops"],

@@ -19,6 +19,7 @@
 
 pub mod load;
 pub mod pipes;
+pub mod ratelimit;
 
 use std::collections::HashMap;
 
@@ -79,14 +80,14 @@ pub static MODULE: Module = Module {
     check: Some(check),
 };
 
-/// The pipes `modparam("pipelimit", "pipe", ...)` defines.
-pub fn configured(c: &Config) -> Result<Vec<PipeDef>, String> {
+/// The pipes `modparam(module, "pipe", ...)` defines.
+pub fn configured(c: &Config, module: &str) -> Result<Vec<PipeDef>, String> {
     let mut out: Vec<PipeDef> = Vec::new();
     for (m, p, v) in &c.modparams {
-        if let ("pipelimit", "pipe", ParamValue::Str(s)) = (*m, *p, v) {
-            let d = pipes::parse_def(s).map_err(|e| format!("pipelimit: {e}"))?;
+        if let (true, "pipe", ParamValue::Str(s)) = (*m == module, *p, v) {
+            let d = pipes::parse_def(s).map_err(|e| format!("{module}: {e}"))?;
             if out.iter().any(|o| o.name == d.name) {
-                return Err(format!("pipelimit: pipe '{}' is defined twice", d.name));
+                return Err(format!("{module}: pipe '{}' is defined twice", d.name));
             }
             out.push(d);
         }
@@ -98,7 +99,7 @@ pub fn configured(c: &Config) -> Result<Vec<PipeDef>, String> {
 }
 
 fn check(c: &Config) -> Result<Vec<String>, String> {
-    configured(c)?;
+    configured(c, "pipelimit")?;
     Ok(Vec::new())
 }
 
@@ -147,10 +148,18 @@ fn carve(
     carver: &mut rser_shm::Carver<'_>,
     _region: usize,
 ) -> Result<Carved, String> {
-    let mut defs = configured(config)?;
+    let mut defs = configured(config, "pipelimit")?;
     defs.extend(from_database(config)?);
-    let p = Pipes::carve(carver).ok_or("shared memory too small for pipelimit's pipes")?;
-    for d in &defs {
+    carve_with(carver, &defs)
+}
+
+/// The pipes carved, `defs` defined in them.
+pub(crate) fn carve_with(
+    carver: &mut rser_shm::Carver<'_>,
+    defs: &[PipeDef],
+) -> Result<Carved, String> {
+    let p = Pipes::carve(carver).ok_or("shared memory too small for the pipes")?;
+    for d in defs {
         p.set(d)?;
     }
     Ok(Carved {
@@ -197,7 +206,8 @@ fn drop_args(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
         .collect()
 }
 
-struct PlRuntime {
+/// pipelimit's (and ratelimit's) runtime in a process.
+pub(crate) struct PlRuntime {
     pipes: Option<Pipes>,
     /// Pipe indexes by name, as this process found them (a pipe keeps its
     /// place once defined).
@@ -213,15 +223,16 @@ struct PlRuntime {
     log: LogLimit,
 }
 
-fn start<'a>(s: &Start<'a>) -> Box<dyn Runtime + 'a> {
+/// The runtime of `module` (pipelimit or ratelimit: their parameters
+/// have the same names) over its pipes.
+pub(crate) fn runtime(s: &Start<'_>, module: &str) -> PlRuntime {
     let c = s.config;
-    Box::new(PlRuntime {
+    PlRuntime {
         pipes: s.shm.and_then(|m| m.downcast_ref::<Pipes>()).copied(),
         index: HashMap::new(),
         reply: (
-            c.modparam_int("pipelimit", "reply_code", 503)
-                .clamp(300, 699) as u16,
-            c.modparam_str("pipelimit", "reply_reason", "Server Unavailable")
+            c.modparam_int(module, "reply_code", 503).clamp(300, 699) as u16,
+            c.modparam_str(module, "reply_reason", "Server Unavailable")
                 .as_bytes()
                 .to_vec(),
         ),
@@ -239,7 +250,11 @@ fn start<'a>(s: &Start<'a>) -> Box<dyn Runtime + 'a> {
             .filter_map(|l| l.port)
             .collect(),
         log: LogLimit::default(),
-    })
+    }
+}
+
+fn start<'a>(s: &Start<'a>) -> Box<dyn Runtime + 'a> {
+    Box::new(runtime(s, "pipelimit"))
 }
 
 impl PlRuntime {
@@ -259,19 +274,92 @@ impl PlRuntime {
         self.index.insert(name.to_string(), i);
         Some(i)
     }
-}
 
-impl Runtime for PlRuntime {
-    fn wants(&self) -> Wants {
-        Wants {
-            ticks: true,
-            ..Wants::default()
+    /// A pipe argument with its pseudo-variables filled.
+    fn name_of(&mut self, f: &Format, ctx: &MsgCtx<'_, '_>) -> String {
+        let mut buf = std::mem::take(&mut self.name);
+        buf.clear();
+        crate::script::pv::format_into(f, ctx, &mut buf);
+        let name = String::from_utf8_lossy(&buf).into_owned();
+        self.name = buf;
+        name
+    }
+
+    /// A request through pipe `name` (defined first as `define` says, when
+    /// it differs): 1 let through, -1 over the limit, -2 no such pipe;
+    /// with `active_only`, 1 when the pipe exists. The counters are
+    /// `PlCounter`'s, in the calling module's list.
+    pub(crate) fn check(
+        &mut self,
+        cx: &mut Cx<'_>,
+        name: &str,
+        define: Option<PipeDef>,
+        active_only: bool,
+    ) -> i32 {
+        let Some(p) = self.pipes else { return -2 };
+        if let Some(d) = define {
+            let same = self.pipe(name).filter(|&i| p.def(i).as_ref() == Some(&d));
+            if same.is_none() {
+                match p.set(&d) {
+                    Ok(i) => {
+                        self.index.insert(name.to_string(), i);
+                    }
+                    Err(e) => {
+                        cx.counts.add(PlCounter::NoRoom as usize, 1);
+                        if let Some(held) = self.log.allow(cx.now_ms) {
+                            log::error!("pipelimit: {e}{}", held_text(held));
+                        }
+                        return -2;
+                    }
+                }
+            }
         }
+        let Some(i) = self.pipe(name) else {
+            return -2;
+        };
+        if active_only {
+            return 1;
+        }
+        let random = self.random();
+        match p.check(i, cx.now_ms * 1_000, random) {
+            Verdict::Accept => {
+                cx.counts.add(PlCounter::Accepted as usize, 1);
+                1
+            }
+            Verdict::Drop => {
+                cx.counts.add(PlCounter::Dropped as usize, 1);
+                -1
+            }
+            Verdict::NoPipe => -2,
+        }
+    }
+
+    /// `pl_drop`/`rl_drop`: the reply, with Retry-After from `bounds`
+    /// (none, low, or low and high for a random value between).
+    pub(crate) fn drop_reply(
+        &mut self,
+        cx: &mut Cx<'_>,
+        ctx: &mut MsgCtx<'_, '_>,
+        bounds: &[Param],
+    ) -> Option<i32> {
+        let retry = match bounds {
+            [] => None,
+            [Param::Int(low)] => Some(*low as u64),
+            [Param::Int(low), Param::Int(high)] => {
+                let (lo, hi) = (*low.min(high) as u64, *low.max(high) as u64);
+                Some(lo + u64::from(self.random()) % (hi - lo + 1))
+            }
+            _ => return None,
+        };
+        let headers = retry.map_or_else(Vec::new, |r| format!("Retry-After: {r}\r\n").into_bytes());
+        let (code, reason) = (self.reply.0, self.reply.1.clone());
+        cx.shell.reply(ctx, code, &reason, &headers);
+        Some(1)
     }
 
     /// In the timer process, once a second: the load sampled, FEEDBACK
     /// pipes adjusted.
-    fn tick(&mut self, cx: &mut Cx<'_>) {
+    pub(crate) fn sample(&mut self, cx: &mut Cx<'_>) {
         let Some(p) = self.pipes else { return };
         if cx.now_ms < self.next_sample_ms {
             return;
@@ -286,73 +374,37 @@ impl Runtime for PlRuntime {
         }
         self.cpu_before = cpu;
     }
+}
+
+impl Runtime for PlRuntime {
+    fn wants(&self) -> Wants {
+        Wants {
+            ticks: true,
+            ..Wants::default()
+        }
+    }
+
+    fn tick(&mut self, cx: &mut Cx<'_>) {
+        self.sample(cx);
+    }
 
     fn call(&mut self, cx: &mut Cx<'_>, ctx: &mut MsgCtx<'_, '_>, id: u8, args: &[Param]) -> i32 {
-        let Some(p) = self.pipes else { return -1 };
         match (id, args) {
             (PL_CHECK | PL_ACTIVE, [Param::Fmt(name), rest @ ..]) => {
-                let mut buf = std::mem::take(&mut self.name);
-                buf.clear();
-                crate::script::pv::format_into(name, ctx, &mut buf);
-                let name = String::from_utf8_lossy(&buf).into_owned();
-                self.name = buf;
-                if let [Param::Str(alg), Param::Int(limit)] = rest {
-                    let d = PipeDef {
+                let name = self.name_of(name, ctx);
+                let define = match rest {
+                    [Param::Str(alg), Param::Int(limit)] => Some(PipeDef {
                         name: name.clone(),
                         algorithm: Algorithm::parse(alg).unwrap_or(Algorithm::TailDrop),
                         limit: u32::try_from(*limit).unwrap_or(u32::MAX),
-                    };
-                    let same = self.pipe(&name).filter(|&i| p.def(i).as_ref() == Some(&d));
-                    if same.is_none() {
-                        match p.set(&d) {
-                            Ok(i) => {
-                                self.index.insert(name.clone(), i);
-                            }
-                            Err(e) => {
-                                cx.counts.add(PlCounter::NoRoom as usize, 1);
-                                if let Some(held) = self.log.allow(cx.now_ms) {
-                                    log::error!("pipelimit: {e}{}", held_text(held));
-                                }
-                                return -2;
-                            }
-                        }
-                    }
-                }
-                let Some(i) = self.pipe(&name) else {
-                    return -2;
+                    }),
+                    _ => None,
                 };
-                if id == PL_ACTIVE {
-                    return 1;
-                }
-                let random = self.random();
-                match p.check(i, cx.now_ms * 1_000, random) {
-                    Verdict::Accept => {
-                        cx.counts.add(PlCounter::Accepted as usize, 1);
-                        1
-                    }
-                    Verdict::Drop => {
-                        cx.counts.add(PlCounter::Dropped as usize, 1);
-                        -1
-                    }
-                    Verdict::NoPipe => -2,
-                }
+                self.check(cx, &name, define, id == PL_ACTIVE)
             }
-            (PL_DROP, bounds) => {
-                let retry = match bounds {
-                    [] => None,
-                    [Param::Int(low)] => Some(*low as u64),
-                    [Param::Int(low), Param::Int(high)] => {
-                        let (lo, hi) = (*low.min(high) as u64, *low.max(high) as u64);
-                        Some(lo + u64::from(self.random()) % (hi - lo + 1))
-                    }
-                    _ => return bad_args("pipelimit", id),
-                };
-                let headers =
-                    retry.map_or_else(Vec::new, |r| format!("Retry-After: {r}\r\n").into_bytes());
-                let (code, reason) = (self.reply.0, self.reply.1.clone());
-                cx.shell.reply(ctx, code, &reason, &headers);
-                1
-            }
+            (PL_DROP, bounds) => self
+                .drop_reply(cx, ctx, bounds)
+                .unwrap_or_else(|| bad_args("pipelimit", id)),
             _ => bad_args("pipelimit", id),
         }
     }

@@ -50,6 +50,12 @@ pub const METHODS: &[&str] = &[
     "pl.set_pipe",
     "pl.get_pid",
     "pl.set_pid",
+    "rl.stats",
+    "rl.get_pipes",
+    "rl.set_pipe",
+    "rl.get_queues",
+    "rl.get_pid",
+    "rl.set_pid",
     "core.tcp_info",
     "tls.list",
     "tls.reload",
@@ -473,6 +479,11 @@ impl Methods for Control<'_> {
             "stats.get" => self.stats(p.str(0, "group")?),
             "stats.get_statistics" => self.get_statistics(p),
             m if m.starts_with("pl.") => super::pl::call(self.shared.module_shm("pipelimit"), m, p),
+            "rl.get_queues" => super::pl::queues(self.config),
+            m if m.starts_with("rl.") => {
+                let same = m.replacen("rl.", "pl.", 1);
+                super::pl::call(self.shared.module_shm("ratelimit"), &same, p)
+            }
             "pike.top" => super::pike::top(self.shared.module_shm("pike"), p.str(0, "which")?),
             m if m.starts_with("htable.") => super::htable::Tables {
                 items: self.shared.module_shm("htable"),

@@ -4,6 +4,8 @@
 //! let through and dropped), `pl.set_pipe name algorithm limit` (defines
 //! or changes one), `pl.get_pid` and `pl.set_pid ki kp kd` (FEEDBACK's
 //! gains; kd is accepted, the controller has no derivative term).
+//! ratelimit's `rl.*` are the same over its pipes, and `rl.get_queues`
+//! lists its queues.
 
 use std::sync::atomic::Ordering;
 
@@ -77,4 +79,20 @@ pub fn call(pipes: Option<&Pipes>, method: &str, p: &Params) -> Result<Value, Rp
             format!("no method {other}"),
         )),
     }
+}
+
+/// `rl.get_queues`: ratelimit's queues (pipe and method), as configured.
+pub fn queues(config: Option<&crate::cfg::Config>) -> Result<Value, RpcError> {
+    let c = config.ok_or_else(|| RpcError::new(NOT_AVAILABLE, "no config"))?;
+    let names: Vec<String> = crate::modules::pipelimit::configured(c, "ratelimit")
+        .map_err(RpcError::params)?
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    let q = crate::modules::pipelimit::ratelimit::queues(c, &names).map_err(RpcError::params)?;
+    Ok(Value::Array(
+        q.iter()
+            .map(|q| json!({"pipe": q.pipe, "method": q.method}))
+            .collect(),
+    ))
 }
