@@ -24,11 +24,16 @@
 #   4. utime+stime of all the proxy's processes from SKIP s after the
 #      legitimate calls started until DURATION s after (% of one core);
 #      the sum of Pss over its processes then (after DURATION s), and its
-#      peak, sampled every 2 s;
+#      peak, sampled every 2 s; the machine's UDP datagrams dropped on a
+#      full receive buffer in that window (/proc/net/snmp RcvbufErrors:
+#      flood the proxy never read, whatever else is quiet);
 #   5. the legitimate calls completed and failed (summed over the
 #      processes' JSON reports; a process that could not register its
-#      callee counts all its calls as failed), the flood's INVITEs sent,
-#      and the addresses the proxy's log says pike banned.
+#      callee counts all its calls as failed), the flood's INVITEs sent
+#      (and the flood generator's own CPU: near a whole core, it was its
+#      own limit; the rate differs between the proxies' runs, so compare
+#      CPU per flood INVITE too), and the addresses the proxy's log says
+#      pike banned.
 # Prints one line per proxy, and the goal: every legitimate call
 # completes with rser, at no more than half of Kamailio's CPU.
 #
@@ -169,6 +174,12 @@ sys.exit(0 if r else 1)
 PY
 }
 
+# The machine's UDP datagrams dropped for a full receive buffer so far
+# (every socket's: the proxy's, with nothing else busy).
+rcvbuf_errors() {
+    awk '/^Udp:/ { if (!h) { for (i = 1; i <= NF; i++) if ($i == "RcvbufErrors") c = i; h = 1 } else { print $c; exit } }' /proc/net/snmp
+}
+
 # Starts WHO on PROXY; sets PPID_ to its main process.
 start_proxy() { # WHO
     local who=$1 log=$S/$1.log i
@@ -198,7 +209,7 @@ start_proxy() { # WHO
 
 # One proxy: flood, legitimate calls, measures; writes $S/WHO.txt.
 run() { # WHO
-    local who=$1 flood legit=() i src t0 t1 c0 c1 f0 f1 pss sampler
+    local who=$1 flood legit=() i src t0 t1 c0 c1 f0 f1 d0 d1 pss sampler
     ports_free
     start_proxy "$who"
     echo "flood.sh: $who up, $(proc_tree "$PPID_" | wc -l) processes" >&2
@@ -231,9 +242,9 @@ run() { # WHO
         PIDS+=("$!")
     done
     sleep "$SKIP"
-    t0=$(date +%s.%N) c0=$(cpu_ticks "$PPID_") f0=$(cpu_ticks "$flood")
+    t0=$(date +%s.%N) c0=$(cpu_ticks "$PPID_") f0=$(cpu_ticks "$flood") d0=$(rcvbuf_errors)
     sleep $((DURATION - SKIP))
-    t1=$(date +%s.%N) c1=$(cpu_ticks "$PPID_") f1=$(cpu_ticks "$flood")
+    t1=$(date +%s.%N) c1=$(cpu_ticks "$PPID_") f1=$(cpu_ticks "$flood") d1=$(rcvbuf_errors)
     pss=$(pss_kib "$PPID_")
     for i in "${legit[@]}"; do wait "$i" 2>/dev/null || true; done
     wait "$flood" 2>/dev/null || true
@@ -241,11 +252,11 @@ run() { # WHO
     stop "$PPID_" "$sampler"
     forget "$PPID_" "$sampler"
     python3 - "$S" "$who" "$SOURCES" "$PER_SRC" "$DURATION" "$TICK" "$t0" "$t1" "$c0" "$c1" "$f0" "$f1" \
-        "$pss" "$(cat "$S/$who-pss-peak" 2>/dev/null || echo 0)" <<'PY' | tee "$S/$who.txt"
+        "$pss" "$(cat "$S/$who-pss-peak" 2>/dev/null || echo 0)" "$((d1 - d0))" <<'PY' | tee "$S/$who.txt"
 import json, os, re, sys
 d, who, n, per, dur, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
 t0, t1 = float(sys.argv[7]), float(sys.argv[8])
-c0, c1, f0, f1, pss, peak = (int(x) for x in sys.argv[9:15])
+c0, c1, f0, f1, pss, peak, drops = (int(x) for x in sys.argv[9:16])
 secs = t1 - t0
 asked = round(per * dur) * n
 keys = ("sent", "completed", "failed", "timeouts", "error_replies", "retransmitted")
@@ -283,7 +294,8 @@ print(f"{who}: legit {tot['completed']} completed {failed} failed (of {asked}; "
       f"{tot['retransmitted']} retransmitted, {tot['error_replies']} error replies), "
       f"flood sent {fsent} ({frate:.0f}/s, {fl.get('retransmitted', '?')} retransmitted, "
       f"flood generator {(f1 - f0) / hz / secs:.0%} of a core), "
-      f"CPU {cpu:.1%} of a core ({us_flood:.2f} µs per flood INVITE), "
+      f"CPU {cpu:.1%} of a core ({us_flood:.2f} µs per flood INVITE sent; "
+      f"{drops / secs:.0f}/s dropped by full UDP receive buffers), "
       f"PSS {pss / 1024:.1f} MiB after {dur} s (peak {peak / 1024:.1f} MiB), "
       f"banned: {' '.join(banned) or 'none'}")
 if missing:

@@ -72,7 +72,8 @@ pub struct Params {
     pub use_domain: bool,
     /// Failed authentications from one source (`failed_auth_limit`,
     /// default 10) and for one user (`failed_auth_user_limit`, default
-    /// 10) within `failed_auth_window` seconds (default 60) before its
+    /// 30: above one address's, so that one guessing address does not
+    /// lock its target out) within `failed_auth_window` seconds (default 60) before its
     /// next attempts are refused; 0 turns either off.
     pub failed_limit: u32,
     pub failed_user_limit: u32,
@@ -154,7 +155,7 @@ impl Params {
                 .modparam_int("auth", "failed_auth_limit", 10)
                 .clamp(0, 1_000_000) as u32,
             failed_user_limit: c
-                .modparam_int("auth", "failed_auth_user_limit", 10)
+                .modparam_int("auth", "failed_auth_user_limit", 30)
                 .clamp(0, 1_000_000) as u32,
             failed_window: c
                 .modparam_int("auth", "failed_auth_window", 60)

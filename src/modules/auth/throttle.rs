@@ -6,8 +6,11 @@
 //! their password being checked, even a right one, until it stays under
 //! the limit for a whole window (it keeps itself refused by trying). Per
 //! user, so that a guess spread over many addresses against one account
-//! slows down too (that account's owner is refused meanwhile: the
-//! trade-off of any lockout; `failed_auth_user_limit` 0 turns it off).
+//! slows down too; that limit is above one address's (30 against 10 by
+//! default), so a single guessing address is stopped before its target
+//! is, and the owner still logs in from elsewhere. A guess from several
+//! addresses does lock the account for a window or two (the trade-off of
+//! any lockout; `failed_auth_user_limit` 0 turns it off).
 
 use std::net::IpAddr;
 
