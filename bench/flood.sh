@@ -39,7 +39,11 @@
 #
 # Usage: bench/flood.sh   (DURATION=60 SKIP=5 LEGIT_RATE=100 SOURCES=50
 #        FLOOD_RATE=1000000 FLOOD_TIMEOUT=400ms FLOOD_SRC=127.0.0.2
-#        WORKERS=2 SHM_MB=64 PKG_MB=8 PORT=5260 PROXIES="kamailio rser"
+#        WORKERS=2 SHM_MB=64 PKG_MB=8 PORT=5260
+#        PROXIES="kamailio rser rser-kdrop")
+#        rser-kdrop: rser on the same stock config with one line added,
+#        modparam("pike", "kernel_drop", 60): a hot source dropped by the
+#        kernel (a BPF filter on the sockets) for 60 s.
 #        KEEP=1: keep the scratch directory with the logs and JSON)
 #        Ports on 127.0.0.1: the proxy PORT, the flood's UAS PORT+1, the
 #        legitimate UASes PORT+10 .. PORT+9+SOURCES.
@@ -63,7 +67,7 @@ WORKERS=${WORKERS:-2}
 SHM_MB=${SHM_MB:-64}
 PKG_MB=${PKG_MB:-8}
 PORT=${PORT:-5260}
-PROXIES=${PROXIES:-"kamailio rser"}
+PROXIES=${PROXIES:-"kamailio rser rser-kdrop"}
 KAMAILIO=${KAMAILIO:-kamailio}
 CFG=/etc/kamailio/kamailio.cfg
 REL=target/release
@@ -195,6 +199,13 @@ start_proxy() { # WHO
         "$REL/rser" -f "$CFG" -A WITH_ANTIFLOOD -l "udp:$PROXY" -n "$WORKERS" -m "$SHM_MB" \
             -s "$S/rser-ctl.sock" >"$log" 2>&1 &
         ;;
+    rser-kdrop)
+        sed -e '/modparam("pike", "remove_latency"/a modparam("pike", "kernel_drop", 60)' "$CFG" \
+            >"$S/stock-kdrop.cfg"
+        grep -q kernel_drop "$S/stock-kdrop.cfg" || die "no kernel_drop line put in $S/stock-kdrop.cfg"
+        "$REL/rser" -f "$S/stock-kdrop.cfg" -A WITH_ANTIFLOOD -l "udp:$PROXY" -n "$WORKERS" \
+            -m "$SHM_MB" -s "$S/rser-ctl.sock" >"$log" 2>&1 &
+        ;;
     *) die "no proxy $who" ;;
     esac
     PPID_=$!
@@ -312,15 +323,16 @@ echo "flood.sh: $CFG -A WITH_ANTIFLOOD on udp:$PROXY, $WORKERS workers, -m $SHM_
     "${DURATION} s, CPU from ${SKIP} s; $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for who in $PROXIES; do run "$who"; done
 
-if [ -s "$S/rser.goal" ] && [ -s "$S/kamailio.goal" ]; then
-    python3 - "$S/rser.goal" "$S/kamailio.goal" <<'PY'
+for mine in rser rser-kdrop; do
+    [ -s "$S/$mine.goal" ] && [ -s "$S/kamailio.goal" ] || continue
+    python3 - "$S/$mine.goal" "$S/kamailio.goal" "$mine" <<'PY'
 import sys
 rd, rf, ra, rc = (float(x) for x in open(sys.argv[1]).read().split())
 kd, kf, ka, kc = (float(x) for x in open(sys.argv[2]).read().split())
 ok = rd > 0 and rf == 0 and kc > 0 and rc <= kc / 2
 ratio = f"{rc / kc:.2f}×" if kc > 0 else "—"
-print(f"goal (every legitimate call completes with rser, CPU ≤ 0.5× Kamailio's): "
-      f"rser {rd:.0f}/{ra:.0f} completed, CPU {ratio} Kamailio's (Kamailio {kd:.0f}/{ka:.0f}): "
+print(f"goal (every legitimate call completes with {sys.argv[3]}, CPU ≤ 0.5× Kamailio's): "
+      f"{sys.argv[3]} {rd:.0f}/{ra:.0f} completed, CPU {ratio} Kamailio's (Kamailio {kd:.0f}/{ka:.0f}): "
       f"{'met' if ok else 'NOT met'}")
 PY
-fi
+done

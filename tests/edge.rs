@@ -315,3 +315,56 @@ fn ratelimit_queues_send_each_method_through_its_pipe() {
     assert_eq!(pipes["result"][1]["accepted"], 2, "{pipes}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// pike's `kernel_drop`: once hot, a source's datagrams are dropped by the
+/// kernel (the server receives none of them), another source is answered,
+/// and the drop ends on time.
+#[test]
+fn a_hot_source_is_dropped_by_the_kernel_for_its_time() {
+    let dir = common::temp_dir("edge-kdrop");
+    let sock = dir.join("ctl.sock");
+    let server = Server::start(
+        "loadmodule \"sl.so\"\nloadmodule \"pike.so\"\n\
+         modparam(\"pike\", \"sampling_time_unit\", 2)\n\
+         modparam(\"pike\", \"reqs_density_per_unit\", 16)\n\
+         modparam(\"pike\", \"kernel_drop\", 2)\n\
+         route { if (!pike_check_req()) { exit; } sl_send_reply(\"200\", \"OK\"); }\n",
+        2,
+        &["-s", sock.to_str().unwrap()],
+    );
+    let received = || {
+        common::rpc(&sock, "stats.get", serde_json::json!(["core"]))["result"]["core"]["received"]
+            .as_u64()
+            .unwrap()
+    };
+    let (flooder, other) = (Peer::on("127.0.0.2"), Peer::on("127.0.0.3"));
+    for i in 0..20 {
+        flooder.send(server.addr, &options(&flooder, i));
+    }
+    assert_eq!(replies(&flooder, Duration::from_millis(300)), 16);
+    assert!(
+        server
+            .wait_log("dropped by the kernel for 2 s", Duration::from_secs(2))
+            .is_some()
+    );
+    let before = received();
+    for i in 0..500 {
+        flooder.send(server.addr, &options(&flooder, 100 + i));
+    }
+    other.send(server.addr, &options(&other, 1));
+    let (r, _) = other
+        .recv_within(Duration::from_secs(2))
+        .expect("the other source");
+    assert_eq!(status(&r), Some(200));
+    assert_eq!(replies(&flooder, Duration::from_millis(300)), 0);
+    // The flood never reached a process: only the other source's one.
+    assert_eq!(received() - before, 1);
+    // After 2 s (and pike calm), the source is heard again.
+    std::thread::sleep(Duration::from_millis(4_200));
+    flooder.send(server.addr, &options(&flooder, 9_999));
+    let (r, _) = flooder
+        .recv_within(Duration::from_secs(2))
+        .expect("heard again");
+    assert_eq!(status(&r), Some(200));
+    let _ = std::fs::remove_dir_all(&dir);
+}

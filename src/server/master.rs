@@ -367,10 +367,19 @@ pub fn supervise(
     let mut pids: HashMap<Pid, usize> = HashMap::new();
     // tm's timers and usrloc's upkeep run in a process of their own, on
     // counter row `workers`; the control process has the row after it.
-    // Dispatcher's probes are sent from it too.
-    let timer_slot =
-        (shared.tm().is_some() || shared.usrloc().is_some() || shared.dispatcher().is_some())
-            .then_some(workers);
+    // Dispatcher's probes are sent from it too, htable's expired items
+    // swept, pipelimit's load sampled, and the ends of pike's kernel
+    // drops applied.
+    let timer_slot = (shared.tm().is_some()
+        || shared.usrloc().is_some()
+        || shared.dispatcher().is_some()
+        || ["htable", "pipelimit", "ratelimit"]
+            .iter()
+            .any(|m| shared.has_shm(m))
+        || shared
+            .module_shm::<crate::modules::pike::PikeShm>("pike")
+            .is_some_and(|p| p.drops.is_some()))
+    .then_some(workers);
     let control_slot = control.as_ref().map(|_| workers + 1);
     let role_of = |slot: usize| {
         if Some(slot) == timer_slot {

@@ -8,6 +8,7 @@ pub mod drain;
 mod harness;
 #[cfg(test)]
 mod harness_tests;
+pub mod kernel_drop;
 pub mod limits;
 pub mod log_limit;
 pub mod master;

@@ -264,6 +264,15 @@ impl Shared {
     }
 
     /// The tables module `name` carved, as type `T`.
+    /// Whether module `name` carved tables (it is loaded and used).
+    pub fn has_shm(&self, name: &str) -> bool {
+        MODULES
+            .iter()
+            .position(|m| m.name == name)
+            .and_then(|m| self.modules.get(m))
+            .is_some_and(Option::is_some)
+    }
+
     pub fn module_shm<T: 'static>(&self, name: &str) -> Option<&T> {
         let m = MODULES.iter().position(|m| m.name == name)?;
         self.modules.get(m)?.as_ref()?.downcast_ref::<T>()

@@ -11,6 +11,9 @@ impl Worker<'_> {
             self.with_runtime(usize::from(m), |rt, cx| rt.tick(cx));
         }
         self.flush();
+        // With the workers' shared sockets, an entry's end takes effect
+        // even while no datagram wakes a worker.
+        self.refresh_kernel_drop();
     }
 
     /// The timer process: wakes every tick; receives only on sockets of

@@ -92,6 +92,12 @@ pub struct Worker<'a> {
     /// The compiled script, for the routes tm runs (failure_route,
     /// onreply_route, branch_route) as well as the main one.
     pub(crate) vm: &'a Vm<'a>,
+    /// pike's `kernel_drop` list, and what this process attached of it
+    /// to its UDP sockets.
+    pub(crate) kernel_drop: Option<(
+        crate::server::kernel_drop::DropList,
+        crate::server::kernel_drop::Applied,
+    )>,
     pub(crate) shared: &'a Shared,
     /// sl's ACK filter and counters: the stateless replies every module
     /// and the core send.
@@ -230,7 +236,25 @@ impl<'a> Worker<'a> {
             rt_lifecycle: wanting(&runtimes, |w| w.tm_lifecycle),
             rt_tm_events: wanting(&runtimes, |w| w.tm_events),
             runtimes,
+            kernel_drop: shared
+                .module_shm::<crate::modules::pike::PikeShm>("pike")
+                .and_then(|p| p.drops)
+                .map(|d| (d, Default::default())),
         }
+    }
+
+    /// The kernel's drop list brought up to date on this process's UDP
+    /// sockets (cheap when nothing changed: one atomic read).
+    pub(crate) fn refresh_kernel_drop(&mut self) {
+        let Some((list, applied)) = &mut self.kernel_drop else {
+            return;
+        };
+        let fds: ArrayVec<(std::os::fd::RawFd, bool), MAX_SOCKETS> = self
+            .sockets
+            .iter()
+            .map(|s| (s.as_raw_fd(), s.local_addr().is_ok_and(|a| a.is_ipv6())))
+            .collect();
+        applied.refresh(list, &fds, self.now_ms);
     }
 
     /// Runs `f` on module `m`'s runtime with the context it works with
@@ -435,6 +459,7 @@ impl<'a> Worker<'a> {
                     }
                 }
                 self.flush();
+                self.refresh_kernel_drop();
             }
         }
     }
@@ -457,6 +482,7 @@ impl<'a> Worker<'a> {
             }
             self.now_ms = now_ms();
             self.stream_events(&happened);
+            self.refresh_kernel_drop();
             self.reload_tls();
             for si in udp {
                 // Bounded per wake: the other sockets get their turn.

@@ -8,6 +8,13 @@
 //! a shared memory under 64 MiB); when it is full the least recently
 //! seen is forgotten (`pike_evicted`).
 //! `pike.top` over the control interface lists the sources.
+//!
+//! `kernel_drop` (rser's, seconds, 0 by default): a source going hot is
+//! also dropped by the kernel for that long (`server/kernel_drop.rs`: a
+//! BPF program on every UDP socket), so a flood costs no process a
+//! receive, a parse or a script run; the script's own verdict (a ban, a
+//! reply) is then not asked for those datagrams. Up to 250 IPv4 sources
+//! and 60 IPv6 /64s at once.
 
 pub mod table;
 
@@ -28,6 +35,8 @@ crate::server::shared::counters! { PikeCounter, COUNTER_NAMES, {
     Hot => "pike_hot_sources",
     /// Sources still counted, forgotten to make room for new ones.
     Evicted => "pike_evicted",
+    /// Hot sources put on the kernel's drop list (`kernel_drop`).
+    KernelDrops => "pike_kernel_drops",
 }}
 
 const PIKE_CHECK_REQ: u8 = 0;
@@ -40,6 +49,7 @@ pub static MODULE: Module = Module {
         ("remove_latency", ParamType::Int),
         ("pike_log_level", ParamType::Int),
         ("entries", ParamType::Int),
+        ("kernel_drop", ParamType::Int),
     ],
     actions: &[action(
         "pike_check_req",
@@ -91,13 +101,24 @@ fn default_entries(region: usize) -> usize {
 fn check(c: &Config) -> Result<Vec<String>, String> {
     limits(c)?;
     entries(c)?;
+    kernel_drop(c)?;
     Ok(Vec::new())
 }
 
-/// What `pike.top` reads: the counts and the limits.
+/// What `pike.top` reads: the counts and the limits; and the sources
+/// the kernel drops, with `kernel_drop`.
 pub struct PikeShm {
     pub counts: Counts,
     pub limits: Limits,
+    pub drops: Option<crate::server::kernel_drop::DropList>,
+}
+
+/// `kernel_drop`'s seconds (0: off).
+fn kernel_drop(c: &Config) -> Result<u64, String> {
+    match c.modparam_int("pike", "kernel_drop", 0) {
+        n @ 0..=86_400 => Ok(n as u64),
+        n => Err(format!("pike: kernel_drop {n}: seconds, 0 to 86400")),
+    }
 }
 
 fn carve(
@@ -117,14 +138,27 @@ fn carve(
     }
     let counts = Counts::carve(carver, n)
         .ok_or_else(|| format!("shared memory too small for pike's {n} entries"))?;
+    let drops = match kernel_drop(config)? {
+        0 => None,
+        _ => Some(
+            crate::server::kernel_drop::DropList::carve(carver)
+                .ok_or("shared memory too small for pike's kernel drop list")?,
+        ),
+    };
     Ok(Carved {
         capacity: format!("{n} sources of {} bytes", Counts::bytes_per_entry()),
-        shm: Box::new(PikeShm { counts, limits }),
+        shm: Box::new(PikeShm {
+            counts,
+            limits,
+            drops,
+        }),
     })
 }
 
 struct PikeRuntime {
     shm: Option<(Counts, Limits)>,
+    /// `kernel_drop`: the list and how long a hot source stays on it.
+    drops: Option<(crate::server::kernel_drop::DropList, u64)>,
     level: log::Level,
     /// "Blocking" lines, at most one a second (a flood of new sources
     /// must not become a flood of log lines).
@@ -145,6 +179,11 @@ fn start<'a>(s: &Start<'a>) -> Box<dyn Runtime + 'a> {
             .shm
             .and_then(|m| m.downcast_ref::<PikeShm>())
             .map(|p| (p.counts, p.limits)),
+        drops: s
+            .shm
+            .and_then(|m| m.downcast_ref::<PikeShm>())
+            .and_then(|p| p.drops)
+            .map(|d| (d, kernel_drop(s.config).unwrap_or(0) * 1_000)),
         level,
         log: LogLimit::default(),
     })
@@ -168,6 +207,18 @@ impl Runtime for PikeRuntime {
         cx.counts.add(PikeCounter::Blocked as usize, 1);
         if seen.turned_hot {
             cx.counts.add(PikeCounter::Hot as usize, 1);
+            if let Some((list, ms)) = &self.drops {
+                let d = crate::server::kernel_drop::Dropped::of(ctx.src.ip());
+                if list.add(d, cx.now_ms + ms, cx.now_ms) {
+                    cx.counts.add(PikeCounter::KernelDrops as usize, 1);
+                    log::log!(
+                        self.level,
+                        "pike: {} dropped by the kernel for {} s",
+                        d.text(),
+                        ms / 1_000
+                    );
+                }
+            }
             if let Some(held) = self.log.allow(cx.now_ms) {
                 log::log!(
                     self.level,
