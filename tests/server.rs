@@ -249,3 +249,105 @@ fn reuse_port_mode_serves_too() {
         assert_eq!(header(&got, "Call-ID"), Some(call.as_str()));
     }
 }
+
+/// `reuse_port_balance=random`: one peer's requests reach every worker's
+/// socket (with the kernel's hash they would all go to one), and are
+/// forwarded.
+#[test]
+fn one_peer_is_spread_over_every_worker() {
+    let uac = Peer::new();
+    let uas = Peer::new();
+    let config = format!(
+        "reuse_port=yes\nreuse_port_balance=random\n{}",
+        proxy_config(&uas)
+    );
+    let server = Server::start(&config, 4, &[]);
+    for i in 0..200 {
+        let call = format!("spread-{i}");
+        uac.send(
+            server.addr,
+            &uac.request("OPTIONS", "sip:bob@example.com", &call, ""),
+        );
+        let (got, _) = uas.recv().expect("forwarded");
+        assert_eq!(header(&got, "Call-ID"), Some(call.as_str()));
+    }
+    // The master says at its stop what each worker received.
+    unsafe { libc::kill(server.pid(), libc::SIGTERM) };
+    let line = server
+        .wait_log("received per worker:", Duration::from_secs(5))
+        .expect("the master's last line");
+    let counts: Vec<u64> = line
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .split('/')
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert_eq!(counts.len(), 4, "{line}");
+    assert_eq!(counts.iter().sum::<u64>(), 200, "{line}");
+    assert!(
+        counts.iter().all(|&n| n >= 20),
+        "every worker had a share: {line}"
+    );
+}
+
+/// Transactions complete when a transaction's request, its replies and
+/// its ACK land on different workers (`reuse_port_balance=random`, 4
+/// workers): each INVITE relayed statefully, its 180 and 486 relayed
+/// back once, the 486's ACK absorbed by the transaction.
+#[test]
+fn transactions_complete_across_workers_with_random_balance() {
+    let (uac, uas) = (Peer::new(), Peer::new());
+    let config = format!(
+        "reuse_port=yes\nreuse_port_balance=random\n\
+         loadmodule \"sl.so\"\nloadmodule \"tm.so\"\n\
+         route {{ t_relay_to_udp(\"{}\", \"{}\"); }}\n",
+        uas.addr.ip(),
+        uas.addr.port()
+    );
+    let server = Server::start(&config, 4, &[]);
+    // What the UAS gets next, counting the proxy's ACKs on the way.
+    let mut acks = 0;
+    let next_invite = |acks: &mut usize| loop {
+        let (m, from) = uas.recv_within(Duration::from_secs(3)).expect("relayed");
+        if m.starts_with("ACK ") {
+            *acks += 1;
+            continue;
+        }
+        assert!(m.starts_with("INVITE "), "{m}");
+        return (m, from);
+    };
+    for i in 0..40 {
+        let call = format!("xw-{i}");
+        uac.send(server.addr, &uac.invite(&call));
+        let (inv, from) = next_invite(&mut acks);
+        assert_eq!(
+            header(&inv, "Call-ID"),
+            Some(call.as_str()),
+            "no INVITE twice"
+        );
+        uas.send(from, &common::answer(&inv, 180, "Ringing", "t"));
+        uas.send(from, &common::answer(&inv, 486, "Busy Here", "t"));
+        let mut got = Vec::new();
+        while let Some((r, _)) = common::expect(&uac, "SIP/2.0 ", Duration::from_millis(500)) {
+            got.push(status(&r).unwrap_or(0));
+            if got.last() == Some(&486) {
+                break;
+            }
+        }
+        assert!(got.ends_with(&[486]), "{call}: {got:?}");
+        // The ACK for the 486 ends at the proxy's transaction.
+        let ack = uac
+            .invite(&call)
+            .replacen("INVITE sip", "ACK sip", 1)
+            .replace("CSeq: 1 INVITE", "CSeq: 1 ACK");
+        uac.send(server.addr, &ack);
+    }
+    // The proxy ACKed each 486 to the UAS (§17.1.1.3), whichever worker
+    // the reply reached.
+    while let Some((m, _)) = uas.recv_within(Duration::from_millis(300)) {
+        assert!(m.starts_with("ACK "), "{m}");
+        acks += 1;
+    }
+    assert_eq!(acks, 40);
+}

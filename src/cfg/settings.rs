@@ -15,6 +15,14 @@ pub enum Proto {
     Sctp,
 }
 
+/// How datagrams are spread over the workers' SO_REUSEPORT sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    Hash,
+    Random,
+    Cpu,
+}
+
 impl Proto {
     pub fn parse(s: &str) -> Option<Proto> {
         Some(match s.to_ascii_lowercase().as_str() {
@@ -162,6 +170,12 @@ pub struct Settings {
     /// `reuse_port=yes`: one SO_REUSEPORT socket per worker instead of one
     /// socket shared by all.
     pub reuse_port: bool,
+    /// `reuse_port_balance=hash|random|cpu` (rser's): how the kernel picks
+    /// a worker's socket for a datagram with `reuse_port`: its own hash of
+    /// the addresses (one peer, one worker), at random (a classic BPF
+    /// selector: one peer over every worker), or by the receiving CPU
+    /// (for NICs spreading flows over CPUs).
+    pub reuse_port_balance: Balance,
     /// `ctl_socket="/path"`: the control interface's Unix socket (`-s`
     /// overrides); none, no control process.
     pub ctl_socket: Option<String>,
@@ -240,6 +254,7 @@ impl Default for Settings {
             rev_dns: false,
             mhomed: false,
             reuse_port: false,
+            reuse_port_balance: Balance::Hash,
             ctl_socket: None,
             metrics_port: None,
             use_dst_blocklist: false,
@@ -502,6 +517,14 @@ fn apply(s: &mut Settings, g: &Global) -> Result<(), Said> {
         }
         "fifo_mode" => s.fifo_mode = file_mode(name, &g.value)?,
         "reuse_port" => s.reuse_port = boolean(name, &g.value)?,
+        "reuse_port_balance" => {
+            s.reuse_port_balance = match text(&g.value).to_ascii_lowercase().as_str() {
+                "hash" => Balance::Hash,
+                "random" => Balance::Random,
+                "cpu" => Balance::Cpu,
+                v => return Err(format!("'reuse_port_balance' {v}: hash, random or cpu").into()),
+            }
+        }
         "ctl_socket" => {
             // Kamailio's ctl module writes `unix:/path`; take both.
             let v = text(&g.value);

@@ -142,6 +142,24 @@ impl Sockets {
             .collect()
     }
 
+    /// Reuse-port mode: how the kernel picks a worker's socket among the
+    /// `workers` of each group (`Hash`: its own, nothing to attach).
+    pub fn balance(&self, workers: usize, how: crate::cfg::settings::Balance) -> io::Result<()> {
+        use crate::cfg::settings::Balance;
+        if self.mode != SocketMode::ReusePort || how == Balance::Hash {
+            return Ok(());
+        }
+        for s in &self.shared {
+            super::udp::attach_balance(
+                std::os::fd::AsRawFd::as_raw_fd(s),
+                workers as u32,
+                how == Balance::Cpu,
+            )
+            .map_err(|e| io::Error::new(e.kind(), format!("reuse_port_balance: {e}")))?;
+        }
+        Ok(())
+    }
+
     /// In reuse-port mode the master's own sockets would take a share of
     /// the traffic that nobody reads: close them once workers have theirs.
     fn release_master_copies(&mut self) {

@@ -226,6 +226,9 @@ pub fn run(mut config: Config, opts: &Options) -> Result<(), StartError> {
         SocketMode::Shared
     };
     let mut sockets = Sockets::bind(&addrs, mode)?;
+    sockets
+        .balance(workers, config.settings.reuse_port_balance)
+        .map_err(|e| StartError(e.to_string()))?;
     sockets.bind_tcp(&tcp_addrs, workers)?;
     if config.has_module("tls") {
         sockets.tls = Some(tcp::tls::TlsSetup::from_config(&config).map_err(StartError)?);

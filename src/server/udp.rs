@@ -530,3 +530,81 @@ impl Default for Outbox {
         Outbox::new()
     }
 }
+
+/// The classic BPF program that picks the socket of an SO_REUSEPORT
+/// group of `workers` for each datagram: a random one (`SKF_AD_RANDOM`),
+/// or by the CPU that received it (`SKF_AD_CPU`); `ret A` is the index.
+/// An index past the group (a worker being restarted) makes the kernel
+/// fall back to its hash.
+pub fn balance_program(workers: u32, by_cpu: bool) -> [libc::sock_filter; 3] {
+    const SKF_AD_OFF: i32 = -0x1000;
+    const SKF_AD_CPU: i32 = 36;
+    const SKF_AD_RANDOM: i32 = 56;
+    let what = if by_cpu { SKF_AD_CPU } else { SKF_AD_RANDOM };
+    [
+        // BPF_LD | BPF_W | BPF_ABS of an ancillary word.
+        libc::sock_filter {
+            code: 0x20,
+            jt: 0,
+            jf: 0,
+            k: (SKF_AD_OFF + what) as u32,
+        },
+        // BPF_ALU | BPF_MOD | BPF_K.
+        libc::sock_filter {
+            code: 0x94,
+            jt: 0,
+            jf: 0,
+            k: workers.max(1),
+        },
+        // BPF_RET | BPF_A.
+        libc::sock_filter {
+            code: 0x16,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
+    ]
+}
+
+/// Attaches `balance_program` to the SO_REUSEPORT group of socket `fd`.
+pub fn attach_balance(fd: std::os::fd::RawFd, workers: u32, by_cpu: bool) -> std::io::Result<()> {
+    let prog = balance_program(workers, by_cpu);
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: a valid program the kernel copies during the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_REUSEPORT_CBPF,
+            (&raw const fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    match rc {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
+#[cfg(test)]
+mod balance_tests {
+    #[test]
+    fn balance_programs_pick_an_index_below_the_workers() {
+        let p = super::balance_program(8, false);
+        assert_eq!((p[0].code, p[0].k), (0x20, (-0x1000i32 + 56) as u32));
+        assert_eq!((p[1].code, p[1].k), (0x94, 8));
+        assert_eq!(p[2].code, 0x16);
+        assert_eq!(
+            super::balance_program(0, true)[1].k,
+            1,
+            "never a modulo by 0"
+        );
+        assert_eq!(
+            super::balance_program(2, true)[0].k,
+            (-0x1000i32 + 36) as u32
+        );
+    }
+}
