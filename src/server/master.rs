@@ -208,7 +208,19 @@ fn install_stop_handlers() -> io::Result<()> {
     Ok(())
 }
 
+/// The signals the master waits for rather than handles (they stay
+/// pending until it asks): a stop, and a child that ended.
+fn master_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD] {
+        set.add(sig);
+    }
+    set
+}
+
 fn default_signals_in_child() {
+    // The master blocks what it waits for; a child takes them as usual.
+    let _ = master_signals().thread_unblock();
     let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     for sig in [Signal::SIGTERM, Signal::SIGINT] {
         // SAFETY: restoring the default disposition.
@@ -382,6 +394,9 @@ pub fn supervise(
     control: Option<ControlSetup>,
 ) -> io::Result<()> {
     install_stop_handlers()?;
+    // Blocked before the first fork: a child's end is pending, not lost,
+    // until the loop below waits for it.
+    master_signals().thread_block().map_err(io::Error::from)?;
     let mut pids: HashMap<Pid, usize> = HashMap::new();
     // tm's timers and usrloc's upkeep run in a process of their own, on
     // counter row `workers`; the control process has the row after it.
@@ -442,42 +457,56 @@ pub fn supervise(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    while !STOP.load(Ordering::SeqCst) {
-        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => {
-                std::thread::sleep(Duration::from_millis(10));
+    // The master sleeps until a signal: a stop, or a child that ended
+    // (reaped and started again). No polling: a master awake 100 times a
+    // second cost a fair part of a call's CPU at low rates.
+    let waited = master_signals();
+    'serve: while !STOP.load(Ordering::SeqCst) {
+        match waited.wait() {
+            Ok(Signal::SIGCHLD) => {}
+            Ok(_) => {
+                STOP.store(true, Ordering::SeqCst);
+                break;
             }
-            Ok(status) => {
-                let Some(pid) = status.pid() else { continue };
-                let Some(slot) = pids.remove(&pid) else {
-                    continue;
-                };
-                if STOP.load(Ordering::SeqCst) {
-                    break;
-                }
-                let role = match role_of(slot) {
-                    Role::Worker => "worker",
-                    Role::Timer => "timer process",
-                    Role::Control => "control process",
-                };
-                log::warn!("{role} {slot} (pid {pid}) ended: {status:?}; starting a new one");
-                // Its connections died with it: other workers must not hand
-                // it sends for them, and its peers reconnect to any worker.
-                if let Some(streams) = &shared.streams {
-                    let gone = streams.conns.remove_owner(slot as u16);
-                    if gone > 0 {
-                        log::warn!("{role} {slot} took {gone} TCP connections with it");
-                    }
-                }
-                match start(slot, &sockets) {
-                    Ok(new) => {
-                        pids.insert(new, slot);
-                    }
-                    Err(e) => log::error!("cannot restart worker {slot}: {e}"),
+            Err(e) => {
+                log::error!("master: waiting for signals: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        loop {
+            let status = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => break,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+                Ok(status) => status,
+            };
+            let Some(pid) = status.pid() else { continue };
+            let Some(slot) = pids.remove(&pid) else {
+                continue;
+            };
+            if STOP.load(Ordering::SeqCst) {
+                break 'serve;
+            }
+            let role = match role_of(slot) {
+                Role::Worker => "worker",
+                Role::Timer => "timer process",
+                Role::Control => "control process",
+            };
+            log::warn!("{role} {slot} (pid {pid}) ended: {status:?}; starting a new one");
+            // Its connections died with it: other workers must not hand
+            // it sends for them, and its peers reconnect to any worker.
+            if let Some(streams) = &shared.streams {
+                let gone = streams.conns.remove_owner(slot as u16);
+                if gone > 0 {
+                    log::warn!("{role} {slot} took {gone} TCP connections with it");
                 }
             }
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(e.into()),
+            match start(slot, &sockets) {
+                Ok(new) => {
+                    pids.insert(new, slot);
+                }
+                Err(e) => log::error!("cannot restart worker {slot}: {e}"),
+            }
         }
     }
     stop_all(&mut pids);
