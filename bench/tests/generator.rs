@@ -439,3 +439,42 @@ fn bad_arguments_are_refused_clearly() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent"));
 }
+
+/// `--threads 2`: two generator threads, each its own sockets and half
+/// the rate, their counts and latencies summed in one report; the calls
+/// go through rser's tm to both threads' UAS ports.
+#[test]
+fn two_generator_threads_report_as_one() {
+    let dir = temp_dir("threads");
+    let uas = free_port_run(2);
+    let config = format!(
+        "loadmodule \"sl.so\"\nloadmodule \"tm.so\"\nloadmodule \"rr.so\"\n\
+         route {{\n  if (loose_route()) {{ t_relay(); exit; }}\n\
+           if (method == \"INVITE\") {{ record_route(); }}\n\
+           if (method == \"OPTIONS\" && uri =~ \"^sip:ping@\") {{ sl_send_reply(\"200\", \"OK\"); exit; }}\n\
+           t_relay();\n}}\n"
+    );
+    let (_rser, addr) = start_rser(&dir, &config);
+    let j = dir.join("t.json");
+    let out = bench(&[
+        "--scenario",
+        "call",
+        "--target",
+        &addr.to_string(),
+        "--uas",
+        &format!("127.0.0.1:{uas}"),
+        "--threads",
+        "2",
+        "--rate",
+        "100",
+        "--duration",
+        "2s",
+        "--json",
+        j.to_str().unwrap(),
+    ]);
+    let r = json(&j);
+    all_completed(&r, 200, &out);
+    assert_eq!(r["peers"], 2, "{out}");
+    assert_eq!(r["latency_us"]["count"].as_u64(), Some(400), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -34,6 +34,12 @@ struct Args {
     /// (a load balancer's pool).
     #[arg(long, default_value_t = 1)]
     uas_count: usize,
+    /// Generator threads, each with its own sockets (its UAS on the next
+    /// port: --uas + thread) and rate/threads of the load, to drive a
+    /// proxy that one core cannot (UDP; not with --callee, --uas-count or
+    /// --search).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
     /// Units (requests, calls, registrations) started per second; with
     /// --search, the first rate tried.
     #[arg(long, default_value_t = 1000.0)]
@@ -206,13 +212,27 @@ fn run(args: &Args) -> Result<(), String> {
         None if args.target.ip().is_loopback() => args.target.ip(),
         None => std::net::Ipv4Addr::UNSPECIFIED.into(),
     };
-    let sockets = Sockets::bind(
-        args.peers,
-        local_ip,
-        scenario.needs_uas().then_some(args.uas),
-        args.uas_count,
-    )
-    .map_err(|e| e.to_string())?;
+    let threads = args.threads.max(1);
+    if threads > 1
+        && (args.callee.is_some() || args.uas_count > 1 || args.search || args.transport != "udp")
+    {
+        return Err("--threads: UDP only, without --callee, --uas-count or --search".into());
+    }
+    let bind = |t: usize| {
+        let uas = match (t, args.uas.port()) {
+            (0, _) | (_, 0) => args.uas,
+            (t, p) => SocketAddr::new(args.uas.ip(), p.saturating_add(t as u16)),
+        };
+        Sockets::bind(
+            args.peers,
+            local_ip,
+            scenario.needs_uas().then_some(uas),
+            args.uas_count,
+        )
+        .map_err(|e| e.to_string())
+    };
+    let all: Vec<Sockets> = (0..threads).map(bind).collect::<Result<_, _>>()?;
+    let sockets = &all[0];
     let domain = args
         .domain
         .clone()
@@ -233,7 +253,7 @@ fn run(args: &Args) -> Result<(), String> {
     if tcp && args.callee.is_some() {
         return Err("--callee registers over UDP: not with --transport tcp".into());
     }
-    let trial = |rate: f64, n: u32| -> RunResult {
+    let one = |sockets: &Sockets, rate: f64, n: u32, progress: bool| -> RunResult {
         let mut net = tcp.then(|| {
             TcpNet::open(args.target, args.peers, &sockets.uas_addrs).unwrap_or_else(|e| {
                 eprintln!("rser-bench: {e}");
@@ -267,8 +287,39 @@ fn run(args: &Args) -> Result<(), String> {
             rate,
             args.duration,
             args.timeout,
-            !args.quiet,
+            progress,
         )
+    };
+    // Each thread its share of the rate on its own sockets; their counts
+    // and latencies summed into one result.
+    let trial = |rate: f64, n: u32| -> RunResult {
+        if threads == 1 {
+            return one(sockets, rate, n, !args.quiet);
+        }
+        let each = rate / threads as f64;
+        let results: Vec<RunResult> = std::thread::scope(|scope| {
+            let handles: Vec<_> = all
+                .iter()
+                .enumerate()
+                .map(|(t, socks)| {
+                    let one = &one;
+                    scope.spawn(move || one(socks, each, n, t == 0 && !args.quiet))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a generator thread"))
+                .collect()
+        });
+        let mut it = results.into_iter();
+        let mut total = it.next().expect("at least one thread");
+        for r in it {
+            total.stats.add(&r.stats);
+            let _ = total.driver.hist.add(&r.driver.hist);
+            total.send_secs = total.send_secs.max(r.send_secs);
+            total.send_failures += r.send_failures;
+        }
+        total
     };
     let (best, trials, clean_rate) = if args.search {
         let mut search = Search::new(args.precision, args.max_trials);
@@ -335,7 +386,7 @@ fn run(args: &Args) -> Result<(), String> {
             1 => Vec::new(),
             _ => result.driver.uas_requests().to_vec(),
         },
-        peers: args.peers,
+        peers: args.peers * threads,
         loss_pct: args.loss,
         rate,
         duration_s: secs,

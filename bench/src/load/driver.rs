@@ -109,6 +109,22 @@ pub struct Stats {
     pub auth_rounds: u64,
 }
 
+impl Stats {
+    /// Another generator thread's counts added to these.
+    pub fn add(&mut self, o: &Stats) {
+        self.started += o.started;
+        self.completed += o.completed;
+        self.failed += o.failed;
+        self.timeouts += o.timeouts;
+        self.error_replies += o.error_replies;
+        self.rejected_full += o.rejected_full;
+        self.retransmitted += o.retransmitted;
+        self.dropped += o.dropped;
+        self.strays += o.strays;
+        self.auth_rounds += o.auth_rounds;
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum UacState {
     Free,
