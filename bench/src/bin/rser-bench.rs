@@ -281,7 +281,7 @@ fn run(args: &Args) -> Result<(), String> {
             tcp,
         };
         engine::run(
-            &sockets,
+            sockets,
             net.as_mut(),
             setup,
             rate,
