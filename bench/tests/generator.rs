@@ -447,14 +447,12 @@ fn bad_arguments_are_refused_clearly() {
 fn two_generator_threads_report_as_one() {
     let dir = temp_dir("threads");
     let uas = free_port_run(2);
-    let config = format!(
-        "loadmodule \"sl.so\"\nloadmodule \"tm.so\"\nloadmodule \"rr.so\"\n\
-         route {{\n  if (loose_route()) {{ t_relay(); exit; }}\n\
-           if (method == \"INVITE\") {{ record_route(); }}\n\
-           if (method == \"OPTIONS\" && uri =~ \"^sip:ping@\") {{ sl_send_reply(\"200\", \"OK\"); exit; }}\n\
-           t_relay();\n}}\n"
-    );
-    let (_rser, addr) = start_rser(&dir, &config);
+    let config = "loadmodule \"sl.so\"\nloadmodule \"tm.so\"\nloadmodule \"rr.so\"\n\
+         route {\n  if (loose_route()) { t_relay(); exit; }\n\
+           if (method == \"INVITE\") { record_route(); }\n\
+           if (method == \"OPTIONS\" && uri =~ \"^sip:ping@\") { sl_send_reply(\"200\", \"OK\"); exit; }\n\
+           t_relay();\n}\n";
+    let (_rser, addr) = start_rser(&dir, config);
     let j = dir.join("t.json");
     let out = bench(&[
         "--scenario",
