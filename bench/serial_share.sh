@@ -3,7 +3,8 @@
 # timer process and the control process against the workers', per call,
 # at a steady rate of stateful calls (bench/configs/stateful.cfg: each
 # INVITE, ACK and BYE relayed by tm, whose retransmission and wait timers
-# the timer process drives). Roles from `core.ps` over the control socket.
+# the timer process drives). Roles from `core.ps` over the control socket;
+# lock stripes found held and waited for (`lock_waits`) over the window.
 #
 # Usage: bench/serial_share.sh   (RATES="500 2000 4000" SECS=10 WORKERS=2
 #        SHM_MB=512 PORT=5560; transactions linger 32 s after a BYE
@@ -42,13 +43,17 @@ for rate in $RATES; do
     python3 - "$S/ctl.sock" "$node" $((SECS - 2 * SKIP)) "$S/bench.json" "$rate" "$bp" <<'PY'
 import json, os, socket, sys, time
 sock, master, secs, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[5])
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.connect(sock)
-s.sendall(b'{"jsonrpc":"2.0","method":"core.ps","id":1}\n')
-buf = b""
-while not buf.endswith(b"\n"):
-    buf += s.recv(65536)
-ps = json.loads(buf)["result"]
+def rpc(method, params):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(sock)
+    s.sendall(json.dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": 1}).encode() + b"\n")
+    buf = b""
+    while not buf.endswith(b"\n"):
+        buf += s.recv(65536)
+    s.close()
+    return json.loads(buf)["result"]
+ps = rpc("core.ps", [])
+waits = lambda: rpc("stats.get", ["core"])["core"]["lock_waits"]
 def ticks(pid):
     # Nanoseconds on a CPU (schedstat), finer than utime's clock ticks.
     with open(f"/proc/{pid}/schedstat") as f:
@@ -56,8 +61,10 @@ def ticks(pid):
 hz = 1e9
 roles = [(p["role"], p["pid"]) for p in ps]
 t0 = {pid: ticks(pid) for _, pid in roles}
+w0 = waits()
 time.sleep(secs)
 t1 = {pid: ticks(pid) for _, pid in roles}
+w1 = waits()
 by = {}
 for role, pid in roles:
     by[role] = by.get(role, 0) + (t1[pid] - t0[pid]) / hz
@@ -66,7 +73,8 @@ work = by.get("worker", 0)
 line = ", ".join(f"{r} {v / calls * 1e6:.2f} µs" for r, v in sorted(by.items()))
 serial = sum(v for r, v in by.items() if r != "worker")
 share = serial / work * 100 if work else float("nan")
-print(f"{rate}/s: per call {line}; master+timer+control = {share:.1f}% of the workers'")
+print(f"{rate}/s: per call {line}; master+timer+control = {share:.1f}% of the workers'; "
+      f"lock waits {(w1 - w0) / secs:.1f}/s ({(w1 - w0) / calls * 100:.2f} per 100 calls)")
 PY
     wait "$bp" || true
     tail -3 "$S/bench.log" | sed 's/^/   /'

@@ -57,10 +57,16 @@ impl RobustMutex {
     }
 
     /// Locks. If the previous owner died holding it, the guard says so.
+    /// A lock found held by another process first is counted ([`waits`]).
     pub fn lock(&self) -> io::Result<LockGuard<'_>> {
         let m = self.inner.get();
         // SAFETY: initialised by init() before the region was shared.
-        let rc = unsafe { libc::pthread_mutex_lock(m) };
+        let mut rc = unsafe { libc::pthread_mutex_trylock(m) };
+        if rc == libc::EBUSY {
+            WAITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // SAFETY: as above.
+            rc = unsafe { libc::pthread_mutex_lock(m) };
+        }
         match rc {
             0 => Ok(LockGuard {
                 mutex: self,
@@ -80,6 +86,15 @@ impl RobustMutex {
     }
 }
 
+/// Locks this process found held by another and waited for, since it
+/// started: how contended the stripes are.
+static WAITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// This process's lock waits so far.
+pub fn waits() -> u64 {
+    WAITS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 pub struct LockGuard<'a> {
     mutex: &'a RobustMutex,
     /// The previous owner died holding the lock: what it protects may be
@@ -93,5 +108,31 @@ impl Drop for LockGuard<'_> {
         unsafe {
             libc::pthread_mutex_unlock(self.mutex.inner.get());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lock found held is waited for and counted.
+    #[test]
+    fn a_held_lock_is_counted_as_a_wait() {
+        let m: &'static mut std::mem::MaybeUninit<RobustMutex> =
+            Box::leak(Box::new(std::mem::MaybeUninit::uninit()));
+        // SAFETY: fresh memory nobody else uses.
+        unsafe { RobustMutex::init(m.as_mut_ptr()) }.unwrap();
+        // SAFETY: initialised just above.
+        let m: &'static RobustMutex = unsafe { m.assume_init_ref() };
+        let before = waits();
+        let held = m.lock().unwrap();
+        let waiter = std::thread::spawn(move || {
+            let g = m.lock().unwrap();
+            drop(g);
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        drop(held);
+        waiter.join().unwrap();
+        assert!(waits() > before, "the second locker waited");
     }
 }

@@ -51,6 +51,8 @@ counters! { Counter, COUNTER_NAMES, {
     ScriptErrors => "script_errors",
     SendErrors => "send_errors",
     LocksRecovered => "locks_recovered",
+    /// A lock stripe found held by another process and waited for.
+    LockWaits => "lock_waits",
     /// Stream connections (Kamailio's `tcp:` counters).
     TcpAccepted => "tcp_accepted",
     TcpConnected => "tcp_connected",

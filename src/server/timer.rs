@@ -13,7 +13,7 @@ impl Worker<'_> {
         self.flush();
         // With the workers' shared sockets, an entry's end takes effect
         // even while no datagram wakes a worker.
-        self.refresh_kernel_drop();
+        self.after_batch();
     }
 
     /// The timer process: wakes every tick; receives only on sockets of

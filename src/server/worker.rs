@@ -94,6 +94,8 @@ pub struct Worker<'a> {
     pub(crate) vm: &'a Vm<'a>,
     /// pike's `kernel_drop` list, and what this process attached of it
     /// to its UDP sockets.
+    /// Lock waits already counted (`rser_shm::lock::waits`).
+    lock_waits_seen: u64,
     pub(crate) kernel_drop: Option<(
         crate::server::kernel_drop::DropList,
         crate::server::kernel_drop::Applied,
@@ -236,6 +238,7 @@ impl<'a> Worker<'a> {
             rt_lifecycle: wanting(&runtimes, |w| w.tm_lifecycle),
             rt_tm_events: wanting(&runtimes, |w| w.tm_events),
             runtimes,
+            lock_waits_seen: 0,
             kernel_drop: shared
                 .module_shm::<crate::modules::pike::PikeShm>("pike")
                 .and_then(|p| p.drops)
@@ -243,9 +246,20 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// The kernel's drop list brought up to date on this process's UDP
-    /// sockets (cheap when nothing changed: one atomic read).
-    pub(crate) fn refresh_kernel_drop(&mut self) {
+    /// After a batch: the process's lock waits counted, and the kernel's
+    /// drop list brought up to date on its UDP sockets (cheap when nothing
+    /// changed: atomic reads).
+    pub(crate) fn after_batch(&mut self) {
+        // Lock waits since the last batch into the counters first.
+        let waits = rser_shm::lock::waits();
+        if waits > self.lock_waits_seen {
+            self.shared.counters.add(
+                self.slot,
+                Counter::LockWaits as usize,
+                waits - self.lock_waits_seen,
+            );
+            self.lock_waits_seen = waits;
+        }
         let Some((list, applied)) = &mut self.kernel_drop else {
             return;
         };
@@ -459,7 +473,7 @@ impl<'a> Worker<'a> {
                     }
                 }
                 self.flush();
-                self.refresh_kernel_drop();
+                self.after_batch();
             }
         }
     }
@@ -482,7 +496,7 @@ impl<'a> Worker<'a> {
             }
             self.now_ms = now_ms();
             self.stream_events(&happened);
-            self.refresh_kernel_drop();
+            self.after_batch();
             self.reload_tls();
             for si in udp {
                 // Bounded per wake: the other sockets get their turn.
