@@ -15,15 +15,18 @@
 # per transaction, and how the workers shared the datagrams (the master's
 # last line).
 #
-# Usage: bench/worker_scaling.sh   (RATE=20000 SECS=10 PEERS=1
+# Usage: bench/worker_scaling.sh   (RATE=20000 SECS=10 PEERS=1 THREADS=1
 #        WORKERS="1 2 4 8" MODES="shared hash random" PORT=5460)
+#        THREADS: rser-bench's generator threads (each its own UAS port,
+#        PORT+1 upwards), for a machine where one generator core is not
+#        enough.
 # Needs: target/release/rser and rser-bench.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=SCRIPTDIR/scripts/lib.sh
 . bench/scripts/lib.sh
 
-RATE=${RATE:-20000} SECS=${SECS:-10} PEERS=${PEERS:-1}
+RATE=${RATE:-20000} SECS=${SECS:-10} PEERS=${PEERS:-1} THREADS=${THREADS:-1}
 WORKERS=${WORKERS:-"1 2 4 8"} MODES=${MODES:-"shared hash random"} PORT=${PORT:-5460}
 REL=target/release SKIP=2
 TICK=$(getconf CLK_TCK)
@@ -55,6 +58,7 @@ run() { # MODE N
     sleep 1
     timeout $((SECS + 20)) "$REL/rser-bench" --target "127.0.0.1:$PORT" --scenario forward \
         --uas "127.0.0.1:$((PORT + 1))" --rate "$RATE" --duration "${SECS}s" --peers "$PEERS" \
+        --threads "$THREADS" \
         --quiet --json "$S/bench.json" >"$S/bench.log" 2>&1 &
     bp=$!
     sleep "$SKIP"
