@@ -8,7 +8,10 @@
 #   random   reuse_port=yes with reuse_port_balance=random: a classic BPF
 #            selector picks a worker's socket at random for each datagram;
 #   cpu      reuse_port_balance=cpu: the socket of index (receiving CPU
-#            mod workers); on loopback the receiving CPU is the sender's.
+#            mod workers); on loopback the receiving CPU is the sender's;
+#   floor    not rser: rser-floor, a batched forwarder that parses nothing,
+#            with as many threads reading the one socket: the floor rser's
+#            cost is held against.
 # bench/configs/stateless.cfg (every request forwarded statelessly to
 # rser-bench's UAS); rser-bench `forward` at RATE/s for SECS s from PEERS
 # sockets; rser's CPU (all its processes, /proc) over the steady middle,
@@ -43,7 +46,7 @@ trap cleanup EXIT
 run() { # MODE N
     local mode=$1 n=$2 cfg=$S/$1.cfg node bp t0 t1 c0 c1 spread
     case $mode in
-    shared) sed -e "s|^listen=.*|listen=udp:127.0.0.1:$PORT|" bench/configs/stateless.cfg >"$cfg" ;;
+    shared | floor) sed -e "s|^listen=.*|listen=udp:127.0.0.1:$PORT|" bench/configs/stateless.cfg >"$cfg" ;;
     hash) sed -e "s|^listen=.*|listen=udp:127.0.0.1:$PORT\nreuse_port=yes|" bench/configs/stateless.cfg >"$cfg" ;;
     random | cpu)
         sed -e "s|^listen=.*|listen=udp:127.0.0.1:$PORT\nreuse_port=yes\nreuse_port_balance=$mode|" \
@@ -52,7 +55,12 @@ run() { # MODE N
     *) echo "worker_scaling.sh: no mode $mode" >&2; exit 1 ;;
     esac
     sed -i -e "s|forward(127.0.0.1, 5070)|forward(127.0.0.1, $((PORT + 1)))|" "$cfg"
-    RUST_LOG=info "$REL/rser" -f "$cfg" -n "$n" -m 64 >"$S/rser.log" 2>&1 &
+    if [ "$mode" = floor ]; then
+        "$REL/rser-floor" --listen "127.0.0.1:$PORT" --to "127.0.0.1:$((PORT + 1))" --workers "$n" \
+            >"$S/rser.log" 2>&1 &
+    else
+        RUST_LOG=info "$REL/rser" -f "$cfg" -n "$n" -m 64 >"$S/rser.log" 2>&1 &
+    fi
     node=$!
     PIDS+=("$node")
     sleep 1
