@@ -31,9 +31,7 @@ TICK=$(getconf CLK_TCK)
 S=$(mktemp -d "${TMPDIR:-/tmp}/rser-cluster.XXXXXX")
 PIDS=()
 cleanup() {
-    for p in ${PIDS[@]+"${PIDS[@]}"}; do kill -TERM "$p" 2>/dev/null || true; done
-    sleep 1
-    for p in ${PIDS[@]+"${PIDS[@]}"}; do kill -KILL "$p" 2>/dev/null || true; done
+    stop ${PIDS[@]+"${PIDS[@]}"}
     rm -rf "$S"
 }
 trap cleanup EXIT

@@ -32,32 +32,6 @@ REL=target/release SKIP=2
 TICK=$(getconf CLK_TCK)
 S=$(mktemp -d "${TMPDIR:-/tmp}/kam-cluster.XXXXXX")
 PIDS=()
-# Whether a process is there and not a zombie.
-alive() {
-    local st
-    st=$(sed 's/^.*) //' /proc/"$1"/stat 2>/dev/null | cut -d' ' -f1) || st=
-    [ -n "$st" ] && [ "$st" != Z ]
-}
-# Stops processes we started and everything under them: a kamailio's
-# main process killed outright would leave its children behind, so TERM
-# first (the main process takes its children down with it), wait up to
-# 3 s, then KILL whatever of the trees is still there.
-stop() { # PID...
-    local p left tree=()
-    for p in "$@"; do
-        # shellcheck disable=SC2207
-        tree+=($(proc_tree "$p"))
-    done
-    for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
-    for _ in 1 2 3 4 5 6 7 8 9 10; do
-        left=
-        for p in ${tree[@]+"${tree[@]}"}; do alive "$p" && { left=$p; break; }; done
-        [ -z "$left" ] && break
-        sleep 0.3
-    done
-    for p in ${tree[@]+"${tree[@]}"}; do kill -KILL "$p" 2>/dev/null || true; done
-    for p in "$@"; do wait "$p" 2>/dev/null || true; done
-}
 cleanup() {
     stop ${PIDS[@]+"${PIDS[@]}"}
     rm -rf "$S"

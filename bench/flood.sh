@@ -93,32 +93,6 @@ awk -v r="$PER_SRC" 'BEGIN { exit !(r >= 1) }' || die "LEGIT_RATE/SOURCES = $PER
 
 S=$(mktemp -d "${TMPDIR:-/tmp}/rser-flood.XXXXXX")
 PIDS=()
-# Whether a process is there and not a zombie.
-alive() {
-    local st
-    st=$(sed 's/^.*) //' /proc/"$1"/stat 2>/dev/null | cut -d' ' -f1) || st=
-    [ -n "$st" ] && [ "$st" != Z ]
-}
-# Stops processes we started and everything under them (a kamailio's
-# workers, the rser-bench under each timeout): TERM to each (Kamailio's
-# main process takes its children down with it), up to 3 s, then KILL
-# whatever of the trees is left.
-stop() { # PID...
-    local p left tree=()
-    for p in "$@"; do
-        # shellcheck disable=SC2207
-        tree+=($(proc_tree "$p"))
-    done
-    for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
-    for _ in 1 2 3 4 5 6 7 8 9 10; do
-        left=
-        for p in ${tree[@]+"${tree[@]}"}; do alive "$p" && { left=$p; break; }; done
-        [ -z "$left" ] && break
-        sleep 0.3
-    done
-    for p in ${tree[@]+"${tree[@]}"}; do kill -KILL "$p" 2>/dev/null || true; done
-    for p in "$@"; do wait "$p" 2>/dev/null || true; done
-}
 forget() { # PID...
     local keep=() q r drop
     for q in ${PIDS[@]+"${PIDS[@]}"}; do

@@ -12,6 +12,8 @@
 # Needs: target/release/rser and rser-bench, python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=SCRIPTDIR/scripts/lib.sh
+. bench/scripts/lib.sh
 
 RATES=${RATES:-"500 2000 4000"} SECS=${SECS:-10} WORKERS=${WORKERS:-2} PORT=${PORT:-5560}
 SHM_MB=${SHM_MB:-512}
@@ -19,9 +21,7 @@ REL=target/release SKIP=2
 S=$(mktemp -d "${TMPDIR:-/tmp}/rser-serial.XXXXXX")
 PIDS=()
 cleanup() {
-    for p in ${PIDS[@]+"${PIDS[@]}"}; do kill -TERM "$p" 2>/dev/null || true; done
-    sleep 1
-    for p in ${PIDS[@]+"${PIDS[@]}"}; do kill -KILL "$p" 2>/dev/null || true; done
+    stop ${PIDS[@]+"${PIDS[@]}"}
     rm -rf "$S"
 }
 trap cleanup EXIT

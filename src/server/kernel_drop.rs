@@ -249,9 +249,15 @@ pub struct Applied {
 }
 
 impl Applied {
-    /// Brings `sockets`' programs up to the list at `now` when it changed
-    /// or an entry expired since the last time.
-    pub fn refresh(&mut self, list: &DropList, sockets: &[(RawFd, bool)], now: u64) {
+    /// Brings `sockets`' programs (each a descriptor and whether it is
+    /// IPv6) up to the list at `now` when it changed or an entry expired
+    /// since the last time; `sockets` is walked only then.
+    pub fn refresh(
+        &mut self,
+        list: &DropList,
+        sockets: impl Iterator<Item = (RawFd, bool)>,
+        now: u64,
+    ) {
         let generation = list.generation();
         let expired = self.next_expiry.is_some_and(|t| t <= now);
         if generation == self.generation && !expired {
@@ -264,8 +270,8 @@ impl Applied {
             return;
         }
         for (fd, v6) in sockets {
-            let prog = program(&live, *v6);
-            if let Err(e) = attach(*fd, prog.as_deref()) {
+            let prog = program(&live, v6);
+            if let Err(e) = attach(fd, prog.as_deref()) {
                 log::error!("kernel_drop: cannot set the socket's filter: {e}");
             }
         }

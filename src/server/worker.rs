@@ -263,12 +263,13 @@ impl<'a> Worker<'a> {
         let Some((list, applied)) = &mut self.kernel_drop else {
             return;
         };
-        let fds: ArrayVec<(std::os::fd::RawFd, bool), MAX_SOCKETS> = self
+        // The UDP sockets come first among `locals`.
+        let fds = self
             .sockets
             .iter()
-            .map(|s| (s.as_raw_fd(), s.local_addr().is_ok_and(|a| a.is_ipv6())))
-            .collect();
-        applied.refresh(list, &fds, self.now_ms);
+            .zip(&self.locals)
+            .map(|(s, a)| (s.as_raw_fd(), a.is_ipv6()));
+        applied.refresh(list, fds, self.now_ms);
     }
 
     /// Runs `f` on module `m`'s runtime with the context it works with

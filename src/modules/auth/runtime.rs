@@ -282,13 +282,16 @@ fn log_failure(
 /// SHA-256 HA1; MD5's is its first half).
 const UNKNOWN_HA1: [u8; 64] = [b'0'; 64];
 
-/// The user name of the request's credentials for `realm`.
-fn credentials_user<'m>(msg: &'m Message<'_>, realm: &str, proxy: bool) -> Option<&'m [u8]> {
-    let realm = realm_of(msg, realm);
+/// The request's credentials for `realm` (a request may carry others'),
+/// parsed once for the throttle and the check.
+fn our_credentials<'m>(
+    msg: &'m Message<'_>,
+    realm: &[u8],
+    proxy: bool,
+) -> Option<crate::sip::DigestCredentials<'m>> {
     msg.credentials(proxy)
         .filter_map(Result::ok)
         .find(|c| c.realm.is_some_and(|r| r.eq_ignore_ascii_case(realm)))
-        .and_then(|c| c.username)
 }
 
 impl AuthState {
@@ -369,11 +372,13 @@ impl AuthState {
         table: &str,
         proxy: bool,
     ) -> i32 {
+        let msg = ctx.msg;
+        let creds = our_credentials(msg, realm_of(msg, realm), proxy);
+        let user = creds.and_then(|c| c.username);
         // Too many failures lately from this source or for this user: no
         // check at all, a 403, and the script ends.
-        if let Some(t) = &self.throttle
-            && let Some(user) = credentials_user(ctx.msg, realm, proxy)
-            && let Some(over) = t.refused(ctx.src.ip(), user, realm_of(ctx.msg, realm), cx.now_ms)
+        if let (Some(t), Some(user)) = (&self.throttle, user)
+            && let Some(over) = t.refused(ctx.src.ip(), user, realm_of(msg, realm), cx.now_ms)
         {
             cx.counts.add(super::AUTH_THROTTLED, 1);
             log_failure(
@@ -386,10 +391,10 @@ impl AuthState {
             cx.shell.reply(ctx, 403, b"Forbidden", b"");
             return 0;
         }
-        let r = self.authorize_in(ctx, realm, table, proxy, &cx.counts, cx.now_ms);
-        if let (Some(t), Err(Failure::WrongPassword | Failure::UnknownUser)) = (&self.throttle, r)
-            && let Some(user) = credentials_user(ctx.msg, realm, proxy)
-            && let Some(over) = t.failed(ctx.src.ip(), user, realm_of(ctx.msg, realm), cx.now_ms)
+        let r = self.authorize_in(ctx, creds, realm, table, proxy, &cx.counts, cx.now_ms);
+        if let (Some(t), Some(user), Err(Failure::WrongPassword | Failure::UnknownUser)) =
+            (&self.throttle, user, r)
+            && let Some(over) = t.failed(ctx.src.ip(), user, realm_of(msg, realm), cx.now_ms)
         {
             cx.counts.add(super::AUTH_BLOCKED, 1);
             log::warn!(
@@ -426,9 +431,11 @@ impl AuthState {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn authorize_in(
         &mut self,
         ctx: &MsgCtx<'_, '_>,
+        creds: Option<crate::sip::DigestCredentials<'_>>,
         realm: &str,
         table: &str,
         proxy: bool,
@@ -438,12 +445,7 @@ impl AuthState {
         let a = self;
         let msg = ctx.msg;
         let realm = realm_of(msg, realm);
-        // The credentials for our realm (a request may carry others').
-        let Some(c) = msg
-            .credentials(proxy)
-            .filter_map(Result::ok)
-            .find(|c| c.realm.is_some_and(|r| r.eq_ignore_ascii_case(realm)))
-        else {
+        let Some(c) = creds else {
             return Err(Failure::NoCredentials);
         };
         let (Some(user), Some(nonce), Some(resp)) = (c.username, c.nonce, c.response) else {

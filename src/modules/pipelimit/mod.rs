@@ -200,7 +200,7 @@ fn check_args(f: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
     Ok(out)
 }
 
-fn drop_args(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
+pub(crate) fn drop_args(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
     a.iter()
         .map(|x| int_in(x, 0, 86_400).map(Param::Int))
         .collect()
@@ -275,34 +275,48 @@ impl PlRuntime {
         Some(i)
     }
 
-    /// A pipe argument with its pseudo-variables filled.
-    fn name_of(&mut self, f: &Format, ctx: &MsgCtx<'_, '_>) -> String {
+    /// A request through the pipe named by `f` (its pseudo-variables
+    /// filled in a buffer kept between messages, so no allocation), defined
+    /// first with `define` (algorithm, limit) when it is not so already:
+    /// 1 let through, -1 over the limit, -2 no such pipe; with
+    /// `active_only`, 1 when the pipe exists. The counters are
+    /// `PlCounter`'s, in the calling module's list.
+    pub(crate) fn check_named(
+        &mut self,
+        cx: &mut Cx<'_>,
+        ctx: &MsgCtx<'_, '_>,
+        f: &Format,
+        define: Option<(Algorithm, u32)>,
+        active_only: bool,
+    ) -> i32 {
         let mut buf = std::mem::take(&mut self.name);
         buf.clear();
         crate::script::pv::format_into(f, ctx, &mut buf);
-        let name = String::from_utf8_lossy(&buf).into_owned();
+        let r = self.check(cx, &String::from_utf8_lossy(&buf), define, active_only);
         self.name = buf;
-        name
+        r
     }
 
-    /// A request through pipe `name` (defined first as `define` says, when
-    /// it differs): 1 let through, -1 over the limit, -2 no such pipe;
-    /// with `active_only`, 1 when the pipe exists. The counters are
-    /// `PlCounter`'s, in the calling module's list.
+    /// [`PlRuntime::check_named`] on a name at hand.
     pub(crate) fn check(
         &mut self,
         cx: &mut Cx<'_>,
         name: &str,
-        define: Option<PipeDef>,
+        define: Option<(Algorithm, u32)>,
         active_only: bool,
     ) -> i32 {
         let Some(p) = self.pipes else { return -2 };
-        if let Some(d) = define {
-            let same = self.pipe(name).filter(|&i| p.def(i).as_ref() == Some(&d));
+        if let Some((algorithm, limit)) = define {
+            let same = self.pipe(name).filter(|&i| p.is(i, algorithm, limit));
             if same.is_none() {
+                let d = PipeDef {
+                    name: name.to_string(),
+                    algorithm,
+                    limit,
+                };
                 match p.set(&d) {
                     Ok(i) => {
-                        self.index.insert(name.to_string(), i);
+                        self.index.insert(d.name, i);
                     }
                     Err(e) => {
                         cx.counts.add(PlCounter::NoRoom as usize, 1);
@@ -391,16 +405,14 @@ impl Runtime for PlRuntime {
     fn call(&mut self, cx: &mut Cx<'_>, ctx: &mut MsgCtx<'_, '_>, id: u8, args: &[Param]) -> i32 {
         match (id, args) {
             (PL_CHECK | PL_ACTIVE, [Param::Fmt(name), rest @ ..]) => {
-                let name = self.name_of(name, ctx);
                 let define = match rest {
-                    [Param::Str(alg), Param::Int(limit)] => Some(PipeDef {
-                        name: name.clone(),
-                        algorithm: Algorithm::parse(alg).unwrap_or(Algorithm::TailDrop),
-                        limit: u32::try_from(*limit).unwrap_or(u32::MAX),
-                    }),
+                    [Param::Str(alg), Param::Int(limit)] => Some((
+                        Algorithm::parse(alg).unwrap_or(Algorithm::TailDrop),
+                        u32::try_from(*limit).unwrap_or(u32::MAX),
+                    )),
                     _ => None,
                 };
-                self.check(cx, &name, define, id == PL_ACTIVE)
+                self.check_named(cx, ctx, name, define, id == PL_ACTIVE)
             }
             (PL_DROP, bounds) => self
                 .drop_reply(cx, ctx, bounds)

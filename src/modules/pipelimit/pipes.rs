@@ -306,16 +306,12 @@ impl Pipes {
         }
     }
 
-    /// Pipe `i`'s definition now.
-    pub fn def(&self, i: usize) -> Option<PipeDef> {
-        let p = self.pipes.get(i)?;
-        if p.key.load(Ordering::Acquire) == 0 {
-            return None;
-        }
-        Some(PipeDef {
-            name: self.name_of(p),
-            algorithm: Algorithm::of_code(p.algorithm.load(Ordering::Acquire))?,
-            limit: p.limit.load(Ordering::Acquire),
+    /// Whether pipe `i` is defined with `algorithm` and `limit` now.
+    pub fn is(&self, i: usize, algorithm: Algorithm, limit: u32) -> bool {
+        self.pipes.get(i).is_some_and(|p| {
+            p.key.load(Ordering::Acquire) != 0
+                && p.algorithm.load(Ordering::Acquire) == algorithm.code()
+                && p.limit.load(Ordering::Acquire) == limit
         })
     }
 

@@ -11,7 +11,7 @@
 //! `rl.get_pid`, `rl.set_pid`.
 
 use crate::cfg::ast::Arg;
-use crate::cfg::fixup::{Fixup, error, int_in, text};
+use crate::cfg::fixup::{Fixup, error, text};
 use crate::cfg::program::Param;
 use crate::cfg::pv::Format;
 use crate::cfg::{Config, ConfigError, ParamValue};
@@ -53,7 +53,13 @@ pub static MODULE: Module = Module {
             pipe_arg,
             Routes::ANY,
         ),
-        action("rl_drop", RL_DROP, (0, 2), drop_args, Routes::REQUEST),
+        action(
+            "rl_drop",
+            RL_DROP,
+            (0, 2),
+            super::drop_args,
+            Routes::REQUEST,
+        ),
     ],
     counters: COUNTER_NAMES,
     hooks: Some(&Hooks {
@@ -117,12 +123,6 @@ fn pipe_arg(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
         .collect()
 }
 
-fn drop_args(_: &Fixup<'_>, a: &[Arg]) -> Result<Vec<Param>, ConfigError> {
-    a.iter()
-        .map(|x| int_in(x, 0, 86_400).map(Param::Int))
-        .collect()
-}
-
 struct RlRuntime {
     pl: PlRuntime,
     queues: Vec<Queue>,
@@ -155,8 +155,7 @@ impl Runtime for RlRuntime {
     fn call(&mut self, cx: &mut Cx<'_>, ctx: &mut MsgCtx<'_, '_>, id: u8, args: &[Param]) -> i32 {
         match (id, args) {
             (RL_CHECK | RL_CHECK_PIPE, [Param::Fmt(pipe)]) => {
-                let name = self.pl.name_of(pipe, ctx);
-                self.pl.check(cx, &name, None, false)
+                self.pl.check_named(cx, ctx, pipe, None, false)
             }
             (RL_CHECK | RL_CHECK_PIPE, []) => {
                 let method = ctx.msg.method_raw();
@@ -164,8 +163,8 @@ impl Runtime for RlRuntime {
                     .queues
                     .iter()
                     .find(|q| q.method == "*" || q.method.as_bytes().eq_ignore_ascii_case(method));
-                match queue.map(|q| q.pipe.clone()) {
-                    Some(pipe) => self.pl.check(cx, &pipe, None, false),
+                match queue {
+                    Some(q) => self.pl.check(cx, &q.pipe, None, false),
                     None => 1,
                 }
             }
