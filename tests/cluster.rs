@@ -578,3 +578,48 @@ fn a_phone_connected_to_one_node_is_called_through_it_from_another() {
     let (gone, _) = expect(&caller, "SIP/2.0 4", SEC).expect("a refusal");
     assert_eq!(status(&gone), Some(430), "{gone}");
 }
+
+/// CANCEL follows an INVITE that went through the phone's node: B's
+/// CANCEL carries the same Route (built from the branch's own text), A
+/// cancels its branch down the connection, the caller gets the 487.
+#[test]
+fn a_call_through_the_phones_node_is_cancelled_down_its_connection() {
+    let r = Redis::start();
+    let a = Server::start_tcp(&routing_config(&r.url()), 2, &[]);
+    let b = Server::start(&routing_config(&r.url()), 2, &[]);
+    let mut phone = common::stream::Stream::connect(a.tcp.expect("A's TCP address"));
+    let reg = phone
+        .request(
+            "REGISTER",
+            "sip:example.com",
+            "cancel-reg",
+            "Contact: <sip:bob@127.0.0.1:9;transport=tcp>\r\nExpires: 600\r\n",
+        )
+        .replace("To: <sip:example.com>", "To: <sip:bob@example.com>");
+    phone.send(reg.as_bytes());
+    let ok = phone.expect("SIP/2.0 ").expect("a reply to the REGISTER");
+    assert_eq!(status(&ok), Some(200), "{ok}");
+    std::thread::sleep(Duration::from_millis(300));
+    let caller = Peer::new();
+    let invite = caller.request("INVITE", "sip:bob@example.com", "cancel-call", "");
+    caller.send(b.addr, &invite);
+    let inv = phone.expect("INVITE ").expect("the INVITE through A");
+    phone.send(common::answer(&inv, 180, "Ringing", "bob").as_bytes());
+    expect(&caller, "SIP/2.0 180", SEC).expect("the 180 through A and B");
+    let cancel = invite
+        .replacen("INVITE sip", "CANCEL sip", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    caller.send(b.addr, &cancel);
+    expect(&caller, "SIP/2.0 200", SEC).expect("B answers the CANCEL");
+    let c = phone
+        .expect("CANCEL ")
+        .expect("the CANCEL down the connection");
+    assert!(
+        c.starts_with("CANCEL sip:bob@127.0.0.1:9;transport=tcp "),
+        "{c}"
+    );
+    phone.send(common::answer(&c, 200, "OK", "bob").as_bytes());
+    phone.send(common::answer(&inv, 487, "Request Terminated", "bob").as_bytes());
+    expect(&caller, "SIP/2.0 487", SEC).expect("the 487 through A and B");
+    assert!(phone.expect("ACK ").is_some(), "A ACKs the 487");
+}
