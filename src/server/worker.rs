@@ -720,15 +720,18 @@ impl<'a> Worker<'a> {
         if data.iter().all(|b| b.is_ascii_whitespace()) {
             return;
         }
-        let msg = match Message::parse(data) {
+        // Borrowed from the Result: moving the message (about 2 KiB) out
+        // of it would copy it.
+        let parsed = Message::parse(data);
+        let msg = match &parsed {
             Ok(m) => m,
             Err(e) => {
-                self.refuse_unparsable(data, src, e);
+                self.refuse_unparsable(data, src, *e);
                 return;
             }
         };
         if msg.is_request() {
-            self.request(&msg, src, st, main);
+            self.request(msg, src, st, main);
             return;
         }
         if let Some(code) = msg.status() {
@@ -738,7 +741,7 @@ impl<'a> Worker<'a> {
         // a `drop` there ends it.
         if let Some(route) = self.reply_route {
             let local = self.locals[self.in_sock];
-            let mut ctx = MsgCtx::new(&msg, src, local, self.protos[self.in_sock], st);
+            let mut ctx = MsgCtx::new(msg, src, local, self.protos[self.in_sock], st);
             ctx.status = msg.status();
             let vm = self.vm;
             let out = vm.run(route, &mut ctx, self);
@@ -750,8 +753,8 @@ impl<'a> Worker<'a> {
         }
         // tm's go to their transaction, our dispatcher probes' replies end
         // here; the rest are routed statelessly.
-        if !self.reply_taken(&msg, src) {
-            self.reply(&msg, src);
+        if !self.reply_taken(msg, src) {
+            self.reply(msg, src);
         }
     }
 

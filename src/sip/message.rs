@@ -11,7 +11,7 @@ use super::error::{ParseError, Result};
 use super::header::{Header, HeaderKind};
 use super::limits::{MAX_DATAGRAM, MAX_HEADER_LEN, MAX_HEADERS, MAX_VIAS};
 use super::name_addr::{Contact, NameAddr};
-use super::scan::{CommaSplit, is_token_char, is_ws, parse_u32, trim};
+use super::scan::{CommaSplit, all_token, find_byte, is_token_char, is_ws, parse_u32, trim};
 use super::uri::Uri;
 use super::values::{self, CSeq, ContentType, Method};
 use super::via::Via;
@@ -57,21 +57,19 @@ impl<'a> Message<'a> {
     /// Frames a datagram. Fails on anything that prevents finding the start
     /// line, every header and the body; header values are checked only when
     /// read (or by [`Message::validate`]).
+    // Built where it is returned: a Message is about 2 KiB (the header
+    // index and the typed caches), and moving it into a Result cost a copy
+    // a datagram. Callers that keep the Result and borrow the message from
+    // it avoid the second.
+    #[inline]
     pub fn parse(buf: &'a [u8]) -> Result<Message<'a>> {
-        if buf.len() > MAX_DATAGRAM {
-            return Err(ParseError::TooLarge);
-        }
-        // RFC 3261 §7.5: CRLFs before the start line are ignored.
-        let begin = buf
-            .iter()
-            .position(|&b| b != b'\r' && b != b'\n')
-            .ok_or(ParseError::Empty)?;
-        let (line_end, next) = line_end(buf, begin).ok_or(ParseError::Truncated)?;
-        let start_line = parse_start_line(buf, begin, line_end)?;
-        let mut msg = Message {
+        let mut parsed = Ok(Message {
             buf,
-            start_line,
-            start_line_span: Span::new(begin, next),
+            start_line: StartLine::Response {
+                code: 0,
+                reason: Span::default(),
+            },
+            start_line_span: Span::default(),
             headers: ArrayVec::new(),
             first: [0; HeaderKind::COUNT],
             headers_end: 0,
@@ -84,10 +82,31 @@ impl<'a> Message<'a> {
             cseq: OnceCell::new(),
             call_id: OnceCell::new(),
             max_forwards: OnceCell::new(),
-        };
-        let body_start = msg.index_headers(next)?;
-        msg.frame_body(body_start)?;
-        Ok(msg)
+        });
+        if let Ok(msg) = &mut parsed {
+            if let Err(e) = msg.frame() {
+                parsed = Err(e);
+            }
+        }
+        parsed
+    }
+
+    /// The framing pass: the start line, the header index, the body.
+    fn frame(&mut self) -> Result<()> {
+        let buf = self.buf;
+        if buf.len() > MAX_DATAGRAM {
+            return Err(ParseError::TooLarge);
+        }
+        // RFC 3261 §7.5: CRLFs before the start line are ignored.
+        let begin = buf
+            .iter()
+            .position(|&b| b != b'\r' && b != b'\n')
+            .ok_or(ParseError::Empty)?;
+        let (line_end, next) = line_end(buf, begin).ok_or(ParseError::Truncated)?;
+        self.start_line = parse_start_line(buf, begin, line_end)?;
+        self.start_line_span = Span::new(begin, next);
+        let body_start = self.index_headers(next)?;
+        self.frame_body(body_start)
     }
 
     /// Walks the header lines from `pos`, filling the index; returns where
@@ -110,20 +129,17 @@ impl<'a> Message<'a> {
                 Some(&b) if is_ws(b) => return Err(ParseError::BadHeaderLine),
                 Some(_) => {}
             }
-            // field-name, optional white space, ':' (RFC 3261 §7.3.1).
-            let name_end = pos
-                + buf[pos..]
-                    .iter()
-                    .position(|&b| !is_token_char(b))
-                    .unwrap_or(0);
-            if name_end == pos {
-                return Err(ParseError::BadHeaderLine);
+            // field-name, optional white space, ':' (RFC 3261 §7.3.1). A
+            // name holds no ':', so the first one ends it; what precedes it
+            // must be a token and white space (a line without a colon
+            // fails here too: its line break is no token character).
+            let colon = pos + find_byte(&buf[pos..], b':').ok_or(ParseError::BadHeaderLine)?;
+            let mut name_end = colon;
+            while name_end > pos && is_ws(buf[name_end - 1]) {
+                name_end -= 1;
             }
-            let mut colon = name_end;
-            while buf.get(colon).is_some_and(|&b| is_ws(b)) {
-                colon += 1;
-            }
-            if buf.get(colon) != Some(&b':') {
+            let name = &buf[pos..name_end];
+            if name.is_empty() || !all_token(name) {
                 return Err(ParseError::BadHeaderLine);
             }
             // The header runs until a line break not followed by SP/HTAB
@@ -141,14 +157,13 @@ impl<'a> Message<'a> {
             if next - pos > MAX_HEADER_LEN {
                 return Err(ParseError::HeaderTooLong);
             }
-            let name = &buf[pos..name_end];
             let name_len = u8::try_from(name.len()).map_err(|_| ParseError::BadHeaderLine)?;
             let kind = HeaderKind::from_name(name);
             let line_span = Span::new(pos, next);
             let value = trim(&buf[colon + 1..value_end]);
             // Most list lines carry one value: a vectorised search for a
             // comma skips the quote-aware split for them.
-            if kind.is_list() && memchr::memchr(b',', value).is_some() {
+            if kind.is_list() && find_byte(value, b',').is_some() {
                 for part in CommaSplit::new(value) {
                     let part = trim(part?);
                     if part.is_empty() {
@@ -475,8 +490,9 @@ impl<'a> Message<'a> {
 
 /// End of the line starting at `pos`: (end of its content, start of the
 /// next line). Accepts CRLF and, leniently, a bare LF.
+#[inline(always)]
 fn line_end(buf: &[u8], pos: usize) -> Option<(usize, usize)> {
-    let lf = pos + memchr::memchr(b'\n', &buf[pos..])?;
+    let lf = pos + find_byte(&buf[pos..], b'\n')?;
     let end = if lf > pos && buf[lf - 1] == b'\r' {
         lf - 1
     } else {

@@ -2,7 +2,10 @@
 //! Route, Record-Route (RFC 3261 §20.10, §20.20, §20.30, §20.34, §20.39).
 
 use super::error::{ParseError, Result};
-use super::scan::{Params, find_top_level, is_lws, is_token_char, parse_u32, skip_quoted, trim};
+use super::scan::{
+    Params, eq_lower, find_byte, find_top_level, is_lws, is_token_char, parse_u32, skip_quoted,
+    trim,
+};
 use super::uri::Uri;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +45,7 @@ impl<'a> NameAddr<'a> {
             None => {
                 // addr-spec: header parameters start at the first ';', so a URI
                 // with ';', '?' or ',' must have been bracketed (§20).
-                let end = memchr::memchr(b';', s).unwrap_or(s.len());
+                let end = find_byte(s, b';').unwrap_or(s.len());
                 let uri = trim(&s[..end]);
                 if uri.iter().any(|&b| matches!(b, b'?' | b',') || is_lws(b)) {
                     return Err(ParseError::BadNameAddr);
@@ -57,7 +60,7 @@ impl<'a> NameAddr<'a> {
         let mut tag = None;
         for p in Params::new(params) {
             let p = p.map_err(|_| ParseError::BadNameAddr)?;
-            if p.name.eq_ignore_ascii_case(b"tag") {
+            if eq_lower(p.name, b"tag") {
                 tag = Some(p.value.ok_or(ParseError::BadNameAddr)?);
             }
         }
@@ -125,7 +128,7 @@ fn bracketed_uri(s: &[u8]) -> Result<(&[u8], &[u8])> {
     if s.first() != Some(&b'<') {
         return Err(ParseError::BadNameAddr);
     }
-    let close = memchr::memchr(b'>', s).ok_or(ParseError::BadNameAddr)?;
+    let close = find_byte(s, b'>').ok_or(ParseError::BadNameAddr)?;
     let uri = &s[1..close];
     // LAQUOT / RAQUOT allow white space outside, not inside, the brackets.
     if uri.iter().any(|&b| is_lws(b)) {

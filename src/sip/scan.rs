@@ -51,8 +51,87 @@ pub fn is_word_char(b: u8) -> bool {
     WORD[b as usize]
 }
 
+/// Whether every byte is a token character; no early exit, so short
+/// names cost no branch per byte.
+#[inline]
+pub fn all_token(s: &[u8]) -> bool {
+    s.iter().fold(true, |ok, &b| ok & TOKEN[b as usize])
+}
+
 pub fn is_token(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().all(|&b| is_token_char(b))
+}
+
+/// Index of the first `needle` in `s`, eight bytes at a time in a
+/// register (SWAR), inlined. The slices of a SIP message searched per
+/// header (a line, a URI, a parameter) are tens of bytes, where the call,
+/// dispatch and setup of a SIMD search cost more than the search.
+#[inline]
+pub fn find_byte(s: &[u8], needle: u8) -> Option<usize> {
+    find_flagged(s, |w| flag_byte(w, needle), |b| b == needle)
+}
+
+/// Index of the first of `a`, `b`, `c` or `d` in `s` (see [`find_byte`]).
+#[inline]
+pub fn find_any4(s: &[u8], [a, b, c, d]: [u8; 4]) -> Option<usize> {
+    find_flagged(
+        s,
+        |w| flag_byte(w, a) | flag_byte(w, b) | flag_byte(w, c) | flag_byte(w, d),
+        |x| x == a || x == b || x == c || x == d,
+    )
+}
+
+/// The first byte `flags` marks, a word at a time; the last word overlaps
+/// the one before it rather than falling back to bytes (its bytes already
+/// seen had no mark, so the first mark is new). Under eight bytes, `one`
+/// tests byte by byte.
+#[inline(always)]
+fn find_flagged(s: &[u8], flags: impl Fn(u64) -> u64, one: impl Fn(u8) -> bool) -> Option<usize> {
+    let mut chunks = s.chunks_exact(8);
+    let mut base = 0;
+    for chunk in &mut chunks {
+        let w = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        let hit = flags(w);
+        if hit != 0 {
+            return Some(base + (hit.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| one(b))
+        .map(|p| base + p)
+}
+
+/// Flags (0x80 in a byte's place) the bytes of `w` equal to `b`. The
+/// lowest flag is exact; higher ones may be false (a borrow runs upwards),
+/// so only the first match may be read from it.
+#[inline(always)]
+fn flag_byte(w: u64, b: u8) -> u64 {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let x = w ^ (LO * u64::from(b));
+    x.wrapping_sub(LO) & !x & HI
+}
+
+/// Whether every byte is visible ASCII (0x21-0x7E), as URI components
+/// must be. No early exit, so the compiler checks many bytes at once.
+#[inline]
+pub fn all_visible(s: &[u8]) -> bool {
+    s.iter()
+        .fold(true, |ok, &b| ok & (b.wrapping_sub(0x21) < 0x5e))
+}
+
+/// ASCII case-insensitive equality for `name` against a lower-case
+/// `lower`, for the parameter and scheme names the parsers recognise.
+#[inline]
+pub fn eq_lower(name: &[u8], lower: &[u8]) -> bool {
+    name.len() == lower.len()
+        && name
+            .iter()
+            .zip(lower)
+            .all(|(a, b)| a.to_ascii_lowercase() == *b)
 }
 
 /// Strips linear white space from both ends.
@@ -91,15 +170,14 @@ pub fn parse_u16(s: &[u8]) -> Result<u16> {
 /// outside `<...>`. Quoted strings honour `\` escapes (RFC 3261 §25.1
 /// quoted-pair). An unterminated quote is an error.
 pub fn find_top_level(s: &[u8], needle: u8) -> Result<Option<usize>> {
-    // A plain loop: the values scanned are short, where memchr's setup
-    // costs more than it saves.
+    // A plain loop: the values scanned are short.
     let mut i = 0;
     while i < s.len() {
         match s[i] {
             b if b == needle => return Ok(Some(i)),
             b'"' => i = skip_quoted(s, i)?,
             // Inside <...> only the closing bracket matters.
-            b'<' => match memchr::memchr(b'>', &s[i..]) {
+            b'<' => match find_byte(&s[i..], b'>') {
                 Some(close) => i += close + 1,
                 None => return Ok(None),
             },
@@ -195,16 +273,53 @@ impl<'a> Iterator for Params<'a> {
             return Some(Err(ParseError::BadParam));
         }
         let s = &s[1..];
-        let end = match find_top_level(s, b';') {
-            Ok(e) => e.unwrap_or(s.len()),
-            Err(e) => {
-                self.failed = true;
-                return Some(Err(e));
+        // One pass finds the parameter's end (a ';' outside quotes and
+        // <...>) and its first '='.
+        let mut eq = None;
+        let mut nested = false;
+        let mut i = 0;
+        while let Some(off) = find_any4(&s[i..], [b';', b'=', b'"', b'<']) {
+            i += off;
+            match s[i] {
+                b';' => break,
+                b'=' => {
+                    if eq.is_none() && !nested {
+                        eq = Some(i);
+                    }
+                    i += 1;
+                }
+                b'"' => match skip_quoted(s, i) {
+                    Ok(end) => {
+                        nested = true;
+                        i = end;
+                    }
+                    Err(e) => {
+                        self.failed = true;
+                        return Some(Err(e));
+                    }
+                },
+                // Inside <...> only the closing bracket matters; an
+                // unclosed one runs to the end.
+                _ => {
+                    nested = true;
+                    i = find_byte(&s[i..], b'>').map_or(s.len(), |c| i + c + 1);
+                }
             }
-        };
+            if i >= s.len() {
+                break;
+            }
+        }
+        if i < s.len() && s[i] != b';' {
+            i = s.len();
+        }
+        let end = i.min(s.len());
         let item = &s[..end];
         self.rest = &s[end..];
-        let (name, value) = match memchr::memchr(b'=', item) {
+        // The first '=' of the item, even one inside quotes or brackets.
+        if eq.is_none() && nested {
+            eq = find_byte(item, b'=');
+        }
+        let (name, value) = match eq {
             Some(eq) => (trim(&item[..eq]), Some(trim(&item[eq + 1..]))),
             None => (trim(item), None),
         };

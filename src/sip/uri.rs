@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::error::{ParseError, Result};
 use super::limits::MAX_URI_LEN;
-use super::scan::{Params, parse_u16, unescaped};
+use super::scan::{Params, all_visible, eq_lower, find_byte, parse_u16, unescaped};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
@@ -39,35 +39,14 @@ pub enum Host<'a> {
 impl<'a> Host<'a> {
     /// Parses a hostname, an IPv4 address or a bracketed IPv6 reference.
     pub fn parse(s: &'a [u8]) -> Result<Host<'a>> {
-        if s.is_empty() {
+        if s.first() == Some(&b'[') {
+            return parse_ipv6_reference(s);
+        }
+        let (host, used) = scan_host(s)?;
+        if used != s.len() {
             return Err(ParseError::BadUri);
         }
-        if s[0] == b'[' {
-            if s.len() < 3 || s[s.len() - 1] != b']' {
-                return Err(ParseError::BadUri);
-            }
-            let inner = std::str::from_utf8(&s[1..s.len() - 1]).map_err(|_| ParseError::BadUri)?;
-            return inner.parse().map(Host::V6).map_err(|_| ParseError::BadUri);
-        }
-        // One pass: valid hostname characters, and whether all are digits
-        // and dots (then it must be an IPv4 address: toplabel starts with ALPHA).
-        let mut numeric = true;
-        for &b in s {
-            if b.is_ascii_digit() || b == b'.' {
-                continue;
-            }
-            numeric = false;
-            if !(b.is_ascii_alphabetic() || b == b'-' || b == b'_') {
-                return Err(ParseError::BadUri);
-            }
-        }
-        if numeric {
-            return parse_ipv4(s).map(Host::V4).ok_or(ParseError::BadUri);
-        }
-        if s[0] == b'.' || s[0] == b'-' {
-            return Err(ParseError::BadUri);
-        }
-        Ok(Host::Name(s))
+        Ok(host)
     }
 
     /// RFC 3261 §19.1.4: hosts compare case-insensitively; addresses by value.
@@ -82,18 +61,94 @@ impl<'a> Host<'a> {
     }
 }
 
-/// Dotted-quad IPv4 (RFC 3261 §25.1 IPv4address), without going through `str`.
+/// A bracketed IPv6 reference, `[` and `]` included (RFC 3261 §25.1).
+fn parse_ipv6_reference(s: &[u8]) -> Result<Host<'_>> {
+    if s.len() < 3 || s[s.len() - 1] != b']' {
+        return Err(ParseError::BadUri);
+    }
+    let inner = std::str::from_utf8(&s[1..s.len() - 1]).map_err(|_| ParseError::BadUri)?;
+    inner.parse().map(Host::V6).map_err(|_| ParseError::BadUri)
+}
+
+/// Hostname characters by class, as bits: 1 digit, 2 '.', 4 letter, '-'
+/// or '_'; 0 for anything else.
+const HOST_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = if c.is_ascii_digit() {
+            1
+        } else if c == b'.' {
+            2
+        } else if c.is_ascii_alphabetic() || c == b'-' || c == b'_' {
+            4
+        } else {
+            0
+        };
+        b += 1;
+    }
+    t
+};
+
+/// Reads a hostname or an IPv4 address from the start of `s`, up to the
+/// first byte that cannot be part of one; returns it and its length. All
+/// digits and dots make an IPv4 address, since a toplabel starts with a
+/// letter (RFC 3261 §25.1).
+fn scan_host(s: &[u8]) -> Result<(Host<'_>, usize)> {
+    let mut seen = 0u8;
+    let mut i = 0;
+    while let Some(&b) = s.get(i) {
+        let class = HOST_CLASS[b as usize];
+        if class == 0 {
+            break;
+        }
+        seen |= class;
+        i += 1;
+    }
+    let text = &s[..i];
+    if text.is_empty() {
+        return Err(ParseError::BadUri);
+    }
+    if seen & 4 == 0 {
+        return parse_ipv4(text)
+            .map(|a| (Host::V4(a), i))
+            .ok_or(ParseError::BadUri);
+    }
+    if text[0] == b'.' || text[0] == b'-' {
+        return Err(ParseError::BadUri);
+    }
+    Ok((Host::Name(text), i))
+}
+
+/// Dotted-quad IPv4 (RFC 3261 §25.1 IPv4address) from digits and dots.
 fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
     let mut octets = [0u8; 4];
-    let mut parts = s.split(|&b| b == b'.');
-    for o in &mut octets {
-        let p = parts.next()?;
-        if p.is_empty() || p.len() > 3 {
-            return None;
+    let mut n = 0;
+    let mut octet: u16 = 0;
+    let mut digits = 0;
+    for &b in s {
+        if b == b'.' {
+            if digits == 0 || n == 3 {
+                return None;
+            }
+            octets[n] = u8::try_from(octet).ok()?;
+            n += 1;
+            octet = 0;
+            digits = 0;
+        } else {
+            digits += 1;
+            if digits > 3 {
+                return None;
+            }
+            octet = octet * 10 + u16::from(b - b'0');
         }
-        *o = u8::try_from(parse_u16(p).ok()?).ok()?;
     }
-    parts.next().is_none().then_some(Ipv4Addr::from(octets))
+    if digits == 0 || n != 3 {
+        return None;
+    }
+    octets[3] = u8::try_from(octet).ok()?;
+    Some(Ipv4Addr::from(octets))
 }
 
 /// A parsed URI. Slices borrow the message buffer; escapes are not decoded.
@@ -126,16 +181,15 @@ impl<'a> Uri<'a> {
         if s.len() > MAX_URI_LEN {
             return Err(ParseError::UriTooLong);
         }
-        let colon = memchr::memchr(b':', s).ok_or(ParseError::BadUri)?;
-        let scheme_text = &s[..colon];
-        if scheme_text.is_empty()
-            || !scheme_text[0].is_ascii_alphabetic()
-            || !scheme_text
-                .iter()
-                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
-        {
+        // scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) ":"
+        let colon = s
+            .iter()
+            .position(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')))
+            .ok_or(ParseError::BadUri)?;
+        if colon == 0 || s[colon] != b':' || !s[0].is_ascii_alphabetic() {
             return Err(ParseError::BadUri);
         }
+        let scheme_text = &s[..colon];
         let rest = &s[colon + 1..];
         let mut uri = Uri {
             scheme: Scheme::Other,
@@ -154,13 +208,13 @@ impl<'a> Uri<'a> {
             ttl: None,
             lr: false,
         };
-        if scheme_text.eq_ignore_ascii_case(b"sip") {
+        if eq_lower(scheme_text, b"sip") {
             uri.scheme = Scheme::Sip;
-        } else if scheme_text.eq_ignore_ascii_case(b"sips") {
+        } else if eq_lower(scheme_text, b"sips") {
             uri.scheme = Scheme::Sips;
-        } else if scheme_text.eq_ignore_ascii_case(b"tel") {
+        } else if eq_lower(scheme_text, b"tel") {
             uri.scheme = Scheme::Tel;
-            let end = memchr::memchr(b';', rest).unwrap_or(rest.len());
+            let end = find_byte(rest, b';').unwrap_or(rest.len());
             if end == 0 || !component_ok(rest) {
                 return Err(ParseError::BadUri);
             }
@@ -181,38 +235,61 @@ impl<'a> Uri<'a> {
 
     /// `[userinfo@]hostport[;params][?headers]` (RFC 3261 §25.1 SIP-URI).
     fn parse_sip_rest(&mut self, rest: &'a [u8]) -> Result<()> {
-        // Neither params nor headers may hold a raw '@', so one present
-        // always ends the userinfo (which may itself contain ';' and '?').
+        // Every byte visible ASCII; escapes checked only if a '%' is there;
+        // the host's own stricter rules follow. Neither params nor headers
+        // may hold a raw '@', so the last one present always ends the
+        // userinfo (which may itself contain ';' and '?').
+        if !all_visible(rest) {
+            return Err(ParseError::BadUri);
+        }
+        if find_byte(rest, b'%').is_some() && !component_ok(rest) {
+            return Err(ParseError::BadUri);
+        }
+        let mut at = find_byte(rest, b'@');
+        while let Some(a) = at {
+            match find_byte(&rest[a + 1..], b'@') {
+                Some(next) => at = Some(a + 1 + next),
+                None => break,
+            }
+        }
         let mut hostport = rest;
-        if let Some(at) = memchr::memrchr(b'@', rest) {
+        if let Some(at) = at {
             let userinfo = &rest[..at];
             hostport = &rest[at + 1..];
-            let (user, password) = match memchr::memchr(b':', userinfo) {
+            let (user, password) = match find_byte(userinfo, b':') {
                 Some(c) => (&userinfo[..c], Some(&userinfo[c + 1..])),
                 None => (userinfo, None),
             };
-            if user.is_empty() || !component_ok(userinfo) {
+            if user.is_empty() {
                 return Err(ParseError::BadUri);
             }
             self.user = Some(user);
             self.password = password;
         }
-        let host_end = hostport
-            .iter()
-            .position(|&b| b == b';' || b == b'?')
-            .unwrap_or(hostport.len());
-        let (host_port, tail) = hostport.split_at(host_end);
-        let (host_text, port) = split_host_port(host_port)?;
-        self.host = Host::parse(host_text)?;
-        self.host_raw = host_text;
-        self.port = port;
-        let (params, headers) = match memchr::memchr(b'?', tail) {
+        let (host, host_len) = if hostport.first() == Some(&b'[') {
+            let close = find_byte(hostport, b']').ok_or(ParseError::BadUri)?;
+            (parse_ipv6_reference(&hostport[..=close])?, close + 1)
+        } else {
+            scan_host(hostport)?
+        };
+        self.host = host;
+        self.host_raw = &hostport[..host_len];
+        let mut tail = &hostport[host_len..];
+        if tail.first() == Some(&b':') {
+            let digits = tail[1..]
+                .iter()
+                .position(|&b| b == b';' || b == b'?')
+                .unwrap_or(tail.len() - 1);
+            self.port = Some(parse_u16(&tail[1..1 + digits]).map_err(|_| ParseError::BadUri)?);
+            tail = &tail[1 + digits..];
+        }
+        if !matches!(tail.first(), None | Some(b';' | b'?')) {
+            return Err(ParseError::BadUri);
+        }
+        let (params, headers) = match find_byte(tail, b'?') {
             Some(q) => (&tail[..q], Some(&tail[q + 1..])),
             None => (tail, None),
         };
-        if !component_ok(tail) {
-            return Err(ParseError::BadUri);
-        }
         self.params = params;
         self.headers = headers;
         self.scan_params()
@@ -222,22 +299,20 @@ impl<'a> Uri<'a> {
         for p in Params::new(self.params) {
             let p = p.map_err(|_| ParseError::BadUri)?;
             let n = p.name;
-            if n.eq_ignore_ascii_case(b"transport") {
-                self.transport = p.value;
-            } else if n.eq_ignore_ascii_case(b"user") {
-                self.user_param = p.value;
-            } else if n.eq_ignore_ascii_case(b"method") {
-                self.method = p.value;
-            } else if n.eq_ignore_ascii_case(b"maddr") {
-                self.maddr = p.value;
-            } else if n.eq_ignore_ascii_case(b"ttl") {
-                let v = p.value.ok_or(ParseError::BadUri)?;
-                self.ttl = Some(
-                    u8::try_from(parse_u16(v).map_err(|_| ParseError::BadUri)?)
-                        .map_err(|_| ParseError::BadUri)?,
-                );
-            } else if n.eq_ignore_ascii_case(b"lr") {
-                self.lr = true;
+            match n.len() {
+                9 if eq_lower(n, b"transport") => self.transport = p.value,
+                4 if eq_lower(n, b"user") => self.user_param = p.value,
+                6 if eq_lower(n, b"method") => self.method = p.value,
+                5 if eq_lower(n, b"maddr") => self.maddr = p.value,
+                3 if eq_lower(n, b"ttl") => {
+                    let v = p.value.ok_or(ParseError::BadUri)?;
+                    self.ttl = Some(
+                        u8::try_from(parse_u16(v).map_err(|_| ParseError::BadUri)?)
+                            .map_err(|_| ParseError::BadUri)?,
+                    );
+                }
+                2 if eq_lower(n, b"lr") => self.lr = true,
+                _ => {}
             }
         }
         Ok(())

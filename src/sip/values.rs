@@ -81,12 +81,14 @@ impl<'a> CSeq<'a> {
 /// `Call-ID: word ["@" word]` (RFC 3261 §25.1).
 pub fn parse_call_id(s: &[u8]) -> Result<&[u8]> {
     let s = trim(s);
-    let ok = !s.is_empty()
-        && s.iter().all(|&b| is_word_char(b) || b == b'@')
-        && s.iter().filter(|&&b| b == b'@').count() <= 1
-        && s[0] != b'@'
-        && s[s.len() - 1] != b'@';
-    if ok {
+    // One pass: word characters, at most one '@', not first or last.
+    let mut ats = 0;
+    let mut ok = !s.is_empty();
+    for &b in s {
+        ats += usize::from(b == b'@');
+        ok &= is_word_char(b) || b == b'@';
+    }
+    if ok && ats <= 1 && s[0] != b'@' && s[s.len() - 1] != b'@' {
         Ok(s)
     } else {
         Err(ParseError::BadCallId)

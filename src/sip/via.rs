@@ -1,7 +1,9 @@
 //! The Via header value (RFC 3261 §20.42, §18.2.1; RFC 3581 rport).
 
 use super::error::{ParseError, Result};
-use super::scan::{Params, is_lws, is_token_char, parse_u16, trim, trim_start};
+use super::scan::{
+    Params, eq_lower, find_byte, is_lws, is_token_char, parse_u16, trim, trim_start,
+};
 use super::uri::{Host, split_host_port};
 
 /// The RFC 3261 magic cookie that starts every compliant branch (§8.1.1.7).
@@ -49,7 +51,7 @@ impl<'a> Via<'a> {
         rest = trim_start(rest);
         // sent-by runs to the first ';' (params) or white space; COLON may
         // be surrounded by white space (RFC 3261 §25.1).
-        let end = rest.iter().position(|&b| b == b';').unwrap_or(rest.len());
+        let end = find_byte(rest, b';').unwrap_or(rest.len());
         let sent_by = &rest[..end];
         let params = &rest[end..];
         let (host_raw, port) = parse_sent_by(sent_by)?;
@@ -71,21 +73,26 @@ impl<'a> Via<'a> {
         for p in Params::new(params) {
             let p = p.map_err(|_| ParseError::BadVia)?;
             let n = p.name;
-            if n.eq_ignore_ascii_case(b"branch") {
-                via.branch = Some(p.value.ok_or(ParseError::BadVia)?);
-            } else if n.eq_ignore_ascii_case(b"received") {
-                via.received = Some(p.value.ok_or(ParseError::BadVia)?);
-            } else if n.eq_ignore_ascii_case(b"rport") {
-                via.rport = match p.value {
-                    None => Rport::Requested,
-                    Some(v) => Rport::Value(parse_u16(v).map_err(|_| ParseError::BadVia)?),
-                };
-            } else if n.eq_ignore_ascii_case(b"maddr") {
-                via.maddr = p.value;
-            } else if n.eq_ignore_ascii_case(b"ttl") {
-                let v = p.value.ok_or(ParseError::BadVia)?;
-                let t = parse_u16(v).map_err(|_| ParseError::BadVia)?;
-                via.ttl = Some(u8::try_from(t).map_err(|_| ParseError::BadVia)?);
+            match n.len() {
+                6 if eq_lower(n, b"branch") => {
+                    via.branch = Some(p.value.ok_or(ParseError::BadVia)?);
+                }
+                8 if eq_lower(n, b"received") => {
+                    via.received = Some(p.value.ok_or(ParseError::BadVia)?);
+                }
+                5 if eq_lower(n, b"rport") => {
+                    via.rport = match p.value {
+                        None => Rport::Requested,
+                        Some(v) => Rport::Value(parse_u16(v).map_err(|_| ParseError::BadVia)?),
+                    };
+                }
+                5 if eq_lower(n, b"maddr") => via.maddr = p.value,
+                3 if eq_lower(n, b"ttl") => {
+                    let v = p.value.ok_or(ParseError::BadVia)?;
+                    let t = parse_u16(v).map_err(|_| ParseError::BadVia)?;
+                    via.ttl = Some(u8::try_from(t).map_err(|_| ParseError::BadVia)?);
+                }
+                _ => {}
             }
         }
         Ok(via)
@@ -129,7 +136,7 @@ fn parse_sent_by(s: &[u8]) -> Result<(&[u8], Option<u16>)> {
     if s.first() == Some(&b'[') {
         return split_host_port(s).map_err(|_| ParseError::BadVia);
     }
-    match memchr::memchr(b':', s) {
+    match find_byte(s, b':') {
         Some(c) => {
             let host = trim(&s[..c]);
             let port = parse_u16(trim(&s[c + 1..])).map_err(|_| ParseError::BadVia)?;
