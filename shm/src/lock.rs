@@ -67,6 +67,21 @@ impl RobustMutex {
             // SAFETY: as above.
             rc = unsafe { libc::pthread_mutex_lock(m) };
         }
+        self.guard(rc)
+    }
+
+    /// Locks if no one holds it: `None` when held (not counted as a wait:
+    /// the caller has other work).
+    pub fn try_lock(&self) -> io::Result<Option<LockGuard<'_>>> {
+        // SAFETY: initialised by init() before the region was shared.
+        let rc = unsafe { libc::pthread_mutex_trylock(self.inner.get()) };
+        if rc == libc::EBUSY {
+            return Ok(None);
+        }
+        self.guard(rc).map(Some)
+    }
+
+    fn guard(&self, rc: libc::c_int) -> io::Result<LockGuard<'_>> {
         match rc {
             0 => Ok(LockGuard {
                 mutex: self,
@@ -75,7 +90,7 @@ impl RobustMutex {
             libc::EOWNERDEAD => {
                 // SAFETY: we own it now; marking it consistent is what
                 // makes it usable again.
-                check(unsafe { libc::pthread_mutex_consistent(m) })?;
+                check(unsafe { libc::pthread_mutex_consistent(self.inner.get()) })?;
                 Ok(LockGuard {
                     mutex: self,
                     recovered: true,

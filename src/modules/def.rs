@@ -397,6 +397,11 @@ pub trait Runtime {
     /// With `Wants::ticks`: each tick of the timer process (10 ms).
     fn tick(&mut self, _cx: &mut Cx<'_>) {}
 
+    /// With `Wants::drives_timers`: after each batch of messages a worker
+    /// handled, the timer work due now that no one else is doing (tm:
+    /// shards of its wheel), so it grows with the workers.
+    fn drive_timers(&mut self, _cx: &mut Cx<'_>) {}
+
     /// With `Wants::requests`: a request before the script (tm: its
     /// transactions' retransmissions and ACKs); true when it took it.
     fn request_in(&mut self, _cx: &mut Cx<'_>, _msg: &Message<'_>) -> bool {
@@ -458,6 +463,8 @@ pub trait Runtime {
 pub struct Wants {
     pub per_message: bool,
     pub ticks: bool,
+    /// [`Runtime::drive_timers`] after each batch a worker handles.
+    pub drives_timers: bool,
     pub requests: bool,
     pub replies: bool,
     /// It keeps transactions: [`Runtime::reply_on_txn`] (one module: tm).

@@ -165,6 +165,7 @@ pub struct Worker<'a> {
     /// index ([`crate::modules::def::Wants`]).
     per_message: ArrayVec<u8, MAX_HOOKS>,
     pub(crate) rt_ticks: ArrayVec<u8, MAX_HOOKS>,
+    rt_drivers: ArrayVec<u8, MAX_HOOKS>,
     rt_requests: ArrayVec<u8, MAX_HOOKS>,
     rt_replies: ArrayVec<u8, MAX_HOOKS>,
     /// The runtime that keeps transactions (tm), asked first to reply.
@@ -231,6 +232,7 @@ impl<'a> Worker<'a> {
             reads_own: false,
             per_message: wanting(&runtimes, |w| w.per_message),
             rt_ticks: wanting(&runtimes, |w| w.ticks),
+            rt_drivers: wanting(&runtimes, |w| w.drives_timers),
             rt_requests: wanting(&runtimes, |w| w.requests),
             rt_replies: wanting(&runtimes, |w| w.replies),
             txn_owner: wanting(&runtimes, |w| w.transactions).first().copied(),
@@ -473,9 +475,18 @@ impl<'a> Worker<'a> {
                         self.datagram(data, src, &mut st, main);
                     }
                 }
+                self.drive_timers();
                 self.flush();
                 self.after_batch();
             }
+        }
+    }
+
+    /// After a batch: the timer work due now that no other process is
+    /// doing (tm's wheel shards).
+    pub(crate) fn drive_timers(&mut self) {
+        for m in self.rt_drivers.clone() {
+            self.with_runtime(usize::from(m), |rt, cx| rt.drive_timers(cx));
         }
     }
 
@@ -527,6 +538,7 @@ impl<'a> Worker<'a> {
                 self.datagram(Some(data), peer, &mut st, main);
             }
             self.in_conn = None;
+            self.drive_timers();
             self.flush();
         }
     }

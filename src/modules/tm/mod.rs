@@ -44,6 +44,9 @@ crate::server::shared::counters! { TmCounter, COUNTER_NAMES, {
     SendFailed => "tm_send_failed",
     /// A tick of the timer process left due transactions for the next.
     TimerLag => "tm_timer_lag",
+    /// Transactions whose timers a worker took after a batch (the rest
+    /// the timer process took).
+    TimersByWorkers => "tm_timers_by_workers",
     /// Copies `t_replicate()` sent, and their replies absorbed.
     Replicated => "tm_replicated",
     ReplicaReplies => "tm_replica_replies",

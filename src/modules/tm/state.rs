@@ -70,6 +70,9 @@ pub struct TmState {
     pub hop_error: Option<(u16, &'static str)>,
     /// Table-full warnings, at most once a second.
     pub full_log: LogLimit,
+    /// When this worker next looks for due timers after a batch (the
+    /// earliest shard hint it saw, at most a tick away).
+    pub next_timer_look: u64,
     /// A formatted reason (`t_reply`'s).
     pub text: Vec<u8>,
     /// `t_check_status`'s expressions, compiled once.
@@ -124,6 +127,7 @@ impl TmState {
             blst_503: super::blocklist::Rule503::of(&config.settings),
             hop_error: None,
             full_log: LogLimit::default(),
+            next_timer_look: 0,
             text: Vec::new(),
             regexes: Default::default(),
         }
@@ -135,6 +139,7 @@ impl Runtime for TmState {
         Wants {
             per_message: true,
             ticks: true,
+            drives_timers: true,
             requests: true,
             replies: true,
             transactions: true,
@@ -150,6 +155,10 @@ impl Runtime for TmState {
 
     fn tick(&mut self, cx: &mut Cx<'_>) {
         self.tm_timers(cx);
+    }
+
+    fn drive_timers(&mut self, cx: &mut Cx<'_>) {
+        self.tm_drive(cx);
     }
 
     fn request_in(&mut self, cx: &mut Cx<'_>, msg: &crate::sip::Message<'_>) -> bool {

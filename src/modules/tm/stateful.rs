@@ -449,7 +449,7 @@ impl TmState {
     /// The timer process's turn: every transaction due now, in batches
     /// of [`TIMER_BATCH`], so no rate of transactions outruns it; after
     /// [`TIMER_ROUNDS`] full batches the rest waits a tick and the lag is
-    /// counted.
+    /// counted. It waits for shards a worker holds.
     pub(crate) fn tm_timers(&mut self, cx: &mut Cx<'_>) {
         let Some(table) = self.table else { return };
         for _ in 0..TIMER_ROUNDS {
@@ -464,6 +464,32 @@ impl TmState {
             }
         }
         count(cx, TmCounter::TimerLag);
+    }
+
+    /// A worker's turn after a batch: the transactions due in shards no
+    /// one else is taking, so timer work is spread over the processes
+    /// that are awake rather than queued for one. Skipped until the
+    /// earliest due time it saw, and at most a tick (the timer process
+    /// takes what an idle worker leaves).
+    pub(crate) fn tm_drive(&mut self, cx: &mut Cx<'_>) {
+        let Some(table) = self.table else { return };
+        if cx.now_ms < self.next_timer_look {
+            return;
+        }
+        let mut next = u64::MAX;
+        for _ in 0..TIMER_ROUNDS {
+            let mut due: ArrayVec<u32, TIMER_BATCH> = ArrayVec::new();
+            next = table.wheel.take_ready(&table, cx.now_ms, &mut due);
+            if due.is_empty() {
+                break;
+            }
+            cx.counts
+                .add(TmCounter::TimersByWorkers as usize, due.len() as u64);
+            for idx in due {
+                self.tm_timer_one(cx, &table, idx);
+            }
+        }
+        self.next_timer_look = next.min(cx.now_ms + super::wheel::TICK_MS);
     }
 
     fn tm_timer_one(&mut self, cx: &mut Cx<'_>, table: &Table, idx: u32) {

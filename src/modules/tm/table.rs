@@ -85,6 +85,8 @@ impl Table {
 
     /// Carves a table for about `bytes` of shared memory.
     pub fn carve(carver: &mut Carver<'_>, bytes: usize) -> Option<Table> {
+        // The wheel's rings are a fixed cost taken from the budget first.
+        let bytes = bytes.saturating_sub(Wheel::FIXED_BYTES);
         let nslots = (bytes / Self::bytes_per_txn()).clamp(16, (NIL / 2) as usize);
         let nbranches = nslots * BRANCHES_PER_TXN_NUM / BRANCHES_PER_TXN_DEN;
         let slots = Chains::carve(carver, nslots, "tm", || Slot {

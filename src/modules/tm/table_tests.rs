@@ -95,6 +95,56 @@ fn the_wheel_gives_back_what_is_due_when_it_is_due() {
     drop(l);
 }
 
+/// Transactions spread over the wheel's shards: a worker's look takes
+/// only what is due, says when to look next, and the timer process's pass
+/// takes what the worker left.
+#[test]
+fn the_sharded_wheel_is_taken_by_whoever_looks_when_due() {
+    let (_r, t) = table(1 << 20);
+    let mut armed = Vec::new();
+    for n in 1..=40u64 {
+        let key = u128::from(n) << 70;
+        let b = t.bucket_of(key);
+        let mut l = t.lock(b);
+        let (idx, generation) = t.insert(&mut l, b, key, txn()).unwrap();
+        let s = t.slot(&mut l, idx, generation).unwrap();
+        // Half due at 200_100, half at 200_300.
+        let due = 200_100 + n % 2 * 200;
+        t.arm(s, idx, due);
+        armed.push((idx, due));
+    }
+    let shards: std::collections::HashSet<_> = armed
+        .iter()
+        .map(|(i, _)| *i as usize % super::wheel::SHARDS)
+        .collect();
+    assert!(shards.len() > 1, "slots spread over shards");
+    let mut out: ArrayVec<u32, 64> = ArrayVec::new();
+    // Nothing due yet: nothing taken, and the next look is at the first due.
+    let next = t.wheel.take_ready(&t, 200_000, &mut out);
+    assert!(out.is_empty());
+    assert!(next <= 200_100, "next look at {next}");
+    // At 200_100: exactly the ones due then.
+    let next = t.wheel.take_ready(&t, 200_100, &mut out);
+    let mut want: Vec<u32> = armed
+        .iter()
+        .filter(|(_, d)| *d <= 200_100)
+        .map(|(i, _)| *i)
+        .collect();
+    let mut got = out.to_vec();
+    want.sort_unstable();
+    got.sort_unstable();
+    assert_eq!(got, want);
+    assert!(next > 200_100 && next <= 200_300, "next look at {next}");
+    // The timer process's pass takes the rest when due, once.
+    out.clear();
+    t.wheel.take_due(&t, 200_300, &mut out);
+    assert_eq!(out.len(), armed.len() - want.len());
+    out.clear();
+    t.wheel.take_due(&t, 200_400, &mut out);
+    assert!(t.wheel.take_ready(&t, 200_500, &mut out) > 200_500);
+    assert!(out.is_empty(), "each taken once");
+}
+
 /// Shared memory one INVITE transaction holds while ringing: its slot, one
 /// branch record, and pool blocks for the stored request, the stored 180
 /// and the branch URI (sizes given by the caller, e.g. sipp's).
