@@ -394,8 +394,17 @@ pub trait Runtime {
     /// forget the last one.
     fn message_start(&mut self) {}
 
-    /// With `Wants::ticks`: each tick of the timer process (10 ms).
+    /// With `Wants::ticks`: each tick of the timer process (10 ms at
+    /// most apart unless every runtime says it needs none sooner).
     fn tick(&mut self, _cx: &mut Cx<'_>) {}
+
+    /// With `Wants::ticks`: when it next needs a tick (ms on `now_ms`'s
+    /// clock); the timer process sleeps until the earliest runtime's, at
+    /// most [`crate::server::limits::TIMER_MAX_SLEEP_MS`]. By default the
+    /// next 10 ms tick.
+    fn next_tick(&self, now_ms: u64) -> u64 {
+        now_ms + crate::modules::tm::wheel::TICK_MS
+    }
 
     /// With `Wants::drives_timers`: after each batch of messages a worker
     /// handled, the timer work due now that no one else is doing (tm:

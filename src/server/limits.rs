@@ -21,3 +21,7 @@ pub const BLOCKLIST_ENTRIES: usize = 4096;
 /// with 477 sends a reply upstream) before the rest waits for the next
 /// batch.
 pub const SEND_ROUNDS: usize = 3;
+
+/// The longest the timer process sleeps when no runtime needs a tick
+/// sooner: how late its own sockets are read and a stop is noticed.
+pub const TIMER_MAX_SLEEP_MS: u64 = 200;

@@ -1,8 +1,11 @@
-//! The timer process's loop: every tick, what arrived on its own
-//! sockets, then each loaded module's timer work (tm's timers, the
-//! dispatcher's probes), then what they produced is sent.
+//! The timer process's loop: at each tick, what arrived on its own
+//! sockets, then each loaded module's timer work (tm's timers the
+//! workers left, the dispatcher's probes), then what they produced is
+//! sent; then it sleeps until a module next needs it.
 
+use super::limits::TIMER_MAX_SLEEP_MS;
 use super::worker::{Worker, now_ms};
+use crate::modules::tm::wheel::TICK_MS;
 
 impl Worker<'_> {
     /// One tick's timer work of every loaded module, then its sends.
@@ -16,15 +19,21 @@ impl Worker<'_> {
         self.after_batch();
     }
 
-    /// The timer process: wakes every tick; receives only on sockets of
+    /// The timer process: wakes when the earliest of its runtimes needs
+    /// it (tm: when something is due that the workers have not taken;
+    /// the others: their own periods; 10 ms unless they say otherwise),
+    /// at least every [`TIMER_MAX_SLEEP_MS`]; receives only on sockets of
     /// its own (`reads_own`).
     pub fn run_timer_process(&mut self) -> ! {
-        let tick = std::time::Duration::from_millis(crate::modules::tm::wheel::TICK_MS);
         let mut rx = crate::server::udp::RxBatch::new();
         let mut st = crate::script::ScriptState::new();
         let main = self.vm.program().main_route();
+        let mut wake = now_ms() + TICK_MS;
         loop {
-            std::thread::sleep(tick);
+            let now = now_ms();
+            if wake > now {
+                std::thread::sleep(std::time::Duration::from_millis(wake - now));
+            }
             if crate::server::drain::stopping() {
                 crate::server::drain::finish();
             }
@@ -33,7 +42,22 @@ impl Worker<'_> {
                 self.read_own(&mut rx, &mut st, main);
             }
             self.tick();
+            wake = self.next_tick();
         }
+    }
+
+    /// When the timer process must wake next.
+    fn next_tick(&self) -> u64 {
+        let now = self.now_ms;
+        let mut next = now + TIMER_MAX_SLEEP_MS;
+        for &m in &self.rt_ticks {
+            if let Some(Some(rt)) = self.runtimes.get(usize::from(m)) {
+                next = next.min(rt.next_tick(now));
+            }
+        }
+        // Never sooner than a millisecond: a runtime with work left now
+        // (a full batch) gets it then.
+        next.max(now + 1)
     }
 
     /// What arrived on the timer process's own sockets, bounded per tick.

@@ -680,6 +680,13 @@ impl Runtime for DsState {
         self.probe_tick(cx);
     }
 
+    fn next_tick(&self, _now_ms: u64) -> u64 {
+        match self.params.ping_interval_ms {
+            0 => u64::MAX,
+            _ => self.next_ping_ms,
+        }
+    }
+
     fn reply_in(&mut self, cx: &mut Cx<'_>, msg: &Message<'_>, src: SocketAddr) -> bool {
         self.probe_reply(cx, msg, src)
     }

@@ -312,6 +312,12 @@ fn start<'a>(s: &Start<'a>) -> Box<dyn Runtime + 'a> {
 }
 
 impl Runtime for HtRuntime {
+    /// Its sweep, and the full-table count once a second.
+    fn next_tick(&self, now_ms: u64) -> u64 {
+        let to_sweep = self.next_sweep.saturating_duration_since(Instant::now());
+        now_ms + (to_sweep.as_millis() as u64).min(1_000)
+    }
+
     /// In the timer process: expired items go every `timer_interval`.
     fn tick(&mut self, cx: &mut Cx<'_>) {
         let Some(h) = &self.h else { return };

@@ -373,6 +373,14 @@ impl PlRuntime {
 
     /// In the timer process, once a second: the load sampled, FEEDBACK
     /// pipes adjusted.
+    /// When the load is sampled next (never without pipes).
+    pub(crate) fn next_sample(&self) -> u64 {
+        match self.pipes {
+            Some(_) => self.next_sample_ms,
+            None => u64::MAX,
+        }
+    }
+
     pub(crate) fn sample(&mut self, cx: &mut Cx<'_>) {
         let Some(p) = self.pipes else { return };
         if cx.now_ms < self.next_sample_ms {
@@ -400,6 +408,10 @@ impl Runtime for PlRuntime {
 
     fn tick(&mut self, cx: &mut Cx<'_>) {
         self.sample(cx);
+    }
+
+    fn next_tick(&self, _now_ms: u64) -> u64 {
+        self.next_sample()
     }
 
     fn call(&mut self, cx: &mut Cx<'_>, ctx: &mut MsgCtx<'_, '_>, id: u8, args: &[Param]) -> i32 {

@@ -152,6 +152,10 @@ impl Runtime for RlRuntime {
         self.pl.sample(cx);
     }
 
+    fn next_tick(&self, _now_ms: u64) -> u64 {
+        self.pl.next_sample()
+    }
+
     fn call(&mut self, cx: &mut Cx<'_>, ctx: &mut MsgCtx<'_, '_>, id: u8, args: &[Param]) -> i32 {
         match (id, args) {
             (RL_CHECK | RL_CHECK_PIPE, [Param::Fmt(pipe)]) => {

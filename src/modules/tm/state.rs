@@ -161,6 +161,12 @@ impl Runtime for TmState {
         self.tm_drive(cx);
     }
 
+    fn next_tick(&self, now_ms: u64) -> u64 {
+        self.table
+            .as_ref()
+            .map_or(u64::MAX, |t| t.wheel.next_look(now_ms))
+    }
+
     fn request_in(&mut self, cx: &mut Cx<'_>, msg: &crate::sip::Message<'_>) -> bool {
         self.tm_absorb(cx, msg)
     }

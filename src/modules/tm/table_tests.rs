@@ -145,6 +145,34 @@ fn the_sharded_wheel_is_taken_by_whoever_looks_when_due() {
     assert!(out.is_empty(), "each taken once");
 }
 
+/// The timer process's next look: the earliest due time while no worker
+/// looks; a grace later while workers take what falls due.
+#[test]
+fn the_timer_process_wakes_when_due_or_a_grace_after_when_workers_look() {
+    use super::wheel::WORKER_GRACE_MS;
+    let (_r, t) = table(1 << 20);
+    let key = 7u128 << 80;
+    let b = t.bucket_of(key);
+    let mut l = t.lock(b);
+    let (idx, generation) = t.insert(&mut l, b, key, txn()).unwrap();
+    let s = t.slot(&mut l, idx, generation).unwrap();
+    let mut out: ArrayVec<u32, 8> = ArrayVec::new();
+    t.wheel.take_due(&t, 300_000, &mut out); // the timer's first pass
+    t.arm(s, idx, 300_150);
+    drop(l);
+    assert_eq!(
+        t.wheel.next_look(300_000),
+        300_150,
+        "no worker looks: exact"
+    );
+    // A worker looks (nothing due yet): the timer process leaves it to them.
+    assert_eq!(t.wheel.take_ready(&t, 300_100, &mut out), 300_150);
+    assert!(out.is_empty());
+    assert_eq!(t.wheel.next_look(300_100), 300_150 + WORKER_GRACE_MS);
+    // Workers gone quiet for a while: exact again.
+    assert_eq!(t.wheel.next_look(300_350), 300_150);
+}
+
 /// Shared memory one INVITE transaction holds while ringing: its slot, one
 /// branch record, and pool blocks for the stored request, the stored 180
 /// and the branch URI (sizes given by the caller, e.g. sipp's).

@@ -27,7 +27,12 @@ const TICKS: usize = 4096;
 pub const SHARDS: usize = 16;
 /// How far past the current tick a taker looks for the next due tick
 /// when it sets the shard's hint.
-const LOOKAHEAD: u64 = 8;
+const LOOKAHEAD: u64 = 20;
+/// Workers that looked at the wheel within this long are taking what
+/// falls due: the timer process then lets them, waking only
+/// [`WORKER_GRACE_MS`] after the earliest due time it saw.
+const WORKERS_ACTIVE_MS: u64 = 200;
+pub const WORKER_GRACE_MS: u64 = 100;
 
 #[repr(C)]
 struct Ring {
@@ -50,7 +55,8 @@ pub struct Wheel {
     locks: *mut RobustMutex,
     rings: *mut Ring,
     /// Per shard: nothing in it is due before this time (ms), read
-    /// without the lock; lowered by `arm`, set by a taker.
+    /// without the lock; lowered by `arm`, set by a taker. One more after
+    /// them: when a worker last looked (ms, updated at most once a tick).
     hints: *mut CachePadded<AtomicU64>,
     links: *mut Links,
     nslots: u32,
@@ -84,12 +90,13 @@ impl Wheel {
     pub const FIXED_BYTES: usize = SHARDS
         * (std::mem::size_of::<RobustMutex>()
             + std::mem::size_of::<Ring>()
-            + std::mem::size_of::<CachePadded<AtomicU64>>());
+            + std::mem::size_of::<CachePadded<AtomicU64>>())
+        + std::mem::size_of::<CachePadded<AtomicU64>>();
 
     pub fn carve(carver: &mut Carver<'_>, nslots: usize) -> Option<Wheel> {
         let locks = carver.carve::<RobustMutex>(SHARDS)?;
         let rings = carver.carve::<Ring>(SHARDS)?;
-        let hints = carver.carve::<CachePadded<AtomicU64>>(SHARDS)?;
+        let hints = carver.carve::<CachePadded<AtomicU64>>(SHARDS + 1)?;
         let links = carver.carve::<Links>(nslots)?;
         // SAFETY: fresh memory, not yet shared.
         unsafe {
@@ -120,8 +127,29 @@ impl Wheel {
     }
 
     fn hint(&self, k: usize) -> &AtomicU64 {
-        // SAFETY: SHARDS hints carved and initialised in carve().
+        // SAFETY: SHARDS + 1 hints carved and initialised in carve().
         unsafe { &*self.hints.add(k) }
+    }
+
+    fn workers_seen(&self) -> &AtomicU64 {
+        self.hint(SHARDS)
+    }
+
+    /// When the timer process must look next: the earliest hint, or,
+    /// while workers are looking after their batches, a grace after it
+    /// (they take what falls due; the timer process takes what they
+    /// leave when they fall idle, at most [`WORKER_GRACE_MS`] late).
+    pub fn next_look(&self, now: u64) -> u64 {
+        let earliest = (0..SHARDS)
+            .map(|k| self.hint(k).load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(u64::MAX);
+        let seen = self.workers_seen().load(Ordering::Relaxed);
+        if seen + WORKERS_ACTIVE_MS >= now {
+            earliest.max(now).saturating_add(WORKER_GRACE_MS)
+        } else {
+            earliest
+        }
     }
 
     /// Shard `k` held, waiting for it (`wait`) or not; its ring rebuilt
@@ -203,6 +231,12 @@ impl Wheel {
         now: u64,
         out: &mut ArrayVec<u32, N>,
     ) -> u64 {
+        // Said at most once a tick: one shared line written by every
+        // worker would cost more than the look.
+        let seen = self.workers_seen();
+        if seen.load(Ordering::Relaxed) + TICK_MS <= now {
+            seen.store(now, Ordering::Relaxed);
+        }
         let mut next = u64::MAX;
         for k in 0..SHARDS {
             let hint = self.hint(k).load(Ordering::Relaxed);
