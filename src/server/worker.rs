@@ -732,16 +732,23 @@ impl<'a> Worker<'a> {
         if data.iter().all(|b| b.is_ascii_whitespace()) {
             return;
         }
-        // Borrowed from the Result: moving the message (about 2 KiB) out
-        // of it would copy it.
-        let parsed = Message::parse(data);
-        let msg = match &parsed {
-            Ok(m) => m,
-            Err(e) => {
-                self.refuse_unparsable(data, src, *e);
-                return;
-            }
-        };
+        // By reference from the parser's frame: moving the message (about
+        // 2 KiB) would copy it.
+        Message::with_parsed(data, |parsed| match parsed {
+            Ok(msg) => self.message(msg, src, st, main),
+            Err(e) => self.refuse_unparsable(data, src, e),
+        });
+    }
+
+    /// A parsed message: a request to the script, a reply to the reply
+    /// route, then to its transaction or statelessly on.
+    fn message(
+        &mut self,
+        msg: &Message<'_>,
+        src: SocketAddr,
+        st: &mut ScriptState,
+        main: Option<u32>,
+    ) {
         if msg.is_request() {
             self.request(msg, src, st, main);
             return;
