@@ -127,6 +127,65 @@ fn a_silent_callee_sees_retransmissions_and_the_caller_gets_408() {
     assert_eq!(header(&timeout, "Call-ID"), Some("tm-408"));
 }
 
+/// Workers that are busy take the timers that fall due (the wheel's
+/// shards after their batches; the timer process leaves them a grace),
+/// and the retransmissions still go; the counter says workers took them.
+#[test]
+fn busy_workers_take_the_timers_that_fall_due() {
+    let (caller, callee, busy) = (Peer::new(), Peer::new(), Peer::new());
+    let dir = common::temp_dir("tm-workers-timers");
+    let sock = dir.join("ctl.sock");
+    let rser = Server::start(
+        &config(&[&callee], None, ""),
+        2,
+        &["-s", sock.to_str().unwrap()],
+    );
+    caller.send(rser.addr, &caller.invite("tm-busy"));
+    // Stray replies (not ours: dropped) every 5 ms keep the workers awake
+    // while the INVITE's Timer A runs.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pinger = {
+        let stop = stop.clone();
+        let to = rser.addr;
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 1000 {
+                busy.send(
+                    to,
+                    &format!(
+                        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKstray{n}\r\n\
+                         From: <sip:a@b>;tag=1\r\nTo: <sip:a@b>;tag=2\r\nCall-ID: stray\r\n\
+                         CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+                    ),
+                );
+                n += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let t0 = Instant::now();
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let Some(_) = expect(&callee, "INVITE", SEC) else {
+            break;
+        };
+        seen.push(t0.elapsed().as_millis() as u64);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    pinger.join().unwrap();
+    assert_eq!(seen.len(), 3, "original and two retransmissions: {seen:?}");
+    // Not early (the exact times are asserted on the simulated clock).
+    assert!(
+        seen[1] - seen[0] >= 450 && seen[2] - seen[0] >= 1400,
+        "{seen:?}"
+    );
+    let stats = common::rpc(&sock, "stats.get", serde_json::json!(["tm"]))["result"]["tm"].clone();
+    assert!(
+        stats["tm_timers_by_workers"].as_u64().unwrap_or(0) >= 1,
+        "{stats}"
+    );
+}
+
 #[test]
 fn forking_one_answers_the_other_is_cancelled() {
     let (caller, a, b) = (Peer::new(), Peer::new(), Peer::new());
