@@ -3,7 +3,8 @@
 # forwarding or stateful relay (t_relay with record-routing):
 # sipp uac -> proxy (127.0.0.1:5060, 2 workers) -> sipp uas (127.0.0.1:5070).
 # For each proxy: calls completed and failed, and the CPU its processes
-# spent (utime+stime from /proc, steady part of the run) per call.
+# spent (utime+stime from /proc, steady part of the run) per call; for
+# the stateless job, rser-floor (a forwarder that parses nothing) too.
 #
 # Usage: bench/scripts/compare_kamailio.sh [RATE calls/s] [SECONDS] [stateless|stateful]
 # Needs: sipp (sip-tester), kamailio, a release build of rser.
@@ -17,6 +18,7 @@ RSER_CFG=bench/configs/$JOB.cfg
 OUT=$(mktemp -d)
 trap 'pkill -P $$ 2>/dev/null || true; rm -rf "$OUT"' EXIT
 cargo build --release --bin rser >/dev/null 2>&1
+cargo build --release -p rser-bench --bin rser-floor >/dev/null 2>&1
 . bench/scripts/lib.sh
 
 run_one() {
@@ -30,6 +32,12 @@ run_one() {
         ;;
     rser)
         target/release/rser -f "$RSER_CFG" -m 256 >"$OUT/rser.log" 2>&1 &
+        pid=$!
+        sleep 1
+        ;;
+    floor)
+        target/release/rser-floor --listen 127.0.0.1:5060 --to 127.0.0.1:5070 --workers 2 \
+            >"$OUT/floor.log" 2>&1 &
         pid=$!
         sleep 1
         ;;
@@ -59,3 +67,8 @@ run_one() {
 
 run_one kamailio
 run_one rser
+# The floor for a stateless proxy on these sockets: rser-floor parses
+# nothing, so what it spends per call no proxy can spend less than.
+if [ "$JOB" = stateless ]; then
+    run_one floor
+fi
