@@ -214,6 +214,10 @@ impl Wheel {
     /// first pass at or after its due time.
     pub fn take_due<const N: usize>(&self, table: &Table, now: u64, out: &mut ArrayVec<u32, N>) {
         for k in 0..SHARDS {
+            // Nothing in it is due before its hint: not even locked.
+            if self.hint(k).load(Ordering::Relaxed) > now {
+                continue;
+            }
             if let Some(mut h) = self.hold(table, k, true) {
                 if !take_shard(&mut h, table, now, out) {
                     return;
