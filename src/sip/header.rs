@@ -174,13 +174,14 @@ impl HeaderKind {
     }
 }
 
-/// Case-insensitive equality of a token `name` with a canonical header
-/// name, a few overlapping words at a time. Setting bit 0x20 lower-cases
-/// ASCII letters and leaves `-` and digits alone; among token characters
-/// (which `name` must consist of) only upper-case letters change, so no
-/// false match.
+/// Case-insensitive equality of `name` with a canonical header name, a
+/// few overlapping words at a time. Where the canonical name has a letter
+/// (bit 0x40 set) bit 0x20 is set on both sides, which lower-cases ASCII
+/// letters; elsewhere (its `-`) the bytes must be equal. So a match is
+/// made of letters and `-` only: a name that matches needs no token check
+/// of its own (a CR in place of a `-`, say, does not match).
 fn eq_token_ignore_case(name: &[u8], canonical: &[u8]) -> bool {
-    const LOWER: u64 = 0x2020_2020_2020_2020;
+    const LETTER_BIT: u64 = 0x4040_4040_4040_4040;
     let n = name.len();
     if n != canonical.len() {
         return false;
@@ -188,19 +189,19 @@ fn eq_token_ignore_case(name: &[u8], canonical: &[u8]) -> bool {
     let same = |at: usize, width: usize| {
         let x = word(name, at, width);
         let y = word(canonical, at, width);
-        x | LOWER == y | LOWER
+        let fold = (y & LETTER_BIT) >> 1;
+        x | fold == y | fold
     };
     match n {
         0 => true,
-        1 => name[0] | 0x20 == canonical[0] | 0x20,
         2..=3 => same(0, 2) && same(n - 2, 2),
         4..=7 => same(0, 4) && same(n - 4, 4),
         8..=16 => same(0, 8) && same(n - 8, 8),
         17..=24 => same(0, 8) && same(8, 8) && same(n - 8, 8),
-        _ => name
-            .iter()
-            .zip(canonical)
-            .all(|(x, y)| x | 0x20 == y | 0x20),
+        _ => name.iter().zip(canonical).all(|(&x, &y)| {
+            let fold = (y & 0x40) >> 1;
+            x | fold == y | fold
+        }),
     }
 }
 
@@ -262,6 +263,13 @@ mod tests {
             HeaderKind::ProxyAuthorization
         );
         assert_eq!(HeaderKind::from_name(b"X-Custom"), HeaderKind::Other);
+        // Only letters fold: a CR where the '-' is does not match.
+        assert_eq!(HeaderKind::from_name(b"Call\rID"), HeaderKind::Other);
+        assert_eq!(HeaderKind::from_name(b"Call\rId"), HeaderKind::Other);
+        assert_eq!(
+            HeaderKind::from_name(b"MAX-FORWARDS"),
+            HeaderKind::MaxForwards
+        );
         assert_eq!(HeaderKind::from_name(b"z"), HeaderKind::Other);
     }
 

@@ -151,7 +151,12 @@ impl<'a> Message<'a> {
                 name_end -= 1;
             }
             let name = &buf[pos..name_end];
-            if name.is_empty() || !all_token(name) {
+            if name.is_empty() {
+                return Err(ParseError::BadHeaderLine);
+            }
+            // A known name matched letter for letter is a token already.
+            let kind = HeaderKind::from_name(name);
+            if kind == HeaderKind::Other && !all_token(name) {
                 return Err(ParseError::BadHeaderLine);
             }
             // The header runs until a line break not followed by SP/HTAB
@@ -170,7 +175,6 @@ impl<'a> Message<'a> {
                 return Err(ParseError::HeaderTooLong);
             }
             let name_len = u8::try_from(name.len()).map_err(|_| ParseError::BadHeaderLine)?;
-            let kind = HeaderKind::from_name(name);
             let line_span = Span::new(pos, next);
             let value = trim(&buf[colon + 1..value_end]);
             // Most list lines carry one value: a vectorised search for a
@@ -634,8 +638,18 @@ v=0\r\n";
 
     #[test]
     fn framing_errors() {
-        let cases: [(&[u8], ParseError); 10] = [
+        let cases: [(&[u8], ParseError); 12] = [
             (b"", ParseError::Empty),
+            // A control character inside a name, even where a known
+            // name has its '-'.
+            (
+                b"INVITE sip:a@b SIP/2.0\r\nCall\rID: x\r\n\r\n",
+                ParseError::BadHeaderLine,
+            ),
+            (
+                b"INVITE sip:a@b SIP/2.0\r\nX-F\x01o: x\r\n\r\n",
+                ParseError::BadHeaderLine,
+            ),
             (b"\r\n\r\n", ParseError::Empty),
             (
                 b"INVITE sip:a@b SIP/2.0\r\nTo: x\r\n",

@@ -68,6 +68,15 @@ pub fn is_token(s: &[u8]) -> bool {
 /// dispatch and setup of a SIMD search cost more than the search.
 #[inline]
 pub fn find_byte(s: &[u8], needle: u8) -> Option<usize> {
+    // From 16 bytes, the memchr crate's SSE2 routine taken directly (SSE2
+    // is part of x86_64, so it inlines here; its runtime dispatch is what
+    // a plain `memchr::memchr` call pays).
+    #[cfg(target_arch = "x86_64")]
+    if s.len() >= 16 {
+        if let Some(one) = memchr::arch::x86_64::sse2::memchr::One::new(needle) {
+            return one.find(s);
+        }
+    }
     find_flagged(s, |w| flag_byte(w, needle), |b| b == needle)
 }
 
