@@ -32,7 +32,7 @@ impl Worker<'_> {
         loop {
             let now = now_ms();
             if wake > now {
-                std::thread::sleep(std::time::Duration::from_millis(wake - now));
+                sleep_unless_signalled(wake - now);
             }
             if crate::server::drain::stopping() {
                 crate::server::drain::finish();
@@ -86,5 +86,19 @@ impl Worker<'_> {
             }
         }
         self.in_sock = 0;
+    }
+}
+
+/// Sleeps `ms` milliseconds, or until a signal is handled (SIGTERM: the
+/// stop is then seen at once, not after a long sleep).
+fn sleep_unless_signalled(ms: u64) {
+    let ts = libc::timespec {
+        tv_sec: (ms / 1000) as libc::time_t,
+        tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long,
+    };
+    // SAFETY: a valid timespec; no remainder is asked for. An early
+    // return (EINTR) is what is wanted.
+    unsafe {
+        libc::nanosleep(&ts, std::ptr::null_mut());
     }
 }
