@@ -282,21 +282,28 @@ impl<'a> Iterator for Params<'a> {
             return Some(Err(ParseError::BadParam));
         }
         let s = &s[1..];
-        // One pass finds the parameter's end (a ';' outside quotes and
-        // <...>) and its first '='.
+        // The parameter's end (a ';' outside quotes and <...>) and its
+        // first '='.
         let mut eq = None;
         let mut nested = false;
-        let mut i = 0;
-        while let Some(off) = find_any4(&s[i..], [b';', b'=', b'"', b'<']) {
+        // The first stop: the usual `=` of `name=value` (the value's end
+        // is searched from there), or the end, or a quote or bracket.
+        let mut i = match find_any4(s, [b';', b'=', b'"', b'<']) {
+            Some(off) if s[off] == b'=' => {
+                eq = Some(off);
+                off + 1
+            }
+            Some(off) => off,
+            None => s.len(),
+        };
+        while i < s.len() {
+            let Some(off) = find_any4(&s[i..], [b';', b'"', b'<', b'<']) else {
+                i = s.len();
+                break;
+            };
             i += off;
             match s[i] {
                 b';' => break,
-                b'=' => {
-                    if eq.is_none() && !nested {
-                        eq = Some(i);
-                    }
-                    i += 1;
-                }
                 b'"' => match skip_quoted(s, i) {
                     Ok(end) => {
                         nested = true;
@@ -314,12 +321,6 @@ impl<'a> Iterator for Params<'a> {
                     i = find_byte(&s[i..], b'>').map_or(s.len(), |c| i + c + 1);
                 }
             }
-            if i >= s.len() {
-                break;
-            }
-        }
-        if i < s.len() && s[i] != b';' {
-            i = s.len();
         }
         let end = i.min(s.len());
         let item = &s[..end];
