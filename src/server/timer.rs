@@ -3,7 +3,11 @@
 //! workers left, the dispatcher's probes), then what they produced is
 //! sent; then it sleeps until a module next needs it.
 
-use super::limits::TIMER_MAX_SLEEP_MS;
+use std::os::fd::AsRawFd;
+
+use arrayvec::ArrayVec;
+
+use super::limits::{MAX_SOCKETS, TIMER_MAX_SLEEP_MS};
 use super::worker::{Worker, now_ms};
 use crate::modules::tm::wheel::TICK_MS;
 
@@ -32,7 +36,7 @@ impl Worker<'_> {
         loop {
             let now = now_ms();
             if wake > now {
-                sleep_unless_signalled(wake - now);
+                self.wait(wake - now);
             }
             if crate::server::drain::stopping() {
                 crate::server::drain::finish();
@@ -89,8 +93,32 @@ impl Worker<'_> {
     }
 }
 
-/// Sleeps `ms` milliseconds, or until a signal is handled (SIGTERM: the
-/// stop is then seen at once, not after a long sleep).
+impl Worker<'_> {
+    /// Sleeps `ms` milliseconds, or until a signal is handled (SIGTERM: the
+    /// stop is then seen at once) or, with sockets of its own, something
+    /// arrives on them (an ICMP error included), which is read at once.
+    fn wait(&self, ms: u64) {
+        if !self.reads_own {
+            return sleep_unless_signalled(ms);
+        }
+        let mut fds: ArrayVec<libc::pollfd, MAX_SOCKETS> = self
+            .sockets
+            .iter()
+            .take(MAX_SOCKETS)
+            .map(|s| libc::pollfd {
+                fd: s.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: fds is a live array of pollfd of the given length.
+        unsafe {
+            libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms as i32);
+        }
+    }
+}
+
+/// Sleeps `ms` milliseconds, or until a signal is handled.
 fn sleep_unless_signalled(ms: u64) {
     let ts = libc::timespec {
         tv_sec: (ms / 1000) as libc::time_t,
