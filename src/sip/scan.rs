@@ -80,13 +80,13 @@ pub fn find_byte(s: &[u8], needle: u8) -> Option<usize> {
     find_flagged(s, |w| flag_byte(w, needle), |b| b == needle)
 }
 
-/// Index of the first of `a`, `b`, `c` or `d` in `s` (see [`find_byte`]).
+/// Index of the first of the bytes of `set` in `s` (see [`find_byte`]).
 #[inline]
-pub fn find_any4(s: &[u8], [a, b, c, d]: [u8; 4]) -> Option<usize> {
+pub fn find_any<const N: usize>(s: &[u8], set: [u8; N]) -> Option<usize> {
     find_flagged(
         s,
-        |w| flag_byte(w, a) | flag_byte(w, b) | flag_byte(w, c) | flag_byte(w, d),
-        |x| x == a || x == b || x == c || x == d,
+        |w| set.iter().fold(0, |hit, &b| hit | flag_byte(w, b)),
+        |x| set.contains(&x),
     )
 }
 
@@ -288,7 +288,7 @@ impl<'a> Iterator for Params<'a> {
         let mut nested = false;
         // The first stop: the usual `=` of `name=value` (the value's end
         // is searched from there), or the end, or a quote or bracket.
-        let mut i = match find_any4(s, [b';', b'=', b'"', b'<']) {
+        let mut i = match find_any(s, [b';', b'=', b'"', b'<']) {
             Some(off) if s[off] == b'=' => {
                 eq = Some(off);
                 off + 1
@@ -297,7 +297,7 @@ impl<'a> Iterator for Params<'a> {
             None => s.len(),
         };
         while i < s.len() {
-            let Some(off) = find_any4(&s[i..], [b';', b'"', b'<', b'<']) else {
+            let Some(off) = find_any(&s[i..], [b';', b'"', b'<']) else {
                 i = s.len();
                 break;
             };
