@@ -158,8 +158,12 @@ fn header(ctx: &MsgCtx<'_, '_>, name: &str, out: &mut Vec<u8>) {
 
 fn name_addr_part(v: &Pv, na: &NameAddr<'_>, out: &mut Vec<u8>) {
     match v {
-        Pv::FromUri | Pv::ToUri => out.extend_from_slice(na.uri.raw),
-        _ => uri_part(v, &na.uri, out),
+        Pv::FromUri | Pv::ToUri => out.extend_from_slice(na.addr_spec),
+        _ => {
+            if let Ok(u) = na.uri() {
+                uri_part(v, &u, out);
+            }
+        }
     }
 }
 

@@ -291,11 +291,11 @@ fn name_addr_part(part: NameAddrPart, na: &NameAddr<'_>, len: usize) -> VarValue
     let text = |b: Option<&[u8]>| b.map_or(VarValue::Null, |b| VarValue::Str(b.to_vec()));
     match part {
         NameAddrPart::Display => text(na.display.map(|d| strip_pair(d, b'"', b'"'))),
-        NameAddrPart::Uri => text(Some(na.uri.raw)),
+        NameAddrPart::Uri => text(Some(na.addr_spec)),
         NameAddrPart::Len => VarValue::Int(i64::try_from(len).unwrap_or(i64::MAX)),
         NameAddrPart::Tag => text(na.tag),
-        NameAddrPart::User => text(na.uri.user),
-        NameAddrPart::Host => text(Some(na.uri.host_raw)),
+        NameAddrPart::User => text(na.uri().ok().and_then(|u| u.user)),
+        NameAddrPart::Host => text(na.uri().ok().map(|u| u.host_raw)),
         NameAddrPart::Params => text(Some(na.params.strip_prefix(b";").unwrap_or(na.params))),
     }
 }

@@ -601,8 +601,8 @@ fn text_operand<'c>(op: Operand, ctx: &'c MsgCtx<'_, '_>) -> &'c [u8] {
     match op {
         Operand::Uri => ctx.uri(),
         // A missing or bad header field reads as empty (never ours).
-        Operand::FromUri => ctx.msg.from().map_or(&b""[..], |f| f.uri.raw),
-        Operand::ToUri => ctx.msg.to().map_or(&b""[..], |t| t.uri.raw),
+        Operand::FromUri => ctx.msg.from().map_or(&b""[..], |f| f.addr_spec),
+        Operand::ToUri => ctx.msg.to().map_or(&b""[..], |t| t.addr_spec),
         // In a reply, the method is the CSeq's (as SER has it).
         _ if !ctx.msg.is_request() => ctx.msg.cseq().map_or(&b""[..], |c| c.method_raw),
         _ => ctx.msg.method_raw(),

@@ -312,7 +312,7 @@ mod tests {
     fn routes(text: &[u8]) -> Vec<String> {
         let m = crate::sip::Message::parse(text).unwrap();
         m.routes()
-            .map(|r| String::from_utf8_lossy(r.unwrap().uri.raw).into_owned())
+            .map(|r| String::from_utf8_lossy(r.unwrap().addr_spec).into_owned())
             .collect()
     }
 

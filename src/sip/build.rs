@@ -569,9 +569,9 @@ v=0\r\nTRAILING";
         assert_eq!(vias[1].rport, Rport::Value(40000));
         assert_eq!(vias[2].received, None);
         assert_eq!(m.max_forwards(), Ok(Some(69)));
-        let rr: Vec<_> = m.record_routes().map(|r| r.unwrap().uri.raw).collect();
+        let rr: Vec<_> = m.record_routes().map(|r| r.unwrap().addr_spec).collect();
         assert_eq!(rr, vec![&b"sip:proxy.example.net;lr"[..]]);
-        let routes: Vec<_> = m.routes().map(|r| r.unwrap().uri.raw).collect();
+        let routes: Vec<_> = m.routes().map(|r| r.unwrap().addr_spec).collect();
         assert_eq!(
             routes,
             vec![&b"sip:p2.example.com;lr"[..], b"sip:p3.example.com;lr"]

@@ -50,7 +50,7 @@ impl HeaderKind {
     pub const COUNT: usize = HeaderKind::Other as usize + 1;
 
     /// Canonical (long) name, used when the server writes a header.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             HeaderKind::Via => "Via",
             HeaderKind::From => "From",
@@ -101,78 +101,118 @@ impl HeaderKind {
 
     /// Recognises a header name, long or compact, case-insensitively.
     pub fn from_name(name: &[u8]) -> HeaderKind {
-        if name.len() == 1 {
-            return Self::from_compact(name[0].to_ascii_lowercase());
-        }
-        // (length, first, last) picks at most one candidate, which one
-        // case-insensitive comparison then confirms.
-        let first = name[0].to_ascii_lowercase();
-        let last = name[name.len() - 1].to_ascii_lowercase();
-        let candidate = match (name.len(), first, last) {
-            (2, b't', b'o') => HeaderKind::To,
-            (3, b'v', b'a') => HeaderKind::Via,
-            (4, b'f', b'm') => HeaderKind::From,
-            (4, b'c', b'q') => HeaderKind::CSeq,
-            (4, b'd', b'e') => HeaderKind::Date,
-            (5, b'r', b'e') => HeaderKind::Route,
-            (5, b'a', b'w') => HeaderKind::Allow,
-            (5, b'e', b't') => HeaderKind::Event,
-            (6, b'a', b't') => HeaderKind::Accept,
-            (6, b's', b'r') => HeaderKind::Server,
-            (7, b'c', b'd') => HeaderKind::CallId,
-            (7, b'c', b't') => HeaderKind::Contact,
-            (7, b'e', b's') => HeaderKind::Expires,
-            (7, b'r', b'e') => HeaderKind::Require,
-            (7, b's', b't') => HeaderKind::Subject,
-            (8, b'r', b'o') => HeaderKind::ReferTo,
-            (9, b's', b'd') => HeaderKind::Supported,
-            (10, b'u', b't') => HeaderKind::UserAgent,
-            (11, b'u', b'd') => HeaderKind::Unsupported,
-            (11, b'r', b'y') => HeaderKind::ReferredBy,
-            (11, b'm', b's') => HeaderKind::MinExpires,
-            (12, b'm', b's') => HeaderKind::MaxForwards,
-            (12, b'r', b'e') => HeaderKind::RecordRoute,
-            (12, b'c', b'e') => HeaderKind::ContentType,
-            (12, b'a', b's') => HeaderKind::AllowEvents,
-            (13, b'a', b'n') => HeaderKind::Authorization,
-            (13, b'p', b'e') => HeaderKind::ProxyRequire,
-            (14, b'c', b'h') => HeaderKind::ContentLength,
-            (15, b's', b's') => HeaderKind::SessionExpires,
-            (16, b'c', b'g') => HeaderKind::ContentEncoding,
-            (16, b'w', b'e') => HeaderKind::WwwAuthenticate,
-            (18, b'p', b'e') => HeaderKind::ProxyAuthenticate,
-            (19, b'p', b'n') => HeaderKind::ProxyAuthorization,
-            _ => return HeaderKind::Other,
+        let (Some(&first), Some(&last)) = (name.first(), name.last()) else {
+            return HeaderKind::Other;
         };
-        if eq_token_ignore_case(name, candidate.name().as_bytes()) {
-            candidate
-        } else {
-            HeaderKind::Other
-        }
-    }
-
-    /// Compact forms (RFC 3261 §7.3.3 and the RFCs that define the others).
-    fn from_compact(c: u8) -> HeaderKind {
-        match c {
-            b'v' => HeaderKind::Via,
-            b'f' => HeaderKind::From,
-            b't' => HeaderKind::To,
-            b'i' => HeaderKind::CallId,
-            b'm' => HeaderKind::Contact,
-            b'l' => HeaderKind::ContentLength,
-            b'c' => HeaderKind::ContentType,
-            b'e' => HeaderKind::ContentEncoding,
-            b's' => HeaderKind::Subject,
-            b'k' => HeaderKind::Supported,
-            b'o' => HeaderKind::Event,
-            b'u' => HeaderKind::AllowEvents,
-            b'r' => HeaderKind::ReferTo,
-            b'b' => HeaderKind::ReferredBy,
-            b'x' => HeaderKind::SessionExpires,
-            _ => HeaderKind::Other,
+        // The (length, first, last) slot holds the one spelling with that
+        // shape, if any, which one case-insensitive comparison confirms.
+        match NAME_SLOTS[name_slot(name.len(), first, last)] {
+            0 => HeaderKind::Other,
+            i => {
+                let (spelling, kind) = SPELLINGS[usize::from(i) - 1];
+                if eq_token_ignore_case(name, spelling) {
+                    kind
+                } else {
+                    HeaderKind::Other
+                }
+            }
         }
     }
 }
+
+/// Every spelling recognised: the long names, then the compact forms
+/// (RFC 3261 §7.3.3 and the RFCs that define the others).
+const SPELLINGS: [(&[u8], HeaderKind); 48] = {
+    const LONG: [HeaderKind; 33] = [
+        HeaderKind::Via,
+        HeaderKind::From,
+        HeaderKind::To,
+        HeaderKind::CallId,
+        HeaderKind::CSeq,
+        HeaderKind::MaxForwards,
+        HeaderKind::Contact,
+        HeaderKind::Route,
+        HeaderKind::RecordRoute,
+        HeaderKind::ContentLength,
+        HeaderKind::ContentType,
+        HeaderKind::ContentEncoding,
+        HeaderKind::Expires,
+        HeaderKind::Authorization,
+        HeaderKind::ProxyAuthorization,
+        HeaderKind::WwwAuthenticate,
+        HeaderKind::ProxyAuthenticate,
+        HeaderKind::Supported,
+        HeaderKind::Require,
+        HeaderKind::ProxyRequire,
+        HeaderKind::Unsupported,
+        HeaderKind::Allow,
+        HeaderKind::Accept,
+        HeaderKind::Subject,
+        HeaderKind::Date,
+        HeaderKind::UserAgent,
+        HeaderKind::Server,
+        HeaderKind::Event,
+        HeaderKind::AllowEvents,
+        HeaderKind::ReferTo,
+        HeaderKind::ReferredBy,
+        HeaderKind::SessionExpires,
+        HeaderKind::MinExpires,
+    ];
+    const COMPACT: [(&[u8], HeaderKind); 15] = [
+        (b"v", HeaderKind::Via),
+        (b"f", HeaderKind::From),
+        (b"t", HeaderKind::To),
+        (b"i", HeaderKind::CallId),
+        (b"m", HeaderKind::Contact),
+        (b"l", HeaderKind::ContentLength),
+        (b"c", HeaderKind::ContentType),
+        (b"e", HeaderKind::ContentEncoding),
+        (b"s", HeaderKind::Subject),
+        (b"k", HeaderKind::Supported),
+        (b"o", HeaderKind::Event),
+        (b"u", HeaderKind::AllowEvents),
+        (b"r", HeaderKind::ReferTo),
+        (b"b", HeaderKind::ReferredBy),
+        (b"x", HeaderKind::SessionExpires),
+    ];
+    let mut all: [(&[u8], HeaderKind); 48] = [(b"", HeaderKind::Other); 48];
+    let mut i = 0;
+    while i < LONG.len() {
+        all[i] = (LONG[i].name().as_bytes(), LONG[i]);
+        i += 1;
+    }
+    while i < all.len() {
+        all[i] = COMPACT[i - LONG.len()];
+        i += 1;
+    }
+    all
+};
+
+/// A spelling's slot from its length and its first and last bytes, case
+/// folded. The constants make the 48 spellings' slots distinct (checked
+/// when `NAME_SLOTS` is built); other names share slots and fail the
+/// comparison.
+const fn name_slot(len: usize, first: u8, last: u8) -> usize {
+    let h = (len as u32)
+        .wrapping_mul(42)
+        .wrapping_add((first | 0x20) as u32 * 110)
+        .wrapping_add((last | 0x20) as u32);
+    (h >> 3) as usize & 127
+}
+
+/// Index + 1 into `SPELLINGS` by slot; 0 for a slot no spelling has.
+const NAME_SLOTS: [u8; 128] = {
+    let mut slots = [0u8; 128];
+    let mut i = 0;
+    while i < SPELLINGS.len() {
+        let s = SPELLINGS[i].0;
+        let slot = name_slot(s.len(), s[0], s[s.len() - 1]);
+        assert!(slots[slot] == 0, "two header spellings share a slot");
+        slots[slot] = i as u8 + 1;
+        i += 1;
+    }
+    slots
+};
 
 /// Case-insensitive equality of `name` with a canonical header name, a
 /// few overlapping words at a time. Where the canonical name has a letter

@@ -627,6 +627,16 @@ v=0\r\n";
     }
 
     #[test]
+    fn a_bad_address_in_to_leaves_the_tag_readable_and_fails_validation() {
+        let text = String::from_utf8_lossy(INVITE)
+            .replace("To: Bob <sip:bob@biloxi.com>", "To: Bob <sip:bob@>;tag=b1");
+        let m = Message::parse(text.as_bytes()).unwrap();
+        assert_eq!(m.to().unwrap().tag, Some(&b"b1"[..]));
+        assert!(m.to().unwrap().uri().is_err());
+        assert_eq!(m.validate(), Err(ParseError::BadNameAddr));
+    }
+
+    #[test]
     fn frames_a_response_and_missing_content_length() {
         let m = Message::parse(b"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP h\r\n\r\nbody").unwrap();
         assert_eq!(m.status(), Some(180));

@@ -1,5 +1,11 @@
 //! name-addr / addr-spec values with header parameters: From, To, Contact,
 //! Route, Record-Route (RFC 3261 §20.10, §20.20, §20.30, §20.34, §20.39).
+//!
+//! Parsing a value delimits its parts (display name, address, parameters)
+//! and reads the tag; the address itself is parsed as a URI only when read
+//! ([`NameAddr::uri`]), as Kamailio's parse_to does: a proxy relaying a
+//! request reads the To and From tags on every message and their URIs
+//! seldom. [`super::Message::validate`] parses them all.
 
 use super::error::{ParseError, Result};
 use super::scan::{
@@ -12,7 +18,9 @@ use super::uri::Uri;
 pub struct NameAddr<'a> {
     /// Display name as written (quotes kept), if any.
     pub display: Option<&'a [u8]>,
-    pub uri: Uri<'a>,
+    /// The address as written, without its angle brackets; its syntax is
+    /// checked by [`NameAddr::uri`].
+    pub addr_spec: &'a [u8],
     /// True when the URI was enclosed in `<...>`.
     pub bracketed: bool,
     /// Header parameters after the address, from the first `;`.
@@ -53,10 +61,6 @@ impl<'a> NameAddr<'a> {
                 (None, uri, &s[end..], false)
             }
         };
-        let uri = Uri::parse(uri_text).map_err(|e| match e {
-            ParseError::UriTooLong => e,
-            _ => ParseError::BadNameAddr,
-        })?;
         let mut tag = None;
         for p in Params::new(params) {
             let p = p.map_err(|_| ParseError::BadNameAddr)?;
@@ -66,10 +70,18 @@ impl<'a> NameAddr<'a> {
         }
         Ok(NameAddr {
             display,
-            uri,
+            addr_spec: uri_text,
             bracketed,
             params,
             tag,
+        })
+    }
+
+    /// The address parsed as a URI; a malformed one is a bad name-addr.
+    pub fn uri(&self) -> Result<Uri<'a>> {
+        Uri::parse(self.addr_spec).map_err(|e| match e {
+            ParseError::UriTooLong => e,
+            _ => ParseError::BadNameAddr,
         })
     }
 
@@ -171,7 +183,7 @@ mod tests {
         let n =
             NameAddr::parse(b"\"Bob \\\"B\\\" Biloxi\" <sip:bob@biloxi.com>;tag=a6c85cf").unwrap();
         assert_eq!(n.display, Some(&b"\"Bob \\\"B\\\" Biloxi\""[..]));
-        assert_eq!(n.uri.host, Host::Name(b"biloxi.com"));
+        assert_eq!(n.uri().unwrap().host, Host::Name(b"biloxi.com"));
         assert_eq!(n.tag, Some(&b"a6c85cf"[..]));
     }
 
@@ -179,10 +191,10 @@ mod tests {
     fn token_display_name_and_addr_spec() {
         let n = NameAddr::parse(b"Bob Biloxi <sip:bob@biloxi.com;transport=udp>").unwrap();
         assert_eq!(n.display, Some(&b"Bob Biloxi"[..]));
-        assert_eq!(n.uri.transport, Some(&b"udp"[..]));
+        assert_eq!(n.uri().unwrap().transport, Some(&b"udp"[..]));
         let a = NameAddr::parse(b"sip:alice@atlanta.com;tag=1928301774").unwrap();
         assert!(!a.bracketed);
-        assert_eq!(a.uri.params, b"");
+        assert_eq!(a.uri().unwrap().params, b"");
         assert_eq!(a.tag, Some(&b"1928301774"[..]));
     }
 
@@ -193,6 +205,20 @@ mod tests {
         assert!(NameAddr::parse(b"\"unterminated <sip:x@y>").is_err());
         assert!(NameAddr::parse(b"<sip:x@y").is_err());
         assert!(NameAddr::parse(b"< sip:x@y >").is_err());
+    }
+
+    #[test]
+    fn the_address_is_parsed_when_read() {
+        // The tag is there to read; the malformed address fails on reading.
+        let n = NameAddr::parse(b"<sip:alice@>;tag=t1").unwrap();
+        assert_eq!(n.tag, Some(&b"t1"[..]));
+        assert_eq!(n.addr_spec, b"sip:alice@");
+        assert_eq!(n.uri(), Err(ParseError::BadNameAddr));
+        let long = format!("<sip:{}@x>", "a".repeat(3_000));
+        let n = NameAddr::parse(long.as_bytes()).unwrap();
+        assert_eq!(n.uri(), Err(ParseError::UriTooLong));
+        let n = NameAddr::parse(b"sip:bob@biloxi.com;tag=9").unwrap();
+        assert_eq!(n.uri().unwrap().host, Host::Name(b"biloxi.com"));
     }
 
     #[test]

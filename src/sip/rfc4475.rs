@@ -50,11 +50,11 @@ fn wsinv_short_tortuous_invite() {
     assert_eq!(vias[1].host, Host::Name(b"spindle.example.com"));
     assert_eq!(vias[2].branch, Some(&b"z9hG4bK30239"[..]));
     let to = m.to().unwrap();
-    assert_eq!(to.uri.raw, b"sip:vivekg@chair-dnrc.example.com");
+    assert_eq!(to.addr_spec, b"sip:vivekg@chair-dnrc.example.com");
     assert_eq!(to.tag, Some(&b"1918181833n"[..]));
     let from = m.from().unwrap();
     assert_eq!(from.display, Some(&br#""J Rosenberg \\\"""#[..]));
-    assert_eq!(from.uri.raw, b"sip:jdrosen@example.com");
+    assert_eq!(from.addr_spec, b"sip:jdrosen@example.com");
     assert_eq!(from.tag, Some(&b"98asjd8"[..]));
     assert_eq!(m.call_id(), Ok(&b"wsinv.ndaksdj@192.0.2.1"[..]));
     assert_eq!(m.cseq().unwrap().number, 9);
@@ -64,7 +64,7 @@ fn wsinv_short_tortuous_invite() {
     let [Contact::Addr(c)] = contacts[..] else {
         panic!("one contact")
     };
-    assert_eq!(c.uri.raw, b"sip:jdrosen@example.com");
+    assert_eq!(c.addr_spec, b"sip:jdrosen@example.com");
     assert_eq!(c.param(b"newparam"), Some(Some(&b"newvalue"[..])));
     assert_eq!(c.param(b"secondparam"), Some(None));
     assert_eq!(c.q(), Ok(Some(330)));
@@ -115,33 +115,45 @@ fn esc01_valid_escaping() {
     let ruri = m.ruri().unwrap();
     assert_eq!(unesc(ruri.user.unwrap()), b"sips:user@example.com");
     assert_eq!(ruri.host, Host::Name(b"example.net"));
-    assert_eq!(unesc(m.to().unwrap().uri.user.unwrap()), b"user");
-    assert_eq!(unesc(m.from().unwrap().uri.user.unwrap()), b"I have spaces");
+    assert_eq!(unesc(m.to().unwrap().uri().unwrap().user.unwrap()), b"user");
+    assert_eq!(
+        unesc(m.from().unwrap().uri().unwrap().user.unwrap()),
+        b"I have spaces"
+    );
     assert_eq!(m.call_id(), Ok(&b"esc01.239409asdfakjkn23onasd0-3234"[..]));
     let Contact::Addr(c) = m.contacts().next().unwrap().unwrap() else {
         panic!()
     };
-    assert_eq!(unesc(c.uri.user.unwrap()), b"caller");
+    assert_eq!(unesc(c.uri().unwrap().user.unwrap()), b"caller");
     // Unescaping is never recursive: value%2541 -> value%41, not valueA.
     let name = c
-        .uri
+        .uri()
+        .unwrap()
         .param_iter()
         .map(|p| p.unwrap())
         .find(|p| unesc(p.name) == b"name")
         .unwrap();
     assert_eq!(unesc(name.value.unwrap()), b"value%41");
-    assert!(c.uri.param_iter().any(|p| unesc(p.unwrap().name) == b"lr"));
+    assert!(
+        c.uri()
+            .unwrap()
+            .param_iter()
+            .any(|p| unesc(p.unwrap().name) == b"lr")
+    );
 }
 
 #[test]
 fn escnull_escaped_nulls() {
     let m = valid(dat!("escnull"));
     assert_eq!(m.method(), Some(Method::Register));
-    assert_eq!(unesc(m.to().unwrap().uri.user.unwrap()), b"null-\0-null");
+    assert_eq!(
+        unesc(m.to().unwrap().uri().unwrap().user.unwrap()),
+        b"null-\0-null"
+    );
     let users: Vec<_> = m
         .contacts()
         .map(|c| match c.unwrap() {
-            Contact::Addr(a) => unesc(a.uri.user.unwrap()),
+            Contact::Addr(a) => unesc(a.uri().unwrap().user.unwrap()),
             Contact::Star => panic!("star"),
         })
         .collect();
@@ -180,7 +192,7 @@ fn longreq_long_values() {
         "very".len() + 4 * 50 + "branchvalue".len()
     );
     let to = m.to().unwrap();
-    assert_eq!(to.uri.port, Some(6000));
+    assert_eq!(to.uri().unwrap().port, Some(6000));
     assert_eq!(to.tag, None);
     let from = m.from().unwrap();
     assert!(!from.bracketed);

@@ -45,8 +45,9 @@ impl Message<'_> {
         for via in self.vias() {
             via?;
         }
-        self.from()?;
-        self.to()?;
+        // The addresses too, which reading a tag leaves unparsed.
+        self.from()?.uri()?;
+        self.to()?.uri()?;
         self.call_id()?;
         let cseq = self.cseq()?;
         // §8.1.1.5: the CSeq method matches the request's method.
@@ -63,6 +64,7 @@ impl Message<'_> {
             match c? {
                 Contact::Star => star = true,
                 Contact::Addr(a) => {
+                    a.uri()?;
                     a.expires()?;
                     a.q()?;
                 }
@@ -73,7 +75,7 @@ impl Message<'_> {
             return Err(ParseError::BadNameAddr);
         }
         for r in self.routes().chain(self.record_routes()) {
-            r?;
+            r?.uri()?;
         }
         for h in self.all(HeaderKind::Date) {
             check_date(self.value(h))?;

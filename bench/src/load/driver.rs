@@ -668,7 +668,7 @@ impl Driver {
         s.ruri.clear();
         match msg.contacts().next() {
             Some(Ok(rser::sip::Contact::Addr(c))) => {
-                s.ruri.extend_from_slice(c.uri.raw);
+                s.ruri.extend_from_slice(c.addr_spec);
             }
             _ => {
                 let _ = std::io::Write::write_fmt(

@@ -188,7 +188,10 @@ fn realm_of<'m>(msg: &'m Message<'_>, realm: &'m str) -> &'m [u8] {
     } else {
         msg.from()
     };
-    who.map(|n| n.uri.host_raw).unwrap_or_default()
+    who.ok()
+        .and_then(|n| n.uri().ok())
+        .map(|u| u.host_raw)
+        .unwrap_or_default()
 }
 
 /// Why credentials were not accepted.
@@ -637,7 +640,7 @@ impl AuthState {
             return -1;
         }
         let who = if to { ctx.msg.to() } else { ctx.msg.from() };
-        match who.ok().and_then(|n| n.uri.user) {
+        match who.ok().and_then(|n| n.uri().ok()).and_then(|u| u.user) {
             Some(u) if u == a.user.as_slice() => 1,
             _ => -1,
         }

@@ -293,8 +293,8 @@ impl DsState {
         let hash = |b: &[u8]| xxhash_rust::xxh3::xxh3_64(b);
         let key_of_msg = match alg {
             Alg::CallId => ctx.msg.call_id().map(hash).unwrap_or(0),
-            Alg::FromUri => ctx.msg.from().map(|f| hash(f.uri.raw)).unwrap_or(0),
-            Alg::ToUri => ctx.msg.to().map(|t| hash(t.uri.raw)).unwrap_or(0),
+            Alg::FromUri => ctx.msg.from().map(|f| hash(f.addr_spec)).unwrap_or(0),
+            Alg::ToUri => ctx.msg.to().map(|t| hash(t.addr_spec)).unwrap_or(0),
             Alg::RequestUri => hash(ctx.uri()),
             _ => 0,
         };

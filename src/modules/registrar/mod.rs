@@ -132,6 +132,8 @@ pub fn read_request<'a>(msg: &Message<'a>, p: &Params) -> Result<Request<'a>, Re
         match c.map_err(|_| reject(400, "Bad Contact Header"))? {
             Contact::Star => star = true,
             Contact::Addr(a) => {
+                // The address is stored and later dialled: it must parse.
+                let uri = a.uri().map_err(|_| reject(400, "Bad Contact Header"))?;
                 let asked = a
                     .expires()
                     .map_err(|_| reject(400, "Bad Contact Expires"))?
@@ -153,7 +155,7 @@ pub fn read_request<'a>(msg: &Message<'a>, p: &Params) -> Result<Request<'a>, Re
                     .map_err(|_| reject(400, "Bad Contact q"))?
                     .or(p.default_q);
                 let w = Wanted {
-                    uri: a.uri.raw,
+                    uri: uri.raw,
                     expires,
                     q,
                 };

@@ -128,11 +128,11 @@ impl RegistrarState<'_> {
         let Some(domain) = rs.domain(table) else {
             return -1;
         };
-        let to = match msg.to() {
-            Ok(t) => t,
+        let to = match msg.to().and_then(|t| t.uri()) {
+            Ok(uri) => uri,
             Err(_) => return refuse(cx, ctx, headers, REJECT_BAD_TO),
         };
-        usrloc::aor_of(&to.uri, rs.ul.use_domain, &mut rs.aor);
+        usrloc::aor_of(&to, rs.ul.use_domain, &mut rs.aor);
         if rs.aor.is_empty() {
             return refuse(cx, ctx, headers, REJECT_BAD_TO);
         }

@@ -354,7 +354,7 @@ impl<'h, 'm> RouteSet<'h, 'm> {
     fn uri(&self, i: usize) -> Result<Uri<'m>, Refusal> {
         let h = self.entries.get(i).ok_or(Refusal::BadRoute)?;
         NameAddr::parse(self.msg.value(h))
-            .map(|n| n.uri)
+            .and_then(|n| n.uri())
             .map_err(|_| Refusal::BadRoute)
     }
 }

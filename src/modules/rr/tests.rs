@@ -74,7 +74,7 @@ impl Routed {
 
     fn routes(&self) -> Vec<String> {
         let m = self.message();
-        m.routes().map(|r| text(r.unwrap().uri.raw)).collect()
+        m.routes().map(|r| text(r.unwrap().addr_spec)).collect()
     }
 
     /// The Route lines as written.
@@ -160,7 +160,7 @@ fn record_route_goes_after_the_vias_without_one() {
     let m = Message::parse(sent.as_bytes()).unwrap();
     let rr: Vec<_> = m
         .record_routes()
-        .map(|r| text(r.unwrap().uri.raw))
+        .map(|r| text(r.unwrap().addr_spec))
         .collect();
     assert_eq!(rr, ["sip:192.0.2.1:5060;lr"]);
 }
@@ -185,7 +185,7 @@ fn record_route_goes_on_top_of_existing_ones_with_ipv6_in_brackets() {
     let m = Message::parse(sent.as_bytes()).unwrap();
     let rr: Vec<_> = m
         .record_routes()
-        .map(|r| text(r.unwrap().uri.raw))
+        .map(|r| text(r.unwrap().addr_spec))
         .collect();
     assert_eq!(
         rr,

@@ -275,16 +275,20 @@ fn uri_problem(msg: &Message<'_>, uri_checks: i64) -> Option<Problem> {
     if uri_checks & 1 != 0 && msg.is_request() && Uri::parse(msg.request_uri_raw()).is_err() {
         return bad("Request");
     }
-    if uri_checks & 2 != 0 && msg.from().is_err() {
+    if uri_checks & 2 != 0 && msg.from().and_then(|f| f.uri()).is_err() {
         return bad("From");
     }
-    if uri_checks & 4 != 0 && msg.to().is_err() {
+    if uri_checks & 4 != 0 && msg.to().and_then(|t| t.uri()).is_err() {
         return bad("To");
     }
     if uri_checks & 8 != 0
         && msg
             .contacts()
-            .any(|c: crate::sip::Result<Contact<'_>>| c.is_err())
+            .any(|c: crate::sip::Result<Contact<'_>>| match c {
+                Ok(Contact::Addr(a)) => a.uri().is_err(),
+                Ok(Contact::Star) => false,
+                Err(_) => true,
+            })
     {
         return bad("Contact");
     }

@@ -204,7 +204,7 @@ pub fn ack_2xx(
         .contacts()
         .find_map(|c| match c {
             Ok(crate::sip::Contact::Addr(n)) => {
-                Some(String::from_utf8_lossy(n.uri.raw).into_owned())
+                Some(String::from_utf8_lossy(n.addr_spec).into_owned())
             }
             _ => None,
         })
@@ -212,7 +212,10 @@ pub fn ack_2xx(
     let mut set: Vec<(String, bool)> = Vec::new();
     for rr in reply.record_routes() {
         let rr = rr.map_err(|e| format!("the 2xx's Record-Route: {e}"))?;
-        set.push((String::from_utf8_lossy(rr.uri.raw).into_owned(), rr.uri.lr));
+        let uri = rr
+            .uri()
+            .map_err(|e| format!("the 2xx's Record-Route: {e}"))?;
+        set.push((String::from_utf8_lossy(uri.raw).into_owned(), uri.lr));
     }
     set.reverse();
     // §12.2.1.1: a strict first hop takes the Request-URI, the remote
@@ -285,7 +288,7 @@ mod tests {
         let m = Message::parse(&b.text).unwrap();
         assert_eq!(m.method(), Some(Method::Message));
         assert!(m.from().unwrap().tag.is_some());
-        assert_eq!(m.to().unwrap().uri.raw, b"sip:bob@192.0.2.7:5070");
+        assert_eq!(m.to().unwrap().addr_spec, b"sip:bob@192.0.2.7:5070");
         assert_eq!(m.body(), b"hello");
         assert_eq!(b.via, "SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bKx;rport");
         assert_eq!(m.contacts().count(), 0);
@@ -295,7 +298,7 @@ mod tests {
         let c: Vec<_> = m.contacts().collect();
         assert_eq!(c.len(), 1);
         assert!(
-            matches!(&c[0], Ok(crate::sip::Contact::Addr(n)) if n.uri.raw == b"sip:rser@127.0.0.1:40000")
+            matches!(&c[0], Ok(crate::sip::Contact::Addr(n)) if n.addr_spec == b"sip:rser@127.0.0.1:40000")
         );
         let own = request(
             &ask("INVITE", "Contact: <sip:me@192.0.2.1>"),
@@ -355,7 +358,7 @@ mod tests {
         let m = Message::parse(&ack).unwrap();
         assert_eq!(m.request_uri_raw(), b"sip:bob@192.0.2.9:5090");
         assert_eq!(next, "sip:p1.example;lr");
-        let routes: Vec<_> = m.routes().map(|r| r.unwrap().uri.raw.to_vec()).collect();
+        let routes: Vec<_> = m.routes().map(|r| r.unwrap().addr_spec.to_vec()).collect();
         assert_eq!(
             routes,
             [b"sip:p1.example;lr".to_vec(), b"sip:p2.example;lr".to_vec()]
