@@ -2,7 +2,7 @@
 //! and Date (RFC 3261 §20).
 
 use super::error::{ParseError, Result};
-use super::scan::{Params, is_lws, is_token, is_word_char, parse_u32, trim};
+use super::scan::{Params, all_token, is_lws, is_token, is_word_char, parse_u32, trim, trim_start};
 
 /// Request methods. Method names are case-sensitive (RFC 3261 §7.1);
 /// unknown tokens are `Other` and keep their text where they appear.
@@ -58,16 +58,23 @@ pub struct CSeq<'a> {
 impl<'a> CSeq<'a> {
     pub fn parse(s: &'a [u8]) -> Result<CSeq<'a>> {
         let s = trim(s);
-        let split = s
-            .iter()
-            .position(|&b| is_lws(b))
-            .ok_or(ParseError::BadCSeq)?;
-        let number = parse_u32(&s[..split]).map_err(|_| ParseError::BadCSeq)?;
-        if number >= 1 << 31 {
+        // The number, read as it is scanned: at most ten digits (more
+        // could not be below 2**31), then white space.
+        let mut number: u64 = 0;
+        let mut digits = 0;
+        while let Some(&b) = s.get(digits).filter(|b| b.is_ascii_digit()) {
+            number = number * 10 + u64::from(b - b'0');
+            digits += 1;
+            if digits > 10 {
+                return Err(ParseError::BadCSeq);
+            }
+        }
+        if digits == 0 || !s.get(digits).is_some_and(|&b| is_lws(b)) || number >= 1 << 31 {
             return Err(ParseError::BadCSeq);
         }
-        let method_raw = trim(&s[split..]);
-        if !is_token(method_raw) {
+        let number = number as u32;
+        let method_raw = trim_start(&s[digits..]);
+        if method_raw.is_empty() || !all_token(method_raw) {
             return Err(ParseError::BadCSeq);
         }
         Ok(CSeq {
@@ -191,6 +198,16 @@ mod tests {
         assert!(CSeq::parse(b"36893488147419103232 INVITE").is_err());
         assert!(CSeq::parse(b"1").is_err());
         assert!(CSeq::parse(b"-1 INVITE").is_err());
+        // Leading zeros count as digits: ten at most.
+        assert_eq!(CSeq::parse(b"0000000012 BYE").unwrap().number, 12);
+        assert!(CSeq::parse(b"00000000012 BYE").is_err());
+        assert!(CSeq::parse(b"12a INVITE").is_err());
+        assert!(CSeq::parse(b"12 INV@TE").is_err());
+        assert!(CSeq::parse(b"12 ").is_err());
+        assert_eq!(
+            CSeq::parse(b"2147483647\tINVITE").unwrap().number,
+            (1 << 31) - 1
+        );
         assert_eq!(
             CSeq::parse(b"8\r\n  NEWMETHOD").unwrap().method,
             Method::Other

@@ -40,10 +40,21 @@ impl<'a> Via<'a> {
     /// Parses one Via value (the index has already split comma-joined ones).
     pub fn parse(s: &'a [u8]) -> Result<Via<'a>> {
         let mut rest = trim(s);
-        let protocol = take_token(&mut rest)?;
-        expect_slash(&mut rest)?;
-        let version = take_token(&mut rest)?;
-        expect_slash(&mut rest)?;
+        // Nearly every Via starts `SIP/2.0/` exactly: one comparison reads
+        // what the token-by-token path below would.
+        let (protocol, version) = match rest.split_at_checked(8) {
+            Some((head, tail)) if head == b"SIP/2.0/" => {
+                rest = tail;
+                (&head[..3], &head[4..7])
+            }
+            _ => {
+                let protocol = take_token(&mut rest)?;
+                expect_slash(&mut rest)?;
+                let version = take_token(&mut rest)?;
+                expect_slash(&mut rest)?;
+                (protocol, version)
+            }
+        };
         let transport = take_token(&mut rest)?;
         if rest.first().is_none_or(|&b| !is_lws(b)) {
             return Err(ParseError::BadVia);
@@ -178,6 +189,22 @@ mod tests {
         assert_eq!(v.transport, b"UDP");
         assert_eq!(v.port, Some(5070));
         assert!(!v.has_rfc3261_branch());
+    }
+
+    #[test]
+    fn sent_protocol_as_written() {
+        let v = Via::parse(b"SIP/2.0/TCP h").unwrap();
+        assert_eq!(
+            (v.protocol, v.version, v.transport),
+            (&b"SIP"[..], &b"2.0"[..], &b"TCP"[..])
+        );
+        let v = Via::parse(b"sip/2.0/udp h").unwrap();
+        assert_eq!(
+            (v.protocol, v.version, v.transport),
+            (&b"sip"[..], &b"2.0"[..], &b"udp"[..])
+        );
+        assert!(Via::parse(b"SIP/2.0/").is_err());
+        assert!(Via::parse(b"SIP/2.0/ UDP h").is_ok());
     }
 
     #[test]
