@@ -523,7 +523,7 @@ fn parse_start_line(buf: &[u8], begin: usize, end: usize) -> Result<StartLine> {
         return parse_status_line(begin, line);
     }
     // Method SP Request-URI SP SIP-Version, single spaces (RFC 3261 §7.1).
-    let sp1 = memchr::memchr(b' ', line).ok_or(ParseError::BadStartLine)?;
+    let sp1 = find_byte(line, b' ').ok_or(ParseError::BadStartLine)?;
     let sp2 = memchr::memrchr(b' ', line).ok_or(ParseError::BadStartLine)?;
     if sp1 == sp2 {
         return Err(ParseError::BadStartLine);
@@ -536,7 +536,7 @@ fn parse_start_line(buf: &[u8], begin: usize, end: usize) -> Result<StartLine> {
     }
     // sp1 and sp2 are the first and last SP: the URI holds no SP iff the
     // next SP after sp1 is sp2; a tab or line break is caught by Uri::parse.
-    if uri.is_empty() || memchr::memchr(b' ', uri).is_some() {
+    if uri.is_empty() || find_byte(uri, b' ').is_some() {
         return Err(ParseError::BadStartLine);
     }
     if !version.eq_ignore_ascii_case(b"SIP/2.0") {
@@ -556,7 +556,7 @@ fn parse_start_line(buf: &[u8], begin: usize, end: usize) -> Result<StartLine> {
 /// SIP-Version SP Status-Code SP Reason-Phrase (RFC 3261 §7.2). An empty
 /// reason phrase is legal (RFC 4475 §3.1.1.13); its SP is not required here.
 fn parse_status_line(begin: usize, line: &[u8]) -> Result<StartLine> {
-    let sp1 = memchr::memchr(b' ', line).ok_or(ParseError::BadStartLine)?;
+    let sp1 = find_byte(line, b' ').ok_or(ParseError::BadStartLine)?;
     if !line[..sp1].eq_ignore_ascii_case(b"SIP/2.0") {
         return Err(ParseError::BadVersion);
     }

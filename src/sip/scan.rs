@@ -71,13 +71,43 @@ pub fn find_byte(s: &[u8], needle: u8) -> Option<usize> {
     // From 16 bytes, the memchr crate's SSE2 routine taken directly (SSE2
     // is part of x86_64, so it inlines here; its runtime dispatch is what
     // a plain `memchr::memchr` call pays).
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     if s.len() >= 16 {
-        if let Some(one) = memchr::arch::x86_64::sse2::memchr::One::new(needle) {
-            return one.find(s);
-        }
+        return find_byte_sse2(s, needle);
     }
     find_flagged(s, |w| flag_byte(w, needle), |b| b == needle)
+}
+
+/// [`find_byte`] from 16 bytes: unaligned 16-byte compares from the start
+/// (what is searched is a line or a value, usually found in the first
+/// one or two), the last one overlapping those before it.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn find_byte_sse2(s: &[u8], needle: u8) -> Option<usize> {
+    use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
+    debug_assert!(s.len() >= 16);
+    let last = s.len() - 16;
+    // SAFETY: SSE2 is enabled (the cfg; it is part of the x86_64
+    // baseline), and every 16-byte load starts at most at `last`, so lies
+    // inside `s`.
+    unsafe {
+        let want = _mm_set1_epi8(needle as i8);
+        let hits = |at: usize| {
+            let v = _mm_loadu_si128(s.as_ptr().add(at).cast());
+            _mm_movemask_epi8(_mm_cmpeq_epi8(v, want)) as u32
+        };
+        let mut at = 0;
+        while at < last {
+            let m = hits(at);
+            if m != 0 {
+                return Some(at + m.trailing_zeros() as usize);
+            }
+            at += 16;
+        }
+        // The bytes from `at` on, in the last 16 (those before were seen).
+        let m = hits(last) >> (at - last);
+        (m != 0).then(|| at + m.trailing_zeros() as usize)
+    }
 }
 
 /// Index of the first of the bytes of `set` in `s` (see [`find_byte`]).
@@ -382,6 +412,31 @@ fn hex(b: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn searches_agree_with_a_byte_loop_at_every_length_and_place() {
+        // Lengths around the word and vector widths; the needle at each
+        // place, twice, or absent; a high byte next to it (a borrow must
+        // not fake a match).
+        for len in 0..80 {
+            for at in (0..len).map(Some).chain([None]) {
+                let mut s = vec![b'a'; len];
+                if let Some(at) = at {
+                    s[at] = b':';
+                    if at + 3 < len {
+                        s[at + 3] = b':';
+                    }
+                    if at > 0 {
+                        s[at - 1] = 0xbb;
+                    }
+                }
+                let want = s.iter().position(|&b| b == b':');
+                assert_eq!(find_byte(&s, b':'), want, "len {len} at {at:?}");
+                let any = s.iter().position(|&b| b == b':' || b == b';');
+                assert_eq!(find_any(&s, [b';', b':']), any, "len {len} at {at:?}");
+            }
+        }
+    }
 
     #[test]
     fn trims_folded_white_space() {
