@@ -162,15 +162,19 @@ pub fn all_visible(s: &[u8]) -> bool {
         .fold(true, |ok, &b| ok & (b.wrapping_sub(0x21) < 0x5e))
 }
 
-/// ASCII case-insensitive equality for `name` against a lower-case
-/// `lower`, for the parameter and scheme names the parsers recognise.
+/// ASCII case-insensitive equality for `name` against `lower`, made of
+/// lower-case letters and bytes below 0x40 (digits, '-'): the parameter
+/// and scheme names the parsers recognise.
 #[inline]
 pub fn eq_lower(name: &[u8], lower: &[u8]) -> bool {
+    // Bit 0x20 set on both sides where `lower` has a letter (bit 0x40),
+    // which folds an upper-case letter only; other bytes compare exactly.
+    // No early exit: the names are short.
     name.len() == lower.len()
-        && name
-            .iter()
-            .zip(lower)
-            .all(|(a, b)| a.to_ascii_lowercase() == *b)
+        && name.iter().zip(lower).fold(true, |same, (&a, &b)| {
+            let fold = (b & 0x40) >> 1;
+            same & (a | fold == b | fold)
+        })
 }
 
 /// Strips linear white space from both ends.

@@ -96,6 +96,12 @@ const HOST_CLASS: [u8; 256] = {
 /// digits and dots make an IPv4 address, since a toplabel starts with a
 /// letter (RFC 3261 §25.1).
 fn scan_host(s: &[u8]) -> Result<(Host<'_>, usize)> {
+    // An address (a Via's sent-by, mostly) read in the one pass.
+    if s.first().is_some_and(u8::is_ascii_digit) {
+        if let Some(v4) = scan_ipv4(s) {
+            return Ok(v4);
+        }
+    }
     let mut seen = 0u8;
     let mut i = 0;
     while let Some(&b) = s.get(i) {
@@ -119,6 +125,38 @@ fn scan_host(s: &[u8]) -> Result<(Host<'_>, usize)> {
         return Err(ParseError::BadUri);
     }
     Ok((Host::Name(text), i))
+}
+
+/// A dotted quad at the start of `s`, when what follows it cannot go on
+/// as a hostname (then the general path decides: same extent, same
+/// value, as it would find).
+fn scan_ipv4(s: &[u8]) -> Option<(Host<'_>, usize)> {
+    let mut octets = [0u8; 4];
+    let mut n = 0;
+    let mut octet: u16 = 0;
+    let mut digits = 0;
+    let mut i = 0;
+    while let Some(&b) = s.get(i) {
+        match b {
+            b'0'..=b'9' if digits < 3 => {
+                octet = octet * 10 + u16::from(b - b'0');
+                digits += 1;
+            }
+            b'.' if digits > 0 && n < 3 => {
+                octets[n] = u8::try_from(octet).ok()?;
+                n += 1;
+                octet = 0;
+                digits = 0;
+            }
+            _ => break,
+        }
+        i += 1;
+    }
+    if digits == 0 || n != 3 || s.get(i).is_some_and(|&b| HOST_CLASS[b as usize] != 0) {
+        return None;
+    }
+    octets[3] = u8::try_from(octet).ok()?;
+    Some((Host::V4(Ipv4Addr::from(octets)), i))
 }
 
 /// Dotted-quad IPv4 (RFC 3261 §25.1 IPv4address) from digits and dots.
@@ -558,6 +596,39 @@ mod tests {
         assert!(Uri::parse(b"sip:@host").is_err());
         assert!(Uri::parse(b"sip:user@host;%zz").is_err());
         assert!(Uri::parse(b"<sip:host>").is_err());
+    }
+
+    #[test]
+    fn addresses_and_names_that_start_with_digits() {
+        fn host(s: &str) -> Result<Host<'_>> {
+            Host::parse(s.as_bytes())
+        }
+        assert_eq!(host("192.0.2.1"), Ok(Host::V4(Ipv4Addr::new(192, 0, 2, 1))));
+        assert_eq!(host("010.0.0.1"), Ok(Host::V4(Ipv4Addr::new(10, 0, 0, 1))));
+        assert_eq!(
+            host("1.2.3.4a.example"),
+            Ok(Host::Name(b"1.2.3.4a.example"))
+        );
+        assert_eq!(host("1.2.3.4-x"), Ok(Host::Name(b"1.2.3.4-x")));
+        assert_eq!(host("1.2.3.4.com"), Ok(Host::Name(b"1.2.3.4.com")));
+        for bad in [
+            "1.2.3.256",
+            "1.2.3",
+            "1.2.3.4.5",
+            "1..2.3",
+            "1234.1.1.1",
+            "1.2.3.4.",
+        ] {
+            assert!(host(bad).is_err(), "{bad}");
+        }
+        let u = Uri::parse(b"sip:10.0.0.7:5062;transport=udp").unwrap();
+        assert_eq!(
+            (u.host, u.port),
+            (Host::V4(Ipv4Addr::new(10, 0, 0, 7)), Some(5062))
+        );
+        assert!(eq_lower(b"Phone-Context", b"phone-context"));
+        assert!(!eq_lower(b"phone\rcontext", b"phone-context"));
+        assert!(!eq_lower(b"TAG", b"tagx"));
     }
 
     #[test]
