@@ -4,7 +4,6 @@
 //! Record-Route when the script asked for it; a reply comes back, loses our
 //! Via, and goes to the next one.
 
-use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use arrayvec::ArrayString;
@@ -13,6 +12,7 @@ use xxhash_rust::xxh3::Xxh3;
 use crate::modules::rr;
 use crate::script::MsgCtx;
 use crate::sip::build::{BuildError, Edits};
+use crate::sip::text;
 use crate::sip::{HeaderKind, Host, Message, Rport, Span, Via};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +70,8 @@ fn branch_with(ctx: &MsgCtx<'_, '_>, kind: &str) -> ArrayString<18> {
     h.update(b"\0");
     h.update(ctx.uri());
     let mut s = ArrayString::new();
-    let _ = std::fmt::Write::write_fmt(&mut s, format_args!("{kind}{:016x}", h.digest()));
+    let _ = s.try_push_str(kind);
+    let _ = s.try_push_str(text::ascii(text::hex(h.digest(), 16, &mut [0; 16])));
     s
 }
 
@@ -133,7 +134,7 @@ fn build(
     out: &mut Vec<u8>,
 ) -> Result<(), ForwardError> {
     let msg = ctx.msg;
-    let mut mf_digits = [0u8; 3];
+    let mut mf_digits = [0u8; 10];
     let mut e = Edits::new(msg);
     if ctx.uri_rewritten() {
         e.set_request_uri(ctx.uri())?;
@@ -150,24 +151,16 @@ fn build(
                 return Err(ForwardError::MaxForwardsExhausted);
             }
             let next = (v - 1).min(ctx.st.max_forwards_cap.unwrap_or(u8::MAX));
-            let n = {
-                let mut w = &mut mf_digits[..];
-                let _ = write!(w, "{next}");
-                3 - w.len()
-            };
-            e.replace(h.value, &mf_digits[..n])?;
+            e.replace(h.value, text::decimal(u32::from(next), &mut mf_digits))?;
         }
         None => e.max_forwards(ctx.st.max_forwards_insert.unwrap_or(70))?,
     }
     script_edits(ctx, via, transport, &mut e)?;
-    let mut host = ArrayString::<48>::new();
-    let _ = match via.ip() {
-        IpAddr::V4(a) => std::fmt::Write::write_fmt(&mut host, format_args!("{a}")),
-        IpAddr::V6(a) => std::fmt::Write::write_fmt(&mut host, format_args!("[{a}]")),
-    };
+    let mut host = [0; text::IP_TEXT];
+    let host = text::ip(via.ip(), true, &mut host);
     if let Some(kind) = branch_kind {
         let b = branch_with(ctx, kind);
-        e.push_via(transport, host.as_bytes(), Some(via.port()), b.as_bytes())?;
+        e.push_via(transport, host, Some(via.port()), b.as_bytes())?;
     }
     e.write(out)?;
     Ok(())

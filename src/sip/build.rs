@@ -14,6 +14,7 @@ use super::Span;
 use super::header::{Header, HeaderKind};
 use super::limits::{EDIT_SCRATCH, MAX_EDITS};
 use super::message::Message;
+use super::text;
 use super::uri::Host;
 use super::via::{BRANCH_COOKIE, Rport};
 
@@ -43,19 +44,7 @@ impl fmt::Display for BuildError {
 
 impl std::error::Error for BuildError {}
 
-/// Formats `n` in decimal into `digits`, returning the used tail.
-pub fn decimal(n: u32, digits: &mut [u8; 10]) -> &[u8] {
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &digits[i..];
-        }
-    }
-}
+pub use super::text::decimal;
 
 /// Appends a decimal number.
 pub fn push_u32(out: &mut Vec<u8>, n: u32) {
@@ -200,7 +189,7 @@ fn write_with_additions(
             }
             ViaAddition::Received(ip) => {
                 out.extend_from_slice(b";received=");
-                let _ = std::io::Write::write_fmt(out, format_args!("{ip}"));
+                out.extend_from_slice(text::ip(ip, false, &mut [0; text::IP_TEXT]));
             }
             ViaAddition::RportParam(port) => {
                 out.extend_from_slice(b";rport=");
@@ -475,13 +464,7 @@ fn put_u32(s: &mut ArrayVec<u8, EDIT_SCRATCH>, n: u32) -> Option<()> {
 }
 
 fn put_ip(s: &mut ArrayVec<u8, EDIT_SCRATCH>, ip: IpAddr) -> Option<()> {
-    use std::io::Write;
-    // An IPv6 address is at most 45 characters; format on the stack.
-    let mut tmp = [0u8; 48];
-    let mut cursor = std::io::Cursor::new(&mut tmp[..]);
-    write!(cursor, "{ip}").ok()?;
-    let n = cursor.position() as usize;
-    put(s, &tmp[..n])
+    put(s, text::ip(ip, false, &mut [0; text::IP_TEXT]))
 }
 
 #[cfg(test)]

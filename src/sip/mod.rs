@@ -18,6 +18,7 @@ pub mod name_addr;
 pub mod salvage;
 pub mod scan;
 pub mod stream;
+pub mod text;
 pub mod uri;
 pub mod validate;
 pub mod values;

@@ -11,8 +11,7 @@
 
 pub mod actions;
 
-use std::fmt::Write as _;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use arrayvec::{ArrayString, ArrayVec};
 
@@ -21,6 +20,7 @@ use crate::script::MsgCtx;
 use crate::script::ctx::TextEdit;
 use crate::script::uri_ops::Rewrite;
 use crate::sip::limits::MAX_HEADERS;
+use crate::sip::text;
 use crate::sip::{Header, HeaderKind, Message, Method, NameAddr, ParseError, Uri};
 
 const TRUE: i32 = 1;
@@ -59,10 +59,18 @@ pub fn record_route_uri(
     double: bool,
 ) -> Option<ArrayString<RECORD_ROUTE_URI_LEN>> {
     let mut uri = ArrayString::new();
-    match local.ip() {
-        IpAddr::V4(a) => write!(uri, "sip:{a}:{}", local.port()),
-        IpAddr::V6(a) => write!(uri, "sip:[{a}]:{}", local.port()),
-    }
+    uri.try_push_str("sip:").ok()?;
+    uri.try_push_str(text::ascii(text::ip(
+        local.ip(),
+        true,
+        &mut [0; text::IP_TEXT],
+    )))
+    .ok()?;
+    uri.try_push_str(":").ok()?;
+    uri.try_push_str(text::ascii(text::decimal(
+        u32::from(local.port()),
+        &mut [0; 10],
+    )))
     .ok()?;
     if !transport.eq_ignore_ascii_case(b"UDP") {
         uri.try_push_str(";transport=").ok()?;

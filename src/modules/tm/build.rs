@@ -2,11 +2,12 @@
 //! as relayed, before our Via): a branch's request, its CANCEL (§9.1),
 //! the ACK to a non-2xx final reply (§17.1.1.3), and local replies.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use arrayvec::ArrayString;
 
 use crate::sip::build::{BuildError, Edits, push_u32};
+use crate::sip::text;
 use crate::sip::via::BRANCH_COOKIE;
 use crate::sip::{HeaderKind, Message};
 
@@ -22,10 +23,11 @@ pub struct OurVia {
 impl OurVia {
     pub fn new(local: SocketAddr, branch: ArrayString<48>) -> OurVia {
         let mut host = ArrayString::new();
-        let _ = match local.ip() {
-            IpAddr::V4(a) => std::fmt::Write::write_fmt(&mut host, format_args!("{a}")),
-            IpAddr::V6(a) => std::fmt::Write::write_fmt(&mut host, format_args!("[{a}]")),
-        };
+        let _ = host.try_push_str(text::ascii(text::ip(
+            local.ip(),
+            true,
+            &mut [0; text::IP_TEXT],
+        )));
         OurVia {
             host,
             port: local.port(),

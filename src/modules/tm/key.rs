@@ -9,10 +9,10 @@
 //! generation and branch number, so a reply goes straight to its
 //! transaction without hashing (as Kamailio does).
 
-use std::fmt::Write as _;
-
 use arrayvec::ArrayString;
 use xxhash_rust::xxh3::Xxh3;
+
+use crate::sip::text;
 
 use crate::sip::via::BRANCH_COOKIE;
 use crate::sip::{Message, Method};
@@ -78,11 +78,19 @@ impl BranchId {
     /// The branch parameter's value after the magic cookie.
     pub fn encode(&self) -> ArrayString<48> {
         let mut s = ArrayString::new();
-        let _ = write!(
-            s,
-            "{TAG}{:x}.{:x}.{:x}.{:x}",
-            self.bucket, self.slot, self.generation, self.branch
-        );
+        s.push_str(TAG);
+        let parts = [
+            self.bucket,
+            self.slot,
+            self.generation,
+            u32::from(self.branch),
+        ];
+        for (i, part) in parts.into_iter().enumerate() {
+            if i > 0 {
+                s.push('.');
+            }
+            s.push_str(text::ascii(text::hex(u64::from(part), 0, &mut [0; 16])));
+        }
         s
     }
 
