@@ -84,11 +84,7 @@ fn received_additions(
         _ => false,
     };
     let rport_at = match via.rport {
-        Rport::Requested => via
-            .param_iter()
-            .filter_map(|p| p.ok())
-            .find(|p| p.name.eq_ignore_ascii_case(b"rport"))
-            .map(|p| Span::of(msg.buf(), p.name)),
+        Rport::Requested => via.rport_name.map(|n| Span::of(msg.buf(), n)),
         _ => None,
     };
     let mut out = ArrayVec::new();

@@ -32,6 +32,9 @@ pub struct Via<'a> {
     pub branch: Option<&'a [u8]>,
     pub received: Option<&'a [u8]>,
     pub rport: Rport,
+    /// The first `rport` parameter's name as written: where a proxy
+    /// writes the value it fills in (RFC 3581 §4).
+    pub rport_name: Option<&'a [u8]>,
     pub maddr: Option<&'a [u8]>,
     pub ttl: Option<u8>,
 }
@@ -78,6 +81,7 @@ impl<'a> Via<'a> {
             branch: None,
             received: None,
             rport: Rport::Absent,
+            rport_name: None,
             maddr: None,
             ttl: None,
         };
@@ -92,6 +96,7 @@ impl<'a> Via<'a> {
                     via.received = Some(p.value.ok_or(ParseError::BadVia)?);
                 }
                 5 if eq_lower(n, b"rport") => {
+                    via.rport_name = via.rport_name.or(Some(n));
                     via.rport = match p.value {
                         None => Rport::Requested,
                         Some(v) => Rport::Value(parse_u16(v).map_err(|_| ParseError::BadVia)?),
@@ -211,6 +216,14 @@ mod tests {
     fn rport_value_and_ipv6() {
         let v = Via::parse(b"SIP/2.0/UDP [2001:db8::9]:5061;rport=6000").unwrap();
         assert_eq!(v.rport, Rport::Value(6000));
+        assert_eq!(v.rport_name, Some(&b"rport"[..]));
+        // The first one is where a value goes; the last one's value counts.
+        let twice = Via::parse(b"SIP/2.0/UDP h;RPort;branch=z9hG4bKx;rport=7").unwrap();
+        assert_eq!(
+            (twice.rport, twice.rport_name),
+            (Rport::Value(7), Some(&b"RPort"[..]))
+        );
+        assert_eq!(Via::parse(b"SIP/2.0/UDP h").unwrap().rport_name, None);
         assert_eq!(v.port, Some(5061));
         assert!(matches!(v.host, Host::V6(_)));
     }
