@@ -407,6 +407,15 @@ impl<'a> Message<'a> {
             .map_err(|e| *e)
     }
 
+    /// `uri` parsed: the Request-URI's cached parse when `uri` is its
+    /// text (a URI the script did not rewrite), else parsed now.
+    pub fn uri_parsed<'x>(&'x self, uri: &'x [u8]) -> Result<Uri<'x>> {
+        if self.is_request() && uri == self.request_uri_raw() {
+            return self.ruri().copied();
+        }
+        Uri::parse(uri)
+    }
+
     /// The top Via value (cached).
     pub fn top_via(&self) -> Result<&Via<'a>> {
         self.via

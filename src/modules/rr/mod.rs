@@ -232,8 +232,10 @@ fn plan<'m>(
     let last = set.entries.len() - 1;
     // §16.4: a strict router before us put the URI we record-routed with
     // into the Request-URI; the one meant is the last Route value.
-    let strict_previous_hop =
-        in_dialog(msg) && Uri::parse(request_uri).is_ok_and(|u| myself.has_uri(&u));
+    let strict_previous_hop = in_dialog(msg)
+        && msg
+            .uri_parsed(request_uri)
+            .is_ok_and(|u| myself.has_uri(&u));
     if strict_previous_hop {
         p.request_uri = Some(set.uri(last)?.raw);
     }

@@ -9,7 +9,7 @@
 //! generation and branch number, so a reply goes straight to its
 //! transaction without hashing (as Kamailio does).
 
-use arrayvec::ArrayString;
+use arrayvec::{ArrayString, ArrayVec};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::sip::text;
@@ -77,8 +77,9 @@ const TAG: &str = "t";
 impl BranchId {
     /// The branch parameter's value after the magic cookie.
     pub fn encode(&self) -> ArrayString<48> {
-        let mut s = ArrayString::new();
-        s.push_str(TAG);
+        // At most 1 + 4 * 8 + 3 bytes: the text, then one conversion.
+        let mut bytes = ArrayVec::<u8, 48>::new();
+        bytes.extend(TAG.bytes());
         let parts = [
             self.bucket,
             self.slot,
@@ -87,10 +88,12 @@ impl BranchId {
         ];
         for (i, part) in parts.into_iter().enumerate() {
             if i > 0 {
-                s.push('.');
+                bytes.push(b'.');
             }
-            s.push_str(text::ascii(text::hex(u64::from(part), 0, &mut [0; 16])));
+            let _ = bytes.try_extend_from_slice(text::hex(u64::from(part), 0, &mut [0; 16]));
         }
+        let mut s = ArrayString::new();
+        let _ = s.try_push_str(text::ascii(&bytes));
         s
     }
 

@@ -51,7 +51,11 @@ enum BranchVerdict {
 /// Host, port and transport a URI sends to (RFC 3263's simple case: the
 /// host and port as written, 5060 or 5061 when no port).
 pub(crate) fn uri_target(uri: &[u8]) -> Option<(ArrayString<255>, u16, Proto)> {
-    let u = Uri::parse(uri).ok()?;
+    target_of(&Uri::parse(uri).ok()?)
+}
+
+/// [`uri_target`] of a parsed URI.
+fn target_of(u: &Uri<'_>) -> Option<(ArrayString<255>, u16, Proto)> {
     if u.host == UriHost::None {
         return None;
     }
@@ -335,7 +339,8 @@ impl TmState {
                     Some((host, p, Proto::Udp))
                 }
                 None if !self.branch_dst.is_empty() => uri_target(&self.branch_dst),
-                None => uri_target(uri),
+                // The Request-URI as received is parsed already.
+                None => ctx.msg.uri_parsed(uri).ok().and_then(|u| target_of(&u)),
             }
             .map(|(h, p, proto)| (h, p, to.proto.unwrap_or(proto)));
             // Whether UDP was asked for: by the action, or the next hop's
