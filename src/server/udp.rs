@@ -620,3 +620,43 @@ mod balance_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod outbox_tests {
+    use std::net::UdpSocket;
+    use std::time::Duration;
+
+    use super::{NoStreams, Outbox};
+
+    /// The headers are set up once and reused: a flush of fewer datagrams
+    /// after a larger one, to other addresses, sends exactly its own.
+    #[test]
+    fn a_smaller_flush_after_a_larger_sends_only_its_own_datagrams() {
+        let from = [UdpSocket::bind("127.0.0.1:0").unwrap()];
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for s in [&a, &b] {
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        }
+        let mut out = Outbox::new();
+        for i in 0..3 {
+            out.push(0, a.local_addr().unwrap())
+                .extend_from_slice(format!("first {i}").as_bytes());
+        }
+        assert_eq!(out.flush(&from, &mut NoStreams), 0);
+        out.push(0, b.local_addr().unwrap())
+            .extend_from_slice(b"second, a longer datagram");
+        assert_eq!(out.flush(&from, &mut NoStreams), 0);
+        let mut buf = [0u8; 64];
+        for i in 0..3 {
+            let n = a.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], format!("first {i}").as_bytes());
+        }
+        let n = b.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"second, a longer datagram");
+        // Nothing more went anywhere.
+        a.set_nonblocking(true).unwrap();
+        b.set_nonblocking(true).unwrap();
+        assert!(a.recv(&mut buf).is_err() && b.recv(&mut buf).is_err());
+    }
+}
