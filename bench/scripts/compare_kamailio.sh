@@ -1,22 +1,27 @@
 #!/usr/bin/env bash
 # rser against Kamailio in one run, same sipp load, for one job: stateless
 # forwarding or stateful relay (t_relay with record-routing):
-# sipp uac -> proxy (127.0.0.1:5060, 2 workers) -> sipp uas (127.0.0.1:5070).
+# sipp uac -> proxy (127.0.0.1:5060, WORKERS workers, 2 unless set, the
+# same number for each: `children=` of both configs) -> sipp uas
+# (127.0.0.1:5070).
 # For each proxy: calls completed and failed, and the CPU its processes
 # spent (utime+stime from /proc, steady part of the run) per call; for
 # the stateless job, rser-floor (a forwarder that parses nothing) too.
 #
-# Usage: bench/scripts/compare_kamailio.sh [RATE calls/s] [SECONDS] [stateless|stateful]
+# Usage: [WORKERS=N] bench/scripts/compare_kamailio.sh [RATE calls/s] [SECONDS] [stateless|stateful]
 # Needs: sipp (sip-tester), kamailio, a release build of rser.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RATE=${1:-500}
 SECS=${2:-20}
 JOB=${3:-stateless}
-KAM_CFG=${KAM_CFG:-../shared/anchors/kamailio/$JOB.cfg}
-RSER_CFG=bench/configs/$JOB.cfg
+WORKERS=${WORKERS:-2}
 OUT=$(mktemp -d)
 trap 'pkill -P $$ 2>/dev/null || true; rm -rf "$OUT"' EXIT
+sed "s/^children=.*/children=$WORKERS/" "${KAM_CFG:-../shared/anchors/kamailio/$JOB.cfg}" >"$OUT/kamailio.cfg"
+sed "s/^children=.*/children=$WORKERS/" "bench/configs/$JOB.cfg" >"$OUT/rser.cfg"
+KAM_CFG=$OUT/kamailio.cfg
+RSER_CFG=$OUT/rser.cfg
 cargo build --release --bin rser >/dev/null 2>&1
 cargo build --release -p rser-bench --bin rser-floor >/dev/null 2>&1
 . bench/scripts/lib.sh
@@ -36,7 +41,7 @@ run_one() {
         sleep 1
         ;;
     floor)
-        target/release/rser-floor --listen 127.0.0.1:5060 --to 127.0.0.1:5070 --workers 2 \
+        target/release/rser-floor --listen 127.0.0.1:5060 --to 127.0.0.1:5070 --workers "$WORKERS" \
             >"$OUT/floor.log" 2>&1 &
         pid=$!
         sleep 1
