@@ -39,6 +39,18 @@ pub fn hex(n: u64, min_digits: usize, digits: &mut [u8; 16]) -> &[u8] {
     }
 }
 
+/// Hexadecimal digits (either case, no sign) read back: `None` for
+/// none, anything else, or more than 16.
+pub fn parse_hex(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 16 {
+        return None;
+    }
+    s.iter().try_fold(0u64, |n, &b| {
+        let d = (b as char).to_digit(16)?;
+        Some(n << 4 | u64::from(d))
+    })
+}
+
 /// An address as text, an IPv6 one in brackets when `bracket_v6` (a
 /// host in a URI or a Via, RFC 3261 §25.1 IPv6reference), into `out`;
 /// returns the used head.
@@ -111,6 +123,16 @@ mod tests {
             x ^= x << 5;
             let a = IpAddr::V4(Ipv4Addr::from(x));
             assert_eq!(ip(a, true, &mut [0; IP_TEXT]), a.to_string().as_bytes());
+        }
+        for (s, n) in [
+            (&b"0"[..], Some(0)),
+            (b"fF", Some(255)),
+            (b"ffffffffffffffff", Some(u64::MAX)),
+        ] {
+            assert_eq!(parse_hex(s), n);
+        }
+        for bad in [&b""[..], b"+1", b"-1", b"g", b"1 ", b"10000000000000000"] {
+            assert_eq!(parse_hex(bad), None, "{bad:?}");
         }
         let v6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
         assert_eq!(ip(v6, true, &mut [0; IP_TEXT]), b"[2001:db8::1]");

@@ -109,7 +109,7 @@ impl BranchId {
             if p.is_empty() || p.len() > 8 {
                 return None;
             }
-            u32::from_str_radix(std::str::from_utf8(p).ok()?, 16).ok()
+            u32::try_from(text::parse_hex(p)?).ok()
         };
         let id = BranchId {
             bucket: next()?,
@@ -260,6 +260,8 @@ mod tests {
             "z9hG4bKt1..3.4",
             "z9hG4bKt123456789.1.1.1",
             "z9hG4bKtx.1.1.1",
+            // Digits only: no sign, though str::from_str_radix takes one.
+            "z9hG4bKt+1.1.1.1",
             "t1.2.3.4",
         ] {
             assert_eq!(BranchId::decode(bad.as_bytes()), None, "{bad}");
