@@ -244,14 +244,13 @@ fn via_is_ours(v: &Via<'_>, ours: &[SocketAddr]) -> bool {
 pub fn reply_next_hop<'b>(
     reply: &Message<'b>,
     ours: &[SocketAddr],
-) -> Result<NextHop<'b>, ReplyError> {
+) -> Result<(NextHop<'b>, crate::cfg::settings::Proto), ReplyError> {
     let top = reply.top_via().map_err(|_| ReplyError::BadVia)?;
     if !via_is_ours(top, ours) {
         return Err(ReplyError::NotOurs);
     }
     let next = reply
-        .vias()
-        .nth(1)
+        .via_at(1)
         .ok_or(ReplyError::NoNextHop)?
         .map_err(|_| ReplyError::BadVia)?;
     let port = match next.rport {
@@ -262,22 +261,23 @@ pub fn reply_next_hop<'b>(
         Some(Ok(r)) => r.parse::<IpAddr>().ok(),
         _ => None,
     };
-    Ok(match (ip, next.host) {
+    let hop = match (ip, next.host) {
         (Some(ip), _) => NextHop::Addr(SocketAddr::new(ip, port)),
         (None, Host::V4(a)) => NextHop::Addr(SocketAddr::new(IpAddr::V4(a), port)),
         (None, Host::V6(a)) => NextHop::Addr(SocketAddr::new(IpAddr::V6(a), port)),
         (None, Host::Name(n)) => NextHop::Name(n, port),
         (None, Host::None) => return Err(ReplyError::BadVia),
-    })
+    };
+    Ok((hop, reply_transport(&next)))
 }
 
 /// The transport a reply goes on: the one the next Via names (UDP if it
 /// names another or none).
-pub fn reply_transport(reply: &Message<'_>) -> crate::cfg::settings::Proto {
+fn reply_transport(next: &Via<'_>) -> crate::cfg::settings::Proto {
     use crate::cfg::settings::Proto;
-    match reply.vias().nth(1) {
-        Some(Ok(v)) if v.transport.eq_ignore_ascii_case(b"TCP") => Proto::Tcp,
-        Some(Ok(v)) if v.transport.eq_ignore_ascii_case(b"TLS") => Proto::Tls,
+    match next.transport {
+        t if t.eq_ignore_ascii_case(b"TCP") => Proto::Tcp,
+        t if t.eq_ignore_ascii_case(b"TLS") => Proto::Tls,
         _ => Proto::Udp,
     }
 }

@@ -917,7 +917,7 @@ impl<'a> Worker<'a> {
     }
 
     fn reply(&mut self, msg: &Message<'_>, src: SocketAddr) {
-        let hop = match proxy::reply_next_hop(msg, &self.locals) {
+        let (hop, proto) = match proxy::reply_next_hop(msg, &self.locals) {
             Ok(h) => h,
             Err(ReplyError::NotOurs) => {
                 self.count(Counter::RepliesNotOurs);
@@ -941,7 +941,6 @@ impl<'a> Worker<'a> {
             self.count(Counter::SendErrors);
             return;
         };
-        let proto = proxy::reply_transport(msg);
         let Some(sock) = self.socket_of(proto, dest) else {
             self.count(Counter::SendErrors);
             log::debug!("reply to {}:{dest}: no such socket", proto.name());

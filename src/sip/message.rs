@@ -424,6 +424,18 @@ impl<'a> Message<'a> {
             .map_err(|e| *e)
     }
 
+    /// The `n`th Via value (0: the top one, cached), the ones before it
+    /// not parsed.
+    pub fn via_at(&self, n: usize) -> Option<Result<Via<'a>>> {
+        match n {
+            0 => self.first(HeaderKind::Via).map(|_| self.top_via().copied()),
+            n => self
+                .all(HeaderKind::Via)
+                .nth(n)
+                .map(|h| Via::parse(self.value(h))),
+        }
+    }
+
     /// Every Via value in order, each parsed when reached.
     pub fn vias(&self) -> impl Iterator<Item = Result<Via<'a>>> + '_ {
         self.all(HeaderKind::Via).map(|h| Via::parse(self.value(h)))
@@ -617,6 +629,10 @@ v=0\r\n";
         assert_eq!(m.top_via().unwrap().branch, Some(&b"z9hG4bK776asdhds"[..]));
         let vias: Vec<_> = m.vias().map(|v| v.unwrap().port).collect();
         assert_eq!(vias, vec![None, Some(5070), None]);
+        let at: Vec<_> = (0..4)
+            .map(|n| m.via_at(n).map(|v| v.unwrap().port))
+            .collect();
+        assert_eq!(at, vec![Some(None), Some(Some(5070)), Some(None), None]);
         assert_eq!(m.max_forwards(), Ok(Some(70)));
         assert_eq!(m.to().unwrap().tag, None);
         assert_eq!(m.from().unwrap().tag, Some(&b"1928301774"[..]));
