@@ -103,19 +103,23 @@ fn negative_reply_is_acked_hop_by_hop_and_the_callers_ack_absorbed() {
     assert!(expect(&caller, "SIP/2.0 486", Duration::from_millis(800)).is_none());
 }
 
+/// When (ms from now) the first `n` INVITEs reach `callee`, each awaited
+/// at most a second.
+fn invite_times(callee: &Peer, n: usize) -> Vec<u64> {
+    let t0 = Instant::now();
+    let mut seen = Vec::new();
+    while seen.len() < n && expect(callee, "INVITE", SEC).is_some() {
+        seen.push(t0.elapsed().as_millis() as u64);
+    }
+    seen
+}
+
 #[test]
 fn a_silent_callee_sees_retransmissions_and_the_caller_gets_408() {
     let (caller, callee) = (Peer::new(), Peer::new());
     let rser = Server::start(&config(&[&callee], None, ""), 2, &[]);
     caller.send(rser.addr, &caller.invite("tm-408"));
-    let t0 = Instant::now();
-    let mut seen = Vec::new();
-    while seen.len() < 3 {
-        let Some(_) = expect(&callee, "INVITE", SEC) else {
-            break;
-        };
-        seen.push(t0.elapsed().as_millis() as u64);
-    }
+    let seen = invite_times(&callee, 3);
     assert_eq!(seen.len(), 3, "original and two retransmissions: {seen:?}");
     // Not early (less a receive jitter; the exact times, T1 and 3*T1, are
     // asserted on the simulated clock: server/harness_tests.rs).
@@ -163,14 +167,7 @@ fn busy_workers_take_the_timers_that_fall_due() {
             }
         })
     };
-    let t0 = Instant::now();
-    let mut seen = Vec::new();
-    while seen.len() < 3 {
-        let Some(_) = expect(&callee, "INVITE", SEC) else {
-            break;
-        };
-        seen.push(t0.elapsed().as_millis() as u64);
-    }
+    let seen = invite_times(&callee, 3);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     pinger.join().unwrap();
     assert_eq!(seen.len(), 3, "original and two retransmissions: {seen:?}");

@@ -2,6 +2,7 @@
 //! (RFC 3261 §7.3.3, §20) and the index entry the framing pass builds.
 
 use super::Span;
+use super::scan::eq_lower;
 
 /// A header field the server recognises by name. Names compare
 /// case-insensitively (RFC 3261 §7.3.1); compact forms map to the same kind.
@@ -120,44 +121,46 @@ impl HeaderKind {
     }
 }
 
+/// Every kind but `Other`, in declaration order: each has a long name.
+pub(crate) const KNOWN: [HeaderKind; HeaderKind::COUNT - 1] = [
+    HeaderKind::Via,
+    HeaderKind::From,
+    HeaderKind::To,
+    HeaderKind::CallId,
+    HeaderKind::CSeq,
+    HeaderKind::MaxForwards,
+    HeaderKind::Contact,
+    HeaderKind::Route,
+    HeaderKind::RecordRoute,
+    HeaderKind::ContentLength,
+    HeaderKind::ContentType,
+    HeaderKind::ContentEncoding,
+    HeaderKind::Expires,
+    HeaderKind::Authorization,
+    HeaderKind::ProxyAuthorization,
+    HeaderKind::WwwAuthenticate,
+    HeaderKind::ProxyAuthenticate,
+    HeaderKind::Supported,
+    HeaderKind::Require,
+    HeaderKind::ProxyRequire,
+    HeaderKind::Unsupported,
+    HeaderKind::Allow,
+    HeaderKind::Accept,
+    HeaderKind::Subject,
+    HeaderKind::Date,
+    HeaderKind::UserAgent,
+    HeaderKind::Server,
+    HeaderKind::Event,
+    HeaderKind::AllowEvents,
+    HeaderKind::ReferTo,
+    HeaderKind::ReferredBy,
+    HeaderKind::SessionExpires,
+    HeaderKind::MinExpires,
+];
+
 /// Every spelling recognised: the long names, then the compact forms
 /// (RFC 3261 §7.3.3 and the RFCs that define the others).
 const SPELLINGS: [(&[u8], HeaderKind); 48] = {
-    const LONG: [HeaderKind; 33] = [
-        HeaderKind::Via,
-        HeaderKind::From,
-        HeaderKind::To,
-        HeaderKind::CallId,
-        HeaderKind::CSeq,
-        HeaderKind::MaxForwards,
-        HeaderKind::Contact,
-        HeaderKind::Route,
-        HeaderKind::RecordRoute,
-        HeaderKind::ContentLength,
-        HeaderKind::ContentType,
-        HeaderKind::ContentEncoding,
-        HeaderKind::Expires,
-        HeaderKind::Authorization,
-        HeaderKind::ProxyAuthorization,
-        HeaderKind::WwwAuthenticate,
-        HeaderKind::ProxyAuthenticate,
-        HeaderKind::Supported,
-        HeaderKind::Require,
-        HeaderKind::ProxyRequire,
-        HeaderKind::Unsupported,
-        HeaderKind::Allow,
-        HeaderKind::Accept,
-        HeaderKind::Subject,
-        HeaderKind::Date,
-        HeaderKind::UserAgent,
-        HeaderKind::Server,
-        HeaderKind::Event,
-        HeaderKind::AllowEvents,
-        HeaderKind::ReferTo,
-        HeaderKind::ReferredBy,
-        HeaderKind::SessionExpires,
-        HeaderKind::MinExpires,
-    ];
     const COMPACT: [(&[u8], HeaderKind); 15] = [
         (b"v", HeaderKind::Via),
         (b"f", HeaderKind::From),
@@ -177,12 +180,12 @@ const SPELLINGS: [(&[u8], HeaderKind); 48] = {
     ];
     let mut all: [(&[u8], HeaderKind); 48] = [(b"", HeaderKind::Other); 48];
     let mut i = 0;
-    while i < LONG.len() {
-        all[i] = (LONG[i].name().as_bytes(), LONG[i]);
+    while i < KNOWN.len() {
+        all[i] = (KNOWN[i].name().as_bytes(), KNOWN[i]);
         i += 1;
     }
     while i < all.len() {
-        all[i] = COMPACT[i - LONG.len()];
+        all[i] = COMPACT[i - KNOWN.len()];
         i += 1;
     }
     all
@@ -238,10 +241,7 @@ fn eq_token_ignore_case(name: &[u8], canonical: &[u8]) -> bool {
         4..=7 => same(0, 4) && same(n - 4, 4),
         8..=16 => same(0, 8) && same(n - 8, 8),
         17..=24 => same(0, 8) && same(8, 8) && same(n - 8, 8),
-        _ => name.iter().zip(canonical).all(|(&x, &y)| {
-            let fold = (y & 0x40) >> 1;
-            x | fold == y | fold
-        }),
+        _ => eq_lower(name, canonical),
     }
 }
 
@@ -315,7 +315,7 @@ mod tests {
 
     #[test]
     fn every_kind_round_trips_through_its_name() {
-        for kind in ALL {
+        for kind in KNOWN {
             assert_eq!(
                 HeaderKind::from_name(kind.name().as_bytes()),
                 kind,
@@ -323,40 +323,4 @@ mod tests {
             );
         }
     }
-
-    const ALL: [HeaderKind; HeaderKind::COUNT - 1] = [
-        HeaderKind::Via,
-        HeaderKind::From,
-        HeaderKind::To,
-        HeaderKind::CallId,
-        HeaderKind::CSeq,
-        HeaderKind::MaxForwards,
-        HeaderKind::Contact,
-        HeaderKind::Route,
-        HeaderKind::RecordRoute,
-        HeaderKind::ContentLength,
-        HeaderKind::ContentType,
-        HeaderKind::ContentEncoding,
-        HeaderKind::Expires,
-        HeaderKind::Authorization,
-        HeaderKind::ProxyAuthorization,
-        HeaderKind::WwwAuthenticate,
-        HeaderKind::ProxyAuthenticate,
-        HeaderKind::Supported,
-        HeaderKind::Require,
-        HeaderKind::ProxyRequire,
-        HeaderKind::Unsupported,
-        HeaderKind::Allow,
-        HeaderKind::Accept,
-        HeaderKind::Subject,
-        HeaderKind::Date,
-        HeaderKind::UserAgent,
-        HeaderKind::Server,
-        HeaderKind::Event,
-        HeaderKind::AllowEvents,
-        HeaderKind::ReferTo,
-        HeaderKind::ReferredBy,
-        HeaderKind::SessionExpires,
-        HeaderKind::MinExpires,
-    ];
 }

@@ -68,9 +68,7 @@ pub fn is_token(s: &[u8]) -> bool {
 /// dispatch and setup of a SIMD search cost more than the search.
 #[inline]
 pub fn find_byte(s: &[u8], needle: u8) -> Option<usize> {
-    // From 16 bytes, the memchr crate's SSE2 routine taken directly (SSE2
-    // is part of x86_64, so it inlines here; its runtime dispatch is what
-    // a plain `memchr::memchr` call pays).
+    // From 16 bytes, 16 at a time with SSE2 (part of x86_64).
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     if s.len() >= 16 {
         return find_byte_sse2(s, needle);
@@ -162,9 +160,9 @@ pub fn all_visible(s: &[u8]) -> bool {
         .fold(true, |ok, &b| ok & (b.wrapping_sub(0x21) < 0x5e))
 }
 
-/// ASCII case-insensitive equality for `name` against `lower`, made of
-/// lower-case letters and bytes below 0x40 (digits, '-'): the parameter
-/// and scheme names the parsers recognise.
+/// ASCII case-insensitive equality for `name` against `lower`, a name
+/// made of letters (of either case) and bytes below 0x40 (digits, '-'):
+/// the parameter, scheme and header names the parsers recognise.
 #[inline]
 pub fn eq_lower(name: &[u8], lower: &[u8]) -> bool {
     // Bit 0x20 set on both sides where `lower` has a letter (bit 0x40),

@@ -116,20 +116,17 @@ fn scan_host(s: &[u8]) -> Result<(Host<'_>, usize)> {
     if text.is_empty() {
         return Err(ParseError::BadUri);
     }
-    if seen & 4 == 0 {
-        return parse_ipv4(text)
-            .map(|a| (Host::V4(a), i))
-            .ok_or(ParseError::BadUri);
-    }
-    if text[0] == b'.' || text[0] == b'-' {
+    // Digits and dots only would be an address, which scan_ipv4 read if
+    // it was one; a label starts with a letter or digit.
+    if seen & 4 == 0 || text[0] == b'.' || text[0] == b'-' {
         return Err(ParseError::BadUri);
     }
     Ok((Host::Name(text), i))
 }
 
-/// A dotted quad at the start of `s`, when what follows it cannot go on
-/// as a hostname (then the general path decides: same extent, same
-/// value, as it would find).
+/// A dotted quad (RFC 3261 §25.1 IPv4address) at the start of `s`, when
+/// what follows it cannot go on as a hostname; otherwise `None`, and the
+/// general path reads a name or refuses.
 fn scan_ipv4(s: &[u8]) -> Option<(Host<'_>, usize)> {
     let mut octets = [0u8; 4];
     let mut n = 0;
@@ -157,36 +154,6 @@ fn scan_ipv4(s: &[u8]) -> Option<(Host<'_>, usize)> {
     }
     octets[3] = u8::try_from(octet).ok()?;
     Some((Host::V4(Ipv4Addr::from(octets)), i))
-}
-
-/// Dotted-quad IPv4 (RFC 3261 §25.1 IPv4address) from digits and dots.
-fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
-    let mut octets = [0u8; 4];
-    let mut n = 0;
-    let mut octet: u16 = 0;
-    let mut digits = 0;
-    for &b in s {
-        if b == b'.' {
-            if digits == 0 || n == 3 {
-                return None;
-            }
-            octets[n] = u8::try_from(octet).ok()?;
-            n += 1;
-            octet = 0;
-            digits = 0;
-        } else {
-            digits += 1;
-            if digits > 3 {
-                return None;
-            }
-            octet = octet * 10 + u16::from(b - b'0');
-        }
-    }
-    if digits == 0 || n != 3 {
-        return None;
-    }
-    octets[3] = u8::try_from(octet).ok()?;
-    Some(Ipv4Addr::from(octets))
 }
 
 /// A parsed URI. Slices borrow the message buffer; escapes are not decoded.

@@ -213,17 +213,7 @@ impl Wheel {
     /// lap, or later in the current tick, stay. A slot is taken at the
     /// first pass at or after its due time.
     pub fn take_due<const N: usize>(&self, table: &Table, now: u64, out: &mut ArrayVec<u32, N>) {
-        for k in 0..SHARDS {
-            // Nothing in it is due before its hint: not even locked.
-            if self.hint(k).load(Ordering::Relaxed) > now {
-                continue;
-            }
-            if let Some(mut h) = self.hold(table, k, true) {
-                if !take_shard(&mut h, table, now, out) {
-                    return;
-                }
-            }
-        }
+        self.take(table, now, out, true);
     }
 
     /// What a worker takes after a batch: the slots due by `now` in the
@@ -241,15 +231,30 @@ impl Wheel {
         if seen.load(Ordering::Relaxed) + TICK_MS <= now {
             seen.store(now, Ordering::Relaxed);
         }
+        self.take(table, now, out, false)
+    }
+
+    /// The shards' passes for both takers: those whose hint is due, held
+    /// (`wait`ing for a held one, or passing it by); returns the earliest
+    /// hint left (now, for a shard passed by or not finished).
+    fn take<const N: usize>(
+        &self,
+        table: &Table,
+        now: u64,
+        out: &mut ArrayVec<u32, N>,
+        wait: bool,
+    ) -> u64 {
         let mut next = u64::MAX;
         for k in 0..SHARDS {
+            // Nothing in it is due before its hint: not even locked.
             let hint = self.hint(k).load(Ordering::Relaxed);
             if hint > now {
                 next = next.min(hint);
                 continue;
             }
-            // Held: another process is at it (or arming); look again soon.
-            let Some(mut h) = self.hold(table, k, false) else {
+            // Held (not waited for): another process is at it (or
+            // arming); look again soon.
+            let Some(mut h) = self.hold(table, k, wait) else {
                 next = now;
                 continue;
             };
